@@ -1,0 +1,86 @@
+"""Errors a user can act on, and the process exit codes the front ends map them to.
+
+Every failure caused by the user's input (files, settings, data) is raised as a
+`GgflipError` subclass whose message names what to fix. The CLI prints it as one
+`ggflip: error: ...` line and exits with the subclass's `exit_code`; the TUI shows
+it in a notification. Programming errors stay ordinary exceptions.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the `ggflip` command, the one place they are defined."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    CONFIG = 3
+    MODEL = 4
+    DATA = 5
+    VOCAB_MISMATCH = 6
+    CACHE = 7
+    DISK = 8
+    BACKEND = 9
+    INTERRUPTED = 130
+
+
+class GgflipError(Exception):
+    """Base of all errors whose message is meant for the user."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class UsageError(GgflipError):
+    """A command-line flag or combination of flags is wrong."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(GgflipError):
+    """models.toml (or another settings file) is missing, unparsable or invalid."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class ModelFileError(GgflipError):
+    """A GGUF file is missing, not a GGUF, truncated, or fails to load."""
+
+    exit_code = ExitCode.MODEL
+
+
+class DataError(GgflipError):
+    """A question file or dataset is missing or has malformed rows."""
+
+    exit_code = ExitCode.DATA
+
+
+class VocabMismatchError(GgflipError):
+    """Baseline and quant do not share one vocabulary, so KL between them is meaningless."""
+
+    exit_code = ExitCode.VOCAB_MISMATCH
+
+
+class CacheError(GgflipError):
+    """A cache file is unreadable or cannot be written."""
+
+    exit_code = ExitCode.CACHE
+
+
+class DiskFullError(GgflipError):
+    """Writing results failed for lack of disk space; finished work already on disk is kept."""
+
+    exit_code = ExitCode.DISK
+
+
+class BackendError(GgflipError):
+    """llama.cpp refused an operation (context creation, decode) for a reason the user can fix."""
+
+    exit_code = ExitCode.BACKEND
+
+
+class RunInterrupted(GgflipError):
+    """The run was stopped by the user (Ctrl-C or a cancel) between questions."""
+
+    exit_code = ExitCode.INTERRUPTED
