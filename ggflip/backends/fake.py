@@ -1,0 +1,124 @@
+"""A deterministic fake backend: logits are a pure function of the tokens, for millisecond tests.
+
+Each fake model is a `FakeModel`: a vocabulary, and a `noise` level. Its logits at a position
+are a fixed pseudo-random vector seeded by a hash of the preceding tokens (shared by every
+fake model of the same vocabulary), plus `noise` times a second vector seeded by the model's
+`noise_seed`: noise 0 reproduces the baseline exactly, larger noise drifts further, like a
+coarser quant. A `bias` map can push chosen tokens up to script exact answers in tests.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ggflip.backends.base import ModelProbe, ScoreRequest
+from ggflip.config import ModelSpec
+from ggflip.errors import ModelFileError
+
+FAKE_VOCAB: tuple[str, ...] = (
+    ("<bos>", "<eos>", "A", "B", "C", "D", "E", " A", " B", " C", " D", " E", ":", ".", "\n", " ")
+    + tuple(f"w{i}" for i in range(240))
+)
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+@dataclass(frozen=True)
+class FakeModel:
+    """The behaviour of one fake model file."""
+
+    noise: float = 0.0
+    noise_seed: int = 1
+    vocab: tuple[str, ...] = FAKE_VOCAB
+    scale: float = 3.0
+    bias: Mapping[int, float] = field(default_factory=dict)
+
+
+class FakeBackend:
+    """Backend protocol over a FakeModel; tokenizes on whitespace and known pieces."""
+
+    def __init__(self, model: FakeModel, n_ctx: int = 4096) -> None:
+        self._model = model
+        self._n_ctx = n_ctx
+        self._index = {piece: i for i, piece in enumerate(model.vocab)}
+        self.calls = 0
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self._model.vocab)
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        """Exact pieces first (" A", "A", ":"), else one stable `w<i>` token per word."""
+        ids = [0] if add_bos else []
+        if text in self._index:
+            return ids + [self._index[text]]
+        n_words = len(self.vocab_words)
+        for word in text.split():
+            if word in self._index:
+                ids.append(self._index[word])
+            else:
+                ids.append(self._index[self.vocab_words[_seed(word) % n_words]])
+        return ids
+
+    @property
+    def vocab_words(self) -> list[str]:
+        return [piece for piece in self._model.vocab if piece.startswith("w")]
+
+    def logits(self, requests: Sequence[ScoreRequest]) -> list[NDArray[np.float32]]:
+        self.calls += 1
+        out = []
+        for request in requests:
+            if len(request.tokens) > self._n_ctx:
+                raise ValueError("request longer than n_ctx")
+            rows = [self._logits_after(request.tokens[: p + 1]) for p in request.positions]
+            out.append(np.stack(rows).astype(np.float32))
+        return out
+
+    def _logits_after(self, prefix: Sequence[int]) -> NDArray[np.float64]:
+        n = self.n_vocab
+        base = np.random.default_rng(_seed("ctx", tuple(prefix))).standard_normal(n) * self._model.scale
+        if self._model.noise:
+            rng = np.random.default_rng(_seed("noise", self._model.noise_seed, tuple(prefix)))
+            base = base + self._model.noise * rng.standard_normal(n) * self._model.scale
+        for token, bias in self._model.bias.items():
+            base[token] += bias
+        return base
+
+    def close(self) -> None:
+        pass
+
+
+class FakeBackendFactory:
+    """Maps model paths to FakeModels; a path not in the map is a missing file."""
+
+    def __init__(self, models: Mapping[str | Path, FakeModel], n_ctx: int = 4096) -> None:
+        self._models = {str(path): model for path, model in models.items()}
+        self._n_ctx = n_ctx
+        self.opened: list[str] = []
+
+    def _model(self, spec: ModelSpec) -> FakeModel:
+        if str(spec.path) not in self._models:
+            raise ModelFileError(f"{spec.path}: model file not found")
+        return self._models[str(spec.path)]
+
+    def probe(self, spec: ModelSpec) -> ModelProbe:
+        model = self._model(spec)
+        fingerprint = hashlib.sha256("\n".join(model.vocab).encode()).hexdigest()[:16]
+        identity = f"fake:{spec.path}:{model.noise}:{model.noise_seed}:{sorted(model.bias.items())}"
+        return ModelProbe(len(model.vocab), fingerprint, "fake", identity)
+
+    def open(self, spec: ModelSpec) -> FakeBackend:
+        self.opened.append(spec.label)
+        return FakeBackend(self._model(spec), self._n_ctx)

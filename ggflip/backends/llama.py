@@ -1,0 +1,183 @@
+"""The llama.cpp backend, over llama-cpp-python's low-level API.
+
+Each request is decoded in an explicit `llama_batch` with logits requested only at the
+scored positions and read with `llama_get_logits_ith`, so memory is one n_vocab row per
+scored position, never n_ctx x n_vocab (the `logits_all=True` path of the high-level API).
+Several requests share one decode under distinct sequence ids (up to `n_seq_max`), packed
+into batches of at most `n_batch` tokens. Native logs go to Python logging (`ggflip.llama`).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ggflip.backends.base import ModelProbe, ScoreRequest
+from ggflip.config import LlamaSettings, ModelSpec
+from ggflip.errors import BackendError, ModelFileError
+from ggflip.gguf_info import file_identity, read_header
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def _llama():  # type: ignore[no-untyped-def]
+    """Import llama_cpp once, initialise its backend and route its logs to Python logging."""
+    global _initialized
+    import llama_cpp
+
+    from ggflip.llama_log import install_llama_log_handler
+
+    with _init_lock:
+        if not _initialized:
+            install_llama_log_handler()
+            llama_cpp.llama_backend_init()
+            _initialized = True
+    return llama_cpp
+
+
+class LlamaBackend:
+    """One GGUF loaded in llama.cpp with one context."""
+
+    def __init__(self, path: Path, settings: LlamaSettings) -> None:
+        lib = _llama()
+        self._lib = lib
+        model_params = lib.llama_model_default_params()
+        model_params.n_gpu_layers = settings.n_gpu_layers
+        model_params.main_gpu = settings.main_gpu
+        model_params.use_mmap = settings.use_mmap
+        self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self._model:
+            raise ModelFileError(f"{path}: llama.cpp could not load this model (see the log for the reason)")
+        self._vocab = lib.llama_model_get_vocab(self._model)
+        self._n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
+        self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
+        self._bos = int(lib.llama_vocab_bos(self._vocab))
+        ctx_params = lib.llama_context_default_params()
+        ctx_params.n_ctx = settings.n_ctx
+        ctx_params.n_batch = min(settings.n_batch, settings.n_ctx)
+        ctx_params.n_ubatch = min(settings.n_ubatch, settings.n_batch, settings.n_ctx)
+        ctx_params.n_seq_max = settings.n_seq_max
+        ctx_params.n_threads = settings.resolved_threads()
+        ctx_params.n_threads_batch = settings.resolved_threads()
+        ctx_params.kv_unified = True
+        ctx_params.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        ctx_params.no_perf = True
+        self._ctx = lib.llama_init_from_model(self._model, ctx_params)
+        if not self._ctx:
+            lib.llama_model_free(self._model)
+            raise BackendError(f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx} (lower n_ctx)")
+        self._n_ctx = int(lib.llama_n_ctx(self._ctx))
+        self._n_batch = int(lib.llama_n_batch(self._ctx))
+        self._n_seq_max = settings.n_seq_max
+        self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
+        self._memory = lib.llama_get_memory(self._ctx)
+        self._path = path
+
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (self._lib.llama_token * capacity)()
+        count = self._lib.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, False)
+        if count < 0:
+            raise BackendError(f"tokenizer needed {-count} slots for a {len(data)}-byte text")
+        tokens = list(buffer[:count])
+        if add_bos and self._add_bos and self._bos >= 0:
+            tokens.insert(0, self._bos)
+        return tokens
+
+    def logits(self, requests: Sequence[ScoreRequest]) -> list[NDArray[np.float32]]:
+        results = [np.empty((len(r.positions), self._n_vocab), dtype=np.float32) for r in requests]
+        for wave in self._waves(requests):
+            self._lib.llama_memory_clear(self._memory, True)
+            self._decode_wave([(seq, index, requests[index]) for seq, index in enumerate(wave)], results)
+        return results
+
+    def _waves(self, requests: Sequence[ScoreRequest]) -> list[list[int]]:
+        """Group requests so each group fits n_seq_max sequences and n_ctx cells of KV cache."""
+        waves: list[list[int]] = []
+        current: list[int] = []
+        used = 0
+        for index, request in enumerate(requests):
+            length = len(request.tokens)
+            if length > self._n_ctx:
+                raise BackendError(f"a prompt of {length} tokens does not fit n_ctx={self._n_ctx} (raise n_ctx in models.toml)")
+            if current and (len(current) >= self._n_seq_max or used + length > self._n_ctx):
+                waves.append(current)
+                current, used = [], 0
+            current.append(index)
+            used += length
+        if current:
+            waves.append(current)
+        return waves
+
+    def _decode_wave(
+        self, wave: list[tuple[int, int, ScoreRequest]], results: list[NDArray[np.float32]]
+    ) -> None:
+        batch = self._batch
+        pending: list[tuple[int, int, int]] = []  # (batch slot, request index, row)
+        n = 0
+        for seq, index, request in wave:
+            wanted = {pos: row for row, pos in enumerate(request.positions)}
+            for pos, token in enumerate(request.tokens):
+                if n == self._n_batch:
+                    self._flush(n, pending, results)
+                    n, pending = 0, []
+                batch.token[n] = token
+                batch.pos[n] = pos
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                row = wanted.get(pos)
+                batch.logits[n] = row is not None
+                if row is not None:
+                    pending.append((n, index, row))
+                n += 1
+        if n:
+            self._flush(n, pending, results)
+
+    def _flush(self, n_tokens: int, pending: list[tuple[int, int, int]], results: list[NDArray[np.float32]]) -> None:
+        self._batch.n_tokens = n_tokens
+        status = self._lib.llama_decode(self._ctx, self._batch)
+        if status != 0:
+            raise BackendError(f"{self._path}: llama_decode failed with status {status}")
+        for slot, index, row in pending:
+            pointer = self._lib.llama_get_logits_ith(self._ctx, slot)
+            results[index][row] = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+
+    def close(self) -> None:
+        if getattr(self, "_ctx", None):
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self._ctx)
+            self._lib.llama_model_free(self._model)
+            self._ctx = None
+
+
+class LlamaBackendFactory:
+    """Probes GGUF headers with `gguf` and loads models with llama.cpp."""
+
+    def probe(self, spec: ModelSpec) -> ModelProbe:
+        header = read_header(spec.path)
+        return ModelProbe(
+            n_vocab=header.n_vocab,
+            vocab_fingerprint=header.vocab_fingerprint,
+            architecture=header.architecture,
+            identity=file_identity(spec.path),
+        )
+
+    def open(self, spec: ModelSpec) -> LlamaBackend:
+        return LlamaBackend(spec.path, spec.llama)
+
+

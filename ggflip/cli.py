@@ -1,0 +1,101 @@
+"""The `ggflip` command: headless runs (`--json` or a summary table) and model preparation.
+
+stdout is data: with `--json` it carries exactly one JSON document (`ggflip.report`), and
+nothing else; progress, warnings and llama.cpp's logs go to stderr. A `GgflipError` becomes
+one `ggflip: error: ...` line and the exit code of its class (`ggflip.errors.ExitCode`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ggflip import __version__
+from ggflip.errors import ExitCode, GgflipError, RunInterrupted
+
+log = logging.getLogger("ggflip")
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
+    run.add_argument("--models", type=Path, default=Path("models.toml"), help="models file (default: ./models.toml)")
+    run.add_argument("--set", dest="set_name", help="comparison set in the models file (default: its only set)")
+    run.add_argument("--task", default="mmlu", help="task name (default: mmlu)")
+    run.add_argument("--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
+    run.add_argument("--limit", type=int, help="use at most N questions")
+    run.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed (default: the first N)")
+    run.add_argument("--subject", action="append", default=[], help="only this subject (repeatable)")
+    run.add_argument("--skip-bad-rows", action="store_true", help="skip malformed question rows (counted in the report)")
+    run.add_argument("--json", action="store_true", help="write the report as one JSON document on stdout")
+    run.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    run.add_argument("--cache-dir", type=Path, help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the baseline cache")
+    run.add_argument("--top-k", type=int, default=None, help="baseline tokens kept per question in the cache (default: 512)")
+    run.add_argument("--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)")
+    run.add_argument("--rows", type=int, default=10, help="flipped questions listed per quant in the table output (default: 10)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ggflip", description="What quantization really did to a local LLM: flips and KL against the F16."
+    )
+    parser.add_argument("--version", action="version", version=f"ggflip {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show llama.cpp's log on stderr")
+    parser.add_argument("--log-file", type=Path, help="write ggflip's and llama.cpp's log to this file")
+    subparsers = parser.add_subparsers(dest="command")
+    _add_run_parser(subparsers)
+    prepare = subparsers.add_parser(
+        "prepare-demo", help="build the embedded default models (Gemma 3 270M F16 and quants) into the cache"
+    )
+    prepare.add_argument("--types", default=None, help="comma-separated quant types (default: Q8_0,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K)")
+    return parser
+
+
+def _setup_logging(verbose: bool, log_file: Path | None) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    stderr.setFormatter(logging.Formatter("ggflip: %(levelname)s: %(message)s"))
+    llama_quiet = logging.Filter()
+    if not verbose:
+        llama_quiet.filter = lambda record: not record.name.startswith("ggflip.llama")  # type: ignore[method-assign]
+        stderr.addFilter(llama_quiet)
+    root.addHandler(stderr)
+    if log_file:
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ggflip` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.log_file)
+    try:
+        if args.command == "run":
+            from ggflip.cli_run import run_command
+
+            return run_command(args)
+        if args.command == "prepare-demo":
+            from ggflip.cli_run import prepare_demo_command
+
+            return prepare_demo_command(args)
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    except GgflipError as exc:
+        print(f"ggflip: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print(f"ggflip: error: {RunInterrupted('interrupted')}", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

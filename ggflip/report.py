@@ -1,0 +1,156 @@
+"""The report of a run: the one typed definition of the `--json` document (schema `ggflip.report/1`).
+
+All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pairs.
+
+    {
+      "schema": "ggflip.report/1", "ggflip_version": str,
+      "set": str, "task": str, "prompt_version": str, "source": str,
+      "n_questions": int, "skipped_rows": [{"where": str, "reason": str}],
+      "cache_top_k": int, "complete": bool,
+      "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache"},
+      "quants": [ {
+          "label", "path", "n", "seconds", "questions_per_second",
+          "accuracy", "accuracy_ci", "baseline_accuracy", "delta_accuracy",
+          "flips", "flips_lost", "flips_gained", "n_flips_lost", "n_flips_gained",
+          "answer_changes", "mcnemar_p",
+          "kl_mean", "kl_mean_ci", "kl_median", "kl_p90", "kl_p99", "kl_max",
+          "kl_options_mean", "same_top",
+          "margin_buckets": [{"lo", "hi", "n", "flips", "flip_rate"}],
+          "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
+                     "quant_choice", "quant_probs", "flip", "changed", "kl",
+                     "kl_options", "same_top", "top_margin"} ]
+      } ]
+    }
+
+`flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
+(0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ggflip import __version__, metrics
+from ggflip.questions import SkippedRow
+from ggflip.scoring import QuestionRow, paired_arrays
+
+SCHEMA = "ggflip.report/1"
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    """The baseline's own accuracy and cost."""
+
+    label: str
+    path: str
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    seconds: float
+    from_cache: bool
+
+
+@dataclass(frozen=True)
+class QuantSummary:
+    """Every summary metric of one quant against the baseline, and its per-question rows."""
+
+    label: str
+    path: str
+    n: int
+    seconds: float
+    questions_per_second: float
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    baseline_accuracy: float
+    delta_accuracy: float
+    flips: float
+    flips_lost: float
+    flips_gained: float
+    n_flips_lost: int
+    n_flips_gained: int
+    answer_changes: float
+    mcnemar_p: float
+    kl_mean: float
+    kl_mean_ci: tuple[float, float]
+    kl_median: float
+    kl_p90: float
+    kl_p99: float
+    kl_max: float
+    kl_options_mean: float
+    same_top: float
+    margin_buckets: list[dict[str, float | int]]
+    rows: Sequence[QuestionRow] = field(repr=False)
+
+
+def summarize_quant(label: str, path: str, rows: Sequence[QuestionRow], seconds: float) -> QuantSummary:
+    """Fold a quant's comparison rows into its summary with the registered metrics."""
+    arrays = paired_arrays(rows)
+    values = {name: metric.fn(arrays) for name, metric in metrics.METRICS.items()}
+    n = len(rows)
+    return QuantSummary(
+        label=label,
+        path=path,
+        n=n,
+        seconds=seconds,
+        questions_per_second=n / seconds if seconds > 0 else math.nan,
+        accuracy=values["accuracy"],
+        accuracy_ci=metrics.wilson_interval(int(arrays.quant_correct.sum()), n),
+        baseline_accuracy=values["baseline_accuracy"],
+        delta_accuracy=values["delta_accuracy"],
+        flips=values["flips"],
+        flips_lost=values["flips_lost"],
+        flips_gained=values["flips_gained"],
+        n_flips_lost=int(arrays.lost.sum()),
+        n_flips_gained=int(arrays.gained.sum()),
+        answer_changes=values["answer_changes"],
+        mcnemar_p=values["mcnemar_p"],
+        kl_mean=values["kl_mean"],
+        kl_mean_ci=metrics.mean_interval(arrays.kl),
+        kl_median=values["kl_median"],
+        kl_p90=values["kl_p90"],
+        kl_p99=values["kl_p99"],
+        kl_max=values["kl_max"],
+        kl_options_mean=values["kl_options_mean"],
+        same_top=values["same_top"],
+        margin_buckets=metrics.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained),
+        rows=tuple(rows),
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    """A whole run; `complete` is False when the run stopped early (cancel, error)."""
+
+    set: str
+    task: str
+    prompt_version: str
+    source: str
+    n_questions: int
+    skipped_rows: Sequence[SkippedRow]
+    cache_top_k: int
+    baseline: BaselineSummary | None
+    quants: Sequence[QuantSummary]
+    complete: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document as plain Python values (non-finite floats become null)."""
+        document = {"schema": SCHEMA, "ggflip_version": __version__, **_plain(dataclasses.asdict(self))}
+        for quant, summary in zip(document["quants"], self.quants):
+            for row_dict, row in zip(quant["rows"], summary.rows):
+                row_dict["changed"] = row.changed
+        return document
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
