@@ -39,7 +39,8 @@ def kl_divergence(p_logprobs: NDArray[np.floating], q_logprobs: NDArray[np.float
     q = np.asarray(q_logprobs, dtype=np.float64)
     probs = np.exp(p)
     # Tokens with p == 0 contribute nothing, even where q is also -inf.
-    terms = np.where(probs > 0, probs * (p - q), 0.0)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(probs > 0, probs * (p - q), 0.0)
     return np.maximum(terms.sum(axis=-1), 0.0)
 
 

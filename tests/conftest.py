@@ -1,0 +1,48 @@
+"""Shared fixtures: a fake model set with questions, and the tiny real GGUF files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ggflip.backends.fake import FakeBackendFactory, FakeModel
+from ggflip.config import ModelSet, ModelSpec
+from ggflip.questions import Question, QuestionSet
+
+
+@pytest.fixture
+def fake_questions() -> QuestionSet:
+    """40 four-option questions over two subjects."""
+    subjects = ("algebra", "history")
+    return QuestionSet(
+        "memory",
+        tuple(
+            Question(f"q{i}", subjects[i % 2], f"question number {i} about things", ("w1", "w2", "w3", "w4"), i % 4)
+            for i in range(40)
+        ),
+    )
+
+
+@pytest.fixture
+def fake_set() -> ModelSet:
+    """A baseline, itself as a quant, and two noisier fakes."""
+    return ModelSet(
+        "fake",
+        ModelSpec("F16", Path("/m/f16.gguf")),
+        (
+            ModelSpec("self", Path("/m/f16.gguf")),
+            ModelSpec("Q8_0", Path("/m/q8.gguf")),
+            ModelSpec("Q2_K", Path("/m/q2.gguf")),
+        ),
+    )
+
+
+@pytest.fixture
+def fake_factory() -> FakeBackendFactory:
+    return FakeBackendFactory(
+        {
+            "/m/f16.gguf": FakeModel(),
+            "/m/q8.gguf": FakeModel(noise=0.05),
+            "/m/q2.gguf": FakeModel(noise=0.6),
+        }
+    )

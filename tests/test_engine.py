@@ -1,0 +1,207 @@
+"""The engine on the fake backend: events, comparisons, the baseline cache and the guards."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ggflip import metrics
+from ggflip.backends.fake import FAKE_VOCAB, FakeBackendFactory, FakeModel
+from ggflip.config import ModelSet, ModelSpec
+from ggflip.engine import RunSpec, run_comparison
+from ggflip.errors import ModelFileError, VocabMismatchError
+from ggflip.events import (
+    BaselineFinished,
+    BaselineFromCache,
+    ModelLoaded,
+    ModelLoading,
+    QuantFinished,
+    QuestionScored,
+    RunFinished,
+    RunStarted,
+)
+from ggflip.questions import QuestionSet
+from ggflip.report import Report
+
+
+def _run(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Report]:
+    events = list(run_comparison(spec, factory))
+    last = events[-1]
+    assert isinstance(last, RunFinished)
+    return events, last.report
+
+
+def test_event_sequence(fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory) -> None:
+    events, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "RunStarted"
+    assert kinds[1:3] == ["ModelLoading", "ModelLoaded"]
+    assert kinds.count("QuestionScored") == 4 * 40
+    assert kinds.count("QuantFinished") == 3
+    assert kinds.count("BaselineFinished") == 1
+    scored = [e for e in events if isinstance(e, QuestionScored) and e.label == "Q8_0"]
+    assert [e.done for e in scored] == list(range(1, 41))
+    assert all(e.row is not None for e in scored)
+    assert report.complete
+
+
+def test_baseline_against_itself_is_identical(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
+    self_summary = report.quants[0]
+    assert self_summary.kl_max < 1e-6
+    assert self_summary.flips == 0
+    assert self_summary.answer_changes == 0
+    assert self_summary.same_top == 1.0
+    assert self_summary.accuracy == report.baseline.accuracy  # type: ignore[union-attr]
+
+
+def test_more_noise_means_more_kl_and_changes(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
+    by_label = {q.label: q for q in report.quants}
+    assert by_label["Q8_0"].kl_mean < by_label["Q2_K"].kl_mean
+    assert by_label["Q8_0"].answer_changes <= by_label["Q2_K"].answer_changes
+    assert by_label["Q2_K"].answer_changes > 0
+
+
+def test_rows_match_the_summary(fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory) -> None:
+    _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
+    q2 = report.quants[2]
+    lost = sum(r.flip == "correct_to_incorrect" for r in q2.rows)
+    gained = sum(r.flip == "incorrect_to_correct" for r in q2.rows)
+    assert (lost, gained) == (q2.n_flips_lost, q2.n_flips_gained)
+    assert q2.flips == pytest.approx((lost + gained) / 40)
+    assert q2.kl_mean == pytest.approx(np.mean([r.kl for r in q2.rows]))
+    for row in q2.rows:
+        assert sum(row.base_probs) == pytest.approx(1.0)
+        assert row.top_margin == pytest.approx(sorted(row.base_probs)[-1] - sorted(row.base_probs)[-2])
+    assert sum(b["n"] for b in q2.margin_buckets) == 40
+
+
+def test_kl_equals_exact_kl_on_the_fake_vocabulary(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    """With K >= n_vocab the cache holds the whole distribution, so the KL is exact."""
+    _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
+    from ggflip.prompts import render_prompt
+
+    base = fake_factory.open(fake_set.baseline)
+    q2 = fake_factory.open(fake_set.quants[2])
+    question = fake_questions.questions[5]
+    tokens = base.tokenize(render_prompt(question), add_bos=True)
+    from ggflip.backends.base import ScoreRequest
+
+    request = [ScoreRequest(tuple(tokens), (len(tokens) - 1,))]
+    exact = metrics.kl_divergence(metrics.log_softmax(base.logits(request)[0][0]), metrics.log_softmax(q2.logits(request)[0][0]))
+    assert report.quants[2].rows[5].kl == pytest.approx(float(exact), rel=1e-5)
+
+
+def test_baseline_cache_hit_skips_loading(
+    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    spec = RunSpec(fake_set, fake_questions, cache_dir=tmp_path)
+    _, first = _run(spec, fake_factory)
+    fake_factory.opened.clear()
+    events, second = _run(spec, fake_factory)
+    assert any(isinstance(e, BaselineFromCache) for e in events)
+    assert "F16" not in fake_factory.opened
+    assert second.baseline.from_cache  # type: ignore[union-attr]
+    assert second.quants[2].rows == first.quants[2].rows
+    assert len(list((tmp_path / "baselines").glob("*.npz"))) == 1
+
+
+def test_cache_misses_when_questions_or_model_change(
+    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    _run(RunSpec(fake_set, fake_questions, cache_dir=tmp_path), fake_factory)
+    fewer = QuestionSet("memory", fake_questions.questions[:10])
+    fake_factory.opened.clear()
+    events, _ = _run(RunSpec(fake_set, fewer, cache_dir=tmp_path), fake_factory)
+    assert "F16" in fake_factory.opened
+    changed_model = FakeBackendFactory(
+        {"/m/f16.gguf": FakeModel(noise=0.01, noise_seed=9), "/m/q8.gguf": FakeModel(noise=0.05), "/m/q2.gguf": FakeModel(noise=0.6)}
+    )
+    events, _ = _run(RunSpec(fake_set, fake_questions, cache_dir=tmp_path), changed_model)
+    assert not any(isinstance(e, BaselineFromCache) for e in events)
+    assert len(list((tmp_path / "baselines").glob("*.npz"))) == 3
+
+
+def test_damaged_cache_is_recomputed(
+    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    spec = RunSpec(fake_set, fake_questions, cache_dir=tmp_path)
+    _, first = _run(spec, fake_factory)
+    data = next((tmp_path / "baselines").glob("*.npz"))
+    data.write_bytes(data.read_bytes()[:100])
+    fake_factory.opened.clear()
+    events, second = _run(spec, fake_factory)
+    assert not any(isinstance(e, BaselineFromCache) for e in events)
+    assert "F16" in fake_factory.opened
+    assert second.quants[1].rows == first.quants[1].rows
+
+
+def test_vocabulary_mismatch_refused_before_scoring(fake_set: ModelSet, fake_questions: QuestionSet) -> None:
+    other_tokens = FAKE_VOCAB[:-1] + ("different",)
+    factory = FakeBackendFactory(
+        {"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel(vocab=other_tokens), "/m/q2.gguf": FakeModel()}
+    )
+    with pytest.raises(VocabMismatchError, match="q8.gguf: same vocabulary size .* but different tokens"):
+        list(run_comparison(RunSpec(fake_set, fake_questions), factory))
+    assert factory.opened == []
+    smaller = FakeBackendFactory(
+        {"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel(), "/m/q2.gguf": FakeModel(vocab=FAKE_VOCAB[:-5])}
+    )
+    with pytest.raises(VocabMismatchError, match=f"q2.gguf: vocabulary of {len(FAKE_VOCAB) - 5} tokens"):
+        list(run_comparison(RunSpec(fake_set, fake_questions), smaller))
+
+
+def test_missing_model_refused_before_scoring(fake_set: ModelSet, fake_questions: QuestionSet) -> None:
+    factory = FakeBackendFactory({"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel()})
+    with pytest.raises(ModelFileError, match="q2.gguf: model file not found"):
+        list(run_comparison(RunSpec(fake_set, fake_questions), factory))
+    assert factory.opened == []
+
+
+def test_closing_the_generator_stops_between_questions(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    events = run_comparison(RunSpec(fake_set, fake_questions, batch_size=1), fake_factory)
+    seen = 0
+    for event in events:
+        if isinstance(event, QuestionScored) and event.label == "Q8_0":
+            seen += 1
+            if seen == 3:
+                events.close()
+                break
+    assert "Q2_K" not in fake_factory.opened
+
+
+def test_scripted_answers_give_exact_flips(fake_questions: QuestionSet) -> None:
+    """Biasing letter tokens scripts answers: baseline always 'A', quant always 'B'."""
+    a, b = FAKE_VOCAB.index(" A"), FAKE_VOCAB.index(" B")
+    factory = FakeBackendFactory({"/b": FakeModel(bias={a: 50.0}), "/q": FakeModel(bias={b: 50.0})})
+    model_set = ModelSet("s", ModelSpec("base", Path("/b")), (ModelSpec("q", Path("/q")),))
+    _, report = _run(RunSpec(model_set, fake_questions), factory)
+    quant = report.quants[0]
+    # gold cycles A,B,C,D: baseline right on A-questions (10), quant right on B-questions (10)
+    assert report.baseline.accuracy == pytest.approx(0.25)  # type: ignore[union-attr]
+    assert quant.accuracy == pytest.approx(0.25)
+    assert quant.delta_accuracy == 0
+    assert (quant.n_flips_lost, quant.n_flips_gained) == (10, 10)
+    assert quant.flips == pytest.approx(0.5)
+    assert quant.answer_changes == 1.0
+    assert quant.mcnemar_p == 1.0
+    assert all(r.top_margin > 0.99 for r in quant.rows)
+    assert quant.margin_buckets[-1]["flip_rate"] == pytest.approx(0.5)
+    assert not math.isnan(quant.kl_options_mean) and quant.kl_options_mean > 10
+
+
+def test_event_types_are_frozen() -> None:
+    for cls in (RunStarted, ModelLoading, ModelLoaded, BaselineFinished, QuantFinished):
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
