@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: bool, log_file: Path | None) -> None:
     root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_ggflip", False)]:
+        root.removeHandler(handler)
+        handler.close()
     root.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -64,10 +67,13 @@ def _setup_logging(verbose: bool, log_file: Path | None) -> None:
     if not verbose:
         llama_quiet.filter = lambda record: not record.name.startswith("ggflip.llama")  # type: ignore[method-assign]
         stderr.addFilter(llama_quiet)
-    root.addHandler(stderr)
+    handlers: list[logging.Handler] = [stderr]
     if log_file:
-        handler = logging.FileHandler(log_file)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handlers.append(file_handler)
+    for handler in handlers:
+        handler._ggflip = True  # type: ignore[attr-defined]
         root.addHandler(handler)
 
 

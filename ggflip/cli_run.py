@@ -6,6 +6,7 @@ This module owns no scoring logic: it resolves flags into a `RunSpec`, iterates
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from rich.console import Console
@@ -20,6 +21,8 @@ from ggflip.questions import load_questions, select_questions
 from ggflip.render import render_report
 from ggflip.report import BaselineSummary, QuantSummary, Report
 from ggflip.tasks import get_task
+
+log = logging.getLogger("ggflip")
 
 
 def build_run_spec(args: argparse.Namespace) -> RunSpec:
@@ -42,10 +45,11 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         args.set_name = next(iter(config.sets))
     model_set = config.get_set(args.set_name)
     task = get_task(args.task)
-    source = args.data or task.default_source()
-    questions = select_questions(
-        load_questions(source, skip_bad_rows=args.skip_bad_rows), limit=args.limit, seed=args.seed, subjects=args.subject
-    )
+    source, known_bad_rows = (args.data, False) if args.data else task.default_source()
+    loaded = load_questions(source, skip_bad_rows=args.skip_bad_rows or known_bad_rows)
+    for skipped in loaded.skipped:
+        log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
+    questions = select_questions(loaded, limit=args.limit, seed=args.seed, subjects=args.subject)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return RunSpec(
         model_set=model_set, questions=questions, task=task.name, cache_dir=cache_dir, top_k=top_k, batch_size=args.batch_size
@@ -74,6 +78,7 @@ def run_command(args: argparse.Namespace) -> int:
     quants: list[QuantSummary] = []
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
+    next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
     try:
         with _progress(stderr) as progress:
             bars: dict[str, int] = {}

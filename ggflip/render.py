@@ -41,7 +41,7 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
         )
     console.print(table)
     for q in report.quants:
-        buckets = Table(title=f"{q.label}: flip rate by baseline top margin", show_edge=False)
+        buckets = Table(title=f"{q.label}: flips by top margin", show_edge=False)
         buckets.add_column("margin")
         buckets.add_column("n", justify="right")
         buckets.add_column("flips", justify="right")

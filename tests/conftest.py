@@ -46,3 +46,6 @@ def fake_factory() -> FakeBackendFactory:
             "/m/q2.gguf": FakeModel(noise=0.6),
         }
     )
+
+
+pytest_plugins = ("tests.fixtures_gguf",)
