@@ -49,3 +49,15 @@ def fake_factory() -> FakeBackendFactory:
 
 
 pytest_plugins = ("tests.fixtures_gguf",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked real_model unless GGFLIP_REAL_MODEL=1 (scripts/test.sh sets it)."""
+    import os
+
+    if os.environ.get("GGFLIP_REAL_MODEL") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs the real Gemma 3 270M files; set GGFLIP_REAL_MODEL=1 (scripts/test.sh does)")
+    for item in items:
+        if "real_model" in item.keywords:
+            item.add_marker(skip)
