@@ -10,7 +10,7 @@ import logging
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ggflip.cache import atomic_write_bytes
 from ggflip.config import default_cache_dir, load_models_toml
@@ -81,7 +81,7 @@ def run_command(args: argparse.Namespace) -> int:
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
     try:
         with _progress(stderr) as progress:
-            bars: dict[str, int] = {}
+            bars: dict[str, TaskID] = {}
             for event in events:
                 if isinstance(event, ModelLoading):
                     bars[event.label] = progress.add_task(f"{event.label} ({event.role}) loading", total=None)

@@ -132,7 +132,8 @@ def _expect(value: Any, kind: type | tuple[type, ...], where: _Where, key: str) 
     if isinstance(value, bool) and kind is int:
         raise where.error(f"expected an integer, got {value!r}", key)
     if not isinstance(value, kind):
-        name = {str: "a string", int: "an integer", bool: "true or false"}.get(kind, str(kind))  # type: ignore[call-overload]
+        names: dict[object, str] = {str: "a string", int: "an integer", bool: "true or false"}
+        name = names.get(kind, str(kind))
         raise where.error(f"expected {name}, got {type(value).__name__} {value!r}", key)
     return value
 

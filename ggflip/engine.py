@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def _score(backend: Backend, prompts: _Prompts, indexes: range) -> Iterator[tupl
         yield index, metrics.log_softmax(rows[0])
 
 
-def run_comparison(spec: RunSpec, factory: BackendFactory) -> Iterator[Event]:
+def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, None, None]:
     """Score the baseline (or read it from the cache), then each quant, yielding events.
 
     Raises:
@@ -131,27 +131,23 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Iterator[Event]:
     key = cache_key(key_parts)
     n, max_options = len(questions.questions), max(len(q.choices) for q in questions.questions)
     baseline = cache.load(key, n, top_k) if cache else None
-    baseline_summary: BaselineSummary | None = None
     quant_summaries: list[QuantSummary] = []
-    try:
-        if baseline is not None:
-            yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
-            baseline_seconds, from_cache = 0.0, True
-        else:
-            baseline = BaselineScores.empty(n, max_options, top_k)
-            started = time.perf_counter()
-            yield from _score_baseline(spec, factory, baseline)
-            baseline_seconds, from_cache = time.perf_counter() - started, False
-            if cache:
-                cache.save(key, baseline, {"key": key_parts, "set": model_set.name, "baseline": str(model_set.baseline.path)})
-        baseline_summary = _baseline_summary(model_set.baseline, questions, baseline, baseline_seconds, from_cache)
-        yield BaselineFinished(baseline_summary)
-        for quant in model_set.quants:
-            summary = yield from _score_quant(spec, factory, quant, baseline)
-            quant_summaries.append(summary)
-            yield QuantFinished(summary)
-    finally:
-        pass
+    if baseline is not None:
+        yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
+        baseline_seconds, from_cache = 0.0, True
+    else:
+        baseline = BaselineScores.empty(n, max_options, top_k)
+        started = time.perf_counter()
+        yield from _score_baseline(spec, factory, baseline)
+        baseline_seconds, from_cache = time.perf_counter() - started, False
+        if cache:
+            cache.save(key, baseline, {"key": key_parts, "set": model_set.name, "baseline": str(model_set.baseline.path)})
+    baseline_summary = _baseline_summary(model_set.baseline, questions, baseline, baseline_seconds, from_cache)
+    yield BaselineFinished(baseline_summary)
+    for quant in model_set.quants:
+        summary = yield from _score_quant(spec, factory, quant, baseline)
+        quant_summaries.append(summary)
+        yield QuantFinished(summary)
     yield RunFinished(_report(spec, baseline_summary, quant_summaries, complete=True))
 
 
@@ -192,7 +188,7 @@ def _baseline_summary(
     )
 
 
-def _score_baseline(spec: RunSpec, factory: BackendFactory, baseline: BaselineScores) -> Iterator[Event]:
+def _score_baseline(spec: RunSpec, factory: BackendFactory, baseline: BaselineScores) -> Generator[Event, None, None]:
     model = spec.model_set.baseline
     yield ModelLoading(model.label, BASELINE, str(model.path))
     started = time.perf_counter()
@@ -211,7 +207,7 @@ def _score_baseline(spec: RunSpec, factory: BackendFactory, baseline: BaselineSc
 
 def _score_quant(
     spec: RunSpec, factory: BackendFactory, model: ModelSpec, baseline: BaselineScores
-) -> Iterator[Event]:
+) -> Generator[Event, None, QuantSummary]:
     yield ModelLoading(model.label, QUANT, str(model.path))
     started = time.perf_counter()
     backend = factory.open(model)

@@ -87,7 +87,8 @@ def _parse_layout(buf: mmap.mmap) -> GgufLayout:
         offset += 16 + 8 * n_dims
         block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
         n_weights = math.prod(dims)
-        entries.append((name.decode("utf-8", "replace"), n_weights, n_weights // block * type_size, relative))
+        n_bytes = n_weights // block * type_size
+        entries.append((name.decode("utf-8", "replace"), n_weights, n_bytes, relative))
     data_start = -(-offset // alignment) * alignment
     return GgufLayout(n_kv, tuple(TensorExtent(n, w, b, data_start + r) for n, w, b, r in entries))
 

@@ -9,6 +9,7 @@ printed unless the application configures that logger (or the root logger).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import threading
@@ -75,15 +76,13 @@ _callback: Any = None
 
 def _on_native_log(level: int, text: bytes | None, _user_data: Any) -> None:
     """Receive one native log fragment; never let an exception cross back into C."""
-    try:
+    with contextlib.suppress(Exception):  # ctypes would only print it, mid-computation
         if text:
             _assembler.feed(int(level), text.decode("utf-8", errors="replace"))
-    except Exception:  # noqa: BLE001 - an exception here would be printed by ctypes, not raised
-        pass
 
 
 def install_llama_log_handler() -> None:
-    """Send llama.cpp's native log to the "ggflip.llama" logger; safe to call any number of times."""
+    """Send llama.cpp's native log to the "ggflip.llama" logger; safe to call more than once."""
     global _callback
     import llama_cpp
 

@@ -222,7 +222,7 @@ def get_metric(name: str) -> Metric:
     return METRICS[name]
 
 
-def _mean(x: NDArray[np.generic]) -> float:
+def _mean(x: NDArray[np.bool_] | NDArray[np.floating]) -> float:
     return float(np.mean(x)) if np.size(x) else math.nan
 
 

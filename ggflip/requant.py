@@ -1,0 +1,237 @@
+"""Turn one GGUF file into another type: dequantize to F16 in Python, quantize with llama.cpp.
+
+`dequantize_to_f16` rebuilds an F16 GGUF from a quantized one with the `gguf` package
+(its output is byte-identical to llama.cpp's own requantize-to-F16); `quantize` runs
+llama.cpp's `llama_model_quantize` with its log routed to the "ggflip.llama" logger.
+Both write through `atomic_output`: to `<dst>.tmp` beside the target, renamed onto it
+only on success, so a failed or interrupted conversion never leaves a partial file
+under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import difflib
+import errno
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ggflip.errors import DiskFullError, ModelFileError, UsageError
+
+logger = logging.getLogger(__name__)
+
+GGML_FTYPE_MOSTLY_F16 = 1
+# Keys that describe how the source was quantized (imatrix provenance); false for the F16.
+_DROPPED_KEY_PREFIXES = ("quantize.",)
+# ggml types stored as plain numpy arrays, copied into the F16 file unchanged.
+_UNQUANTIZED_TYPES = frozenset({"F32", "F16", "F64", "I8", "I16", "I32", "I64"})
+
+
+@contextlib.contextmanager
+def atomic_output(dst: Path) -> Iterator[Path]:
+    """Yield a `.tmp` path beside `dst` (folder made), renamed onto `dst` if the body succeeds.
+
+    Raises:
+        DiskFullError: the disk filled up (ENOSPC) while writing.
+        ModelFileError: any other OS error while writing, naming `dst`.
+    """
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)
+        yield tmp
+        os.replace(tmp, dst)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFullError(f"no space left on the device while writing {dst}") from exc
+        raise ModelFileError(f"could not write {dst}: {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def dequantize_to_f16(src: Path, dst: Path) -> None:
+    """Write an F16 GGUF at `dst` with `src`'s metadata and tensors, quantized ones dequantized.
+
+    Tensor order, names and shapes are kept; F32 tensors and 1-D tensors are written as
+    F32, F16 ones are copied, everything else becomes F16. `general.file_type` is set to
+    MOSTLY_F16 and `quantize.*` keys (imatrix provenance of the source) are dropped.
+
+    Raises:
+        ModelFileError: `src` is missing or not a readable GGUF.
+        DiskFullError: the disk filled up while writing `dst`.
+    """
+    from gguf import GGUFWriter
+
+    reader = _open_reader(src)
+    arch = reader.get_field("general.architecture")
+    if arch is None:
+        raise ModelFileError(f"{src} has no general.architecture key; is it a model GGUF?")
+    with atomic_output(dst) as tmp:
+        writer = GGUFWriter(tmp, arch=arch.contents())
+        try:
+            _copy_metadata(reader, writer)
+            for tensor in reader.tensors:
+                writer.add_tensor(tensor.name, _to_f16_or_f32(tensor))
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
+
+
+def _open_reader(path: Path) -> Any:
+    """Open `path` with gguf.GGUFReader, turning a missing or malformed file into ModelFileError."""
+    from gguf import GGUFReader
+
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        return GGUFReader(path)
+    except (ValueError, KeyError, IndexError, OSError) as exc:
+        raise ModelFileError(f"{path} is not a readable GGUF file: {exc}") from exc
+
+
+def _copy_metadata(reader: Any, writer: Any) -> None:
+    """Copy every KV pair from `reader` to `writer` in order, with file_type set to MOSTLY_F16."""
+    from gguf import GGUFValueType
+
+    for field in reader.fields.values():
+        name = field.name
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue  # the writer emits these itself
+        if name.startswith(_DROPPED_KEY_PREFIXES):
+            continue
+        if name == "general.alignment":
+            writer.add_custom_alignment(int(field.contents()))
+        elif name == "general.file_type":
+            writer.add_uint32(name, GGML_FTYPE_MOSTLY_F16)
+        else:
+            value, sub_type = _field_value(field)
+            if field.types[0] == GGUFValueType.ARRAY and len(value) == 0:
+                logger.warning("dropping empty array key %s (GGUFWriter cannot write it)", name)
+                continue
+            writer.add_key_value(name, value, field.types[0], sub_type=sub_type)
+    if reader.get_field("general.file_type") is None:
+        writer.add_uint32("general.file_type", GGML_FTYPE_MOSTLY_F16)
+
+
+def _field_value(field: Any) -> tuple[Any, Any]:
+    """Return a reader field's value as the writer takes it, and its array item type (or None).
+
+    Strings are passed as their raw bytes so tokens round-trip byte for byte.
+    """
+    from gguf import GGUFValueType
+
+    main_type = field.types[0]
+    if main_type == GGUFValueType.STRING:
+        return bytes(field.parts[-1]), None
+    if main_type != GGUFValueType.ARRAY:
+        return field.parts[-1].tolist()[0], None
+    if len(field.types) == 1 or not field.data:
+        return [], None  # an empty array; the caller drops it
+    if len(field.types) > 2:
+        raise ModelFileError(f"metadata key {field.name} is a nested array, which is not supported")
+    sub_type = field.types[-1]
+    if sub_type == GGUFValueType.STRING:
+        return [bytes(field.parts[i]) for i in field.data], sub_type
+    return np.concatenate([field.parts[i] for i in field.data]).tolist(), sub_type
+
+
+def _to_f16_or_f32(tensor: Any) -> np.ndarray:
+    """Return a reader tensor's values as the F16 file stores them, in numpy (row-major) order.
+
+    Block-quantized and BF16 tensors are dequantized to F16, or to F32 when they are 1-D
+    or would overflow F16; F32, F16 and integer tensors are copied unchanged. GGUFReader's
+    `data` has the reversed ggml shape, which is what GGUFWriter expects back.
+    """
+    from gguf import quants
+
+    kind = tensor.tensor_type
+    if kind.name in _UNQUANTIZED_TYPES:
+        return np.array(tensor.data)
+    values = quants.dequantize(tensor.data, kind)
+    if list(reversed(values.shape)) != [int(d) for d in tensor.shape]:
+        raise ModelFileError(f"tensor {tensor.name}: dequantized to shape {values.shape}, "
+                             f"expected the reverse of {list(tensor.shape)}")
+    if len(tensor.shape) == 1:
+        return np.ascontiguousarray(values, dtype=np.float32)
+    as_f16 = np.ascontiguousarray(values, dtype=np.float16)
+    if not np.isfinite(as_f16).all():
+        logger.warning("tensor %s overflows F16; keeping it as F32", tensor.name)
+        return np.ascontiguousarray(values, dtype=np.float32)
+    return as_f16
+
+
+def llama_ftype(qtype: str) -> int:
+    """Return llama.cpp's LLAMA_FTYPE_MOSTLY_<qtype> value; unknown names fail with "did you mean".
+
+    Raises:
+        UsageError: `qtype` names no llama.cpp file type.
+    """
+    import llama_cpp
+
+    prefix = "LLAMA_FTYPE_MOSTLY_"
+    known = {name[len(prefix):]: value for name, value in vars(llama_cpp).items()
+             if name.startswith(prefix) and isinstance(value, int)}
+    if qtype in known:
+        return known[qtype]
+    close = difflib.get_close_matches(qtype.upper(), known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(sorted(known))}"
+    raise UsageError(f"unknown quantization type {qtype!r}{hint}")
+
+
+def _check_gguf(path: Path) -> None:
+    """Raise ModelFileError unless `path` is a GGUF file whose tensors all lie inside it."""
+    from ggflip.gguf_layout import scan_gguf
+
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        layout = scan_gguf(path)
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a readable GGUF file: {exc}") from exc
+    if layout.data_end > path.stat().st_size:
+        raise ModelFileError(f"{path} is truncated; re-create or re-download it")
+
+
+def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 0) -> None:
+    """Quantize the GGUF `src` to `qtype` ("Q4_K_M", ...) at `dst` with llama.cpp, atomically.
+
+    llama.cpp's log goes to the "ggflip.llama" logger. `n_threads` 0 uses all cores.
+
+    Raises:
+        UsageError: `qtype` is not a llama.cpp quantization type.
+        ModelFileError: `src` is missing, not a complete GGUF, or llama.cpp failed on it.
+        DiskFullError: the disk filled up while writing `dst`.
+    """
+    import llama_cpp
+
+    from ggflip.llama_log import flush_llama_log, install_llama_log_handler
+
+    ftype = llama_ftype(qtype)
+    _check_gguf(src)  # llama.cpp may abort the process on a malformed file
+    install_llama_log_handler()
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = n_threads
+    with atomic_output(dst) as tmp:
+        status = llama_cpp.llama_model_quantize(
+            os.fsencode(src), os.fsencode(tmp), ctypes.byref(params)
+        )
+        flush_llama_log()
+        if status != 0:
+            if shutil.disk_usage(dst.parent).free < src.stat().st_size:
+                raise DiskFullError(f"no space left on the device while writing {dst}")
+            raise ModelFileError(
+                f"llama.cpp failed to quantize {src} to {qtype} (status {status}); "
+                "its log is on the 'ggflip.llama' logger"
+            )
