@@ -251,6 +251,8 @@ def describe(paths: dict[str, Path]) -> str:
 def main() -> int:
     """Prepare the demo models and print their paths, sizes and bits per weight; for manual use."""
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    # llama.cpp warns once per tensor that needs a fallback type (90 per quant here): expected.
+    logging.getLogger("ggflip.llama").setLevel(logging.ERROR)
     try:
         paths = prepare_demo_models(progress=lambda line: print(line, file=sys.stderr))
     except GgflipError as exc:
