@@ -91,6 +91,9 @@ def run_command(args: argparse.Namespace) -> int:
                     stderr.print(f"[dim]{event.label}: baseline scores from cache ({event.cache_path})[/dim]")
                 elif isinstance(event, QuestionScored):
                     progress.update(bars[event.label], completed=event.done, total=event.total)
+                    if not stderr.is_terminal and (event.done % max(1, event.total // 10) == 0 or event.done == event.total):
+                        # Logs and CI: a line per tenth, since a redrawn bar only shows at the end there.
+                        print(f"ggflip: {event.label} ({event.role}) {event.done}/{event.total}", file=sys.stderr, flush=True)
                 elif isinstance(event, BaselineFinished):
                     baseline = event.summary
                 elif isinstance(event, QuantFinished):
