@@ -37,6 +37,21 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     run.add_argument("--rows", type=int, default=10, help="flipped questions listed per quant in the table output (default: 10)")
 
 
+def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tui = subparsers.add_parser("tui", help="open the terminal UI (also what `ggflip` alone does on a terminal)")
+    tui.add_argument("--models", type=Path, default=Path("models.toml"), help="models file (default: ./models.toml)")
+    tui.add_argument("--set", dest="set_name", help="comparison set to preselect")
+    tui.add_argument("--task", default="mmlu", help="task to preselect (default: mmlu)")
+    tui.add_argument("--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
+    tui.add_argument("--limit", type=int, help="use at most N questions")
+    tui.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed")
+    tui.add_argument("--subject", action="append", default=[], help="only this subject (repeatable)")
+    tui.add_argument("--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)")
+    tui.add_argument("--cache-dir", type=Path, help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)")
+    tui.add_argument("--no-cache", action="store_true", help="neither read nor write the baseline cache")
+    tui.add_argument("--export-dir", type=Path, help="where the e key writes the JSON and Markdown report (default: .)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -47,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-file", type=Path, help="write ggflip's and llama.cpp's log to this file")
     subparsers = parser.add_subparsers(dest="command")
     _add_run_parser(subparsers)
+    _add_tui_parser(subparsers)
     prepare = subparsers.add_parser(
         "prepare-demo", help="build the embedded default models (Gemma 3 270M F16 and quants) into the cache"
     )
@@ -54,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool, log_file: Path | None) -> None:
+def _setup_logging(verbose: bool, log_file: Path | None, to_stderr: bool = True) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_ggflip", False)]:
         root.removeHandler(handler)
@@ -67,7 +83,8 @@ def _setup_logging(verbose: bool, log_file: Path | None) -> None:
     if not verbose:
         llama_quiet.filter = lambda record: not record.name.startswith("ggflip.llama")  # type: ignore[method-assign]
         stderr.addFilter(llama_quiet)
-    handlers: list[logging.Handler] = [stderr]
+    # The TUI draws on the terminal: its log goes to its log panel (and the file), never to stderr.
+    handlers: list[logging.Handler] = [stderr] if to_stderr else []
     if log_file:
         file_handler = logging.FileHandler(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
@@ -81,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ggflip` command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose, args.log_file)
+    tui = args.command == "tui" or (args.command is None and sys.stdout.isatty() and sys.stdin.isatty())
+    _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
     try:
         if args.command == "run":
             from ggflip.cli_run import run_command
@@ -91,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ggflip.cli_run import prepare_demo_command
 
             return prepare_demo_command(args)
+        if tui:
+            from ggflip.tui.command import tui_command
+
+            return tui_command(args)
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     except GgflipError as exc:
@@ -99,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ggflip: error: {RunInterrupted('interrupted')}", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-
-
 
 
 if __name__ == "__main__":

@@ -13,16 +13,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ggflip.cache import atomic_write_bytes
-from ggflip.config import default_cache_dir, load_models_toml
-from ggflip.engine import DEFAULT_TOP_K, RunSpec, partial_report, run_comparison
-from ggflip.errors import ExitCode, UsageError
+from ggflip.engine import RunSpec, partial_report, run_comparison
+from ggflip.errors import ExitCode
 from ggflip.events import BaselineFinished, BaselineFromCache, ModelLoaded, ModelLoading, QuantFinished, QuestionScored, RunFinished
-from ggflip.questions import load_questions, select_questions
 from ggflip.render import render_report
 from ggflip.report import BaselineSummary, QuantSummary, Report
-from ggflip.tasks import get_task
+from ggflip.run_setup import RunOptions, resolve_run_spec
 
 log = logging.getLogger("ggflip")
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The run flags as RunOptions."""
+    return RunOptions(
+        models_path=args.models,
+        set_name=args.set_name,
+        task=args.task,
+        data=args.data,
+        limit=args.limit,
+        seed=args.seed,
+        subjects=tuple(args.subject),
+        skip_bad_rows=args.skip_bad_rows,
+        cache_dir=args.cache_dir,
+        no_cache=args.no_cache,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+    )
 
 
 def build_run_spec(args: argparse.Namespace) -> RunSpec:
@@ -31,29 +47,9 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     Raises:
         UsageError, ConfigError, DataError: for bad flags, settings or questions.
     """
-    if args.limit is not None and args.limit <= 0:
-        raise UsageError(f"--limit must be positive, got {args.limit}")
-    if args.batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    top_k = args.top_k if args.top_k is not None else DEFAULT_TOP_K
-    if top_k <= 0:
-        raise UsageError(f"--top-k must be positive, got {top_k}")
-    config = load_models_toml(args.models)
-    if args.set_name is None:
-        if len(config.sets) != 1:
-            raise UsageError(f"{args.models}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})")
-        args.set_name = next(iter(config.sets))
-    model_set = config.get_set(args.set_name)
-    task = get_task(args.task)
-    source, known_bad_rows = (args.data, False) if args.data else task.default_source()
-    loaded = load_questions(source, skip_bad_rows=args.skip_bad_rows or known_bad_rows)
-    for skipped in loaded.skipped:
-        log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
-    questions = select_questions(loaded, limit=args.limit, seed=args.seed, subjects=args.subject)
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    return RunSpec(
-        model_set=model_set, questions=questions, task=task.name, cache_dir=cache_dir, top_k=top_k, batch_size=args.batch_size
-    )
+    spec = resolve_run_spec(run_options(args))
+    args.set_name = spec.model_set.name
+    return spec
 
 
 def _progress(console: Console) -> Progress:

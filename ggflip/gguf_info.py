@@ -8,6 +8,7 @@ compared with the baseline's.
 from __future__ import annotations
 
 import hashlib
+import math
 import mmap
 import os
 import struct
@@ -163,3 +164,20 @@ def read_header(path: Path) -> GgufHeader:
         file_size=size,
         n_tensors=len(tensors),
     )
+
+
+def parameter_count(path: Path) -> int:
+    """The number of weights in a GGUF (the product of each tensor's dimensions, summed).
+
+    With the file size it gives the bits per weight a quant really spends.
+
+    Raises:
+        ModelFileError: missing, not a GGUF, or a corrupt header.
+    """
+    _check_magic(path)
+    try:
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            _, tensors = _read_kv_and_tensors(data)
+    except (EOFError, ValueError, OverflowError, struct.error) as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated GGUF header ({exc}); re-download or re-create it") from None
+    return sum(math.prod(dims) for _, dims, _, _ in tensors)

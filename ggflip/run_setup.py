@@ -1,0 +1,89 @@
+"""Resolve what a user asked for (models file, set, task, questions) into a `RunSpec`.
+
+Both front ends call `resolve_run_spec`: the CLI with its flags, the TUI with its setup view,
+so a run means the same thing whichever way it was started.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ggflip.config import ModelsConfig, default_cache_dir, load_models_toml
+from ggflip.engine import DEFAULT_TOP_K, RunSpec
+from ggflip.errors import UsageError
+from ggflip.questions import load_questions, select_questions
+from ggflip.tasks import get_task
+
+log = logging.getLogger("ggflip")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """A run as the user describes it; `None` means "the default" for every optional field."""
+
+    models_path: Path = Path("models.toml")
+    set_name: str | None = None
+    task: str = "mmlu"
+    data: str | None = None
+    limit: int | None = None
+    seed: int | None = None
+    subjects: tuple[str, ...] = field(default=())
+    skip_bad_rows: bool = False
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    top_k: int | None = None
+    batch_size: int = 4
+
+
+def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
+    """The set to run: the one named, else the file's only set.
+
+    Raises:
+        UsageError: no name given and the file holds zero or several sets.
+    """
+    if set_name is not None:
+        return set_name
+    if len(config.sets) != 1:
+        raise UsageError(f"{where}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})")
+    return next(iter(config.sets))
+
+
+def check_options(options: RunOptions) -> None:
+    """Refuse non-positive sizes before anything is loaded.
+
+    Raises:
+        UsageError: naming the flag and the value.
+    """
+    if options.limit is not None and options.limit <= 0:
+        raise UsageError(f"--limit must be positive, got {options.limit}")
+    if options.batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, got {options.batch_size}")
+    if options.top_k is not None and options.top_k <= 0:
+        raise UsageError(f"--top-k must be positive, got {options.top_k}")
+
+
+def resolve_run_spec(options: RunOptions) -> RunSpec:
+    """Load the models file and the questions, and build the RunSpec both front ends run.
+
+    Raises:
+        UsageError, ConfigError, DataError: for bad options, settings or questions.
+    """
+    check_options(options)
+    config = load_models_toml(options.models_path)
+    model_set = config.get_set(choose_set_name(config, options.set_name, options.models_path))
+    task = get_task(options.task)
+    source, known_bad_rows = (options.data, False) if options.data else task.default_source()
+    loaded = load_questions(source, skip_bad_rows=options.skip_bad_rows or known_bad_rows)
+    for skipped in loaded.skipped:
+        log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
+    questions = select_questions(loaded, limit=options.limit, seed=options.seed, subjects=options.subjects)
+    cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
+    return RunSpec(
+        model_set=model_set,
+        questions=questions,
+        task=task.name,
+        cache_dir=cache_dir,
+        top_k=options.top_k if options.top_k is not None else DEFAULT_TOP_K,
+        batch_size=options.batch_size,
+    )

@@ -1,0 +1,98 @@
+"""The ggflip Textual application: the setup view first, then the run view.
+
+The app holds what every screen shares: the backend factory (llama.cpp, or a fake injected by
+tests), the clock the run view measures rates with, the export folder, and the log panel's
+lines. Python logging, llama.cpp's native log included (logger "ggflip.llama"), is routed to
+the log panel while the app runs, so nothing is ever written over the screen.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+
+from ggflip.backends.base import BackendFactory
+from ggflip.run_setup import RunOptions
+from ggflip.tui.run import RunScreen
+from ggflip.tui.setup import SetupScreen
+
+
+class _PanelHandler(logging.Handler):
+    """Post each log record to the app as a `GgflipApp.LogLine`; safe from any thread."""
+
+    def __init__(self, app: "GgflipApp") -> None:
+        super().__init__(logging.INFO)
+        self.app = app
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.app.post_message(GgflipApp.LogLine(self.format(record)))
+        except Exception:  # noqa: BLE001 - a log line must never break the run or print over the screen
+            pass
+
+
+class GgflipApp(App[None]):
+    """Compare a baseline GGUF with its quants, live: the face of ggflip."""
+
+    TITLE = "ggflip"
+    BINDINGS = [Binding("q", "quit", "Quit")]
+
+    class LogLine(Message):
+        """One formatted log record for the log panel."""
+
+        def __init__(self, line: str) -> None:
+            super().__init__()
+            self.line = line
+
+    def __init__(
+        self,
+        options: RunOptions | None = None,
+        *,
+        factory: BackendFactory | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        export_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.options = options or RunOptions()
+        self._factory = factory
+        self.clock = clock
+        self.export_dir = export_dir or Path.cwd()
+        self.log_lines: deque[str] = deque(maxlen=2000)
+        self._handler = _PanelHandler(self)
+        self._root_level = logging.NOTSET
+
+    def backend_factory(self) -> BackendFactory:
+        """The injected factory, else llama.cpp's (imported only when a run starts)."""
+        if self._factory is None:
+            from ggflip.backends.llama import LlamaBackendFactory
+
+            self._factory = LlamaBackendFactory()
+        return self._factory
+
+    def get_default_screen(self) -> SetupScreen:
+        return SetupScreen(self.options)
+
+    def on_mount(self) -> None:
+        root = logging.getLogger()
+        self._root_level = root.level
+        if root.level == logging.NOTSET or root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+        root.addHandler(self._handler)
+
+    def on_unmount(self) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self._handler)
+        root.setLevel(self._root_level)
+
+    def on_ggflip_app_log_line(self, message: LogLine) -> None:
+        self.log_lines.append(message.line)
+        for screen in self.screen_stack:
+            if isinstance(screen, RunScreen):
+                screen.add_log_line(message.line)

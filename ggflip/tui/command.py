@@ -1,0 +1,32 @@
+"""`ggflip tui` (and `ggflip` alone on a terminal): open the app with the flags as the setup's defaults."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ggflip.errors import ExitCode
+from ggflip.run_setup import RunOptions
+
+
+def tui_options(args: argparse.Namespace) -> RunOptions:
+    """The TUI's starting choices from whatever flags the command line gave (all optional)."""
+    return RunOptions(
+        models_path=getattr(args, "models", None) or Path("models.toml"),
+        set_name=getattr(args, "set_name", None),
+        task=getattr(args, "task", None) or "mmlu",
+        data=getattr(args, "data", None),
+        limit=getattr(args, "limit", None),
+        seed=getattr(args, "seed", None),
+        subjects=tuple(getattr(args, "subject", None) or ()),
+        cache_dir=getattr(args, "cache_dir", None),
+        no_cache=bool(getattr(args, "no_cache", False)),
+        batch_size=getattr(args, "batch_size", None) or 4,
+    )
+
+
+def tui_command(args: argparse.Namespace) -> int:
+    """Run the app until the user quits."""
+    from ggflip.tui.app import GgflipApp
+
+    GgflipApp(tui_options(args), export_dir=getattr(args, "export_dir", None)).run()
+    return int(ExitCode.OK)

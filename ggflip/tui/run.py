@@ -1,0 +1,473 @@
+"""The run view: live per-model table, progress, and the flip list of the selected quant.
+
+The engine runs in one thread worker that only posts messages (`RunScreen.SpecResolved`,
+`RunScreen.EngineEvent`, `RunScreen.Scored`); the handlers here own every state change.
+`Scored` is high-rate and cumulative, so a newer one may replace an older one of the same model.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Sequence
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from ggflip.cache import atomic_write_bytes
+from ggflip.engine import RunSpec, run_comparison
+from ggflip.errors import GgflipError
+from ggflip.events import BaselineFinished, BaselineFromCache, Event, ModelLoaded, ModelLoading, QuantFinished, QuestionScored, RunFinished
+from ggflip.markdown import render_markdown
+from ggflip.questions import LETTERS
+from ggflip.run_setup import RunOptions, resolve_run_spec
+from ggflip.scoring import QuestionRow
+from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
+from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen, SubjectPicker, direction_text
+
+log = logging.getLogger("ggflip.tui")
+
+SUMMARY_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "changes", "KL mean", "KL p99", "same top", "done", "q/s", "ETA")
+_SUMMARY_WIDTHS = (18, 6, 6, 6, 8, 7, 7, 7, 8, 11, 6, 5)
+FLIP_COLUMNS = ("id", "subject", "gold", "base→quant", "direction", "KL", "margin")
+_SORT_NAMES = {"scored": "in scoring order", "kl": "largest KL first", "margin": "smallest margin first"}
+_REFRESH_SECONDS = 0.25
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+
+
+class RunScreen(Screen[None]):
+    """A comparison running live; flips appear in the list as soon as they are scored."""
+
+    BINDINGS = [
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "rerun", "Re-run"),
+        Binding("e", "export", "Export"),
+        Binding("m", "margins", "Top margin"),
+        Binding("d", "direction", "Direction"),
+        Binding("s", "sort", "Sort"),
+        Binding("f", "subject", "Subject"),
+        Binding("l", "toggle_log", "Log"),
+        Binding("escape", "back", "Setup"),
+    ]
+    DEFAULT_CSS = """
+    RunScreen #status { height: 1; padding: 0 1; background: $boost; }
+    RunScreen #progress { height: auto; padding: 0 1; }
+    RunScreen .progress-row { height: 1; }
+    RunScreen .progress-label { width: 22; }
+    RunScreen .progress-state { width: 16; padding-left: 1; }
+    RunScreen ProgressBar Bar { width: 40; }
+    RunScreen #summary { height: auto; max-height: 12; }
+    RunScreen #flip-title { height: 1; padding: 0 1; background: $boost; }
+    RunScreen #flips { height: 1fr; }
+    RunScreen #log { height: 10; border-top: solid $accent; display: none; }
+    RunScreen.show-log #log { display: block; }
+    """
+
+    class SpecResolved(Message):
+        """The options became a RunSpec (questions loaded); the run is about to start."""
+
+        def __init__(self, run_id: int, spec: RunSpec) -> None:
+            super().__init__()
+            self.run_id, self.spec = run_id, spec
+
+    class EngineEvent(Message):
+        """An engine event other than a scored question."""
+
+        def __init__(self, run_id: int, event: Event) -> None:
+            super().__init__()
+            self.run_id, self.event = run_id, event
+
+    class Scored(Message):
+        """A model scored questions up to `done`; `rows` is its append-only list of comparison rows."""
+
+        def __init__(self, run_id: int, label: str, done: int, rows: Sequence[QuestionRow] | None) -> None:
+            super().__init__()
+            self.run_id, self.label, self.done, self.rows = run_id, label, done, rows
+
+        def can_replace(self, message: Message) -> bool:
+            # Rows are cumulative, so a later Scored of the same model and run carries everything.
+            return isinstance(message, RunScreen.Scored) and (message.run_id, message.label) == (self.run_id, self.label)
+
+    def __init__(self, options: RunOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.live: LiveRun | None = None
+        self.run_id = 0
+        self.selected: str | None = None
+        self.follow = True
+        self.direction: str | None = None
+        self.subject: str | None = None
+        self.sort = "scored"
+        self._shown: list[int] = []
+        self._shown_key: tuple[object, ...] = ()
+        self._dirty = False
+        self._refreshed_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Loading questions…", id="status")
+        yield Vertical(id="progress")
+        summary = DataTable(id="summary", cursor_type="row", zebra_stripes=True)
+        for column, width in zip(SUMMARY_COLUMNS, _SUMMARY_WIDTHS):
+            summary.add_column(column, key=column, width=width)
+        yield summary
+        yield Static("", id="flip-title")
+        flips = DataTable(id="flips", cursor_type="row", zebra_stripes=True)
+        for column in FLIP_COLUMNS:
+            flips.add_column(column, key=column)
+        yield flips
+        yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        log_panel = self.query_one("#log", RichLog)
+        for line in self.app.log_lines:  # type: ignore[attr-defined]
+            log_panel.write(line)
+        self.set_interval(_REFRESH_SECONDS, self._refresh_if_dirty)
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart) the run in a thread worker."""
+        self.run_id += 1
+        self.live = None
+        self.query_one("#status", Static).update("Loading questions…")
+        self._run(self.run_id, self.options)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run", name="ggflip run")
+    def _run(self, run_id: int, options: RunOptions) -> str:
+        """Resolve the options and iterate the engine, posting a message per event; stop when cancelled."""
+        worker = get_current_worker()
+        spec = resolve_run_spec(options)
+        if worker.is_cancelled:
+            return "cancelled"
+        self.post_message(self.SpecResolved(run_id, spec))
+        rows: dict[str, list[QuestionRow]] = {}
+        events = run_comparison(spec, self.app.backend_factory())  # type: ignore[attr-defined]
+        try:
+            for event in events:
+                if worker.is_cancelled:
+                    return "cancelled"
+                if isinstance(event, QuestionScored):
+                    if event.row is not None:
+                        rows.setdefault(event.label, []).append(event.row)
+                    self.post_message(self.Scored(run_id, event.label, event.done, rows.get(event.label)))
+                else:
+                    self.post_message(self.EngineEvent(run_id, event))
+        finally:
+            events.close()  # stops between batches and frees the loaded model
+        return "finished"
+
+    # --- messages from the worker -------------------------------------------------------------
+
+    def on_run_screen_spec_resolved(self, message: SpecResolved) -> None:
+        if message.run_id != self.run_id:
+            return
+        spec = message.spec
+        self.live = LiveRun(spec, self.app.clock)  # type: ignore[attr-defined]
+        self.sub_title = f"{spec.model_set.name} · {spec.task} · {len(spec.questions.questions)} questions"
+        self.live.state = "running"
+        if self.selected not in self.live.quant_labels:
+            self.selected = self.live.quant_labels[0] if self.live.quant_labels else None
+        self._build_progress()
+        summary = self.query_one("#summary", DataTable)
+        summary.clear()
+        for label in self.live.models:
+            summary.add_row(*([""] * len(SUMMARY_COLUMNS)), key=label)
+        self._shown_key = ()
+        self._refresh(force=True)
+
+    def on_run_screen_engine_event(self, message: EngineEvent) -> None:
+        if message.run_id != self.run_id or self.live is None:
+            return
+        event, live = message.event, self.live
+        if isinstance(event, ModelLoading):
+            live.loading(event.label)
+            if event.role == "quant" and self.follow:
+                self._select(event.label)
+        elif isinstance(event, ModelLoaded):
+            live.loaded(event.label)
+        elif isinstance(event, BaselineFromCache):
+            live.from_cache(event.label)
+        elif isinstance(event, BaselineFinished):
+            live.baseline_finished(event.summary)
+        elif isinstance(event, QuantFinished):
+            live.quant_finished(event.summary)
+        elif isinstance(event, RunFinished):
+            live.finished(event.report)
+        self._refresh(force=True)
+
+    def on_run_screen_scored(self, message: Scored) -> None:
+        if message.run_id != self.run_id or self.live is None:
+            return
+        self.live.scored(message.label, message.done, message.rows)
+        self._dirty = True
+        if time.monotonic() - self._refreshed_at >= _REFRESH_SECONDS:
+            self._refresh()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a run's end is handled: cancelled, failed (GgflipError or a bug), or done."""
+        if event.worker.group != "run" or event.worker is not self._current_worker():
+            return
+        if event.state == WorkerState.CANCELLED and self.live is not None:
+            self.live.stopped("cancelled")
+            self.notify("Run cancelled; the models that finished are kept (e: export).", title="Cancelled")
+            self._refresh(force=True)
+        elif event.state == WorkerState.ERROR:
+            error = event.worker.error
+            if isinstance(error, GgflipError):
+                message = str(error)
+            else:
+                message = f"internal error: {type(error).__name__}: {error}"
+                log.error("run failed", exc_info=error)
+            if self.live is not None:
+                self.live.stopped("failed")
+            self.query_one("#status", Static).update(f"Failed: {message}")
+            self._refresh(force=True)
+            self.app.push_screen(ErrorScreen(message, title="The run stopped"))
+
+    def _current_worker(self) -> Worker[object] | None:
+        workers = [w for w in self.workers if w.group == "run"]
+        return workers[-1] if workers else None
+
+    # --- drawing -----------------------------------------------------------------------------
+
+    def _build_progress(self) -> None:
+        assert self.live is not None
+        box = self.query_one("#progress", Vertical)
+        box.remove_children()
+        rows = []
+        for i, model in enumerate(self.live.models.values()):
+            role = " (base)" if model.role == "baseline" else ""
+            rows.append(
+                Horizontal(
+                    Label(f"{model.label}{role}", classes="progress-label"),
+                    ProgressBar(total=model.total, show_eta=False, id=f"bar-{i}"),
+                    Label("waiting", id=f"state-{i}", classes="progress-state"),
+                    classes="progress-row",
+                )
+            )
+        box.mount_all(rows)
+
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
+            self._refresh()
+
+    def _refresh(self, force: bool = False) -> None:
+        """Redraw status, progress, summary and flip list from the live state."""
+        if self.live is None:
+            return
+        self._dirty, self._refreshed_at = False, time.monotonic()
+        self._draw_status()
+        self._draw_progress()
+        self._draw_summary()
+        self._draw_flips(force)
+
+    def _draw_status(self) -> None:
+        live = self.live
+        assert live is not None
+        if live.state == "running" and live.current:
+            model = live.models[live.current]
+            verb = "Loading" if model.status == "loading" else "Scoring"
+            text = f"{verb} {model.label} ({model.role}): {model.done}/{model.total}"
+        elif live.state == "finished":
+            text = "Finished: every model scored. e: export · r: re-run · m: top-margin view"
+        elif live.state == "cancelled":
+            text = f"Cancelled: {len(live.quants)} quant(s) finished and kept. e: export · r: re-run"
+        elif live.state == "failed":
+            return
+        else:
+            text = "Checking model files and vocabularies…"
+        self.query_one("#status", Static).update(text)
+
+    def _draw_progress(self) -> None:
+        live = self.live
+        assert live is not None
+        for i, model in enumerate(live.models.values()):
+            try:
+                bar = self.query_one(f"#bar-{i}", ProgressBar)
+                state = self.query_one(f"#state-{i}", Label)
+            except Exception:  # noqa: BLE001 - the rows are mounted on the next refresh
+                return
+            bar.update(total=model.total, progress=model.done)
+            state.update(model.status)
+
+    def _draw_summary(self) -> None:
+        live = self.live
+        assert live is not None
+        table = self.query_one("#summary", DataTable)
+        now = live.clock()
+        for label, model in live.models.items():
+            if label not in table.rows:
+                continue
+            if model.role == "baseline":
+                acc = live.baseline.accuracy if live.baseline else None
+                cells = [f"{label} (base)", _pct(acc), "", "", "", "", "", "", ""]
+            else:
+                v = model.values()
+                cells = [
+                    label,
+                    _pct(v.get("accuracy")),
+                    f"{100 * v['delta_accuracy']:+.1f}" if v else "–",
+                    _pct(v.get("flips")),
+                    f"{v['n_flips_lost']}/{v['n_flips_gained']}" if v else "–",
+                    _pct(v.get("answer_changes")),
+                    _num(v.get("kl_mean")),
+                    _num(v.get("kl_p99")),
+                    _pct(v.get("same_top")),
+                ]
+            rate = model.rate(now)
+            done = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
+            cells += [done, _num(rate, 1), _duration(model.eta(now)) if model.status == "scoring" else ""]
+            for column, value in zip(SUMMARY_COLUMNS, cells):
+                table.update_cell(label, column, value)
+
+    def _draw_flips(self, force: bool) -> None:
+        live = self.live
+        assert live is not None
+        title = self.query_one("#flip-title", Static)
+        table = self.query_one("#flips", DataTable)
+        if self.selected is None:
+            title.update("No quant in this set: nothing to compare.")
+            return
+        rows = live.flips(self.selected, self.direction, self.subject, self.sort)
+        key = (self.selected, self.direction, self.subject, self.sort)
+        indexes = [r.index for r in rows]
+        if force or key != self._shown_key or indexes[: len(self._shown)] != self._shown:
+            cursor = table.cursor_row
+            table.clear()
+            for r in rows:
+                table.add_row(*self._flip_cells(r), key=str(r.index))
+            if rows:
+                table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+        else:
+            for r in rows[len(self._shown) :]:
+                table.add_row(*self._flip_cells(r), key=str(r.index))
+        self._shown, self._shown_key = indexes, key
+        model = live.models[self.selected]
+        direction = "both directions" if self.direction is None else direction_text(self.direction)
+        subject = "all subjects" if self.subject is None else self.subject
+        title.update(
+            f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · {subject} (f) · "
+            f"{_SORT_NAMES[self.sort]} (s) · Enter: detail"
+        )
+
+    @staticmethod
+    def _flip_cells(r: QuestionRow) -> tuple[str, ...]:
+        arrow = "c→i" if r.flip == "correct_to_incorrect" else "i→c"
+        return (
+            r.id, r.subject, LETTERS[r.gold], f"{LETTERS[r.base_choice]}→{LETTERS[r.quant_choice]}", arrow,
+            f"{r.kl:.4f}", f"{r.top_margin:.3f}",
+        )
+
+    def _select(self, label: str) -> None:
+        """Show `label`'s flips and put the summary cursor on it."""
+        self.selected = label
+        table = self.query_one("#summary", DataTable)
+        if label in table.rows:
+            table.move_cursor(row=table.get_row_index(label), animate=False)
+
+    # --- user actions ------------------------------------------------------------------------
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "summary" or self.live is None:
+            return
+        label = event.row_key.value
+        if label in self.live.quant_labels and label != self.selected:
+            self.selected = label
+            self.follow = label == self.live.current
+            self._refresh(force=True)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "flips" or self.live is None or self.selected is None or event.row_key.value is None:
+            return
+        index = int(event.row_key.value)
+        row = next(r for r in self.live.models[self.selected].rows if r.index == index)
+        self.app.push_screen(QuestionDetailScreen(self.live.question(index), row, self.live.baseline_label, self.selected))
+
+    def action_cancel(self) -> None:
+        worker = self._current_worker()
+        if worker is None or worker.is_finished:
+            self.notify("No run is going.", severity="warning")
+            return
+        worker.cancel()
+
+    def action_rerun(self) -> None:
+        worker = self._current_worker()
+        if worker is not None and not worker.is_finished:
+            worker.cancel()
+        self.start()
+
+    def action_export(self) -> None:
+        """Write the report as JSON (the `--json` document) and as a Markdown summary."""
+        if self.live is None:
+            self.notify("Nothing to export yet.", severity="warning")
+            return
+        report = self.live.current_report()
+        directory = self.app.export_dir  # type: ignore[attr-defined]
+        stem = f"ggflip-{report.set}-{report.task}"
+        json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
+        try:
+            atomic_write_bytes(json_path, (report.to_json() + "\n").encode())
+            atomic_write_bytes(md_path, render_markdown(report).encode())
+        except GgflipError as exc:
+            self.app.push_screen(ErrorScreen(str(exc), title="Export failed"))
+            return
+        note = "" if report.complete else " (incomplete run: finished models only)"
+        self.notify(f"Wrote {json_path} and {md_path}{note}", title="Exported")
+
+    def action_margins(self) -> None:
+        if self.live is None:
+            return
+        charts = [(label, m.margin_buckets()) for label, m in self.live.models.items() if m.role == "quant" and m.rows]
+        self.app.push_screen(MarginScreen(charts))
+
+    def action_direction(self) -> None:
+        self.direction = DIRECTIONS[(DIRECTIONS.index(self.direction) + 1) % len(DIRECTIONS)]
+        self._refresh(force=True)
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self._refresh(force=True)
+
+    def action_subject(self) -> None:
+        if self.live is None:
+            return
+
+        def chosen(subject: str | None) -> None:
+            self.subject = subject
+            self._refresh(force=True)
+
+        self.app.push_screen(SubjectPicker(self.live.flip_subjects(), self.subject), chosen)
+
+    def action_toggle_log(self) -> None:
+        self.toggle_class("show-log")
+
+    def action_back(self) -> None:
+        worker = self._current_worker()
+        if worker is not None and not worker.is_finished:
+            worker.cancel()
+        self.dismiss()
+
+    def add_log_line(self, line: str) -> None:
+        """Append one log line to the log panel."""
+        self.query_one("#log", RichLog).write(line)

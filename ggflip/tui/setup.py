@@ -1,0 +1,213 @@
+"""The setup view: pick a comparison set from models.toml, a task, the questions; Enter starts.
+
+Each model's file size and bits per weight (file bits / parameter count, from the GGUF header)
+are read in a thread worker, so a slow disk never freezes the view.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from ggflip.config import ModelsConfig, ModelSet, load_models_toml
+from ggflip.errors import GgflipError
+from ggflip.gguf_info import parameter_count
+from ggflip.run_setup import RunOptions, check_options
+from ggflip.tasks import TASKS
+from ggflip.tui.run import RunScreen
+
+
+def _size(n_bytes: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} B"
+
+
+class SetupScreen(Screen[None]):
+    """Choose what to compare; Enter (or the Start button) opens the run view."""
+
+    BINDINGS = [Binding("ctrl+s", "start", "Start", show=False), Binding("q", "app.quit", "Quit")]
+    DEFAULT_CSS = """
+    SetupScreen #body { height: 1fr; }
+    SetupScreen #sets-pane { width: 34; border-right: solid $accent; }
+    SetupScreen #sets { height: 1fr; border: none; }
+    SetupScreen #details { padding: 0 1; }
+    SetupScreen .heading { text-style: bold; padding-top: 1; }
+    SetupScreen #models { height: auto; max-height: 12; }
+    SetupScreen .field { height: 1; margin-bottom: 1; }
+    SetupScreen .field Label { width: 14; }
+    SetupScreen .field Input, SetupScreen .field Select { width: 60; }
+    SetupScreen #start { margin-top: 1; }
+    """
+
+    class ModelInfo(Message):
+        """A model file's size and parameter count were read (or why they could not be)."""
+
+        def __init__(self, path: Path, size: int | None, n_params: int | None, problem: str | None) -> None:
+            super().__init__()
+            self.path, self.size, self.n_params, self.problem = path, size, n_params, problem
+
+    def __init__(self, options: RunOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.config: ModelsConfig | None = None
+        self.model_info: dict[Path, ModelInfo] = {}
+        self.chosen: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            with Vertical(id="sets-pane"):
+                yield Label("Comparison sets", classes="heading")
+                yield OptionList(id="sets")
+            with Vertical(id="details"):
+                yield Static("", id="set-description", classes="heading")
+                table = DataTable(id="models", cursor_type="none")
+                table.can_focus = False
+                for column in ("role", "label", "file", "size", "bits/weight", ""):
+                    table.add_column(column, key=column)
+                yield table
+                yield Static("", id="llama")
+                yield Label("Run", classes="heading")
+                tasks = [(f"{t.name}: {t.description}", t.name) for t in TASKS.values()]
+                task = self.options.task if self.options.task in TASKS else next(iter(TASKS))
+                yield self._field("Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task"))
+                yield self._field("Data", Input(self.options.data or "", placeholder="the task's default questions (or a JSONL file, hf:NAME…)", compact=True, id="data"))
+                yield self._field("Limit", Input(self._text(self.options.limit), placeholder="all questions", type="integer", compact=True, id="limit"))
+                yield self._field("Seed", Input(self._text(self.options.seed), placeholder="none: the first N", type="integer", compact=True, id="seed"))
+                yield self._field("Subjects", Input(", ".join(self.options.subjects), placeholder="all (comma-separated to filter)", compact=True, id="subjects"))
+                yield self._field("Batch size", Input(str(self.options.batch_size), type="integer", compact=True, id="batch"))
+                yield Button("Start  (Enter)", id="start", variant="primary")
+        yield Footer()
+
+    @staticmethod
+    def _field(name: str, widget: Input | Select[str]) -> Horizontal:
+        return Horizontal(Label(name), widget, classes="field")
+
+    @staticmethod
+    def _text(value: int | None) -> str:
+        return "" if value is None else str(value)
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.options.models_path)
+        sets = self.query_one("#sets", OptionList)
+        try:
+            self.config = load_models_toml(self.options.models_path)
+        except GgflipError as exc:
+            self.query_one("#set-description", Static).update(f"Cannot open the models file: {exc}")
+            self.notify(str(exc), title="models.toml", severity="error", timeout=10)
+            return
+        for name, model_set in self.config.sets.items():
+            sets.add_option(Option(f"{name}\n[dim]{len(model_set.quants)} quant(s)[/dim]", id=name))
+        if not self.config.sets:
+            self.query_one("#set-description", Static).update(f"{self.config.path}: no sets defined")
+            return
+        wanted = self.options.set_name if self.options.set_name in self.config.sets else next(iter(self.config.sets))
+        sets.highlighted = sets.get_option_index(wanted)
+        self._show_set(wanted)
+        sets.focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id is not None:
+            self._show_set(event.option.id)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_start()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_start()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_start()
+
+    def _show_set(self, name: str) -> None:
+        assert self.config is not None
+        self.chosen = name
+        model_set = self.config.sets[name]
+        self.query_one("#set-description", Static).update(f"{name}: {model_set.description or 'no description'}")
+        s = model_set.baseline.llama
+        self.query_one("#llama", Static).update(
+            f"llama.cpp (baseline): n_ctx {s.n_ctx} · n_batch {s.n_batch} · n_ubatch {s.n_ubatch} · "
+            f"threads {s.n_threads or 'all'} · gpu layers {s.n_gpu_layers} · flash_attn {'on' if s.flash_attn else 'off'} · "
+            f"mmap {'on' if s.use_mmap else 'off'} · n_seq_max {s.n_seq_max}"
+        )
+        self._draw_models(model_set)
+        missing = [m.path for m in model_set.models if m.path not in self.model_info]
+        if missing:
+            self._read_model_info(missing)
+
+    def _draw_models(self, model_set: ModelSet) -> None:
+        table = self.query_one("#models", DataTable)
+        table.clear()
+        for i, model in enumerate(model_set.models):
+            info = self.model_info.get(model.path)
+            if info is None:
+                size, bpw, note = "…", "…", ""
+            elif info.problem:
+                size, bpw, note = "–", "–", info.problem
+            else:
+                assert info.size is not None and info.n_params
+                size, bpw, note = _size(info.size), f"{8 * info.size / info.n_params:.2f}", f"{info.n_params / 1e6:,.0f}M weights"
+            table.add_row("baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="gguf")
+    def _read_model_info(self, paths: list[Path]) -> None:
+        """Read each file's size and parameter count from its GGUF header."""
+        worker = get_current_worker()
+        for path in dict.fromkeys(paths):
+            if worker.is_cancelled:
+                return
+            try:
+                n_params = parameter_count(path)
+                self.post_message(self.ModelInfo(path, path.stat().st_size, n_params, None if n_params else "no tensors"))
+            except GgflipError as exc:
+                problem = "missing" if "not found" in str(exc) else "unreadable"
+                self.post_message(self.ModelInfo(path, None, None, problem))
+
+    def on_setup_screen_model_info(self, message: ModelInfo) -> None:
+        self.model_info[message.path] = message
+        if self.config is not None and self.chosen is not None:
+            self._draw_models(self.config.sets[self.chosen])
+
+    def _int(self, widget_id: str) -> int | None:
+        text = self.query_one(f"#{widget_id}", Input).value.strip()
+        return int(text) if text else None
+
+    def action_start(self) -> None:
+        """Build the run options from the form and open the run view."""
+        if self.config is None or self.chosen is None:
+            self.notify("No comparison set to run: fix the models file first.", severity="error")
+            return
+        try:
+            batch = self._int("batch")
+            options = replace(
+                self.options,
+                set_name=self.chosen,
+                task=str(self.query_one("#task", Select).value),
+                data=self.query_one("#data", Input).value.strip() or None,
+                limit=self._int("limit"),
+                seed=self._int("seed"),
+                subjects=tuple(s.strip() for s in self.query_one("#subjects", Input).value.split(",") if s.strip()),
+                batch_size=batch if batch is not None else self.options.batch_size,
+            )
+            check_options(options)
+        except ValueError:
+            self.notify("Limit, seed and batch size must be whole numbers.", severity="error")
+            return
+        except GgflipError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.options = options
+        self.app.push_screen(RunScreen(options))

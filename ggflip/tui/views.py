@@ -1,0 +1,187 @@
+"""Modal views of the run: question detail, flip rate by top margin, subject picker, error."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ggflip.questions import LETTERS, Question
+from ggflip.scoring import FLIP_LOST, QuestionRow
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar of `width` cells filled to `fraction` (clipped to [0, 1]), in eighths of a cell."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (_EIGHTHS[part] if part else "")
+    return text.ljust(width)
+
+
+def direction_text(flip: str | None) -> str:
+    """A flip direction as the arrow form shown everywhere in the TUI."""
+    if flip is None:
+        return "no flip"
+    return "correct→incorrect" if flip == FLIP_LOST else "incorrect→correct"
+
+
+class ErrorScreen(ModalScreen[None]):
+    """A one-line error (from a GgflipError) the user acknowledges; the app stays usable."""
+
+    BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    ErrorScreen { align: center middle; }
+    ErrorScreen > Vertical { width: 90; height: auto; border: thick $error; background: $surface; padding: 1 2; }
+    ErrorScreen #error-title { text-style: bold; color: $error; }
+    """
+
+    def __init__(self, message: str, title: str = "Error") -> None:
+        super().__init__()
+        self.message, self.title_text = message, title
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, id="error-title")
+            yield Static(Text(self.message), id="error-message")
+            yield Static(Text("Enter or Esc to close", style="dim"))
+
+
+class QuestionDetailScreen(ModalScreen[None]):
+    """One question: its text, options, baseline vs quant probabilities per option, gold, KL, margin."""
+
+    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    QuestionDetailScreen { align: center middle; }
+    QuestionDetailScreen > VerticalScroll { width: 100%; height: auto; max-height: 100%; border: thick $accent; background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, question: Question, row: QuestionRow, baseline_label: str, quant_label: str) -> None:
+        super().__init__()
+        self.question, self.row = question, row
+        self.baseline_label, self.quant_label = baseline_label, quant_label
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(self._content(), id="detail")
+        yield Footer()
+
+    def _content(self) -> RenderableType:
+        q, r = self.question, self.row
+        head = Text.assemble(
+            (f"{q.id}", "bold"), f"  ·  {q.subject}  ·  {self.quant_label} vs {self.baseline_label}  ·  ",
+            (direction_text(r.flip), "bold red" if r.flip == FLIP_LOST else "bold green" if r.flip else "bold"),
+        )
+        options = Table(box=None, pad_edge=False, expand=True)
+        options.add_column("", width=3)
+        options.add_column("option", ratio=1, overflow="fold")
+        options.add_column(self.baseline_label, width=30, no_wrap=True)
+        options.add_column(self.quant_label, width=30, no_wrap=True)
+        for i, choice in enumerate(q.choices):
+            mark = Text(f"{LETTERS[i]}{'✓' if i == q.gold else ' '}", style="bold green" if i == q.gold else "")
+            options.add_row(mark, choice, self._cell(r.base_probs[i], i == r.base_choice, "blue"),
+                            self._cell(r.quant_probs[i], i == r.quant_choice, "magenta"))
+        facts = Text(
+            f"gold {LETTERS[r.gold]}  ·  baseline {LETTERS[r.base_choice]}  ·  quant {LETTERS[r.quant_choice]}  ·  "
+            f"KL {r.kl:.4f} (options only {r.kl_options:.4f})  ·  baseline top margin {r.top_margin:.3f}  ·  "
+            f"same top token: {'yes' if r.same_top else 'no'}",
+            style="dim",
+        )
+        return Group(head, Text(""), Text(q.text), Text(""), options, Text(""), facts, Text("◀ = the model's answer", style="dim"))
+
+    @staticmethod
+    def _cell(prob: float, chosen: bool, color: str) -> Text:
+        return Text.assemble((bar(prob, 18), color), f" {100 * prob:5.1f}%", (" ◀" if chosen else "", "bold"))
+
+
+class MarginScreen(ModalScreen[None]):
+    """Flip rate per baseline top-margin bucket, one bar chart per quant, on a shared scale."""
+
+    BINDINGS = [Binding("escape,m,q", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    MarginScreen { align: center middle; }
+    MarginScreen > Vertical { width: 100%; height: 100%; background: $surface; }
+    MarginScreen #margin-title { padding: 0 1; text-style: bold; }
+    MarginScreen Grid { grid-size: 2; grid-gutter: 0 1; height: auto; }
+    MarginScreen Grid > Static { height: auto; }
+    """
+
+    def __init__(self, charts: Sequence[tuple[str, list[dict[str, float | int]]]]) -> None:
+        super().__init__()
+        self.charts = charts
+
+    def compose(self) -> ComposeResult:
+        peak = max((float(b["flip_rate"]) for _, buckets in self.charts for b in buckets), default=0.0)
+        scale = peak if peak > 0 else 1.0
+        with Vertical():
+            yield Static(
+                f"Flip rate per baseline top-margin bucket (one scale for all: the longest bar is {100 * peak:.1f}%); "
+                "flips gather where the baseline was unsure",
+                id="margin-title",
+            )
+            with VerticalScroll():
+                if not self.charts:
+                    yield Static("No quant has scored a question yet.")
+                with Grid():
+                    for label, buckets in self.charts:
+                        yield Static(self._chart(label, buckets, scale))
+        yield Footer()
+
+    @staticmethod
+    def _chart(label: str, buckets: list[dict[str, float | int]], scale: float) -> Panel:
+        table = Table(box=None, show_header=True, pad_edge=False)
+        table.add_column("margin", no_wrap=True)
+        table.add_column("flip rate", no_wrap=True)
+        table.add_column("", justify="right", no_wrap=True)
+        table.add_column("flips/n", justify="right", no_wrap=True)
+        n_total = sum(int(b["n"]) for b in buckets)
+        for b in buckets:
+            rate = float(b["flip_rate"])
+            table.add_row(
+                f"{b['lo']:.2f}–{b['hi']:.2f}", Text(bar(rate / scale, 24), style="red"), f"{100 * rate:5.1f}%", f"{b['flips']}/{b['n']}"
+            )
+        return Panel(table, title=f"{label} ({n_total} questions)", title_align="left")
+
+
+class SubjectPicker(ModalScreen["str | None"]):
+    """Pick the subject the flip list shows; "all subjects" clears the filter."""
+
+    BINDINGS = [Binding("escape", "dismiss_unchanged", "Close")]
+    DEFAULT_CSS = """
+    SubjectPicker { align: center middle; }
+    SubjectPicker > OptionList { width: 70; height: 80%; border: thick $accent; }
+    """
+    ALL = "\x00all"
+
+    def __init__(self, subjects: Sequence[tuple[str, int]], current: str | None) -> None:
+        super().__init__()
+        self.subjects, self.current = subjects, current
+
+    def compose(self) -> ComposeResult:
+        options = [Option("all subjects", id=self.ALL)]
+        options += [Option(f"{subject}  ({n} flips)", id=subject) for subject, n in self.subjects]
+        picker = OptionList(*options)
+        picker.border_title = "Subject filter"
+        yield picker
+
+    def on_mount(self) -> None:
+        picker = self.query_one(OptionList)
+        if self.current is not None:
+            picker.highlighted = picker.get_option_index(self.current)
+        picker.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(None if event.option.id == self.ALL else event.option.id)
+
+    def action_dismiss_unchanged(self) -> None:
+        self.dismiss(self.current)
