@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 from textual.app import App
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from ggflip.backends.base import BackendFactory
@@ -26,7 +27,7 @@ from ggflip.tui.setup import SetupScreen
 class _PanelHandler(logging.Handler):
     """Post each log record to the app as a `GgflipApp.LogLine`; safe from any thread."""
 
-    def __init__(self, app: "GgflipApp") -> None:
+    def __init__(self, app: GgflipApp) -> None:
         super().__init__(logging.INFO)
         self.app = app
         self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
@@ -34,7 +35,7 @@ class _PanelHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.app.post_message(GgflipApp.LogLine(self.format(record)))
-        except Exception:  # noqa: BLE001 - a log line must never break the run or print over the screen
+        except Exception:  # noqa: BLE001, S110 - a log line must never break the run or print over the screen
             pass
 
 
@@ -42,7 +43,7 @@ class GgflipApp(App[None]):
     """Compare a baseline GGUF with its quants, live: the face of ggflip."""
 
     TITLE = "ggflip"
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
 
     class LogLine(Message):
         """One formatted log record for the log panel."""

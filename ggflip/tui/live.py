@@ -7,8 +7,8 @@ scored so far, from which the summary metrics are recomputed with the engine's o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ggflip import metrics
 from ggflip.engine import RunSpec, partial_report

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Sequence
+from collections.abc import Generator, Sequence
+from typing import ClassVar, cast
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -23,13 +24,28 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from ggflip.cache import atomic_write_bytes
 from ggflip.engine import RunSpec, run_comparison
 from ggflip.errors import GgflipError
-from ggflip.events import BaselineFinished, BaselineFromCache, Event, ModelLoaded, ModelLoading, QuantFinished, QuestionScored, RunFinished
+from ggflip.events import (
+    BaselineFinished,
+    BaselineFromCache,
+    Event,
+    ModelLoaded,
+    ModelLoading,
+    QuantFinished,
+    QuestionScored,
+    RunFinished,
+)
 from ggflip.markdown import render_markdown
 from ggflip.questions import LETTERS
 from ggflip.run_setup import RunOptions, resolve_run_spec
 from ggflip.scoring import QuestionRow
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
-from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen, SubjectPicker, direction_text
+from ggflip.tui.views import (
+    ErrorScreen,
+    MarginScreen,
+    QuestionDetailScreen,
+    SubjectPicker,
+    direction_text,
+)
 
 log = logging.getLogger("ggflip.tui")
 
@@ -51,14 +67,14 @@ def _num(value: float | None, digits: int = 4) -> str:
 def _duration(seconds: float) -> str:
     if math.isnan(seconds):
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
 
 
 class RunScreen(Screen[None]):
     """A comparison running live; flips appear in the list as soon as they are scored."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel", "Cancel"),
         Binding("r", "rerun", "Re-run"),
         Binding("e", "export", "Export"),
@@ -127,12 +143,12 @@ class RunScreen(Screen[None]):
         yield Header()
         yield Static("Loading questions…", id="status")
         yield Vertical(id="progress")
-        summary = DataTable(id="summary", cursor_type="row", zebra_stripes=True)
+        summary: DataTable[str] = DataTable(id="summary", cursor_type="row", zebra_stripes=True)
         for column, width in zip(SUMMARY_COLUMNS, _SUMMARY_WIDTHS):
             summary.add_column(column, key=column, width=width)
         yield summary
         yield Static("", id="flip-title")
-        flips = DataTable(id="flips", cursor_type="row", zebra_stripes=True)
+        flips: DataTable[str] = DataTable(id="flips", cursor_type="row", zebra_stripes=True)
         for column in FLIP_COLUMNS:
             flips.add_column(column, key=column)
         yield flips
@@ -162,7 +178,8 @@ class RunScreen(Screen[None]):
             return "cancelled"
         self.post_message(self.SpecResolved(run_id, spec))
         rows: dict[str, list[QuestionRow]] = {}
-        events = run_comparison(spec, self.app.backend_factory())  # type: ignore[attr-defined]
+        # run_comparison is a generator: closing it stops between batches and frees the model.
+        events = cast("Generator[Event, None, None]", run_comparison(spec, self.app.backend_factory()))  # type: ignore[attr-defined]
         try:
             for event in events:
                 if worker.is_cancelled:
@@ -174,7 +191,7 @@ class RunScreen(Screen[None]):
                 else:
                     self.post_message(self.EngineEvent(run_id, event))
         finally:
-            events.close()  # stops between batches and frees the loaded model
+            events.close()
         return "finished"
 
     # --- messages from the worker -------------------------------------------------------------

@@ -5,17 +5,27 @@ are read in a thread worker, so a slow disk never freezes the view.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    Static,
+)
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
@@ -34,10 +44,17 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes} B"
 
 
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
 class SetupScreen(Screen[None]):
     """Choose what to compare; Enter (or the Start button) opens the run view."""
 
-    BINDINGS = [Binding("ctrl+s", "start", "Start", show=False), Binding("q", "app.quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "start", "Start", show=False), Binding("q", "app.quit", "Quit")]
     DEFAULT_CSS = """
     SetupScreen #body { height: 1fr; }
     SetupScreen #sets-pane { width: 34; border-right: solid $accent; }
@@ -62,7 +79,7 @@ class SetupScreen(Screen[None]):
         super().__init__()
         self.options = options
         self.config: ModelsConfig | None = None
-        self.model_info: dict[Path, ModelInfo] = {}
+        self.model_info: dict[Path, SetupScreen.ModelInfo] = {}
         self.chosen: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -73,10 +90,8 @@ class SetupScreen(Screen[None]):
                 yield OptionList(id="sets")
             with Vertical(id="details"):
                 yield Static("", id="set-description", classes="heading")
-                table = DataTable(id="models", cursor_type="none")
+                table: DataTable[str] = DataTable(id="models", cursor_type="none")
                 table.can_focus = False
-                for column in ("role", "label", "file", "size", "bits/weight", ""):
-                    table.add_column(column, key=column)
                 yield table
                 yield Static("", id="llama")
                 yield Label("Run", classes="heading")
@@ -113,7 +128,8 @@ class SetupScreen(Screen[None]):
         if not self.config.sets:
             self.query_one("#set-description", Static).update(f"{self.config.path}: no sets defined")
             return
-        wanted = self.options.set_name if self.options.set_name in self.config.sets else next(iter(self.config.sets))
+        wanted = self.options.set_name if self.options.set_name in self.config.sets else None
+        wanted = wanted or next(iter(self.config.sets))
         sets.highlighted = sets.get_option_index(wanted)
         self._show_set(wanted)
         sets.focus()
@@ -150,7 +166,8 @@ class SetupScreen(Screen[None]):
 
     def _draw_models(self, model_set: ModelSet) -> None:
         table = self.query_one("#models", DataTable)
-        table.clear()
+        table.clear(columns=True)  # columns re-fit their widths to what was read
+        table.add_columns("role", "label", "file", "size", "bits/weight", "")
         for i, model in enumerate(model_set.models):
             info = self.model_info.get(model.path)
             if info is None:
@@ -159,7 +176,7 @@ class SetupScreen(Screen[None]):
                 size, bpw, note = "–", "–", info.problem
             else:
                 assert info.size is not None and info.n_params
-                size, bpw, note = _size(info.size), f"{8 * info.size / info.n_params:.2f}", f"{info.n_params / 1e6:,.0f}M weights"
+                size, bpw, note = _size(info.size), f"{8 * info.size / info.n_params:.2f}", f"{_count(info.n_params)} weights"
             table.add_row("baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gguf")

@@ -1,14 +1,15 @@
 """Modal views of the run: question detail, flip rate by top margin, subject picker, error."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, OptionList, Static
@@ -38,7 +39,7 @@ def direction_text(flip: str | None) -> str:
 class ErrorScreen(ModalScreen[None]):
     """A one-line error (from a GgflipError) the user acknowledges; the app stays usable."""
 
-    BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter", "dismiss", "Close")]
     DEFAULT_CSS = """
     ErrorScreen { align: center middle; }
     ErrorScreen > Vertical { width: 90; height: auto; border: thick $error; background: $surface; padding: 1 2; }
@@ -59,7 +60,7 @@ class ErrorScreen(ModalScreen[None]):
 class QuestionDetailScreen(ModalScreen[None]):
     """One question: its text, options, baseline vs quant probabilities per option, gold, KL, margin."""
 
-    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter,q", "dismiss", "Close")]
     DEFAULT_CSS = """
     QuestionDetailScreen { align: center middle; }
     QuestionDetailScreen > VerticalScroll { width: 100%; height: auto; max-height: 100%; border: thick $accent; background: $surface; padding: 0 1; }
@@ -106,7 +107,7 @@ class QuestionDetailScreen(ModalScreen[None]):
 class MarginScreen(ModalScreen[None]):
     """Flip rate per baseline top-margin bucket, one bar chart per quant, on a shared scale."""
 
-    BINDINGS = [Binding("escape,m,q", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,m,q", "dismiss", "Close")]
     DEFAULT_CSS = """
     MarginScreen { align: center middle; }
     MarginScreen > Vertical { width: 100%; height: 100%; background: $surface; }
@@ -155,7 +156,7 @@ class MarginScreen(ModalScreen[None]):
 class SubjectPicker(ModalScreen["str | None"]):
     """Pick the subject the flip list shows; "all subjects" clears the filter."""
 
-    BINDINGS = [Binding("escape", "dismiss_unchanged", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_unchanged", "Close")]
     DEFAULT_CSS = """
     SubjectPicker { align: center middle; }
     SubjectPicker > OptionList { width: 70; height: 80%; border: thick $accent; }

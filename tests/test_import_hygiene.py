@@ -1,0 +1,35 @@
+"""Only ggflip/tui imports textual: every headless module loads in a fresh interpreter without it."""
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ggflip
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADLESS = sorted(
+    name
+    for _, name, _ in pkgutil.walk_packages(ggflip.__path__, "ggflip.")
+    if not name.startswith("ggflip.tui.") and name != "ggflip.tui"
+)
+
+
+def test_the_list_covers_the_engine_and_the_cli() -> None:
+    assert {"ggflip.engine", "ggflip.cli", "ggflip.cli_run", "ggflip.run_setup", "ggflip.markdown"} <= set(HEADLESS)
+
+
+@pytest.mark.parametrize("module", HEADLESS)
+def test_headless_module_does_not_load_textual(module: str) -> None:
+    code = f"import sys, {module}; sys.exit(1 if any(m == 'textual' or m.startswith('textual.') for m in sys.modules) else 0)"
+    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{module} imports textual{result.stderr}"
+
+
+def test_the_tui_live_state_is_headless_too() -> None:
+    """The TUI's state folding (ggflip.tui.live) is plain Python, testable without Textual."""
+    code = "import sys, ggflip.tui.live; sys.exit(1 if 'textual' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, timeout=120).returncode == 0

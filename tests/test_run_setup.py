@@ -1,0 +1,67 @@
+"""resolve_run_spec (shared by the CLI and the TUI), the Markdown report, and the GGUF parameter count."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ggflip.backends.fake import FakeBackendFactory
+from ggflip.cli import main
+from ggflip.engine import run_comparison
+from ggflip.errors import ExitCode, ModelFileError, UsageError
+from ggflip.events import RunFinished
+from ggflip.gguf_info import parameter_count
+from ggflip.markdown import render_markdown
+from ggflip.run_setup import RunOptions, resolve_run_spec
+from tests.tui_helpers import FAKE_MODELS, write_fake_set
+
+
+def test_resolve_run_spec_picks_the_only_set_and_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    options = write_fake_set(tmp_path)
+    spec = resolve_run_spec(RunOptions(**{**options.__dict__, "limit": 5, "seed": 3, "subjects": ("History",)}))
+    assert spec.model_set.name == "fake"
+    assert len(spec.questions.questions) == 5
+    assert {q.subject for q in spec.questions.questions} == {"history"}
+    assert spec.cache_dir is None  # no_cache
+    again = resolve_run_spec(RunOptions(**{**options.__dict__, "limit": 5, "seed": 3, "subjects": ("History",)}))
+    assert [q.id for q in again.questions.questions] == [q.id for q in spec.questions.questions]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [("limit", 0, "--limit"), ("batch_size", 0, "--batch-size"), ("top_k", -1, "--top-k")])
+def test_resolve_run_spec_refuses_non_positive_sizes(tmp_path: Path, field: str, value: int, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        resolve_run_spec(RunOptions(models_path=tmp_path / "absent.toml", **{field: value}))
+
+
+def test_markdown_summary_of_a_fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    events = list(run_comparison(resolve_run_spec(write_fake_set(tmp_path)), FakeBackendFactory(FAKE_MODELS)))
+    assert isinstance(events[-1], RunFinished)
+    report = events[-1].report
+    text = render_markdown(report, flip_rows=3)
+    q2 = report.quants[1]
+    assert f"| Q2_K | {100 * q2.accuracy:.1f}% |" in text
+    assert text.count("## ") == 2
+    worst = max((r for r in q2.rows if r.flip), key=lambda r: r.kl)
+    section = text.split("## Q2_K")[1]
+    assert f"| {worst.id} |" in section and f"{worst.kl:.4f}" in section
+
+
+def test_parameter_count_matches_the_gguf_package(tiny_gguf_dir: Path) -> None:
+    from gguf import GGUFReader
+
+    for name in ("base.gguf", "q4_0.gguf"):
+        reader = GGUFReader(tiny_gguf_dir / name)
+        assert parameter_count(tiny_gguf_dir / name) == sum(int(t.n_elements) for t in reader.tensors)
+
+
+def test_parameter_count_refuses_a_non_gguf(tmp_path: Path) -> None:
+    (tmp_path / "x.gguf").write_bytes(b"not a gguf at all")
+    with pytest.raises(ModelFileError, match="not a GGUF"):
+        parameter_count(tmp_path / "x.gguf")
+
+
+def test_no_subcommand_without_a_terminal_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == ExitCode.USAGE
+    assert "tui" in capsys.readouterr().err

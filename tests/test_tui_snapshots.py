@@ -1,0 +1,72 @@
+"""Snapshots of the TUI at 120x40 on the fake backend (pytest-textual-snapshot); update with --snapshot-update."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from ggflip.backends.fake import FakeBackendFactory
+from ggflip.run_setup import RunOptions
+from tests.tui_helpers import FAKE_MODELS, fake_app, settle, start_run, write_fake_set
+
+SIZE = (120, 40)
+SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture
+def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+class TestSetupView:
+    def test_sets_models_with_size_and_bits_per_weight(self, snap_compare: SnapCompare, fake_dir: Path, tiny_gguf_dir: Path) -> None:
+        """The setup view lists the sets, each model's size and bits per weight read from its GGUF, and the form."""
+        base, q8, q4 = (tiny_gguf_dir / name for name in ("base_f16.gguf", "q8_0.gguf", "q4_0.gguf"))
+        (fake_dir / "models.toml").write_text(
+            '[sets.tiny]\ndescription = "tiny generated llama"\n'
+            f'baseline = {{ path = "{base}", label = "F16" }}\n'
+            f'quants = [ {{ path = "{q8}", label = "Q8_0" }}, {{ path = "{q4}", label = "Q4_0" }} ]\n'
+            '[sets.other]\nbaseline = { path = "/m/f16.gguf", label = "F16" }\n'
+        )
+        factory = FakeBackendFactory({str(base): FAKE_MODELS["/m/f16.gguf"]})
+        app = fake_app(RunOptions(models_path=Path("models.toml"), limit=20, seed=1), fake_dir, factory=factory)
+        assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+class TestRunView:
+    def test_finished_run_with_flips(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+        """The run view after the run: per-model table, progress bars, and the flip list of the last quant."""
+        app = fake_app(write_fake_set(fake_dir), fake_dir)
+        assert snap_compare(app, terminal_size=SIZE, run_before=start_run)
+
+
+class TestQuestionDetail:
+    def test_detail_of_the_first_flip(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+        """Enter on a flip: question, options, baseline vs quant probability bars, gold, KL, margin."""
+
+        async def open_detail(pilot: Pilot[Any]) -> None:
+            screen = await start_run(pilot)
+            screen.query_one("#flips", DataTable).focus()
+            await pilot.press("enter")
+            await pilot.pause()
+
+        app = fake_app(write_fake_set(fake_dir), fake_dir)
+        assert snap_compare(app, terminal_size=SIZE, run_before=open_detail)
+
+
+class TestTopMarginView:
+    def test_flip_rate_per_margin_bucket(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+        """m: flip rate per baseline top-margin bucket, one bar chart per quant."""
+
+        async def open_margins(pilot: Pilot[Any]) -> None:
+            await start_run(pilot)
+            await pilot.press("m")
+            await pilot.pause()
+
+        app = fake_app(write_fake_set(fake_dir), fake_dir)
+        assert snap_compare(app, terminal_size=SIZE, run_before=open_margins)

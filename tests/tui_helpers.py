@@ -1,0 +1,92 @@
+"""Shared pieces of the TUI tests: a fake comparison set on disk and helpers that drive the app."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
+from ggflip.config import ModelSpec
+from ggflip.run_setup import RunOptions
+from ggflip.tui.app import GgflipApp
+from ggflip.tui.run import RunScreen
+
+FAKE_MODELS = {"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel(noise=0.05), "/m/q2.gguf": FakeModel(noise=0.6)}
+
+
+def run_async(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test body in a fresh event loop (no pytest async plugin needed)."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))  # type: ignore[arg-type]
+
+    return wrapper
+
+
+def write_fake_set(folder: Path, n_questions: int = 40, extra_quant: str | None = None) -> RunOptions:
+    """A models.toml (F16, Q8_0, Q2_K on fake paths) and a JSONL of questions; paths relative to `folder`."""
+    quants = ['{ path = "/m/q8.gguf", label = "Q8_0" }', '{ path = "/m/q2.gguf", label = "Q2_K" }']
+    if extra_quant:
+        quants.append(f'{{ path = "{extra_quant}", label = "broken" }}')
+    (folder / "models.toml").write_text(
+        '[sets.fake]\ndescription = "fake models for tests"\n'
+        'baseline = { path = "/m/f16.gguf", label = "F16" }\n'
+        f"quants = [ {', '.join(quants)} ]\n"
+    )
+    with (folder / "questions.jsonl").open("w") as handle:
+        for i in range(n_questions):
+            row = {
+                "id": f"q{i}",
+                "question": f"question number {i} about things",
+                "choices": ["w1", "w2", "w3", "w4"],
+                "answer": i % 4,
+                "subject": ("algebra", "history")[i % 2],
+            }
+            handle.write(json.dumps(row) + "\n")
+    return RunOptions(models_path=Path("models.toml"), data="questions.jsonl", no_cache=True)
+
+
+def fake_app(options: RunOptions, export_dir: Path, factory: FakeBackendFactory | None = None) -> GgflipApp:
+    """The app on the fake backend with a frozen clock (no rates or ETAs: snapshots stay stable)."""
+    return GgflipApp(options, factory=factory or FakeBackendFactory(FAKE_MODELS), clock=lambda: 0.0, export_dir=export_dir)
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Wait for every worker to end and every message they posted to be handled."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def start_run(pilot: Pilot[None]) -> RunScreen:
+    """Let the setup view read its files, press Enter, and wait for the run to finish."""
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
+    screens = [screen for screen in pilot.app.screen_stack if isinstance(screen, RunScreen)]
+    assert len(screens) == 1
+    return screens[0]
+
+
+class GatedFactory(FakeBackendFactory):
+    """A fake factory whose `open` of one model blocks until `release` is set (to cancel mid-run)."""
+
+    def __init__(self, gated_label: str) -> None:
+        super().__init__(FAKE_MODELS)
+        self.gated_label = gated_label
+        self.waiting = threading.Event()
+        self.release = threading.Event()
+
+    def open(self, spec: ModelSpec) -> FakeBackend:
+        if spec.label == self.gated_label:
+            self.waiting.set()
+            self.release.wait(timeout=30)
+        return super().open(spec)
