@@ -7,7 +7,6 @@ The engine runs in one thread worker that only posts messages (`RunScreen.SpecRe
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Generator, Sequence
 from typing import ClassVar, cast
@@ -35,9 +34,17 @@ from ggflip.events import (
     RunFinished,
 )
 from ggflip.markdown import render_markdown
-from ggflip.questions import LETTERS
 from ggflip.run_setup import RunOptions, resolve_run_spec
 from ggflip.scoring import QuestionRow
+from ggflip.tui.cells import (
+    FLIP_COLUMNS,
+    SORT_NAMES,
+    SUMMARY_COLUMNS,
+    SUMMARY_WIDTHS,
+    flip_cells,
+    status_text,
+    summary_cells,
+)
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
 from ggflip.tui.views import (
     ErrorScreen,
@@ -49,26 +56,7 @@ from ggflip.tui.views import (
 
 log = logging.getLogger("ggflip.tui")
 
-SUMMARY_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "changes", "KL mean", "KL p99", "same top", "done", "q/s", "ETA")
-_SUMMARY_WIDTHS = (18, 6, 6, 6, 8, 7, 7, 7, 8, 11, 6, 5)
-FLIP_COLUMNS = ("id", "subject", "gold", "base→quant", "direction", "KL", "margin")
-_SORT_NAMES = {"scored": "in scoring order", "kl": "largest KL first", "margin": "smallest margin first"}
 _REFRESH_SECONDS = 0.25
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
-
-
-def _num(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _duration(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "–"
-    seconds = round(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
 
 
 class RunScreen(Screen[None]):
@@ -138,13 +126,14 @@ class RunScreen(Screen[None]):
         self._shown_key: tuple[object, ...] = ()
         self._dirty = False
         self._refreshed_at = 0.0
+        self._worker: Worker[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Loading questions…", id="status")
         yield Vertical(id="progress")
         summary: DataTable[str] = DataTable(id="summary", cursor_type="row", zebra_stripes=True)
-        for column, width in zip(SUMMARY_COLUMNS, _SUMMARY_WIDTHS):
+        for column, width in zip(SUMMARY_COLUMNS, SUMMARY_WIDTHS):
             summary.add_column(column, key=column, width=width)
         yield summary
         yield Static("", id="flip-title")
@@ -167,7 +156,7 @@ class RunScreen(Screen[None]):
         self.run_id += 1
         self.live = None
         self.query_one("#status", Static).update("Loading questions…")
-        self._run(self.run_id, self.options)
+        self._worker = self._run(self.run_id, self.options)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", name="ggflip run")
     def _run(self, run_id: int, options: RunOptions) -> str:
@@ -243,7 +232,7 @@ class RunScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a run's end is handled: cancelled, failed (GgflipError or a bug), or done."""
-        if event.worker.group != "run" or event.worker is not self._current_worker():
+        if event.worker is not self._worker:
             return
         if event.state == WorkerState.CANCELLED and self.live is not None:
             self.live.stopped("cancelled")
@@ -261,10 +250,6 @@ class RunScreen(Screen[None]):
             self.query_one("#status", Static).update(f"Failed: {message}")
             self._refresh(force=True)
             self.app.push_screen(ErrorScreen(message, title="The run stopped"))
-
-    def _current_worker(self) -> Worker[object] | None:
-        workers = [w for w in self.workers if w.group == "run"]
-        return workers[-1] if workers else None
 
     # --- drawing -----------------------------------------------------------------------------
 
@@ -300,21 +285,10 @@ class RunScreen(Screen[None]):
         self._draw_flips(force)
 
     def _draw_status(self) -> None:
-        live = self.live
-        assert live is not None
-        if live.state == "running" and live.current:
-            model = live.models[live.current]
-            verb = "Loading" if model.status == "loading" else "Scoring"
-            text = f"{verb} {model.label} ({model.role}): {model.done}/{model.total}"
-        elif live.state == "finished":
-            text = "Finished: every model scored. e: export · r: re-run · m: top-margin view"
-        elif live.state == "cancelled":
-            text = f"Cancelled: {len(live.quants)} quant(s) finished and kept. e: export · r: re-run"
-        elif live.state == "failed":
-            return
-        else:
-            text = "Checking model files and vocabularies…"
-        self.query_one("#status", Static).update(text)
+        assert self.live is not None
+        text = status_text(self.live)
+        if text is not None:
+            self.query_one("#status", Static).update(text)
 
     def _draw_progress(self) -> None:
         live = self.live
@@ -334,29 +308,9 @@ class RunScreen(Screen[None]):
         table = self.query_one("#summary", DataTable)
         now = live.clock()
         for label, model in live.models.items():
-            if label not in table.rows:
-                continue
-            if model.role == "baseline":
-                acc = live.baseline.accuracy if live.baseline else None
-                cells = [f"{label} (base)", _pct(acc), "", "", "", "", "", "", ""]
-            else:
-                v = model.values()
-                cells = [
-                    label,
-                    _pct(v.get("accuracy")),
-                    f"{100 * v['delta_accuracy']:+.1f}" if v else "–",
-                    _pct(v.get("flips")),
-                    f"{v['n_flips_lost']}/{v['n_flips_gained']}" if v else "–",
-                    _pct(v.get("answer_changes")),
-                    _num(v.get("kl_mean")),
-                    _num(v.get("kl_p99")),
-                    _pct(v.get("same_top")),
-                ]
-            rate = model.rate(now)
-            done = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
-            cells += [done, _num(rate, 1), _duration(model.eta(now)) if model.status == "scoring" else ""]
-            for column, value in zip(SUMMARY_COLUMNS, cells):
-                table.update_cell(label, column, value)
+            if label in table.rows:
+                for column, value in zip(SUMMARY_COLUMNS, summary_cells(live, model, now)):
+                    table.update_cell(label, column, value)
 
     def _draw_flips(self, force: bool) -> None:
         live = self.live
@@ -373,27 +327,19 @@ class RunScreen(Screen[None]):
             cursor = table.cursor_row
             table.clear()
             for r in rows:
-                table.add_row(*self._flip_cells(r), key=str(r.index))
+                table.add_row(*flip_cells(r), key=str(r.index))
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
         else:
             for r in rows[len(self._shown) :]:
-                table.add_row(*self._flip_cells(r), key=str(r.index))
+                table.add_row(*flip_cells(r), key=str(r.index))
         self._shown, self._shown_key = indexes, key
         model = live.models[self.selected]
         direction = "both directions" if self.direction is None else direction_text(self.direction)
         subject = "all subjects" if self.subject is None else self.subject
         title.update(
             f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · {subject} (f) · "
-            f"{_SORT_NAMES[self.sort]} (s) · Enter: detail"
-        )
-
-    @staticmethod
-    def _flip_cells(r: QuestionRow) -> tuple[str, ...]:
-        arrow = "c→i" if r.flip == "correct_to_incorrect" else "i→c"
-        return (
-            r.id, r.subject, LETTERS[r.gold], f"{LETTERS[r.base_choice]}→{LETTERS[r.quant_choice]}", arrow,
-            f"{r.kl:.4f}", f"{r.top_margin:.3f}",
+            f"{SORT_NAMES[self.sort]} (s) · Enter: detail"
         )
 
     def _select(self, label: str) -> None:
@@ -422,16 +368,14 @@ class RunScreen(Screen[None]):
         self.app.push_screen(QuestionDetailScreen(self.live.question(index), row, self.live.baseline_label, self.selected))
 
     def action_cancel(self) -> None:
-        worker = self._current_worker()
-        if worker is None or worker.is_finished:
+        if self._worker is None or self._worker.is_finished:
             self.notify("No run is going.", severity="warning")
             return
-        worker.cancel()
+        self._worker.cancel()
 
     def action_rerun(self) -> None:
-        worker = self._current_worker()
-        if worker is not None and not worker.is_finished:
-            worker.cancel()
+        if self._worker is not None and not self._worker.is_finished:
+            self._worker.cancel()
         self.start()
 
     def action_export(self) -> None:
@@ -480,9 +424,8 @@ class RunScreen(Screen[None]):
         self.toggle_class("show-log")
 
     def action_back(self) -> None:
-        worker = self._current_worker()
-        if worker is not None and not worker.is_finished:
-            worker.cancel()
+        if self._worker is not None and not self._worker.is_finished:
+            self._worker.cancel()
         self.dismiss()
 
     def add_log_line(self, line: str) -> None:

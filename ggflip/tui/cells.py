@@ -1,0 +1,76 @@
+"""What the run view's text cells say, computed from the live state; plain strings, no Textual."""
+from __future__ import annotations
+
+import math
+
+from ggflip.questions import LETTERS
+from ggflip.scoring import FLIP_LOST, QuestionRow
+from ggflip.tui.live import LiveRun, ModelState
+
+SUMMARY_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "changes", "KL mean", "KL p99", "same top", "done", "q/s", "ETA")
+SUMMARY_WIDTHS = (18, 6, 6, 6, 8, 7, 7, 7, 8, 11, 6, 5)
+FLIP_COLUMNS = ("id", "subject", "gold", "base→quant", "direction", "KL", "margin")
+SORT_NAMES = {"scored": "in scoring order", "kl": "largest KL first", "margin": "smallest margin first"}
+
+
+def pct(value: float | None) -> str:
+    """A fraction as a percentage with one decimal; "–" when unknown."""
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    """A number with fixed decimals; "–" when unknown."""
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as m:ss (or XhMM past an hour); "–" when unknown."""
+    if math.isnan(seconds):
+        return "–"
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}" if whole < 3600 else f"{whole // 3600}h{whole % 3600 // 60:02d}"
+
+
+def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
+    """One row of the per-model table, in SUMMARY_COLUMNS order."""
+    if model.role == "baseline":
+        accuracy = live.baseline.accuracy if live.baseline else None
+        cells = [f"{model.label} (base)", pct(accuracy), "", "", "", "", "", "", ""]
+    else:
+        v = model.values()
+        cells = [
+            model.label,
+            pct(v.get("accuracy")),
+            f"{100 * v['delta_accuracy']:+.1f}" if v else "–",
+            pct(v.get("flips")),
+            f"{v['n_flips_lost']}/{v['n_flips_gained']}" if v else "–",
+            pct(v.get("answer_changes")),
+            num(v.get("kl_mean")),
+            num(v.get("kl_p99")),
+            pct(v.get("same_top")),
+        ]
+    done = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
+    eta = duration(model.eta(now)) if model.status == "scoring" else ""
+    return [*cells, done, num(model.rate(now), 1), eta]
+
+
+def flip_cells(row: QuestionRow) -> tuple[str, ...]:
+    """One row of the flip list, in FLIP_COLUMNS order."""
+    arrow = "c→i" if row.flip == FLIP_LOST else "i→c"
+    answers = f"{LETTERS[row.base_choice]}→{LETTERS[row.quant_choice]}"
+    return (row.id, row.subject, LETTERS[row.gold], answers, arrow, f"{row.kl:.4f}", f"{row.top_margin:.3f}")
+
+
+def status_text(live: LiveRun) -> str | None:
+    """The status line: what the run is doing now; None when a failure message is shown instead."""
+    if live.state == "running" and live.current:
+        model = live.models[live.current]
+        verb = "Loading" if model.status == "loading" else "Scoring"
+        return f"{verb} {model.label} ({model.role}): {model.done}/{model.total}"
+    if live.state == "finished":
+        return "Finished: every model scored. e: export · r: re-run · m: top-margin view"
+    if live.state == "cancelled":
+        return f"Cancelled: {len(live.quants)} quant(s) finished and kept. e: export · r: re-run"
+    if live.state == "failed":
+        return None
+    return "Checking model files and vocabularies…"
