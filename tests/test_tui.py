@@ -234,3 +234,22 @@ def test_scored_messages_of_one_model_replace_each_other() -> None:
     assert first.can_replace(RunScreen.Scored(1, "Q8_0", 4, None))
     assert not first.can_replace(RunScreen.Scored(1, "Q2_K", 4, None))
     assert not first.can_replace(RunScreen.Scored(2, "Q8_0", 4, None))
+
+
+@pytest.mark.real_model
+@run_async
+async def test_real_gemma_against_itself_in_the_tui(tmp_path: Path) -> None:
+    """On the real F16 compared with itself through llama.cpp: KL 0, no flips, llama.cpp's log in the panel only."""
+    from ggflip.run_setup import RunOptions
+    from ggflip.tui.app import GgflipApp
+
+    models = Path(__file__).resolve().parent.parent / "models.toml"
+    options = RunOptions(models_path=models, set_name="gemma-270m-self", limit=4, no_cache=True)
+    app = GgflipApp(options, export_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await start_run(pilot)
+        assert screen.live is not None and screen.live.state == "finished", app.log_lines
+        rows = {row[0]: row for row in _rows(screen.query_one("#summary", DataTable))}
+        assert rows["F16 (self)"][3] == "0.0%" and rows["F16 (self)"][6] == "0.0000"
+        assert screen.query_one("#flips", DataTable).row_count == 0
+        assert any(" ggflip.llama " in line for line in app.log_lines)
