@@ -16,7 +16,7 @@ from ggflip.report import Report
 from ggflip.run_setup import resolve_run_spec
 from ggflip.scoring import FLIP_LOST
 from ggflip.tui.run import RunScreen
-from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen
+from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen, SubjectPicker
 from tests.tui_helpers import (
     FAKE_MODELS,
     GatedFactory,
@@ -106,9 +106,16 @@ async def test_flip_list_filters_and_sorts(fake_dir: Path) -> None:
         await pilot.press("s")
         margins = [float(row[6]) for row in _rows(table)]
         assert margins == sorted(margins)
-        screen.subject = "history"
-        screen._refresh(force=True)
-        assert {row[1] for row in _rows(table)} == {"history"}
+        await pilot.press("f")  # the subject picker: "all subjects", then subjects by flip count
+        picker = app.screen
+        assert isinstance(picker, SubjectPicker)
+        history = next(i for i, (subject, _) in enumerate(picker.subjects) if subject == "history")
+        await pilot.press(*["down"] * (history + 1), "enter")
+        await pilot.pause()
+        assert app.screen is screen and screen.subject == "history"
+        shown = _rows(table)
+        assert shown and {row[1] for row in shown} == {"history"}
+        assert len(shown) == sum(1 for r in expected.rows if r.flip and r.subject == "history")
 
 
 @run_async

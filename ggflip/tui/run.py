@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Sequence
-from typing import ClassVar, cast
+from collections.abc import Sequence
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -168,7 +168,7 @@ class RunScreen(Screen[None]):
         self.post_message(self.SpecResolved(run_id, spec))
         rows: dict[str, list[QuestionRow]] = {}
         # run_comparison is a generator: closing it stops between batches and frees the model.
-        events = cast("Generator[Event, None, None]", run_comparison(spec, self.app.backend_factory()))  # type: ignore[attr-defined]
+        events = run_comparison(spec, self.app.backend_factory())  # type: ignore[attr-defined]
         try:
             for event in events:
                 if worker.is_cancelled:

@@ -176,8 +176,7 @@ class SubjectPicker(ModalScreen["str | None"]):
 
     def on_mount(self) -> None:
         picker = self.query_one(OptionList)
-        if self.current is not None:
-            picker.highlighted = picker.get_option_index(self.current)
+        picker.highlighted = 0 if self.current is None else picker.get_option_index(self.current)
         picker.focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
