@@ -125,8 +125,8 @@ class MarginScreen(ModalScreen[None]):
         scale = peak if peak > 0 else 1.0
         with Vertical():
             yield Static(
-                f"Flip rate per baseline top-margin bucket (one scale for all: the longest bar is {100 * peak:.1f}%); "
-                "flips gather where the baseline was unsure",
+                "Flip rate per baseline top-margin bucket, the margin being the baseline's best option "
+                f"probability minus its second best (one scale for all quants: the longest bar is {100 * peak:.1f}%)",
                 id="margin-title",
             )
             with VerticalScroll():
