@@ -70,7 +70,7 @@ def status_text(live: LiveRun) -> str | None:
     if live.state == "finished":
         return "Finished: every model scored. e: export · r: re-run · m: top-margin view"
     if live.state == "cancelled":
-        return f"Cancelled: {len(live.quants)} quant(s) finished and kept. e: export · r: re-run"
+        return f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its current batch. e: export"
     if live.state == "failed":
         return None
     return "Checking model files and vocabularies…"
