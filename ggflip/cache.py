@@ -3,9 +3,11 @@
 An entry is keyed by everything that determines the baseline's numbers: the model file's
 identity (size, mtime, first and last MiB), its vocabulary, the prompt version, the
 questions (content digest, in order) and K. It is two files: `<key>.npz` (the arrays of
-`BaselineScores`) and `<key>.json` (format version, the key's parts, the npz's sha256).
-Both are written to a temporary name and renamed, the JSON last, so an entry is either
-complete or absent. An entry whose checksum or shape does not match is reported and ignored.
+`BaselineScores`) and `<key>.json` (format version, the key's parts, the questions skipped for a prompt longer than
+n_ctx, the npz's sha256, and a sha256 of the JSON document itself). Both are written to a
+temporary name and renamed, the JSON last, so an entry is either complete or absent. An entry
+whose format, checksums, shapes or contents do not match is reported in one line, deleted and
+recomputed, never used.
 
 Size: K int32 ids + K float32 log-probs per question, 4 KiB at K=512, against ~512 KiB for a
 full 262,144-token row in llama.cpp's 16-bit KL base file (128x smaller).
@@ -22,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from numpy.typing import NDArray
+
 import numpy as np
 
 from ggflip.errors import CacheError, DiskFullError
 from ggflip.scoring import BaselineScores
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 log = logging.getLogger("ggflip.cache")
 
 
@@ -69,32 +73,81 @@ class BaselineCache:
         folder = self.root / "baselines"
         return folder / f"{key}.npz", folder / f"{key}.json"
 
-    def load(self, key: str, n_questions: int, k: int) -> BaselineScores | None:
-        """The cached scores for `key`, or None when absent or unusable (a damaged entry is logged)."""
+    def contains(self, key: str) -> bool:
+        """Whether an entry for `key` is present (not checked; `load` checks)."""
+        data_path, meta_path = self._paths(key)
+        return data_path.exists() and meta_path.exists()
+
+    def load(self, key: str, n_questions: int, k: int) -> tuple[BaselineScores, dict[int, str]] | None:
+        """The cached scores for `key` and its skipped questions, or None when absent or unusable.
+
+        A damaged entry (truncated, edited, of another format or shape) is logged in one line and
+        deleted, so the baseline is scored again and the entry rebuilt.
+        """
         data_path, meta_path = self._paths(key)
         if not meta_path.exists():
             return None
         try:
             meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+                raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else '?'}, expected {CACHE_FORMAT}")
+            if meta.get("meta_sha256") != _meta_digest(meta):
+                raise ValueError("checksum of the .json does not match")
             blob = data_path.read_bytes()
-            if meta.get("format") != CACHE_FORMAT or hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
-                raise ValueError("checksum or format mismatch")
-            with np.load(io.BytesIO(blob)) as arrays:
-                scores = BaselineScores(**{name: arrays[name] for name in arrays.files})
-            if scores.top_ids.shape != (n_questions, k) or scores.option_logprobs.shape[0] != n_questions:
-                raise ValueError("shape mismatch")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("baseline cache %s is damaged (%s); recomputing it", data_path, exc)
+            if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+                raise ValueError("checksum of the .npz does not match")
+            with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+                scores = BaselineScores(**{name: arrays[name] for name in BaselineScores.__dataclass_fields__})
+            skips = {int(index): str(reason) for index, reason in meta.get("skipped", {}).items()}
+            _check_shapes(scores, n_questions, k, skips)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
+            log.warning("baseline cache %s is damaged (%s); deleting it and scoring the baseline again", data_path, exc)
+            data_path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
             return None
-        return scores
+        return scores, skips
 
-    def save(self, key: str, scores: BaselineScores, meta: Mapping[str, Any]) -> Path:
-        """Store an entry atomically; returns the data file's path."""
+    def save(
+        self, key: str, scores: BaselineScores, meta: Mapping[str, Any], skipped: Mapping[int, str] | None = None
+    ) -> Path:
+        """Store an entry atomically; returns the data file's path.
+
+        Raises:
+            DiskFullError, CacheError: the entry cannot be written (an older entry stays intact).
+        """
         data_path, meta_path = self._paths(key)
         buffer = io.BytesIO()
         np.savez(buffer, **{name: getattr(scores, name) for name in BaselineScores.__dataclass_fields__})
         blob = buffer.getvalue()
         atomic_write_bytes(data_path, blob)
-        document = {"format": CACHE_FORMAT, "sha256": hashlib.sha256(blob).hexdigest(), **meta}
+        document = {
+            "format": CACHE_FORMAT,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "skipped": {str(index): reason for index, reason in sorted((skipped or {}).items())},
+            **meta,
+        }
+        document["meta_sha256"] = _meta_digest(document)
         atomic_write_bytes(meta_path, json.dumps(document, indent=1, sort_keys=True).encode())
         return data_path
+
+
+def _meta_digest(document: Mapping[str, Any]) -> str:
+    """sha256 of a cache entry's JSON document, without its own checksum field."""
+    body = {name: value for name, value in document.items() if name != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _check_shapes(scores: BaselineScores, n_questions: int, k: int, skips: Mapping[int, str]) -> None:
+    """Raise ValueError unless the arrays fit `n_questions` x `k` and mark exactly the skipped questions."""
+    expected: dict[str, tuple[int, ...]] = {
+        "top_token": (n_questions,), "top_ids": (n_questions, k), "top_logprobs": (n_questions, k),
+        "tail_logmass": (n_questions,),
+    }
+    for name, shape in expected.items():
+        array: NDArray[Any] = getattr(scores, name)
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+    if scores.option_logprobs.ndim != 2 or scores.option_logprobs.shape[0] != n_questions:
+        raise ValueError("option_logprobs has the wrong shape")
+    if set(np.flatnonzero(scores.top_token < 0).tolist()) != set(skips):
+        raise ValueError("skipped questions do not match the arrays")

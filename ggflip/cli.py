@@ -7,13 +7,15 @@ one `ggflip: error: ...` line and the exit code of its class (`ggflip.errors.Exi
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from ggflip import __version__
-from ggflip.errors import ExitCode, GgflipError, RunInterrupted
+from ggflip.errors import DiskFullError, ExitCode, GgflipError, RunInterrupted
 
 log = logging.getLogger("ggflip")
 
@@ -31,7 +33,8 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     run.add_argument("--json", action="store_true", help="write the report as one JSON document on stdout")
     run.add_argument("--out", type=Path, help="also write the JSON report to this file")
     run.add_argument("--cache-dir", type=Path, help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)")
-    run.add_argument("--no-cache", action="store_true", help="neither read nor write the baseline cache")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the baseline cache and the run store")
+    run.add_argument("--no-resume", action="store_true", help="discard this run's stored progress and score it again (the baseline cache still applies)")
     run.add_argument("--top-k", type=int, default=None, help="baseline tokens kept per question in the cache (default: 512)")
     run.add_argument("--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)")
     run.add_argument("--rows", type=int, default=10, help="flipped questions listed per quant in the table output (default: 10)")
@@ -121,6 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ggflip: error: {RunInterrupted('interrupted')}", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _discard_stdout()
+        print(f"ggflip: error: {DiskFullError(f'disk full while writing the report: {exc.strerror}')}", file=sys.stderr)
+        return int(ExitCode.DISK)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

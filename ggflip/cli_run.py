@@ -15,9 +15,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from ggflip.cache import atomic_write_bytes
 from ggflip.engine import RunSpec, partial_report, run_comparison
 from ggflip.errors import ExitCode
-from ggflip.events import BaselineFinished, BaselineFromCache, ModelLoaded, ModelLoading, QuantFinished, QuestionScored, RunFinished
+from ggflip.events import (
+    BaselineFinished,
+    BaselineFromCache,
+    ModelLoaded,
+    ModelLoading,
+    QuantFinished,
+    QuestionScored,
+    Resumed,
+    RunFinished,
+)
 from ggflip.render import render_report
-from ggflip.report import BaselineSummary, QuantSummary, Report
+from ggflip.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
 from ggflip.run_setup import RunOptions, resolve_run_spec
 
 log = logging.getLogger("ggflip")
@@ -38,6 +47,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         no_cache=args.no_cache,
         top_k=args.top_k,
         batch_size=args.batch_size,
+        resume=not getattr(args, "no_resume", False),
     )
 
 
@@ -72,6 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
     stderr = Console(stderr=True)
     baseline: BaselineSummary | None = None
     quants: list[QuantSummary] = []
+    skipped: list[SkippedQuestion] = []
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
@@ -79,8 +90,17 @@ def run_command(args: argparse.Namespace) -> int:
         with _progress(stderr) as progress:
             bars: dict[str, TaskID] = {}
             for event in events:
-                if isinstance(event, ModelLoading):
-                    bars[event.label] = progress.add_task(f"{event.label} ({event.role}) loading", total=None)
+                if isinstance(event, Resumed):
+                    stderr.print(
+                        f"[dim]{event.label}: {event.n_restored} of {event.total} questions restored from the run store "
+                        "(--no-resume scores them again)[/dim]"
+                    )
+                    bars[event.label] = progress.add_task(f"{event.label} ({event.role})", total=event.total)
+                elif isinstance(event, ModelLoading):
+                    if event.label in bars:
+                        progress.update(bars[event.label], description=f"{event.label} ({event.role}) loading")
+                    else:
+                        bars[event.label] = progress.add_task(f"{event.label} ({event.role}) loading", total=None)
                 elif isinstance(event, ModelLoaded):
                     progress.update(bars[event.label], description=f"{event.label} ({event.role})")
                 elif isinstance(event, BaselineFromCache):
@@ -92,15 +112,18 @@ def run_command(args: argparse.Namespace) -> int:
                         print(f"ggflip: {event.label} ({event.role}) {event.done}/{event.total}", file=sys.stderr, flush=True)
                 elif isinstance(event, BaselineFinished):
                     baseline = event.summary
+                    skipped += event.skipped
                 elif isinstance(event, QuantFinished):
                     quants.append(event.summary)
+                    skipped += event.skipped
                 elif isinstance(event, RunFinished):
                     report = event.report
     except KeyboardInterrupt:
         events.close()
-        report = partial_report(spec, baseline, quants)
+        report = partial_report(spec, baseline, quants, skipped)
         _emit(args, report)
-        stderr.print(f"ggflip: error: interrupted; the report holds the {len(quants)} quant(s) that finished")
+        kept = "; scored questions are kept: run the same command again to resume" if spec.run_store else ""
+        stderr.print(f"ggflip: error: interrupted; the report holds the {len(quants)} quant(s) that finished{kept}")
         return int(ExitCode.INTERRUPTED)
     assert report is not None
     _emit(args, report)

@@ -57,6 +57,7 @@ class LlamaSettings:
 _LLAMA_FIELDS = {f.name: f for f in dataclasses.fields(LlamaSettings)}
 _POSITIVE = {"n_ctx", "n_batch", "n_ubatch", "n_seq_max"}
 _NON_NEGATIVE = {"n_threads", "main_gpu"}
+_INT32_MAX = 2**31 - 1  # llama.cpp takes these as 32-bit C ints
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ def _parse_llama(table: Any, base: LlamaSettings, where: _Where) -> LlamaSetting
         kind = _LLAMA_FIELDS[key].type
         expected = {"int": int, "bool": bool}[kind if isinstance(kind, str) else kind.__name__]
         _expect(value, expected, where, key)
+        if isinstance(value, int) and not isinstance(value, bool) and not -_INT32_MAX <= value <= _INT32_MAX:
+            raise where.error(f"must be between {-_INT32_MAX} and {_INT32_MAX}, got {value}", key)
         if key in _POSITIVE and value <= 0:
             raise where.error(f"must be positive, got {value}", key)
         if key in _NON_NEGATIVE and value < 0:
@@ -168,7 +171,10 @@ def _parse_model(table: Any, llama: LlamaSettings, where: _Where, config_dir: Pa
     _check_keys(table, {"path", "label", "llama"}, where)
     if "path" not in table:
         raise where.error("missing required key", "path")
-    path = expand_path(_expect(table["path"], str, where, "path"), config_dir)
+    raw_path = _expect(table["path"], str, where, "path")
+    if not raw_path.strip() or "\x00" in raw_path:
+        raise where.error("must be a file path (not empty, no NUL character)", "path")
+    path = expand_path(raw_path, config_dir)
     label = _expect(table.get("label", path.stem), str, where, "label")
     if not label.strip():
         raise where.error("must not be empty", "label")

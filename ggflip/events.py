@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ggflip.scoring import QuestionRow
 
 if TYPE_CHECKING:
-    from ggflip.report import BaselineSummary, QuantSummary, Report
+    from ggflip.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
 
 BASELINE = "baseline"
 QUANT = "quant"
@@ -49,8 +49,25 @@ class BaselineFromCache:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """`n_restored` of a model's questions were found in the run store and are not scored again.
+
+    Their `QuestionScored` events follow at once; only the rest of the questions are scored.
+    """
+
+    label: str
+    role: str
+    n_restored: int
+    total: int
+
+
+@dataclass(frozen=True)
 class QuestionScored:
-    """One question scored by one model; quants carry the comparison row."""
+    """One question scored (or restored) by one model; quants carry the comparison row.
+
+    `row` is None for the baseline, and for a question skipped for this model (its reason is
+    in the report's `skipped_questions`).
+    """
 
     label: str
     role: str
@@ -61,16 +78,18 @@ class QuestionScored:
 
 @dataclass(frozen=True)
 class BaselineFinished:
-    """The baseline's answers are known (scored now or read from the cache)."""
+    """The baseline's answers are known (scored now or read from the cache); `skipped`: questions it could not score."""
 
     summary: BaselineSummary
+    skipped: tuple[SkippedQuestion, ...] = ()
 
 
 @dataclass(frozen=True)
 class QuantFinished:
-    """A quant is scored and summarized."""
+    """A quant is scored and summarized; `skipped`: questions it could not score (beyond the baseline's)."""
 
     summary: QuantSummary
+    skipped: tuple[SkippedQuestion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,4 +99,4 @@ class RunFinished:
     report: Report
 
 
-Event = RunStarted | ModelLoading | ModelLoaded | BaselineFromCache | QuestionScored | BaselineFinished | QuantFinished | RunFinished
+Event = RunStarted | ModelLoading | ModelLoaded | BaselineFromCache | Resumed | QuestionScored | BaselineFinished | QuantFinished | RunFinished

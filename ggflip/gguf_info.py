@@ -59,6 +59,8 @@ def _check_magic(path: Path) -> None:
         raise ModelFileError(f"{path}: is a directory, expected a .gguf file") from None
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read model file: {exc.strerror}") from None
+    except ValueError as exc:  # e.g. an embedded NUL character
+        raise ModelFileError(f"{path!r}: not a usable file path ({exc})") from None
     if magic != GGUF_MAGIC:
         raise ModelFileError(f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
 

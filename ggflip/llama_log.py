@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import logging
 import threading
+from collections import deque
 from typing import Any
 
 LOGGER_NAME = "ggflip.llama"
@@ -43,6 +44,8 @@ class _LineAssembler:
         self._lock = threading.Lock()
         self._pending = ""
         self._level = logging.INFO
+        self.recent: deque[tuple[int, int, str]] = deque(maxlen=40)  # (line number, level, text)
+        self.n_lines = 0
 
     def feed(self, ggml_level: int, text: str) -> None:
         """Add one fragment; CONT fragments keep the level of the message they continue."""
@@ -66,6 +69,8 @@ class _LineAssembler:
 
     def _emit(self, line: str) -> None:
         if line.strip():
+            self.n_lines += 1
+            self.recent.append((self.n_lines, self._level, line.strip()))
             self._target.log(self._level, "%s", line.rstrip())
 
 
@@ -95,3 +100,19 @@ def install_llama_log_handler() -> None:
 def flush_llama_log() -> None:
     """Emit any partial native log line still waiting for its newline."""
     _assembler.flush()
+
+
+def mark_llama_log() -> int:
+    """A position in the recent native log, for `llama_errors_since`."""
+    flush_llama_log()
+    return _assembler.n_lines
+
+
+def llama_errors_since(mark: int, limit: int = 3) -> list[str]:
+    """The last `limit` warning/error lines llama.cpp logged after `mark` (from `mark_llama_log`).
+
+    Used to put llama.cpp's own reason into the error when it refuses a model.
+    """
+    flush_llama_log()
+    errors = [text for number, level, text in list(_assembler.recent) if number > mark and level >= logging.WARNING]
+    return errors[-limit:]

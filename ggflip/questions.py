@@ -89,7 +89,7 @@ def _gold_index(raw: Any, n_choices: int) -> int:
         index = LETTERS.index(raw.strip().upper())
     elif isinstance(raw, int) and not isinstance(raw, bool):
         index = raw
-    elif isinstance(raw, str) and raw.strip().isdigit():
+    elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
         index = int(raw.strip())
     else:
         raise _BadRow(f"answer {raw!r} is neither a letter nor an index")
@@ -175,6 +175,8 @@ def load_jsonl(path: Path, *, skip_bad_rows: bool = False) -> QuestionSet:
                 row: Any = json.loads(line)
             except json.JSONDecodeError as exc:
                 row = DataError(f"invalid JSON: {exc.msg}")
+            except RecursionError:
+                row = DataError("invalid JSON: nested too deeply")
             yield f"{path}:{number}", f"{path.stem}-{number}", row
 
     return _rows_to_questions(rows(), str(path), skip_bad_rows)

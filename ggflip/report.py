@@ -7,6 +7,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "set": str, "task": str, "prompt_version": str, "source": str,
       "n_questions": int, "skipped_rows": [{"where": str, "reason": str}],
       "cache_top_k": int, "complete": bool,
+      "skipped_questions": [{"index": int, "id": str, "label": str, "reason": str}],
       "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache"},
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
@@ -38,6 +39,16 @@ from ggflip.questions import SkippedRow
 from ggflip.scoring import QuestionRow, paired_arrays
 
 SCHEMA = "ggflip.report/1"
+
+
+@dataclass(frozen=True)
+class SkippedQuestion:
+    """A question a model could not score (its prompt does not fit n_ctx), left out of every pair."""
+
+    index: int
+    id: str
+    label: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,7 @@ class Report:
     baseline: BaselineSummary | None
     quants: Sequence[QuantSummary]
     complete: bool = True
+    skipped_questions: Sequence[SkippedQuestion] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain Python values (non-finite floats become null)."""

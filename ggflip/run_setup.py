@@ -13,6 +13,7 @@ from ggflip.config import ModelsConfig, default_cache_dir, load_models_toml
 from ggflip.engine import DEFAULT_TOP_K, RunSpec
 from ggflip.errors import UsageError
 from ggflip.questions import load_questions, select_questions
+from ggflip.runstore import RunStore
 from ggflip.tasks import get_task
 
 log = logging.getLogger("ggflip")
@@ -34,6 +35,7 @@ class RunOptions:
     no_cache: bool = False
     top_k: int | None = None
     batch_size: int = 4
+    resume: bool = True
 
 
 def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
@@ -86,4 +88,6 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         cache_dir=cache_dir,
         top_k=options.top_k if options.top_k is not None else DEFAULT_TOP_K,
         batch_size=options.batch_size,
+        run_store=RunStore.in_cache(cache_dir) if cache_dir else None,
+        resume=options.resume,
     )

@@ -19,6 +19,7 @@ from ggflip.backends.base import ModelProbe, ScoreRequest
 from ggflip.config import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf_info import file_identity, read_header
+from ggflip.llama_log import llama_errors_since, mark_llama_log
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -49,9 +50,11 @@ class LlamaBackend:
         model_params.n_gpu_layers = settings.n_gpu_layers
         model_params.main_gpu = settings.main_gpu
         model_params.use_mmap = settings.use_mmap
+        mark = mark_llama_log()
         self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
         if not self._model:
-            raise ModelFileError(f"{path}: llama.cpp could not load this model (see the log for the reason)")
+            reason = "; ".join(llama_errors_since(mark)) or "no reason logged"
+            raise ModelFileError(f"{path}: llama.cpp could not load this model: {reason}")
         self._vocab = lib.llama_model_get_vocab(self._model)
         self._n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
         self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
@@ -68,10 +71,14 @@ class LlamaBackend:
             lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         ctx_params.no_perf = True
+        mark = mark_llama_log()
         self._ctx = lib.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             lib.llama_model_free(self._model)
-            raise BackendError(f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx} (lower n_ctx)")
+            reason = "; ".join(llama_errors_since(mark)) or "no reason logged"
+            raise BackendError(
+                f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx} (lower n_ctx): {reason}"
+            )
         self._n_ctx = int(lib.llama_n_ctx(self._ctx))
         self._n_batch = int(lib.llama_n_batch(self._ctx))
         self._n_seq_max = settings.n_seq_max
