@@ -65,7 +65,7 @@ class CacheLock:
             self._handle.close()
             self._handle = None
 
-    def __enter__(self) -> CacheLock:
+    def __enter__(self) -> CacheLock:  # noqa: PYI034 - no typing.Self before Python 3.11
         self.acquire()
         return self
 

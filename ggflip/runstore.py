@@ -137,7 +137,7 @@ class StoreSession:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> StoreSession:
+    def __enter__(self) -> StoreSession:  # noqa: PYI034 - no typing.Self before Python 3.11
         return self
 
     def __exit__(self, *exc_info: object) -> None:
