@@ -260,3 +260,27 @@ async def test_real_gemma_against_itself_in_the_tui(tmp_path: Path) -> None:
         assert rows["F16 (self)"][3] == "0.0%" and rows["F16 (self)"][6] == "0.0000"
         assert screen.query_one("#flips", DataTable).row_count == 0
         assert any(" ggflip.llama " in line for line in app.log_lines)
+
+
+@run_async
+async def test_offers_to_resume_an_unfinished_run(fake_dir: Path) -> None:
+    """A second start of a comparison with stored questions asks first; 'y' resumes and scores nothing again."""
+    import dataclasses
+
+    from ggflip.tui.views import ResumeScreen
+
+    options = dataclasses.replace(write_fake_set(fake_dir), no_cache=False, cache_dir=fake_dir / "cache")
+    async with fake_app(options, fake_dir).run_test(size=(120, 40)) as pilot:
+        await start_run(pilot)
+    factory = FakeBackendFactory(FAKE_MODELS)
+    async with fake_app(options, fake_dir, factory=factory).run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, ResumeScreen)
+        assert pilot.app.screen.stored == {"F16": 40, "Q8_0": 40, "Q2_K": 40}
+        await pilot.press("y")
+        await settle(pilot)
+        screen = next(s for s in pilot.app.screen_stack if isinstance(s, RunScreen))
+        assert screen.live is not None and screen.live.state == "finished"
+        assert factory.opened == []  # everything came from the run store and the baseline cache

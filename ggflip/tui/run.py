@@ -6,6 +6,7 @@ The engine runs in one thread worker that only posts messages (`RunScreen.SpecRe
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichL
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.cache import atomic_write_bytes
-from ggflip.engine import RunSpec, run_comparison
+from ggflip.engine import RunSpec, run_comparison, run_progress
 from ggflip.errors import GgflipError
 from ggflip.events import (
     BaselineFinished,
@@ -50,6 +51,7 @@ from ggflip.tui.views import (
     ErrorScreen,
     MarginScreen,
     QuestionDetailScreen,
+    ResumeScreen,
     SubjectPicker,
     direction_text,
 )
@@ -94,6 +96,13 @@ class RunScreen(Screen[None]):
             super().__init__()
             self.run_id, self.spec = run_id, spec
 
+    class ResumeOffered(Message):
+        """An earlier, unfinished run of the same comparison left scored questions in the run store."""
+
+        def __init__(self, run_id: int, stored: dict[str, int], total: int) -> None:
+            super().__init__()
+            self.run_id, self.stored, self.total = run_id, stored, total
+
     class EngineEvent(Message):
         """An engine event other than a scored question."""
 
@@ -115,6 +124,7 @@ class RunScreen(Screen[None]):
     def __init__(self, options: RunOptions) -> None:
         super().__init__()
         self.options = options
+        self._offer_resume = options.resume
         self.live: LiveRun | None = None
         self.run_id = 0
         self.selected: str | None = None
@@ -165,6 +175,13 @@ class RunScreen(Screen[None]):
         spec = resolve_run_spec(options)
         if worker.is_cancelled:
             return "cancelled"
+        if self._offer_resume and spec.run_store is not None:
+            stored = run_progress(spec, self.app.backend_factory())  # type: ignore[attr-defined]
+            total = len(spec.questions.questions)
+            baseline = spec.model_set.baseline.label
+            if any(n for label, n in stored.items() if label != baseline) or 0 < stored[baseline] < total:
+                self.post_message(self.ResumeOffered(run_id, stored, total))
+                return "asked"
         self.post_message(self.SpecResolved(run_id, spec))
         rows: dict[str, list[QuestionRow]] = {}
         # run_comparison is a generator: closing it stops between batches and frees the model.
@@ -201,6 +218,18 @@ class RunScreen(Screen[None]):
             summary.add_row(*([""] * len(SUMMARY_COLUMNS)), key=label)
         self._shown_key = ()
         self._refresh(force=True)
+
+    def on_run_screen_resume_offered(self, message: ResumeOffered) -> None:
+        if message.run_id != self.run_id:
+            return
+        self.query_one("#status", Static).update("An earlier run of this comparison was not finished.")
+
+        def answer(resume: bool | None) -> None:
+            self._offer_resume = False
+            self.options = dataclasses.replace(self.options, resume=bool(resume))
+            self.start()
+
+        self.app.push_screen(ResumeScreen(message.stored, message.total), answer)
 
     def on_run_screen_engine_event(self, message: EngineEvent) -> None:
         if message.run_id != self.run_id or self.live is None:

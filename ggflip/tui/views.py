@@ -57,6 +57,33 @@ class ErrorScreen(ModalScreen[None]):
             yield Static(Text("Enter or Esc to close", style="dim"))
 
 
+class ResumeScreen(ModalScreen[bool]):
+    """Offers to resume an unfinished run: keep the stored questions, or score everything again."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,y", "answer(True)", "Resume"),
+        Binding("n", "answer(False)", "Start over"),
+    ]
+    DEFAULT_CSS = """
+    ResumeScreen { align: center middle; }
+    ResumeScreen > Vertical { width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
+    """
+
+    def __init__(self, stored: dict[str, int], total: int) -> None:
+        super().__init__()
+        self.stored, self.total = stored, total
+
+    def compose(self) -> ComposeResult:
+        lines = [f"  {label}: {n}/{self.total} questions stored" for label, n in self.stored.items() if n]
+        with Vertical():
+            yield Static(Text("Resume the unfinished run?", style="bold"))
+            yield Static(Text("\n".join(lines)))
+            yield Static(Text("Enter/y: resume, scoring only what is missing · n: start over", style="dim"))
+
+    def action_answer(self, resume: bool) -> None:
+        self.dismiss(resume)
+
+
 class QuestionDetailScreen(ModalScreen[None]):
     """One question: its text, options, baseline vs quant probabilities per option, gold, KL, margin."""
 
