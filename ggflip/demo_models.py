@@ -34,7 +34,7 @@ from typing import Any
 from ggflip.config import default_cache_dir
 from ggflip.tasks import package_data_file
 from ggflip.errors import DataError, GgflipError, ModelFileError
-from ggflip.gguf_layout import scan_gguf
+from ggflip.gguf_info import scan_gguf
 from ggflip.requant import atomic_output, dequantize_to_f16, llama_ftype, quantize
 
 __all__ = [
@@ -170,7 +170,7 @@ def is_complete(path: Path, source: str | None = None) -> bool:
         recorded = json.loads(_marker_path(path).read_text(encoding="utf-8"))
         size = path.stat().st_size
         layout = scan_gguf(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ModelFileError):
         return False
     if not isinstance(recorded, dict) or recorded.get("format") != MARKER_FORMAT:
         return False
@@ -188,7 +188,7 @@ def _write_marker(path: Path, source: str | None) -> None:
     """Record `path` as complete in its sidecar, written atomically after the file itself."""
     try:
         layout = scan_gguf(path)
-    except ValueError as exc:
+    except ModelFileError as exc:
         raise ModelFileError(f"{path} was written but does not read back as GGUF: {exc}") from exc
     size = path.stat().st_size
     if layout.data_end > size:

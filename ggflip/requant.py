@@ -15,16 +15,22 @@ import difflib
 import errno
 import logging
 import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ggflip.errors import DiskFullError, ModelFileError, UsageError
 
+if TYPE_CHECKING:
+    from ggflip.imatrix import Imatrix
+
 logger = logging.getLogger(__name__)
+_TENSOR_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
+TensorProgress = Callable[[int, int, str], None]
 
 GGML_FTYPE_MOSTLY_F16 = 1
 # Keys that describe how the source was quantized (imatrix provenance); false for the F16.
@@ -190,22 +196,61 @@ def llama_ftype(qtype: str) -> int:
 
 def _check_gguf(path: Path) -> None:
     """Raise ModelFileError unless `path` is a GGUF file whose tensors all lie inside it."""
-    from ggflip.gguf_layout import scan_gguf
+    from ggflip.gguf_info import scan_gguf
 
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
-    try:
-        layout = scan_gguf(path)
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path} is not a readable GGUF file: {exc}") from exc
+    layout = scan_gguf(path)
     if layout.data_end > path.stat().st_size:
         raise ModelFileError(f"{path} is truncated; re-create or re-download it")
 
 
-def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 0) -> None:
+class _TensorLines(logging.Handler):
+    """Turns llama.cpp's `[  i/  n] name` quantize log lines into progress calls."""
+
+    def __init__(self, on_tensor: TensorProgress) -> None:
+        super().__init__(logging.INFO)
+        self.on_tensor = on_tensor
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _TENSOR_LINE.match(record.getMessage())
+        if match:
+            self.on_tensor(int(match[1]), int(match[2]), match[3])
+
+
+@contextlib.contextmanager
+def _tensor_progress(on_tensor: TensorProgress | None) -> Iterator[None]:
+    """While quantizing, feed llama.cpp's per-tensor log lines to `on_tensor`."""
+    from ggflip.llama_log import LOGGER_NAME
+
+    if on_tensor is None:
+        yield
+        return
+    llama_logger = logging.getLogger(LOGGER_NAME)
+    handler, old_level = _TensorLines(on_tensor), llama_logger.level
+    llama_logger.addHandler(handler)
+    if llama_logger.getEffectiveLevel() > logging.INFO:
+        llama_logger.setLevel(logging.INFO)  # the records must be created to be seen
+    try:
+        yield
+    finally:
+        llama_logger.removeHandler(handler)
+        llama_logger.setLevel(old_level)
+
+
+def quantize(
+    src: Path,
+    dst: Path,
+    qtype: str,
+    n_threads: int = 0,
+    imatrix: Imatrix | None = None,
+    on_tensor: TensorProgress | None = None,
+) -> None:
     """Quantize the GGUF `src` to `qtype` ("Q4_K_M", ...) at `dst` with llama.cpp, atomically.
 
     llama.cpp's log goes to the "ggflip.llama" logger. `n_threads` 0 uses all cores.
+    `imatrix` is handed to llama.cpp as `llama-quantize --imatrix` does; `on_tensor(done,
+    total, name)` is called as each tensor is written.
 
     Raises:
         UsageError: `qtype` is not a llama.cpp quantization type.
@@ -214,6 +259,7 @@ def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 0) -> None:
     """
     import llama_cpp
 
+    from ggflip.imatrix import ImatrixParams
     from ggflip.llama_log import flush_llama_log, install_llama_log_handler
 
     ftype = llama_ftype(qtype)
@@ -223,7 +269,11 @@ def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 0) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = n_threads
-    with atomic_output(dst) as tmp:
+    matrix = ImatrixParams(imatrix) if imatrix is not None else None  # kept alive across the call
+    if matrix is not None:
+        params.imatrix = ctypes.cast(matrix.data, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+        params.kv_overrides = ctypes.cast(matrix.kv_overrides, ctypes.POINTER(llama_cpp.llama_model_kv_override))
+    with atomic_output(dst) as tmp, _tensor_progress(on_tensor):
         status = llama_cpp.llama_model_quantize(
             os.fsencode(src), os.fsencode(tmp), ctypes.byref(params)
         )
@@ -233,5 +283,5 @@ def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 0) -> None:
                 raise DiskFullError(f"no space left on the device while writing {dst}")
             raise ModelFileError(
                 f"llama.cpp failed to quantize {src} to {qtype} (status {status}); "
-                "its log is on the 'ggflip.llama' logger"
+                "run with -v to see its log"
             )

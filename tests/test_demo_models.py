@@ -28,7 +28,7 @@ from ggflip.demo_models import (
     quantize,
 )
 from ggflip.errors import DataError, ModelFileError, UsageError
-from ggflip.gguf_layout import scan_gguf
+from ggflip.gguf_info import scan_gguf
 from ggflip.llama_log import GGML_LOG_LEVEL_CONT, _LineAssembler, install_llama_log_handler
 from tests.fixtures_gguf import quiet_llama_logs
 from tests.tiny_gguf import write_tiny_gguf
