@@ -48,6 +48,8 @@ class LlamaSettings:
     flash_attn: bool = False
     use_mmap: bool = True
     n_seq_max: int = 8
+    tensor_split: tuple[float, ...] = ()
+    rpc_servers: tuple[str, ...] = ()
 
     def resolved_threads(self) -> int:
         """Threads to give llama.cpp: the setting, or every core when it is 0."""
@@ -67,6 +69,7 @@ class ModelSpec:
     label: str
     path: Path
     llama: LlamaSettings = field(default_factory=LlamaSettings)
+    ref: str = ""  # an `hf://owner/repo/file.gguf` reference; `path` is valid once it is resolved
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,9 @@ def _parse_llama(table: Any, base: LlamaSettings, where: _Where) -> LlamaSetting
     _check_keys(table, set(_LLAMA_FIELDS), where)
     values: dict[str, Any] = {}
     for key, value in table.items():
+        if key in _LIST_PARSERS:
+            values[key] = _LIST_PARSERS[key](value, where, key)
+            continue
         kind = _LLAMA_FIELDS[key].type
         expected = {"int": int, "bool": bool}[kind if isinstance(kind, str) else kind.__name__]
         _expect(value, expected, where, key)
@@ -156,6 +162,34 @@ def _parse_llama(table: Any, base: LlamaSettings, where: _Where) -> LlamaSetting
             raise where.error(f"must be 0 or more, got {value}", key)
         values[key] = value
     return dataclasses.replace(base, **values)
+
+
+def _parse_tensor_split(value: Any, where: _Where, key: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise where.error(f"expected a non-empty array of numbers (one share per GPU), got {value!r}", key)
+    shares = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or item < 0:
+            raise where.error(f"expected shares of 0 or more, got {item!r}", key)
+        shares.append(float(item))
+    if sum(shares) <= 0:
+        raise where.error("at least one share must be positive", key)
+    return tuple(shares)
+
+
+def _parse_rpc_servers(value: Any, where: _Where, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise where.error(f'expected an array of "host:port" strings, got {value!r}', key)
+    servers = []
+    for item in value:
+        host, _, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise where.error(f'expected "host:port" (e.g. "192.168.1.20:50052"), got {item!r}', key)
+        servers.append(item)
+    return tuple(servers)
+
+
+_LIST_PARSERS = {"tensor_split": _parse_tensor_split, "rpc_servers": _parse_rpc_servers}
 
 
 def expand_path(raw: str, relative_to: Path) -> Path:
@@ -174,13 +208,22 @@ def _parse_model(table: Any, llama: LlamaSettings, where: _Where, config_dir: Pa
     raw_path = _expect(table["path"], str, where, "path")
     if not raw_path.strip() or "\x00" in raw_path:
         raise where.error("must be a file path (not empty, no NUL character)", "path")
-    path = expand_path(raw_path, config_dir)
-    label = _expect(table.get("label", path.stem), str, where, "label")
+    ref = ""
+    if raw_path.startswith("hf://"):
+        from ggflip.hf import parse_hf_ref
+
+        try:
+            path, ref = parse_hf_ref(raw_path).placeholder, raw_path
+        except ValueError as exc:
+            raise where.error(str(exc), "path") from None
+    else:
+        path = expand_path(raw_path, config_dir)
+    label = _expect(table.get("label", path.name.removesuffix(".gguf")), str, where, "label")
     if not label.strip():
         raise where.error("must not be empty", "label")
     if "llama" in table:
         llama = _parse_llama(table["llama"], llama, where.child("llama"))
-    return ModelSpec(label=label, path=path, llama=llama)
+    return ModelSpec(label=label, path=path, llama=llama, ref=ref)
 
 
 def _parse_set(name: str, table: Any, llama: LlamaSettings, where: _Where, config_dir: Path) -> ModelSet:

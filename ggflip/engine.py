@@ -13,6 +13,7 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,7 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
         if not spec.resume:
             for model_progress in progress:
                 model_progress.forget()
-        yield from _run(spec, factory, parts, key, progress)
+        yield from _run(spec, factory, parts, key, progress, [file_facts(p) for p in probes])
     finally:
         if session:
             session.close()
@@ -156,8 +157,18 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
             lock.release()
 
 
+def file_facts(probe: ModelProbe) -> dict[str, Any]:
+    """The model-file facts a report carries next to each summary."""
+    return {"bits_per_weight": probe.bits_per_weight, "file_size": probe.file_size, "n_params": probe.n_params}
+
+
 def _run(
-    spec: RunSpec, factory: BackendFactory, parts: dict[str, object], key: str, progress: Sequence[ModelProgress]
+    spec: RunSpec,
+    factory: BackendFactory,
+    parts: dict[str, object],
+    key: str,
+    progress: Sequence[ModelProgress],
+    facts: Sequence[dict[str, Any]],
 ) -> Iterator[Event]:
     model_set, questions = spec.model_set, spec.questions
     yield RunStarted(model_set.name, tuple(m.label for m in model_set.models), len(questions.questions))
@@ -184,11 +195,14 @@ def _run(
     skipped = _skipped(questions, model_set.baseline, base_skips)
     if len(base_skips) == n:
         raise BackendError(f"{model_set.baseline.path}: no prompt fits n_ctx; raise n_ctx in models.toml")
-    baseline_summary = _baseline_summary(model_set.baseline, questions, baseline, base_skips, baseline_seconds, from_cache)
+    baseline_summary = dataclasses.replace(
+        _baseline_summary(model_set.baseline, questions, baseline, base_skips, baseline_seconds, from_cache), **facts[0]
+    )
     yield BaselineFinished(baseline_summary, tuple(skipped))
     quant_summaries: list[QuantSummary] = []
-    for quant, quant_progress in zip(model_set.quants, progress[1:]):
+    for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):
         summary, quant_skips = yield from _score_quant(spec, factory, quant, baseline, base_skips, quant_progress)
+        summary = dataclasses.replace(summary, **quant_facts)
         quant_summaries.append(summary)
         quant_skipped = _skipped(questions, quant, quant_skips)
         skipped += quant_skipped

@@ -8,9 +8,11 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "n_questions": int, "skipped_rows": [{"where": str, "reason": str}],
       "cache_top_k": int, "complete": bool,
       "skipped_questions": [{"index": int, "id": str, "label": str, "reason": str}],
-      "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache"},
+      "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache",
+                   "bits_per_weight", "file_size", "n_params"},
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
+          "bits_per_weight", "file_size", "n_params",
           "accuracy", "accuracy_ci", "baseline_accuracy", "delta_accuracy",
           "flips", "flips_lost", "flips_gained", "n_flips_lost", "n_flips_gained",
           "answer_changes", "mcnemar_p",
@@ -25,6 +27,8 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
 (0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position.
+`bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
+`file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
 """
 from __future__ import annotations
 
@@ -61,6 +65,9 @@ class BaselineSummary:
     accuracy_ci: tuple[float, float]
     seconds: float
     from_cache: bool
+    bits_per_weight: float = math.nan
+    file_size: int = 0
+    n_params: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ class QuantSummary:
     same_top: float
     margin_buckets: list[dict[str, float | int]]
     rows: Sequence[QuestionRow] = field(repr=False)
+    bits_per_weight: float = math.nan
+    file_size: int = 0
+    n_params: int = 0
 
 
 def summarize_quant(label: str, path: str, rows: Sequence[QuestionRow], seconds: float) -> QuantSummary:

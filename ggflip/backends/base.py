@@ -35,6 +35,9 @@ class ModelProbe:
     vocab_fingerprint: str
     architecture: str
     identity: str
+    bits_per_weight: float = float("nan")
+    file_size: int = 0
+    n_params: int = 0
 
 
 class Backend(Protocol):

@@ -8,6 +8,7 @@ into batches of at most `n_batch` tokens. Native logs go to Python logging (`ggf
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
 from ggflip.config import LlamaSettings, ModelSpec
+from ggflip.backends.devices import model_devices, tensor_split_array
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf_info import file_identity, read_header
 from ggflip.llama_log import llama_errors_since, mark_llama_log
@@ -50,6 +52,13 @@ class LlamaBackend:
         model_params.n_gpu_layers = settings.n_gpu_layers
         model_params.main_gpu = settings.main_gpu
         model_params.use_mmap = settings.use_mmap
+        # Kept on self: llama.cpp reads these arrays while loading.
+        self._devices = model_devices(lib, settings.rpc_servers)
+        if self._devices is not None:
+            model_params.devices = ctypes.cast(self._devices, ctypes.c_void_p)
+        self._tensor_split = tensor_split_array(lib, settings.tensor_split)
+        if self._tensor_split is not None:
+            model_params.tensor_split = ctypes.cast(self._tensor_split, ctypes.POINTER(ctypes.c_float))
         mark = mark_llama_log()
         self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
         if not self._model:
@@ -176,12 +185,17 @@ class LlamaBackendFactory:
     """Probes GGUF headers with `gguf` and loads models with llama.cpp."""
 
     def probe(self, spec: ModelSpec) -> ModelProbe:
+        if spec.ref and spec.path.parts[:1] == ("hf",) and not spec.path.exists():
+            raise ModelFileError(f"{spec.ref}: Hugging Face reference not resolved (call ggflip.hf.resolve_model_set)")
         header = read_header(spec.path)
         return ModelProbe(
             n_vocab=header.n_vocab,
             vocab_fingerprint=header.vocab_fingerprint,
             architecture=header.architecture,
             identity=file_identity(spec.path),
+            bits_per_weight=header.bits_per_weight,
+            file_size=header.file_size,
+            n_params=header.n_params,
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:
