@@ -24,6 +24,8 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
     run.add_argument("--models", type=Path, default=Path("models.toml"), help="models file (default: ./models.toml)")
     run.add_argument("--set", dest="set_name", help="comparison set in the models file (default: its only set)")
+    run.add_argument("--baseline", help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)")
+    run.add_argument("--quant", action="append", default=[], help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)")
     run.add_argument("--task", default="mmlu", help="task name (default: mmlu)")
     run.add_argument("--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
     run.add_argument("--limit", type=int, help="use at most N questions")
@@ -66,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command")
     _add_run_parser(subparsers)
     _add_tui_parser(subparsers)
+    from ggflip.cli_gguf import add_gguf_parsers
+
+    add_gguf_parsers(subparsers)
     prepare = subparsers.add_parser(
         "prepare-demo", help="build the embedded default models (Gemma 3 270M F16 and quants) into the cache"
     )
@@ -116,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ggflip.tui.command import tui_command
 
             return tui_command(args)
+        if args.command in ("quantize", "inspect", "report"):
+            from ggflip import cli_gguf
+
+            return getattr(cli_gguf, f"{args.command}_command")(args)  # type: ignore[no-any-return]
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     except GgflipError as exc:

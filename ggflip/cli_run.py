@@ -37,6 +37,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         models_path=args.models,
         set_name=args.set_name,
+        baseline=getattr(args, "baseline", None),
+        quants=tuple(getattr(args, "quant", ())),
         task=args.task,
         data=args.data,
         limit=args.limit,

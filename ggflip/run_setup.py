@@ -9,9 +9,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ggflip.config import ModelsConfig, default_cache_dir, load_models_toml
+from ggflip.config import ModelsConfig, ModelSet, default_cache_dir, load_models_toml
 from ggflip.engine import DEFAULT_TOP_K, RunSpec
 from ggflip.errors import UsageError
+from ggflip.hf import resolve_model_set
+from ggflip.model_files import model_set_from_files
 from ggflip.questions import load_questions, select_questions
 from ggflip.runstore import RunStore
 from ggflip.tasks import get_task
@@ -25,6 +27,8 @@ class RunOptions:
 
     models_path: Path = Path("models.toml")
     set_name: str | None = None
+    baseline: str | None = None  # instead of a set: a GGUF path or hf:// reference ...
+    quants: tuple[str, ...] = field(default=())  # ... and its quants: files, folders, globs, hf://
     task: str = "mmlu"
     data: str | None = None
     limit: int | None = None
@@ -51,6 +55,24 @@ def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> 
     return next(iter(config.sets))
 
 
+def choose_model_set(options: RunOptions) -> ModelSet:
+    """The set named in the models file, or the one given by `baseline` and `quants`, hf:// resolved.
+
+    Raises:
+        UsageError: both or half of the two ways given; ConfigError, ModelFileError: as loaded.
+    """
+    if options.baseline is not None or options.quants:
+        if options.set_name is not None:
+            raise UsageError("--set and --baseline/--quant are alternatives: use a models.toml set or name the files")
+        if options.baseline is None or not options.quants:
+            raise UsageError("without a models.toml set, give --baseline FILE and at least one --quant FILE|DIR|GLOB")
+        model_set = model_set_from_files(options.baseline, options.quants)
+    else:
+        config = load_models_toml(options.models_path)
+        model_set = config.get_set(choose_set_name(config, options.set_name, options.models_path))
+    return resolve_model_set(model_set)
+
+
 def check_options(options: RunOptions) -> None:
     """Refuse non-positive sizes before anything is loaded.
 
@@ -72,8 +94,7 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         UsageError, ConfigError, DataError: for bad options, settings or questions.
     """
     check_options(options)
-    config = load_models_toml(options.models_path)
-    model_set = config.get_set(choose_set_name(config, options.set_name, options.models_path))
+    model_set = choose_model_set(options)
     task = get_task(options.task)
     source, known_bad_rows = (options.data, False) if options.data else task.default_source()
     loaded = load_questions(source, skip_bad_rows=options.skip_bad_rows or known_bad_rows)
