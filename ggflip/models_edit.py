@@ -83,11 +83,11 @@ def _scan_array(text: str, open_bracket: int) -> tuple[int, int]:
 
 def _append_to_set(text: str, set_name: str, entries: Sequence[str]) -> str | None:
     """`text` with `entries` added to an existing set's quants, or None when the set is absent."""
+    if re.search(rf"^[ \t]*\[\[[ \t]*sets\.{re.escape(set_name)}\.quants[ \t]*\]\]", text, re.MULTILINE):
+        tables = "".join(f"\n[[sets.{set_name}.quants]]\n{_inline_to_keys(e)}" for e in entries)
+        return text.rstrip("\n") + "\n" + tables
     header = _header_pattern(set_name).search(text)
     if header is None:
-        if re.search(rf"^[ \t]*\[\[[ \t]*sets\.{re.escape(set_name)}\.quants[ \t]*\]\]", text, re.MULTILINE):
-            tables = "".join(f"\n[[sets.{set_name}.quants]]\n{_inline_to_keys(e)}" for e in entries)
-            return text.rstrip("\n") + "\n" + tables
         return None
     body_end = _table_end(text, header.end())
     quants = re.compile(r"^[ \t]*quants[ \t]*=[ \t]*\[", re.MULTILINE).search(text, header.end(), body_end)
