@@ -35,7 +35,7 @@ def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
     quantize.add_argument("--json", action="store_true", help="write what was made as one JSON document on stdout")
 
     inspect = subparsers.add_parser("inspect", help="show a GGUF's architecture, size, types and vocabulary")
-    inspect.add_argument("files", nargs="+", type=Path, metavar="FILE.gguf")
+    inspect.add_argument("files", nargs="+", metavar="FILE.gguf", help="GGUF files (a split one by its first part) or hf:// references")
     inspect.add_argument("--json", action="store_true", help="one JSON document: an object for one file, an array for several")
 
     report = subparsers.add_parser("report", help="render a run's JSON report as an HTML page with plots, or Markdown")
@@ -66,7 +66,7 @@ def header_facts(header: GgufHeader) -> dict[str, Any]:
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Print each file's facts as a table, or as JSON."""
-    facts = [header_facts(read_header(path)) for path in args.files]
+    facts = [header_facts(read_header(_resolve_base(path))) for path in args.files]
     if args.json:
         sys.stdout.write(json.dumps(facts[0] if len(facts) == 1 else facts, indent=1) + "\n")
         return int(ExitCode.OK)
@@ -137,7 +137,7 @@ def quantize_command(args: argparse.Namespace) -> int:
 
 
 def _resolve_base(base: str) -> Path:
-    if base.startswith("hf://"):
+    if base.startswith("hf://"):  # hf:// references are resolved through the Hugging Face cache
         from ggflip.hf import resolve_hf
 
         return resolve_hf(base)
