@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ggflip.errors import ExitCode, UsageError
-from ggflip.gguf_info import GgufHeader, read_header
+from ggflip.gguf_info import header_facts, read_header
 
 
 def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,26 +42,6 @@ def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
     report.add_argument("run", type=Path, metavar="RUN.json", help="a report written by `ggflip run --json` or `--out`")
     report.add_argument("--html", type=Path, help="write a self-contained HTML page with plots here")
     report.add_argument("--markdown", type=Path, help="write Markdown tables here (default without --html: stdout)")
-
-
-def header_facts(header: GgufHeader) -> dict[str, Any]:
-    """What `ggflip inspect --json` says about one model file (also what a setup view shows)."""
-    return {
-        "path": str(header.path),
-        "parts": [str(part) for part in header.parts],
-        "name": header.name,
-        "architecture": header.architecture,
-        "file_type": header.file_type,
-        "n_params": header.n_params,
-        "file_size": header.file_size,
-        "bits_per_weight": round(header.bits_per_weight, 4),
-        "n_tensors": header.n_tensors,
-        "tensor_types": dict(header.tensor_types),
-        "n_vocab": header.n_vocab,
-        "vocab_fingerprint": header.vocab_fingerprint,
-        "context_length": header.context_length,
-        "has_chat_template": header.has_chat_template,
-    }
 
 
 def inspect_command(args: argparse.Namespace) -> int:

@@ -13,6 +13,10 @@ directory) are expanded.
     baseline = { path = "{cache}/models/gemma-3-270m/gemma-3-270m-F16.gguf", label = "F16" }
     quants = [ { path = "...Q8_0.gguf", label = "Q8_0" } ]
     [sets.gemma-270m.llama]       # overrides for this set; a model may carry its own `llama`
+    tensor_split = [3, 1]         # GPU shares; rpc_servers = ["host:port", ...] for llama.cpp RPC
+
+A path `hf://owner/repo[@rev]/file.gguf` is kept in `ModelSpec.ref` and resolved to a local
+file by `ggflip.hf.resolve_model_set` before use.
 """
 from __future__ import annotations
 

@@ -301,3 +301,23 @@ def _type_name(ggml_type: int) -> str:
 def n_params(path: Path) -> int:
     """Weights in a GGUF model (all parts of a split one), read from its tensor table."""
     return sum(scan_gguf(part).n_params for part in split_parts(path))
+
+
+def header_facts(header: GgufHeader) -> dict[str, Any]:
+    """What `ggflip inspect --json` says about one model file (also what a setup view shows)."""
+    return {
+        "path": str(header.path),
+        "parts": [str(part) for part in header.parts],
+        "name": header.name,
+        "architecture": header.architecture,
+        "file_type": header.file_type,
+        "n_params": header.n_params,
+        "file_size": header.file_size,
+        "bits_per_weight": round(header.bits_per_weight, 4),
+        "n_tensors": header.n_tensors,
+        "tensor_types": dict(header.tensor_types),
+        "n_vocab": header.n_vocab,
+        "vocab_fingerprint": header.vocab_fingerprint,
+        "context_length": header.context_length,
+        "has_chat_template": header.has_chat_template,
+    }
