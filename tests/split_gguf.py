@@ -8,7 +8,7 @@ from gguf import GGUFReader, GGUFWriter
 
 def write_split(source: Path, directory: Path, stem: str, max_tensors: int) -> list[Path]:
     """Copy `source` into parts of at most `max_tensors` tensors each; returns the parts in order."""
-    from ggflip.demo_models import _copy_metadata
+    from ggflip.requant import _copy_metadata
 
     reader = GGUFReader(source)
     arch = reader.get_field("general.architecture").contents()

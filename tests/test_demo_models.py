@@ -240,7 +240,7 @@ class TestLayoutAndMarkers:
             expected = [(t.name, int(t.n_elements), int(t.n_bytes), int(t.data_offset))
                         for t in reader.tensors]
             layout = scan_gguf(path)
-            assert [tuple(t) for t in layout.tensors] == expected
+            assert [(t.name, t.n_weights, t.n_bytes, t.offset) for t in layout.tensors] == expected
             assert layout.n_kv == len(reader.fields) - 3
             assert layout.data_end <= path.stat().st_size
 
