@@ -104,7 +104,8 @@ def _load_legacy(path: Path) -> Imatrix:
             values = np.frombuffer(data, dtype="<f4", count=nval, offset=offset).astype(np.float32)
             offset += 4 * nval
             entries[name] = values / ncall if ncall > 0 else values
-        chunk_count, datasets = 0, ()
+        chunk_count = 0
+        datasets: tuple[str, ...] = ()
         if offset + 8 <= len(data):
             chunk_count, length = struct.unpack_from("<ii", data, offset)
             if length > 0:

@@ -46,7 +46,7 @@ def run_json(tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[
     for name in ("q8_0.gguf", "q4_0.gguf"):
         (quants / name).write_bytes((tiny_gguf_dir / name).read_bytes())
     out = tmp_path / "run.json"
-    code, stdout, err = _run(capsys, "run", "--baseline", str(tiny_gguf_dir / "base_f16.gguf"), "--quant", str(quants),
+    code, _, err = _run(capsys, "run", "--baseline", str(tiny_gguf_dir / "base_f16.gguf"), "--quant", str(quants),
                              "--quant", str(tiny_gguf_dir / "nois*.gguf"), "--data", str(QUESTIONS / "kheops_style.jsonl"),
                              "--no-cache", "--json", "--out", str(out))
     assert code == ExitCode.OK, err
