@@ -67,7 +67,9 @@ def _num(value: Any, fmt: str, scale: float = 1.0) -> str:
 
 
 def _size(value: Any) -> str:
-    return "–" if not value else f"{value / 2**20:,.1f} MiB"
+    if not value:
+        return "–"
+    return f"{value / 2**20:,.1f} MiB" if value >= 2**20 else f"{value / 2**10:,.1f} KiB"
 
 
 def summary_rows(document: dict[str, Any]) -> list[list[str]]:
