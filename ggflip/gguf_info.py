@@ -298,8 +298,12 @@ def _type_name(ggml_type: int) -> str:
     return GGMLQuantizationType(ggml_type).name
 
 
-def n_params(path: Path) -> int:
-    """Weights in a GGUF model (all parts of a split one), read from its tensor table."""
+def parameter_count(path: Path) -> int:
+    """The number of weights in a GGUF model (all parts of a split one), from its tensor table.
+
+    Raises:
+        ModelFileError: missing, not a GGUF, or a corrupt header.
+    """
     return sum(scan_gguf(part).n_params for part in split_parts(path))
 
 

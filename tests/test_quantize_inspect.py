@@ -173,3 +173,10 @@ def test_split_gguf_counts_every_part(tiny_gguf_dir: Path, tmp_path: Path) -> No
     parts[1].unlink()
     with pytest.raises(ModelFileError, match="split GGUF part missing"):
         read_header(parts[0])
+
+
+def test_parameter_count(tiny_gguf_dir: Path) -> None:
+    from ggflip.gguf_info import parameter_count
+
+    expected = sum(int(t.n_elements) for t in gguf.GGUFReader(tiny_gguf_dir / "q4_0.gguf").tensors)
+    assert parameter_count(tiny_gguf_dir / "q4_0.gguf") == expected == parameter_count(tiny_gguf_dir / "base.gguf")
