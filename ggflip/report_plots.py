@@ -36,8 +36,8 @@ def kl_vs_bpw_plot(axes: Any, document: dict[str, Any]) -> None:
     base = document.get("baseline") or {}
     if base.get("bits_per_weight"):
         axes.axvline(base["bits_per_weight"], color="#d62728", linestyle=":", linewidth=1)
-        axes.annotate(f"{base['label']} (KL 0)", (base["bits_per_weight"], floor), textcoords="offset points",
-                      xytext=(-4, 4), fontsize=8, color="#d62728", ha="right")
+        axes.annotate(f"{base['label']} (KL 0)", (base["bits_per_weight"], 1.0), xycoords=("data", "axes fraction"),
+                      textcoords="offset points", xytext=(-4, -12), fontsize=8, color="#d62728", ha="right")
     axes.set_yscale("log")
     axes.set_xlabel("bits per weight")
     axes.set_ylabel("mean KL(baseline ‖ quant), nats (log)")
@@ -79,9 +79,9 @@ def margin_plot(axes: Any, document: dict[str, Any]) -> None:
         rates = [100 * (b["flip_rate"] or 0) if b["n"] else np.nan for b in quant["margin_buckets"]]
         axes.bar(positions + (index - (len(quants) - 1) / 2) * width, rates, width, label=quant["label"])
     axes.set_xticks(positions, [f"{b['lo']:.2f}–{b['hi']:.2f}\nn={b['n']}" for b in buckets], fontsize=8)
-    axes.set_xlabel("baseline's top margin (probability of its answer minus the runner-up's)")
+    axes.set_xlabel("baseline's top margin (best option's probability − second best)")
     axes.set_ylabel("flip rate, %")
-    axes.legend(fontsize=7, ncols=2)
+    axes.legend(fontsize=7, ncols=2, loc="upper right")
     axes.grid(True, axis="y", alpha=0.3)
 
 
