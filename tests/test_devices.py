@@ -39,3 +39,17 @@ def test_a_tensor_split_loads_on_a_cpu_build(tiny_gguf_dir: Path) -> None:
         assert backend.n_vocab > 0
     finally:
         backend.close()
+
+
+def test_unreachable_rpc_server_is_refused_before_llama_cpp_sees_it() -> None:
+    import socket
+
+    from ggflip.backends.devices import check_reachable
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(BackendError, match=f"cannot reach RPC server 127.0.0.1:{port}"):
+        check_reachable(f"127.0.0.1:{port}", timeout=2)

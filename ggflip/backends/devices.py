@@ -11,6 +11,7 @@ offloads to a server another model registered.
 from __future__ import annotations
 
 import ctypes
+import socket
 import threading
 from typing import Any
 
@@ -45,6 +46,23 @@ def _ggml(lib: Any) -> ctypes.CDLL:
     return native  # type: ignore[no-any-return]
 
 
+def check_reachable(endpoint: str, timeout: float = 5.0) -> None:
+    """Refuse a server that does not accept a TCP connection: llama.cpp would abort the process.
+
+    Raises:
+        BackendError: naming the endpoint.
+    """
+    host, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise BackendError(
+            f"rpc_servers: cannot reach RPC server {endpoint} ({exc.strerror or exc}); start rpc-server there "
+            "(ggml-rpc-server -H 0.0.0.0 -p PORT) or remove it from models.toml"
+        ) from None
+
+
 def _add_server(lib: Any, endpoint: str) -> list[int]:
     ggml = _ggml(lib)
     if not lib.llama_supports_rpc():
@@ -52,6 +70,7 @@ def _add_server(lib: Any, endpoint: str) -> list[int]:
             "rpc_servers is set but this llama-cpp-python was built without RPC; reinstall it with "
             'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
         )
+    check_reachable(endpoint)
     rpc_reg = ggml.ggml_backend_reg_by_name(b"RPC")
     address = ggml.ggml_backend_reg_get_proc_address(rpc_reg, b"ggml_backend_rpc_add_server")
     if not rpc_reg or not address:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
 from ggflip.config import LlamaSettings, ModelSpec
-from ggflip.backends.devices import model_devices, tensor_split_array
+from ggflip.backends.devices import check_reachable, model_devices, tensor_split_array
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf_info import file_identity, read_header
 from ggflip.llama_log import llama_errors_since, mark_llama_log
@@ -188,6 +188,8 @@ class LlamaBackendFactory:
         if spec.ref and spec.path.parts[:1] == ("hf",) and not spec.path.exists():
             raise ModelFileError(f"{spec.ref}: Hugging Face reference not resolved (call ggflip.hf.resolve_model_set)")
         header = read_header(spec.path)
+        for endpoint in spec.llama.rpc_servers:
+            check_reachable(endpoint)  # before any model loads: llama.cpp aborts on an unreachable server
         return ModelProbe(
             n_vocab=header.n_vocab,
             vocab_fingerprint=header.vocab_fingerprint,
