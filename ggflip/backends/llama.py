@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
-from ggflip.config import LlamaSettings, ModelSpec
 from ggflip.backends.devices import check_reachable, model_devices, tensor_split_array
+from ggflip.config import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf_info import file_identity, read_header
 from ggflip.llama_log import llama_errors_since, mark_llama_log
