@@ -8,8 +8,10 @@ Steps (each skipped when its output is already there):
    `libllama` (cmake, `-DGGML_RPC=ON -DBUILD_SHARED_LIBS=ON`), without touching the installed
    package: ggflip loads that libllama through `LLAMA_CPP_LIB_PATH`;
 3. start `ggml-rpc-server` on 127.0.0.1;
-4. run `ggflip run --json` twice with the same libraries: once local (CPU), once with every
-   model offloaded to the server (`n_gpu_layers = 99`, `rpc_servers = ["127.0.0.1:PORT"]`);
+4. run `ggflip run --json` twice with the same libraries: once local (CPU, `repack = false`:
+   the server's CPU backend does not repack quantized weights for its SIMD kernels, and a local
+   run that does rounds differently), once with every model offloaded to the server
+   (`n_gpu_layers = 99`, `rpc_servers = ["127.0.0.1:PORT"]`);
 5. compare every number of the two reports (per-question KL and option probabilities,
    answers, summaries) and print the largest differences and the time ratio.
 
@@ -86,7 +88,9 @@ def _models_toml(path: Path, baseline: Path, quants: list[Path], port: int, thre
     labels = short_labels([str(baseline), *map(str, quants)])
     rpc = f'llama = {{ n_gpu_layers = 99, rpc_servers = ["127.0.0.1:{port}"] }}'
     lines = ["[llama]", "n_ctx = 2048", f"n_threads = {threads}"]
-    for name, extra in (("local", ""), ("rpc", ", " + rpc)):
+    # The server's CPU backend keeps weights as stored, while a local CPU run repacks quantized
+    # weights for its SIMD kernels (different rounding); the like-for-like local run does not.
+    for name, extra in (("local", ", llama = { repack = false }"), ("rpc", ", " + rpc)):
         lines.append(f"[sets.{name}]")
         lines.append(f"baseline = {{ path = {toml_string(str(baseline))}, label = {toml_string(labels[0])}{extra} }}")
         lines.append("quants = [")

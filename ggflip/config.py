@@ -51,6 +51,7 @@ class LlamaSettings:
     main_gpu: int = 0
     flash_attn: bool = False
     use_mmap: bool = True
+    repack: bool = True
     n_seq_max: int = 8
     tensor_split: tuple[float, ...] = ()
     rpc_servers: tuple[str, ...] = ()

@@ -52,6 +52,7 @@ class LlamaBackend:
         model_params.n_gpu_layers = settings.n_gpu_layers
         model_params.main_gpu = settings.main_gpu
         model_params.use_mmap = settings.use_mmap
+        model_params.use_extra_bufts = settings.repack
         # Kept on self: llama.cpp reads these arrays while loading.
         self._devices = model_devices(lib, settings.rpc_servers)
         if self._devices is not None:
