@@ -168,6 +168,47 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
 
+def report_from_dict(document: dict[str, Any]) -> Report:
+    """Rebuild a Report from its JSON document (`Report.to_dict`'s inverse; null floats become nan).
+
+    Raises:
+        KeyError, TypeError, ValueError: the document lacks a field or has one of the wrong shape.
+    """
+
+    def fields_of(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
+        kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key not in kinds:
+                continue
+            if value is None and kinds[key].startswith("float"):
+                value = math.nan
+            elif isinstance(value, list):
+                value = tuple(math.nan if v is None else v for v in value)
+            values[key] = value
+        return values
+
+    baseline = document.get("baseline")
+    quants = []
+    for quant in document["quants"]:
+        rows = tuple(QuestionRow(**fields_of(QuestionRow, row)) for row in quant["rows"])
+        values = fields_of(QuantSummary, {k: v for k, v in quant.items() if k not in ("rows", "margin_buckets")})
+        quants.append(QuantSummary(**values, margin_buckets=list(quant["margin_buckets"]), rows=rows))
+    return Report(
+        set=document["set"],
+        task=document["task"],
+        prompt_version=document["prompt_version"],
+        source=document["source"],
+        n_questions=document["n_questions"],
+        skipped_rows=tuple(SkippedRow(**row) for row in document.get("skipped_rows", [])),
+        cache_top_k=document["cache_top_k"],
+        baseline=BaselineSummary(**fields_of(BaselineSummary, baseline)) if baseline else None,
+        quants=tuple(quants),
+        complete=document.get("complete", True),
+        skipped_questions=tuple(SkippedQuestion(**q) for q in document.get("skipped_questions", [])),
+    )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None

@@ -130,14 +130,18 @@ def _correlation_line(document: dict[str, Any]) -> str:
 
 
 def render_markdown(document: dict[str, Any]) -> str:
-    """The report's tables as Markdown: summary, flip rate per top-margin bucket, correlation."""
-    parts = [f"## {_title(document)}\n", f"Questions: {document['source']} (prompt {document['prompt_version']}).\n",
-             _markdown_table(SUMMARY_HEADER, summary_rows(document)), "", _correlation_line(document) + "\n"]
-    header, rows = _buckets_table(document)
-    if rows:
-        parts += ["\n### Flip rate by the baseline's top margin\n", _markdown_table(header, rows)]
-    parts.append("\nflips: share of questions whose correctness changed; KL: KL(baseline ‖ quant) over the full "
-                 "vocabulary at the answer position, in nats.\n")
+    """The report as Markdown: `ggflip.markdown`'s document, then model files and the flips–KL correlation."""
+    from ggflip.markdown import render_markdown as report_markdown
+    from ggflip.report import report_from_dict
+
+    try:
+        text = report_markdown(report_from_dict(document))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"report does not match schema {SCHEMA}: {exc}") from None
+    parts = [text, "## Model files and accuracy intervals\n", _markdown_table(SUMMARY_HEADER, summary_rows(document)),
+             "", _correlation_line(document) + "\n",
+             "flips: share of questions whose correctness changed; KL: KL(baseline ‖ quant) over the full "
+             "vocabulary at the answer position, in nats.\n"]
     return "\n".join(parts)
 
 

@@ -101,3 +101,10 @@ def test_report_of_a_non_report(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bogus.write_text('{"schema": "other"}')
     code, _, err = _run(capsys, "report", str(bogus), "--html", str(tmp_path / "x.html"))
     assert code == ExitCode.DATA and "not a ggflip report" in err and not (tmp_path / "x.html").exists()
+
+
+def test_report_round_trips_through_json(run_json: Path) -> None:
+    from ggflip.report import report_from_dict
+
+    document = json.loads(run_json.read_text())
+    assert report_from_dict(document).to_dict() == document
