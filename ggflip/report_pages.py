@@ -140,8 +140,8 @@ def render_markdown(document: dict[str, Any]) -> str:
         raise DataError(f"report does not match schema {SCHEMA}: {exc}") from None
     parts = [text, "## Model files and accuracy intervals\n", _markdown_table(SUMMARY_HEADER, summary_rows(document)),
              "", _correlation_line(document) + "\n",
-             "flips: share of questions whose correctness changed; KL: KL(baseline ‖ quant) over the full "
-             "vocabulary at the answer position, in nats.\n"]
+             ("flips: share of questions whose correctness changed; KL: KL(baseline ‖ quant) over the full "
+              "vocabulary at the answer position, in nats.\n")]
     return "\n".join(parts)
 
 
