@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ggflip.cli_gguf import add_gguf_parsers
 
     add_gguf_parsers(subparsers)
+    from ggflip.cli_kld import add_kld_parser  # corpus mode (issue 5)
+
+    add_kld_parser(subparsers)
     prepare = subparsers.add_parser(
         "prepare-demo", help="build the embedded default models (Gemma 3 270M F16 and quants) into the cache"
     )
@@ -113,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ggflip.cli_run import run_command
 
             return run_command(args)
+        if args.command == "kld":
+            from ggflip.cli_kld import kld_command
+
+            return kld_command(args)
         if args.command == "prepare-demo":
             from ggflip.cli_run import prepare_demo_command
 

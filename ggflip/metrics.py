@@ -86,6 +86,48 @@ def kl_from_top_k(
     return max(head + tail, 0.0)
 
 
+def tail_log_mass_rows(logprobs: NDArray[np.floating], top_ids: NDArray[np.integer]) -> FloatArray:
+    """Row-wise `tail_log_mass`: log of each row's probability outside its own `top_ids` row.
+
+    Args:
+        logprobs: (N, n_vocab) log-probabilities.
+        top_ids: (N, K) token ids per row.
+
+    Returns:
+        (N,) float64, -inf for a row whose ids cover the whole vocabulary.
+    """
+    outside = np.array(logprobs, dtype=np.float64, copy=True)
+    np.put_along_axis(outside, np.asarray(top_ids, dtype=np.int64), -np.inf, axis=-1)
+    with np.errstate(divide="ignore"):
+        return logsumexp(outside, axis=-1)
+
+
+def kl_from_top_k_rows(
+    top_ids: NDArray[np.integer],
+    top_logprobs: NDArray[np.floating],
+    tail_logmass: NDArray[np.floating],
+    q_logprobs: NDArray[np.floating],
+) -> FloatArray:
+    """Row-wise `kl_from_top_k`: (N,) coarsened KL(P || Q), each a lower bound of the exact KL.
+
+    Args:
+        top_ids: (N, K) ids of P's top K per row.
+        top_logprobs: (N, K) P's log-probabilities of those ids.
+        tail_logmass: (N,) log P(tail), -inf where the top K is the whole vocabulary.
+        q_logprobs: (N, n_vocab) Q's full log-probabilities.
+    """
+    ids = np.asarray(top_ids, dtype=np.int64)
+    p_top = np.asarray(top_logprobs, dtype=np.float64)
+    q_full = np.asarray(q_logprobs, dtype=np.float64)
+    q_top = np.take_along_axis(q_full, ids, axis=-1)
+    head = np.sum(np.exp(p_top) * (p_top - q_top), axis=-1)
+    p_tail = np.asarray(tail_logmass, dtype=np.float64)
+    q_tail = tail_log_mass_rows(q_full, ids)
+    with np.errstate(invalid="ignore"):
+        tail = np.where(np.isfinite(p_tail), np.exp(p_tail) * (p_tail - q_tail), 0.0)
+    return np.maximum(head + tail, 0.0)
+
+
 def top_k(logprobs: NDArray[np.floating], k: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """The k most probable token ids (sorted, most probable first) and their log-probs."""
     x = np.asarray(logprobs)

@@ -57,6 +57,10 @@ class Backend(Protocol):
         """Token ids of `text`; `add_bos` prepends BOS when the model uses one."""
         ...
 
+    def token_pieces(self, tokens: Sequence[int]) -> list[str]:
+        """The text of each token on its own (invalid UTF-8 bytes replaced), for per-token views."""
+        ...
+
     def logits(self, requests: Sequence[ScoreRequest]) -> list[NDArray[np.float32]]:
         """Raw next-token logits for each request.
 

@@ -72,6 +72,9 @@ class FakeBackend:
                 ids.append(self._index[self.vocab_words[_seed(word) % n_words]])
         return ids
 
+    def token_pieces(self, tokens: Sequence[int]) -> list[str]:
+        return [self._model.vocab[token] for token in tokens]
+
     @property
     def vocab_words(self) -> list[str]:
         return [piece for piece in self._model.vocab if piece.startswith("w")]

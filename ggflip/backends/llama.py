@@ -116,6 +116,14 @@ class LlamaBackend:
             tokens.insert(0, self._bos)
         return tokens
 
+    def token_pieces(self, tokens: Sequence[int]) -> list[str]:
+        buffer = ctypes.create_string_buffer(256)
+        pieces = []
+        for token in tokens:
+            size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+            pieces.append(buffer.raw[: max(size, 0)].decode("utf-8", errors="replace"))
+        return pieces
+
     def logits(self, requests: Sequence[ScoreRequest]) -> list[NDArray[np.float32]]:
         results = [np.empty((len(r.positions), self._n_vocab), dtype=np.float32) for r in requests]
         for wave in self._waves(requests):
