@@ -77,8 +77,8 @@ class CorpusBaseline:
         return slice(chunk * per, (chunk + 1) * per)
 
     def nbytes(self) -> int:
-        """Size on disk of the per-token arrays (tokens excluded)."""
-        return sum(int(getattr(self, name).nbytes) for name in ARRAYS[1:])
+        """Size on disk of the entry (every array, its headers and meta.json)."""
+        return sum(path.stat().st_size for path in self.folder.iterdir())
 
 
 def _disk_error(where: Path, exc: OSError) -> Exception:
