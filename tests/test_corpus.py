@@ -254,3 +254,73 @@ def test_report_json_has_the_documented_keys(fake_set: ModelSet, fake_factory: F
     assert document["mode"] == "kld" and document["ctx"] == CTX
     for quant in document["quants"]:
         assert {"kl_mean", "kl_median", "same_top", "ppl_ratio", "kl_mean_lower_bound", "kl_tail_estimate"} <= set(quant)
+
+
+class TestCli:
+    """`ggflip kld` end to end on tiny generated GGUFs loaded by the real llama.cpp."""
+
+    @pytest.fixture
+    def tiny_kld(self, tmp_path: Path, tiny_gguf_dir: Path) -> tuple[Path, Path]:
+        lines = ["[llama]", "n_threads = 1", "[sets.tiny]", f'baseline = {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "F32" }}']
+        lines += ["quants = [", f'  {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "self" }},']
+        lines += [f'  {{ path = "{tiny_gguf_dir / "noisy.gguf"}", label = "noisy" }},', "]"]
+        models = tmp_path / "models.toml"
+        models.write_text("\n".join(lines) + "\n")
+        text = tmp_path / "text.txt"
+        text.write_text(" ".join(f"the cat {i % 7} sat on mat number {i % 11}" for i in range(120)) + "\n")
+        return models, text
+
+    def test_json_on_stdout(self, tmp_path: Path, tiny_kld: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+        from ggflip.cli import main
+
+        models, text = tiny_kld
+        args = ["kld", "--models", str(models), "--text", str(text), "--ctx", "64", "--chunks", "3", "--json", "--cache-dir", str(tmp_path / "c")]
+        assert main(args) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["n_chunks"] == 3 and report["tokens_scored"] == 3 * 31
+        self_q, noisy = report["quants"]
+        assert self_q["kl_mean"] < 1e-5 and self_q["same_top"] == 1.0 and self_q["ppl_ratio"] == pytest.approx(1.0)
+        assert noisy["kl_mean"] > 10 * self_q["kl_mean"] and 0 <= noisy["same_top"] <= 1
+        assert main(args) == 0  # second run: baseline from the cache, same numbers
+        again = json.loads(capsys.readouterr().out)
+        assert again["baseline"]["from_cache"] and again["quants"][1]["kl_mean"] == noisy["kl_mean"]
+
+    def test_short_text_is_one_error_line(self, tmp_path: Path, tiny_kld: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+        from ggflip.cli import main
+
+        models, _ = tiny_kld
+        short = tmp_path / "short.txt"
+        short.write_text("just a few words")
+        assert main(["kld", "--models", str(models), "--text", str(short), "--ctx", "64", "--no-cache"]) == 5
+        captured = capsys.readouterr()
+        last = captured.err.strip().splitlines()[-1]
+        assert captured.out == "" and last.startswith("ggflip: error:") and "fewer than one chunk" in last
+
+
+@pytest.mark.real_model
+def test_gemma_cached_kl_matches_exact_kl(tmp_path: Path) -> None:
+    """On Gemma 3 270M, the compact baseline's KL is within 2% of the exact full-vocabulary KL."""
+    from dataclasses import replace
+
+    from ggflip.backends.llama import LlamaBackendFactory
+    from ggflip.config import load_models_toml
+    from ggflip.corpus_rows import baseline_rows, kl_rows, normalize
+
+    full = load_models_toml(Path(__file__).parents[1] / "models.toml").get_set("gemma-270m")
+    quant = next(q for q in full.quants if q.label.startswith("Q2_K"))
+    factory = LlamaBackendFactory()
+    specs = [replace(m, llama=replace(m.llama, n_ctx=256, n_seq_max=1, n_threads=2)) for m in (full.baseline, quant)]
+    base, q2 = (factory.open(spec) for spec in specs)
+    text = " ".join(["The quick brown fox jumps over the lazy dog while the farmer counts his sheep."] * 3)
+    text += " In 1905 Albert Einstein published four papers that changed physics: on the photoelectric effect,"
+    text += " Brownian motion, special relativity and the equivalence of mass and energy." * 4
+    chunk = chunk_tokens(base.tokenize(text, add_bos=True), base.tokenize("", add_bos=True), 128, 1, "t")[0]
+    request = [ScoreRequest(tuple(int(t) for t in chunk), tuple(range(64, 127)))]
+    p_logits, q_logits = base.logits(request)[0], q2.logits(request)[0]
+    base.close()
+    q2.close()
+    exact = metrics.kl_divergence(metrics.log_softmax(p_logits), metrics.log_softmax(q_logits)).mean()
+    rows = baseline_rows(normalize(p_logits), 512, 32, np.random.default_rng(0))
+    lower, gap = kl_rows(rows, normalize(q_logits))
+    assert lower.mean() <= exact * (1 + 1e-6)
+    assert abs((lower + gap).mean() / exact - 1) < 0.02
