@@ -313,7 +313,7 @@ def test_gemma_cached_kl_matches_exact_kl(tmp_path: Path) -> None:
     base, q2 = (factory.open(spec) for spec in specs)
     text = " ".join(["The quick brown fox jumps over the lazy dog while the farmer counts his sheep."] * 3)
     text += " In 1905 Albert Einstein published four papers that changed physics: on the photoelectric effect,"
-    text += " Brownian motion, special relativity and the equivalence of mass and energy." * 4
+    text += " Brownian motion, special relativity and the equivalence of mass and energy. Each was cited for decades." * 6
     chunk = chunk_tokens(base.tokenize(text, add_bos=True), base.tokenize("", add_bos=True), 128, 1, "t")[0]
     request = [ScoreRequest(tuple(int(t) for t in chunk), tuple(range(64, 127)))]
     p_logits, q_logits = base.logits(request)[0], q2.logits(request)[0]
