@@ -80,6 +80,7 @@ def kld_command(args: argparse.Namespace) -> int:
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        TaskID,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -97,7 +98,7 @@ def kld_command(args: argparse.Namespace) -> int:
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=stderr) as progress:
-            bars: dict[str, int] = {}
+            bars: dict[str, TaskID] = {}
             for event in events:
                 if isinstance(event, ModelLoading):
                     bars[event.label] = progress.add_task(f"{event.label} ({event.role}) loading", total=None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -152,7 +152,7 @@ def _pieces(backend: Backend, chunk: NDArray[np.int32]) -> tuple[str, ...]:
     return tuple(backend.token_pieces([int(t) for t in chunk]))
 
 
-def run_kld(spec: KldSpec, factory: BackendFactory) -> Iterator[object]:
+def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[object, None, None]:
     """Score the baseline (or read it from the cache), then each quant, over the corpus, yielding events.
 
     Raises:
@@ -189,6 +189,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Iterator[object]:
             started = time.perf_counter()
             baseline, n_text_tokens = yield from _score_baseline(spec, factory, key, key_parts, top_k)
             seconds = time.perf_counter() - started
+        assert baseline is not None
         if cached is not None:
             n_text_tokens = int(baseline.meta.get("n_text_tokens", -1))
             yield CorpusReady(n_text_tokens, baseline.tokens.shape[0], spec.first_scored, spec.rows_per_chunk, True)
@@ -244,7 +245,7 @@ def _report(
 
 def _score_baseline(
     spec: KldSpec, factory: BackendFactory, key: str, key_parts: dict[str, object], top_k: int
-) -> Iterator[object]:
+) -> Generator[object, None, tuple[CorpusBaseline, int]]:
     """Tokenize, chunk and score the baseline into a new compact entry; returns (baseline, n_text_tokens)."""
     model = spec.model_set.baseline
     yield ModelLoading(model.label, BASELINE, str(model.path))
@@ -287,7 +288,9 @@ def _chunk_rows(baseline: CorpusBaseline, span: slice) -> BaselineRows:
     return BaselineRows(**{name: np.asarray(getattr(baseline, name)[span]) for name in BaselineRows.__dataclass_fields__})
 
 
-def _score_quant(spec: KldSpec, factory: BackendFactory, model: ModelSpec, baseline: CorpusBaseline) -> Iterator[object]:
+def _score_quant(
+    spec: KldSpec, factory: BackendFactory, model: ModelSpec, baseline: CorpusBaseline
+) -> Generator[object, None, QuantKld]:
     """Score one quant chunk by chunk against the baseline's rows; returns its QuantKld."""
     yield ModelLoading(model.label, QUANT, str(model.path))
     started = time.perf_counter()

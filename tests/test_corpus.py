@@ -14,7 +14,13 @@ from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
 from ggflip.config import ModelSet, ModelSpec
 from ggflip.corpus import KldSpec, chunk_tokens, read_corpus, run_kld
 from ggflip.corpus_cache import bytes_per_token, llama_cpp_bytes_per_token
-from ggflip.corpus_events import BaselineKldFinished, ChunkScored, CorpusReady, KldFinished, KldReport
+from ggflip.corpus_events import (
+    BaselineKldFinished,
+    ChunkScored,
+    CorpusReady,
+    KldFinished,
+    KldReport,
+)
 from ggflip.corpus_stats import median, percentile
 from ggflip.errors import DataError, UsageError, VocabMismatchError
 from ggflip.events import BaselineFromCache
