@@ -48,7 +48,7 @@ LLAMA_LINES = {
 
 
 def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None, stdout: Path | None = None) -> dict[str, float]:
-    """Run `cmd` (stderr to `log`), returning wall seconds and peak RSS in MiB from wait4."""
+    """Run `cmd` (stderr to `log`), returning wall seconds, CPU seconds and peak RSS in MiB from wait4."""
     started = time.perf_counter()
     with log.open("wb") as err:
         out = stdout.open("wb") if stdout else None
@@ -59,7 +59,7 @@ def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None, stdout: 
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed ({os.waitstatus_to_exitcode(status)}): {' '.join(cmd)}; see {log}")
-    return {"wall_s": wall, "peak_mib": usage.ru_maxrss / 1024}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024}
 
 
 def llama_perplexity_binary(tools: Path, src: Path | None) -> Path:
@@ -259,7 +259,9 @@ def print_table(ours: dict, theirs: dict, exact: dict | None, args: argparse.Nam
                   f" {values['ppl_q'][0]:8.4f} ± {values['ppl_q'][1]:.4f}")
     llama_wall = theirs["base_usage"]["wall_s"] + sum(q["usage"]["wall_s"] for q in theirs["quants"].values())
     llama_peak = max([theirs["base_usage"]["peak_mib"]] + [q["usage"]["peak_mib"] for q in theirs["quants"].values()])
+    llama_cpu = theirs["base_usage"].get("cpu_s", 0) + sum(q["usage"].get("cpu_s", 0) for q in theirs["quants"].values())
     print(f"wall time: ggflip {ours['usage']['wall_s']:.0f} s (one process), llama-perplexity {llama_wall:.0f} s ({1 + len(theirs['quants'])} runs)")
+    print(f"CPU time: ggflip {ours['usage'].get('cpu_s', 0):.0f} s, llama-perplexity {llama_cpu:.0f} s")
     print(f"peak RSS: ggflip {ours['usage']['peak_mib']:.0f} MiB, llama-perplexity {llama_peak:.0f} MiB")
     print(f"baseline file: ggflip {ours['baseline_bytes'] / 1e6:.1f} MB, llama-perplexity {theirs['baseline_bytes'] / 1e6:.1f} MB"
           f" ({theirs['baseline_bytes'] / ours['baseline_bytes']:.0f}x)")
