@@ -17,13 +17,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ggflip import metrics
-from ggflip.backends.base import ScoreRequest
-from ggflip.backends.llama import LlamaBackendFactory
-from ggflip.config import load_models_toml
-from ggflip.prompts import render_prompt
-from ggflip.questions import load_questions, select_questions
-from ggflip.tasks import get_task
+from ggflip import metrics  # noqa: E402
+from ggflip.backends.base import ScoreRequest  # noqa: E402
+from ggflip.backends.llama import LlamaBackendFactory  # noqa: E402
+from ggflip.config import load_models_toml  # noqa: E402
+from ggflip.prompts import render_prompt  # noqa: E402
+from ggflip.questions import load_questions, select_questions  # noqa: E402
+from ggflip.tasks import get_task  # noqa: E402
 
 
 def full_logprobs(backend, prompts: list[str]) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
