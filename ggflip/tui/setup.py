@@ -1,6 +1,6 @@
 """The setup view: pick a comparison set from models.toml, a task, the questions; Enter starts.
 
-Each model's file size and bits per weight (file bits / parameter count, from the GGUF header)
+Each model's file size and bits per weight (tensor bits / parameter count, from the GGUF header, as `ggflip inspect`)
 are read in a thread worker, so a slow disk never freezes the view.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from textual.worker import get_current_worker
 
 from ggflip.config import ModelsConfig, ModelSet, load_models_toml
 from ggflip.errors import GgflipError
-from ggflip.gguf_info import parameter_count
+from ggflip.gguf_info import read_header
 from ggflip.run_setup import RunOptions, check_options
 from ggflip.tasks import TASKS
 from ggflip.tui.run import RunScreen
@@ -69,11 +69,14 @@ class SetupScreen(Screen[None]):
     """
 
     class ModelInfo(Message):
-        """A model file's size and parameter count were read (or why they could not be)."""
+        """A model file's size, parameter count and bits per weight were read (or why they could not be)."""
 
-        def __init__(self, path: Path, size: int | None, n_params: int | None, problem: str | None) -> None:
+        def __init__(
+            self, path: Path, size: int | None, n_params: int | None, bits_per_weight: float | None, problem: str | None
+        ) -> None:
             super().__init__()
             self.path, self.size, self.n_params, self.problem = path, size, n_params, problem
+            self.bits_per_weight = bits_per_weight
 
     def __init__(self, options: RunOptions) -> None:
         super().__init__()
@@ -175,8 +178,8 @@ class SetupScreen(Screen[None]):
             elif info.problem:
                 size, bpw, note = "–", "–", info.problem
             else:
-                assert info.size is not None and info.n_params
-                size, bpw, note = _size(info.size), f"{8 * info.size / info.n_params:.2f}", f"{_count(info.n_params)} weights"
+                assert info.size is not None and info.n_params and info.bits_per_weight is not None
+                size, bpw, note = _size(info.size), f"{info.bits_per_weight:.2f}", f"{_count(info.n_params)} weights"
             table.add_row("baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gguf")
@@ -187,11 +190,12 @@ class SetupScreen(Screen[None]):
             if worker.is_cancelled:
                 return
             try:
-                n_params = parameter_count(path)
-                self.post_message(self.ModelInfo(path, path.stat().st_size, n_params, None if n_params else "no tensors"))
+                header = read_header(path)
+                problem = None if header.n_params else "no tensors"
+                self.post_message(self.ModelInfo(path, header.file_size, header.n_params, header.bits_per_weight, problem))
             except GgflipError as exc:
                 problem = "missing" if "not found" in str(exc) else "unreadable"
-                self.post_message(self.ModelInfo(path, None, None, problem))
+                self.post_message(self.ModelInfo(path, None, None, None, problem))
 
     def on_setup_screen_model_info(self, message: ModelInfo) -> None:
         self.model_info[message.path] = message
