@@ -55,6 +55,10 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     tui.add_argument("--cache-dir", type=Path, help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)")
     tui.add_argument("--no-cache", action="store_true", help="neither read nor write the baseline cache")
     tui.add_argument("--export-dir", type=Path, help="where the e key writes the JSON and Markdown report (default: .)")
+    # corpus mode (issue 5): open the KLD run view on this text instead of the setup view
+    tui.add_argument("--text", type=Path, help="corpus mode: score this UTF-8 text like `ggflip kld` and show it shaded by KL")
+    tui.add_argument("--ctx", type=int, default=512, help="with --text: tokens per chunk (default: 512)")
+    tui.add_argument("--chunks", type=int, help="with --text: score at most N chunks")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -320,7 +320,7 @@ def _score_quant(
             scores = TokenScores(nll[span], nll_base[span], coarse[span] + gap[span], same_top[span])
             yield ChunkScored(
                 model.label, QUANT, index, n_chunks, spec.first_scored, _pieces(backend, chunk),
-                scores.nll.copy(), scores.kl.copy(), scores.p_diff, scores.same_top.copy(),
+                scores.nll.copy(), scores.kl.copy(), scores.p_diff, scores.same_top.copy(), scores.nll_base.copy(),
             )
     finally:
         backend.close()

@@ -49,7 +49,9 @@ class ChunkScored:
     `pieces` is the text of every token of the chunk (BOS first); the scored tokens are
     `pieces[first_scored + 1:]`, and row j of each array is about `pieces[first_scored + 1 + j]`.
     `nll` is the model's negative log-likelihood of each scored token; `kl`, `p_diff` and
-    `same_top` compare the quant with the baseline and are None for the baseline itself.
+    `same_top` compare the quant with the baseline and are None for the baseline itself;
+    `nll_base` is the baseline's NLL of the same tokens (quants only), so running statistics
+    can be drawn with `corpus_stats.kld_stats` while the run goes on.
     """
 
     label: str
@@ -62,6 +64,7 @@ class ChunkScored:
     kl: NDArray[np.float64] | None = None
     p_diff: NDArray[np.float64] | None = None
     same_top: NDArray[np.bool_] | None = None
+    nll_base: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)

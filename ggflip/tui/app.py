@@ -1,4 +1,4 @@
-"""The ggflip Textual application: the setup view first, then the run view.
+"""The ggflip Textual application: the setup view first, then the run view (or the corpus KLD view).
 
 The app holds what every screen shares: the backend factory (llama.cpp, or a fake injected by
 tests), the clock the run view measures rates with, the export folder, and the log panel's
@@ -20,6 +20,7 @@ from textual.message import Message
 
 from ggflip.backends.base import BackendFactory
 from ggflip.run_setup import RunOptions
+from ggflip.tui.corpus_view import KldOptions, KldScreen
 from ggflip.tui.run import RunScreen
 from ggflip.tui.setup import SetupScreen
 
@@ -59,12 +60,14 @@ class GgflipApp(App[None]):
         factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
         export_dir: Path | None = None,
+        kld: KldOptions | None = None,
     ) -> None:
         super().__init__()
         self.options = options or RunOptions()
         self._factory = factory
         self.clock = clock
         self.export_dir = export_dir or Path.cwd()
+        self.kld = kld
         self.log_lines: deque[str] = deque(maxlen=2000)
         self._handler = _PanelHandler(self)
         self._root_level = logging.NOTSET
@@ -86,6 +89,8 @@ class GgflipApp(App[None]):
         if root.level == logging.NOTSET or root.level > logging.INFO:
             root.setLevel(logging.INFO)
         root.addHandler(self._handler)
+        if self.kld is not None:  # `ggflip tui --text FILE`: straight to corpus mode, Esc goes to the setup
+            self.push_screen(KldScreen(self.kld))
 
     def on_unmount(self) -> None:
         root = logging.getLogger()
@@ -95,5 +100,5 @@ class GgflipApp(App[None]):
     def on_ggflip_app_log_line(self, message: LogLine) -> None:
         self.log_lines.append(message.line)
         for screen in self.screen_stack:
-            if isinstance(screen, RunScreen):
+            if isinstance(screen, (RunScreen, KldScreen)):
                 screen.add_log_line(message.line)

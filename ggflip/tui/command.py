@@ -25,8 +25,16 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
 
 
 def tui_command(args: argparse.Namespace) -> int:
-    """Run the app until the user quits."""
+    """Run the app until the user quits; with `--text`, open straight on corpus mode (KLD run)."""
     from ggflip.tui.app import GgflipApp
+    from ggflip.tui.corpus_view import KldOptions
 
-    GgflipApp(tui_options(args), export_dir=getattr(args, "export_dir", None)).run()
+    options = tui_options(args)
+    kld = None
+    if getattr(args, "text", None) is not None:
+        kld = KldOptions(
+            text=args.text, models_path=options.models_path, set_name=options.set_name, ctx=args.ctx, chunks=args.chunks,
+            cache_dir=options.cache_dir, no_cache=options.no_cache,
+        )
+    GgflipApp(options, export_dir=getattr(args, "export_dir", None), kld=kld).run()
     return int(ExitCode.OK)

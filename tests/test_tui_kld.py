@@ -1,0 +1,159 @@
+"""The TUI's corpus mode (KLD run screen) driven headless with Pilot on the fake backend."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from ggflip.backends.fake import FakeBackendFactory
+from ggflip.cli_kld import build_kld_spec
+from ggflip.corpus import run_kld
+from ggflip.corpus_events import ChunkScored, KldFinished, KldReport
+from ggflip.tui.corpus_live import KL_SHADES, kl_style
+from ggflip.tui.corpus_view import KldOptions, KldScreen
+from ggflip.tui.views import ErrorScreen
+from tests.tui_helpers import FAKE_MODELS, fake_app, run_async, settle, write_fake_set
+
+TEXT = " ".join(f"word{(i * 7) % 41} thing{i % 13} item{(i * 3) % 29}" for i in range(120))
+CTX = 32
+
+
+@pytest.fixture
+def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    write_fake_set(tmp_path)
+    (tmp_path / "corpus.txt").write_text(TEXT + "\n")
+    return tmp_path
+
+
+def kld_options(chunks: int | None = 4) -> KldOptions:
+    """Corpus mode on the fake set: 4 chunks of 32 tokens, no cache."""
+    return KldOptions(text=Path("corpus.txt"), ctx=CTX, chunks=chunks, no_cache=True)
+
+
+def engine_events(options: KldOptions) -> list[object]:
+    """The same corpus run through the engine directly, for the expected values."""
+    return list(run_kld(build_kld_spec(options.namespace()), FakeBackendFactory(FAKE_MODELS)))
+
+
+def kld_screen(app: object) -> KldScreen:
+    screens = [s for s in app.screen_stack if isinstance(s, KldScreen)]  # type: ignore[attr-defined]
+    assert len(screens) == 1
+    return screens[0]
+
+
+def _rows(table: DataTable) -> dict[str, list[str]]:
+    rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return {row[0]: row for row in rows}
+
+
+@run_async
+async def test_statistics_table_equals_the_engine_report(fake_dir: Path) -> None:
+    """`ggflip tui --text`: each quant's row shows the engine's llama-perplexity statistics."""
+    report = next(e.report for e in engine_events(kld_options()) if isinstance(e, KldFinished))
+    assert isinstance(report, KldReport) and report.baseline is not None
+    app = fake_app(write_fake_set(fake_dir), fake_dir)
+    app.kld = kld_options()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = kld_screen(app)
+        assert screen.live is not None and screen.live.state == "finished"
+        rows = _rows(screen.query_one("#stats", DataTable))
+        assert set(rows) == {"F16 (base)", "Q8_0", "Q2_K"}
+        b = report.baseline
+        assert rows["F16 (base)"][1] == f"{b.ppl:.3f}±{b.ppl_unc:.3f}"
+        for quant in report.quants:
+            s, row = quant.stats, rows[quant.label]
+            assert row[1] == f"{s.ppl:.3f}±{s.ppl_unc:.3f}"
+            assert row[2] == f"{s.ppl_ratio:.4f}±{s.ppl_ratio_unc:.4f}"
+            assert row[3] == f"{s.kl_mean:.5f}±{s.kl_mean_unc:.5f}"
+            assert row[4:7] == [f"{s.kl_median:.4f}", f"{s.kl_percentiles['kl_p99']:.4f}", f"{s.kl_max:.3f}"]
+            assert row[7] == f"{100 * s.same_top:.2f}±{100 * s.same_top_unc:.2f}%"
+            assert row[8] == f"{100 * s.dp_rms:.2f}%"
+            assert row[9] == "4/4"
+            # The running statistics (kld_stats over the chunks received) agree with the engine's summary.
+            model = screen.live.models[quant.label]
+            final, model.final = model.final, None
+            running = model.stats()
+            model.final = final
+            assert running is not None and running.kl_mean == pytest.approx(s.kl_mean) and running.same_top == s.same_top
+            assert running.ppl_ratio == pytest.approx(s.ppl_ratio)
+
+
+def _shades(text: Text) -> list[tuple[str, str]]:
+    """(piece, style) of every span of the per-token view."""
+    return [(text.plain[span.start : span.end], str(span.style)) for span in text.spans]
+
+
+@run_async
+async def test_per_token_view_shades_the_chunk_by_kl(fake_dir: Path) -> None:
+    """The view shows the selected chunk's text, each scored token styled by the selected quant's KL; n/p and [/] navigate."""
+    chunks = {(e.label, e.chunk): e for e in engine_events(kld_options()) if isinstance(e, ChunkScored)}
+    app = fake_app(write_fake_set(fake_dir), fake_dir)
+    app.kld = kld_options()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = kld_screen(app)
+        assert screen.selected == "Q2_K" and screen.chunk == 0  # followed the last quant scored
+
+        def expect(label: str, chunk: int) -> None:
+            event = chunks[(label, chunk)]
+            assert event.kl is not None
+            text = screen.query_one("#tokens", Static).content
+            assert isinstance(text, Text)
+            first = event.first_scored + 1
+            assert text.plain == "".join(event.pieces[1:])
+            styled = [(piece, style) for piece, style in _shades(text) if style != "dim"]
+            shaded = [(p, kl_style(float(k))) for p, k in zip(event.pieces[first:], event.kl) if kl_style(float(k))]
+            assert styled == shaded
+            title = str(screen.query_one("#token-title", Static).content)
+            assert f"Per-token KL of {label} · chunk {chunk + 1}/4" in title
+
+        expect("Q2_K", 0)
+        q2 = chunks[("Q2_K", 0)].kl
+        assert q2 is not None and len({kl_style(float(k)) for k in q2}) >= 2, "the noisy quant's KL must span shades"
+        await pilot.press("n", "n")
+        expect("Q2_K", 2)
+        await pilot.press("p")
+        expect("Q2_K", 1)
+        await pilot.press("left_square_bracket")
+        assert screen.selected == "Q8_0"
+        expect("Q8_0", 1)
+        q8 = chunks[("Q8_0", 1)].kl
+        assert q8 is not None and float(q8.mean()) < float(chunks[("Q2_K", 1)].kl.mean())  # type: ignore[union-attr]
+
+
+def test_kl_shades_are_ordered() -> None:
+    """Each shade covers KL up to its bound: a larger KL never gets an earlier shade."""
+    bounds = [bound for bound, _ in KL_SHADES]
+    assert bounds == sorted(bounds)
+    styles = [style for _, style in KL_SHADES]
+    values = [0.0, 0.005, 0.02, 0.1, 0.5, 3.0]
+    assert [styles.index(kl_style(v)) for v in values] == list(range(len(KL_SHADES)))
+
+
+@run_async
+async def test_missing_text_shows_the_error_screen(fake_dir: Path) -> None:
+    """A GgflipError from the worker (here: no such text) becomes the error screen, not a crash."""
+    app = fake_app(write_fake_set(fake_dir), fake_dir)
+    app.kld = KldOptions(text=Path("nope.txt"), ctx=CTX, no_cache=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ErrorScreen)
+        assert "nope.txt" in app.screen.message and "not found" in app.screen.message
+
+
+@run_async
+async def test_export_writes_the_kld_json(fake_dir: Path) -> None:
+    """e writes the `ggflip kld --json` document of the finished run."""
+    app = fake_app(write_fake_set(fake_dir), fake_dir)
+    app.kld = kld_options()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = kld_screen(app)
+        await pilot.press("e")
+        await pilot.pause()
+        assert screen.live is not None and screen.live.report is not None
+        assert (fake_dir / "ggflip-kld-fake.json").read_text() == screen.live.report.to_json() + "\n"
