@@ -11,6 +11,7 @@ from textual.widgets import DataTable
 
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.run_setup import RunOptions
+from ggflip.tui.corpus_view import KldOptions
 from tests.tui_helpers import FAKE_MODELS, fake_app, settle, start_run, write_fake_set
 
 SIZE = (120, 40)
@@ -70,3 +71,18 @@ class TestTopMarginView:
 
         app = fake_app(write_fake_set(fake_dir), fake_dir)
         assert snap_compare(app, terminal_size=SIZE, run_before=open_margins)
+
+
+class TestKldView:
+    def test_per_token_kl_view(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+        """Corpus mode after the run: statistics per model, progress, and chunk 2 of Q2_K shaded by KL."""
+
+        async def second_chunk(pilot: Pilot[Any]) -> None:
+            await settle(pilot)
+            await pilot.press("n")
+            await pilot.pause()
+
+        (fake_dir / "corpus.txt").write_text(" ".join(f"word{(i * 7) % 41} thing{i % 13}" for i in range(150)))
+        app = fake_app(write_fake_set(fake_dir), fake_dir)
+        app.kld = KldOptions(text=Path("corpus.txt"), ctx=64, chunks=3, no_cache=True)
+        assert snap_compare(app, terminal_size=SIZE, run_before=second_chunk)

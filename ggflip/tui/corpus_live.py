@@ -13,7 +13,14 @@ import numpy as np
 from numpy.typing import NDArray
 from rich.text import Text
 
-from ggflip.corpus_events import BaselineKld, ChunkScored, CorpusReady, KldReport, KldStarted, QuantKld
+from ggflip.corpus_events import (
+    BaselineKld,
+    ChunkScored,
+    CorpusReady,
+    KldReport,
+    KldStarted,
+    QuantKld,
+)
 from ggflip.corpus_stats import KldStats, TokenScores, kld_stats, mean_and_uncertainty
 
 # Upper bounds of the KL shades (nats) and their backgrounds, from "agrees" to "diverges".
@@ -26,7 +33,7 @@ KL_SHADES: tuple[tuple[float, str], ...] = (
     (math.inf, "bold white on #c4141d"),
 )
 KLD_COLUMNS = ("model", "PPL", "PPL ratio", "KL mean", "KL med", "KL p99", "KL max", "same top", "RMS Δp", "chunks")
-KLD_WIDTHS = (14, 13, 15, 17, 7, 7, 7, 13, 6, 7)
+KLD_WIDTHS = (18, 12, 13, 15, 6, 6, 6, 11, 6, 6)
 
 
 def kl_style(kl: float) -> str:

@@ -26,7 +26,13 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.cache import atomic_write_bytes
 from ggflip.cli_kld import build_kld_spec
-from ggflip.corpus import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES, partial_kld_report, run_kld
+from ggflip.corpus import (
+    DEFAULT_CORPUS_TOP_K,
+    DEFAULT_CTX,
+    DEFAULT_TAIL_SAMPLES,
+    partial_kld_report,
+    run_kld,
+)
 from ggflip.corpus_events import (
     BaselineKldFinished,
     ChunkScored,
