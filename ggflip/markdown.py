@@ -5,13 +5,15 @@ same document. Rates are shown in percent, KL in nats.
 """
 from __future__ import annotations
 
-from ggflip.questions import LETTERS
 from ggflip.report import QuantSummary, Report
-from ggflip.scoring import FLIP_LOST
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+from ggflip.report_cells import (
+    BUCKET_HEADER,
+    FLIP_HEADER,
+    SUMMARY_HEADER,
+    bucket_rows,
+    summary_rows,
+)
+from ggflip.report_cells import flip_rows as flip_rows_of
 
 
 def _cell(text: str) -> str:
@@ -24,53 +26,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _summary_rows(report: Report) -> list[list[str]]:
-    rows = []
-    if report.baseline:
-        b = report.baseline
-        note = " (cached)" if b.from_cache else ""
-        rows.append([f"{b.label} (baseline){note}", _pct(b.accuracy)] + [""] * 9)
-    for q in report.quants:
-        rows.append(
-            [
-                q.label,
-                _pct(q.accuracy),
-                f"{100 * q.delta_accuracy:+.1f}",
-                _pct(q.flips),
-                str(q.n_flips_lost),
-                str(q.n_flips_gained),
-                _pct(q.answer_changes),
-                f"{q.mcnemar_p:.3f}",
-                f"{q.kl_mean:.4f}",
-                f"{q.kl_p99:.4f}",
-                _pct(q.same_top),
-            ]
-        )
-    return rows
-
-
 def _quant_section(q: QuantSummary, flip_rows: int) -> list[str]:
     lines = ["", f"## {q.label}", "", f"`{q.path}`: {q.n} questions, {q.n_flips_lost + q.n_flips_gained} flips.", ""]
-    buckets = [
-        [f"{b['lo']:.2f}–{b['hi']:.2f}", str(b["n"]), str(b["flips"]), _pct(float(b["flip_rate"]))] for b in q.margin_buckets
-    ]
-    lines += ["Flips by the baseline's top margin:", ""] + _table(["margin", "n", "flips", "flip rate"], buckets)
-    flipped = sorted((r for r in q.rows if r.flip), key=lambda r: -r.kl)[:flip_rows]
+    lines += ["Flips by the baseline's top margin:", ""] + _table(BUCKET_HEADER, bucket_rows(q))
+    flipped = flip_rows_of(q, flip_rows)
     if flipped:
-        rows = [
-            [
-                r.id,
-                r.subject,
-                LETTERS[r.gold],
-                f"{LETTERS[r.base_choice]}→{LETTERS[r.quant_choice]}",
-                "correct→incorrect" if r.flip == FLIP_LOST else "incorrect→correct",
-                f"{r.kl:.4f}",
-                f"{r.top_margin:.3f}",
-            ]
-            for r in flipped
-        ]
-        lines += ["", "Flips, largest KL first:", ""]
-        lines += _table(["id", "subject", "gold", "base→quant", "direction", "KL", "margin"], rows)
+        lines += ["", "Flips, largest KL first:", ""] + _table(FLIP_HEADER, flipped)
     return lines
 
 
@@ -85,8 +46,7 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     if report.skipped_rows:
         lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
     lines += [""]
-    header = ["model", "accuracy", "Δacc (pt)", "flips", "c→i", "i→c", "changes", "McNemar p", "KL mean", "KL p99", "same top"]
-    lines += _table(header, _summary_rows(report))
+    lines += _table(SUMMARY_HEADER, summary_rows(report))
     for q in report.quants:
         lines += _quant_section(q, flip_rows)
     return "\n".join(lines) + "\n"
