@@ -7,8 +7,9 @@ questions (content digest, in order) and K. It is two files: `<key>.npz` (the ar
 Both are written to a temporary name and renamed, the JSON last, so an entry is either
 complete or absent. An entry whose checksum or shape does not match is reported and ignored.
 
-Size: K int32 ids + K float32 log-probs per question, 4 KiB at K=512, against ~512 KiB for a
-full 262,144-token row in llama.cpp's 16-bit KL base file (128x smaller).
+Size: K int32 ids + K float32 log-probs per scored position (one per letter question; every
+continuation token of every choice in cloze mode), 4 KiB at K=512 and 512 B at cloze's
+default K=64, against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class BaselineCache:
                 raise ValueError("checksum or format mismatch")
             with np.load(io.BytesIO(blob)) as arrays:
                 scores = BaselineScores(**{name: arrays[name] for name in arrays.files})
-            if scores.top_ids.shape != (n_questions, k) or scores.option_logprobs.shape[0] != n_questions:
+            if not scores.fits(n_questions, k):
                 raise ValueError("shape mismatch")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("baseline cache %s is damaged (%s); recomputing it", data_path, exc)

@@ -22,8 +22,14 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
     run.add_argument("--models", type=Path, default=Path("models.toml"), help="models file (default: ./models.toml)")
     run.add_argument("--set", dest="set_name", help="comparison set in the models file (default: its only set)")
-    run.add_argument("--task", default="mmlu", help="task name (default: mmlu)")
-    run.add_argument("--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
+    run.add_argument("--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)")
+    run.add_argument("--task-file", type=Path, help="a TOML task file declaring your own task (overrides --task)")
+    run.add_argument("--data", help="questions: a local JSONL/JSON/CSV/Parquet file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
+    run.add_argument("--field", action="append", default=[], metavar="NAME=COLUMN",
+                     help="map a question field to your column, e.g. question=q, choices=a,b,c, answer=label (repeatable)")
+    run.add_argument("--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's")
+    run.add_argument("--shots", type=int, help="few-shot examples per question (default: the task's)")
+    run.add_argument("--shots-from", help="where shots come from (a file or hf: source; default: the task's dev/train split)")
     run.add_argument("--limit", type=int, help="use at most N questions")
     run.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed (default: the first N)")
     run.add_argument("--subject", action="append", default=[], help="only this subject (repeatable)")
@@ -47,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-file", type=Path, help="write ggflip's and llama.cpp's log to this file")
     subparsers = parser.add_subparsers(dest="command")
     _add_run_parser(subparsers)
+    tasks = subparsers.add_parser("tasks", help="list the built-in tasks")
+    tasks.add_argument("--json", action="store_true", help="write the list as one JSON document on stdout")
     prepare = subparsers.add_parser(
         "prepare-demo", help="build the embedded default models (Gemma 3 270M F16 and quants) into the cache"
     )
@@ -87,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ggflip.cli_run import run_command
 
             return run_command(args)
+        if args.command == "tasks":
+            from ggflip.cli_run import tasks_command
+
+            return tasks_command(args)
         if args.command == "prepare-demo":
             from ggflip.cli_run import prepare_demo_command
 

@@ -14,13 +14,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from ggflip.cache import atomic_write_bytes
 from ggflip.config import default_cache_dir, load_models_toml
-from ggflip.engine import DEFAULT_TOP_K, RunSpec, partial_report, run_comparison
+from ggflip.engine import RunSpec, partial_report, run_comparison
 from ggflip.errors import ExitCode, UsageError
-from ggflip.events import BaselineFinished, BaselineFromCache, ModelLoaded, ModelLoading, QuantFinished, QuestionScored, RunFinished
-from ggflip.questions import load_questions, select_questions
+from ggflip.events import (
+    BaselineFinished,
+    BaselineFromCache,
+    ModelLoaded,
+    ModelLoading,
+    QuantFinished,
+    QuestionScored,
+    RunFinished,
+)
 from ggflip.render import render_report
 from ggflip.report import BaselineSummary, QuantSummary, Report
-from ggflip.tasks import get_task
+from ggflip.task_source import load_task_questions, resolve_task
 
 log = logging.getLogger("ggflip")
 
@@ -35,24 +42,26 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         raise UsageError(f"--limit must be positive, got {args.limit}")
     if args.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    top_k = args.top_k if args.top_k is not None else DEFAULT_TOP_K
-    if top_k <= 0:
+    top_k = args.top_k
+    if top_k is not None and top_k <= 0:
         raise UsageError(f"--top-k must be positive, got {top_k}")
+    if args.shots is not None and args.shots < 0:
+        raise UsageError(f"--shots must be zero or more, got {args.shots}")
     config = load_models_toml(args.models)
     if args.set_name is None:
         if len(config.sets) != 1:
             raise UsageError(f"{args.models}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})")
         args.set_name = next(iter(config.sets))
     model_set = config.get_set(args.set_name)
-    task = get_task(args.task)
-    source, known_bad_rows = (args.data, False) if args.data else task.default_source()
-    loaded = load_questions(source, skip_bad_rows=args.skip_bad_rows or known_bad_rows)
-    for skipped in loaded.skipped:
-        log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
-    questions = select_questions(loaded, limit=args.limit, seed=args.seed, subjects=args.subject)
+    task = resolve_task(args.task, args.task_file, args.field, args.mode)
+    questions, prompts = load_task_questions(
+        task, data=args.data, skip_bad_rows=args.skip_bad_rows, limit=args.limit, seed=args.seed,
+        subjects=args.subject, shots=args.shots, shots_from=args.shots_from,
+    )
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return RunSpec(
-        model_set=model_set, questions=questions, task=task.name, cache_dir=cache_dir, top_k=top_k, batch_size=args.batch_size
+        model_set=model_set, questions=questions, task=task.name, cache_dir=cache_dir, top_k=top_k,
+        batch_size=args.batch_size, prompts=prompts,
     )
 
 
@@ -120,6 +129,32 @@ def _emit(args: argparse.Namespace, report: Report) -> None:
         sys.stdout.flush()
     else:
         render_report(report, Console(), flip_rows=args.rows)
+
+
+def tasks_command(args: argparse.Namespace) -> int:
+    """Print the built-in tasks: name, answer mode, shots, default source, description."""
+    import json
+
+    from rich.table import Table
+
+    from ggflip.tasks import TASKS
+
+    if args.json:
+        rows = [
+            {"name": t.name, "mode": t.mode, "shots": t.shots, "source": t.hf_source or None,
+             "answer_rule": t.answer_rule if t.mode == "cloze" else None, "description": t.description}
+            for t in TASKS.values()
+        ]
+        sys.stdout.write(json.dumps({"schema": "ggflip.tasks/1", "tasks": rows}, indent=1) + "\n")
+        return int(ExitCode.OK)
+    table = Table(title="ggflip tasks")
+    for column in ("task", "mode", "shots", "source", "description"):
+        table.add_column(column)
+    for t in TASKS.values():
+        mode = f"cloze ({t.answer_rule})" if t.mode == "cloze" else t.mode
+        table.add_row(t.name, mode, str(t.shots), t.hf_source or "--data FILE", t.description)
+    Console().print(table)
+    return int(ExitCode.OK)
 
 
 def prepare_demo_command(args: argparse.Namespace) -> int:

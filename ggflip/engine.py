@@ -32,12 +32,13 @@ from ggflip.events import (
     RunFinished,
     RunStarted,
 )
-from ggflip.prompts import PROMPT_VERSION, letter_tokens, render_prompt
+from ggflip.prompts import PromptSet, letter_tokens, render_prompts
 from ggflip.questions import QuestionSet
 from ggflip.report import BaselineSummary, QuantSummary, Report, summarize_quant
-from ggflip.scoring import BaselineScores, LetterScore, compare, score_letters
+from ggflip.scoring import BaselineScores, ChoiceScore, compare, score_cloze, score_letters
 
 DEFAULT_TOP_K = 512
+DEFAULT_CLOZE_TOP_K = 64
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,25 @@ class RunSpec:
     questions: QuestionSet
     task: str = "mmlu"
     cache_dir: Path | None = None
-    top_k: int = DEFAULT_TOP_K
+    top_k: int | None = None
     batch_size: int = 4
+    prompts: PromptSet | None = None
+
+    @property
+    def prompt_set(self) -> PromptSet:
+        """The rendered prompts: as given, else MMLU's zero-shot letter prompt for every question."""
+        if self.prompts is not None:
+            return self.prompts
+        from ggflip.tasks import get_task
+
+        return render_prompts(get_task("mmlu"), self.questions.questions, lambda q: (), 0)
+
+    @property
+    def resolved_top_k(self) -> int:
+        """K of the baseline cache: as given, else 512 for letter and 64 for cloze questions."""
+        if self.top_k is not None:
+            return self.top_k
+        return DEFAULT_CLOZE_TOP_K if self.prompt_set.mode == "cloze" else DEFAULT_TOP_K
 
 
 def check_vocabularies(model_set: ModelSet, probes: Sequence[ModelProbe]) -> None:
@@ -73,26 +91,60 @@ def check_vocabularies(model_set: ModelSet, probes: Sequence[ModelProbe]) -> Non
 
 
 class _Prompts:
-    """Tokenized prompts and letter tokens of one run, for one loaded backend."""
+    """Tokenized requests of one run for one loaded backend, and how their logits become answers.
 
-    def __init__(self, backend: Backend, questions: QuestionSet) -> None:
+    Letter mode: one request per question, read at its last position. Cloze mode: one request
+    per choice, read at the continuation's tokens. As in lm-evaluation-harness, context and
+    context + continuation are tokenized separately and the continuation's tokens are the tail
+    of the latter beyond the context's length, so a token merging across the boundary is scored
+    as part of the continuation.
+    """
+
+    def __init__(self, backend: Backend, questions: QuestionSet, prompt_set: PromptSet) -> None:
         self.questions = questions.questions
-        max_options = max(len(q.choices) for q in self.questions)
-        self.letters = letter_tokens(lambda text: backend.tokenize(text, add_bos=False), max_options)
-        self.tokens = [tuple(backend.tokenize(render_prompt(q), add_bos=True)) for q in self.questions]
-        for question, tokens in zip(self.questions, self.tokens):
-            if len(tokens) > backend.n_ctx:
-                raise BackendError(
-                    f"question {question.id}: prompt of {len(tokens)} tokens does not fit n_ctx={backend.n_ctx}; "
-                    "raise n_ctx in models.toml"
-                )
+        self.prompt_set = prompt_set
+        if len(prompt_set.items) != len(self.questions):
+            raise ValueError("one rendered prompt per question is needed")
+        self.requests: list[tuple[ScoreRequest, ...]] = []
+        self.targets: list[tuple[tuple[int, ...], ...]] = []
+        self.letters = None
+        if prompt_set.mode == "letter":
+            max_options = max(len(q.choices) for q in self.questions)
+            self.letters = letter_tokens(lambda text: backend.tokenize(text, add_bos=False), max_options)
+        for question, item in zip(self.questions, prompt_set.items):
+            requests, targets = [], []
+            for choice, (context, continuation) in enumerate(zip(item.contexts, item.continuations)):
+                context_tokens = backend.tokenize(context, add_bos=True)
+                if prompt_set.mode == "letter":
+                    requests.append(ScoreRequest(tuple(context_tokens), (len(context_tokens) - 1,)))
+                    continue
+                whole = backend.tokenize(context + continuation, add_bos=True)
+                start = len(context_tokens)
+                if len(whole) <= start:
+                    raise BackendError(f"question {question.id}: choice {choice} has no tokens to score after its context")
+                requests.append(ScoreRequest(tuple(whole), tuple(range(start - 1, len(whole) - 1))))
+                targets.append(tuple(whole[start:]))
+            for request in requests:
+                if len(request.tokens) > backend.n_ctx:
+                    raise BackendError(
+                        f"question {question.id}: prompt of {len(request.tokens)} tokens does not fit "
+                        f"n_ctx={backend.n_ctx}; raise n_ctx in models.toml"
+                    )
+            self.requests.append(tuple(requests))
+            self.targets.append(tuple(targets))
 
-    def request(self, index: int) -> ScoreRequest:
-        tokens = self.tokens[index]
-        return ScoreRequest(tokens=tokens, positions=(len(tokens) - 1,))
+    def rows_per_question(self) -> list[int]:
+        return [sum(len(r.positions) for r in requests) for requests in self.requests]
 
-    def variants(self, index: int) -> tuple[tuple[int, ...], ...]:
-        return self.letters.for_options(len(self.questions[index].choices))
+    def score(self, index: int, logits: Sequence[np.ndarray]) -> tuple[ChoiceScore, list[np.ndarray]]:
+        """The answer and the float64 log-prob blocks (one per request) of question `index`."""
+        blocks = [metrics.log_softmax(rows) for rows in logits]
+        n_options = len(self.questions[index].choices)
+        if self.letters is not None:
+            return score_letters(blocks[0][0], self.letters.for_options(n_options)), blocks
+        item = self.prompt_set.items[index]
+        rule = self.prompt_set.answer_rule or "norm"
+        return score_cloze(blocks, self.targets[index], item.choice_lengths, rule), blocks
 
 
 def _batches(n: int, size: int) -> Iterator[range]:
@@ -100,11 +152,16 @@ def _batches(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
-def _score(backend: Backend, prompts: _Prompts, indexes: range) -> Iterator[tuple[int, np.ndarray]]:
-    """Full-vocabulary float64 log-probs at the answer position, per question in `indexes`."""
-    logits = backend.logits([prompts.request(i) for i in indexes])
-    for index, rows in zip(indexes, logits):
-        yield index, metrics.log_softmax(rows[0])
+def _score(backend: Backend, prompts: _Prompts, indexes: range) -> Iterator[tuple[int, ChoiceScore, list[np.ndarray]]]:
+    """Each question's answer and its full-vocabulary float64 log-prob blocks, for questions in `indexes`."""
+    requests = [request for i in indexes for request in prompts.requests[i]]
+    logits = backend.logits(requests)
+    cursor = 0
+    for index in indexes:
+        count = len(prompts.requests[index])
+        score, blocks = prompts.score(index, logits[cursor : cursor + count])
+        cursor += count
+        yield index, score, blocks
 
 
 def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, None, None]:
@@ -120,32 +177,33 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
     yield RunStarted(model_set.name, tuple(m.label for m in model_set.models), len(questions.questions))
 
     cache = BaselineCache(spec.cache_dir) if spec.cache_dir else None
-    top_k = min(spec.top_k, probes[0].n_vocab)
+    prompt_set = spec.prompt_set
+    top_k = min(spec.resolved_top_k, probes[0].n_vocab)
     key_parts = {
         "model": probes[0].identity,
         "vocab": probes[0].vocab_fingerprint,
-        "prompt": PROMPT_VERSION,
+        "prompt": prompt_set.version,
+        "prompts": prompt_set.digest(),
         "questions": questions.digest(),
         "top_k": top_k,
     }
     key = cache_key(key_parts)
-    n, max_options = len(questions.questions), max(len(q.choices) for q in questions.questions)
+    n = len(questions.questions)
     baseline = cache.load(key, n, top_k) if cache else None
     quant_summaries: list[QuantSummary] = []
     if baseline is not None:
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
         baseline_seconds, from_cache = 0.0, True
     else:
-        baseline = BaselineScores.empty(n, max_options, top_k)
         started = time.perf_counter()
-        yield from _score_baseline(spec, factory, baseline)
+        baseline = yield from _score_baseline(spec, factory, prompt_set, top_k)
         baseline_seconds, from_cache = time.perf_counter() - started, False
         if cache:
             cache.save(key, baseline, {"key": key_parts, "set": model_set.name, "baseline": str(model_set.baseline.path)})
     baseline_summary = _baseline_summary(model_set.baseline, questions, baseline, baseline_seconds, from_cache)
     yield BaselineFinished(baseline_summary)
     for quant in model_set.quants:
-        summary = yield from _score_quant(spec, factory, quant, baseline)
+        summary = yield from _score_quant(spec, factory, quant, baseline, prompt_set)
         quant_summaries.append(summary)
         yield QuantFinished(summary)
     yield RunFinished(_report(spec, baseline_summary, quant_summaries, complete=True))
@@ -157,17 +215,21 @@ def partial_report(spec: RunSpec, baseline: BaselineSummary | None, quants: Sequ
 
 
 def _report(spec: RunSpec, baseline: BaselineSummary | None, quants: Sequence[QuantSummary], complete: bool) -> Report:
+    prompt_set = spec.prompt_set
     return Report(
         set=spec.model_set.name,
         task=spec.task,
-        prompt_version=PROMPT_VERSION,
+        prompt_version=prompt_set.version,
         source=spec.questions.source,
         n_questions=len(spec.questions.questions),
         skipped_rows=spec.questions.skipped,
-        cache_top_k=spec.top_k,
+        cache_top_k=spec.resolved_top_k,
         baseline=baseline,
         quants=tuple(quants),
         complete=complete,
+        mode=prompt_set.mode,
+        answer_rule=prompt_set.answer_rule,
+        n_shots=prompt_set.n_shots,
     )
 
 
@@ -175,7 +237,7 @@ def _baseline_summary(
     model: ModelSpec, questions: QuestionSet, scores: BaselineScores, seconds: float, from_cache: bool
 ) -> BaselineSummary:
     correct = sum(
-        int(scores.letter_score(i, len(q.choices)).choice == q.gold) for i, q in enumerate(questions.questions)
+        int(scores.choice_score(i, len(q.choices)).choice == q.gold) for i, q in enumerate(questions.questions)
     )
     n = len(questions.questions)
     return BaselineSummary(
@@ -188,25 +250,30 @@ def _baseline_summary(
     )
 
 
-def _score_baseline(spec: RunSpec, factory: BackendFactory, baseline: BaselineScores) -> Generator[Event, None, None]:
+def _score_baseline(
+    spec: RunSpec, factory: BackendFactory, prompt_set: PromptSet, top_k: int
+) -> Generator[Event, None, BaselineScores]:
     model = spec.model_set.baseline
     yield ModelLoading(model.label, BASELINE, str(model.path))
     started = time.perf_counter()
     backend = factory.open(model)
     try:
         yield ModelLoaded(model.label, BASELINE, time.perf_counter() - started)
-        prompts = _Prompts(backend, spec.questions)
+        prompts = _Prompts(backend, spec.questions, prompt_set)
         n = len(prompts.questions)
+        max_options = max(len(q.choices) for q in prompts.questions)
+        baseline = BaselineScores.empty(n, max_options, top_k, prompts.rows_per_question())
         for indexes in _batches(n, spec.batch_size):
-            for index, logprobs in _score(backend, prompts, indexes):
-                baseline.record(index, score_letters(logprobs, prompts.variants(index)), logprobs)
+            for index, score, blocks in _score(backend, prompts, indexes):
+                baseline.record(index, score, blocks)
                 yield QuestionScored(model.label, BASELINE, index + 1, n, None)
     finally:
         backend.close()
+    return baseline
 
 
 def _score_quant(
-    spec: RunSpec, factory: BackendFactory, model: ModelSpec, baseline: BaselineScores
+    spec: RunSpec, factory: BackendFactory, model: ModelSpec, baseline: BaselineScores, prompt_set: PromptSet
 ) -> Generator[Event, None, QuantSummary]:
     yield ModelLoading(model.label, QUANT, str(model.path))
     started = time.perf_counter()
@@ -215,14 +282,15 @@ def _score_quant(
     try:
         yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
         scoring_started = time.perf_counter()
-        prompts = _Prompts(backend, spec.questions)
+        prompts = _Prompts(backend, spec.questions, prompt_set)
+        if prompts.rows_per_question() != [baseline.n_rows(i) for i in range(len(prompts.questions))]:
+            raise BackendError(f"{model.path}: tokenizes the prompts differently from the baseline; is it the same model?")
         n = len(prompts.questions)
         for indexes in _batches(n, spec.batch_size):
-            for index, logprobs in _score(backend, prompts, indexes):
+            for index, quant_score, blocks in _score(backend, prompts, indexes):
                 question = prompts.questions[index]
-                quant_score = score_letters(logprobs, prompts.variants(index))
-                base_score: LetterScore = baseline.letter_score(index, len(question.choices))
-                row = compare(index, question, base_score, quant_score, baseline.kl_to(index, logprobs))
+                base_score = baseline.choice_score(index, len(question.choices))
+                row = compare(index, question, base_score, quant_score, baseline.kl_to(index, blocks))
                 rows.append(row)
                 yield QuestionScored(model.label, QUANT, index + 1, n, row)
     finally:

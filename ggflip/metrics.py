@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -303,3 +303,32 @@ def kl_options_mean(a: PairedArrays) -> float:
 @register("same_top", True, "fraction where baseline and quant share the full-vocabulary argmax")
 def same_top(a: PairedArrays) -> float:
     return _mean(a.same_top)
+
+
+def tail_log_mass_rows(logprobs: NDArray[np.floating], top_ids: NDArray[np.integer]) -> FloatArray:
+    """`tail_log_mass` for each row of (R, V) log-probs and (R, K) ids, vectorized."""
+    x = np.array(logprobs, dtype=np.float64, copy=True)
+    np.put_along_axis(x, np.asarray(top_ids, dtype=np.int64), -np.inf, axis=-1)
+    with np.errstate(divide="ignore"):
+        return logsumexp(x, axis=-1)
+
+
+def kl_from_top_k_rows(
+    top_ids: NDArray[np.integer],
+    top_logprobs: NDArray[np.floating],
+    tail_logmass: NDArray[np.floating],
+    q_logprobs: NDArray[np.floating],
+) -> FloatArray:
+    """`kl_from_top_k` for R rows at once: (R, K) ids and log-probs, (R,) tail, (R, V) quant log-probs."""
+    ids = np.asarray(top_ids, dtype=np.int64)
+    p_top = np.asarray(top_logprobs, dtype=np.float64)
+    q_full = np.asarray(q_logprobs, dtype=np.float64)
+    q_top = np.take_along_axis(q_full, ids, axis=-1)
+    head = np.sum(np.exp(p_top) * (p_top - q_top), axis=-1)
+    p_tail = np.asarray(tail_logmass, dtype=np.float64)
+    finite = np.isfinite(p_tail)
+    tail = np.zeros_like(head)
+    if finite.any():
+        q_tail = tail_log_mass_rows(q_full[finite], ids[finite])
+        tail[finite] = np.exp(p_tail[finite]) * (p_tail[finite] - q_tail)
+    return np.maximum(head + tail, 0.0)

@@ -7,6 +7,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "set": str, "task": str, "prompt_version": str, "source": str,
       "n_questions": int, "skipped_rows": [{"where": str, "reason": str}],
       "cache_top_k": int, "complete": bool,
+      "mode": "letter" | "cloze", "answer_rule": "sum" | "norm" | null, "n_shots": int,
       "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache"},
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
@@ -16,14 +17,19 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "kl_mean", "kl_mean_ci", "kl_median", "kl_p90", "kl_p99", "kl_max",
           "kl_options_mean", "same_top",
           "margin_buckets": [{"lo", "hi", "n", "flips", "flip_rate"}],
+          "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
                      "quant_choice", "quant_probs", "flip", "changed", "kl",
-                     "kl_options", "same_top", "top_margin"} ]
+                     "kl_options", "same_top", "top_margin", "n_tokens",
+                     "base_sums", "base_norms", "quant_sums", "quant_norms"} ]
       } ]
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
-(0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position.
+(0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position
+(cloze: averaged over every scored continuation token of every choice, `n_tokens` of them).
+Cloze rows carry each choice's summed and per-character log-likelihoods; letter rows leave
+those lists empty. `answer_rule` names which of the two picks the cloze answer.
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+import numpy as np
 
 from ggflip import __version__, metrics
 from ggflip.questions import SkippedRow
@@ -82,6 +90,7 @@ class QuantSummary:
     same_top: float
     margin_buckets: list[dict[str, float | int]]
     rows: Sequence[QuestionRow] = field(repr=False)
+    by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def summarize_quant(label: str, path: str, rows: Sequence[QuestionRow], seconds: float) -> QuantSummary:
@@ -116,7 +125,25 @@ def summarize_quant(label: str, path: str, rows: Sequence[QuestionRow], seconds:
         same_top=values["same_top"],
         margin_buckets=metrics.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained),
         rows=tuple(rows),
+        by_rule=_by_rule(rows),
     )
+
+
+def _by_rule(rows: Sequence[QuestionRow]) -> dict[str, dict[str, float]]:
+    """Cloze only: accuracy and flips under each answer rule ("sum" and "norm"), whichever is the answer."""
+    if not rows or not rows[0].base_sums:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    gold = np.array([r.gold for r in rows])
+    for rule, base_of, quant_of in (("sum", "base_sums", "quant_sums"), ("norm", "base_norms", "quant_norms")):
+        base_ok = np.array([int(np.argmax(getattr(r, base_of))) for r in rows]) == gold
+        quant_ok = np.array([int(np.argmax(getattr(r, quant_of))) for r in rows]) == gold
+        out[rule] = {
+            "baseline_accuracy": float(base_ok.mean()),
+            "accuracy": float(quant_ok.mean()),
+            "flips": float((base_ok != quant_ok).mean()),
+        }
+    return out
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,9 @@ class Report:
     baseline: BaselineSummary | None
     quants: Sequence[QuantSummary]
     complete: bool = True
+    mode: str = "letter"
+    answer_rule: str | None = None
+    n_shots: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain Python values (non-finite floats become null)."""
