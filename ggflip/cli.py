@@ -40,6 +40,8 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the baseline cache")
     run.add_argument("--top-k", type=int, default=None, help="baseline tokens kept per question in the cache (default: 512)")
     run.add_argument("--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)")
+    run.add_argument("--no-prefix-reuse", action="store_true",
+                     help="decode every prompt in full instead of sharing few-shot prefixes and cloze contexts (for benchmarks)")
     run.add_argument("--rows", type=int, default=10, help="flipped questions listed per quant in the table output (default: 10)")
 
 

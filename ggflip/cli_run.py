@@ -61,7 +61,7 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return RunSpec(
         model_set=model_set, questions=questions, task=task.name, cache_dir=cache_dir, top_k=top_k,
-        batch_size=args.batch_size, prompts=prompts,
+        batch_size=args.batch_size, prompts=prompts, share_prefixes=not getattr(args, "no_prefix_reuse", False),
     )
 
 

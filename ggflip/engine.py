@@ -52,6 +52,7 @@ class RunSpec:
     top_k: int | None = None
     batch_size: int = 4
     prompts: PromptSet | None = None
+    share_prefixes: bool = True
 
     @property
     def prompt_set(self) -> PromptSet:
@@ -100,7 +101,7 @@ class _Prompts:
     as part of the continuation.
     """
 
-    def __init__(self, backend: Backend, questions: QuestionSet, prompt_set: PromptSet) -> None:
+    def __init__(self, backend: Backend, questions: QuestionSet, prompt_set: PromptSet, share_prefixes: bool = True) -> None:
         self.questions = questions.questions
         self.prompt_set = prompt_set
         if len(prompt_set.items) != len(self.questions):
@@ -116,7 +117,10 @@ class _Prompts:
             for choice, (context, continuation) in enumerate(zip(item.contexts, item.continuations)):
                 context_tokens = backend.tokenize(context, add_bos=True)
                 if prompt_set.mode == "letter":
-                    requests.append(ScoreRequest(tuple(context_tokens), (len(context_tokens) - 1,)))
+                    shared = 0
+                    if share_prefixes and item.prefix_chars:
+                        shared = _common_prefix([backend.tokenize(context[: item.prefix_chars], add_bos=True), context_tokens])
+                    requests.append(ScoreRequest(tuple(context_tokens), (len(context_tokens) - 1,), shared))
                     continue
                 whole = backend.tokenize(context + continuation, add_bos=True)
                 start = len(context_tokens)
@@ -124,6 +128,10 @@ class _Prompts:
                     raise BackendError(f"question {question.id}: choice {choice} has no tokens to score after its context")
                 requests.append(ScoreRequest(tuple(whole), tuple(range(start - 1, len(whole) - 1))))
                 targets.append(tuple(whole[start:]))
+            if share_prefixes and len(requests) > 1:
+                # the choices of a cloze question share their context: decoded once, branched per choice
+                shared = _common_prefix([r.tokens for r in requests])
+                requests = [ScoreRequest(r.tokens, r.positions, shared) for r in requests]
             for request in requests:
                 if len(request.tokens) > backend.n_ctx:
                     raise BackendError(
@@ -145,6 +153,16 @@ class _Prompts:
         item = self.prompt_set.items[index]
         rule = self.prompt_set.answer_rule or "norm"
         return score_cloze(blocks, self.targets[index], item.choice_lengths, rule), blocks
+
+
+def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix every sequence shares."""
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        token = sequences[0][i]
+        if any(s[i] != token for s in sequences[1:]):
+            return i
+    return n
 
 
 def _batches(n: int, size: int) -> Iterator[range]:
@@ -259,7 +277,7 @@ def _score_baseline(
     backend = factory.open(model)
     try:
         yield ModelLoaded(model.label, BASELINE, time.perf_counter() - started)
-        prompts = _Prompts(backend, spec.questions, prompt_set)
+        prompts = _Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
         n = len(prompts.questions)
         max_options = max(len(q.choices) for q in prompts.questions)
         baseline = BaselineScores.empty(n, max_options, top_k, prompts.rows_per_question())
@@ -282,7 +300,7 @@ def _score_quant(
     try:
         yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
         scoring_started = time.perf_counter()
-        prompts = _Prompts(backend, spec.questions, prompt_set)
+        prompts = _Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
         if prompts.rows_per_question() != [baseline.n_rows(i) for i in range(len(prompts.questions))]:
             raise BackendError(f"{model.path}: tokenizes the prompts differently from the baseline; is it the same model?")
         n = len(prompts.questions)

@@ -46,12 +46,14 @@ class RenderedQuestion:
     """One question as text: one context per choice (letter mode: one), each with its continuation.
 
     `choice_lengths` are the characters of each choice's scored text, the divisor of the
-    per-character (acc_norm) log-likelihood.
+    per-character (acc_norm) log-likelihood. `prefix_chars` is the length of the header and
+    shots that begin every context, a prefix questions of one subject share.
     """
 
     contexts: tuple[str, ...]
     continuations: tuple[str, ...]
     choice_lengths: tuple[int, ...] = ()
+    prefix_chars: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,16 +101,17 @@ def render_question(task: Task, question: Question, shots: Sequence[Question] = 
     prefix = task.header.format(subject=_subject(question))
     prefix += "".join(_shot_text(task, shot) + task.shot_delimiter for shot in shots)
     if task.mode == "letter":
-        return RenderedQuestion((prefix + _body(task, question),), ("",))
+        return RenderedQuestion((prefix + _body(task, question),), ("",), (), len(prefix))
     if task.partial:
         before, rest = _blank(question)
         contexts = tuple(prefix + before + choice for choice in question.choices)
-        return RenderedQuestion(contexts, (task.target_delimiter + rest,) * len(contexts), (len(rest),) * len(contexts))
+        return RenderedQuestion(contexts, (task.target_delimiter + rest,) * len(contexts), (len(rest),) * len(contexts), len(prefix))
     context = prefix + _body(task, question)
     return RenderedQuestion(
         (context,) * len(question.choices),
         tuple(task.target_delimiter + choice for choice in question.choices),
         tuple(len(choice) for choice in question.choices),
+        len(prefix),
     )
 
 
