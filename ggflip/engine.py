@@ -35,7 +35,7 @@ from ggflip.events import (
 from ggflip.prompts import PromptSet, letter_tokens, render_prompts
 from ggflip.questions import QuestionSet
 from ggflip.report import BaselineSummary, QuantSummary, Report, summarize_quant
-from ggflip.scoring import BaselineScores, ChoiceScore, compare, score_cloze, score_letters
+from ggflip.scoring import BaselineScores, ChoiceScore, compare, score_cloze, score_letters_rows
 
 DEFAULT_TOP_K = 512
 DEFAULT_CLOZE_TOP_K = 64
@@ -144,12 +144,12 @@ class _Prompts:
     def rows_per_question(self) -> list[int]:
         return [sum(len(r.positions) for r in requests) for requests in self.requests]
 
-    def score(self, index: int, logits: Sequence[np.ndarray]) -> tuple[ChoiceScore, list[np.ndarray]]:
-        """The answer and the float64 log-prob blocks (one per request) of question `index`."""
-        blocks = [metrics.log_softmax(rows) for rows in logits]
+    def score(self, index: int, logits: Sequence[np.ndarray]) -> tuple[ChoiceScore, list[metrics.NormalizedRows]]:
+        """The answer and the normalized log-prob blocks (one per request) of question `index`."""
+        blocks = [metrics.NormalizedRows(rows) for rows in logits]
         n_options = len(self.questions[index].choices)
         if self.letters is not None:
-            return score_letters(blocks[0][0], self.letters.for_options(n_options)), blocks
+            return score_letters_rows(blocks[0], self.letters.for_options(n_options)), blocks
         item = self.prompt_set.items[index]
         rule = self.prompt_set.answer_rule or "norm"
         return score_cloze(blocks, self.targets[index], item.choice_lengths, rule), blocks
@@ -170,7 +170,7 @@ def _batches(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
-def _score(backend: Backend, prompts: _Prompts, indexes: range) -> Iterator[tuple[int, ChoiceScore, list[np.ndarray]]]:
+def _score(backend: Backend, prompts: _Prompts, indexes: range) -> Iterator[tuple[int, ChoiceScore, list[metrics.NormalizedRows]]]:
     """Each question's answer and its full-vocabulary float64 log-prob blocks, for questions in `indexes`."""
     requests = [request for i in indexes for request in prompts.requests[i]]
     logits = backend.logits(requests)

@@ -64,8 +64,14 @@ def score_letters(logprobs: NDArray[np.float64], variants: Sequence[Sequence[int
     return ChoiceScore(option_logprobs=option_logprobs, top_tokens=np.array([int(np.argmax(logprobs))]))
 
 
+def score_letters_rows(rows: metrics.NormalizedRows, variants: Sequence[Sequence[int]]) -> ChoiceScore:
+    """`score_letters` on a one-row NormalizedRows (no full log-prob row)."""
+    option_logprobs = np.array([metrics.logsumexp(rows.at(np.array(ids))[0]) for ids in variants])
+    return ChoiceScore(option_logprobs=option_logprobs, top_tokens=rows.argmax()[:1])
+
+
 def score_cloze(
-    logprob_rows: Sequence[NDArray[np.float64]],
+    logprob_rows: Sequence[NDArray[np.float64] | metrics.NormalizedRows],
     targets: Sequence[Sequence[int]],
     choice_lengths: Sequence[int],
     rule: str,
@@ -79,9 +85,10 @@ def score_cloze(
         choice_lengths: per choice, the characters its per-character score divides by.
         rule: "sum" or "norm": which of the two is the answer.
     """
-    sums = np.array([float(rows[np.arange(len(ids)), list(ids)].sum()) for rows, ids in zip(logprob_rows, targets)])
+    blocks = [_normalized(rows) for rows in logprob_rows]
+    sums = np.array([float(rows.at(np.asarray(ids).reshape(-1, 1)).sum()) for rows, ids in zip(blocks, targets)])
     norms = sums / np.maximum(np.asarray(choice_lengths, dtype=np.float64), 1.0)
-    top = np.concatenate([np.argmax(rows, axis=-1) for rows in logprob_rows])
+    top = np.concatenate([rows.argmax() for rows in blocks])
     return ChoiceScore(option_logprobs=norms if rule == "norm" else sums, top_tokens=top, sums=sums, norms=norms)
 
 
@@ -143,11 +150,12 @@ class BaselineScores:
         """How many scored positions question `index` has."""
         return int(self.row_offsets[index + 1] - self.row_offsets[index])
 
-    def record(self, index: int, score: ChoiceScore, logprobs: NDArray[np.float64] | Sequence[NDArray[np.float64]]) -> None:
+    def record(self, index: int, score: ChoiceScore, logprobs: Rows | Sequence[Rows]) -> None:
         """Store question `index`'s answer and the compact form of its scored distributions.
 
         Args:
-            logprobs: (n_vocab,) one row, or a sequence of (n_rows_i, n_vocab) blocks in position order.
+            logprobs: (n_vocab,) one row, or a sequence of (n_rows_i, n_vocab) blocks in position order,
+                as log-probs, or as logits in `metrics.NormalizedRows`.
         """
         n_options = len(score.option_logprobs)
         self.option_logprobs[index, :n_options] = score.option_logprobs
@@ -156,11 +164,11 @@ class BaselineScores:
             self.option_norms[index, :n_options] = score.norms
         row = int(self.row_offsets[index])
         for block in _blocks(logprobs):
-            stop = row + block.shape[0]
-            ids, top = metrics.top_k(block, self.top_ids.shape[1])
-            self.top_ids[row:stop], self.top_logprobs[row:stop] = ids, top
-            self.tail_logmass[row:stop] = metrics.tail_log_mass_rows(block, ids)
-            self.top_token[row:stop] = np.argmax(block, axis=-1)
+            stop = row + len(block)
+            ids, _ = metrics.top_k(block.logits, self.top_ids.shape[1])
+            self.top_ids[row:stop], self.top_logprobs[row:stop] = ids, block.at(ids)
+            self.tail_logmass[row:stop] = block.tail_log_mass(ids)
+            self.top_token[row:stop] = block.argmax()
             row = stop
         if row != self.row_offsets[index + 1]:
             raise ValueError(f"question {index}: {row - self.row_offsets[index]} scored rows, expected {self.n_rows(index)}")
@@ -180,12 +188,12 @@ class BaselineScores:
 
     letter_score = choice_score
 
-    def kl_to(self, index: int, q_logprobs: NDArray[np.float64] | Sequence[NDArray[np.float64]]) -> float:
+    def kl_to(self, index: int, q_logprobs: Rows | Sequence[Rows]) -> float:
         """KL(baseline || quant) of question `index` from the baseline's top-K form, averaged over its positions."""
         row, total = int(self.row_offsets[index]), 0.0
         for block in _blocks(q_logprobs):
-            stop = row + block.shape[0]
-            kls = metrics.kl_from_top_k_rows(self.top_ids[row:stop], self.top_logprobs[row:stop], self.tail_logmass[row:stop], block)
+            stop = row + len(block)
+            kls = metrics.kl_from_top_k_normalized(self.top_ids[row:stop], self.top_logprobs[row:stop], self.tail_logmass[row:stop], block)
             total += float(kls.sum())
             row = stop
         if row != self.row_offsets[index + 1]:
@@ -193,10 +201,18 @@ class BaselineScores:
         return total / max(self.n_rows(index), 1)
 
 
-def _blocks(logprobs: NDArray[np.float64] | Sequence[NDArray[np.float64]]) -> list[NDArray[np.float64]]:
-    if isinstance(logprobs, np.ndarray):
-        return [logprobs.reshape(1, -1) if logprobs.ndim == 1 else logprobs]
-    return [np.asarray(b).reshape(1, -1) if np.ndim(b) == 1 else np.asarray(b) for b in logprobs]
+Rows = NDArray[np.float64] | metrics.NormalizedRows
+
+
+def _normalized(block: Rows) -> metrics.NormalizedRows:
+    return block if isinstance(block, metrics.NormalizedRows) else metrics.NormalizedRows(block)
+
+
+def _blocks(logprobs: Rows | Sequence[Rows]) -> list[metrics.NormalizedRows]:
+    """Log-probs (or logits) as NormalizedRows blocks: one row, a (R, V) block, or a sequence of blocks."""
+    if isinstance(logprobs, (np.ndarray, metrics.NormalizedRows)):
+        return [_normalized(logprobs)]
+    return [_normalized(block) for block in logprobs]
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,20 @@ def test_vectorized_top_k_kl_matches_the_row_by_row_one() -> None:
         assert tails[r] == pytest.approx(metrics.tail_log_mass(p[r], ids[r]))
         assert rows[r] == pytest.approx(metrics.kl_from_top_k(ids[r], top[r], float(tails[r]), q[r]), rel=1e-6)
         assert rows[r] <= float(metrics.kl_divergence(p[r], q[r])) + 1e-9
+
+
+def test_normalized_rows_match_log_softmax_and_the_row_by_row_kl() -> None:
+    rng = np.random.default_rng(5)
+    logits = (rng.standard_normal((4, 300)) * 4).astype(np.float32)
+    q_logits = (rng.standard_normal((4, 300)) * 4).astype(np.float32)
+    rows, q_rows = metrics.NormalizedRows(logits), metrics.NormalizedRows(q_logits)
+    exact = metrics.log_softmax(logits)
+    assert np.allclose(rows.full(), exact, atol=1e-12)
+    ids, _ = metrics.top_k(logits, 16)
+    assert np.allclose(rows.at(ids), np.take_along_axis(exact, ids.astype(np.int64), axis=-1), atol=1e-12)
+    assert np.allclose(rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12)
+    assert np.allclose(rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12)  # not consumed
+    tails = rows.tail_log_mass(ids)
+    fast = metrics.kl_from_top_k_normalized(ids, rows.at(ids), tails, q_rows)
+    slow = metrics.kl_from_top_k_rows(ids, rows.at(ids), tails, metrics.log_softmax(q_logits))
+    assert np.allclose(fast, slow, rtol=1e-9, atol=1e-12)
