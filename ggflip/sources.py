@@ -124,7 +124,7 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
         raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
+    except Exception as exc:  # noqa: BLE001 -- pyarrow raises several types for a damaged file
         raise DataError(f"{path}: cannot read Parquet file: {exc}") from None
     for number, row in enumerate(table.to_pylist(), start=1):
         yield f"{path} row {number}", f"{path.stem}-{number}", row
@@ -137,7 +137,7 @@ def _dataset_rows(source: SourceSpec) -> Iterator[Row]:
         raise DataError("the 'datasets' package is needed for hf: question sources (pip install datasets)") from None
     try:
         dataset = datasets.load_dataset(source.path, source.config, split=source.split)
-    except Exception as exc:  # datasets raises many unrelated types for "not available"
+    except Exception as exc:  # noqa: BLE001 -- datasets raises many unrelated types for "not available"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"hf:{source.path} ({source.config}/{source.split}): cannot load dataset: {first_line}"
