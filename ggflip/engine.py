@@ -39,6 +39,9 @@ from ggflip.scoring import BaselineScores, ChoiceScore, compare, score_cloze, sc
 
 DEFAULT_TOP_K = 512
 DEFAULT_CLOZE_TOP_K = 64
+# A shared prefix shorter than this is not worth a decode of its own: such requests are
+# packed whole into the same llama_decode calls instead.
+MIN_SHARED_PREFIX = 32
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class _Prompts:
                     shared = 0
                     if share_prefixes and item.prefix_chars:
                         shared = _common_prefix([backend.tokenize(context[: item.prefix_chars], add_bos=True), context_tokens])
+                        shared = shared if shared >= MIN_SHARED_PREFIX else 0
                     requests.append(ScoreRequest(tuple(context_tokens), (len(context_tokens) - 1,), shared))
                     continue
                 whole = backend.tokenize(context + continuation, add_bos=True)
@@ -131,7 +135,8 @@ class _Prompts:
             if share_prefixes and len(requests) > 1:
                 # the choices of a cloze question share their context: decoded once, branched per choice
                 shared = _common_prefix([r.tokens for r in requests])
-                requests = [ScoreRequest(r.tokens, r.positions, shared) for r in requests]
+                if shared >= MIN_SHARED_PREFIX:
+                    requests = [ScoreRequest(r.tokens, r.positions, shared) for r in requests]
             for request in requests:
                 if len(request.tokens) > backend.n_ctx:
                     raise BackendError(

@@ -47,7 +47,21 @@ def test_shared_prefix_logits_match_the_naive_and_one_at_a_time_paths(tiny_gguf_
         assert np.array_equal(np.argmax(a, axis=-1), np.argmax(c, axis=-1))
 
 
-def test_cli_answers_and_kl_match_with_and_without_prefix_reuse(tiny_gguf_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_answers_and_kl_match_with_and_without_prefix_reuse(
+    tiny_gguf_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ggflip import engine
+    from ggflip.backends import llama
+
+    monkeypatch.setattr(engine, "MIN_SHARED_PREFIX", 1)  # the fixtures' contexts are short: share them anyway
+    shared_calls: list[int] = []
+    original = llama.LlamaBackend._decode_shared
+
+    def counting(self, prefix, members, requests, results):  # type: ignore[no-untyped-def]
+        shared_calls.append(len(members))
+        return original(self, prefix, members, requests, results)
+
+    monkeypatch.setattr(llama.LlamaBackend, "_decode_shared", counting)
     models = tmp_path / "models.toml"
     models.write_text(
         "[llama]\nn_ctx = 256\nn_batch = 256\nn_threads = 1\n\n[sets.tiny]\n"
@@ -62,6 +76,7 @@ def test_cli_answers_and_kl_match_with_and_without_prefix_reuse(tiny_gguf_dir: P
             assert code == 0
             pair.append(json.loads(capsys.readouterr().out))
         reports.append(pair)
+    assert shared_calls and max(shared_calls) >= 2  # the choices of a question did share their context
     for shared, naive in reports:
         rows_s, rows_n = shared["quants"][0]["rows"], naive["quants"][0]["rows"]
         assert [r["quant_choice"] for r in rows_s] == [r["quant_choice"] for r in rows_n]
