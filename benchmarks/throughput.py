@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--n5", type=int, default=32, help="MMLU 5-shot questions (one subject: shots shared, as in full MMLU)")
     parser.add_argument("--ncloze", type=int, default=32, help="cloze questions")
     parser.add_argument("--subject", default="high_school_geography", help="subject of the 5-shot and cloze questions")
-    parser.add_argument("--batch", type=int, default=8, help="questions per llama.cpp call (and n_seq_max)")
+    parser.add_argument("--batch", type=int, default=4, help="questions per llama.cpp call (and n_seq_max; default 4, as `ggflip run`)")
     parser.add_argument("--llama-src", type=Path, help="an unpacked llama-cpp-python sdist (skips the download)")
     parser.add_argument("--skip-llama-bench", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the 0-shot pass on stderr")
