@@ -67,7 +67,8 @@ def ensure_llama_bench(llama_src: Path | None) -> Path:
     source = llama_src / "vendor" / "llama.cpp"
     print(f"building llama-bench from {source} (a few minutes) ...", file=sys.stderr)
     subprocess.run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
-                    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"], check=True)
+                    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
+                    *os.environ.get("CMAKE_ARGS", "").split()], check=True)  # e.g. CMAKE_ARGS="-DGGML_CUDA=on", as for llama-cpp-python
     subprocess.run(["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)], check=True)
     return binary
 
