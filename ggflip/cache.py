@@ -5,12 +5,14 @@ identity (size, mtime, first and last MiB), its vocabulary, the prompt version, 
 questions (content digest, in order) and K. It is two files: `<key>.npz` (the arrays of
 `BaselineScores`) and `<key>.json` (format version, the key's parts, the questions skipped for a prompt longer than
 n_ctx, the npz's sha256, and a sha256 of the JSON document itself). Both are written to a
-temporary name and renamed, the JSON last, so an entry is either complete or absent. An entry
+temporary name and renamed, the JSON last, so an entry is either complete or absent. A skipped
+question owns no scored positions in the arrays. An entry
 whose format, checksums, shapes or contents do not match is reported in one line, deleted and
 recomputed, never used.
 
-Size: K int32 ids + K float32 log-probs per question, 4 KiB at K=512, against ~512 KiB for a
-full 262,144-token row in llama.cpp's 16-bit KL base file (128x smaller).
+Size: K int32 ids + K float32 log-probs per scored position (one per letter question; every
+continuation token of every choice in cloze mode), 4 KiB at K=512 and 512 B at cloze's
+default K=64, against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file.
 """
 from __future__ import annotations
 
@@ -20,18 +22,17 @@ import io
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
-
-from numpy.typing import NDArray
+from typing import Any
 
 import numpy as np
 
 from ggflip.errors import CacheError, DiskFullError
 from ggflip.scoring import BaselineScores
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 log = logging.getLogger("ggflip.cache")
 
 
@@ -138,16 +139,9 @@ def _meta_digest(document: Mapping[str, Any]) -> str:
 
 
 def _check_shapes(scores: BaselineScores, n_questions: int, k: int, skips: Mapping[int, str]) -> None:
-    """Raise ValueError unless the arrays fit `n_questions` x `k` and mark exactly the skipped questions."""
-    expected: dict[str, tuple[int, ...]] = {
-        "top_token": (n_questions,), "top_ids": (n_questions, k), "top_logprobs": (n_questions, k),
-        "tail_logmass": (n_questions,),
-    }
-    for name, shape in expected.items():
-        array: NDArray[Any] = getattr(scores, name)
-        if array.shape != shape:
-            raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
-    if scores.option_logprobs.ndim != 2 or scores.option_logprobs.shape[0] != n_questions:
-        raise ValueError("option_logprobs has the wrong shape")
-    if set(np.flatnonzero(scores.top_token < 0).tolist()) != set(skips):
+    """Raise ValueError unless the arrays fit `n_questions` x `k` and the skipped questions are exactly those with no scored positions."""
+    if not scores.fits(n_questions, k):
+        raise ValueError(f"arrays do not fit {n_questions} questions at top-K {k}")
+    counts = np.diff(scores.row_offsets)
+    if (counts < 0).any() or set(np.flatnonzero(counts == 0).tolist()) != set(skips):
         raise ValueError("skipped questions do not match the arrays")

@@ -11,8 +11,8 @@ import errno
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ggflip import __version__
 from ggflip.errors import DiskFullError, ExitCode, GgflipError, RunInterrupted
@@ -26,8 +26,14 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     run.add_argument("--set", dest="set_name", help="comparison set in the models file (default: its only set)")
     run.add_argument("--baseline", help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)")
     run.add_argument("--quant", action="append", default=[], help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)")
-    run.add_argument("--task", default="mmlu", help="task name (default: mmlu)")
-    run.add_argument("--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
+    run.add_argument("--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)")
+    run.add_argument("--task-file", type=Path, help="a TOML task file declaring your own task (overrides --task)")
+    run.add_argument("--data", help="questions: a local JSONL/JSON/CSV/Parquet file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
+    run.add_argument("--field", action="append", default=[], metavar="NAME=COLUMN",
+                     help="map a question field to your column, e.g. question=q, choices=a,b,c, answer=label (repeatable)")
+    run.add_argument("--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's")
+    run.add_argument("--shots", type=int, help="few-shot examples per question (default: the task's)")
+    run.add_argument("--shots-from", help="where shots come from (a file or hf: source; default: the task's dev/train split)")
     run.add_argument("--limit", type=int, help="use at most N questions")
     run.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed (default: the first N)")
     run.add_argument("--subject", action="append", default=[], help="only this subject (repeatable)")
@@ -39,6 +45,8 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     run.add_argument("--no-resume", action="store_true", help="discard this run's stored progress and score it again (the baseline cache still applies)")
     run.add_argument("--top-k", type=int, default=None, help="baseline tokens kept per question in the cache (default: 512)")
     run.add_argument("--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)")
+    run.add_argument("--no-prefix-reuse", action="store_true",
+                     help="decode every prompt in full instead of sharing few-shot prefixes and cloze contexts (for benchmarks)")
     run.add_argument("--rows", type=int, default=10, help="flipped questions listed per quant in the table output (default: 10)")
 
 
@@ -48,6 +56,11 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     tui.add_argument("--set", dest="set_name", help="comparison set to preselect")
     tui.add_argument("--task", default="mmlu", help="task to preselect (default: mmlu)")
     tui.add_argument("--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets")
+    tui.add_argument("--task-file", type=Path, help="a TOML task file declaring your own task (as for `ggflip run`)")
+    tui.add_argument("--field", action="append", default=[], metavar="NAME=COLUMN", help="map a question field to your column (repeatable)")
+    tui.add_argument("--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's")
+    tui.add_argument("--shots", type=int, help="few-shot examples per question (default: the task's)")
+    tui.add_argument("--shots-from", help="where shots come from (default: the task's dev/train split)")
     tui.add_argument("--limit", type=int, help="use at most N questions")
     tui.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed")
     tui.add_argument("--subject", action="append", default=[], help="only this subject (repeatable)")
@@ -78,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ggflip.cli_kld import add_kld_parser  # corpus mode (issue 5)
 
     add_kld_parser(subparsers)
+    tasks = subparsers.add_parser("tasks", help="list the built-in tasks")
+    tasks.add_argument("--json", action="store_true", help="write the list as one JSON document on stdout")
     prepare = subparsers.add_parser(
         "prepare-demo", help="build the embedded default models (Gemma 3 270M F16 and quants) into the cache"
     )
@@ -124,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ggflip.cli_kld import kld_command
 
             return kld_command(args)
+        if args.command == "tasks":
+            from ggflip.cli_run import tasks_command
+
+            return tasks_command(args)
         if args.command == "prepare-demo":
             from ggflip.cli_run import prepare_demo_command
 

@@ -10,7 +10,15 @@ import logging
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ggflip.cache import atomic_write_bytes
 from ggflip.engine import RunSpec, partial_report, run_comparison
@@ -40,6 +48,11 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         baseline=getattr(args, "baseline", None),
         quants=tuple(getattr(args, "quant", ())),
         task=args.task,
+        task_file=getattr(args, "task_file", None),
+        fields=tuple(getattr(args, "field", ())),
+        mode=getattr(args, "mode", None),
+        shots=getattr(args, "shots", None),
+        shots_from=getattr(args, "shots_from", None),
         data=args.data,
         limit=args.limit,
         seed=args.seed,
@@ -50,6 +63,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         top_k=args.top_k,
         batch_size=args.batch_size,
         resume=not getattr(args, "no_resume", False),
+        prefix_reuse=not getattr(args, "no_prefix_reuse", False),
     )
 
 
@@ -141,6 +155,32 @@ def _emit(args: argparse.Namespace, report: Report) -> None:
         sys.stdout.flush()
     else:
         render_report(report, Console(), flip_rows=args.rows)
+
+
+def tasks_command(args: argparse.Namespace) -> int:
+    """Print the built-in tasks: name, answer mode, shots, default source, description."""
+    import json
+
+    from rich.table import Table
+
+    from ggflip.tasks import TASKS
+
+    if args.json:
+        rows = [
+            {"name": t.name, "mode": t.mode, "shots": t.shots, "source": t.hf_source or None,
+             "answer_rule": t.answer_rule if t.mode == "cloze" else None, "description": t.description}
+            for t in TASKS.values()
+        ]
+        sys.stdout.write(json.dumps({"schema": "ggflip.tasks/1", "tasks": rows}, indent=1) + "\n")
+        return int(ExitCode.OK)
+    table = Table(title="ggflip tasks")
+    for column in ("task", "mode", "shots", "source", "description"):
+        table.add_column(column)
+    for t in TASKS.values():
+        mode = f"cloze ({t.answer_rule})" if t.mode == "cloze" else t.mode
+        table.add_row(t.name, mode, str(t.shots), t.hf_source or "--data FILE", t.description)
+    Console().print(table)
+    return int(ExitCode.OK)
 
 
 def prepare_demo_command(args: argparse.Namespace) -> int:

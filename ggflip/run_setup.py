@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ggflip.config import ModelsConfig, ModelSet, default_cache_dir, load_models_toml
-from ggflip.engine import DEFAULT_TOP_K, RunSpec
+from ggflip.engine import RunSpec
 from ggflip.errors import UsageError
 from ggflip.hf import resolve_model_set
 from ggflip.model_files import model_set_from_files
-from ggflip.questions import load_questions, select_questions
 from ggflip.runstore import RunStore
-from ggflip.tasks import get_task
+from ggflip.task_source import load_task_questions, resolve_task
 
 log = logging.getLogger("ggflip")
 
@@ -30,6 +29,11 @@ class RunOptions:
     baseline: str | None = None  # instead of a set: a GGUF path or hf:// reference ...
     quants: tuple[str, ...] = field(default=())  # ... and its quants: files, folders, globs, hf://
     task: str = "mmlu"
+    task_file: Path | None = None  # a TOML task file, overriding `task`
+    fields: tuple[str, ...] = field(default=())  # NAME=COLUMN mappings (--field)
+    mode: str | None = None  # "letter" or "cloze", overriding the task's
+    shots: int | None = None  # few-shot examples per question (None: the task's)
+    shots_from: str | None = None  # where shots come from (None: the task's split)
     data: str | None = None
     limit: int | None = None
     seed: int | None = None
@@ -40,6 +44,7 @@ class RunOptions:
     top_k: int | None = None
     batch_size: int = 4
     resume: bool = True
+    prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
 
 
 def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
@@ -85,6 +90,8 @@ def check_options(options: RunOptions) -> None:
         raise UsageError(f"--batch-size must be positive, got {options.batch_size}")
     if options.top_k is not None and options.top_k <= 0:
         raise UsageError(f"--top-k must be positive, got {options.top_k}")
+    if options.shots is not None and options.shots < 0:
+        raise UsageError(f"--shots must be zero or more, got {options.shots}")
 
 
 def resolve_run_spec(options: RunOptions) -> RunSpec:
@@ -95,20 +102,21 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
     """
     check_options(options)
     model_set = choose_model_set(options)
-    task = get_task(options.task)
-    source, known_bad_rows = (options.data, False) if options.data else task.default_source()
-    loaded = load_questions(source, skip_bad_rows=options.skip_bad_rows or known_bad_rows)
-    for skipped in loaded.skipped:
-        log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
-    questions = select_questions(loaded, limit=options.limit, seed=options.seed, subjects=options.subjects)
+    task = resolve_task(options.task, options.task_file, options.fields, options.mode)
+    questions, prompts = load_task_questions(
+        task, data=options.data, skip_bad_rows=options.skip_bad_rows, limit=options.limit, seed=options.seed,
+        subjects=options.subjects, shots=options.shots, shots_from=options.shots_from,
+    )
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return RunSpec(
         model_set=model_set,
         questions=questions,
         task=task.name,
         cache_dir=cache_dir,
-        top_k=options.top_k if options.top_k is not None else DEFAULT_TOP_K,
+        top_k=options.top_k,
         batch_size=options.batch_size,
         run_store=RunStore.in_cache(cache_dir) if cache_dir else None,
         resume=options.resume,
+        prompts=prompts,
+        share_prefixes=options.prefix_reuse,
     )

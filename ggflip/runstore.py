@@ -237,45 +237,82 @@ def encode_row(row: QuestionRow) -> bytes:
 def decode_row(payload: bytes) -> QuestionRow:
     """Inverse of `encode_row`; ValueError/TypeError/KeyError when the payload does not fit."""
     fields = json.loads(payload)
-    for name in ("base_probs", "quant_probs"):
-        fields[name] = tuple(float(p) for p in fields[name])
+    for name in ("base_probs", "quant_probs", "base_sums", "base_norms", "quant_sums", "quant_norms"):
+        if name in fields:
+            fields[name] = tuple(float(p) for p in fields[name])
     return QuestionRow(**fields)
 
 
-_BASE_HEADER = struct.Struct("<IIid")  # n_options, k, top_token, tail_logmass
+_BASE_HEADER = struct.Struct("<III")  # n_options, k, n_rows
+
+
+@dataclass(frozen=True)
+class BaseRecord:
+    """One question's baseline record as stored: option scores and its scored positions' top-K."""
+
+    option_logprobs: np.ndarray
+    option_sums: np.ndarray
+    option_norms: np.ndarray
+    top_token: np.ndarray
+    top_ids: np.ndarray
+    top_logprobs: np.ndarray
+    tail_logmass: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.top_token)
+
+    def write_into(self, scores: BaselineScores, index: int) -> None:
+        """Put this record back at question `index`; ValueError when its shape does not fit there."""
+        n_options = len(self.option_logprobs)
+        if n_options > scores.option_logprobs.shape[1] or self.top_ids.shape[1] != scores.top_ids.shape[1]:
+            raise ValueError("record of another shape")
+        if self.n_rows != scores.n_rows(index):
+            raise ValueError(f"record of {self.n_rows} scored positions, the prompts have {scores.n_rows(index)}")
+        start, stop = int(scores.row_offsets[index]), int(scores.row_offsets[index + 1])
+        scores.option_logprobs[index, :n_options] = self.option_logprobs
+        scores.option_sums[index, :n_options] = self.option_sums
+        scores.option_norms[index, :n_options] = self.option_norms
+        scores.top_token[start:stop] = self.top_token
+        scores.top_ids[start:stop] = self.top_ids
+        scores.top_logprobs[start:stop] = self.top_logprobs
+        scores.tail_logmass[start:stop] = self.tail_logmass
 
 
 def encode_baseline(scores: BaselineScores, index: int, n_options: int) -> bytes:
-    """The baseline's compact record of one question, as raw little-endian arrays."""
+    """The baseline's compact record of one question (all its scored positions), as raw little-endian arrays."""
     k = scores.top_ids.shape[1]
-    header = _BASE_HEADER.pack(n_options, k, int(scores.top_token[index]), float(scores.tail_logmass[index]))
+    start, stop = int(scores.row_offsets[index]), int(scores.row_offsets[index + 1])
+    header = _BASE_HEADER.pack(n_options, k, stop - start)
     return b"".join(
         (
             header,
             scores.option_logprobs[index, :n_options].astype("<f8").tobytes(),
-            scores.top_ids[index].astype("<i4").tobytes(),
-            scores.top_logprobs[index].astype("<f4").tobytes(),
+            scores.option_sums[index, :n_options].astype("<f8").tobytes(),
+            scores.option_norms[index, :n_options].astype("<f8").tobytes(),
+            scores.top_token[start:stop].astype("<i4").tobytes(),
+            scores.tail_logmass[start:stop].astype("<f8").tobytes(),
+            scores.top_ids[start:stop].astype("<i4").tobytes(),
+            scores.top_logprobs[start:stop].astype("<f4").tobytes(),
         )
     )
 
 
-def decode_baseline_into(scores: BaselineScores, index: int, payload: bytes) -> None:
-    """Write a record made by `encode_baseline` back into `scores`; ValueError when it does not fit."""
-    n_options, k, top_token, tail = _BASE_HEADER.unpack_from(payload)
-    if k != scores.top_ids.shape[1] or n_options > scores.option_logprobs.shape[1]:
+def decode_baseline(payload: bytes, k: int) -> BaseRecord:
+    """Inverse of `encode_baseline`; ValueError when the record is not of top-K `k` or of the wrong length."""
+    n_options, record_k, n_rows = _BASE_HEADER.unpack_from(payload)
+    if record_k != k:
         raise ValueError("record of another shape")
-    expected = _BASE_HEADER.size + n_options * 8 + k * 8
-    if len(payload) != expected:
+    if len(payload) != _BASE_HEADER.size + n_options * 24 + n_rows * (12 + k * 8):
         raise ValueError("record of another length")
     offset = _BASE_HEADER.size
-    options = np.frombuffer(payload, "<f8", n_options, offset)
-    ids = np.frombuffer(payload, "<i4", k, offset + n_options * 8)
-    top = np.frombuffer(payload, "<f4", k, offset + n_options * 8 + k * 4)
-    scores.option_logprobs[index, :n_options] = options
-    scores.top_token[index] = top_token
-    scores.top_ids[index] = ids
-    scores.top_logprobs[index] = top
-    scores.tail_logmass[index] = tail
+    arrays = []
+    for dtype, count in (("<f8", n_options), ("<f8", n_options), ("<f8", n_options), ("<i4", n_rows), ("<f8", n_rows),
+                         ("<i4", n_rows * k), ("<f4", n_rows * k)):
+        arrays.append(np.frombuffer(payload, dtype, count, offset))
+        offset += count * np.dtype(dtype).itemsize
+    options, sums, norms, top, tail, ids, logprobs = arrays
+    return BaseRecord(options, sums, norms, top, ids.reshape(n_rows, k), logprobs.reshape(n_rows, k), tail)
 
 
 class ModelProgress:
@@ -309,18 +346,17 @@ class ModelProgress:
                 self._drop(index, exc)
         return restored
 
-    def restore_baseline(self, scores: BaselineScores) -> dict[int, str | None]:
-        """Write stored baseline records into `scores`; returns index -> skip reason (None: scored)."""
-        restored: dict[int, str | None] = {}
+    def restore_baseline(self, n_questions: int, k: int) -> dict[int, BaseRecord | str]:
+        """Stored baseline records (or skip reasons, as str) by question index."""
+        restored: dict[int, BaseRecord | str] = {}
         for index, (kind, payload) in self._restored().items():
             try:
-                if not 0 <= index < len(scores.top_token):
+                if not 0 <= index < n_questions:
                     raise ValueError("index out of range")
                 if kind == SKIP:
                     restored[index] = payload.decode()
                 elif kind == BASE:
-                    decode_baseline_into(scores, index, payload)
-                    restored[index] = None
+                    restored[index] = decode_baseline(payload, k)
                 else:
                     raise ValueError(f"unexpected {kind} row")
             except (ValueError, TypeError, UnicodeDecodeError, struct.error) as exc:
@@ -342,6 +378,11 @@ class ModelProgress:
                 index: (SKIP, reason.encode()) if reason is not None else (BASE, encode_baseline(scores, index, n_options))
                 for index, (n_options, reason) in items.items()
             })
+
+    def drop(self, indexes: Iterable[int]) -> None:
+        """Drop some stored questions of this model (records that no longer fit the prompts)."""
+        if self.session:
+            self.session.forget(self.run, self.model, list(indexes))
 
     def forget(self) -> None:
         """Drop this model's stored questions (the baseline, once it is in the baseline cache)."""

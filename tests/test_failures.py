@@ -19,6 +19,7 @@ import pytest
 
 from ggflip import cache as cache_module
 from ggflip.backends.fake import FakeBackendFactory
+from ggflip.cache import CACHE_FORMAT
 from ggflip.cli import main
 from ggflip.config import ModelSet
 from ggflip.engine import RunSpec, run_comparison
@@ -207,7 +208,7 @@ def _corrupt(entry: Path, how: str) -> None:
     elif how == "json_edited":
         meta.write_text(meta.read_text().replace('"set": "tiny"', '"set": "tinY"'))
     elif how == "json_other_format":
-        meta.write_text(meta.read_text().replace('"format": 2', '"format": 1'))
+        meta.write_text(meta.read_text().replace(f'"format": {CACHE_FORMAT}', '"format": 1'))
     elif how == "json_not_an_object":
         meta.write_text("[1, 2]")
 

@@ -121,3 +121,8 @@ def test_datasets_offline_without_cache_is_one_line_error(tmp_path: Path, monkey
     with pytest.raises(DataError, match=r"hf:cais/mmlu \(all/test\): cannot load dataset") as info:
         load_questions("hf:cais/mmlu")
     assert "\n" not in str(info.value)
+
+
+def test_subject_filter_treats_underscores_as_spaces() -> None:
+    qs = QuestionSet("mem", (Question("a", "high school geography", "t", ("x", "y"), 0), Question("b", "astronomy", "t", ("x", "y"), 0)))
+    assert [q.id for q in select_questions(qs, subjects=["High_School_Geography"]).questions] == ["a"]

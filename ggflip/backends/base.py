@@ -21,10 +21,15 @@ class ScoreRequest:
 
     `tokens` is the whole sequence, BOS included when the model wants one. A position `i`
     asks for the distribution of token `i + 1` given `tokens[: i + 1]`.
+
+    `shared_prefix` is a hint: the first `shared_prefix` tokens (never past the first scored
+    position) are a prefix other requests may share, e.g. a few-shot prefix or a cloze
+    context; a backend may decode such a prefix once and reuse it. 0: no hint.
     """
 
     tokens: tuple[int, ...]
     positions: tuple[int, ...]
+    shared_prefix: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,12 @@ Each request is decoded in an explicit `llama_batch` with logits requested only 
 scored positions and read with `llama_get_logits_ith`, so memory is one n_vocab row per
 scored position, never n_ctx x n_vocab (the `logits_all=True` path of the high-level API).
 Several requests share one decode under distinct sequence ids (up to `n_seq_max`), packed
-into batches of at most `n_batch` tokens. Native logs go to Python logging (`ggflip.llama`).
+into batches of at most `n_batch` tokens. Requests whose `shared_prefix` hints name the same
+prefix tokens share it: the prefix is decoded once into sequence 0, kept in the KV cache while
+the next calls repeat it (consecutive questions of one MMLU subject), and copied into each
+request's sequence with `llama_memory_seq_cp` (with the unified KV cache this adds a sequence
+id to the same cells, no copy), so only each request's own tail is decoded. Native logs go to
+Python logging (`ggflip.llama`).
 """
 from __future__ import annotations
 
@@ -95,6 +100,8 @@ class LlamaBackend:
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
         self._memory = lib.llama_get_memory(self._ctx)
         self._path = path
+        self._share_prefixes = settings.n_seq_max > 1
+        self._cached_prefix: tuple[int, ...] | None = None
 
     @property
     def n_vocab(self) -> int:
@@ -126,21 +133,62 @@ class LlamaBackend:
 
     def logits(self, requests: Sequence[ScoreRequest]) -> list[NDArray[np.float32]]:
         results = [np.empty((len(r.positions), self._n_vocab), dtype=np.float32) for r in requests]
-        for wave in self._waves(requests):
-            self._lib.llama_memory_clear(self._memory, True)
-            self._decode_wave([(seq, index, requests[index]) for seq, index in enumerate(wave)], results)
+        for request in requests:
+            if len(request.tokens) > self._n_ctx:
+                raise BackendError(
+                    f"a prompt of {len(request.tokens)} tokens does not fit n_ctx={self._n_ctx} (raise n_ctx in models.toml)"
+                )
+        plain = [i for i, r in enumerate(requests) if self._prefix_len(r) == 0]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, request in enumerate(requests):
+            n = self._prefix_len(request)
+            if n:
+                groups.setdefault(request.tokens[:n], []).append(index)
+        for prefix, members in groups.items():
+            self._decode_shared(prefix, members, requests, results)
+        if plain:
+            self._forget_prefix()
+            for wave in self._waves([requests[i] for i in plain], self._n_seq_max, self._n_ctx):
+                self._lib.llama_memory_clear(self._memory, True)
+                self._decode_wave([(seq, plain[i], requests[plain[i]], 0) for seq, i in enumerate(wave)], results)
         return results
 
-    def _waves(self, requests: Sequence[ScoreRequest]) -> list[list[int]]:
-        """Group requests so each group fits n_seq_max sequences and n_ctx cells of KV cache."""
+    def _prefix_len(self, request: ScoreRequest) -> int:
+        if not self._share_prefixes or not request.positions:
+            return 0
+        return max(0, min(request.shared_prefix, min(request.positions), len(request.tokens) - 1))
+
+    def _forget_prefix(self) -> None:
+        self._cached_prefix = None
+
+    def _decode_shared(
+        self, prefix: tuple[int, ...], members: list[int], requests: Sequence[ScoreRequest], results: list[NDArray[np.float32]]
+    ) -> None:
+        """Decode `prefix` once into sequence 0 (kept across calls while it repeats), copy it to each member's sequence, decode the rest."""
+        n = len(prefix)
+        if self._cached_prefix != prefix:
+            self._lib.llama_memory_clear(self._memory, True)
+            self._decode_wave([(0, -1, ScoreRequest(prefix, ()), 0)], results)
+            self._cached_prefix = prefix
+        suffixes = [ScoreRequest(requests[i].tokens[n:], ()) for i in members]
+        for wave in self._waves(suffixes, self._n_seq_max - 1, self._n_ctx - n):
+            for seq in range(1, self._n_seq_max):
+                self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
+            for seq in range(1, len(wave) + 1):
+                self._lib.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
+            self._decode_wave([(seq + 1, members[i], requests[members[i]], n) for seq, i in enumerate(wave)], results)
+
+    @staticmethod
+    def _waves(requests: Sequence[ScoreRequest], max_seqs: int, max_cells: int) -> list[list[int]]:
+        """Group requests so each group fits `max_seqs` sequences and `max_cells` cells of KV cache."""
         waves: list[list[int]] = []
         current: list[int] = []
         used = 0
         for index, request in enumerate(requests):
             length = len(request.tokens)
-            if length > self._n_ctx:
-                raise BackendError(f"a prompt of {length} tokens does not fit n_ctx={self._n_ctx} (raise n_ctx in models.toml)")
-            if current and (len(current) >= self._n_seq_max or used + length > self._n_ctx):
+            if length > max_cells:
+                raise BackendError(f"a prompt needs {length} more KV cells than the {max_cells} left (raise n_ctx in models.toml)")
+            if current and (len(current) >= max_seqs or used + length > max_cells):
                 waves.append(current)
                 current, used = [], 0
             current.append(index)
@@ -150,18 +198,19 @@ class LlamaBackend:
         return waves
 
     def _decode_wave(
-        self, wave: list[tuple[int, int, ScoreRequest]], results: list[NDArray[np.float32]]
+        self, wave: list[tuple[int, int, ScoreRequest, int]], results: list[NDArray[np.float32]]
     ) -> None:
+        """Decode each (seq, request index, request, start) from token `start` on, packing n_batch tokens per decode."""
         batch = self._batch
         pending: list[tuple[int, int, int]] = []  # (batch slot, request index, row)
         n = 0
-        for seq, index, request in wave:
+        for seq, index, request, start in wave:
             wanted = {pos: row for row, pos in enumerate(request.positions)}
-            for pos, token in enumerate(request.tokens):
+            for pos in range(start, len(request.tokens)):
                 if n == self._n_batch:
                     self._flush(n, pending, results)
                     n, pending = 0, []
-                batch.token[n] = token
+                batch.token[n] = request.tokens[pos]
                 batch.pos[n] = pos
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = seq

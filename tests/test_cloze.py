@@ -1,0 +1,148 @@
+"""Cloze scoring on the fake backend against hand-computed log-likelihoods, its KL, and the cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ggflip import metrics
+from ggflip.backends.base import ScoreRequest
+from ggflip.backends.fake import FakeBackend, FakeBackendFactory
+from ggflip.config import ModelSet
+from ggflip.engine import RunSpec, run_comparison
+from ggflip.events import BaselineFromCache, RunFinished
+from ggflip.prompts import render_prompts
+from ggflip.questions import Question, QuestionSet
+from ggflip.report import Report
+from ggflip.scoring import score_cloze
+from ggflip.tasks import get_task
+
+
+def _questions() -> QuestionSet:
+    choices = (("red apple", "blue sky", "green grass w7"), ("one", "two words", "three more words"))
+    return QuestionSet(
+        "memory",
+        tuple(Question(f"c{i}", "", f"what is item {i} here", choices[i % 2], i % 3) for i in range(12)),
+    )
+
+
+def _run(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Report]:
+    events = list(run_comparison(spec, factory))
+    assert isinstance(events[-1], RunFinished)
+    return events, events[-1].report
+
+
+def _hand_loglik(backend: FakeBackend, context: str, continuation: str) -> tuple[float, list[np.ndarray]]:
+    """Sum of log p(token | prefix) over the continuation's tokens, one backend call per token."""
+    context_tokens = backend.tokenize(context, add_bos=True)
+    whole = backend.tokenize(context + continuation, add_bos=True)
+    total, rows = 0.0, []
+    for position in range(len(context_tokens), len(whole)):
+        logits = backend.logits([ScoreRequest(tuple(whole[:position]), (position - 1,))])[0][0].astype(np.float64)
+        logprobs = logits - np.log(np.sum(np.exp(logits - logits.max()))) - logits.max()
+        total += float(logprobs[whole[position]])
+        rows.append(logprobs)
+    return total, rows
+
+
+def test_score_cloze_sums_and_normalizes_per_character() -> None:
+    rows = [np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])), np.log(np.array([[0.2, 0.2, 0.6]]))]
+    score = score_cloze(rows, [(0, 1), (2,)], [4, 2], "norm")
+    assert score.sums == pytest.approx([np.log(0.5) + np.log(0.8), np.log(0.6)])
+    assert score.norms == pytest.approx([(np.log(0.5) + np.log(0.8)) / 4, np.log(0.6) / 2])
+    assert score.choice == int(np.argmax(score.norms))
+    assert score_cloze(rows, [(0, 1), (2,)], [4, 2], "sum").option_logprobs == pytest.approx(score.sums)
+    assert list(score.top_tokens) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("rule", ["norm", "sum"])
+def test_engine_cloze_answers_match_hand_computed_logliks(fake_set: ModelSet, fake_factory: FakeBackendFactory, rule: str) -> None:
+    import dataclasses
+
+    task = dataclasses.replace(get_task("arc_easy"), answer_rule=rule)
+    questions = _questions()
+    prompts = render_prompts(task, questions.questions, lambda q: (), 0)
+    _, report = _run(RunSpec(fake_set, questions, task="arc_easy", prompts=prompts, top_k=512), fake_factory)
+    base = fake_factory.open(fake_set.baseline)
+    q2 = fake_factory.open(fake_set.quants[2])
+    row = report.quants[2].rows[4]
+    item = prompts.items[4]
+    base_sums, quant_sums, kls = [], [], []
+    for context, continuation in zip(item.contexts, item.continuations):
+        base_ll, base_rows = _hand_loglik(base, context, continuation)
+        quant_ll, quant_rows = _hand_loglik(q2, context, continuation)
+        base_sums.append(base_ll)
+        quant_sums.append(quant_ll)
+        kls += [float(metrics.kl_divergence(b, q)) for b, q in zip(base_rows, quant_rows)]
+    lengths = np.array([len(c) for c in questions.questions[4].choices], dtype=float)
+    assert row.base_sums == pytest.approx(base_sums, rel=1e-6)
+    assert row.quant_sums == pytest.approx(quant_sums, rel=1e-6)
+    assert row.base_norms == pytest.approx(list(np.array(base_sums) / lengths), rel=1e-6)
+    rule_scores = np.array(base_sums) / (lengths if rule == "norm" else 1.0)
+    assert row.base_choice == int(np.argmax(rule_scores))
+    assert row.quant_choice == int(np.argmax(np.array(quant_sums) / (lengths if rule == "norm" else 1.0)))
+    # K >= n_vocab for the fake vocabulary, so the cached KL is exact: the mean over every continuation token
+    assert row.n_tokens == len(kls) == 2 + 2 + 3  # fake tokens are words: "red apple", "blue sky", "green grass w7"
+    assert row.kl == pytest.approx(float(np.mean(kls)), rel=1e-5)
+    assert report.mode == "cloze" and report.answer_rule == rule
+    assert set(report.quants[2].by_rule) == {"sum", "norm"}
+    assert report.quants[2].by_rule[rule]["accuracy"] == pytest.approx(report.quants[2].accuracy)
+
+
+def test_cloze_self_comparison_is_exact_and_cached(tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+    questions = _questions()
+    prompts = render_prompts(get_task("hellaswag"), questions.questions, lambda q: (), 0)
+    spec = RunSpec(fake_set, questions, task="hellaswag", prompts=prompts, cache_dir=tmp_path, top_k=16)
+    _, first = _run(spec, fake_factory)
+    assert first.cache_top_k == 16
+    self_summary = first.quants[0]
+    assert self_summary.kl_max < 1e-6 and self_summary.flips == 0 and self_summary.same_top == 1.0
+    assert first.quants[2].kl_mean > first.quants[1].kl_mean > 0
+    fake_factory.opened.clear()
+    events, second = _run(spec, fake_factory)
+    assert any(isinstance(e, BaselineFromCache) for e in events) and "F16" not in fake_factory.opened
+    assert second.quants[2].rows == first.quants[2].rows
+
+
+def test_shots_change_the_cache_key(tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+    questions = _questions()
+    task = get_task("arc_easy")
+    plain = render_prompts(task, questions.questions, lambda q: (), 0)
+    shot = (Question("s", "", "a shot question", ("x y", "z"), 0),)
+    with_shot = render_prompts(task, questions.questions, lambda q: shot, 1)
+    assert with_shot.version == "arc_easy-cloze-v1+1shot" and plain.digest() != with_shot.digest()
+    _run(RunSpec(fake_set, questions, prompts=plain, cache_dir=tmp_path), fake_factory)
+    events, _ = _run(RunSpec(fake_set, questions, prompts=with_shot, cache_dir=tmp_path), fake_factory)
+    assert not any(isinstance(e, BaselineFromCache) for e in events)
+    assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
+
+
+def test_vectorized_top_k_kl_matches_the_row_by_row_one() -> None:
+    rng = np.random.default_rng(3)
+    p = metrics.log_softmax(rng.standard_normal((5, 50)) * 3)
+    q = metrics.log_softmax(rng.standard_normal((5, 50)) * 3)
+    ids, top = metrics.top_k(p, 8)
+    tails = metrics.tail_log_mass_rows(p, ids)
+    rows = metrics.kl_from_top_k_rows(ids, top, tails, q)
+    for r in range(5):
+        assert tails[r] == pytest.approx(metrics.tail_log_mass(p[r], ids[r]))
+        assert rows[r] == pytest.approx(metrics.kl_from_top_k(ids[r], top[r], float(tails[r]), q[r]), rel=1e-6)
+        assert rows[r] <= float(metrics.kl_divergence(p[r], q[r])) + 1e-9
+
+
+def test_normalized_rows_match_log_softmax_and_the_row_by_row_kl() -> None:
+    rng = np.random.default_rng(5)
+    logits = (rng.standard_normal((4, 300)) * 4).astype(np.float32)
+    q_logits = (rng.standard_normal((4, 300)) * 4).astype(np.float32)
+    rows, q_rows = metrics.NormalizedRows(logits), metrics.NormalizedRows(q_logits)
+    exact = metrics.log_softmax(logits)
+    assert np.allclose(rows.full(), exact, atol=1e-12)
+    ids, _ = metrics.top_k(logits, 16)
+    assert np.allclose(rows.at(ids), np.take_along_axis(exact, ids.astype(np.int64), axis=-1), atol=1e-12)
+    assert np.allclose(rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12)
+    assert np.allclose(rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12)  # not consumed
+    tails = rows.tail_log_mass(ids)
+    fast = metrics.kl_from_top_k_normalized(ids, rows.at(ids), tails, q_rows)
+    slow = metrics.kl_from_top_k_rows(ids, rows.at(ids), tails, metrics.log_softmax(q_logits))
+    assert np.allclose(fast, slow, rtol=1e-9, atol=1e-12)
