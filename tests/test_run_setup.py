@@ -65,3 +65,26 @@ def test_parameter_count_refuses_a_non_gguf(tmp_path: Path) -> None:
 def test_no_subcommand_without_a_terminal_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == ExitCode.USAGE
     assert "tui" in capsys.readouterr().err
+
+
+def test_cli_and_tui_build_the_same_task_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task flags (--mode, --shots, --shots-from, --field, --no-prefix-reuse) reach RunOptions from both front ends."""
+    from ggflip.cli import build_parser
+    from ggflip.cli_run import run_options
+    from ggflip.tui.command import tui_options
+
+    monkeypatch.chdir(tmp_path)
+    write_fake_set(tmp_path)
+    tasks = Path(__file__).parent / "data" / "tasks"
+    flags = ["--task", "arc_easy", "--data", str(tasks / "arc_easy/test.jsonl"), "--mode", "letter", "--shots", "1",
+             "--shots-from", str(tasks / "arc_easy/train.jsonl"), "--field", "question=question"]
+    cli = run_options(build_parser().parse_args(["run", *flags, "--no-prefix-reuse"]))
+    tui = tui_options(build_parser().parse_args(["tui", *flags]))
+    assert (cli.mode, cli.shots, cli.fields, cli.prefix_reuse) == ("letter", 1, ("question=question",), False)
+    assert (tui.task, tui.mode, tui.shots, tui.shots_from, tui.fields) == (cli.task, cli.mode, cli.shots, cli.shots_from, cli.fields)
+    one, two = resolve_run_spec(cli), resolve_run_spec(tui)
+    assert one.prompt_set == two.prompt_set
+    assert (one.prompt_set.mode, one.prompt_set.n_shots, one.share_prefixes, two.share_prefixes) == ("letter", 1, False, True)
+    assert "{options}" not in one.prompt_set.items[0].contexts[0] and "A." in one.prompt_set.items[0].contexts[0]
+    with pytest.raises(UsageError, match="--shots"):
+        resolve_run_spec(RunOptions(**{**cli.__dict__, "shots": -1}))
