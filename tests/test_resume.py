@@ -68,7 +68,8 @@ def _run(
     folder: Path, cache: Path, stop_at: int | None = None, sig: int = signal.SIGKILL, n_questions: int = N_QUESTIONS
 ) -> tuple[int, str, str]:
     """Run ggflip; with `stop_at`, send `sig` once that many questions are stored (polling the store)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    slow = Path(__file__).parent / "slow_site"  # 5 ms per llama.cpp call, so signals land mid-run
+    env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{ROOT}", "COLUMNS": "200"}
     out, err = cache.parent / f"{cache.name}.out", cache.parent / f"{cache.name}.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(_command(folder, cache), stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
