@@ -147,3 +147,22 @@ def test_skip_bad_rows_reports_them(tiny_models: Path, capsys: pytest.CaptureFix
     assert report["n_questions"] == 2
     assert len(report["skipped_rows"]) == 7
     assert err.count("skipped malformed row") == 7
+
+
+def test_use_mmap_false_reaches_llama_cpp() -> None:
+    """use_mmap = false must change what llama.cpp is told (a flag, or load_mode NONE in newer llama.cpp)."""
+    import llama_cpp
+
+    from ggflip.backends.llama import set_mmap
+
+    params = llama_cpp.llama_model_default_params()
+    fields = {name for name, *_ in type(params)._fields_}
+    set_mmap(llama_cpp, params, False)
+    if "use_mmap" in fields:
+        assert params.use_mmap is False
+    else:
+        assert params.load_mode == llama_cpp.LLAMA_LOAD_MODE_NONE
+    params = llama_cpp.llama_model_default_params()
+    before = params.load_mode if "load_mode" in fields else params.use_mmap
+    set_mmap(llama_cpp, params, True)
+    assert (params.load_mode if "load_mode" in fields else params.use_mmap) == before

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,6 +47,19 @@ def _llama():  # type: ignore[no-untyped-def]
     return llama_cpp
 
 
+def set_mmap(lib: Any, model_params: Any, use_mmap: bool) -> None:
+    """Apply `use_mmap` to llama_model_params, whichever form this llama.cpp has.
+
+    Older llama.cpp has a `use_mmap` flag; newer replaces it with `load_mode`, where AUTO
+    (the default) maps the file and NONE reads it into memory.
+    """
+    fields = {name for name, *_ in type(model_params)._fields_}
+    if "use_mmap" in fields:
+        model_params.use_mmap = use_mmap
+    elif "load_mode" in fields and not use_mmap:
+        model_params.load_mode = lib.LLAMA_LOAD_MODE_NONE
+
+
 class LlamaBackend:
     """One GGUF loaded in llama.cpp with one context."""
 
@@ -56,7 +69,7 @@ class LlamaBackend:
         model_params = lib.llama_model_default_params()
         model_params.n_gpu_layers = settings.n_gpu_layers
         model_params.main_gpu = settings.main_gpu
-        model_params.use_mmap = settings.use_mmap
+        set_mmap(lib, model_params, settings.use_mmap)
         model_params.use_extra_bufts = settings.repack
         # Kept on self: llama.cpp reads these arrays while loading.
         self._devices = model_devices(lib, settings.rpc_servers)
