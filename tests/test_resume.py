@@ -72,7 +72,12 @@ def _run(
     env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{ROOT}", "COLUMNS": "200"}
     out, err = cache.parent / f"{cache.name}.out", cache.parent / f"{cache.name}.err"
     with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(_command(folder, cache), stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
+        # A SIGINT disposition of "ignore" is inherited across exec (some test runners and earlier tests
+        # leave it so); restore the default so Python in the child turns SIGINT into KeyboardInterrupt.
+        process = subprocess.Popen(
+            _command(folder, cache), stdout=stdout, stderr=stderr, env=env, cwd=ROOT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         while stop_at is not None and process.poll() is None:
             if _done(cache, n_questions) >= stop_at:
                 process.send_signal(sig)
