@@ -6,13 +6,12 @@ and prints either one JSON document (`--json`) or llama-perplexity-style tables 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ggflip.cache import atomic_write_bytes
+from ggflip.cli_run import emit_document
 from ggflip.config import default_cache_dir, load_models_toml
 from ggflip.corpus import (
     DEFAULT_CORPUS_TOP_K,
@@ -128,14 +127,7 @@ def kld_command(args: argparse.Namespace) -> int:
 
 
 def _emit(args: argparse.Namespace, report: KldReport) -> None:
-    document = report.to_json()
-    if args.out:
-        atomic_write_bytes(args.out, document.encode())
-    if args.json:
-        sys.stdout.write(document + "\n")
-        sys.stdout.flush()
-    else:
-        render_kld_report(report, Console())
+    emit_document(args, report.to_json(), lambda console: render_kld_report(report, console))
 
 
 def _pm(value: float, unc: float, digits: int = 4, scale: float = 1.0, suffix: str = "") -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import (
@@ -146,15 +147,19 @@ def run_command(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def _emit(args: argparse.Namespace, report: Report) -> None:
-    document = report.to_json()
+def emit_document(args: argparse.Namespace, document: str, render: Callable[[Console], None]) -> None:
+    """Write a report: to `--out` (atomically), then as the one JSON document on stdout, or rendered."""
     if args.out:
         atomic_write_bytes(args.out, document.encode())
     if args.json:
         sys.stdout.write(document + "\n")
         sys.stdout.flush()
     else:
-        render_report(report, Console(), flip_rows=args.rows)
+        render(Console())
+
+
+def _emit(args: argparse.Namespace, report: Report) -> None:
+    emit_document(args, report.to_json(), lambda console: render_report(report, console, flip_rows=args.rows))
 
 
 def tasks_command(args: argparse.Namespace) -> int:
