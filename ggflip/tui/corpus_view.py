@@ -20,7 +20,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -45,10 +44,10 @@ from ggflip.errors import GgflipError
 from ggflip.events import BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_WIDTHS, LiveKld, kl_legend
 from ggflip.tui.views import ErrorScreen
+from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
 
 log = logging.getLogger("ggflip.tui")
 
-_REFRESH_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class KldOptions:
         )
 
 
-class KldScreen(Screen[None]):
+class KldScreen(WorkerScreen):
     """A corpus run going live: statistics per model, progress, and the text shaded by KL."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -123,9 +122,7 @@ class KldScreen(Screen[None]):
         self.selected: str | None = None
         self.chunk = 0
         self.follow = True
-        self._dirty = False
         self._refreshed_at = 0.0
-        self._worker: Worker[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -142,13 +139,6 @@ class KldScreen(Screen[None]):
         yield Static(kl_legend(), id="legend")
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
         yield Footer()
-
-    def on_mount(self) -> None:
-        log_panel = self.query_one("#log", RichLog)
-        for line in self.app.log_lines:  # type: ignore[attr-defined]
-            log_panel.write(line)
-        self.set_interval(_REFRESH_SECONDS, self._refresh_if_dirty)
-        self.start()
 
     def start(self) -> None:
         """Start (or restart) the corpus run in a thread worker."""
@@ -216,7 +206,7 @@ class KldScreen(Screen[None]):
             return
         self.live.chunk_scored(message.event)
         self._dirty = True
-        if time.monotonic() - self._refreshed_at >= _REFRESH_SECONDS:
+        if time.monotonic() - self._refreshed_at >= REFRESH_SECONDS:
             self._refresh()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -262,10 +252,6 @@ class KldScreen(Screen[None]):
         table.clear()
         for label in self.live.models:
             table.add_row(*([""] * len(KLD_COLUMNS)), key=label)
-
-    def _refresh_if_dirty(self) -> None:
-        if self._dirty:
-            self._refresh()
 
     def _refresh(self) -> None:
         """Redraw status, progress, statistics and the per-token view from the live state."""
@@ -353,17 +339,6 @@ class KldScreen(Screen[None]):
         self._select(labels[(index + step) % len(labels)])
         self._refresh()
 
-    def action_cancel(self) -> None:
-        if self._worker is None or self._worker.is_finished:
-            self.notify("No run is going.", severity="warning")
-            return
-        self._worker.cancel()
-
-    def action_rerun(self) -> None:
-        if self._worker is not None and not self._worker.is_finished:
-            self._worker.cancel()
-        self.start()
-
     def action_export(self) -> None:
         """Write the report as JSON (the `ggflip kld --json` document)."""
         live = self.live
@@ -383,15 +358,3 @@ class KldScreen(Screen[None]):
             return
         note = "" if report.complete else " (incomplete run: finished quants only)"
         self.notify(f"Wrote {path}{note}", title="Exported")
-
-    def action_toggle_log(self) -> None:
-        self.toggle_class("show-log")
-
-    def action_back(self) -> None:
-        if self._worker is not None and not self._worker.is_finished:
-            self._worker.cancel()
-        self.dismiss()
-
-    def add_log_line(self, line: str) -> None:
-        """Append one log line to the log panel."""
-        self.query_one("#log", RichLog).write(line)

@@ -17,7 +17,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -55,13 +54,13 @@ from ggflip.tui.views import (
     SubjectPicker,
     direction_text,
 )
+from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
 
 log = logging.getLogger("ggflip.tui")
 
-_REFRESH_SECONDS = 0.25
 
 
-class RunScreen(Screen[None]):
+class RunScreen(WorkerScreen):
     """A comparison running live; flips appear in the list as soon as they are scored."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -134,9 +133,7 @@ class RunScreen(Screen[None]):
         self.sort = "scored"
         self._shown: list[int] = []
         self._shown_key: tuple[object, ...] = ()
-        self._dirty = False
         self._refreshed_at = 0.0
-        self._worker: Worker[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -153,13 +150,6 @@ class RunScreen(Screen[None]):
         yield flips
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
         yield Footer()
-
-    def on_mount(self) -> None:
-        log_panel = self.query_one("#log", RichLog)
-        for line in self.app.log_lines:  # type: ignore[attr-defined]
-            log_panel.write(line)
-        self.set_interval(_REFRESH_SECONDS, self._refresh_if_dirty)
-        self.start()
 
     def start(self) -> None:
         """Start (or restart) the run in a thread worker."""
@@ -256,7 +246,7 @@ class RunScreen(Screen[None]):
             return
         self.live.scored(message.label, message.done, message.rows)
         self._dirty = True
-        if time.monotonic() - self._refreshed_at >= _REFRESH_SECONDS:
+        if time.monotonic() - self._refreshed_at >= REFRESH_SECONDS:
             self._refresh()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -298,10 +288,6 @@ class RunScreen(Screen[None]):
                 )
             )
         box.mount_all(rows)
-
-    def _refresh_if_dirty(self) -> None:
-        if self._dirty:
-            self._refresh()
 
     def _refresh(self, force: bool = False) -> None:
         """Redraw status, progress, summary and flip list from the live state."""
@@ -396,17 +382,6 @@ class RunScreen(Screen[None]):
         row = next(r for r in self.live.models[self.selected].rows if r.index == index)
         self.app.push_screen(QuestionDetailScreen(self.live.question(index), row, self.live.baseline_label, self.selected))
 
-    def action_cancel(self) -> None:
-        if self._worker is None or self._worker.is_finished:
-            self.notify("No run is going.", severity="warning")
-            return
-        self._worker.cancel()
-
-    def action_rerun(self) -> None:
-        if self._worker is not None and not self._worker.is_finished:
-            self._worker.cancel()
-        self.start()
-
     def action_export(self) -> None:
         """Write the report as JSON (the `--json` document) and as a Markdown summary."""
         if self.live is None:
@@ -448,15 +423,3 @@ class RunScreen(Screen[None]):
             self._refresh(force=True)
 
         self.app.push_screen(SubjectPicker(self.live.flip_subjects(), self.subject), chosen)
-
-    def action_toggle_log(self) -> None:
-        self.toggle_class("show-log")
-
-    def action_back(self) -> None:
-        if self._worker is not None and not self._worker.is_finished:
-            self._worker.cancel()
-        self.dismiss()
-
-    def add_log_line(self, line: str) -> None:
-        """Append one log line to the log panel."""
-        self.query_one("#log", RichLog).write(line)
