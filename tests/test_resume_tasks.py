@@ -9,14 +9,14 @@ import pytest
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.cache import BaselineCache
 from ggflip.config import ModelSet
-from ggflip.engine import RunSpec, run_comparison, run_progress
-from ggflip.events import ModelLoading, QuestionScored, Resumed, RunFinished
+from ggflip.engine import RunSpec, run_progress
+from ggflip.events import ModelLoading, Resumed
 from ggflip.fewshot import shot_picker
 from ggflip.prompts import PromptSet, render_prompts
 from ggflip.questions import Question, QuestionSet
-from ggflip.report import Report
 from ggflip.runstore import RunStore
 from ggflip.tasks import get_task
+from tests.resume_helpers import assert_same, run_report, stop_after
 
 LONG = 5000  # words: more tokens than the fake backend's n_ctx of 4096
 
@@ -37,29 +37,10 @@ def _few_shot(fake_questions: QuestionSet) -> PromptSet:
     return render_prompts(get_task("mmlu"), fake_questions.questions, picker, 2)
 
 
-def _report(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Report]:
-    events = list(run_comparison(spec, factory))
-    assert isinstance(events[-1], RunFinished)
-    return events, events[-1].report
 
 
-def _stop_after(spec: RunSpec, factory: FakeBackendFactory, label: str, n: int) -> None:
-    """Run until `n` questions of `label` are scored, then stop as Ctrl-C would."""
-    events = run_comparison(spec, factory)
-    for event in events:
-        if isinstance(event, QuestionScored) and event.label == label and event.done >= n:
-            events.close()
-            return
-    raise AssertionError("the run finished before the stop point")
 
 
-def _same(one: Report, two: Report) -> None:
-    assert [q.rows for q in one.quants] == [q.rows for q in two.quants]
-    assert one.baseline.accuracy == two.baseline.accuracy  # type: ignore[union-attr]
-    assert [q.kl_mean for q in one.quants] == [q.kl_mean for q in two.quants]
-    assert [q.by_rule for q in one.quants] == [q.by_rule for q in two.quants]
-    assert one.skipped_questions == two.skipped_questions
-    assert (one.mode, one.answer_rule, one.n_shots) == (two.mode, two.answer_rule, two.n_shots)
 
 
 @pytest.mark.parametrize(("label", "n"), [("F16", 5), ("Q8_0", 8), ("Q2_K", 14)])
@@ -69,19 +50,19 @@ def test_stopped_cloze_run_resumes_to_the_same_report(
 ) -> None:
     questions, prompts = _cloze(long_index=4)
     base = RunSpec(fake_set, questions, task="hellaswag", prompts=prompts, batch_size=2)
-    _, reference = _report(base, fake_factory)
+    _, reference = run_report(base, fake_factory)
     assert reference.mode == "cloze" and reference.quants[0].rows[0].n_tokens > 3  # several rows per question
     assert [s.index for s in reference.skipped_questions] == [4]  # too long for n_ctx: skipped, not an error
     # without a cache dir the baseline lives only in the run store and is rebuilt from its records
     spec = dataclasses.replace(base, cache_dir=tmp_path if cached else None, run_store=RunStore.in_cache(tmp_path))
-    _stop_after(spec, fake_factory, label, n)
+    stop_after(spec, fake_factory, label, n)
     fake_factory.opened.clear()
-    events, resumed = _report(spec, fake_factory)
+    events, resumed = run_report(spec, fake_factory)
     restored = {e.label: e.n_restored for e in events if isinstance(e, Resumed)}
     stored = -(-n // 2) * 2  # each batch of 2 is stored as soon as it is scored ...
     assert restored[label] == stored - (label != "F16" and stored > 4)  # ... but a quant stores no baseline skip
     assert resumed.complete
-    _same(reference, resumed)
+    assert_same(reference, resumed)
     # models finished before the stop (the baseline too, from the cache or its stored records) are not loaded again
     finished = [m.label for m in fake_set.models][: [m.label for m in fake_set.models].index(label)]
     assert not set(finished) & set(fake_factory.opened)
@@ -90,12 +71,12 @@ def test_stopped_cloze_run_resumes_to_the_same_report(
 def test_finished_cloze_run_reruns_from_the_store_alone(tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
     questions, prompts = _cloze(long_index=9)
     spec = RunSpec(fake_set, questions, task="hellaswag", prompts=prompts, batch_size=4, run_store=RunStore.in_cache(tmp_path))
-    _, first = _report(spec, fake_factory)
+    _, first = run_report(spec, fake_factory)
     assert run_progress(spec, fake_factory) == {"F16": 15, "self": 14, "Q8_0": 14, "Q2_K": 14}
     fake_factory.opened.clear()
-    events, second = _report(spec, fake_factory)
+    events, second = run_report(spec, fake_factory)
     assert fake_factory.opened == [] and not any(isinstance(e, ModelLoading) for e in events)
-    _same(first, second)
+    assert_same(first, second)
 
 
 def test_stopped_few_shot_run_resumes_to_the_same_report(
@@ -104,11 +85,11 @@ def test_stopped_few_shot_run_resumes_to_the_same_report(
     prompts = _few_shot(fake_questions)
     assert prompts.n_shots == 2 and all(item.prefix_chars for item in prompts.items)
     base = RunSpec(fake_set, fake_questions, prompts=prompts, batch_size=3)
-    _, reference = _report(base, fake_factory)
+    _, reference = run_report(base, fake_factory)
     spec = dataclasses.replace(base, cache_dir=tmp_path, run_store=RunStore.in_cache(tmp_path))
-    _stop_after(spec, fake_factory, "Q8_0", 20)
-    _, resumed = _report(spec, fake_factory)
-    _same(reference, resumed)
+    stop_after(spec, fake_factory, "Q8_0", 20)
+    _, resumed = run_report(spec, fake_factory)
+    assert_same(reference, resumed)
     assert resumed.n_shots == 2
 
 
@@ -118,20 +99,20 @@ def test_zero_and_few_shot_runs_do_not_share_stored_rows(
     store = RunStore.in_cache(tmp_path)
     zero = RunSpec(fake_set, fake_questions, cache_dir=tmp_path, run_store=store)
     few = dataclasses.replace(zero, prompts=_few_shot(fake_questions))
-    _report(zero, fake_factory)
+    run_report(zero, fake_factory)
     assert set(run_progress(few, fake_factory).values()) == {0}
-    _, few_report = _report(few, fake_factory)
+    _, few_report = run_report(few, fake_factory)
     assert few_report.n_shots == 2 and len(list((tmp_path / "baselines").glob("*.json"))) == 2
 
 
 def test_cloze_baseline_cache_marks_skips_by_empty_rows(tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
     questions, prompts = _cloze(long_index=2)
     spec = RunSpec(fake_set, questions, task="hellaswag", prompts=prompts, cache_dir=tmp_path, run_store=RunStore.in_cache(tmp_path))
-    _, first = _report(spec, fake_factory)
+    _, first = run_report(spec, fake_factory)
     key = next((tmp_path / "baselines").glob("*.json")).stem
     loaded = BaselineCache(tmp_path).load(key, len(questions.questions), 64)
     assert loaded is not None
     scores, skips = loaded
     assert set(skips) == {2} and scores.n_rows(2) == 0 and all(scores.n_rows(i) >= 3 for i in range(15) if i != 2)
-    _, second = _report(dataclasses.replace(spec, resume=False), fake_factory)
-    _same(first, second)
+    _, second = run_report(dataclasses.replace(spec, resume=False), fake_factory)
+    assert_same(first, second)

@@ -12,51 +12,35 @@ from ggflip.backends.fake import FakeBackendFactory
 from ggflip.config import ModelSet
 from ggflip.engine import RunSpec, run_comparison, run_progress
 from ggflip.errors import DiskFullError
-from ggflip.events import ModelLoading, QuestionScored, Resumed, RunFinished
+from ggflip.events import ModelLoading, QuestionScored, Resumed
 from ggflip.questions import QuestionSet
-from ggflip.report import Report
 from ggflip.runstore import STORE_NAME, RunStore
+from tests.resume_helpers import assert_same, run_report, stop_after
 
 
 def _spec(tmp_path: Path, model_set: ModelSet, questions: QuestionSet, **kwargs: object) -> RunSpec:
     return RunSpec(model_set, questions, cache_dir=tmp_path, run_store=RunStore.in_cache(tmp_path), batch_size=3, **kwargs)  # type: ignore[arg-type]
 
 
-def _report(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Report]:
-    events = list(run_comparison(spec, factory))
-    assert isinstance(events[-1], RunFinished)
-    return events, events[-1].report
 
 
-def _stop_after(spec: RunSpec, factory: FakeBackendFactory, label: str, n: int) -> None:
-    """Run until `n` questions of `label` are scored, then stop as Ctrl-C would."""
-    events = run_comparison(spec, factory)
-    for event in events:
-        if isinstance(event, QuestionScored) and event.label == label and event.done >= n:
-            events.close()
-            return
-    raise AssertionError("the run finished before the stop point")
 
 
-def _same(one: Report, two: Report) -> None:
-    assert [q.rows for q in one.quants] == [q.rows for q in two.quants]
-    assert one.baseline.accuracy == two.baseline.accuracy  # type: ignore[union-attr]
-    assert [q.kl_mean for q in one.quants] == [q.kl_mean for q in two.quants]
 
 
 @pytest.mark.parametrize(("label", "n"), [("F16", 7), ("Q8_0", 12), ("Q2_K", 39)])
 def test_stopped_run_resumes_to_the_same_report(
     tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory, label: str, n: int
 ) -> None:
-    _, reference = _report(RunSpec(fake_set, fake_questions, batch_size=3), fake_factory)
+    _, reference = run_report(RunSpec(fake_set, fake_questions, batch_size=3), fake_factory)
     spec = _spec(tmp_path, fake_set, fake_questions)
-    _stop_after(spec, fake_factory, label, n)
+    stop_after(spec, fake_factory, label, n)
     fake_factory.opened.clear()
-    events, resumed = _report(spec, fake_factory)
+    events, resumed = run_report(spec, fake_factory)
     restored = {e.label: e.n_restored for e in events if isinstance(e, Resumed)}
     assert restored[label] == min(40, -(-n // 3) * 3)  # each batch of 3 is stored as soon as it is scored
     assert resumed.complete
-    _same(reference, resumed)
+    assert_same(reference, resumed)
     # models already finished are not even loaded again
     finished = list(fake_set.models).index(next(m for m in fake_set.models if m.label == label))
     assert not {m.label for m in fake_set.models[:finished]} & set(fake_factory.opened)
@@ -66,15 +50,15 @@ def test_rerun_of_a_finished_run_scores_nothing(
     tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
-    _, first = _report(spec, fake_factory)
+    _, first = run_report(spec, fake_factory)
     assert run_progress(spec, fake_factory) == {m.label: 40 for m in fake_set.models}
     fake_factory.opened.clear()
-    events, second = _report(spec, fake_factory)
+    events, second = run_report(spec, fake_factory)
     assert fake_factory.opened == [] and not any(isinstance(e, ModelLoading) for e in events)
     assert sum(isinstance(e, QuestionScored) for e in events) == 3 * 40  # restored questions are still announced
-    _same(first, second)
+    assert_same(first, second)
     fake_factory.opened.clear()
-    _report(RunSpec(**{**spec.__dict__, "resume": False}), fake_factory)
+    run_report(RunSpec(**{**spec.__dict__, "resume": False}), fake_factory)
     assert fake_factory.opened == ["self", "Q8_0", "Q2_K"]  # --no-resume: quants scored again (baseline cached)
 
 
@@ -83,7 +67,7 @@ def test_run_progress_is_zero_before_any_run(
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
     assert run_progress(spec, fake_factory) == {"F16": 0, "self": 0, "Q8_0": 0, "Q2_K": 0}
-    _stop_after(spec, fake_factory, "F16", 10)
+    stop_after(spec, fake_factory, "F16", 10)
     assert run_progress(spec, fake_factory)["F16"] == 12  # whole batches of 3
 
 
@@ -93,7 +77,7 @@ def test_damaged_store_file_is_moved_aside_and_rebuilt(
     caplog: pytest.LogCaptureFixture, damage: str,
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
-    _, reference = _report(spec, fake_factory)
+    _, reference = run_report(spec, fake_factory)
     path = tmp_path / STORE_NAME
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -107,8 +91,8 @@ def test_damaged_store_file_is_moved_aside_and_rebuilt(
     else:
         path.write_bytes(b"")
     with caplog.at_level(logging.WARNING):
-        _, again = _report(spec, fake_factory)
-    _same(reference, again)
+        _, again = run_report(spec, fake_factory)
+    assert_same(reference, again)
     if damage != "empty":  # an empty file is a valid new database
         assert "run store" in caplog.text and "damaged" in caplog.text
         assert (tmp_path / (STORE_NAME + ".damaged")).exists()
@@ -119,22 +103,22 @@ def test_damaged_rows_are_dropped_and_scored_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
-    _, reference = _report(spec, fake_factory)
+    _, reference = run_report(spec, fake_factory)
     with closing(sqlite3.connect(tmp_path / STORE_NAME)) as db, db:
         db.execute("UPDATE rows SET payload = CAST(replace(CAST(payload AS TEXT), '0', '1') AS BLOB) WHERE label = 'Q8_0' AND idx < 5")
         db.execute("UPDATE rows SET checksum = 'x' WHERE label = 'Q2_K' AND idx = 7")
     with caplog.at_level(logging.WARNING):
-        events, again = _report(spec, fake_factory)
+        events, again = run_report(spec, fake_factory)
     restored = {e.label: e.n_restored for e in events if isinstance(e, Resumed)}
     assert restored["Q8_0"] == 35 and restored["Q2_K"] == 39 and restored["self"] == 40
     assert "5 damaged row(s) of Q8_0" in caplog.text and "1 damaged row(s) of Q2_K" in caplog.text
-    _same(reference, again)
+    assert_same(reference, again)
 
 
 def test_disk_full_in_the_store_keeps_what_was_stored(
     tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
 ) -> None:
-    _, reference = _report(RunSpec(fake_set, fake_questions, batch_size=3), fake_factory)
+    _, reference = run_report(RunSpec(fake_set, fake_questions, batch_size=3), fake_factory)
     full = RunSpec(fake_set, fake_questions, cache_dir=tmp_path, batch_size=3, run_store=RunStore(tmp_path / STORE_NAME, max_pages=12))
     with pytest.raises(DiskFullError, match="disk full while saving scored questions"):
         list(run_comparison(full, fake_factory))
@@ -142,6 +126,6 @@ def test_disk_full_in_the_store_keeps_what_was_stored(
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = db.execute("SELECT count(*) FROM rows").fetchone()[0]
     assert stored > 0
-    events, resumed = _report(_spec(tmp_path, fake_set, fake_questions), fake_factory)
+    events, resumed = run_report(_spec(tmp_path, fake_set, fake_questions), fake_factory)
     assert sum(e.n_restored for e in events if isinstance(e, Resumed)) >= stored - 40
-    _same(reference, resumed)
+    assert_same(reference, resumed)
