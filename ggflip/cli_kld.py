@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ggflip.cli_run import emit_document
+from ggflip.cli_run import emit_document, progress_bars
 from ggflip.config import default_cache_dir, load_models_toml
 from ggflip.corpus import (
     DEFAULT_CORPUS_TOP_K,
@@ -75,15 +75,7 @@ def build_kld_spec(args: argparse.Namespace) -> KldSpec:
 
 def kld_command(args: argparse.Namespace) -> int:
     """Run corpus mode with progress on stderr; print the report (JSON or tables)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TaskID
 
     from ggflip.backends.llama import LlamaBackendFactory
 
@@ -94,9 +86,8 @@ def kld_command(args: argparse.Namespace) -> int:
     baseline: BaselineKld | None = None
     quants: list[QuantKld] = []
     report: KldReport | None = None
-    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=stderr) as progress:
+        with progress_bars(stderr) as progress:
             bars: dict[str, TaskID] = {}
             for event in events:
                 if isinstance(event, ModelLoading):

@@ -79,7 +79,8 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     return spec
 
 
-def _progress(console: Console) -> Progress:
+def progress_bars(console: Console) -> Progress:
+    """The per-model progress bars both `run` and `kld` draw on stderr."""
     return Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -104,7 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
     events = run_comparison(spec, LlamaBackendFactory())
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
     try:
-        with _progress(stderr) as progress:
+        with progress_bars(stderr) as progress:
             bars: dict[str, TaskID] = {}
             for event in events:
                 if isinstance(event, Resumed):
