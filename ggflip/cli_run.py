@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -156,7 +157,9 @@ def emit_document(args: argparse.Namespace, document: str, render: Callable[[Con
         sys.stdout.write(document + "\n")
         sys.stdout.flush()
     else:
-        render(Console())
+        # Piped into a file, rich would fold the tables to 80 columns; give them room unless COLUMNS says.
+        wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+        render(Console(width=200) if wide else Console())
 
 
 def _emit(args: argparse.Namespace, report: Report) -> None:
