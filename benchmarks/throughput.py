@@ -1,4 +1,5 @@
-"""Throughput: ggflip's forward passes against llama.cpp's own `llama-bench`, one model, one thread count.
+"""Throughput: ggflip's forward passes against llama.cpp's own `llama-bench`, one model, one thread
+count.
 
 Prints, side by side, on one machine in one run:
   * llama-bench's prompt-processing rate (`-p 512 -n 0`), built from the llama.cpp sources
@@ -17,8 +18,10 @@ fewer are decoded, which shows as a higher effective rate. A measurement times a
 (the model against itself, baseline read from the cache): tokenizing, decoding, log-softmax,
 scoring and KL; model loading is excluded (llama-bench excludes it too).
 
-    python benchmarks/throughput.py --model ~/.cache/ggflip/models/gemma-3-270m/gemma-3-270m-F16.gguf --threads 2
+    python benchmarks/throughput.py \\
+        --model ~/.cache/ggflip/models/gemma-3-270m/gemma-3-270m-F16.gguf --threads 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +44,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def _tool_dir() -> Path:
-    from ggflip.config import default_cache_dir
+    from ggflip.config.models_toml import default_cache_dir
 
     return default_cache_dir() / "tools" / f"llama.cpp-{version('llama_cpp_python')}"
 
 
 def ensure_llama_bench(llama_src: Path | None) -> Path:
-    """Path of a llama-bench binary built from the sources llama-cpp-python vendors; build it if missing."""
+    """Path of a llama-bench binary built from the sources llama-cpp-python vendors; build it if
+    missing."""
     if os.environ.get("GGFLIP_LLAMA_BENCH"):
         return Path(os.environ["GGFLIP_LLAMA_BENCH"])
     build = _tool_dir() / "build"
@@ -59,29 +63,79 @@ def ensure_llama_bench(llama_src: Path | None) -> Path:
         sdist_dir.mkdir(parents=True, exist_ok=True)
         wanted = f"llama-cpp-python=={version('llama_cpp_python')}"
         print(f"downloading the {wanted} sdist ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", wanted, "-d", str(sdist_dir)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                wanted,
+                "-d",
+                str(sdist_dir),
+            ],
+            check=True,
+        )
         archive = next(sdist_dir.glob("llama_cpp_python-*.tar.gz"))
         with tarfile.open(archive) as tar:
             tar.extractall(sdist_dir, filter="data")
         llama_src = next(p for p in sdist_dir.iterdir() if p.is_dir())
     source = llama_src / "vendor" / "llama.cpp"
     print(f"building llama-bench from {source} (a few minutes) ...", file=sys.stderr)
-    subprocess.run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
-                    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
-                    *os.environ.get("CMAKE_ARGS", "").split()], check=True)  # e.g. CMAKE_ARGS="-DGGML_CUDA=on", as for llama-cpp-python
-    subprocess.run(["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)], check=True)
+    subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            *os.environ.get("CMAKE_ARGS", "").split(),
+        ],
+        check=True,
+    )  # e.g. CMAKE_ARGS="-DGGML_CUDA=on", as for llama-cpp-python
+    subprocess.run(
+        ["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)],
+        check=True,
+    )
     return binary
 
 
 def llama_bench_pp512(binary: Path, model: Path, threads: int, n_gpu_layers: int) -> float:
     """llama-bench's mean prompt-processing tokens/s over 512-token prompts."""
-    out = subprocess.run([str(binary), "-m", str(model), "-p", "512", "-n", "0", "-t", str(threads), "-r", "3",
-                          "-ngl", str(n_gpu_layers), "-o", "json"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            str(binary),
+            "-m",
+            str(model),
+            "-p",
+            "512",
+            "-n",
+            "0",
+            "-t",
+            str(threads),
+            "-r",
+            "3",
+            "-ngl",
+            str(n_gpu_layers),
+            "-o",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(json.loads(out)[0]["avg_ts"])
 
 
 def _task(kind: str):  # type: ignore[no-untyped-def]
-    from ggflip.tasks import get_task
+    from ggflip.tasks.registry import get_task
 
     if kind == "cloze":
         # the letter prompt's context, each choice's text scored as its continuation
@@ -90,28 +144,57 @@ def _task(kind: str):  # type: ignore[no-untyped-def]
 
 
 def child(config: dict) -> dict:
-    """One measurement, in this process: baseline into a cache (untimed), then the timed quant pass."""
+    """One measurement, in this process: baseline into a cache (untimed), then the timed quant
+    pass."""
     from ggflip.backends.llama import LlamaBackend, LlamaBackendFactory
-    from ggflip.config import LlamaSettings, ModelSet, ModelSpec
-    from ggflip.engine import RunSpec, run_comparison
-    from ggflip.events import RunFinished
-    from ggflip.scoring_loop import Prompts
-    from ggflip.task_source import load_task_questions
+    from ggflip.choice.engine import run_comparison
+    from ggflip.choice.events import RunFinished
+    from ggflip.choice.loop import Prompts
+    from ggflip.choice.spec import RunSpec
+    from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec
+    from ggflip.tasks.load import load_task_questions
 
     task = _task(config["kind"])
     questions, prompts = load_task_questions(task, limit=config["n"], subjects=config["subjects"])
-    settings = LlamaSettings(n_ctx=config["n_ctx"], n_batch=2048, n_ubatch=512, n_threads=config["threads"],
-                             n_seq_max=config["n_seq_max"], n_gpu_layers=config["n_gpu_layers"])
+    settings = LlamaSettings(
+        n_ctx=config["n_ctx"],
+        n_batch=2048,
+        n_ubatch=512,
+        n_threads=config["threads"],
+        n_seq_max=config["n_seq_max"],
+        n_gpu_layers=config["n_gpu_layers"],
+    )
     model = Path(config["model"])
     tokenizer = LlamaBackend(model, dataclasses.replace(settings, n_ctx=512, n_seq_max=1))
-    n_tokens = sum(len(r.tokens) for reqs in Prompts(tokenizer, questions, prompts, False).requests for r in reqs)
+    n_tokens = sum(
+        len(r.tokens)
+        for reqs in Prompts(tokenizer, questions, prompts, False).requests
+        for r in reqs
+    )
     tokenizer.close()
     base = ModelSpec("F16", model, settings)
     factory = LlamaBackendFactory()
     cache = Path(config["cache"])
-    list(run_comparison(RunSpec(ModelSet("b", base, ()), questions, cache_dir=cache, prompts=prompts, batch_size=config["batch"]), factory))
-    spec = RunSpec(ModelSet("b", base, (ModelSpec("self", model, settings),)), questions, cache_dir=cache, prompts=prompts,
-                   batch_size=config["batch"], share_prefixes=config["share"])
+    list(
+        run_comparison(
+            RunSpec(
+                ModelSet("b", base, ()),
+                questions,
+                cache_dir=cache,
+                prompts=prompts,
+                batch_size=config["batch"],
+            ),
+            factory,
+        )
+    )
+    spec = RunSpec(
+        ModelSet("b", base, (ModelSpec("self", model, settings),)),
+        questions,
+        cache_dir=cache,
+        prompts=prompts,
+        batch_size=config["batch"],
+        share_prefixes=config["share"],
+    )
     profiler = cProfile.Profile() if config.get("profile") else None
     started = time.perf_counter()
     if profiler:
@@ -122,12 +205,24 @@ def child(config: dict) -> dict:
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(18)
     wall = time.perf_counter() - started
     quant = report.quants[0]
-    return {"n": len(questions.questions), "tokens": n_tokens, "seconds": quant.seconds, "wall": wall,
-            "kl_max": quant.kl_max, "flips": quant.flips, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "n": len(questions.questions),
+        "tokens": n_tokens,
+        "seconds": quant.seconds,
+        "wall": wall,
+        "kl_max": quant.kl_max,
+        "flips": quant.flips,
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def measure(config: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(config)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     if config.get("profile"):
         sys.stderr.write(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,49 +230,148 @@ def measure(config: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("~/.cache/ggflip/models/gemma-3-270m/gemma-3-270m-F16.gguf").expanduser())
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("~/.cache/ggflip/models/gemma-3-270m/gemma-3-270m-F16.gguf").expanduser(),
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-gpu-layers", type=int, default=0)
     parser.add_argument("--n0", type=int, default=96, help="MMLU 0-shot questions")
-    parser.add_argument("--n5", type=int, default=32, help="MMLU 5-shot questions (one subject: shots shared, as in full MMLU)")
+    parser.add_argument(
+        "--n5",
+        type=int,
+        default=32,
+        help="MMLU 5-shot questions (one subject: shots shared, as in full MMLU)",
+    )
     parser.add_argument("--ncloze", type=int, default=32, help="cloze questions")
-    parser.add_argument("--subject", default="high_school_geography", help="subject of the 5-shot and cloze questions")
-    parser.add_argument("--batch", type=int, default=4, help="questions per llama.cpp call (and n_seq_max; default 4, as `ggflip run`)")
-    parser.add_argument("--llama-src", type=Path, help="an unpacked llama-cpp-python sdist (skips the download)")
+    parser.add_argument(
+        "--subject",
+        default="high_school_geography",
+        help="subject of the 5-shot and cloze questions",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=4,
+        help="questions per llama.cpp call (and n_seq_max; default 4, as `ggflip run`)",
+    )
+    parser.add_argument(
+        "--llama-src", type=Path, help="an unpacked llama-cpp-python sdist (skips the download)"
+    )
     parser.add_argument("--skip-llama-bench", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of the 0-shot pass on stderr")
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile of the 0-shot pass on stderr"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
-    reference = None if args.skip_llama_bench else llama_bench_pp512(ensure_llama_bench(args.llama_src), args.model, args.threads, args.n_gpu_layers)
+    reference = (
+        None
+        if args.skip_llama_bench
+        else llama_bench_pp512(
+            ensure_llama_bench(args.llama_src), args.model, args.threads, args.n_gpu_layers
+        )
+    )
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        common = {"model": str(args.model), "threads": args.threads, "n_gpu_layers": args.n_gpu_layers, "cache": cache,
-                  "batch": args.batch, "n_seq_max": args.batch}
+        common = {
+            "model": str(args.model),
+            "threads": args.threads,
+            "n_gpu_layers": args.n_gpu_layers,
+            "cache": cache,
+            "batch": args.batch,
+            "n_seq_max": args.batch,
+        }
         plan = [
-            ("MMLU 0-shot", {"kind": "0shot", "n": args.n0, "subjects": [], "share": True, "n_ctx": 4096, "profile": args.profile}),
-            ("MMLU 5-shot, prefix reuse", {"kind": "5shot", "n": args.n5, "subjects": [args.subject], "share": True, "n_ctx": 8192}),
-            ("MMLU 5-shot, naive", {"kind": "5shot", "n": args.n5, "subjects": [args.subject], "share": False, "n_ctx": 8192}),
-            ("cloze, context shared", {"kind": "cloze", "n": args.ncloze, "subjects": [args.subject], "share": True, "n_ctx": 4096}),
-            ("cloze, naive", {"kind": "cloze", "n": args.ncloze, "subjects": [args.subject], "share": False, "n_ctx": 4096}),
+            (
+                "MMLU 0-shot",
+                {
+                    "kind": "0shot",
+                    "n": args.n0,
+                    "subjects": [],
+                    "share": True,
+                    "n_ctx": 4096,
+                    "profile": args.profile,
+                },
+            ),
+            (
+                "MMLU 5-shot, prefix reuse",
+                {
+                    "kind": "5shot",
+                    "n": args.n5,
+                    "subjects": [args.subject],
+                    "share": True,
+                    "n_ctx": 8192,
+                },
+            ),
+            (
+                "MMLU 5-shot, naive",
+                {
+                    "kind": "5shot",
+                    "n": args.n5,
+                    "subjects": [args.subject],
+                    "share": False,
+                    "n_ctx": 8192,
+                },
+            ),
+            (
+                "cloze, context shared",
+                {
+                    "kind": "cloze",
+                    "n": args.ncloze,
+                    "subjects": [args.subject],
+                    "share": True,
+                    "n_ctx": 4096,
+                },
+            ),
+            (
+                "cloze, naive",
+                {
+                    "kind": "cloze",
+                    "n": args.ncloze,
+                    "subjects": [args.subject],
+                    "share": False,
+                    "n_ctx": 4096,
+                },
+            ),
         ]
         for label, config in plan:
             result = measure({**common, **config})
             rows.append((label, result))
             print(f"  measured {label}: {result}", file=sys.stderr)
-    print(f"model {args.model.name}, {args.threads} threads, llama-cpp-python {version('llama_cpp_python')}")
-    print(f"{'measurement':<28}{'questions':>10}{'tokens':>9}{'seconds':>9}{'tok/s':>9}{'q/s':>8}{'vs pp512':>10}{'peak RSS':>11}")
+    print(
+        f"model {args.model.name}, {args.threads} threads, llama-cpp-python "
+        f"{version('llama_cpp_python')}"
+    )
+    print(
+        f"{'measurement':<28}{'questions':>10}{'tokens':>9}{'seconds':>9}"
+        f"{'tok/s':>9}{'q/s':>8}{'vs pp512':>10}{'peak RSS':>11}"
+    )
     if reference is not None:
-        print(f"{'llama-bench pp512':<28}{'':>10}{'512':>9}{'':>9}{reference:>9.0f}{'':>8}{'1.00':>10}{'':>11}")
+        print(
+            f"{'llama-bench pp512':<28}{'':>10}{'512':>9}{'':>9}{reference:>9.0f}"
+            f"{'':>8}{'1.00':>10}{'':>11}"
+        )
     for label, r in rows:
         rate = r["tokens"] / r["seconds"]
         ratio = f"{rate / reference:.2f}" if reference else "-"
-        print(f"{label:<28}{r['n']:>10}{r['tokens']:>9}{r['seconds']:>9.1f}{rate:>9.0f}{r['n'] / r['seconds']:>8.2f}{ratio:>10}{r['rss_mib']:>8.0f} MiB")
+        print(
+            f"{label:<28}{r['n']:>10}{r['tokens']:>9}{r['seconds']:>9.1f}"
+            f"{rate:>9.0f}{r['n'] / r['seconds']:>8.2f}{ratio:>10}{r['rss_mib']:>8.0f} MiB"
+        )
     by = dict(rows)
-    print(f"5-shot speed-up from prefix reuse: {by['MMLU 5-shot, naive']['seconds'] / by['MMLU 5-shot, prefix reuse']['seconds']:.2f}x (target >= 3)")
-    print(f"cloze speed-up from context sharing: {by['cloze, naive']['seconds'] / by['cloze, context shared']['seconds']:.2f}x")
+    print(
+        "5-shot speed-up from prefix reuse: "
+        f"{by['MMLU 5-shot, naive']['seconds'] / by['MMLU 5-shot, prefix reuse']['seconds']:.2f}x "
+        "(target >= 3)"
+    )
+    print(
+        "cloze speed-up from context sharing: "
+        f"{by['cloze, naive']['seconds'] / by['cloze, context shared']['seconds']:.2f}x"
+    )
     if reference:
         rate0 = by["MMLU 0-shot"]["tokens"] / by["MMLU 0-shot"]["seconds"]
         print(f"MMLU 0-shot vs llama-bench pp512: {rate0 / reference:.2f}x (target >= 0.95)")

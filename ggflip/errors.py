@@ -5,6 +5,7 @@ Every failure caused by the user's input (files, settings, data) is raised as a
 `ggflip: error: ...` line and exits with the subclass's `exit_code`; the TUI shows
 it in a notification. Programming errors stay ordinary exceptions.
 """
+
 from __future__ import annotations
 
 from enum import IntEnum

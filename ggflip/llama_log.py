@@ -7,6 +7,7 @@ that assembles llama.cpp's fragments into whole lines and emits each as a record
 the logger "ggflip.llama", with ggml's level mapped to a `logging` level. Nothing is
 printed unless the application configures that logger (or the root logger).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -114,5 +115,9 @@ def llama_errors_since(mark: int, limit: int = 3) -> list[str]:
     Used to put llama.cpp's own reason into the error when it refuses a model.
     """
     flush_llama_log()
-    errors = [text for number, level, text in list(_assembler.recent) if number > mark and level >= logging.WARNING]
+    errors = [
+        text
+        for number, level, text in list(_assembler.recent)
+        if number > mark and level >= logging.WARNING
+    ]
     return errors[-limit:]

@@ -1,4 +1,5 @@
 """Shared fixtures: a fake model set with questions, and the tiny real GGUF files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from ggflip.backends.fake import FakeBackendFactory, FakeModel
-from ggflip.config import ModelSet, ModelSpec
-from ggflip.questions import Question, QuestionSet
+from ggflip.config.models_toml import ModelSet, ModelSpec
+from ggflip.tasks.questions import Question, QuestionSet
 
 
 @pytest.fixture
@@ -17,7 +18,13 @@ def fake_questions() -> QuestionSet:
     return QuestionSet(
         "memory",
         tuple(
-            Question(f"q{i}", subjects[i % 2], f"question number {i} about things", ("w1", "w2", "w3", "w4"), i % 4)
+            Question(
+                f"q{i}",
+                subjects[i % 2],
+                f"question number {i} about things",
+                ("w1", "w2", "w3", "w4"),
+                i % 4,
+            )
             for i in range(40)
         ),
     )
@@ -57,7 +64,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     if os.environ.get("GGFLIP_REAL_MODEL") == "1":
         return
-    skip = pytest.mark.skip(reason="needs the real Gemma 3 270M files; set GGFLIP_REAL_MODEL=1 (scripts/test.sh does)")
+    skip = pytest.mark.skip(
+        reason="needs the real Gemma 3 270M files; set GGFLIP_REAL_MODEL=1 (scripts/test.sh does)"
+    )
     for item in items:
         if "real_model" in item.keywords:
             item.add_marker(skip)

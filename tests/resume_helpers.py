@@ -1,10 +1,12 @@
 """Run the engine to the end, or stop it part-way as Ctrl-C would: shared by the resume tests."""
+
 from __future__ import annotations
 
 from ggflip.backends.fake import FakeBackendFactory
-from ggflip.engine import RunSpec, run_comparison
-from ggflip.events import QuestionScored, RunFinished
-from ggflip.report import Report
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import QuestionScored, RunFinished
+from ggflip.choice.report import Report
+from ggflip.choice.spec import RunSpec
 
 
 def run_report(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Report]:

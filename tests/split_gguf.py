@@ -1,4 +1,5 @@
 """Write a GGUF as a split GGUF (`NAME-00001-of-0000N.gguf`) the way gguf-split lays it out."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,9 @@ from gguf import GGUFReader, GGUFWriter
 
 
 def write_split(source: Path, directory: Path, stem: str, max_tensors: int) -> list[Path]:
-    """Copy `source` into parts of at most `max_tensors` tensors each; returns the parts in order."""
-    from ggflip.requant import _copy_metadata
+    """Copy `source` into parts of at most `max_tensors` tensors each; returns the parts in
+    order."""
+    from ggflip.gguf.quantize import _copy_metadata
 
     reader = GGUFReader(source)
     arch = reader.get_field("general.architecture").contents()

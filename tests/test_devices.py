@@ -1,4 +1,5 @@
 """GPU split shares and RPC servers handed to llama.cpp's model parameters."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from ggflip.backends.devices import model_devices, tensor_split_array
 from ggflip.backends.llama import LlamaBackend
-from ggflip.config import LlamaSettings
+from ggflip.config.models_toml import LlamaSettings
 from ggflip.errors import BackendError
 
 
@@ -26,7 +27,9 @@ def test_no_rpc_servers_means_llama_cpp_default_devices() -> None:
     assert model_devices(llama_cpp, ()) is None
 
 
-@pytest.mark.skipif(bool(llama_cpp.llama_supports_rpc()), reason="this llama-cpp-python was built with GGML_RPC=on")
+@pytest.mark.skipif(
+    bool(llama_cpp.llama_supports_rpc()), reason="this llama-cpp-python was built with GGML_RPC=on"
+)
 def test_rpc_servers_without_an_rpc_build_is_a_clear_error(tiny_gguf_dir: Path) -> None:
     settings = LlamaSettings(n_ctx=64, n_threads=1, rpc_servers=("127.0.0.1:50052",))
     with pytest.raises(BackendError, match="built without RPC.*GGML_RPC=on"):
@@ -34,7 +37,9 @@ def test_rpc_servers_without_an_rpc_build_is_a_clear_error(tiny_gguf_dir: Path) 
 
 
 def test_a_tensor_split_loads_on_a_cpu_build(tiny_gguf_dir: Path) -> None:
-    backend = LlamaBackend(tiny_gguf_dir / "base.gguf", LlamaSettings(n_ctx=64, n_threads=1, tensor_split=(1.0, 1.0)))
+    backend = LlamaBackend(
+        tiny_gguf_dir / "base.gguf", LlamaSettings(n_ctx=64, n_threads=1, tensor_split=(1.0, 1.0))
+    )
     try:
         assert backend.n_vocab > 0
     finally:

@@ -1,4 +1,5 @@
 """The engine on the fake backend: events, comparisons, the baseline cache and the guards."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,23 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggflip import metrics
 from ggflip.backends.fake import FAKE_VOCAB, FakeBackendFactory, FakeModel
-from ggflip.config import ModelSet, ModelSpec
-from ggflip.engine import RunSpec, run_comparison
-from ggflip.errors import ModelFileError, VocabMismatchError
-from ggflip.events import (
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import (
     BaselineFinished,
-    BaselineFromCache,
-    ModelLoaded,
-    ModelLoading,
     QuantFinished,
     QuestionScored,
     RunFinished,
     RunStarted,
 )
-from ggflip.questions import QuestionSet
-from ggflip.report import Report
+from ggflip.choice.report import Report
+from ggflip.choice.spec import RunSpec
+from ggflip.config.models_toml import ModelSet, ModelSpec
+from ggflip.errors import ModelFileError, VocabMismatchError
+from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.scoring import metrics
+from ggflip.tasks.questions import QuestionSet
 
 
 def _run(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Report]:
@@ -34,7 +34,9 @@ def _run(spec: RunSpec, factory: FakeBackendFactory) -> tuple[list[object], Repo
     return events, last.report
 
 
-def test_event_sequence(fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory) -> None:
+def test_event_sequence(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
     events, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
     kinds = [type(e).__name__ for e in events]
     assert kinds[0] == "RunStarted"
@@ -70,7 +72,9 @@ def test_more_noise_means_more_kl_and_changes(
     assert by_label["Q2_K"].answer_changes > 0
 
 
-def test_rows_match_the_summary(fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory) -> None:
+def test_rows_match_the_summary(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
     _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
     q2 = report.quants[2]
     lost = sum(r.flip == "correct_to_incorrect" for r in q2.rows)
@@ -80,7 +84,9 @@ def test_rows_match_the_summary(fake_set: ModelSet, fake_questions: QuestionSet,
     assert q2.kl_mean == pytest.approx(np.mean([r.kl for r in q2.rows]))
     for row in q2.rows:
         assert sum(row.base_probs) == pytest.approx(1.0)
-        assert row.top_margin == pytest.approx(sorted(row.base_probs)[-1] - sorted(row.base_probs)[-2])
+        assert row.top_margin == pytest.approx(
+            sorted(row.base_probs)[-1] - sorted(row.base_probs)[-2]
+        )
     assert sum(b["n"] for b in q2.margin_buckets) == 40
 
 
@@ -89,7 +95,7 @@ def test_kl_equals_exact_kl_on_the_fake_vocabulary(
 ) -> None:
     """With K >= n_vocab the cache holds the whole distribution, so the KL is exact."""
     _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
-    from ggflip.prompts import render_prompt
+    from ggflip.tasks.prompts import render_prompt
 
     base = fake_factory.open(fake_set.baseline)
     q2 = fake_factory.open(fake_set.quants[2])
@@ -98,12 +104,18 @@ def test_kl_equals_exact_kl_on_the_fake_vocabulary(
     from ggflip.backends.base import ScoreRequest
 
     request = [ScoreRequest(tuple(tokens), (len(tokens) - 1,))]
-    exact = metrics.kl_divergence(metrics.log_softmax(base.logits(request)[0][0]), metrics.log_softmax(q2.logits(request)[0][0]))
+    exact = metrics.kl_divergence(
+        metrics.log_softmax(base.logits(request)[0][0]),
+        metrics.log_softmax(q2.logits(request)[0][0]),
+    )
     assert report.quants[2].rows[5].kl == pytest.approx(float(exact), rel=1e-5)
 
 
 def test_baseline_cache_hit_skips_loading(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
 ) -> None:
     spec = RunSpec(fake_set, fake_questions, cache_dir=tmp_path)
     _, first = _run(spec, fake_factory)
@@ -117,7 +129,10 @@ def test_baseline_cache_hit_skips_loading(
 
 
 def test_cache_misses_when_questions_or_model_change(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
 ) -> None:
     _run(RunSpec(fake_set, fake_questions, cache_dir=tmp_path), fake_factory)
     fewer = QuestionSet("memory", fake_questions.questions[:10])
@@ -125,7 +140,11 @@ def test_cache_misses_when_questions_or_model_change(
     events, _ = _run(RunSpec(fake_set, fewer, cache_dir=tmp_path), fake_factory)
     assert "F16" in fake_factory.opened
     changed_model = FakeBackendFactory(
-        {"/m/f16.gguf": FakeModel(noise=0.01, noise_seed=9), "/m/q8.gguf": FakeModel(noise=0.05), "/m/q2.gguf": FakeModel(noise=0.6)}
+        {
+            "/m/f16.gguf": FakeModel(noise=0.01, noise_seed=9),
+            "/m/q8.gguf": FakeModel(noise=0.05),
+            "/m/q2.gguf": FakeModel(noise=0.6),
+        }
     )
     events, _ = _run(RunSpec(fake_set, fake_questions, cache_dir=tmp_path), changed_model)
     assert not any(isinstance(e, BaselineFromCache) for e in events)
@@ -133,7 +152,10 @@ def test_cache_misses_when_questions_or_model_change(
 
 
 def test_damaged_cache_is_recomputed(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
 ) -> None:
     spec = RunSpec(fake_set, fake_questions, cache_dir=tmp_path)
     _, first = _run(spec, fake_factory)
@@ -146,22 +168,38 @@ def test_damaged_cache_is_recomputed(
     assert second.quants[1].rows == first.quants[1].rows
 
 
-def test_vocabulary_mismatch_refused_before_scoring(fake_set: ModelSet, fake_questions: QuestionSet) -> None:
+def test_vocabulary_mismatch_refused_before_scoring(
+    fake_set: ModelSet, fake_questions: QuestionSet
+) -> None:
     other_tokens = FAKE_VOCAB[:-1] + ("different",)
     factory = FakeBackendFactory(
-        {"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel(vocab=other_tokens), "/m/q2.gguf": FakeModel()}
+        {
+            "/m/f16.gguf": FakeModel(),
+            "/m/q8.gguf": FakeModel(vocab=other_tokens),
+            "/m/q2.gguf": FakeModel(),
+        }
     )
-    with pytest.raises(VocabMismatchError, match="q8.gguf: same vocabulary size .* but different tokens"):
+    with pytest.raises(
+        VocabMismatchError, match="q8.gguf: same vocabulary size .* but different tokens"
+    ):
         list(run_comparison(RunSpec(fake_set, fake_questions), factory))
     assert factory.opened == []
     smaller = FakeBackendFactory(
-        {"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel(), "/m/q2.gguf": FakeModel(vocab=FAKE_VOCAB[:-5])}
+        {
+            "/m/f16.gguf": FakeModel(),
+            "/m/q8.gguf": FakeModel(),
+            "/m/q2.gguf": FakeModel(vocab=FAKE_VOCAB[:-5]),
+        }
     )
-    with pytest.raises(VocabMismatchError, match=f"q2.gguf: vocabulary of {len(FAKE_VOCAB) - 5} tokens"):
+    with pytest.raises(
+        VocabMismatchError, match=f"q2.gguf: vocabulary of {len(FAKE_VOCAB) - 5} tokens"
+    ):
         list(run_comparison(RunSpec(fake_set, fake_questions), smaller))
 
 
-def test_missing_model_refused_before_scoring(fake_set: ModelSet, fake_questions: QuestionSet) -> None:
+def test_missing_model_refused_before_scoring(
+    fake_set: ModelSet, fake_questions: QuestionSet
+) -> None:
     factory = FakeBackendFactory({"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel()})
     with pytest.raises(ModelFileError, match="q2.gguf: model file not found"):
         list(run_comparison(RunSpec(fake_set, fake_questions), factory))

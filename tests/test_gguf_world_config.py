@@ -1,13 +1,14 @@
 """models.toml GPU keys (tensor_split, rpc_servers) and hf:// references, parsed strictly."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from ggflip.config import load_models_toml
+from ggflip.config.models_toml import load_models_toml
 from ggflip.errors import ConfigError
-from ggflip.hf import parse_hf_ref
+from ggflip.gguf.hf import parse_hf_ref
 
 DATA = Path(__file__).parent / "data" / "config"
 
@@ -25,9 +26,15 @@ def test_gpu_keys_and_hf_reference() -> None:
 @pytest.mark.parametrize(
     ("fixture", "expected"),
     [
-        ("bad_tensor_split.toml", r"\[sets.x.baseline.llama\] tensor_split: expected shares of 0 or more, got 'a'"),
+        (
+            "bad_tensor_split.toml",
+            r"\[sets.x.baseline.llama\] tensor_split: expected shares of 0 or more, got 'a'",
+        ),
         ("bad_rpc_servers.toml", r"\[sets.x.llama\] rpc_servers: expected \"host:port\""),
-        ("bad_hf_ref.toml", r"\[sets.x.baseline\] path: expected hf://OWNER/REPO\[@REVISION\]/FILE.gguf"),
+        (
+            "bad_hf_ref.toml",
+            r"\[sets.x.baseline\] path: expected hf://OWNER/REPO\[@REVISION\]/FILE.gguf",
+        ),
     ],
 )
 def test_bad_gpu_keys_and_references(fixture: str, expected: str) -> None:
@@ -37,7 +44,11 @@ def test_bad_gpu_keys_and_references(fixture: str, expected: str) -> None:
 
 def test_hf_reference_parts() -> None:
     ref = parse_hf_ref("hf://acme/m-GGUF@main/sub/dir/m-Q4_K_M.gguf")
-    assert (ref.repo_id, ref.filename, ref.revision) == ("acme/m-GGUF", "sub/dir/m-Q4_K_M.gguf", "main")
+    assert (ref.repo_id, ref.filename, ref.revision) == (
+        "acme/m-GGUF",
+        "sub/dir/m-Q4_K_M.gguf",
+        "main",
+    )
     assert parse_hf_ref("hf://acme/m/m.gguf").revision is None
     with pytest.raises(ValueError):
         parse_hf_ref("hf://acme/m.gguf")

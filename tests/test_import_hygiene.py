@@ -1,4 +1,6 @@
-"""Only ggflip/tui imports textual: every headless module loads in a fresh interpreter without it."""
+"""Only ggflip/tui imports textual: every headless module loads in a fresh interpreter without
+it."""
+
 from __future__ import annotations
 
 import pkgutil
@@ -19,17 +21,63 @@ HEADLESS = sorted(
 
 
 def test_the_list_covers_the_engine_and_the_cli() -> None:
-    assert {"ggflip.engine", "ggflip.cli", "ggflip.cli_run", "ggflip.run_setup", "ggflip.markdown"} <= set(HEADLESS)
+    assert {
+        "ggflip.choice.engine",
+        "ggflip.cli.main",
+        "ggflip.cli.run",
+        "ggflip.choice.setup",
+        "ggflip.reports.markdown",
+    } <= set(HEADLESS)
 
 
 @pytest.mark.parametrize("module", HEADLESS)
 def test_headless_module_does_not_load_textual(module: str) -> None:
-    code = f"import sys, {module}; sys.exit(1 if any(m == 'textual' or m.startswith('textual.') for m in sys.modules) else 0)"
-    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        f"import sys, {module}; sys.exit(1 if any(m == 'textual' or m.startswith('textual.') "
+        "for m in sys.modules) else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"{module} imports textual{result.stderr}"
 
 
 def test_the_tui_live_state_is_headless_too() -> None:
     """The TUI's state folding (ggflip.tui.live) is plain Python, testable without Textual."""
     code = "import sys, ggflip.tui.live; sys.exit(1 if 'textual' in sys.modules else 0)"
-    assert subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, timeout=120).returncode == 0
+    assert (
+        subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, timeout=120).returncode
+        == 0
+    )
+
+
+def test_no_import_cycles_lazy_imports_included() -> None:
+    """No two ggflip modules import each other, even through function-level imports."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("ggflip")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported.startswith("ggflip") and imported != module:
+                back = graph.find_shortest_chain(importer=imported, imported=module)
+                if back:
+                    cycles.append(f"{module} -> {' -> '.join(back)}")
+    assert cycles == []
+
+
+def test_the_layer_contracts_hold() -> None:
+    """`lint-imports` keeps pyproject.toml's contracts (front ends above modes above kernels)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -1,4 +1,5 @@
 """Metric functions against values computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -6,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ggflip import metrics
-from ggflip.metrics import PairedArrays
+from ggflip.scoring import metrics
+from ggflip.scoring.metrics import PairedArrays
 
 
 def test_log_softmax_matches_hand_values() -> None:
@@ -44,7 +45,9 @@ def test_kl_from_top_k_is_exact_when_k_covers_vocab() -> None:
     ids, top = metrics.top_k(p, 3)
     tail = metrics.tail_log_mass(p, ids)
     assert tail == -math.inf
-    assert metrics.kl_from_top_k(ids, top, tail, q) == pytest.approx(metrics.kl_divergence(p, q), rel=1e-6)
+    assert metrics.kl_from_top_k(ids, top, tail, q) == pytest.approx(
+        metrics.kl_divergence(p, q), rel=1e-6
+    )
 
 
 def test_kl_from_top_k_merges_the_tail_by_hand() -> None:
@@ -72,7 +75,9 @@ def test_kl_from_top_k_error_is_bounded_by_the_tail_share() -> None:
         approx = metrics.kl_from_top_k(ids, top, tail, q)
         outside = np.ones(5000, bool)
         outside[ids] = False
-        gap = math.exp(tail) * metrics.kl_divergence(p[outside] - tail, q[outside] - metrics.logsumexp(q[outside]))
+        gap = math.exp(tail) * metrics.kl_divergence(
+            p[outside] - tail, q[outside] - metrics.logsumexp(q[outside])
+        )
         assert approx <= exact + 1e-9
         assert exact - approx == pytest.approx(gap, abs=1e-6)
 

@@ -1,13 +1,15 @@
-"""Patching models.toml: quants appended to a set's array as text, the rest of the file kept byte for byte."""
+"""Patching models.toml: quants appended to a set's array as text, the rest of the file kept byte
+for byte."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from ggflip.config import load_models_toml
+from ggflip.config.models_toml import load_models_toml
+from ggflip.config.patch import add_quants
 from ggflip.errors import ConfigError
-from ggflip.models_edit import add_quants
 
 SOURCE = """# top comment
 [llama]
@@ -36,7 +38,10 @@ def test_append_to_an_inline_array_keeps_everything_else(models: Path, tmp_path:
     assert text.startswith(SOURCE.split("quants = [")[0])
     assert text.endswith('[sets.b]\nbaseline = { path = "base.gguf" }\n')
     a = load_models_toml(models).get_set("a")
-    assert [(q.label, q.path) for q in a.quants] == [("Q8_0", tmp_path / "q8.gguf"), ("Q4_0", tmp_path / "q" / "m-Q4_0.gguf")]
+    assert [(q.label, q.path) for q in a.quants] == [
+        ("Q8_0", tmp_path / "q8.gguf"),
+        ("Q4_0", tmp_path / "q" / "m-Q4_0.gguf"),
+    ]
     assert a.description == "has # and ] inside a string"
     assert '{ path = "q/m-Q4_0.gguf", label = "Q4_0" }' in text
 
@@ -45,7 +50,9 @@ def test_set_without_quants_and_new_set(models: Path, tmp_path: Path) -> None:
     add_quants(models, "b", tmp_path / "base.gguf", [("Q2_K", Path("/abs/m-Q2_K.gguf"))])
     add_quants(models, "fresh", tmp_path / "base.gguf", [("Q6_K", Path('/odd "name".gguf'))])
     config = load_models_toml(models)
-    assert [(q.label, q.path) for q in config.get_set("b").quants] == [("Q2_K", Path("/abs/m-Q2_K.gguf"))]
+    assert [(q.label, q.path) for q in config.get_set("b").quants] == [
+        ("Q2_K", Path("/abs/m-Q2_K.gguf"))
+    ]
     fresh = config.get_set("fresh")
     assert fresh.baseline.path == tmp_path / "base.gguf"
     assert fresh.quants[0].path == Path('/odd "name".gguf')
@@ -54,7 +61,10 @@ def test_set_without_quants_and_new_set(models: Path, tmp_path: Path) -> None:
 
 def test_array_of_tables_form(tmp_path: Path) -> None:
     models = tmp_path / "models.toml"
-    models.write_text('[sets.t]\nbaseline = { path = "b.gguf" }\n[[sets.t.quants]]\npath = "q1.gguf"\n[llama]\nn_ctx = 64\n')
+    models.write_text(
+        '[sets.t]\nbaseline = { path = "b.gguf" }\n[[sets.t.quants]]\npath = "q1.gguf"\n[llama]\n'
+        "n_ctx = 64\n"
+    )
     add_quants(models, "t", tmp_path / "b.gguf", [("Q4_0", tmp_path / "q2.gguf")])
     assert [q.label for q in load_models_toml(models).get_set("t").quants] == ["q1", "Q4_0"]
 

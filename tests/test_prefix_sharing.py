@@ -1,4 +1,6 @@
-"""Shared prefixes in the llama.cpp backend: decoded once, copied per sequence, same logits as the naive path."""
+"""Shared prefixes in the llama.cpp backend: decoded once, copied per sequence, same logits as the
+naive path."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +11,8 @@ import pytest
 
 from ggflip.backends.base import ScoreRequest
 from ggflip.backends.llama import LlamaBackend
-from ggflip.cli import main
-from ggflip.config import LlamaSettings
+from ggflip.cli.main import main
+from ggflip.config.models_toml import LlamaSettings
 
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
 # Sharing changes how tokens are grouped into llama_decode calls, and so the order of float
@@ -20,9 +22,19 @@ TOLERANCE = 1e-4
 
 
 def _requests(backend: LlamaBackend, shared: bool) -> list[ScoreRequest]:
-    prefix = backend.tokenize("Question: What is the answer of the question? Answer: the answer\n\n", add_bos=True)
+    prefix = backend.tokenize(
+        "Question: What is the answer of the question? Answer: the answer\n\n", add_bos=True
+    )
     out = []
-    for i, tail in enumerate(["What is it?", "Which is the one of them", "to and in", "Question: is", "the of and to in is"]):
+    for i, tail in enumerate(
+        [
+            "What is it?",
+            "Which is the one of them",
+            "to and in",
+            "Question: is",
+            "the of and to in is",
+        ]
+    ):
         tokens = tuple(prefix + backend.tokenize(tail, add_bos=False))
         positions = (len(tokens) - 1,) if i % 2 else tuple(range(len(prefix) - 1 + 1, len(tokens)))
         out.append(ScoreRequest(tokens, positions, len(prefix) if shared else 0))
@@ -30,11 +42,18 @@ def _requests(backend: LlamaBackend, shared: bool) -> list[ScoreRequest]:
 
 
 @pytest.mark.parametrize("n_seq_max", [2, 4, 8])
-def test_shared_prefix_logits_match_the_naive_and_one_at_a_time_paths(tiny_gguf_dir: Path, n_seq_max: int) -> None:
-    backend = LlamaBackend(tiny_gguf_dir / "base.gguf", LlamaSettings(n_ctx=256, n_batch=256, n_threads=1, n_seq_max=n_seq_max))
+def test_shared_prefix_logits_match_the_naive_and_one_at_a_time_paths(
+    tiny_gguf_dir: Path, n_seq_max: int
+) -> None:
+    backend = LlamaBackend(
+        tiny_gguf_dir / "base.gguf",
+        LlamaSettings(n_ctx=256, n_batch=256, n_threads=1, n_seq_max=n_seq_max),
+    )
     try:
         shared = backend.logits(_requests(backend, shared=True))
-        again = backend.logits(_requests(backend, shared=True))  # prefix kept in the KV cache from the last call
+        again = backend.logits(
+            _requests(backend, shared=True)
+        )  # prefix kept in the KV cache from the last call
         naive = backend.logits(_requests(backend, shared=False))
         single = [backend.logits([r])[0] for r in _requests(backend, shared=False)]
     finally:
@@ -48,12 +67,17 @@ def test_shared_prefix_logits_match_the_naive_and_one_at_a_time_paths(tiny_gguf_
 
 
 def test_cli_answers_and_kl_match_with_and_without_prefix_reuse(
-    tiny_gguf_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny_gguf_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ggflip import scoring_loop
     from ggflip.backends import llama
+    from ggflip.choice import loop as scoring_loop
 
-    monkeypatch.setattr(scoring_loop, "MIN_SHARED_PREFIX", 1)  # the fixtures' contexts are short: share them anyway
+    monkeypatch.setattr(
+        scoring_loop, "MIN_SHARED_PREFIX", 1
+    )  # the fixtures' contexts are short: share them anyway
     shared_calls: list[int] = []
     original = llama.LlamaBackend._decode_shared
 
@@ -69,19 +93,39 @@ def test_cli_answers_and_kl_match_with_and_without_prefix_reuse(
         f'quants = [ {{ path = "{tiny_gguf_dir / "noisier.gguf"}", label = "noisier" }} ]\n'
     )
     reports = []
-    for task, data in (("hellaswag", "hellaswag/validation.jsonl"), ("arc_easy", "arc_easy/test.jsonl")):
+    for task, data in (
+        ("hellaswag", "hellaswag/validation.jsonl"),
+        ("arc_easy", "arc_easy/test.jsonl"),
+    ):
         pair = []
         for extra in ((), ("--no-prefix-reuse",)):
-            code = main(["run", "--models", str(models), "--task", task, "--data", str(TASKS_DIR / data), "--no-cache", "--json", *extra])
+            code = main(
+                [
+                    "run",
+                    "--models",
+                    str(models),
+                    "--task",
+                    task,
+                    "--data",
+                    str(TASKS_DIR / data),
+                    "--no-cache",
+                    "--json",
+                    *extra,
+                ]
+            )
             assert code == 0
             pair.append(json.loads(capsys.readouterr().out))
         reports.append(pair)
-    assert shared_calls and max(shared_calls) >= 2  # the choices of a question did share their context
+    assert (
+        shared_calls and max(shared_calls) >= 2
+    )  # the choices of a question did share their context
     for shared, naive in reports:
         rows_s, rows_n = shared["quants"][0]["rows"], naive["quants"][0]["rows"]
         assert [r["quant_choice"] for r in rows_s] == [r["quant_choice"] for r in rows_n]
         assert [r["base_choice"] for r in rows_s] == [r["base_choice"] for r in rows_n]
-        assert np.allclose([r["kl"] for r in rows_s], [r["kl"] for r in rows_n], rtol=1e-3, atol=1e-6)
+        assert np.allclose(
+            [r["kl"] for r in rows_s], [r["kl"] for r in rows_n], rtol=1e-3, atol=1e-6
+        )
         flat_s = [v for r in rows_s for v in r["base_sums"] + r["quant_sums"]]
         flat_n = [v for r in rows_n for v in r["base_sums"] + r["quant_sums"]]
         assert np.allclose(flat_s, flat_n, atol=1e-3)

@@ -1,4 +1,6 @@
-"""`ggflip quantize` and `ggflip inspect` on tiny GGUFs: llama.cpp's quantizer, imatrix, file facts, splits."""
+"""`ggflip quantize` and `ggflip inspect` on tiny GGUFs: llama.cpp's quantizer, imatrix, file facts,
+splits."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +11,12 @@ import gguf
 import numpy as np
 import pytest
 
-from ggflip.cli import main
-from ggflip.config import load_models_toml
+from ggflip.cli.main import main
+from ggflip.config.models_toml import load_models_toml
 from ggflip.errors import ExitCode, ModelFileError, UsageError
-from ggflip.gguf_info import file_identity, read_header, scan_gguf, split_parts
-from ggflip.imatrix import load_imatrix
-from ggflip.quantize import quantize, quantized_name
+from ggflip.gguf.header import file_identity, read_header, scan_gguf, split_parts
+from ggflip.gguf.imatrix import load_imatrix
+from ggflip.gguf.quantize import quantize, quantized_name
 from tests.split_gguf import write_split
 
 
@@ -29,8 +31,11 @@ def _weights(path: Path) -> dict[str, int]:
     return {t.name: int(t.shape[0]) for t in gguf.GGUFReader(path).tensors if len(t.shape) == 2}
 
 
-def write_gguf_imatrix(path: Path, rows: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> Path:
-    """An imatrix in llama.cpp's GGUF layout: NAME.in_sum2 and NAME.counts per weight, plus metadata."""
+def write_gguf_imatrix(
+    path: Path, rows: dict[str, np.ndarray], counts: dict[str, np.ndarray]
+) -> Path:
+    """An imatrix in llama.cpp's GGUF layout: NAME.in_sum2 and NAME.counts per weight, plus
+    metadata."""
     writer = gguf.GGUFWriter(path, arch="imatrix")
     writer.add_array("imatrix.datasets", ["unit-test.txt"])
     writer.add_uint32("imatrix.chunk_count", 7)
@@ -64,7 +69,13 @@ def test_read_header_facts_match_the_gguf_package(tiny_gguf_dir: Path) -> None:
 def test_quantize_makes_the_type_and_counts_tensors(tiny_gguf_dir: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, int, str]] = []
     dst = tmp_path / "q8.gguf"
-    quantize(tiny_gguf_dir / "base_f16.gguf", dst, "Q8_0", n_threads=1, on_tensor=lambda *a: seen.append(a))
+    quantize(
+        tiny_gguf_dir / "base_f16.gguf",
+        dst,
+        "Q8_0",
+        n_threads=1,
+        on_tensor=lambda *a: seen.append(a),
+    )
     header = read_header(dst)
     assert header.file_type == "Q8_0"
     assert [done for done, _, _ in seen] == list(range(1, header.n_tensors + 1))
@@ -77,12 +88,16 @@ def test_unknown_type_suggests_a_name(tiny_gguf_dir: Path, tmp_path: Path) -> No
         quantize(tiny_gguf_dir / "base_f16.gguf", tmp_path / "x.gguf", "Q4_KM")
 
 
-def test_imatrix_changes_the_quantization_and_is_recorded(tiny_gguf_dir: Path, tmp_path: Path) -> None:
+def test_imatrix_changes_the_quantization_and_is_recorded(
+    tiny_gguf_dir: Path, tmp_path: Path
+) -> None:
     base = tiny_gguf_dir / "base_f16.gguf"
     rng = np.random.default_rng(0)
     widths = _weights(base)
     rows = {name: rng.uniform(0.01, 50.0, width) * 4 for name, width in widths.items()}
-    path = write_gguf_imatrix(tmp_path / "imatrix.gguf", rows, {name: np.array([4.0]) for name in widths})
+    path = write_gguf_imatrix(
+        tmp_path / "imatrix.gguf", rows, {name: np.array([4.0]) for name in widths}
+    )
     imatrix = load_imatrix(path)
     assert imatrix.datasets == ("unit-test.txt",) and imatrix.chunk_count == 7
     name = next(iter(widths))
@@ -105,8 +120,13 @@ def test_imatrix_per_expert_counts_and_legacy_format(tmp_path: Path) -> None:
     name = b"blk.0.ffn_up.weight"
     values = np.array([3.0, 6.0, 9.0], dtype="<f4")
     legacy.write_bytes(
-        struct.pack("<i", 1) + struct.pack("<i", len(name)) + name + struct.pack("<ii", 3, 3) + values.tobytes()
-        + struct.pack("<ii", 12, 4) + b"wiki"
+        struct.pack("<i", 1)
+        + struct.pack("<i", len(name))
+        + name
+        + struct.pack("<ii", 3, 3)
+        + values.tobytes()
+        + struct.pack("<ii", 12, 4)
+        + b"wiki"
     )
     loaded = load_imatrix(legacy)
     np.testing.assert_allclose(loaded.entries["blk.0.ffn_up.weight"], [1.0, 2.0, 3.0])
@@ -123,18 +143,46 @@ def test_quantize_command_adds_a_set_and_keeps_the_file(
     original = "# my comment stays\n[llama]\nn_threads = 1\n"
     models.write_text(original)
     out = tmp_path / "quants"
-    code, stdout, err = _run(capsys, "quantize", str(tiny_gguf_dir / "base_f16.gguf"), "--types", "Q8_0,Q4_0",
-                             "--out", str(out), "--models", str(models), "--set", "tiny", "--threads", "1", "--json")
+    code, stdout, err = _run(
+        capsys,
+        "quantize",
+        str(tiny_gguf_dir / "base_f16.gguf"),
+        "--types",
+        "Q8_0,Q4_0",
+        "--out",
+        str(out),
+        "--models",
+        str(models),
+        "--set",
+        "tiny",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert code == ExitCode.OK, err
     document = json.loads(stdout)
     assert [q["type"] for q in document["quants"]] == ["Q8_0", "Q4_0"]
     assert document["quants"][0]["bits_per_weight"] > document["quants"][1]["bits_per_weight"]
     assert models.read_text().startswith(original)
     tiny = load_models_toml(models).get_set("tiny")
-    assert [(q.label, q.path) for q in tiny.quants] == [("Q8_0", out / "base-Q8_0.gguf"), ("Q4_0", out / "base-Q4_0.gguf")]
+    assert [(q.label, q.path) for q in tiny.quants] == [
+        ("Q8_0", out / "base-Q8_0.gguf"),
+        ("Q4_0", out / "base-Q4_0.gguf"),
+    ]
     assert tiny.baseline.path == tiny_gguf_dir / "base_f16.gguf"
-    code, _, _ = _run(capsys, "quantize", str(tiny_gguf_dir / "base_f16.gguf"), "--types", "Q4_0", "--out", str(out),
-                      "--models", str(models), "--set", "tiny")
+    code, _, _ = _run(
+        capsys,
+        "quantize",
+        str(tiny_gguf_dir / "base_f16.gguf"),
+        "--types",
+        "Q4_0",
+        "--out",
+        str(out),
+        "--models",
+        str(models),
+        "--set",
+        "tiny",
+    )
     assert code == ExitCode.OK
     assert len(load_models_toml(models).get_set("tiny").quants) == 2
 
@@ -149,14 +197,25 @@ def test_inspect_json_keys(tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[st
     code, out, _ = _run(capsys, "inspect", str(tiny_gguf_dir / "q8_0.gguf"), "--json")
     assert code == ExitCode.OK
     facts = json.loads(out)
-    assert facts["file_type"] == "Q8_0" and facts["n_vocab"] == read_header(tiny_gguf_dir / "q8_0.gguf").n_vocab
+    assert (
+        facts["file_type"] == "Q8_0"
+        and facts["n_vocab"] == read_header(tiny_gguf_dir / "q8_0.gguf").n_vocab
+    )
     assert 8.0 < facts["bits_per_weight"] < 9.0
     assert facts["n_params"] == read_header(tiny_gguf_dir / "base.gguf").n_params
-    code, out, _ = _run(capsys, "inspect", str(tiny_gguf_dir / "q8_0.gguf"), str(tiny_gguf_dir / "base.gguf"), "--json")
+    code, out, _ = _run(
+        capsys,
+        "inspect",
+        str(tiny_gguf_dir / "q8_0.gguf"),
+        str(tiny_gguf_dir / "base.gguf"),
+        "--json",
+    )
     assert [f["file_type"] for f in json.loads(out)] == ["Q8_0", "ALL_F32"]
 
 
-def test_inspect_truncated_is_one_line_error(tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_truncated_is_one_line_error(
+    tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = _run(capsys, "inspect", str(tiny_gguf_dir / "truncated.gguf"))
     assert code == ExitCode.MODEL and out == "" and "truncated GGUF" in err and err.count("\n") == 1
 
@@ -165,10 +224,16 @@ def test_split_gguf_counts_every_part(tiny_gguf_dir: Path, tmp_path: Path) -> No
     parts = write_split(tiny_gguf_dir / "base_f16.gguf", tmp_path, "tiny", max_tensors=8)
     assert len(parts) == 3 and split_parts(parts[0]) == tuple(parts)
     header, whole = read_header(parts[0]), read_header(tiny_gguf_dir / "base_f16.gguf")
-    assert (header.n_params, header.n_tensors, header.vocab_fingerprint) == (whole.n_params, whole.n_tensors, whole.vocab_fingerprint)
+    assert (header.n_params, header.n_tensors, header.vocab_fingerprint) == (
+        whole.n_params,
+        whole.n_tensors,
+        whole.vocab_fingerprint,
+    )
     assert header.file_size == sum(p.stat().st_size for p in parts)
     identity = file_identity(parts[0])
-    parts[2].write_bytes(parts[2].read_bytes())  # rewriting a later part changes the model's identity
+    parts[2].write_bytes(
+        parts[2].read_bytes()
+    )  # rewriting a later part changes the model's identity
     assert file_identity(parts[0]) != identity
     parts[1].unlink()
     with pytest.raises(ModelFileError, match="split GGUF part missing"):
@@ -176,7 +241,11 @@ def test_split_gguf_counts_every_part(tiny_gguf_dir: Path, tmp_path: Path) -> No
 
 
 def test_parameter_count(tiny_gguf_dir: Path) -> None:
-    from ggflip.gguf_info import parameter_count
+    from ggflip.gguf.header import parameter_count
 
     expected = sum(int(t.n_elements) for t in gguf.GGUFReader(tiny_gguf_dir / "q4_0.gguf").tensors)
-    assert parameter_count(tiny_gguf_dir / "q4_0.gguf") == expected == parameter_count(tiny_gguf_dir / "base.gguf")
+    assert (
+        parameter_count(tiny_gguf_dir / "q4_0.gguf")
+        == expected
+        == parameter_count(tiny_gguf_dir / "base.gguf")
+    )

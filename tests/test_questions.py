@@ -1,4 +1,5 @@
 """Question loading (both row layouts), malformed rows, and reproducible selection."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,14 @@ from pathlib import Path
 import pytest
 
 from ggflip.errors import DataError
-from ggflip.prompts import letter_tokens, render_prompt
-from ggflip.questions import Question, QuestionSet, load_jsonl, load_questions, select_questions
+from ggflip.tasks.prompts import letter_tokens, render_prompt
+from ggflip.tasks.questions import (
+    Question,
+    QuestionSet,
+    load_jsonl,
+    load_questions,
+    select_questions,
+)
 
 DATA = Path(__file__).parent / "data" / "questions"
 
@@ -30,7 +37,9 @@ def test_cais_mmlu_layout() -> None:
 
 
 def test_malformed_row_names_file_and_line() -> None:
-    with pytest.raises(DataError, match=r"malformed.jsonl:2: field 'correct_answer' \(or 'answer'\) is missing"):
+    with pytest.raises(
+        DataError, match=r"malformed.jsonl:2: field 'correct_answer' \(or 'answer'\) is missing"
+    ):
         load_jsonl(DATA / "malformed.jsonl")
 
 
@@ -54,7 +63,8 @@ def test_missing_file() -> None:
 
 def _set(n: int) -> QuestionSet:
     return QuestionSet(
-        "mem", tuple(Question(f"q{i}", "a" if i % 2 else "b", f"t{i}", ("x", "y"), 0) for i in range(n))
+        "mem",
+        tuple(Question(f"q{i}", "a" if i % 2 else "b", f"t{i}", ("x", "y"), 0) for i in range(n)),
     )
 
 
@@ -79,7 +89,9 @@ def test_subject_filter_and_unknown_subject() -> None:
 
 def test_digest_changes_with_any_question_text() -> None:
     qs = _set(3)
-    changed = QuestionSet("mem", (qs.questions[0], qs.questions[1], Question("q2", "b", "other", ("x", "y"), 0)))
+    changed = QuestionSet(
+        "mem", (qs.questions[0], qs.questions[1], Question("q2", "b", "other", ("x", "y"), 0))
+    )
     assert qs.digest() != changed.digest()
 
 
@@ -101,7 +113,9 @@ def test_letter_tokens_take_both_spellings_once() -> None:
     assert tokens.variants == ((1, 2), (3,))
 
 
-def test_datasets_library_path_with_a_local_dataset_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_datasets_library_path_with_a_local_dataset_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """hf: sources go through datasets.load_dataset; here a local folder in cais/mmlu's columns."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
@@ -114,7 +128,9 @@ def test_datasets_library_path_with_a_local_dataset_directory(tmp_path: Path, mo
     assert qs.source == f"hf:{folder}:None:test"
 
 
-def test_datasets_offline_without_cache_is_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_datasets_offline_without_cache_is_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
@@ -124,5 +140,13 @@ def test_datasets_offline_without_cache_is_one_line_error(tmp_path: Path, monkey
 
 
 def test_subject_filter_treats_underscores_as_spaces() -> None:
-    qs = QuestionSet("mem", (Question("a", "high school geography", "t", ("x", "y"), 0), Question("b", "astronomy", "t", ("x", "y"), 0)))
-    assert [q.id for q in select_questions(qs, subjects=["High_School_Geography"]).questions] == ["a"]
+    qs = QuestionSet(
+        "mem",
+        (
+            Question("a", "high school geography", "t", ("x", "y"), 0),
+            Question("b", "astronomy", "t", ("x", "y"), 0),
+        ),
+    )
+    assert [q.id for q in select_questions(qs, subjects=["High_School_Geography"]).questions] == [
+        "a"
+    ]

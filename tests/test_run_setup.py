@@ -1,4 +1,6 @@
-"""resolve_run_spec (shared by the CLI and the TUI), the Markdown report, and the GGUF parameter count."""
+"""resolve_run_spec (shared by the CLI and the TUI), the Markdown report, and the GGUF parameter
+count."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,37 +8,50 @@ from pathlib import Path
 import pytest
 
 from ggflip.backends.fake import FakeBackendFactory
-from ggflip.cli import main
-from ggflip.engine import run_comparison
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import RunFinished
+from ggflip.choice.setup import RunOptions, resolve_run_spec
+from ggflip.cli.main import main
 from ggflip.errors import ExitCode, ModelFileError, UsageError
-from ggflip.events import RunFinished
-from ggflip.gguf_info import parameter_count
-from ggflip.markdown import render_markdown
-from ggflip.run_setup import RunOptions, resolve_run_spec
+from ggflip.gguf.header import parameter_count
+from ggflip.reports.markdown import render_markdown
 from tests.tui_helpers import FAKE_MODELS, write_fake_set
 
 
-def test_resolve_run_spec_picks_the_only_set_and_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_run_spec_picks_the_only_set_and_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     options = write_fake_set(tmp_path)
-    spec = resolve_run_spec(RunOptions(**{**options.__dict__, "limit": 5, "seed": 3, "subjects": ("History",)}))
+    spec = resolve_run_spec(
+        RunOptions(**{**options.__dict__, "limit": 5, "seed": 3, "subjects": ("History",)})
+    )
     assert spec.model_set.name == "fake"
     assert len(spec.questions.questions) == 5
     assert {q.subject for q in spec.questions.questions} == {"history"}
     assert spec.cache_dir is None  # no_cache
-    again = resolve_run_spec(RunOptions(**{**options.__dict__, "limit": 5, "seed": 3, "subjects": ("History",)}))
+    again = resolve_run_spec(
+        RunOptions(**{**options.__dict__, "limit": 5, "seed": 3, "subjects": ("History",)})
+    )
     assert [q.id for q in again.questions.questions] == [q.id for q in spec.questions.questions]
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [("limit", 0, "--limit"), ("batch_size", 0, "--batch-size"), ("top_k", -1, "--top-k")])
-def test_resolve_run_spec_refuses_non_positive_sizes(tmp_path: Path, field: str, value: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("limit", 0, "--limit"), ("batch_size", 0, "--batch-size"), ("top_k", -1, "--top-k")],
+)
+def test_resolve_run_spec_refuses_non_positive_sizes(
+    tmp_path: Path, field: str, value: int, message: str
+) -> None:
     with pytest.raises(UsageError, match=message):
         resolve_run_spec(RunOptions(models_path=tmp_path / "absent.toml", **{field: value}))
 
 
 def test_markdown_summary_of_a_fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    events = list(run_comparison(resolve_run_spec(write_fake_set(tmp_path)), FakeBackendFactory(FAKE_MODELS)))
+    events = list(
+        run_comparison(resolve_run_spec(write_fake_set(tmp_path)), FakeBackendFactory(FAKE_MODELS))
+    )
     assert isinstance(events[-1], RunFinished)
     report = events[-1].report
     text = render_markdown(report, flip_rows=3)
@@ -53,7 +68,9 @@ def test_parameter_count_matches_the_gguf_package(tiny_gguf_dir: Path) -> None:
 
     for name in ("base.gguf", "q4_0.gguf"):
         reader = GGUFReader(tiny_gguf_dir / name)
-        assert parameter_count(tiny_gguf_dir / name) == sum(int(t.n_elements) for t in reader.tensors)
+        assert parameter_count(tiny_gguf_dir / name) == sum(
+            int(t.n_elements) for t in reader.tensors
+        )
 
 
 def test_parameter_count_refuses_a_non_gguf(tmp_path: Path) -> None:
@@ -67,24 +84,58 @@ def test_no_subcommand_without_a_terminal_prints_help(capsys: pytest.CaptureFixt
     assert "tui" in capsys.readouterr().err
 
 
-def test_cli_and_tui_build_the_same_task_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The task flags (--mode, --shots, --shots-from, --field, --no-prefix-reuse) reach RunOptions from both front ends."""
-    from ggflip.cli import build_parser
-    from ggflip.cli_run import run_options
+def test_cli_and_tui_build_the_same_task_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task flags (--mode, --shots, --shots-from, --field, --no-prefix-reuse) reach RunOptions
+    from both front ends."""
+    from ggflip.cli.main import build_parser
+    from ggflip.cli.run import run_options
     from ggflip.tui.command import tui_options
 
     monkeypatch.chdir(tmp_path)
     write_fake_set(tmp_path)
     tasks = Path(__file__).parent / "data" / "tasks"
-    flags = ["--task", "arc_easy", "--data", str(tasks / "arc_easy/test.jsonl"), "--mode", "letter", "--shots", "1",
-             "--shots-from", str(tasks / "arc_easy/train.jsonl"), "--field", "question=question"]
+    flags = [
+        "--task",
+        "arc_easy",
+        "--data",
+        str(tasks / "arc_easy/test.jsonl"),
+        "--mode",
+        "letter",
+        "--shots",
+        "1",
+        "--shots-from",
+        str(tasks / "arc_easy/train.jsonl"),
+        "--field",
+        "question=question",
+    ]
     cli = run_options(build_parser().parse_args(["run", *flags, "--no-prefix-reuse"]))
     tui = tui_options(build_parser().parse_args(["tui", *flags]))
-    assert (cli.mode, cli.shots, cli.fields, cli.prefix_reuse) == ("letter", 1, ("question=question",), False)
-    assert (tui.task, tui.mode, tui.shots, tui.shots_from, tui.fields) == (cli.task, cli.mode, cli.shots, cli.shots_from, cli.fields)
+    assert (cli.mode, cli.shots, cli.fields, cli.prefix_reuse) == (
+        "letter",
+        1,
+        ("question=question",),
+        False,
+    )
+    assert (tui.task, tui.mode, tui.shots, tui.shots_from, tui.fields) == (
+        cli.task,
+        cli.mode,
+        cli.shots,
+        cli.shots_from,
+        cli.fields,
+    )
     one, two = resolve_run_spec(cli), resolve_run_spec(tui)
     assert one.prompt_set == two.prompt_set
-    assert (one.prompt_set.mode, one.prompt_set.n_shots, one.share_prefixes, two.share_prefixes) == ("letter", 1, False, True)
-    assert "{options}" not in one.prompt_set.items[0].contexts[0] and "A." in one.prompt_set.items[0].contexts[0]
+    assert (
+        one.prompt_set.mode,
+        one.prompt_set.n_shots,
+        one.share_prefixes,
+        two.share_prefixes,
+    ) == ("letter", 1, False, True)
+    assert (
+        "{options}" not in one.prompt_set.items[0].contexts[0]
+        and "A." in one.prompt_set.items[0].contexts[0]
+    )
     with pytest.raises(UsageError, match="--shots"):
         resolve_run_spec(RunOptions(**{**cli.__dict__, "shots": -1}))

@@ -1,4 +1,6 @@
-"""The run store on the fake backend: resume equals an uninterrupted run, damage is detected and rebuilt."""
+"""The run store on the fake backend: resume equals an uninterrupted run, damage is detected and
+rebuilt."""
+
 from __future__ import annotations
 
 import logging
@@ -9,28 +11,37 @@ from pathlib import Path
 import pytest
 
 from ggflip.backends.fake import FakeBackendFactory
-from ggflip.config import ModelSet
-from ggflip.engine import RunSpec, run_comparison, run_progress
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import QuestionScored, Resumed
+from ggflip.choice.resume import run_progress
+from ggflip.choice.runstore import STORE_NAME, RunStore
+from ggflip.choice.spec import RunSpec
+from ggflip.config.models_toml import ModelSet
 from ggflip.errors import DiskFullError
-from ggflip.events import ModelLoading, QuestionScored, Resumed
-from ggflip.questions import QuestionSet
-from ggflip.runstore import STORE_NAME, RunStore
+from ggflip.runs.events import ModelLoading
+from ggflip.tasks.questions import QuestionSet
 from tests.resume_helpers import assert_same, run_report, stop_after
 
 
 def _spec(tmp_path: Path, model_set: ModelSet, questions: QuestionSet, **kwargs: object) -> RunSpec:
-    return RunSpec(model_set, questions, cache_dir=tmp_path, run_store=RunStore.in_cache(tmp_path), batch_size=3, **kwargs)  # type: ignore[arg-type]
-
-
-
-
-
-
+    return RunSpec(
+        model_set,
+        questions,
+        cache_dir=tmp_path,
+        run_store=RunStore.in_cache(tmp_path),
+        batch_size=3,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("label", "n"), [("F16", 7), ("Q8_0", 12), ("Q2_K", 39)])
 def test_stopped_run_resumes_to_the_same_report(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory, label: str, n: int
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
+    label: str,
+    n: int,
 ) -> None:
     _, reference = run_report(RunSpec(fake_set, fake_questions, batch_size=3), fake_factory)
     spec = _spec(tmp_path, fake_set, fake_questions)
@@ -38,7 +49,9 @@ def test_stopped_run_resumes_to_the_same_report(
     fake_factory.opened.clear()
     events, resumed = run_report(spec, fake_factory)
     restored = {e.label: e.n_restored for e in events if isinstance(e, Resumed)}
-    assert restored[label] == min(40, -(-n // 3) * 3)  # each batch of 3 is stored as soon as it is scored
+    assert restored[label] == min(
+        40, -(-n // 3) * 3
+    )  # each batch of 3 is stored as soon as it is scored
     assert resumed.complete
     assert_same(reference, resumed)
     # models already finished are not even loaded again
@@ -47,7 +60,10 @@ def test_stopped_run_resumes_to_the_same_report(
 
 
 def test_rerun_of_a_finished_run_scores_nothing(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
     _, first = run_report(spec, fake_factory)
@@ -55,15 +71,24 @@ def test_rerun_of_a_finished_run_scores_nothing(
     fake_factory.opened.clear()
     events, second = run_report(spec, fake_factory)
     assert fake_factory.opened == [] and not any(isinstance(e, ModelLoading) for e in events)
-    assert sum(isinstance(e, QuestionScored) for e in events) == 3 * 40  # restored questions are still announced
+    assert (
+        sum(isinstance(e, QuestionScored) for e in events) == 3 * 40
+    )  # restored questions are still announced
     assert_same(first, second)
     fake_factory.opened.clear()
     run_report(RunSpec(**{**spec.__dict__, "resume": False}), fake_factory)
-    assert fake_factory.opened == ["self", "Q8_0", "Q2_K"]  # --no-resume: quants scored again (baseline cached)
+    assert fake_factory.opened == [
+        "self",
+        "Q8_0",
+        "Q2_K",
+    ]  # --no-resume: quants scored again (baseline cached)
 
 
 def test_run_progress_is_zero_before_any_run(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
     assert run_progress(spec, fake_factory) == {"F16": 0, "self": 0, "Q8_0": 0, "Q2_K": 0}
@@ -73,8 +98,12 @@ def test_run_progress_is_zero_before_any_run(
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "other_format", "empty"])
 def test_damaged_store_file_is_moved_aside_and_rebuilt(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory,
-    caplog: pytest.LogCaptureFixture, damage: str,
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
     _, reference = run_report(spec, fake_factory)
@@ -99,13 +128,19 @@ def test_damaged_store_file_is_moved_aside_and_rebuilt(
 
 
 def test_damaged_rows_are_dropped_and_scored_again(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory,
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     spec = _spec(tmp_path, fake_set, fake_questions)
     _, reference = run_report(spec, fake_factory)
     with closing(sqlite3.connect(tmp_path / STORE_NAME)) as db, db:
-        db.execute("UPDATE rows SET payload = CAST(replace(CAST(payload AS TEXT), '0', '1') AS BLOB) WHERE label = 'Q8_0' AND idx < 5")
+        db.execute(
+            "UPDATE rows SET payload = CAST(replace(CAST(payload AS TEXT), '0', '1') AS BLOB) "
+            "WHERE label = 'Q8_0' AND idx < 5"
+        )
         db.execute("UPDATE rows SET checksum = 'x' WHERE label = 'Q2_K' AND idx = 7")
     with caplog.at_level(logging.WARNING):
         events, again = run_report(spec, fake_factory)
@@ -116,10 +151,19 @@ def test_damaged_rows_are_dropped_and_scored_again(
 
 
 def test_disk_full_in_the_store_keeps_what_was_stored(
-    tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
 ) -> None:
     _, reference = run_report(RunSpec(fake_set, fake_questions, batch_size=3), fake_factory)
-    full = RunSpec(fake_set, fake_questions, cache_dir=tmp_path, batch_size=3, run_store=RunStore(tmp_path / STORE_NAME, max_pages=12))
+    full = RunSpec(
+        fake_set,
+        fake_questions,
+        cache_dir=tmp_path,
+        batch_size=3,
+        run_store=RunStore(tmp_path / STORE_NAME, max_pages=12),
+    )
     with pytest.raises(DiskFullError, match="disk full while saving scored questions"):
         list(run_comparison(full, fake_factory))
     with closing(sqlite3.connect(tmp_path / STORE_NAME)) as db, db:

@@ -1,4 +1,6 @@
-"""Tasks: the registry, each built-in through its loader on fixtures in its dataset's real columns, pinned prompts, shots."""
+"""Tasks: the registry, each built-in through its loader on fixtures in its dataset's real columns,
+pinned prompts, shots."""
+
 from __future__ import annotations
 
 import json
@@ -6,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.cli import main
+from ggflip.cli.main import main
 from ggflip.errors import ConfigError, DataError, UsageError
-from ggflip.fewshot import shot_picker
-from ggflip.questions import Question
-from ggflip.task_source import load_task_questions, resolve_task
-from ggflip.tasks import TASKS, get_task
+from ggflip.tasks.fewshot import shot_picker
+from ggflip.tasks.load import load_task_questions, resolve_task
+from ggflip.tasks.questions import Question
+from ggflip.tasks.registry import TASKS, get_task
 
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
 BUILT_IN = ("mmlu", "mmlu_5shot", "arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande")
@@ -50,17 +52,23 @@ def test_mmlu_prompt_is_pinned() -> None:
     assert [q.gold for q in questions.questions] == [0, 2, 1]
     assert prompts.version == "mmlu-letter-v1"
     expected = (
-        "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
+        "The following are multiple choice questions (with answers) about "
+        "elementary mathematics.\n\n"
         "What is 7 * 6?\nA. 42\nB. 36\nC. 48\nD. 13\nAnswer:"
     )
     assert prompts.items[0].contexts == (expected,)
 
 
-def test_mmlu_5shot_from_the_dev_split_of_a_local_dataset_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """datasets path: a local folder with test and dev files, shots = the subject's first dev questions."""
+def test_mmlu_5shot_from_the_dev_split_of_a_local_dataset_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """datasets path: a local folder with test and dev files, shots = the subject's first dev
+    questions."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    questions, prompts = load_task_questions(resolve_task("mmlu_5shot"), data=f"hf:{TASKS_DIR / 'mmlu'}", shots=2)
+    questions, prompts = load_task_questions(
+        resolve_task("mmlu_5shot"), data=f"hf:{TASKS_DIR / 'mmlu'}", shots=2
+    )
     assert questions.source.endswith("mmlu:None:test")
     assert prompts.version == "mmlu-letter-v1+2shot"
     assert prompts.items[2].contexts[0] == (
@@ -69,8 +77,14 @@ def test_mmlu_5shot_from_the_dev_split_of_a_local_dataset_directory(tmp_path: Pa
         "DNA is found in the?\nA. nucleus\nB. wall paint\nC. air\nD. sand\nAnswer: A\n\n"
         "Which gas do plants absorb?\nA. oxygen\nB. carbon dioxide\nC. helium\nD. neon\nAnswer:"
     )
-    with pytest.raises(DataError, match="3 questions for subject 'elementary_mathematics', fewer than the 5 shots"):
-        load_task_questions(resolve_task("mmlu_5shot"), data=f"hf:{TASKS_DIR / 'mmlu'}", subjects=["elementary_mathematics"])
+    with pytest.raises(
+        DataError, match="3 questions for subject 'elementary_mathematics', fewer than the 5 shots"
+    ):
+        load_task_questions(
+            resolve_task("mmlu_5shot"),
+            data=f"hf:{TASKS_DIR / 'mmlu'}",
+            subjects=["elementary_mathematics"],
+        )
 
 
 def test_arc_cloze_prompt_is_pinned_and_numeric_labels_work() -> None:
@@ -87,9 +101,14 @@ def test_arc_cloze_prompt_is_pinned_and_numeric_labels_work() -> None:
 
 
 def test_arc_as_lettered_questions() -> None:
-    _, prompts = load_task_questions(resolve_task("arc_easy", mode="letter"), data=str(TASKS_DIR / "arc_easy/test.jsonl"))
+    _, prompts = load_task_questions(
+        resolve_task("arc_easy", mode="letter"), data=str(TASKS_DIR / "arc_easy/test.jsonl")
+    )
     assert prompts.version == "arc_easy-letter-v1"
-    expected = "Question: Which of these is a source of light?\nA. the Sun\nB. the Moon\nC. a mirror\nD. a rock\nAnswer:"
+    expected = (
+        "Question: Which of these is a source of light?\nA. the Sun\nB. the Moon\nC. a mirror\n"
+        "D. a rock\nAnswer:"
+    )
     assert prompts.items[0].contexts == (expected,)
 
 
@@ -99,8 +118,15 @@ def test_hellaswag_preprocessing_and_prompt_are_pinned() -> None:
     assert questions.questions[0].subject == "Roof shingle removal"
     assert prompts.items[0].contexts[0] == "Roof shingle removal: A man is sitting on a roof. He"
     wikihow = prompts.items[1]
-    assert wikihow.contexts[0] == "Clean a kettle: How to clean a kettle. Fill the kettle with water and vinegar. use equal parts of each."
-    assert wikihow.continuations[0] == " Boil the mixture, then let it sit for an hour. Pour it out and rinse."
+    assert (
+        wikihow.contexts[0]
+        == "Clean a kettle: How to clean a kettle. Fill the kettle with water and vinegar. "
+        "use equal parts of each."
+    )
+    assert (
+        wikihow.continuations[0]
+        == " Boil the mixture, then let it sit for an hour. Pour it out and rinse."
+    )
     assert wikihow.continuations[2] == " Throw the kettle away.. Buy a new one."
 
 
@@ -108,7 +134,10 @@ def test_piqa_prompt_is_pinned() -> None:
     questions, prompts = _load("piqa", "piqa/validation.jsonl")
     assert [q.gold for q in questions.questions] == [0, 1, 0]
     assert prompts.items[1].contexts == ("Question: To keep bread fresh longer,\nAnswer:",) * 2
-    assert prompts.items[1].continuations == (" leave it open on the counter in the sun.", " store it in a sealed bag in a cool place.")
+    assert prompts.items[1].continuations == (
+        " leave it open on the counter in the sun.",
+        " store it in a sealed bag in a cool place.",
+    )
 
 
 def test_winogrande_partial_evaluation_is_pinned() -> None:
@@ -120,7 +149,12 @@ def test_winogrande_partial_evaluation_is_pinned() -> None:
         "Sarah was a much better surgeon than Maria so Maria",
     )
     assert item.continuations == (" always got the harder cases.",) * 2
-    _, with_shot = _load("winogrande", "winogrande/validation.jsonl", shots=1, shots_from=str(TASKS_DIR / "winogrande/train.jsonl"))
+    _, with_shot = _load(
+        "winogrande",
+        "winogrande/validation.jsonl",
+        shots=1,
+        shots_from=str(TASKS_DIR / "winogrande/train.jsonl"),
+    )
     assert with_shot.items[0].contexts[1] == (
         "Ian volunteered to eat Dennis's menudo because Dennis despised eating intestine.\n\n"
         "Sarah was a much better surgeon than Maria so Maria"
@@ -130,7 +164,10 @@ def test_winogrande_partial_evaluation_is_pinned() -> None:
 
 def test_winogrande_row_without_blank_is_malformed(tmp_path: Path) -> None:
     data = tmp_path / "w.jsonl"
-    data.write_text(json.dumps({"sentence": "No blank here.", "option1": "a", "option2": "b", "answer": "1"}) + "\n")
+    data.write_text(
+        json.dumps({"sentence": "No blank here.", "option1": "a", "option2": "b", "answer": "1"})
+        + "\n"
+    )
     with pytest.raises(DataError, match=r"w.jsonl:1: field 'sentence' has no '_' blank"):
         load_task_questions(resolve_task("winogrande"), data=str(data))
 
@@ -155,15 +192,24 @@ def test_task_file_with_csv_and_skipped_rows() -> None:
 def test_task_file_unknown_key(tmp_path: Path) -> None:
     bad = tmp_path / "t.toml"
     bad.write_text('[task]\nname = "t"\ntemplte = "x"\n')
-    with pytest.raises(ConfigError, match=r"t.toml: \[task\] templte: unknown key; did you mean 'template'"):
+    with pytest.raises(
+        ConfigError, match=r"t.toml: \[task\] templte: unknown key; did you mean 'template'"
+    ):
         resolve_task("x", task_file=bad)
 
 
 def test_generic_csv_task_with_field_flags_and_bad_field() -> None:
-    task = resolve_task("csv", fields=["question=prompt", "choices=opt1,opt2,opt3", "answer=right", "answer_base=1"])
-    questions, prompts = load_task_questions(task, data=str(TASKS_DIR / "custom" / "quiz.csv"), skip_bad_rows=True)
+    task = resolve_task(
+        "csv", fields=["question=prompt", "choices=opt1,opt2,opt3", "answer=right", "answer_base=1"]
+    )
+    questions, prompts = load_task_questions(
+        task, data=str(TASKS_DIR / "custom" / "quiz.csv"), skip_bad_rows=True
+    )
     assert len(questions.questions) == 2 and len(questions.skipped) == 3
-    assert prompts.items[1].contexts[0] == "How many legs does a spider have?\nA. six\nB. eight\nC. ten\nAnswer:"
+    assert (
+        prompts.items[1].contexts[0]
+        == "How many legs does a spider have?\nA. six\nB. eight\nC. ten\nAnswer:"
+    )
     with pytest.raises(UsageError, match="unknown field 'questoin'; did you mean 'question'"):
         resolve_task("csv", fields=["questoin=prompt"])
     with pytest.raises(DataError, match="no default questions; give them with --data"):
@@ -174,27 +220,41 @@ def test_parquet_rows_are_reported_by_row_number(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    rows = [json.loads(line) for line in (TASKS_DIR / "piqa" / "validation.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (TASKS_DIR / "piqa" / "validation.jsonl").read_text().splitlines()
+    ]
     rows[1]["sol2"] = ""
     path = tmp_path / "piqa.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     with pytest.raises(DataError, match=r"piqa.parquet row 2: a choice is empty"):
         load_task_questions(resolve_task("piqa"), data=str(path))
     questions, _ = load_task_questions(resolve_task("piqa"), data=str(path), skip_bad_rows=True)
-    assert len(questions.questions) == 2 and questions.skipped[0].where.endswith("piqa.parquet row 2")
+    assert len(questions.questions) == 2 and questions.skipped[0].where.endswith(
+        "piqa.parquet row 2"
+    )
 
 
-def test_datasets_rows_are_reported_by_row_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_datasets_rows_are_reported_by_row_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "hs"
     folder.mkdir()
-    rows = [json.loads(line) for line in (TASKS_DIR / "hellaswag" / "validation.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (TASKS_DIR / "hellaswag" / "validation.jsonl").read_text().splitlines()
+    ]
     rows[2]["label"] = ""  # the public test split has no labels
     (folder / "validation.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    with pytest.raises(DataError, match=r"hf:.*hs:None:validation row 2: field 'label' is missing or empty"):
+    with pytest.raises(
+        DataError, match=r"hf:.*hs:None:validation row 2: field 'label' is missing or empty"
+    ):
         load_task_questions(resolve_task("hellaswag"), data=f"hf:{folder}")
-    questions, _ = load_task_questions(resolve_task("hellaswag"), data=f"hf:{folder}", skip_bad_rows=True)
+    questions, _ = load_task_questions(
+        resolve_task("hellaswag"), data=f"hf:{folder}", skip_bad_rows=True
+    )
     assert [q.id for q in questions.questions] == ["24", "92"]
 
 
@@ -214,7 +274,10 @@ def test_fallback_shots_are_fixed_exclude_the_question_and_ignore_limit() -> Non
     from collections import Counter
 
     counts = Counter(picker(q) for q in pool if q.subject == "alg")
-    # one fixed pool of 6: its first 5 are everyone's shots except their own members', who take the others
+    # one fixed pool of 6: its first 5 are everyone's shots except their own members', who take the
+    # others
     assert sorted(counts.values()) == [1, 1, 1, 1, 1, 25]
-    with pytest.raises(DataError, match="only 2 other questions of subject 'alg' to use as 5 shots"):
+    with pytest.raises(
+        DataError, match="only 2 other questions of subject 'alg' to use as 5 shots"
+    ):
         shot_picker(5, _qs(3, "alg"), None, by_subject=True, where="mem")(_qs(3, "alg")[0])

@@ -1,4 +1,6 @@
-"""The TUI driven headless with Pilot on the fake backend: live table, flip list, views, cancel, export, errors."""
+"""The TUI driven headless with Pilot on the fake backend: live table, flip list, views, cancel,
+export, errors."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +11,12 @@ import pytest
 from textual.widgets import DataTable, RichLog
 
 from ggflip.backends.fake import FakeBackendFactory
-from ggflip.engine import run_comparison
-from ggflip.events import RunFinished
-from ggflip.questions import LETTERS
-from ggflip.report import Report
-from ggflip.run_setup import resolve_run_spec
-from ggflip.scoring import FLIP_LOST
+from ggflip.choice.answers import FLIP_LOST
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import RunFinished
+from ggflip.choice.report import Report
+from ggflip.choice.setup import resolve_run_spec
+from ggflip.tasks.questions import LETTERS
 from ggflip.tui.run import RunScreen
 from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen, SubjectPicker
 from tests.tui_helpers import (
@@ -36,7 +38,9 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _engine_report(fake_dir: Path) -> Report:
     """The same run through the engine directly, for the expected values."""
-    events = list(run_comparison(resolve_run_spec(write_fake_set(fake_dir)), FakeBackendFactory(FAKE_MODELS)))
+    events = list(
+        run_comparison(resolve_run_spec(write_fake_set(fake_dir)), FakeBackendFactory(FAKE_MODELS))
+    )
     assert isinstance(events[-1], RunFinished)
     return events[-1].report
 
@@ -79,8 +83,11 @@ async def test_flip_list_shows_every_flip_of_the_selected_quant(fake_dir: Path) 
         shown = _rows(screen.query_one("#flips", DataTable))
         assert [row[0] for row in shown] == [r.id for r in flips]
         first = flips[0]
-        assert shown[0][2:5] == [LETTERS[first.gold], f"{LETTERS[first.base_choice]}→{LETTERS[first.quant_choice]}",
-                                 "c→i" if first.flip == FLIP_LOST else "i→c"]
+        assert shown[0][2:5] == [
+            LETTERS[first.gold],
+            f"{LETTERS[first.base_choice]}→{LETTERS[first.quant_choice]}",
+            "c→i" if first.flip == FLIP_LOST else "i→c",
+        ]
         summary = screen.query_one("#summary", DataTable)
         summary.focus()
         await pilot.press("up")  # to Q8_0
@@ -99,7 +106,9 @@ async def test_flip_list_filters_and_sorts(fake_dir: Path) -> None:
         screen = await start_run(pilot)
         table = screen.query_one("#flips", DataTable)
         await pilot.press("d")
-        assert [row[0] for row in _rows(table)] == [r.id for r in expected.rows if r.flip == FLIP_LOST]
+        assert [row[0] for row in _rows(table)] == [
+            r.id for r in expected.rows if r.flip == FLIP_LOST
+        ]
         await pilot.press("d", "d", "s")
         by_kl = sorted((r for r in expected.rows if r.flip), key=lambda r: -r.kl)
         assert [row[0] for row in _rows(table)] == [r.id for r in by_kl]
@@ -153,7 +162,8 @@ async def test_top_margin_view_charts_each_quant(fake_dir: Path) -> None:
 
 @run_async
 async def test_cancel_stops_between_models_and_keeps_finished_work(fake_dir: Path) -> None:
-    """c stops the run (the gated model is never scored); export then holds the finished quant only."""
+    """c stops the run (the gated model is never scored); export then holds the finished quant
+    only."""
     factory = GatedFactory("Q2_K")
     app = fake_app(write_fake_set(fake_dir), fake_dir, factory=factory)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -187,7 +197,11 @@ async def test_export_writes_the_json_report_and_markdown(fake_dir: Path) -> Non
     assert document["schema"] == "ggflip.report/1" and document["complete"] is True
     for got, want in zip(document["quants"], expected["quants"], strict=True):
         assert got["rows"] == want["rows"]
-        assert (got["flips"], got["kl_mean"], got["margin_buckets"]) == (want["flips"], want["kl_mean"], want["margin_buckets"])
+        assert (got["flips"], got["kl_mean"], got["margin_buckets"]) == (
+            want["flips"],
+            want["kl_mean"],
+            want["margin_buckets"],
+        )
     markdown = (fake_dir / "ggflip-fake-mmlu.md").read_text()
     assert markdown.startswith("# ggflip: set fake, task mmlu") and "## Q2_K" in markdown
 
@@ -246,8 +260,9 @@ def test_scored_messages_of_one_model_replace_each_other() -> None:
 @pytest.mark.real_model
 @run_async
 async def test_real_gemma_against_itself_in_the_tui(tmp_path: Path) -> None:
-    """On the real F16 compared with itself through llama.cpp: KL 0, no flips, llama.cpp's log in the panel only."""
-    from ggflip.run_setup import RunOptions
+    """On the real F16 compared with itself through llama.cpp: KL 0, no flips, llama.cpp's log in
+    the panel only."""
+    from ggflip.choice.setup import RunOptions
     from ggflip.tui.app import GgflipApp
 
     models = Path(__file__).resolve().parent.parent / "models.toml"
@@ -264,12 +279,15 @@ async def test_real_gemma_against_itself_in_the_tui(tmp_path: Path) -> None:
 
 @run_async
 async def test_offers_to_resume_an_unfinished_run(fake_dir: Path) -> None:
-    """A second start of a comparison with stored questions asks first; 'y' resumes and scores nothing again."""
+    """A second start of a comparison with stored questions asks first; 'y' resumes and scores
+    nothing again."""
     import dataclasses
 
     from ggflip.tui.views import ResumeScreen
 
-    options = dataclasses.replace(write_fake_set(fake_dir), no_cache=False, cache_dir=fake_dir / "cache")
+    options = dataclasses.replace(
+        write_fake_set(fake_dir), no_cache=False, cache_dir=fake_dir / "cache"
+    )
     async with fake_app(options, fake_dir).run_test(size=(120, 40)) as pilot:
         await start_run(pilot)
     factory = FakeBackendFactory(FAKE_MODELS)

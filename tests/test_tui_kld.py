@@ -1,4 +1,5 @@
 """The TUI's corpus mode (KLD run screen) driven headless with Pilot on the fake backend."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,9 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from ggflip.backends.fake import FakeBackendFactory
-from ggflip.cli_kld import build_kld_spec
-from ggflip.corpus import run_kld
-from ggflip.corpus_events import ChunkScored, KldFinished, KldReport
+from ggflip.corpus.engine import run_kld
+from ggflip.corpus.events import ChunkScored, KldFinished, KldReport
+from ggflip.corpus.setup import build_kld_spec
 from ggflip.tui.corpus_live import KL_SHADES, kl_style
 from ggflip.tui.corpus_view import KldOptions, KldScreen
 from ggflip.tui.views import ErrorScreen
@@ -69,16 +70,25 @@ async def test_statistics_table_equals_the_engine_report(fake_dir: Path) -> None
             assert row[1] == f"{s.ppl:.3f}±{s.ppl_unc:.3f}"
             assert row[2] == f"{s.ppl_ratio:.4f}±{s.ppl_ratio_unc:.4f}"
             assert row[3] == f"{s.kl_mean:.5f}±{s.kl_mean_unc:.5f}"
-            assert row[4:7] == [f"{s.kl_median:.4f}", f"{s.kl_percentiles['kl_p99']:.4f}", f"{s.kl_max:.3f}"]
+            assert row[4:7] == [
+                f"{s.kl_median:.4f}",
+                f"{s.kl_percentiles['kl_p99']:.4f}",
+                f"{s.kl_max:.3f}",
+            ]
             assert row[7] == f"{100 * s.same_top:.2f}±{100 * s.same_top_unc:.2f}%"
             assert row[8] == f"{100 * s.dp_rms:.2f}%"
             assert row[9] == "4/4"
-            # The running statistics (kld_stats over the chunks received) agree with the engine's summary.
+            # The running statistics (kld_stats over the chunks received) agree with the engine's
+            # summary.
             model = screen.live.models[quant.label]
             final, model.final = model.final, None
             running = model.stats()
             model.final = final
-            assert running is not None and running.kl_mean == pytest.approx(s.kl_mean) and running.same_top == s.same_top
+            assert (
+                running is not None
+                and running.kl_mean == pytest.approx(s.kl_mean)
+                and running.same_top == s.same_top
+            )
             assert running.ppl_ratio == pytest.approx(s.ppl_ratio)
 
 
@@ -89,8 +99,11 @@ def _shades(text: Text) -> list[tuple[str, str]]:
 
 @run_async
 async def test_per_token_view_shades_the_chunk_by_kl(fake_dir: Path) -> None:
-    """The view shows the selected chunk's text, each scored token styled by the selected quant's KL; n/p and [/] navigate."""
-    chunks = {(e.label, e.chunk): e for e in engine_events(kld_options()) if isinstance(e, ChunkScored)}
+    """The view shows the selected chunk's text, each scored token styled by the selected quant's
+    KL; n/p and [/] navigate."""
+    chunks = {
+        (e.label, e.chunk): e for e in engine_events(kld_options()) if isinstance(e, ChunkScored)
+    }
     app = fake_app(write_fake_set(fake_dir), fake_dir)
     app.kld = kld_options()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -106,14 +119,20 @@ async def test_per_token_view_shades_the_chunk_by_kl(fake_dir: Path) -> None:
             first = event.first_scored + 1
             assert text.plain == "".join(event.pieces[1:])
             styled = [(piece, style) for piece, style in _shades(text) if style != "dim"]
-            shaded = [(p, kl_style(float(k))) for p, k in zip(event.pieces[first:], event.kl) if kl_style(float(k))]
+            shaded = [
+                (p, kl_style(float(k)))
+                for p, k in zip(event.pieces[first:], event.kl)
+                if kl_style(float(k))
+            ]
             assert styled == shaded
             title = str(screen.query_one("#token-title", Static).content)
             assert f"Per-token KL of {label} · chunk {chunk + 1}/4" in title
 
         expect("Q2_K", 0)
         q2 = chunks[("Q2_K", 0)].kl
-        assert q2 is not None and len({kl_style(float(k)) for k in q2}) >= 2, "the noisy quant's KL must span shades"
+        assert q2 is not None and len({kl_style(float(k)) for k in q2}) >= 2, (
+            "the noisy quant's KL must span shades"
+        )
         await pilot.press("n", "n")
         expect("Q2_K", 2)
         await pilot.press("p")
@@ -156,4 +175,6 @@ async def test_export_writes_the_kld_json(fake_dir: Path) -> None:
         await pilot.press("e")
         await pilot.pause()
         assert screen.live is not None and screen.live.report is not None
-        assert (fake_dir / "ggflip-kld-fake.json").read_text() == screen.live.report.to_json() + "\n"
+        assert (
+            fake_dir / "ggflip-kld-fake.json"
+        ).read_text() == screen.live.report.to_json() + "\n"

@@ -1,4 +1,6 @@
-"""Snapshots of the TUI at 120x40 on the fake backend (pytest-textual-snapshot); update with --snapshot-update."""
+"""Snapshots of the TUI at 120x40 on the fake backend (pytest-textual-snapshot); update with
+--snapshot-update."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from ggflip.backends.fake import FakeBackendFactory
-from ggflip.run_setup import RunOptions
+from ggflip.choice.setup import RunOptions
 from ggflip.tui.corpus_view import KldOptions
 from tests.tui_helpers import FAKE_MODELS, fake_app, settle, start_run, write_fake_set
 
@@ -25,30 +27,40 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class TestSetupView:
-    def test_sets_models_with_size_and_bits_per_weight(self, snap_compare: SnapCompare, fake_dir: Path, tiny_gguf_dir: Path) -> None:
-        """The setup view lists the sets, each model's size and bits per weight read from its GGUF, and the form."""
-        base, q8, q4 = (tiny_gguf_dir / name for name in ("base_f16.gguf", "q8_0.gguf", "q4_0.gguf"))
+    def test_sets_models_with_size_and_bits_per_weight(
+        self, snap_compare: SnapCompare, fake_dir: Path, tiny_gguf_dir: Path
+    ) -> None:
+        """The setup view lists the sets, each model's size and bits per weight read from its GGUF,
+        and the form."""
+        base, q8, q4 = (
+            tiny_gguf_dir / name for name in ("base_f16.gguf", "q8_0.gguf", "q4_0.gguf")
+        )
         (fake_dir / "models.toml").write_text(
             '[sets.tiny]\ndescription = "tiny generated llama"\n'
             f'baseline = {{ path = "{base}", label = "F16" }}\n'
-            f'quants = [ {{ path = "{q8}", label = "Q8_0" }}, {{ path = "{q4}", label = "Q4_0" }} ]\n'
+            f'quants = [ {{ path = "{q8}", label = "Q8_0" }}, '
+            f'{{ path = "{q4}", label = "Q4_0" }} ]\n'
             '[sets.other]\nbaseline = { path = "/m/f16.gguf", label = "F16" }\n'
         )
         factory = FakeBackendFactory({str(base): FAKE_MODELS["/m/f16.gguf"]})
-        app = fake_app(RunOptions(models_path=Path("models.toml"), limit=20, seed=1), fake_dir, factory=factory)
+        app = fake_app(
+            RunOptions(models_path=Path("models.toml"), limit=20, seed=1), fake_dir, factory=factory
+        )
         assert snap_compare(app, terminal_size=SIZE, run_before=settle)
 
 
 class TestRunView:
     def test_finished_run_with_flips(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
-        """The run view after the run: per-model table, progress bars, and the flip list of the last quant."""
+        """The run view after the run: per-model table, progress bars, and the flip list of the last
+        quant."""
         app = fake_app(write_fake_set(fake_dir), fake_dir)
         assert snap_compare(app, terminal_size=SIZE, run_before=start_run)
 
 
 class TestQuestionDetail:
     def test_detail_of_the_first_flip(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
-        """Enter on a flip: question, options, baseline vs quant probability bars, gold, KL, margin."""
+        """Enter on a flip: question, options, baseline vs quant probability bars, gold, KL,
+        margin."""
 
         async def open_detail(pilot: Pilot[Any]) -> None:
             screen = await start_run(pilot)
@@ -75,14 +87,17 @@ class TestTopMarginView:
 
 class TestKldView:
     def test_per_token_kl_view(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
-        """Corpus mode after the run: statistics per model, progress, and chunk 2 of Q2_K shaded by KL."""
+        """Corpus mode after the run: statistics per model, progress, and chunk 2 of Q2_K shaded by
+        KL."""
 
         async def second_chunk(pilot: Pilot[Any]) -> None:
             await settle(pilot)
             await pilot.press("n")
             await pilot.pause()
 
-        (fake_dir / "corpus.txt").write_text(" ".join(f"word{(i * 7) % 41} thing{i % 13}" for i in range(150)))
+        (fake_dir / "corpus.txt").write_text(
+            " ".join(f"word{(i * 7) % 41} thing{i % 13}" for i in range(150))
+        )
         app = fake_app(write_fake_set(fake_dir), fake_dir)
         app.kld = KldOptions(text=Path("corpus.txt"), ctx=64, chunks=3, no_cache=True)
         assert snap_compare(app, terminal_size=SIZE, run_before=second_chunk)

@@ -1,4 +1,5 @@
 """Shared pieces of the TUI tests: a fake comparison set on disk and helpers that drive the app."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,12 +13,16 @@ from typing import Any
 from textual.pilot import Pilot
 
 from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
-from ggflip.config import ModelSpec
-from ggflip.run_setup import RunOptions
+from ggflip.choice.setup import RunOptions
+from ggflip.config.models_toml import ModelSpec
 from ggflip.tui.app import GgflipApp
 from ggflip.tui.run import RunScreen
 
-FAKE_MODELS = {"/m/f16.gguf": FakeModel(), "/m/q8.gguf": FakeModel(noise=0.05), "/m/q2.gguf": FakeModel(noise=0.6)}
+FAKE_MODELS = {
+    "/m/f16.gguf": FakeModel(),
+    "/m/q8.gguf": FakeModel(noise=0.05),
+    "/m/q2.gguf": FakeModel(noise=0.6),
+}
 
 
 def run_async(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
@@ -30,8 +35,11 @@ def run_async(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     return wrapper
 
 
-def write_fake_set(folder: Path, n_questions: int = 40, extra_quant: str | None = None) -> RunOptions:
-    """A models.toml (F16, Q8_0, Q2_K on fake paths) and a JSONL of questions; paths relative to `folder`."""
+def write_fake_set(
+    folder: Path, n_questions: int = 40, extra_quant: str | None = None
+) -> RunOptions:
+    """A models.toml (F16, Q8_0, Q2_K on fake paths) and a JSONL of questions; paths relative to
+    `folder`."""
     quants = ['{ path = "/m/q8.gguf", label = "Q8_0" }', '{ path = "/m/q2.gguf", label = "Q2_K" }']
     if extra_quant:
         quants.append(f'{{ path = "{extra_quant}", label = "broken" }}')
@@ -53,9 +61,16 @@ def write_fake_set(folder: Path, n_questions: int = 40, extra_quant: str | None 
     return RunOptions(models_path=Path("models.toml"), data="questions.jsonl", no_cache=True)
 
 
-def fake_app(options: RunOptions, export_dir: Path, factory: FakeBackendFactory | None = None) -> GgflipApp:
+def fake_app(
+    options: RunOptions, export_dir: Path, factory: FakeBackendFactory | None = None
+) -> GgflipApp:
     """The app on the fake backend with a frozen clock (no rates or ETAs: snapshots stay stable)."""
-    return GgflipApp(options, factory=factory or FakeBackendFactory(FAKE_MODELS), clock=lambda: 0.0, export_dir=export_dir)
+    return GgflipApp(
+        options,
+        factory=factory or FakeBackendFactory(FAKE_MODELS),
+        clock=lambda: 0.0,
+        export_dir=export_dir,
+    )
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -77,7 +92,8 @@ async def start_run(pilot: Pilot[None]) -> RunScreen:
 
 
 class GatedFactory(FakeBackendFactory):
-    """A fake factory whose `open` of one model blocks until `release` is set (to cancel mid-run)."""
+    """A fake factory whose `open` of one model blocks until `release` is set (to cancel
+    mid-run)."""
 
     def __init__(self, gated_label: str) -> None:
         super().__init__(FAKE_MODELS)

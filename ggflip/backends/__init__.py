@@ -1,6 +1,3 @@
-"""Backends turn token sequences into next-token logits: llama.cpp for real runs, a fake for tests."""
-from __future__ import annotations
-
-from ggflip.backends.base import Backend, BackendFactory, ModelProbe, ScoreRequest
-
-__all__ = ["Backend", "BackendFactory", "ModelProbe", "ScoreRequest"]
+"""Backends turn token sequences into next-token log-probabilities: the `Backend` protocol,
+llama.cpp, a deterministic fake for tests, devices/RPC, and llama.cpp log routing.
+"""

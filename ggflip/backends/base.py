@@ -4,15 +4,17 @@ A backend holds one loaded model. The engine asks it for raw next-token logits a
 positions of chosen token sequences and does every softmax and divergence itself, so the
 llama.cpp backend and the fake backend are interchangeable.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ggflip.config import ModelSpec
+from ggflip.config.models_toml import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ gets an explicit NULL-terminated `llama_model_params.devices` list: its own RPC 
 (as llama.cpp orders them), then the local GPUs, so a model without `rpc_servers` never
 offloads to a server another model registered.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -23,7 +24,8 @@ _servers: dict[str, list[int]] = {}  # endpoint -> its device handles
 
 
 def _ggml(lib: Any) -> ctypes.CDLL:
-    """libllama's CDLL with the ggml backend-registry functions typed (dlsym follows its dependencies)."""
+    """libllama's CDLL with the ggml backend-registry functions typed (dlsym follows its
+    dependencies)."""
     from llama_cpp import llama_cpp as bindings
 
     del lib
@@ -58,8 +60,8 @@ def check_reachable(endpoint: str, timeout: float = 5.0) -> None:
             pass
     except OSError as exc:
         raise BackendError(
-            f"rpc_servers: cannot reach RPC server {endpoint} ({exc.strerror or exc}); start rpc-server there "
-            "(ggml-rpc-server -H 0.0.0.0 -p PORT) or remove it from models.toml"
+            f"rpc_servers: cannot reach RPC server {endpoint} ({exc.strerror or exc}); start "
+            "rpc-server there (ggml-rpc-server -H 0.0.0.0 -p PORT) or remove it from models.toml"
         ) from None
 
 
@@ -68,21 +70,29 @@ def _add_server(lib: Any, endpoint: str) -> list[int]:
     if not lib.llama_supports_rpc():
         raise BackendError(
             "rpc_servers is set but this llama-cpp-python was built without RPC; reinstall it with "
-            'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+            'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
+            "llama-cpp-python"
         )
     check_reachable(endpoint)
     rpc_reg = ggml.ggml_backend_reg_by_name(b"RPC")
     address = ggml.ggml_backend_reg_get_proc_address(rpc_reg, b"ggml_backend_rpc_add_server")
     if not rpc_reg or not address:
-        raise BackendError("llama.cpp's RPC backend lacks ggml_backend_rpc_add_server (llama-cpp-python too old?)")
+        raise BackendError(
+            "llama.cpp's RPC backend lacks ggml_backend_rpc_add_server (llama-cpp-python too old?)"
+        )
     add_server = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(address)
     server_reg = add_server(endpoint.encode())
     if not server_reg:
         raise BackendError(f"rpc_servers: llama.cpp could not add RPC server {endpoint}")
     ggml.ggml_backend_register(server_reg)
-    devices = [ggml.ggml_backend_reg_dev_get(server_reg, i) for i in range(ggml.ggml_backend_reg_dev_count(server_reg))]
+    devices = [
+        ggml.ggml_backend_reg_dev_get(server_reg, i)
+        for i in range(ggml.ggml_backend_reg_dev_count(server_reg))
+    ]
     if not devices:
-        raise BackendError(f"rpc_servers: RPC server {endpoint} offers no device (is rpc-server running there?)")
+        raise BackendError(
+            f"rpc_servers: RPC server {endpoint} offers no device (is rpc-server running there?)"
+        )
     return devices
 
 
@@ -98,7 +108,8 @@ def _local_gpus(ggml: ctypes.CDLL) -> list[int]:
 
 
 def model_devices(lib: Any, rpc_servers: tuple[str, ...]) -> ctypes.Array[ctypes.c_void_p] | None:
-    """The NULL-terminated device list for `llama_model_params.devices`, or None for llama.cpp's default.
+    """The NULL-terminated device list for `llama_model_params.devices`, or None for llama.cpp's
+    default.
 
     Raises:
         BackendError: RPC is not built in, or a server cannot be added.
@@ -109,7 +120,9 @@ def model_devices(lib: Any, rpc_servers: tuple[str, ...]) -> ctypes.Array[ctypes
                 _servers[endpoint] = _add_server(lib, endpoint)
         if not _servers:
             return None
-        chosen = [device for endpoint in rpc_servers for device in _servers[endpoint]] + _local_gpus(_ggml(lib))
+        chosen = [
+            device for endpoint in rpc_servers for device in _servers[endpoint]
+        ] + _local_gpus(_ggml(lib))
     return (ctypes.c_void_p * (len(chosen) + 1))(*chosen, None)
 
 
@@ -123,5 +136,8 @@ def tensor_split_array(lib: Any, shares: tuple[float, ...]) -> ctypes.Array[ctyp
         return None
     capacity = int(lib.llama_max_devices())
     if len(shares) > capacity:
-        raise BackendError(f"tensor_split has {len(shares)} shares but llama.cpp supports at most {capacity} devices")
+        raise BackendError(
+            f"tensor_split has {len(shares)} shares but llama.cpp supports at most {capacity} "
+            "devices"
+        )
     return (ctypes.c_float * capacity)(*shares)

@@ -6,24 +6,39 @@ fake model of the same vocabulary), plus `noise` times a second vector seeded by
 `noise_seed`: noise 0 reproduces the baseline exactly, larger noise drifts further, like a
 coarser quant. A `bias` map can push chosen tokens up to script exact answers in tests.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
-from ggflip.config import ModelSpec
+from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import ModelFileError
 
 FAKE_VOCAB: tuple[str, ...] = (
-    ("<bos>", "<eos>", "A", "B", "C", "D", "E", " A", " B", " C", " D", " E", ":", ".", "\n", " ")
-    + tuple(f"w{i}" for i in range(240))
-)
+    "<bos>",
+    "<eos>",
+    "A",
+    "B",
+    "C",
+    "D",
+    "E",
+    " A",
+    " B",
+    " C",
+    " D",
+    " E",
+    ":",
+    ".",
+    "\n",
+    " ",
+) + tuple(f"w{i}" for i in range(240))
 
 
 def _seed(*parts: object) -> int:
@@ -91,7 +106,10 @@ class FakeBackend:
 
     def _logits_after(self, prefix: Sequence[int]) -> NDArray[np.float64]:
         n = self.n_vocab
-        base = np.random.default_rng(_seed("ctx", tuple(prefix))).standard_normal(n) * self._model.scale
+        base = (
+            np.random.default_rng(_seed("ctx", tuple(prefix))).standard_normal(n)
+            * self._model.scale
+        )
         if self._model.noise:
             rng = np.random.default_rng(_seed("noise", self._model.noise_seed, tuple(prefix)))
             base = base + self._model.noise * rng.standard_normal(n) * self._model.scale

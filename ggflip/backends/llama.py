@@ -11,21 +11,23 @@ request's sequence with `llama_memory_seq_cp` (with the unified KV cache this ad
 id to the same cells, no copy), so only each request's own tail is decoded. Native logs go to
 Python logging (`ggflip.llama`).
 """
+
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
 from ggflip.backends.devices import check_reachable, model_devices, tensor_split_array
-from ggflip.config import LlamaSettings, ModelSpec
+from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
-from ggflip.gguf_info import file_identity, read_header
+from ggflip.gguf.header import file_identity, read_header
 from ggflip.llama_log import llama_errors_since, mark_llama_log
 
 _init_lock = threading.Lock()
@@ -77,7 +79,9 @@ class LlamaBackend:
             model_params.devices = ctypes.cast(self._devices, ctypes.c_void_p)
         self._tensor_split = tensor_split_array(lib, settings.tensor_split)
         if self._tensor_split is not None:
-            model_params.tensor_split = ctypes.cast(self._tensor_split, ctypes.POINTER(ctypes.c_float))
+            model_params.tensor_split = ctypes.cast(
+                self._tensor_split, ctypes.POINTER(ctypes.c_float)
+            )
         mark = mark_llama_log()
         self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
         if not self._model:
@@ -96,7 +100,9 @@ class LlamaBackend:
         ctx_params.n_threads_batch = settings.resolved_threads()
         ctx_params.kv_unified = True
         ctx_params.flash_attn_type = (
-            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if settings.flash_attn
+            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         ctx_params.no_perf = True
         mark = mark_llama_log()
@@ -105,7 +111,8 @@ class LlamaBackend:
             lib.llama_model_free(self._model)
             reason = "; ".join(llama_errors_since(mark)) or "no reason logged"
             raise BackendError(
-                f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx} (lower n_ctx): {reason}"
+                f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx} (lower "
+                f"n_ctx): {reason}"
             )
         self._n_ctx = int(lib.llama_n_ctx(self._ctx))
         self._n_batch = int(lib.llama_n_batch(self._ctx))
@@ -128,7 +135,9 @@ class LlamaBackend:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         buffer = (self._lib.llama_token * capacity)()
-        count = self._lib.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, False)
+        count = self._lib.llama_tokenize(
+            self._vocab, data, len(data), buffer, capacity, False, False
+        )
         if count < 0:
             raise BackendError(f"tokenizer needed {-count} slots for a {len(data)}-byte text")
         tokens = list(buffer[:count])
@@ -149,7 +158,8 @@ class LlamaBackend:
         for request in requests:
             if len(request.tokens) > self._n_ctx:
                 raise BackendError(
-                    f"a prompt of {len(request.tokens)} tokens does not fit n_ctx={self._n_ctx} (raise n_ctx in models.toml)"
+                    f"a prompt of {len(request.tokens)} tokens does not fit n_ctx={self._n_ctx} "
+                    "(raise n_ctx in models.toml)"
                 )
         plain = [i for i, r in enumerate(requests) if self._prefix_len(r) == 0]
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -163,7 +173,9 @@ class LlamaBackend:
             self._forget_prefix()
             for wave in self._waves([requests[i] for i in plain], self._n_seq_max, self._n_ctx):
                 self._lib.llama_memory_clear(self._memory, True)
-                self._decode_wave([(seq, plain[i], requests[plain[i]], 0) for seq, i in enumerate(wave)], results)
+                self._decode_wave(
+                    [(seq, plain[i], requests[plain[i]], 0) for seq, i in enumerate(wave)], results
+                )
         return results
 
     def _prefix_len(self, request: ScoreRequest) -> int:
@@ -175,9 +187,14 @@ class LlamaBackend:
         self._cached_prefix = None
 
     def _decode_shared(
-        self, prefix: tuple[int, ...], members: list[int], requests: Sequence[ScoreRequest], results: list[NDArray[np.float32]]
+        self,
+        prefix: tuple[int, ...],
+        members: list[int],
+        requests: Sequence[ScoreRequest],
+        results: list[NDArray[np.float32]],
     ) -> None:
-        """Decode `prefix` once into sequence 0 (kept across calls while it repeats), copy it to each member's sequence, decode the rest."""
+        """Decode `prefix` once into sequence 0 (kept across calls while it repeats), copy it to
+        each member's sequence, decode the rest."""
         n = len(prefix)
         if self._cached_prefix != prefix:
             self._lib.llama_memory_clear(self._memory, True)
@@ -189,18 +206,25 @@ class LlamaBackend:
                 self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
             for seq in range(1, len(wave) + 1):
                 self._lib.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
-            self._decode_wave([(seq + 1, members[i], requests[members[i]], n) for seq, i in enumerate(wave)], results)
+            self._decode_wave(
+                [(seq + 1, members[i], requests[members[i]], n) for seq, i in enumerate(wave)],
+                results,
+            )
 
     @staticmethod
     def _waves(requests: Sequence[ScoreRequest], max_seqs: int, max_cells: int) -> list[list[int]]:
-        """Group requests so each group fits `max_seqs` sequences and `max_cells` cells of KV cache."""
+        """Group requests so each group fits `max_seqs` sequences and `max_cells` cells of KV
+        cache."""
         waves: list[list[int]] = []
         current: list[int] = []
         used = 0
         for index, request in enumerate(requests):
             length = len(request.tokens)
             if length > max_cells:
-                raise BackendError(f"a prompt needs {length} more KV cells than the {max_cells} left (raise n_ctx in models.toml)")
+                raise BackendError(
+                    f"a prompt needs {length} more KV cells than the {max_cells} left (raise n_ctx "
+                    "in models.toml)"
+                )
             if current and (len(current) >= max_seqs or used + length > max_cells):
                 waves.append(current)
                 current, used = [], 0
@@ -213,7 +237,8 @@ class LlamaBackend:
     def _decode_wave(
         self, wave: list[tuple[int, int, ScoreRequest, int]], results: list[NDArray[np.float32]]
     ) -> None:
-        """Decode each (seq, request index, request, start) from token `start` on, packing n_batch tokens per decode."""
+        """Decode each (seq, request index, request, start) from token `start` on, packing n_batch
+        tokens per decode."""
         batch = self._batch
         pending: list[tuple[int, int, int]] = []  # (batch slot, request index, row)
         n = 0
@@ -235,7 +260,9 @@ class LlamaBackend:
         if n:
             self._flush(n, pending, results)
 
-    def _flush(self, n_tokens: int, pending: list[tuple[int, int, int]], results: list[NDArray[np.float32]]) -> None:
+    def _flush(
+        self, n_tokens: int, pending: list[tuple[int, int, int]], results: list[NDArray[np.float32]]
+    ) -> None:
         self._batch.n_tokens = n_tokens
         status = self._lib.llama_decode(self._ctx, self._batch)
         if status != 0:
@@ -257,10 +284,15 @@ class LlamaBackendFactory:
 
     def probe(self, spec: ModelSpec) -> ModelProbe:
         if spec.ref and spec.path.parts[:1] == ("hf",) and not spec.path.exists():
-            raise ModelFileError(f"{spec.ref}: Hugging Face reference not resolved (call ggflip.hf.resolve_model_set)")
+            raise ModelFileError(
+                f"{spec.ref}: Hugging Face reference not resolved (call "
+                "ggflip.config.resolve.resolve_model_set)"
+            )
         header = read_header(spec.path)
         for endpoint in spec.llama.rpc_servers:
-            check_reachable(endpoint)  # before any model loads: llama.cpp aborts on an unreachable server
+            check_reachable(
+                endpoint
+            )  # before any model loads: llama.cpp aborts on an unreachable server
         return ModelProbe(
             n_vocab=header.n_vocab,
             vocab_fingerprint=header.vocab_fingerprint,
@@ -273,5 +305,3 @@ class LlamaBackendFactory:
 
     def open(self, spec: ModelSpec) -> LlamaBackend:
         return LlamaBackend(spec.path, spec.llama)
-
-

@@ -5,6 +5,7 @@ tests), the clock the run view measures rates with, the export folder, and the l
 lines. Python logging, llama.cpp's native log included (logger "ggflip.llama"), is routed to
 the log panel while the app runs, so nothing is ever written over the screen.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from ggflip.backends.base import BackendFactory
-from ggflip.run_setup import RunOptions
+from ggflip.choice.setup import RunOptions
 from ggflip.tui.corpus_view import KldOptions, KldScreen
 from ggflip.tui.run import RunScreen
 from ggflip.tui.setup import SetupScreen
@@ -31,7 +32,9 @@ class _PanelHandler(logging.Handler):
     def __init__(self, app: GgflipApp) -> None:
         super().__init__(logging.INFO)
         self.app = app
-        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+        self.setFormatter(
+            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S")
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -89,7 +92,9 @@ class GgflipApp(App[None]):
         if root.level == logging.NOTSET or root.level > logging.INFO:
             root.setLevel(logging.INFO)
         root.addHandler(self._handler)
-        if self.kld is not None:  # `ggflip tui --text FILE`: straight to corpus mode, Esc goes to the setup
+        if (
+            self.kld is not None
+        ):  # `ggflip tui --text FILE`: straight to corpus mode, Esc goes to the setup
             self.push_screen(KldScreen(self.kld))
 
     def on_unmount(self) -> None:

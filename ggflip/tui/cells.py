@@ -1,16 +1,34 @@
 """What the run view's text cells say, computed from the live state; plain strings, no Textual."""
+
 from __future__ import annotations
 
 import math
 
-from ggflip.questions import LETTERS
-from ggflip.scoring import FLIP_LOST, QuestionRow
+from ggflip.choice.answers import FLIP_LOST, QuestionRow
+from ggflip.tasks.questions import LETTERS
 from ggflip.tui.live import LiveRun, ModelState
 
-SUMMARY_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "changes", "KL mean", "KL p99", "same top", "done", "q/s", "ETA")
+SUMMARY_COLUMNS = (
+    "model",
+    "acc",
+    "Δacc",
+    "flips",
+    "c→i/i→c",
+    "changes",
+    "KL mean",
+    "KL p99",
+    "same top",
+    "done",
+    "q/s",
+    "ETA",
+)
 SUMMARY_WIDTHS = (18, 6, 6, 6, 8, 7, 7, 7, 8, 11, 6, 5)
 FLIP_COLUMNS = ("id", "subject", "gold", "base→quant", "direction", "KL", "margin")
-SORT_NAMES = {"scored": "in scoring order", "kl": "largest KL first", "margin": "smallest margin first"}
+SORT_NAMES = {
+    "scored": "in scoring order",
+    "kl": "largest KL first",
+    "margin": "smallest margin first",
+}
 
 
 def pct(value: float | None) -> str:
@@ -28,7 +46,11 @@ def duration(seconds: float) -> str:
     if math.isnan(seconds):
         return "–"
     whole = round(seconds)
-    return f"{whole // 60}:{whole % 60:02d}" if whole < 3600 else f"{whole // 3600}h{whole % 3600 // 60:02d}"
+    return (
+        f"{whole // 60}:{whole % 60:02d}"
+        if whole < 3600
+        else f"{whole // 3600}h{whole % 3600 // 60:02d}"
+    )
 
 
 def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
@@ -58,7 +80,15 @@ def flip_cells(row: QuestionRow) -> tuple[str, ...]:
     """One row of the flip list, in FLIP_COLUMNS order."""
     arrow = "c→i" if row.flip == FLIP_LOST else "i→c"
     answers = f"{LETTERS[row.base_choice]}→{LETTERS[row.quant_choice]}"
-    return (row.id, row.subject, LETTERS[row.gold], answers, arrow, f"{row.kl:.4f}", f"{row.top_margin:.3f}")
+    return (
+        row.id,
+        row.subject,
+        LETTERS[row.gold],
+        answers,
+        arrow,
+        f"{row.kl:.4f}",
+        f"{row.top_margin:.3f}",
+    )
 
 
 def status_text(live: LiveRun) -> str | None:
@@ -70,7 +100,10 @@ def status_text(live: LiveRun) -> str | None:
     if live.state == "finished":
         return "Finished: every model scored. e: export · r: re-run · m: top-margin view"
     if live.state == "cancelled":
-        return f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its current batch. e: export"
+        return (
+            f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its "
+            "current batch. e: export"
+        )
     if live.state == "failed":
         return None
     return "Checking model files and vocabularies…"

@@ -1,11 +1,13 @@
-"""`ggflip tui` (and `ggflip` alone on a terminal): open the app with the flags as the setup's defaults."""
+"""`ggflip tui` (and `ggflip` alone on a terminal): open the app with the flags as the setup's
+defaults."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ggflip.choice.setup import RunOptions
 from ggflip.errors import ExitCode
-from ggflip.run_setup import RunOptions
 
 
 def tui_options(args: argparse.Namespace) -> RunOptions:
@@ -38,8 +40,13 @@ def tui_command(args: argparse.Namespace) -> int:
     kld = None
     if getattr(args, "text", None) is not None:
         kld = KldOptions(
-            text=args.text, models_path=options.models_path, set_name=options.set_name, ctx=args.ctx, chunks=args.chunks,
-            cache_dir=options.cache_dir, no_cache=options.no_cache,
+            text=args.text,
+            models_path=options.models_path,
+            set_name=options.set_name,
+            ctx=args.ctx,
+            chunks=args.chunks,
+            cache_dir=options.cache_dir,
+            no_cache=options.no_cache,
         )
     GgflipApp(options, export_dir=getattr(args, "export_dir", None), kld=kld).run()
     return int(ExitCode.OK)

@@ -4,6 +4,7 @@ Running statistics come from `corpus_stats.kld_stats` over the tokens scored so 
 quant finishes, its row shows the engine's own summary. The per-token view is a rich Text of
 one chunk, each scored token's background shaded by its KL for the selected quant.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from rich.text import Text
 
-from ggflip.corpus_events import (
+from ggflip.corpus.events import (
     BaselineKld,
     ChunkScored,
     CorpusReady,
@@ -21,7 +22,7 @@ from ggflip.corpus_events import (
     KldStarted,
     QuantKld,
 )
-from ggflip.corpus_stats import KldStats, TokenScores, kld_stats, mean_and_uncertainty
+from ggflip.corpus.stats import KldStats, TokenScores, kld_stats, mean_and_uncertainty
 
 # Upper bounds of the KL shades (nats) and their backgrounds, from "agrees" to "diverges".
 KL_SHADES: tuple[tuple[float, str], ...] = (
@@ -32,7 +33,18 @@ KL_SHADES: tuple[tuple[float, str], ...] = (
     (1.0, "on #b3470e"),
     (math.inf, "bold white on #c4141d"),
 )
-KLD_COLUMNS = ("model", "PPL", "PPL ratio", "KL mean", "KL med", "KL p99", "KL max", "same top", "RMS Δp", "chunks")
+KLD_COLUMNS = (
+    "model",
+    "PPL",
+    "PPL ratio",
+    "KL mean",
+    "KL med",
+    "KL p99",
+    "KL max",
+    "same top",
+    "RMS Δp",
+    "chunks",
+)
 KLD_WIDTHS = (18, 12, 13, 15, 6, 6, 6, 11, 6, 6)
 
 
@@ -46,7 +58,11 @@ def kl_legend() -> Text:
     legend = Text("KL: ")
     low = 0.0
     for bound, style in KL_SHADES:
-        name = f"<{bound:g}" if low == 0 else (f"≥{low:g}" if math.isinf(bound) else f"{low:g}–{bound:g}")
+        name = (
+            f"<{bound:g}"
+            if low == 0
+            else (f"≥{low:g}" if math.isinf(bound) else f"{low:g}–{bound:g}")
+        )
         legend.append(f" {name} ", style=style or "on #202020")
         legend.append(" ")
         low = bound
@@ -92,7 +108,10 @@ class LiveKld:
 
     def __init__(self, started: KldStarted) -> None:
         self.set_name, self.source, self.ctx = started.set_name, started.source, started.ctx
-        self.models = {label: KldModel(label, "baseline" if i == 0 else "quant") for i, label in enumerate(started.labels)}
+        self.models = {
+            label: KldModel(label, "baseline" if i == 0 else "quant")
+            for i, label in enumerate(started.labels)
+        }
         self.baseline_label = started.labels[0]
         self.quant_labels = list(started.labels[1:])
         self.n_chunks = 0
@@ -150,7 +169,9 @@ class LiveKld:
             if model.baseline is not None:
                 ppl = f"{model.baseline.ppl:.3f}±{model.baseline.ppl_unc:.3f}"
             elif model.nll:
-                mean, unc = mean_and_uncertainty(np.concatenate([model.nll[c] for c in sorted(model.nll)]))
+                mean, unc = mean_and_uncertainty(
+                    np.concatenate([model.nll[c] for c in sorted(model.nll)])
+                )
                 ppl = f"{math.exp(mean):.3f}±{math.exp(mean) * unc:.3f}"
             else:
                 ppl = "–"
@@ -172,7 +193,8 @@ class LiveKld:
         ]
 
     def token_text(self, label: str | None, chunk: int) -> Text:
-        """The chunk's text: context dim, each scored token shaded by `label`'s KL (plain if not scored yet)."""
+        """The chunk's text: context dim, each scored token shaded by `label`'s KL (plain if not
+        scored yet)."""
         pieces = self.pieces.get(chunk)
         if pieces is None:
             return Text("This chunk is not scored yet.", style="dim")
@@ -192,4 +214,7 @@ class LiveKld:
             return ""
         first = self.first_scored + 1
         order = np.argsort(-kl)[:n]
-        return "  ".join(f"{pieces[first + int(j)].strip() or repr(pieces[first + int(j)])} ({kl[j]:.3f})" for j in order)
+        return "  ".join(
+            f"{pieces[first + int(j)].strip() or repr(pieces[first + int(j)])} ({kl[j]:.3f})"
+            for j in order
+        )

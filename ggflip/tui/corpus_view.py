@@ -1,10 +1,12 @@
-"""The KLD run screen (corpus mode): live llama-perplexity statistics per model and a per-token KL view.
+"""The KLD run screen (corpus mode): live llama-perplexity statistics per model and a per-token KL
+view.
 
 Like the run view, one thread worker iterates `corpus.run_kld` and only posts messages
 (`KldScreen.EngineEvent`, `KldScreen.Chunk`); the handlers here own every state change and
 cancelling closes the engine's generator. The per-token view shows one chunk's text with each
 scored token shaded by the selected quant's KL; n/p move chunk by chunk, [ and ] quant by quant.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +25,14 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ggflip.cache import atomic_write_bytes
-from ggflip.cli_kld import build_kld_spec
-from ggflip.corpus import (
+from ggflip.corpus.engine import (
     DEFAULT_CORPUS_TOP_K,
     DEFAULT_CTX,
     DEFAULT_TAIL_SAMPLES,
     partial_kld_report,
     run_kld,
 )
-from ggflip.corpus_events import (
+from ggflip.corpus.events import (
     BaselineKldFinished,
     ChunkScored,
     CorpusReady,
@@ -40,14 +40,15 @@ from ggflip.corpus_events import (
     KldStarted,
     QuantKldFinished,
 )
+from ggflip.corpus.setup import build_kld_spec
 from ggflip.errors import GgflipError
-from ggflip.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.store.atomic import atomic_write_bytes
 from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_WIDTHS, LiveKld, kl_legend
 from ggflip.tui.views import ErrorScreen
 from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
 
 log = logging.getLogger("ggflip.tui")
-
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,15 @@ class KldOptions:
     def namespace(self) -> argparse.Namespace:
         """The options as `ggflip kld`'s parsed flags, for `cli_kld.build_kld_spec`."""
         return argparse.Namespace(
-            models=self.models_path, set_name=self.set_name, text=self.text, ctx=self.ctx, chunks=self.chunks,
-            top_k=DEFAULT_CORPUS_TOP_K, tail_samples=DEFAULT_TAIL_SAMPLES, cache_dir=self.cache_dir, no_cache=self.no_cache,
+            models=self.models_path,
+            set_name=self.set_name,
+            text=self.text,
+            ctx=self.ctx,
+            chunks=self.chunks,
+            top_k=DEFAULT_CORPUS_TOP_K,
+            tail_samples=DEFAULT_TAIL_SAMPLES,
+            cache_dir=self.cache_dir,
+            no_cache=self.no_cache,
         )
 
 
@@ -149,12 +157,14 @@ class KldScreen(WorkerScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="kld", name="ggflip kld")
     def _run(self, run_id: int, options: KldOptions) -> str:
-        """Build the spec and iterate the engine, posting a message per event; stop when cancelled."""
+        """Build the spec and iterate the engine, posting a message per event; stop when
+        cancelled."""
         worker = get_current_worker()
         spec = build_kld_spec(options.namespace())
         if worker.is_cancelled:
             return "cancelled"
-        # run_kld is a generator: closing it stops between chunks, frees the model and a temporary baseline.
+        # run_kld is a generator: closing it stops between chunks, frees the model and a temporary
+        # baseline.
         events = run_kld(spec, self.app.backend_factory())  # type: ignore[attr-defined]
         try:
             for event in events:
@@ -210,12 +220,15 @@ class KldScreen(WorkerScreen):
             self._refresh()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place a run's end is handled: cancelled, failed (GgflipError or a bug), or done."""
+        """The one place a run's end is handled: cancelled, failed (GgflipError or a bug), or
+        done."""
         if event.worker is not self._worker:
             return
         if event.state == WorkerState.CANCELLED and self.live is not None:
             self.live.stopped("cancelled")
-            self.notify("Run cancelled; the quants that finished are kept (e: export).", title="Cancelled")
+            self.notify(
+                "Run cancelled; the quants that finished are kept (e: export).", title="Cancelled"
+            )
             self._refresh()
         elif event.state == WorkerState.ERROR:
             error = event.worker.error
@@ -281,7 +294,10 @@ class KldScreen(WorkerScreen):
         if live.state == "running" and live.current:
             model = live.models[live.current]
             verb = "Loading" if model.status == "loading" else "Scoring"
-            return f"{verb} {model.label} ({model.role}): chunk {model.done}/{model.total} of {live.ctx} tokens"
+            return (
+                f"{verb} {model.label} ({model.role}): chunk {model.done}/{model.total} of "
+                f"{live.ctx} tokens"
+            )
         if live.state == "finished":
             return "Finished: every model scored. n/p: chunk · [/]: quant · e: export · r: re-run"
         if live.state == "cancelled":
@@ -300,7 +316,12 @@ class KldScreen(WorkerScreen):
             return
         scored = self.chunk in live.models[self.selected].kl
         note = "" if scored else f" (not scored by {self.selected} yet)"
-        title.update(Text(f"Per-token KL of {self.selected} · chunk {self.chunk + 1}/{n}{note} · n/p: chunk · [/]: quant"))
+        title.update(
+            Text(
+                f"Per-token KL of {self.selected} · chunk {self.chunk + 1}/{n}{note} · n/p: chunk "
+                "· [/]: quant"
+            )
+        )
         worst = live.worst_tokens(self.selected, self.chunk)
         self.query_one("#worst", Static).update(Text(f"largest KL: {worst}" if worst else ""))
         self.query_one("#tokens", Static).update(live.token_text(self.selected, self.chunk))
@@ -349,7 +370,9 @@ class KldScreen(WorkerScreen):
         if report is None:
             spec = build_kld_spec(self.options.namespace())
             baseline = live.models[live.baseline_label].baseline
-            report = partial_kld_report(spec, baseline, [m.final for m in live.models.values() if m.final is not None])
+            report = partial_kld_report(
+                spec, baseline, [m.final for m in live.models.values() if m.final is not None]
+            )
         path = self.app.export_dir / f"ggflip-kld-{report.set}.json"  # type: ignore[attr-defined]
         try:
             atomic_write_bytes(path, (report.to_json() + "\n").encode())

@@ -4,18 +4,20 @@
 scored so far, from which the summary metrics are recomputed with the engine's own registry
 (`metrics.METRICS`) while the quant is still running.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ggflip import metrics
-from ggflip.engine import RunSpec, partial_report
-from ggflip.events import BASELINE
-from ggflip.questions import Question
-from ggflip.report import BaselineSummary, QuantSummary, Report
-from ggflip.scoring import FLIP_GAINED, FLIP_LOST, QuestionRow, paired_arrays
+from ggflip.choice.answers import FLIP_GAINED, FLIP_LOST, QuestionRow, paired_arrays
+from ggflip.choice.engine import partial_report
+from ggflip.choice.report import BaselineSummary, QuantSummary, Report
+from ggflip.choice.spec import RunSpec
+from ggflip.runs.events import BASELINE
+from ggflip.scoring import metrics
+from ggflip.tasks.questions import Question
 
 DIRECTIONS: tuple[str | None, ...] = (None, FLIP_LOST, FLIP_GAINED)
 SORTS: tuple[str, ...] = ("scored", "kl", "margin")
@@ -52,13 +54,17 @@ class ModelState:
         return (self.total - self.done) / rate if rate > 0 else math.nan
 
     def values(self) -> dict[str, float]:
-        """The registered summary metrics over the rows so far, plus the two flip counts; {} before any row."""
+        """The registered summary metrics over the rows so far, plus the two flip counts; {} before
+        any row."""
         if self._values_at != len(self.rows):
             self._values = {}
             if self.rows:
                 arrays = paired_arrays(self.rows)
                 self._values = {name: metric.fn(arrays) for name, metric in metrics.METRICS.items()}
-                self._values |= {"n_flips_lost": int(arrays.lost.sum()), "n_flips_gained": int(arrays.gained.sum())}
+                self._values |= {
+                    "n_flips_lost": int(arrays.lost.sum()),
+                    "n_flips_gained": int(arrays.gained.sum()),
+                }
             self._values_at = len(self.rows)
         return self._values
 
@@ -79,7 +85,8 @@ class LiveRun:
         n = len(spec.questions.questions)
         labels = [m.label for m in spec.model_set.models]
         self.models: dict[str, ModelState] = {
-            label: ModelState(label, BASELINE if i == 0 else "quant", n) for i, label in enumerate(labels)
+            label: ModelState(label, BASELINE if i == 0 else "quant", n)
+            for i, label in enumerate(labels)
         }
         self.baseline: BaselineSummary | None = None
         self.quants: list[QuantSummary] = []
@@ -110,7 +117,9 @@ class LiveRun:
         model = self.models[label]
         model.status, model.done = "cached", model.total
 
-    def scored(self, label: str, done: int, rows: Sequence[QuestionRow] | None) -> list[QuestionRow]:
+    def scored(
+        self, label: str, done: int, rows: Sequence[QuestionRow] | None
+    ) -> list[QuestionRow]:
         """Record progress; returns the rows not seen before (quants only)."""
         model = self.models[label]
         model.done = done
@@ -148,12 +157,16 @@ class LiveRun:
             return self.report
         return partial_report(self.spec, self.baseline, self.quants)
 
-    def flips(self, label: str, direction: str | None, subject: str | None, sort: str) -> list[QuestionRow]:
+    def flips(
+        self, label: str, direction: str | None, subject: str | None, sort: str
+    ) -> list[QuestionRow]:
         """The flipped rows of one quant, filtered by direction and subject, in the chosen order."""
         rows = [
             r
             for r in self.models[label].rows
-            if r.flip and (direction is None or r.flip == direction) and (subject is None or r.subject == subject)
+            if r.flip
+            and (direction is None or r.flip == direction)
+            and (subject is None or r.subject == subject)
         ]
         if sort == "kl":
             rows.sort(key=lambda r: -r.kl)

@@ -4,6 +4,7 @@ The engine runs in one thread worker that only posts messages (`RunScreen.SpecRe
 `RunScreen.EngineEvent`, `RunScreen.Scored`); the handlers here own every state change.
 `Scored` is high-rate and cumulative, so a newer one may replace an older one of the same model.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,22 +21,16 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ggflip.cache import atomic_write_bytes
-from ggflip.engine import RunSpec, run_comparison, run_progress
+from ggflip.choice.answers import QuestionRow
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import BaselineFinished, Event, QuantFinished, QuestionScored, RunFinished
+from ggflip.choice.resume import run_progress
+from ggflip.choice.setup import RunOptions, resolve_run_spec
+from ggflip.choice.spec import RunSpec
 from ggflip.errors import GgflipError
-from ggflip.events import (
-    BaselineFinished,
-    BaselineFromCache,
-    Event,
-    ModelLoaded,
-    ModelLoading,
-    QuantFinished,
-    QuestionScored,
-    RunFinished,
-)
-from ggflip.markdown import render_markdown
-from ggflip.run_setup import RunOptions, resolve_run_spec
-from ggflip.scoring import QuestionRow
+from ggflip.reports.markdown import render_markdown
+from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.store.atomic import atomic_write_bytes
 from ggflip.tui.cells import (
     FLIP_COLUMNS,
     SORT_NAMES,
@@ -57,7 +52,6 @@ from ggflip.tui.views import (
 from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
 
 log = logging.getLogger("ggflip.tui")
-
 
 
 class RunScreen(WorkerScreen):
@@ -96,7 +90,8 @@ class RunScreen(WorkerScreen):
             self.run_id, self.spec = run_id, spec
 
     class ResumeOffered(Message):
-        """An earlier, unfinished run of the same comparison left scored questions in the run store."""
+        """An earlier, unfinished run of the same comparison left scored questions in the run
+        store."""
 
         def __init__(self, run_id: int, stored: dict[str, int], total: int) -> None:
             super().__init__()
@@ -110,15 +105,21 @@ class RunScreen(WorkerScreen):
             self.run_id, self.event = run_id, event
 
     class Scored(Message):
-        """A model scored questions up to `done`; `rows` is its append-only list of comparison rows."""
+        """A model scored questions up to `done`; `rows` is its append-only list of comparison
+        rows."""
 
-        def __init__(self, run_id: int, label: str, done: int, rows: Sequence[QuestionRow] | None) -> None:
+        def __init__(
+            self, run_id: int, label: str, done: int, rows: Sequence[QuestionRow] | None
+        ) -> None:
             super().__init__()
             self.run_id, self.label, self.done, self.rows = run_id, label, done, rows
 
         def can_replace(self, message: Message) -> bool:
             # Rows are cumulative, so a later Scored of the same model and run carries everything.
-            return isinstance(message, RunScreen.Scored) and (message.run_id, message.label) == (self.run_id, self.label)
+            return isinstance(message, RunScreen.Scored) and (message.run_id, message.label) == (
+                self.run_id,
+                self.label,
+            )
 
     def __init__(self, options: RunOptions) -> None:
         super().__init__()
@@ -160,7 +161,8 @@ class RunScreen(WorkerScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", name="ggflip run")
     def _run(self, run_id: int, options: RunOptions) -> str:
-        """Resolve the options and iterate the engine, posting a message per event; stop when cancelled."""
+        """Resolve the options and iterate the engine, posting a message per event; stop when
+        cancelled."""
         worker = get_current_worker()
         spec = resolve_run_spec(options)
         if worker.is_cancelled:
@@ -169,7 +171,10 @@ class RunScreen(WorkerScreen):
             stored = run_progress(spec, self.app.backend_factory())  # type: ignore[attr-defined]
             total = len(spec.questions.questions)
             baseline = spec.model_set.baseline.label
-            if any(n for label, n in stored.items() if label != baseline) or 0 < stored[baseline] < total:
+            if (
+                any(n for label, n in stored.items() if label != baseline)
+                or 0 < stored[baseline] < total
+            ):
                 self.post_message(self.ResumeOffered(run_id, stored, total))
                 return "asked"
         self.post_message(self.SpecResolved(run_id, spec))
@@ -183,7 +188,9 @@ class RunScreen(WorkerScreen):
                 if isinstance(event, QuestionScored):
                     if event.row is not None:
                         rows.setdefault(event.label, []).append(event.row)
-                    self.post_message(self.Scored(run_id, event.label, event.done, rows.get(event.label)))
+                    self.post_message(
+                        self.Scored(run_id, event.label, event.done, rows.get(event.label))
+                    )
                 else:
                     self.post_message(self.EngineEvent(run_id, event))
         finally:
@@ -197,7 +204,9 @@ class RunScreen(WorkerScreen):
             return
         spec = message.spec
         self.live = LiveRun(spec, self.app.clock)  # type: ignore[attr-defined]
-        self.sub_title = f"{spec.model_set.name} · {spec.task} · {len(spec.questions.questions)} questions"
+        self.sub_title = (
+            f"{spec.model_set.name} · {spec.task} · {len(spec.questions.questions)} questions"
+        )
         self.live.state = "running"
         if self.selected not in self.live.quant_labels:
             self.selected = self.live.quant_labels[0] if self.live.quant_labels else None
@@ -212,7 +221,9 @@ class RunScreen(WorkerScreen):
     def on_run_screen_resume_offered(self, message: ResumeOffered) -> None:
         if message.run_id != self.run_id:
             return
-        self.query_one("#status", Static).update("An earlier run of this comparison was not finished.")
+        self.query_one("#status", Static).update(
+            "An earlier run of this comparison was not finished."
+        )
 
         def answer(resume: bool | None) -> None:
             self._offer_resume = False
@@ -250,12 +261,15 @@ class RunScreen(WorkerScreen):
             self._refresh()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place a run's end is handled: cancelled, failed (GgflipError or a bug), or done."""
+        """The one place a run's end is handled: cancelled, failed (GgflipError or a bug), or
+        done."""
         if event.worker is not self._worker:
             return
         if event.state == WorkerState.CANCELLED and self.live is not None:
             self.live.stopped("cancelled")
-            self.notify("Run cancelled; the models that finished are kept (e: export).", title="Cancelled")
+            self.notify(
+                "Run cancelled; the models that finished are kept (e: export).", title="Cancelled"
+            )
             self._refresh(force=True)
         elif event.state == WorkerState.ERROR:
             error = event.worker.error
@@ -353,8 +367,8 @@ class RunScreen(WorkerScreen):
         direction = "both directions" if self.direction is None else direction_text(self.direction)
         subject = "all subjects" if self.subject is None else self.subject
         title.update(
-            f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · {subject} (f) · "
-            f"{SORT_NAMES[self.sort]} (s) · Enter: detail"
+            f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · "
+            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter: detail"
         )
 
     def _select(self, label: str) -> None:
@@ -376,11 +390,20 @@ class RunScreen(WorkerScreen):
             self._refresh(force=True)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id != "flips" or self.live is None or self.selected is None or event.row_key.value is None:
+        if (
+            event.data_table.id != "flips"
+            or self.live is None
+            or self.selected is None
+            or event.row_key.value is None
+        ):
             return
         index = int(event.row_key.value)
         row = next(r for r in self.live.models[self.selected].rows if r.index == index)
-        self.app.push_screen(QuestionDetailScreen(self.live.question(index), row, self.live.baseline_label, self.selected))
+        self.app.push_screen(
+            QuestionDetailScreen(
+                self.live.question(index), row, self.live.baseline_label, self.selected
+            )
+        )
 
     def action_export(self) -> None:
         """Write the report as JSON (the `--json` document) and as a Markdown summary."""
@@ -403,7 +426,11 @@ class RunScreen(WorkerScreen):
     def action_margins(self) -> None:
         if self.live is None:
             return
-        charts = [(label, m.margin_buckets()) for label, m in self.live.models.items() if m.role == "quant" and m.rows]
+        charts = [
+            (label, m.margin_buckets())
+            for label, m in self.live.models.items()
+            if m.role == "quant" and m.rows
+        ]
         self.app.push_screen(MarginScreen(charts))
 
     def action_direction(self) -> None:

@@ -1,8 +1,9 @@
 """The setup view: pick a comparison set from models.toml, a task, the questions; Enter starts.
 
-Each model's file size and bits per weight (tensor bits / parameter count, from the GGUF header, as `ggflip inspect`)
-are read in a thread worker, so a slow disk never freezes the view.
+Each model's file size and bits per weight (tensor bits / parameter count, from the GGUF header, as
+`ggflip inspect`) are read in a thread worker, so a slow disk never freezes the view.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -29,11 +30,11 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from ggflip.config import ModelsConfig, ModelSet, load_models_toml
+from ggflip.choice.setup import RunOptions, check_options
+from ggflip.config.models_toml import ModelsConfig, ModelSet, load_models_toml
 from ggflip.errors import GgflipError
-from ggflip.gguf_info import read_header
-from ggflip.run_setup import RunOptions, check_options
-from ggflip.tasks import TASKS
+from ggflip.gguf.header import read_header
+from ggflip.tasks.registry import TASKS
 from ggflip.tui.run import RunScreen
 
 
@@ -54,7 +55,10 @@ def _count(n: int) -> str:
 class SetupScreen(Screen[None]):
     """Choose what to compare; Enter (or the Start button) opens the run view."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "start", "Start", show=False), Binding("q", "app.quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "start", "Start", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
     DEFAULT_CSS = """
     SetupScreen #body { height: 1fr; }
     SetupScreen #sets-pane { width: 34; border-right: solid $accent; }
@@ -69,10 +73,16 @@ class SetupScreen(Screen[None]):
     """
 
     class ModelInfo(Message):
-        """A model file's size, parameter count and bits per weight were read (or why they could not be)."""
+        """A model file's size, parameter count and bits per weight were read (or why they could not
+        be)."""
 
         def __init__(
-            self, path: Path, size: int | None, n_params: int | None, bits_per_weight: float | None, problem: str | None
+            self,
+            path: Path,
+            size: int | None,
+            n_params: int | None,
+            bits_per_weight: float | None,
+            problem: str | None,
         ) -> None:
             super().__init__()
             self.path, self.size, self.n_params, self.problem = path, size, n_params, problem
@@ -100,12 +110,51 @@ class SetupScreen(Screen[None]):
                 yield Label("Run", classes="heading")
                 tasks = [(f"{t.name}: {t.description}", t.name) for t in TASKS.values()]
                 task = self.options.task if self.options.task in TASKS else next(iter(TASKS))
-                yield self._field("Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task"))
-                yield self._field("Data", Input(self.options.data or "", placeholder="the task's default questions (or a JSONL file, hf:NAME…)", compact=True, id="data"))
-                yield self._field("Limit", Input(self._text(self.options.limit), placeholder="all questions", type="integer", compact=True, id="limit"))
-                yield self._field("Seed", Input(self._text(self.options.seed), placeholder="none: the first N", type="integer", compact=True, id="seed"))
-                yield self._field("Subjects", Input(", ".join(self.options.subjects), placeholder="all (comma-separated to filter)", compact=True, id="subjects"))
-                yield self._field("Batch size", Input(str(self.options.batch_size), type="integer", compact=True, id="batch"))
+                yield self._field(
+                    "Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task")
+                )
+                yield self._field(
+                    "Data",
+                    Input(
+                        self.options.data or "",
+                        placeholder="the task's default questions (or a JSONL file, hf:NAME…)",
+                        compact=True,
+                        id="data",
+                    ),
+                )
+                yield self._field(
+                    "Limit",
+                    Input(
+                        self._text(self.options.limit),
+                        placeholder="all questions",
+                        type="integer",
+                        compact=True,
+                        id="limit",
+                    ),
+                )
+                yield self._field(
+                    "Seed",
+                    Input(
+                        self._text(self.options.seed),
+                        placeholder="none: the first N",
+                        type="integer",
+                        compact=True,
+                        id="seed",
+                    ),
+                )
+                yield self._field(
+                    "Subjects",
+                    Input(
+                        ", ".join(self.options.subjects),
+                        placeholder="all (comma-separated to filter)",
+                        compact=True,
+                        id="subjects",
+                    ),
+                )
+                yield self._field(
+                    "Batch size",
+                    Input(str(self.options.batch_size), type="integer", compact=True, id="batch"),
+                )
                 yield Button("Start  (Enter)", id="start", variant="primary")
         yield Footer()
 
@@ -129,7 +178,9 @@ class SetupScreen(Screen[None]):
         for name, model_set in self.config.sets.items():
             sets.add_option(Option(f"{name}\n[dim]{len(model_set.quants)} quant(s)[/dim]", id=name))
         if not self.config.sets:
-            self.query_one("#set-description", Static).update(f"{self.config.path}: no sets defined")
+            self.query_one("#set-description", Static).update(
+                f"{self.config.path}: no sets defined"
+            )
             return
         wanted = self.options.set_name if self.options.set_name in self.config.sets else None
         wanted = wanted or next(iter(self.config.sets))
@@ -155,12 +206,15 @@ class SetupScreen(Screen[None]):
         assert self.config is not None
         self.chosen = name
         model_set = self.config.sets[name]
-        self.query_one("#set-description", Static).update(f"{name}: {model_set.description or 'no description'}")
+        self.query_one("#set-description", Static).update(
+            f"{name}: {model_set.description or 'no description'}"
+        )
         s = model_set.baseline.llama
         self.query_one("#llama", Static).update(
-            f"llama.cpp (baseline): n_ctx {s.n_ctx} · n_batch {s.n_batch} · n_ubatch {s.n_ubatch} · "
-            f"threads {s.n_threads or 'all'} · gpu layers {s.n_gpu_layers} · flash_attn {'on' if s.flash_attn else 'off'} · "
-            f"mmap {'on' if s.use_mmap else 'off'} · n_seq_max {s.n_seq_max}"
+            f"llama.cpp (baseline): n_ctx {s.n_ctx} · n_batch {s.n_batch} · n_ubatch {s.n_ubatch} "
+            f"· threads {s.n_threads or 'all'} · gpu layers {s.n_gpu_layers} · flash_attn "
+            f"{'on' if s.flash_attn else 'off'} · mmap {'on' if s.use_mmap else 'off'} · n_seq_max "
+            f"{s.n_seq_max}"
         )
         self._draw_models(model_set)
         missing = [m.path for m in model_set.models if m.path not in self.model_info]
@@ -179,8 +233,14 @@ class SetupScreen(Screen[None]):
                 size, bpw, note = "–", "–", info.problem
             else:
                 assert info.size is not None and info.n_params and info.bits_per_weight is not None
-                size, bpw, note = _size(info.size), f"{info.bits_per_weight:.2f}", f"{_count(info.n_params)} weights"
-            table.add_row("baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note)
+                size, bpw, note = (
+                    _size(info.size),
+                    f"{info.bits_per_weight:.2f}",
+                    f"{_count(info.n_params)} weights",
+                )
+            table.add_row(
+                "baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note
+            )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gguf")
     def _read_model_info(self, paths: list[Path]) -> None:
@@ -192,7 +252,11 @@ class SetupScreen(Screen[None]):
             try:
                 header = read_header(path)
                 problem = None if header.n_params else "no tensors"
-                self.post_message(self.ModelInfo(path, header.file_size, header.n_params, header.bits_per_weight, problem))
+                self.post_message(
+                    self.ModelInfo(
+                        path, header.file_size, header.n_params, header.bits_per_weight, problem
+                    )
+                )
             except GgflipError as exc:
                 problem = "missing" if "not found" in str(exc) else "unreadable"
                 self.post_message(self.ModelInfo(path, None, None, None, problem))
@@ -220,7 +284,11 @@ class SetupScreen(Screen[None]):
                 data=self.query_one("#data", Input).value.strip() or None,
                 limit=self._int("limit"),
                 seed=self._int("seed"),
-                subjects=tuple(s.strip() for s in self.query_one("#subjects", Input).value.split(",") if s.strip()),
+                subjects=tuple(
+                    s.strip()
+                    for s in self.query_one("#subjects", Input).value.split(",")
+                    if s.strip()
+                ),
                 batch_size=batch if batch is not None else self.options.batch_size,
             )
             check_options(options)

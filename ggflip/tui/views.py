@@ -1,4 +1,5 @@
 """Modal views of the run: question detail, flip rate by top margin, subject picker, error."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,14 +16,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ggflip.questions import LETTERS, Question
-from ggflip.scoring import FLIP_LOST, QuestionRow
+from ggflip.choice.answers import FLIP_LOST, QuestionRow
+from ggflip.tasks.questions import LETTERS, Question
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
 def bar(fraction: float, width: int) -> str:
-    """A horizontal bar of `width` cells filled to `fraction` (clipped to [0, 1]), in eighths of a cell."""
+    """A horizontal bar of `width` cells filled to `fraction` (clipped to [0, 1]), in eighths of a
+    cell."""
     eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
     full, part = divmod(eighths, 8)
     text = "█" * full + (_EIGHTHS[part] if part else "")
@@ -42,7 +44,9 @@ class ErrorScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter", "dismiss", "Close")]
     DEFAULT_CSS = """
     ErrorScreen { align: center middle; }
-    ErrorScreen > Vertical { width: 90; height: auto; border: thick $error; background: $surface; padding: 1 2; }
+    ErrorScreen > Vertical {
+        width: 90; height: auto; border: thick $error; background: $surface; padding: 1 2;
+    }
     ErrorScreen #error-title { text-style: bold; color: $error; }
     """
 
@@ -66,7 +70,9 @@ class ResumeScreen(ModalScreen[bool]):
     ]
     DEFAULT_CSS = """
     ResumeScreen { align: center middle; }
-    ResumeScreen > Vertical { width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
+    ResumeScreen > Vertical {
+        width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2;
+    }
     """
 
     def __init__(self, stored: dict[str, int], total: int) -> None:
@@ -74,26 +80,36 @@ class ResumeScreen(ModalScreen[bool]):
         self.stored, self.total = stored, total
 
     def compose(self) -> ComposeResult:
-        lines = [f"  {label}: {n}/{self.total} questions stored" for label, n in self.stored.items() if n]
+        lines = [
+            f"  {label}: {n}/{self.total} questions stored" for label, n in self.stored.items() if n
+        ]
         with Vertical():
             yield Static(Text("Resume the unfinished run?", style="bold"))
             yield Static(Text("\n".join(lines)))
-            yield Static(Text("Enter/y: resume, scoring only what is missing · n: start over", style="dim"))
+            yield Static(
+                Text("Enter/y: resume, scoring only what is missing · n: start over", style="dim")
+            )
 
     def action_answer(self, resume: bool) -> None:
         self.dismiss(resume)
 
 
 class QuestionDetailScreen(ModalScreen[None]):
-    """One question: its text, options, baseline vs quant probabilities per option, gold, KL, margin."""
+    """One question: its text, options, baseline vs quant probabilities per option, gold, KL,
+    margin."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter,q", "dismiss", "Close")]
     DEFAULT_CSS = """
     QuestionDetailScreen { align: center middle; }
-    QuestionDetailScreen > VerticalScroll { width: 100%; height: auto; max-height: 100%; border: thick $accent; background: $surface; padding: 0 1; }
+    QuestionDetailScreen > VerticalScroll {
+        width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $surface; padding: 0 1;
+    }
     """
 
-    def __init__(self, question: Question, row: QuestionRow, baseline_label: str, quant_label: str) -> None:
+    def __init__(
+        self, question: Question, row: QuestionRow, baseline_label: str, quant_label: str
+    ) -> None:
         super().__init__()
         self.question, self.row = question, row
         self.baseline_label, self.quant_label = baseline_label, quant_label
@@ -106,8 +122,12 @@ class QuestionDetailScreen(ModalScreen[None]):
     def _content(self) -> RenderableType:
         q, r = self.question, self.row
         head = Text.assemble(
-            (f"{q.id}", "bold"), f"  ·  {q.subject}  ·  {self.quant_label} vs {self.baseline_label}  ·  ",
-            (direction_text(r.flip), "bold red" if r.flip == FLIP_LOST else "bold green" if r.flip else "bold"),
+            (f"{q.id}", "bold"),
+            f"  ·  {q.subject}  ·  {self.quant_label} vs {self.baseline_label}  ·  ",
+            (
+                direction_text(r.flip),
+                "bold red" if r.flip == FLIP_LOST else "bold green" if r.flip else "bold",
+            ),
         )
         options = Table(box=None, pad_edge=False, expand=True)
         options.add_column("", width=3)
@@ -115,20 +135,39 @@ class QuestionDetailScreen(ModalScreen[None]):
         options.add_column(self.baseline_label, width=30, no_wrap=True)
         options.add_column(self.quant_label, width=30, no_wrap=True)
         for i, choice in enumerate(q.choices):
-            mark = Text(f"{LETTERS[i]}{'✓' if i == q.gold else ' '}", style="bold green" if i == q.gold else "")
-            options.add_row(mark, choice, self._cell(r.base_probs[i], i == r.base_choice, "blue"),
-                            self._cell(r.quant_probs[i], i == r.quant_choice, "magenta"))
+            mark = Text(
+                f"{LETTERS[i]}{'✓' if i == q.gold else ' '}",
+                style="bold green" if i == q.gold else "",
+            )
+            options.add_row(
+                mark,
+                choice,
+                self._cell(r.base_probs[i], i == r.base_choice, "blue"),
+                self._cell(r.quant_probs[i], i == r.quant_choice, "magenta"),
+            )
         facts = Text(
-            f"gold {LETTERS[r.gold]}  ·  baseline {LETTERS[r.base_choice]}  ·  quant {LETTERS[r.quant_choice]}  ·  "
-            f"KL {r.kl:.4f} (options only {r.kl_options:.4f})  ·  baseline top margin {r.top_margin:.3f}  ·  "
-            f"same top token: {'yes' if r.same_top else 'no'}",
+            f"gold {LETTERS[r.gold]}  ·  baseline {LETTERS[r.base_choice]}  ·  quant "
+            f"{LETTERS[r.quant_choice]}  ·  KL {r.kl:.4f} (options only {r.kl_options:.4f})  ·  "
+            f"baseline top margin {r.top_margin:.3f}  ·  same top token: "
+            f"{'yes' if r.same_top else 'no'}",
             style="dim",
         )
-        return Group(head, Text(""), Text(q.text), Text(""), options, Text(""), facts, Text("◀ = the model's answer", style="dim"))
+        return Group(
+            head,
+            Text(""),
+            Text(q.text),
+            Text(""),
+            options,
+            Text(""),
+            facts,
+            Text("◀ = the model's answer", style="dim"),
+        )
 
     @staticmethod
     def _cell(prob: float, chosen: bool, color: str) -> Text:
-        return Text.assemble((bar(prob, 18), color), f" {100 * prob:5.1f}%", (" ◀" if chosen else "", "bold"))
+        return Text.assemble(
+            (bar(prob, 18), color), f" {100 * prob:5.1f}%", (" ◀" if chosen else "", "bold")
+        )
 
 
 class MarginScreen(ModalScreen[None]):
@@ -148,12 +187,15 @@ class MarginScreen(ModalScreen[None]):
         self.charts = charts
 
     def compose(self) -> ComposeResult:
-        peak = max((float(b["flip_rate"]) for _, buckets in self.charts for b in buckets), default=0.0)
+        peak = max(
+            (float(b["flip_rate"]) for _, buckets in self.charts for b in buckets), default=0.0
+        )
         scale = peak if peak > 0 else 1.0
         with Vertical():
             yield Static(
-                "Flip rate per baseline top-margin bucket, the margin being the baseline's best option "
-                f"probability minus its second best (one scale for all quants: the longest bar is {100 * peak:.1f}%)",
+                "Flip rate per baseline top-margin bucket, the margin being the baseline's best "
+                "option probability minus its second best (one scale for all quants: the longest "
+                f"bar is {100 * peak:.1f}%)",
                 id="margin-title",
             )
             with VerticalScroll():
@@ -175,7 +217,10 @@ class MarginScreen(ModalScreen[None]):
         for b in buckets:
             rate = float(b["flip_rate"])
             table.add_row(
-                f"{b['lo']:.2f}–{b['hi']:.2f}", Text(bar(rate / scale, 24), style="red"), f"{100 * rate:5.1f}%", f"{b['flips']}/{b['n']}"
+                f"{b['lo']:.2f}–{b['hi']:.2f}",
+                Text(bar(rate / scale, 24), style="red"),
+                f"{100 * rate:5.1f}%",
+                f"{b['flips']}/{b['n']}",
             )
         return Panel(table, title=f"{label} ({n_total} questions)", title_align="left")
 

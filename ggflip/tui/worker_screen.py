@@ -4,6 +4,7 @@ A subclass composes a `RichLog` with id `log`, implements `start()` (launch its 
 it in `self._worker`) and `_refresh()` (redraw from its live state; set `self._dirty` when a
 message changed that state without redrawing).
 """
+
 from __future__ import annotations
 
 from textual.screen import Screen

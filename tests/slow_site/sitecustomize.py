@@ -1,8 +1,10 @@
-"""Loaded by the kill/resume tests' subprocesses (via PYTHONPATH): each llama.cpp call takes 5 ms more.
+"""Loaded by the kill/resume tests' subprocesses (via PYTHONPATH): each llama.cpp call takes 5 ms
+more.
 
 Tiny models score a question in well under a millisecond, so an unslowed run can finish between
 two polls of the run store and a signal meant for "question N" would arrive after the end.
 """
+
 import time
 
 import ggflip.backends.llama as _llama

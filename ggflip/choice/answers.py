@@ -1,0 +1,334 @@
+"""From one model's next-token distributions to an answer, and from two answers to a comparison row.
+
+Letter mode reads one distribution per question; cloze mode one per continuation token of
+every choice. The baseline's distributions are kept compactly (`BaselineScores`: option
+scores, argmax, top-K log-probs plus tail mass per scored position); a quant's are compared
+with them while still in memory, so the full-vocabulary KL never needs both full rows at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ggflip.scoring import metrics
+from ggflip.tasks.questions import Question
+
+FLIP_LOST = "correct_to_incorrect"
+FLIP_GAINED = "incorrect_to_correct"
+
+
+@dataclass(frozen=True)
+class ChoiceScore:
+    """One model's answer to one question.
+
+    Attributes:
+        option_logprobs: (n_options,) the answer rule's score per option (letter: the letter's
+            log-prob; cloze: the continuation's summed or per-character log-likelihood).
+        top_tokens: (n_scored_positions,) full-vocabulary argmax at each scored position.
+        sums, norms: cloze only, (n_options,) summed and per-character log-likelihoods.
+    """
+
+    option_logprobs: NDArray[np.float64]
+    top_tokens: NDArray[np.int64]
+    sums: NDArray[np.float64] | None = None
+    norms: NDArray[np.float64] | None = None
+
+    @property
+    def choice(self) -> int:
+        return int(np.argmax(self.option_logprobs))
+
+    @property
+    def top_token(self) -> int:
+        """The argmax at the first scored position (the answer position in letter mode)."""
+        return int(self.top_tokens[0])
+
+    @property
+    def option_probs(self) -> NDArray[np.float64]:
+        return metrics.option_distribution(self.option_logprobs)
+
+
+LetterScore = ChoiceScore
+
+
+def score_letters(logprobs: NDArray[np.float64], variants: Sequence[Sequence[int]]) -> ChoiceScore:
+    """Option log-probs (logsumexp over each letter's token variants) and the full-vocab argmax.
+
+    Args:
+        logprobs: (n_vocab,) float64 log-probabilities at the answer position.
+        variants: per option, the token ids that spell its letter.
+    """
+    option_logprobs = np.array([metrics.logsumexp(logprobs[list(ids)]) for ids in variants])
+    return ChoiceScore(
+        option_logprobs=option_logprobs, top_tokens=np.array([int(np.argmax(logprobs))])
+    )
+
+
+def score_letters_rows(
+    rows: metrics.NormalizedRows, variants: Sequence[Sequence[int]]
+) -> ChoiceScore:
+    """`score_letters` on a one-row NormalizedRows (no full log-prob row)."""
+    option_logprobs = np.array([metrics.logsumexp(rows.at(np.array(ids))[0]) for ids in variants])
+    return ChoiceScore(option_logprobs=option_logprobs, top_tokens=rows.argmax()[:1])
+
+
+def score_cloze(
+    logprob_rows: Sequence[NDArray[np.float64] | metrics.NormalizedRows],
+    targets: Sequence[Sequence[int]],
+    choice_lengths: Sequence[int],
+    rule: str,
+) -> ChoiceScore:
+    """Each choice's log-likelihood as a continuation: summed, and per character (lm-eval's
+    acc_norm).
+
+    Args:
+        logprob_rows: per choice, (n_continuation_tokens, n_vocab) float64 log-probs; row j is
+            the distribution of the continuation's token j.
+        targets: per choice, its continuation's token ids.
+        choice_lengths: per choice, the characters its per-character score divides by.
+        rule: "sum" or "norm": which of the two is the answer.
+    """
+    blocks = [_normalized(rows) for rows in logprob_rows]
+    sums = np.array(
+        [float(rows.at(np.asarray(ids).reshape(-1, 1)).sum()) for rows, ids in zip(blocks, targets)]
+    )
+    norms = sums / np.maximum(np.asarray(choice_lengths, dtype=np.float64), 1.0)
+    top = np.concatenate([rows.argmax() for rows in blocks])
+    return ChoiceScore(
+        option_logprobs=norms if rule == "norm" else sums, top_tokens=top, sums=sums, norms=norms
+    )
+
+
+@dataclass
+class BaselineScores:
+    """The baseline's compact record: per question its option scores, per scored position top-K.
+
+    A question owns the scored positions `row_offsets[i]:row_offsets[i + 1]` (letter: one;
+    cloze: every continuation token of every choice). N questions, R positions, top-K tokens.
+
+    Attributes:
+        option_logprobs: (N, max_options) float64 answer-rule scores, -inf beyond a question's
+            options.
+        option_sums, option_norms: (N, max_options) cloze summed / per-character log-likelihoods
+            (-inf in letter mode).
+        row_offsets: (N + 1,) int64 start of each question's positions.
+        top_token: (R,) int32 full-vocabulary argmax.
+        top_ids: (R, K) int32 most probable tokens, most probable first.
+        top_logprobs: (R, K) float32 their log-probabilities.
+        tail_logmass: (R,) float64 log of the probability outside the top K.
+    """
+
+    option_logprobs: NDArray[np.float64]
+    option_sums: NDArray[np.float64]
+    option_norms: NDArray[np.float64]
+    row_offsets: NDArray[np.int64]
+    top_token: NDArray[np.int32]
+    top_ids: NDArray[np.int32]
+    top_logprobs: NDArray[np.float32]
+    tail_logmass: NDArray[np.float64]
+
+    @classmethod
+    def empty(
+        cls,
+        n_questions: int,
+        max_options: int,
+        k: int,
+        rows_per_question: Sequence[int] | None = None,
+    ) -> BaselineScores:
+        """Room for N questions, each with its number of scored positions (default one)."""
+        counts = (
+            np.ones(n_questions, dtype=np.int64)
+            if rows_per_question is None
+            else np.asarray(rows_per_question, dtype=np.int64)
+        )
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n_rows = int(offsets[-1])
+        return cls(
+            option_logprobs=np.full((n_questions, max_options), -np.inf),
+            option_sums=np.full((n_questions, max_options), -np.inf),
+            option_norms=np.full((n_questions, max_options), -np.inf),
+            row_offsets=offsets,
+            top_token=np.zeros(n_rows, dtype=np.int32),
+            top_ids=np.zeros((n_rows, k), dtype=np.int32),
+            top_logprobs=np.zeros((n_rows, k), dtype=np.float32),
+            tail_logmass=np.zeros(n_rows, dtype=np.float64),
+        )
+
+    def fits(self, n_questions: int, k: int) -> bool:
+        """Whether these arrays have the shapes a run of N questions at top-K needs."""
+        n_rows = int(self.row_offsets[-1]) if self.row_offsets.shape == (n_questions + 1,) else -1
+        return (
+            self.option_logprobs.shape[0] == n_questions
+            and self.option_sums.shape == self.option_logprobs.shape == self.option_norms.shape
+            and self.top_ids.shape == (n_rows, k)
+            and self.top_logprobs.shape == (n_rows, k)
+            and self.top_token.shape == self.tail_logmass.shape == (n_rows,)
+        )
+
+    def n_rows(self, index: int) -> int:
+        """How many scored positions question `index` has."""
+        return int(self.row_offsets[index + 1] - self.row_offsets[index])
+
+    def record(self, index: int, score: ChoiceScore, logprobs: Rows | Sequence[Rows]) -> None:
+        """Store question `index`'s answer and the compact form of its scored distributions.
+
+        Args:
+            logprobs: (n_vocab,) one row, or a sequence of (n_rows_i, n_vocab) blocks in position
+                order, as log-probs, or as logits in `metrics.NormalizedRows`.
+        """
+        n_options = len(score.option_logprobs)
+        self.option_logprobs[index, :n_options] = score.option_logprobs
+        if score.sums is not None and score.norms is not None:
+            self.option_sums[index, :n_options] = score.sums
+            self.option_norms[index, :n_options] = score.norms
+        row = int(self.row_offsets[index])
+        for block in _blocks(logprobs):
+            stop = row + len(block)
+            ids, _ = metrics.top_k(block.logits, self.top_ids.shape[1])
+            self.top_ids[row:stop], self.top_logprobs[row:stop] = ids, block.at(ids)
+            self.tail_logmass[row:stop] = block.tail_log_mass(ids)
+            self.top_token[row:stop] = block.argmax()
+            row = stop
+        if row != self.row_offsets[index + 1]:
+            raise ValueError(
+                f"question {index}: {row - self.row_offsets[index]} scored rows, expected "
+                f"{self.n_rows(index)}"
+            )
+
+    def choice_score(self, index: int, n_options: int) -> ChoiceScore:
+        """Question `index`'s answer as recorded."""
+        start, stop = self.row_offsets[index], self.row_offsets[index + 1]
+        sums = self.option_sums[index, :n_options].copy()
+        norms = self.option_norms[index, :n_options].copy()
+        cloze = bool(np.isfinite(sums).any())
+        return ChoiceScore(
+            self.option_logprobs[index, :n_options].copy(),
+            self.top_token[start:stop].astype(np.int64),
+            sums if cloze else None,
+            norms if cloze else None,
+        )
+
+    letter_score = choice_score
+
+    def kl_to(self, index: int, q_logprobs: Rows | Sequence[Rows]) -> float:
+        """KL(baseline || quant) of question `index` from the baseline's top-K form, averaged over
+        its positions."""
+        row, total = int(self.row_offsets[index]), 0.0
+        for block in _blocks(q_logprobs):
+            stop = row + len(block)
+            kls = metrics.kl_from_top_k_normalized(
+                self.top_ids[row:stop],
+                self.top_logprobs[row:stop],
+                self.tail_logmass[row:stop],
+                block,
+            )
+            total += float(kls.sum())
+            row = stop
+        if row != self.row_offsets[index + 1]:
+            raise ValueError(
+                f"question {index}: quant scored {row - self.row_offsets[index]} rows, baseline "
+                f"{self.n_rows(index)}"
+            )
+        return total / max(self.n_rows(index), 1)
+
+
+Rows = NDArray[np.float64] | metrics.NormalizedRows
+
+
+def _normalized(block: Rows) -> metrics.NormalizedRows:
+    return block if isinstance(block, metrics.NormalizedRows) else metrics.NormalizedRows(block)
+
+
+def _blocks(logprobs: Rows | Sequence[Rows]) -> list[metrics.NormalizedRows]:
+    """Log-probs (or logits) as NormalizedRows blocks: one row, a (R, V) block, or a sequence of
+    blocks."""
+    if isinstance(logprobs, (np.ndarray, metrics.NormalizedRows)):
+        return [_normalized(logprobs)]
+    return [_normalized(block) for block in logprobs]
+
+
+@dataclass(frozen=True)
+class QuestionRow:
+    """One question compared between the baseline and one quant."""
+
+    index: int
+    id: str
+    subject: str
+    gold: int
+    base_choice: int
+    base_probs: tuple[float, ...]
+    quant_choice: int
+    quant_probs: tuple[float, ...]
+    flip: str | None
+    kl: float
+    kl_options: float
+    same_top: bool
+    top_margin: float
+    n_tokens: int = 1
+    base_sums: tuple[float, ...] = ()
+    base_norms: tuple[float, ...] = ()
+    quant_sums: tuple[float, ...] = ()
+    quant_norms: tuple[float, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.base_choice != self.quant_choice
+
+
+def _floats(values: NDArray[np.float64] | None) -> tuple[float, ...]:
+    return () if values is None else tuple(float(v) for v in values)
+
+
+def compare(
+    index: int, question: Question, base: ChoiceScore, quant: ChoiceScore, kl: float
+) -> QuestionRow:
+    """The comparison row of one question: flip direction, option KL, top margin.
+
+    `same_top` is true when the full-vocabulary argmax agrees at every scored position.
+    """
+    base_probs, quant_probs = base.option_probs, quant.option_probs
+    base_ok, quant_ok = base.choice == question.gold, quant.choice == question.gold
+    flip = (
+        FLIP_LOST if base_ok and not quant_ok else FLIP_GAINED if quant_ok and not base_ok else None
+    )
+    kl_options = float(
+        metrics.kl_divergence(
+            metrics.log_softmax(base.option_logprobs), metrics.log_softmax(quant.option_logprobs)
+        )
+    )
+    return QuestionRow(
+        index=index,
+        id=question.id,
+        subject=question.subject,
+        gold=question.gold,
+        base_choice=base.choice,
+        base_probs=tuple(float(p) for p in base_probs),
+        quant_choice=quant.choice,
+        quant_probs=tuple(float(p) for p in quant_probs),
+        flip=flip,
+        kl=kl,
+        kl_options=kl_options,
+        same_top=bool(np.array_equal(base.top_tokens, quant.top_tokens)),
+        top_margin=float(metrics.top_margin(base_probs)),
+        n_tokens=len(base.top_tokens),
+        base_sums=_floats(base.sums),
+        base_norms=_floats(base.norms),
+        quant_sums=_floats(quant.sums),
+        quant_norms=_floats(quant.norms),
+    )
+
+
+def paired_arrays(rows: Sequence[QuestionRow]) -> metrics.PairedArrays:
+    """Stack comparison rows into the arrays the summary metrics take."""
+    return metrics.PairedArrays(
+        gold=np.array([r.gold for r in rows], dtype=np.int64),
+        base_choice=np.array([r.base_choice for r in rows], dtype=np.int64),
+        quant_choice=np.array([r.quant_choice for r in rows], dtype=np.int64),
+        kl=np.array([r.kl for r in rows], dtype=np.float64),
+        kl_options=np.array([r.kl_options for r in rows], dtype=np.float64),
+        same_top=np.array([r.same_top for r in rows], dtype=bool),
+        top_margin=np.array([r.top_margin for r in rows], dtype=np.float64),
+    )

@@ -1,0 +1,217 @@
+"""The comparison engine: baseline once (or from the cache), then each quant, as a stream of events.
+
+`run_comparison` is a generator of `ggflip.choice.events` values. Front ends iterate it; closing the
+generator early (Ctrl-C, a cancel button) stops between batches of questions and frees the
+loaded model. Every check that can fail on user input (files, vocabularies, prompt
+lengths) runs before the first model is scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Generator, Iterator, Sequence
+from typing import Any
+
+from ggflip.backends.base import BackendFactory, ModelProbe
+from ggflip.choice.answers import BaselineScores
+from ggflip.choice.cache import BaselineCache
+from ggflip.choice.events import BaselineFinished, Event, QuantFinished, RunFinished, RunStarted
+from ggflip.choice.loop import score_baseline, score_quant
+from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
+from ggflip.choice.resume import key_parts, model_key
+from ggflip.choice.runstore import ModelProgress, StoreSession
+from ggflip.choice.spec import RunSpec
+from ggflip.config.models_toml import ModelSpec
+from ggflip.errors import BackendError, GgflipError
+from ggflip.runs.events import BaselineFromCache
+from ggflip.runs.vocab import check_vocabularies
+from ggflip.scoring import metrics
+from ggflip.store.keys import cache_key
+from ggflip.store.locks import CacheLock
+from ggflip.tasks.questions import QuestionSet
+
+log = logging.getLogger("ggflip.choice.engine")
+
+
+def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, None, None]:
+    """Score the baseline (or read it from the cache), then each quant, yielding events.
+
+    With `spec.run_store`, every batch of scored questions is stored as it is scored and a
+    re-run restores them (`Resumed`) instead of scoring them again. With `spec.cache_dir`,
+    the run holds a lock there, so a second process running the same comparison waits.
+
+    Raises:
+        ModelFileError, VocabMismatchError, BackendError, CacheError, DiskFullError: before
+        scoring for bad inputs, or when llama.cpp fails mid-run.
+    """
+    model_set = spec.model_set
+    probes = [factory.probe(model) for model in model_set.models]
+    check_vocabularies(model_set, probes)
+    parts = key_parts(spec, probes[0])
+    key = cache_key(parts)
+    lock = (
+        CacheLock(spec.cache_dir, f"run-{key}", "running this same comparison")
+        if spec.cache_dir
+        else None
+    )
+    session: StoreSession | None = None
+    if lock:
+        lock.acquire()
+    try:
+        session = spec.run_store.open() if spec.run_store else None
+        progress = [
+            ModelProgress(session, key, model_key(m, p), m.label)
+            for m, p in zip(model_set.models, probes)
+        ]
+        if not spec.resume:
+            for model_progress in progress:
+                model_progress.forget()
+        yield from _run(spec, factory, parts, key, progress, [file_facts(p) for p in probes])
+    finally:
+        if session:
+            session.close()
+        if lock:
+            lock.release()
+
+
+def file_facts(probe: ModelProbe) -> dict[str, Any]:
+    """The model-file facts a report carries next to each summary."""
+    return {
+        "bits_per_weight": probe.bits_per_weight,
+        "file_size": probe.file_size,
+        "n_params": probe.n_params,
+    }
+
+
+def _run(
+    spec: RunSpec,
+    factory: BackendFactory,
+    parts: dict[str, object],
+    key: str,
+    progress: Sequence[ModelProgress],
+    facts: Sequence[dict[str, Any]],
+) -> Iterator[Event]:
+    model_set, questions = spec.model_set, spec.questions
+    yield RunStarted(
+        model_set.name, tuple(m.label for m in model_set.models), len(questions.questions)
+    )
+    cache = BaselineCache(spec.cache_dir) if spec.cache_dir else None
+    prompt_set = spec.prompt_set
+    top_k = int(parts["top_k"])  # type: ignore[call-overload]
+    n = len(questions.questions)
+    cached = cache.load(key, n, top_k) if cache else None
+    if cached is not None:
+        baseline, base_skips = cached
+        yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
+        baseline_seconds, from_cache = 0.0, True
+    else:
+        started = time.perf_counter()
+        baseline, base_skips = yield from score_baseline(
+            spec, factory, prompt_set, top_k, progress[0]
+        )
+        baseline_seconds, from_cache = time.perf_counter() - started, False
+        if cache:
+            meta = {"key": parts, "set": model_set.name, "baseline": str(model_set.baseline.path)}
+            cache.save(key, baseline, meta, base_skips)
+            try:
+                progress[0].forget()  # the baseline cache holds it now
+            except GgflipError as exc:
+                log.warning(
+                    "could not drop the baseline's stored rows (%s); they are only redundant", exc
+                )
+    skipped = _skipped(questions, model_set.baseline, base_skips)
+    if len(base_skips) == n:
+        raise BackendError(
+            f"{model_set.baseline.path}: no prompt fits n_ctx; raise n_ctx in models.toml"
+        )
+    baseline_summary = dataclasses.replace(
+        _baseline_summary(
+            model_set.baseline, questions, baseline, base_skips, baseline_seconds, from_cache
+        ),
+        **facts[0],
+    )
+    yield BaselineFinished(baseline_summary, tuple(skipped))
+    quant_summaries: list[QuantSummary] = []
+    for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):
+        summary, quant_skips = yield from score_quant(
+            spec, factory, quant, prompt_set, baseline, base_skips, quant_progress
+        )
+        summary = dataclasses.replace(summary, **quant_facts)
+        quant_summaries.append(summary)
+        quant_skipped = _skipped(questions, quant, quant_skips)
+        skipped += quant_skipped
+        yield QuantFinished(summary, tuple(quant_skipped))
+    yield RunFinished(
+        _report(spec, baseline_summary, quant_summaries, complete=True, skipped=skipped)
+    )
+
+
+def _skipped(
+    questions: QuestionSet, model: ModelSpec, skips: dict[int, str]
+) -> list[SkippedQuestion]:
+    for index, reason in sorted(skips.items()):
+        log.warning(
+            "question %s skipped for %s: %s", questions.questions[index].id, model.label, reason
+        )
+    return [
+        SkippedQuestion(i, questions.questions[i].id, model.label, r)
+        for i, r in sorted(skips.items())
+    ]
+
+
+def partial_report(
+    spec: RunSpec,
+    baseline: BaselineSummary | None,
+    quants: Sequence[QuantSummary],
+    skipped: Sequence[SkippedQuestion] = (),
+) -> Report:
+    """A report of what finished before a run stopped early."""
+    return _report(spec, baseline, quants, complete=False, skipped=skipped)
+
+
+def _report(
+    spec: RunSpec,
+    baseline: BaselineSummary | None,
+    quants: Sequence[QuantSummary],
+    complete: bool,
+    skipped: Sequence[SkippedQuestion] = (),
+) -> Report:
+    prompt_set = spec.prompt_set
+    return Report(
+        set=spec.model_set.name,
+        task=spec.task,
+        prompt_version=prompt_set.version,
+        source=spec.questions.source,
+        n_questions=len(spec.questions.questions),
+        skipped_rows=spec.questions.skipped,
+        cache_top_k=spec.resolved_top_k,
+        baseline=baseline,
+        quants=tuple(quants),
+        complete=complete,
+        skipped_questions=tuple(skipped),
+        mode=prompt_set.mode,
+        answer_rule=prompt_set.answer_rule,
+        n_shots=prompt_set.n_shots,
+    )
+
+
+def _baseline_summary(
+    model: ModelSpec,
+    questions: QuestionSet,
+    scores: BaselineScores,
+    skips: dict[int, str],
+    seconds: float,
+    from_cache: bool,
+) -> BaselineSummary:
+    scored = [(i, q) for i, q in enumerate(questions.questions) if i not in skips]
+    correct = sum(int(scores.choice_score(i, len(q.choices)).choice == q.gold) for i, q in scored)
+    return BaselineSummary(
+        label=model.label,
+        path=str(model.path),
+        accuracy=correct / len(scored),
+        accuracy_ci=metrics.wilson_interval(correct, len(scored)),
+        seconds=seconds,
+        from_cache=from_cache,
+    )

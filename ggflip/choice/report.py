@@ -1,0 +1,273 @@
+"""The report of a run: the one typed definition of the `--json` document (schema
+`ggflip.report/1`).
+
+All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pairs.
+
+    {
+      "schema": "ggflip.report/1", "ggflip_version": str,
+      "set": str, "task": str, "prompt_version": str, "source": str,
+      "n_questions": int, "skipped_rows": [{"where": str, "reason": str}],
+      "cache_top_k": int, "complete": bool,
+      "skipped_questions": [{"index": int, "id": str, "label": str, "reason": str}],
+      "mode": "letter" | "cloze", "answer_rule": "sum" | "norm" | null, "n_shots": int,
+      "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache",
+                   "bits_per_weight", "file_size", "n_params"},
+      "quants": [ {
+          "label", "path", "n", "seconds", "questions_per_second",
+          "bits_per_weight", "file_size", "n_params",
+          "accuracy", "accuracy_ci", "baseline_accuracy", "delta_accuracy",
+          "flips", "flips_lost", "flips_gained", "n_flips_lost", "n_flips_gained",
+          "answer_changes", "mcnemar_p",
+          "kl_mean", "kl_mean_ci", "kl_median", "kl_p90", "kl_p99", "kl_max",
+          "kl_options_mean", "same_top",
+          "margin_buckets": [{"lo", "hi", "n", "flips", "flip_rate"}],
+          "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
+          "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
+                     "quant_choice", "quant_probs", "flip", "changed", "kl",
+                     "kl_options", "same_top", "top_margin", "n_tokens",
+                     "base_sums", "base_norms", "quant_sums", "quant_norms"} ]
+      } ]
+    }
+
+`flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
+(0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position
+(cloze: averaged over every scored continuation token of every choice, `n_tokens` of them).
+Cloze rows carry each choice's summed and per-character log-likelihoods; letter rows leave
+those lists empty. `answer_rule` names which of the two picks the cloze answer.
+`bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
+`file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ggflip import __version__
+from ggflip.choice.answers import QuestionRow, paired_arrays
+from ggflip.scoring import metrics
+from ggflip.tasks.questions import SkippedRow
+
+SCHEMA = "ggflip.report/1"
+
+
+@dataclass(frozen=True)
+class SkippedQuestion:
+    """A question a model could not score (its prompt does not fit n_ctx), left out of every
+    pair."""
+
+    index: int
+    id: str
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    """The baseline's own accuracy and cost."""
+
+    label: str
+    path: str
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    seconds: float
+    from_cache: bool
+    bits_per_weight: float = math.nan
+    file_size: int = 0
+    n_params: int = 0
+
+
+@dataclass(frozen=True)
+class QuantSummary:
+    """Every summary metric of one quant against the baseline, and its per-question rows."""
+
+    label: str
+    path: str
+    n: int
+    seconds: float
+    questions_per_second: float
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    baseline_accuracy: float
+    delta_accuracy: float
+    flips: float
+    flips_lost: float
+    flips_gained: float
+    n_flips_lost: int
+    n_flips_gained: int
+    answer_changes: float
+    mcnemar_p: float
+    kl_mean: float
+    kl_mean_ci: tuple[float, float]
+    kl_median: float
+    kl_p90: float
+    kl_p99: float
+    kl_max: float
+    kl_options_mean: float
+    same_top: float
+    margin_buckets: list[dict[str, float | int]]
+    rows: Sequence[QuestionRow] = field(repr=False)
+    bits_per_weight: float = math.nan
+    file_size: int = 0
+    n_params: int = 0
+    by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def summarize_quant(
+    label: str, path: str, rows: Sequence[QuestionRow], seconds: float
+) -> QuantSummary:
+    """Fold a quant's comparison rows into its summary with the registered metrics."""
+    arrays = paired_arrays(rows)
+    values = {name: metric.fn(arrays) for name, metric in metrics.METRICS.items()}
+    n = len(rows)
+    return QuantSummary(
+        label=label,
+        path=path,
+        n=n,
+        seconds=seconds,
+        questions_per_second=n / seconds if seconds > 0 else math.nan,
+        accuracy=values["accuracy"],
+        accuracy_ci=metrics.wilson_interval(int(arrays.quant_correct.sum()), n),
+        baseline_accuracy=values["baseline_accuracy"],
+        delta_accuracy=values["delta_accuracy"],
+        flips=values["flips"],
+        flips_lost=values["flips_lost"],
+        flips_gained=values["flips_gained"],
+        n_flips_lost=int(arrays.lost.sum()),
+        n_flips_gained=int(arrays.gained.sum()),
+        answer_changes=values["answer_changes"],
+        mcnemar_p=values["mcnemar_p"],
+        kl_mean=values["kl_mean"],
+        kl_mean_ci=metrics.mean_interval(arrays.kl),
+        kl_median=values["kl_median"],
+        kl_p90=values["kl_p90"],
+        kl_p99=values["kl_p99"],
+        kl_max=values["kl_max"],
+        kl_options_mean=values["kl_options_mean"],
+        same_top=values["same_top"],
+        margin_buckets=metrics.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained),
+        rows=tuple(rows),
+        by_rule=_by_rule(rows),
+    )
+
+
+def _by_rule(rows: Sequence[QuestionRow]) -> dict[str, dict[str, float]]:
+    """Cloze only: accuracy and flips under each answer rule ("sum" and "norm"), whichever is the
+    answer."""
+    if not rows or not rows[0].base_sums:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    gold = np.array([r.gold for r in rows])
+    for rule, base_of, quant_of in (
+        ("sum", "base_sums", "quant_sums"),
+        ("norm", "base_norms", "quant_norms"),
+    ):
+        base_ok = np.array([int(np.argmax(getattr(r, base_of))) for r in rows]) == gold
+        quant_ok = np.array([int(np.argmax(getattr(r, quant_of))) for r in rows]) == gold
+        out[rule] = {
+            "baseline_accuracy": float(base_ok.mean()),
+            "accuracy": float(quant_ok.mean()),
+            "flips": float((base_ok != quant_ok).mean()),
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """A whole run; `complete` is False when the run stopped early (cancel, error)."""
+
+    set: str
+    task: str
+    prompt_version: str
+    source: str
+    n_questions: int
+    skipped_rows: Sequence[SkippedRow]
+    cache_top_k: int
+    baseline: BaselineSummary | None
+    quants: Sequence[QuantSummary]
+    complete: bool = True
+    skipped_questions: Sequence[SkippedQuestion] = ()
+    mode: str = "letter"
+    answer_rule: str | None = None
+    n_shots: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document as plain Python values (non-finite floats become null)."""
+        document = {
+            "schema": SCHEMA,
+            "ggflip_version": __version__,
+            **_plain(dataclasses.asdict(self)),
+        }
+        for quant, summary in zip(document["quants"], self.quants):
+            for row_dict, row in zip(quant["rows"], summary.rows):
+                row_dict["changed"] = row.changed
+        return document
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+def report_from_dict(document: dict[str, Any]) -> Report:
+    """Rebuild a Report from its JSON document (`Report.to_dict`'s inverse; null floats become nan).
+
+    Raises:
+        KeyError, TypeError, ValueError: the document lacks a field or has one of the wrong shape.
+    """
+
+    def fields_of(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
+        kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key not in kinds:
+                continue
+            if value is None and kinds[key].startswith("float"):
+                value = math.nan
+            elif isinstance(value, list):
+                value = tuple(math.nan if v is None else v for v in value)
+            values[key] = value
+        return values
+
+    baseline = document.get("baseline")
+    quants = []
+    for quant in document["quants"]:
+        rows = tuple(QuestionRow(**fields_of(QuestionRow, row)) for row in quant["rows"])
+        values = fields_of(
+            QuantSummary, {k: v for k, v in quant.items() if k not in ("rows", "margin_buckets")}
+        )
+        quants.append(
+            QuantSummary(**values, margin_buckets=list(quant["margin_buckets"]), rows=rows)
+        )
+    return Report(
+        set=document["set"],
+        task=document["task"],
+        prompt_version=document["prompt_version"],
+        source=document["source"],
+        n_questions=document["n_questions"],
+        skipped_rows=tuple(SkippedRow(**row) for row in document.get("skipped_rows", [])),
+        cache_top_k=document["cache_top_k"],
+        baseline=BaselineSummary(**fields_of(BaselineSummary, baseline)) if baseline else None,
+        quants=tuple(quants),
+        complete=document.get("complete", True),
+        skipped_questions=tuple(
+            SkippedQuestion(**q) for q in document.get("skipped_questions", [])
+        ),
+        mode=document.get("mode", "letter"),
+        answer_rule=document.get("answer_rule"),
+        n_shots=document.get("n_shots", 0),
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,138 @@
+"""Resolve what a user asked for (models file, set, task, questions) into a `RunSpec`.
+
+Both front ends call `resolve_run_spec`: the CLI with its flags, the TUI with its setup view,
+so a run means the same thing whichever way it was started.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ggflip.choice.runstore import RunStore
+from ggflip.choice.spec import RunSpec
+from ggflip.config.from_files import model_set_from_files
+from ggflip.config.models_toml import ModelsConfig, ModelSet, default_cache_dir, load_models_toml
+from ggflip.config.resolve import resolve_model_set
+from ggflip.errors import UsageError
+from ggflip.tasks.load import load_task_questions, resolve_task
+
+log = logging.getLogger("ggflip")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """A run as the user describes it; `None` means "the default" for every optional field."""
+
+    models_path: Path = Path("models.toml")
+    set_name: str | None = None
+    baseline: str | None = None  # instead of a set: a GGUF path or hf:// reference ...
+    quants: tuple[str, ...] = field(default=())  # ... and its quants: files, folders, globs, hf://
+    task: str = "mmlu"
+    task_file: Path | None = None  # a TOML task file, overriding `task`
+    fields: tuple[str, ...] = field(default=())  # NAME=COLUMN mappings (--field)
+    mode: str | None = None  # "letter" or "cloze", overriding the task's
+    shots: int | None = None  # few-shot examples per question (None: the task's)
+    shots_from: str | None = None  # where shots come from (None: the task's split)
+    data: str | None = None
+    limit: int | None = None
+    seed: int | None = None
+    subjects: tuple[str, ...] = field(default=())
+    skip_bad_rows: bool = False
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    top_k: int | None = None
+    batch_size: int = 4
+    resume: bool = True
+    prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
+
+
+def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
+    """The set to run: the one named, else the file's only set.
+
+    Raises:
+        UsageError: no name given and the file holds zero or several sets.
+    """
+    if set_name is not None:
+        return set_name
+    if len(config.sets) != 1:
+        raise UsageError(
+            f"{where}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})"
+        )
+    return next(iter(config.sets))
+
+
+def choose_model_set(options: RunOptions) -> ModelSet:
+    """The set named in the models file, or the one given by `baseline` and `quants`, hf://
+    resolved.
+
+    Raises:
+        UsageError: both or half of the two ways given; ConfigError, ModelFileError: as loaded.
+    """
+    if options.baseline is not None or options.quants:
+        if options.set_name is not None:
+            raise UsageError(
+                "--set and --baseline/--quant are alternatives: use a models.toml set or name the "
+                "files"
+            )
+        if options.baseline is None or not options.quants:
+            raise UsageError(
+                "without a models.toml set, give --baseline FILE and at least one --quant "
+                "FILE|DIR|GLOB"
+            )
+        model_set = model_set_from_files(options.baseline, options.quants)
+    else:
+        config = load_models_toml(options.models_path)
+        model_set = config.get_set(choose_set_name(config, options.set_name, options.models_path))
+    return resolve_model_set(model_set)
+
+
+def check_options(options: RunOptions) -> None:
+    """Refuse non-positive sizes before anything is loaded.
+
+    Raises:
+        UsageError: naming the flag and the value.
+    """
+    if options.limit is not None and options.limit <= 0:
+        raise UsageError(f"--limit must be positive, got {options.limit}")
+    if options.batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, got {options.batch_size}")
+    if options.top_k is not None and options.top_k <= 0:
+        raise UsageError(f"--top-k must be positive, got {options.top_k}")
+    if options.shots is not None and options.shots < 0:
+        raise UsageError(f"--shots must be zero or more, got {options.shots}")
+
+
+def resolve_run_spec(options: RunOptions) -> RunSpec:
+    """Load the models file and the questions, and build the RunSpec both front ends run.
+
+    Raises:
+        UsageError, ConfigError, DataError: for bad options, settings or questions.
+    """
+    check_options(options)
+    model_set = choose_model_set(options)
+    task = resolve_task(options.task, options.task_file, options.fields, options.mode)
+    questions, prompts = load_task_questions(
+        task,
+        data=options.data,
+        skip_bad_rows=options.skip_bad_rows,
+        limit=options.limit,
+        seed=options.seed,
+        subjects=options.subjects,
+        shots=options.shots,
+        shots_from=options.shots_from,
+    )
+    cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
+    return RunSpec(
+        model_set=model_set,
+        questions=questions,
+        task=task.name,
+        cache_dir=cache_dir,
+        top_k=options.top_k,
+        batch_size=options.batch_size,
+        run_store=RunStore.in_cache(cache_dir) if cache_dir else None,
+        resume=options.resume,
+        prompts=prompts,
+        share_prefixes=options.prefix_reuse,
+    )

@@ -1,0 +1,48 @@
+"""`RunSpec`: everything that defines a multiple-choice run; both front ends build one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ggflip.choice.runstore import RunStore
+from ggflip.config.models_toml import ModelSet
+from ggflip.tasks.prompts import PromptSet, render_prompts
+from ggflip.tasks.questions import QuestionSet
+from ggflip.tasks.registry import get_task
+
+DEFAULT_TOP_K = 512
+
+
+DEFAULT_CLOZE_TOP_K = 64
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run; both front ends build one and call `run_comparison`."""
+
+    model_set: ModelSet
+    questions: QuestionSet
+    task: str = "mmlu"
+    cache_dir: Path | None = None
+    top_k: int | None = None
+    batch_size: int = 4
+    run_store: RunStore | None = None
+    resume: bool = True
+    prompts: PromptSet | None = None
+    share_prefixes: bool = True
+
+    @property
+    def prompt_set(self) -> PromptSet:
+        """The rendered prompts: as given, else MMLU's zero-shot letter prompt for every
+        question."""
+        if self.prompts is not None:
+            return self.prompts
+        return render_prompts(get_task("mmlu"), self.questions.questions, lambda q: (), 0)
+
+    @property
+    def resolved_top_k(self) -> int:
+        """K of the baseline cache: as given, else 512 for letter and 64 for cloze questions."""
+        if self.top_k is not None:
+            return self.top_k
+        return DEFAULT_CLOZE_TOP_K if self.prompt_set.mode == "cloze" else DEFAULT_TOP_K

@@ -1,0 +1,228 @@
+"""`ggflip quantize`, `ggflip inspect` and `ggflip report`: the GGUF-world subcommands.
+
+Like `ggflip run`, each writes data on stdout (one JSON document with `--json`) and progress
+on stderr, and owns no logic of its own: quantizing is `ggflip.gguf.quantize`, file facts are
+`ggflip.gguf.header.read_header`, models.toml edits are `ggflip.config.patch`, and pages are
+`ggflip.reports.pages`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ggflip.errors import ExitCode, UsageError
+from ggflip.gguf.header import header_facts, read_header
+
+
+def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the quantize, inspect and report subcommands."""
+    quantize = subparsers.add_parser(
+        "quantize", help="make quants of a GGUF with llama.cpp and add them to models.toml"
+    )
+    quantize.add_argument(
+        "base", help="the F16 (or BF16/F32) GGUF to quantize, or hf://OWNER/REPO/FILE.gguf"
+    )
+    quantize.add_argument(
+        "--types", required=True, help="comma-separated llama.cpp types, e.g. Q8_0,Q5_K_M,Q4_K_M"
+    )
+    quantize.add_argument(
+        "--imatrix", type=Path, help="importance matrix from llama-imatrix (GGUF or legacy .dat)"
+    )
+    quantize.add_argument(
+        "--out", type=Path, help="folder for the quants (default: the base's folder)"
+    )
+    quantize.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models.toml"),
+        help="models file to add them to (default: ./models.toml)",
+    )
+    quantize.add_argument(
+        "--set", dest="set_name", help="set to add them to (default: the base's name without -F16)"
+    )
+    quantize.add_argument("--no-models", action="store_true", help="do not touch the models file")
+    quantize.add_argument(
+        "--threads", type=int, default=0, help="quantization threads (default: every core)"
+    )
+    quantize.add_argument(
+        "--force", action="store_true", help="re-make quants whose file already exists"
+    )
+    quantize.add_argument(
+        "--json", action="store_true", help="write what was made as one JSON document on stdout"
+    )
+
+    inspect = subparsers.add_parser(
+        "inspect", help="show a GGUF's architecture, size, types and vocabulary"
+    )
+    inspect.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE.gguf",
+        help="GGUF files (a split one by its first part) or hf:// references",
+    )
+    inspect.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON document: an object for one file, an array for several",
+    )
+
+    report = subparsers.add_parser(
+        "report", help="render a run's JSON report as an HTML page with plots, or Markdown"
+    )
+    report.add_argument(
+        "run",
+        type=Path,
+        metavar="RUN.json",
+        help="a report written by `ggflip run --json` or `--out`",
+    )
+    report.add_argument(
+        "--html", type=Path, help="write a self-contained HTML page with plots here"
+    )
+    report.add_argument(
+        "--markdown", type=Path, help="write Markdown tables here (default without --html: stdout)"
+    )
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    """Print each file's facts as a table, or as JSON."""
+    facts = [header_facts(read_header(_resolve_base(path))) for path in args.files]
+    if args.json:
+        sys.stdout.write(json.dumps(facts[0] if len(facts) == 1 else facts, indent=1) + "\n")
+        return int(ExitCode.OK)
+    console = Console()
+    for fact in facts:
+        table = Table(title=fact["path"], show_header=False, title_justify="left")
+        table.add_column("key", style="bold")
+        table.add_column("value")
+        for key in (
+            "name",
+            "architecture",
+            "file_type",
+            "n_params",
+            "file_size",
+            "bits_per_weight",
+            "n_tensors",
+            "n_vocab",
+            "vocab_fingerprint",
+            "context_length",
+            "has_chat_template",
+        ):
+            value = fact[key]
+            shown = (
+                f"{value:,}"
+                if key in ("n_params", "file_size")
+                else ("unknown" if value is None else str(value))
+            )
+            table.add_row(key, shown)
+        table.add_row(
+            "tensor types",
+            ", ".join(f"{name} ×{count}" for name, count in fact["tensor_types"].items()),
+        )
+        if len(fact["parts"]) > 1:
+            table.add_row("parts", str(len(fact["parts"])))
+        console.print(table)
+    return int(ExitCode.OK)
+
+
+def quantize_command(args: argparse.Namespace) -> int:
+    """Make the quants with progress on stderr, add them to models.toml, print what was made."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ggflip.gguf.imatrix import load_imatrix
+    from ggflip.gguf.quantize import quantize_types
+
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    if not types:
+        raise UsageError("--types needs at least one llama.cpp type, e.g. Q4_K_M")
+    base, out_dir = _resolve_base(args.base), args.out
+    if out_dir is None:
+        out_dir = Path.cwd() if args.base.startswith("hf://") else base.parent
+    read_header(
+        base
+    )  # refuse a missing, truncated or vocabulary-less base before llama.cpp sees it
+    imatrix = load_imatrix(args.imatrix) if args.imatrix else None
+    stderr = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[tensor]}"),
+        TimeElapsedColumn(),
+        console=stderr,
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def started(qtype: str, path: Path) -> None:
+            bars["current"] = progress.add_task(qtype, total=None, tensor=path.name)
+
+        def tensor(done: int, total: int, name: str) -> None:
+            progress.update(bars["current"], completed=done, total=total, tensor=name)
+
+        made = quantize_types(
+            base,
+            types,
+            out_dir,
+            n_threads=args.threads,
+            imatrix=imatrix,
+            on_start=started,
+            on_tensor=tensor,
+            overwrite=args.force,
+        )
+    document: dict[str, Any] = {"base": str(base), "quants": [], "models": None, "set": None}
+    for item in made:
+        header = read_header(item.path)
+        document["quants"].append(
+            {
+                "type": item.qtype,
+                "path": str(item.path),
+                "seconds": round(item.seconds, 2),
+                "file_size": header.file_size,
+                "bits_per_weight": round(header.bits_per_weight, 4),
+            }
+        )
+    if not args.no_models:
+        from ggflip.config.patch import add_quants
+        from ggflip.gguf.quantize import quantized_name
+
+        set_name = args.set_name or quantized_name(base, "").removesuffix("-.gguf")
+        add_quants(args.models, set_name, base, [(item.qtype, item.path) for item in made])
+        document["models"], document["set"] = str(args.models), set_name
+        stderr.print(f"added to set '{set_name}' in {args.models}")
+    if args.json:
+        sys.stdout.write(json.dumps(document, indent=1) + "\n")
+    else:
+        for quant in document["quants"]:
+            print(f"{quant['type']}\t{quant['bits_per_weight']:.2f} bpw\t{quant['path']}")
+    return int(ExitCode.OK)
+
+
+def _resolve_base(base: str) -> Path:
+    if base.startswith("hf://"):  # hf:// references are resolved through the Hugging Face cache
+        from ggflip.gguf.hf import resolve_hf
+
+        return resolve_hf(base)
+    return Path(base)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Render a saved run report as HTML and/or Markdown."""
+    from ggflip.reports.pages import load_run_report, render_html, render_markdown
+    from ggflip.store.atomic import atomic_write_bytes
+
+    document = load_run_report(args.run)
+    if args.html:
+        atomic_write_bytes(args.html, render_html(document).encode("utf-8"))
+        Console(stderr=True).print(f"wrote {args.html}")
+    if args.markdown:
+        atomic_write_bytes(args.markdown, render_markdown(document).encode("utf-8"))
+        Console(stderr=True).print(f"wrote {args.markdown}")
+    if not args.html and not args.markdown:
+        sys.stdout.write(render_markdown(document))
+    return int(ExitCode.OK)

@@ -1,0 +1,335 @@
+"""The `ggflip` command: headless runs (`--json` or a summary table) and model preparation.
+
+stdout is data: with `--json` it carries exactly one JSON document (`ggflip.choice.report`), and
+nothing else; progress, warnings and llama.cpp's logs go to stderr. A `GgflipError` becomes
+one `ggflip: error: ...` line and the exit code of its class (`ggflip.errors.ExitCode`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ggflip import __version__
+from ggflip.errors import DiskFullError, ExitCode, GgflipError, RunInterrupted
+
+log = logging.getLogger("ggflip")
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
+    run.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models.toml"),
+        help="models file (default: ./models.toml)",
+    )
+    run.add_argument(
+        "--set", dest="set_name", help="comparison set in the models file (default: its only set)"
+    )
+    run.add_argument(
+        "--baseline",
+        help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)",
+    )
+    run.add_argument(
+        "--quant",
+        action="append",
+        default=[],
+        help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
+    )
+    run.add_argument(
+        "--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)"
+    )
+    run.add_argument(
+        "--task-file", type=Path, help="a TOML task file declaring your own task (overrides --task)"
+    )
+    run.add_argument(
+        "--data",
+        help=(
+            "questions: a local JSONL/JSON/CSV/Parquet file, or hf:NAME[:CONFIG[:SPLIT]] via "
+            "datasets"
+        ),
+    )
+    run.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="NAME=COLUMN",
+        help=(
+            "map a question field to your column, e.g. question=q, choices=a,b,c, answer=label "
+            "(repeatable)"
+        ),
+    )
+    run.add_argument(
+        "--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's"
+    )
+    run.add_argument(
+        "--shots", type=int, help="few-shot examples per question (default: the task's)"
+    )
+    run.add_argument(
+        "--shots-from",
+        help="where shots come from (a file or hf: source; default: the task's dev/train split)",
+    )
+    run.add_argument("--limit", type=int, help="use at most N questions")
+    run.add_argument(
+        "--seed",
+        type=int,
+        help="with --limit: a random sample fixed by this seed (default: the first N)",
+    )
+    run.add_argument(
+        "--subject", action="append", default=[], help="only this subject (repeatable)"
+    )
+    run.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip malformed question rows (counted in the report)",
+    )
+    run.add_argument(
+        "--json", action="store_true", help="write the report as one JSON document on stdout"
+    )
+    run.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    run.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
+    )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the baseline cache and the run store",
+    )
+    run.add_argument(
+        "--no-resume",
+        action="store_true",
+        help=(
+            "discard this run's stored progress and score it again (the baseline cache still "
+            "applies)"
+        ),
+    )
+    run.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="baseline tokens kept per question in the cache (default: 512)",
+    )
+    run.add_argument(
+        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
+    )
+    run.add_argument(
+        "--no-prefix-reuse",
+        action="store_true",
+        help=(
+            "decode every prompt in full instead of sharing few-shot prefixes and cloze contexts "
+            "(for benchmarks)"
+        ),
+    )
+    run.add_argument(
+        "--rows",
+        type=int,
+        default=10,
+        help="flipped questions listed per quant in the table output (default: 10)",
+    )
+
+
+def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tui = subparsers.add_parser(
+        "tui", help="open the terminal UI (also what `ggflip` alone does on a terminal)"
+    )
+    tui.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models.toml"),
+        help="models file (default: ./models.toml)",
+    )
+    tui.add_argument("--set", dest="set_name", help="comparison set to preselect")
+    tui.add_argument("--task", default="mmlu", help="task to preselect (default: mmlu)")
+    tui.add_argument(
+        "--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets"
+    )
+    tui.add_argument(
+        "--task-file",
+        type=Path,
+        help="a TOML task file declaring your own task (as for `ggflip run`)",
+    )
+    tui.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="NAME=COLUMN",
+        help="map a question field to your column (repeatable)",
+    )
+    tui.add_argument(
+        "--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's"
+    )
+    tui.add_argument(
+        "--shots", type=int, help="few-shot examples per question (default: the task's)"
+    )
+    tui.add_argument(
+        "--shots-from", help="where shots come from (default: the task's dev/train split)"
+    )
+    tui.add_argument("--limit", type=int, help="use at most N questions")
+    tui.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed")
+    tui.add_argument(
+        "--subject", action="append", default=[], help="only this subject (repeatable)"
+    )
+    tui.add_argument(
+        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
+    )
+    tui.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
+    )
+    tui.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the baseline cache"
+    )
+    tui.add_argument(
+        "--export-dir",
+        type=Path,
+        help="where the e key writes the JSON and Markdown report (default: .)",
+    )
+    # corpus mode (issue 5): open the KLD run view on this text instead of the setup view
+    tui.add_argument(
+        "--text",
+        type=Path,
+        help="corpus mode: score this UTF-8 text like `ggflip kld` and show it shaded by KL",
+    )
+    tui.add_argument(
+        "--ctx", type=int, default=512, help="with --text: tokens per chunk (default: 512)"
+    )
+    tui.add_argument("--chunks", type=int, help="with --text: score at most N chunks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ggflip",
+        description="What quantization really did to a local LLM: flips and KL against the F16.",
+    )
+    parser.add_argument("--version", action="version", version=f"ggflip {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show llama.cpp's log on stderr"
+    )
+    parser.add_argument(
+        "--log-file", type=Path, help="write ggflip's and llama.cpp's log to this file"
+    )
+    subparsers = parser.add_subparsers(dest="command")
+    _add_run_parser(subparsers)
+    _add_tui_parser(subparsers)
+    from ggflip.cli.gguf import add_gguf_parsers
+
+    add_gguf_parsers(subparsers)
+    from ggflip.cli.kld import add_kld_parser  # corpus mode (issue 5)
+
+    add_kld_parser(subparsers)
+    tasks = subparsers.add_parser("tasks", help="list the built-in tasks")
+    tasks.add_argument(
+        "--json", action="store_true", help="write the list as one JSON document on stdout"
+    )
+    prepare = subparsers.add_parser(
+        "prepare-demo",
+        help="build the embedded default models (Gemma 3 270M F16 and quants) into the cache",
+    )
+    prepare.add_argument(
+        "--types",
+        default=None,
+        help="comma-separated quant types (default: Q8_0,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K)",
+    )
+    return parser
+
+
+def _setup_logging(verbose: bool, log_file: Path | None, to_stderr: bool = True) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_ggflip", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    stderr.setFormatter(logging.Formatter("ggflip: %(levelname)s: %(message)s"))
+    llama_quiet = logging.Filter()
+    if not verbose:
+        llama_quiet.filter = lambda record: not record.name.startswith("ggflip.llama")  # type: ignore[method-assign]
+        stderr.addFilter(llama_quiet)
+    # The TUI draws on the terminal: its log goes to its log panel (and the file), never to stderr.
+    handlers: list[logging.Handler] = [stderr] if to_stderr else []
+    if log_file:
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+        )
+        handlers.append(file_handler)
+    for handler in handlers:
+        handler._ggflip = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ggflip` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    tui = args.command == "tui" or (
+        args.command is None and sys.stdout.isatty() and sys.stdin.isatty()
+    )
+    _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
+    try:
+        if args.command == "run":
+            from ggflip.cli.run import run_command
+
+            return run_command(args)
+        if args.command == "kld":
+            from ggflip.cli.kld import kld_command
+
+            return kld_command(args)
+        if args.command == "tasks":
+            from ggflip.cli.run import tasks_command
+
+            return tasks_command(args)
+        if args.command == "prepare-demo":
+            from ggflip.cli.run import prepare_demo_command
+
+            return prepare_demo_command(args)
+        if tui:
+            from ggflip.tui.command import tui_command
+
+            return tui_command(args)
+        if args.command in ("quantize", "inspect", "report"):
+            from ggflip.cli import gguf as cli_gguf
+
+            return getattr(cli_gguf, f"{args.command}_command")(args)  # type: ignore[no-any-return]
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    except GgflipError as exc:
+        print(f"ggflip: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print(f"ggflip: error: {RunInterrupted('interrupted')}", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _discard_stdout()
+        print(
+            "ggflip: error: "
+            f"{DiskFullError(f'disk full while writing the report: {exc.strerror}')}",
+            file=sys.stderr,
+        )
+        return int(ExitCode.DISK)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""`ggflip run` and `ggflip prepare-demo`: build a RunSpec from flags, fold the engine's events.
+
+This module owns no scoring logic: it resolves flags into a `RunSpec`, iterates
+`engine.run_comparison`, shows progress on stderr and renders the `Report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ggflip.choice.engine import partial_report, run_comparison
+from ggflip.choice.events import (
+    BaselineFinished,
+    QuantFinished,
+    QuestionScored,
+    Resumed,
+    RunFinished,
+)
+from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
+from ggflip.choice.setup import RunOptions, resolve_run_spec
+from ggflip.choice.spec import RunSpec
+from ggflip.errors import ExitCode
+from ggflip.reports.terminal import render_report
+from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.store.atomic import atomic_write_bytes
+
+log = logging.getLogger("ggflip")
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The run flags as RunOptions."""
+    return RunOptions(
+        models_path=args.models,
+        set_name=args.set_name,
+        baseline=getattr(args, "baseline", None),
+        quants=tuple(getattr(args, "quant", ())),
+        task=args.task,
+        task_file=getattr(args, "task_file", None),
+        fields=tuple(getattr(args, "field", ())),
+        mode=getattr(args, "mode", None),
+        shots=getattr(args, "shots", None),
+        shots_from=getattr(args, "shots_from", None),
+        data=args.data,
+        limit=args.limit,
+        seed=args.seed,
+        subjects=tuple(args.subject),
+        skip_bad_rows=args.skip_bad_rows,
+        cache_dir=args.cache_dir,
+        no_cache=args.no_cache,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        resume=not getattr(args, "no_resume", False),
+        prefix_reuse=not getattr(args, "no_prefix_reuse", False),
+    )
+
+
+def build_run_spec(args: argparse.Namespace) -> RunSpec:
+    """Resolve the run flags into a RunSpec (models, questions, cache).
+
+    Raises:
+        UsageError, ConfigError, DataError: for bad flags, settings or questions.
+    """
+    spec = resolve_run_spec(run_options(args))
+    args.set_name = spec.model_set.name
+    return spec
+
+
+def progress_bars(console: Console) -> Progress:
+    """The per-model progress bars both `run` and `kld` draw on stderr."""
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a comparison, showing progress on stderr; print the report (JSON or tables)."""
+    from ggflip.backends.llama import LlamaBackendFactory
+
+    spec = build_run_spec(args)
+    stderr = Console(stderr=True)
+    baseline: BaselineSummary | None = None
+    quants: list[QuantSummary] = []
+    skipped: list[SkippedQuestion] = []
+    report: Report | None = None
+    events = run_comparison(spec, LlamaBackendFactory())
+    next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
+    try:
+        with progress_bars(stderr) as progress:
+            bars: dict[str, TaskID] = {}
+            for event in events:
+                if isinstance(event, Resumed):
+                    stderr.print(
+                        f"[dim]{event.label}: {event.n_restored} of {event.total} questions "
+                        "restored from the run store (--no-resume scores them again)[/dim]"
+                    )
+                    bars[event.label] = progress.add_task(
+                        f"{event.label} ({event.role})", total=event.total
+                    )
+                elif isinstance(event, ModelLoading):
+                    if event.label in bars:
+                        progress.update(
+                            bars[event.label], description=f"{event.label} ({event.role}) loading"
+                        )
+                    else:
+                        bars[event.label] = progress.add_task(
+                            f"{event.label} ({event.role}) loading", total=None
+                        )
+                elif isinstance(event, ModelLoaded):
+                    progress.update(bars[event.label], description=f"{event.label} ({event.role})")
+                elif isinstance(event, BaselineFromCache):
+                    stderr.print(
+                        f"[dim]{event.label}: baseline scores from cache ({event.cache_path})[/dim]"
+                    )
+                elif isinstance(event, QuestionScored):
+                    progress.update(bars[event.label], completed=event.done, total=event.total)
+                    if not stderr.is_terminal and (
+                        event.done % max(1, event.total // 10) == 0 or event.done == event.total
+                    ):
+                        # Logs and CI: a line per tenth, since a redrawn bar only shows at the end
+                        # there.
+                        print(
+                            f"ggflip: {event.label} ({event.role}) {event.done}/{event.total}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                elif isinstance(event, BaselineFinished):
+                    baseline = event.summary
+                    skipped += event.skipped
+                elif isinstance(event, QuantFinished):
+                    quants.append(event.summary)
+                    skipped += event.skipped
+                elif isinstance(event, RunFinished):
+                    report = event.report
+    except KeyboardInterrupt:
+        events.close()
+        report = partial_report(spec, baseline, quants, skipped)
+        _emit(args, report)
+        kept = (
+            "; scored questions are kept: run the same command again to resume"
+            if spec.run_store
+            else ""
+        )
+        stderr.print(
+            f"ggflip: error: interrupted; the report holds the {len(quants)} quant(s) that "
+            f"finished{kept}"
+        )
+        return int(ExitCode.INTERRUPTED)
+    assert report is not None
+    _emit(args, report)
+    return int(ExitCode.OK)
+
+
+def emit_document(
+    args: argparse.Namespace, document: str, render: Callable[[Console], None]
+) -> None:
+    """Write a report: to `--out` (atomically), then as the one JSON document on stdout, or
+    rendered."""
+    if args.out:
+        atomic_write_bytes(args.out, document.encode())
+    if args.json:
+        sys.stdout.write(document + "\n")
+        sys.stdout.flush()
+    else:
+        # Piped into a file, rich would fold the tables to 80 columns; give them room unless COLUMNS
+        # says.
+        wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+        render(Console(width=200) if wide else Console())
+
+
+def _emit(args: argparse.Namespace, report: Report) -> None:
+    emit_document(
+        args, report.to_json(), lambda console: render_report(report, console, flip_rows=args.rows)
+    )
+
+
+def tasks_command(args: argparse.Namespace) -> int:
+    """Print the built-in tasks: name, answer mode, shots, default source, description."""
+    import json
+
+    from rich.table import Table
+
+    from ggflip.tasks.registry import TASKS
+
+    if args.json:
+        rows = [
+            {
+                "name": t.name,
+                "mode": t.mode,
+                "shots": t.shots,
+                "source": t.hf_source or None,
+                "answer_rule": t.answer_rule if t.mode == "cloze" else None,
+                "description": t.description,
+            }
+            for t in TASKS.values()
+        ]
+        sys.stdout.write(json.dumps({"schema": "ggflip.tasks/1", "tasks": rows}, indent=1) + "\n")
+        return int(ExitCode.OK)
+    table = Table(title="ggflip tasks")
+    for column in ("task", "mode", "shots", "source", "description"):
+        table.add_column(column)
+    for t in TASKS.values():
+        mode = f"cloze ({t.answer_rule})" if t.mode == "cloze" else t.mode
+        table.add_row(t.name, mode, str(t.shots), t.hf_source or "--data FILE", t.description)
+    Console().print(table)
+    return int(ExitCode.OK)
+
+
+def prepare_demo_command(args: argparse.Namespace) -> int:
+    """Build the Gemma 3 270M F16 and its quants into the cache, once."""
+    from ggflip.config.demo import DEMO_QUANT_TYPES, describe, prepare_demo_models
+
+    types = tuple(t.strip() for t in args.types.split(",")) if args.types else DEMO_QUANT_TYPES
+    stderr = Console(stderr=True)
+    paths = prepare_demo_models(types=types, progress=lambda message: stderr.print(message))
+    print(describe(paths), file=sys.stderr)
+    for label, path in paths.items():
+        print(f"{label}\t{path}")
+    return int(ExitCode.OK)

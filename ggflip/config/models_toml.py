@@ -1,0 +1,312 @@
+"""`models.toml`: named comparison sets of a baseline GGUF, its quants, and llama.cpp settings.
+
+The file is parsed strictly with `tomllib` into frozen dataclasses: an unknown key, a value
+of the wrong type or a missing baseline is a `ConfigError` naming the file, the table and
+the key. Paths are relative to the TOML file; `~`, `$VARS` and `{cache}` (ggflip's cache
+directory) are expanded.
+
+    [llama]                       # defaults for every model
+    n_ctx = 2048
+    n_threads = 0                 # 0: all cores
+    [sets.gemma-270m]
+    description = "..."
+    baseline = { path = "{cache}/models/gemma-3-270m/gemma-3-270m-F16.gguf", label = "F16" }
+    quants = [ { path = "...Q8_0.gguf", label = "Q8_0" } ]
+    [sets.gemma-270m.llama]       # overrides for this set; a model may carry its own `llama`
+    tensor_split = [3, 1]         # GPU shares; rpc_servers = ["host:port", ...] for llama.cpp RPC
+
+A path `hf://owner/repo[@rev]/file.gguf` is kept in `ModelSpec.ref` and resolved to a local
+file by `ggflip.config.resolve.resolve_model_set` before use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ggflip.errors import ConfigError
+
+
+def default_cache_dir() -> Path:
+    """ggflip's cache: `$GGFLIP_CACHE_DIR`, else `$XDG_CACHE_HOME/ggflip`, else
+    `~/.cache/ggflip`."""
+    if os.environ.get("GGFLIP_CACHE_DIR"):
+        return Path(os.environ["GGFLIP_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "ggflip"
+    return Path.home() / ".cache" / "ggflip"
+
+
+@dataclass(frozen=True)
+class LlamaSettings:
+    """How llama.cpp runs one model; every field maps to a llama.cpp model or context parameter."""
+
+    n_ctx: int = 2048
+    n_batch: int = 2048
+    n_ubatch: int = 512
+    n_threads: int = 0
+    n_gpu_layers: int = 0
+    main_gpu: int = 0
+    flash_attn: bool = False
+    use_mmap: bool = True
+    repack: bool = True
+    n_seq_max: int = 8
+    tensor_split: tuple[float, ...] = ()
+    rpc_servers: tuple[str, ...] = ()
+
+    def resolved_threads(self) -> int:
+        """Threads to give llama.cpp: the setting, or every core when it is 0."""
+        return self.n_threads if self.n_threads > 0 else (os.cpu_count() or 1)
+
+
+_LLAMA_FIELDS = {f.name: f for f in dataclasses.fields(LlamaSettings)}
+_POSITIVE = {"n_ctx", "n_batch", "n_ubatch", "n_seq_max"}
+_NON_NEGATIVE = {"n_threads", "main_gpu"}
+_INT32_MAX = 2**31 - 1  # llama.cpp takes these as 32-bit C ints
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One GGUF file in a comparison set."""
+
+    label: str
+    path: Path
+    llama: LlamaSettings = field(default_factory=LlamaSettings)
+    ref: str = ""  # an `hf://owner/repo/file.gguf` reference; `path` is valid once it is resolved
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """A baseline and the quants compared against it."""
+
+    name: str
+    baseline: ModelSpec
+    quants: tuple[ModelSpec, ...]
+    description: str = ""
+
+    @property
+    def models(self) -> tuple[ModelSpec, ...]:
+        """Baseline first, then the quants in file order."""
+        return (self.baseline, *self.quants)
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Everything in one models.toml."""
+
+    path: Path
+    sets: Mapping[str, ModelSet]
+
+    def get_set(self, name: str) -> ModelSet:
+        """The set called `name`; ConfigError with the known names otherwise."""
+        if name not in self.sets:
+            known = ", ".join(sorted(self.sets)) or "none"
+            hint = _did_you_mean(name, self.sets)
+            raise ConfigError(f"{self.path}: no set named '{name}'{hint} (sets: {known})")
+        return self.sets[name]
+
+
+def _did_you_mean(name: str, choices: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class _Where:
+    """Names a place in the file for error messages: `models.toml: [sets.x.quants.1] key`."""
+
+    def __init__(self, path: Path, table: str) -> None:
+        self.path, self.table = path, table
+
+    def error(self, message: str, key: str | None = None) -> ConfigError:
+        where = f"[{self.table}]" + (f" {key}" if key else "")
+        where = "".join(
+            c if c.isprintable() else repr(c)[1:-1] for c in where
+        )  # a name with a newline stays on one line
+        return ConfigError(f"{self.path}: {where}: {message}")
+
+    def child(self, name: str) -> _Where:
+        return _Where(self.path, f"{self.table}.{name}" if self.table else name)
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: _Where) -> None:
+    for key in table:
+        if key not in allowed:
+            hint = _did_you_mean(key, allowed)
+            raise where.error(f"unknown key{hint} (allowed: {', '.join(sorted(allowed))})", key)
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: _Where, key: str) -> Any:
+    # bool is an int subclass in Python; TOML keeps them apart, so do we.
+    if isinstance(value, bool) and kind is int:
+        raise where.error(f"expected an integer, got {value!r}", key)
+    if not isinstance(value, kind):
+        names: dict[object, str] = {str: "a string", int: "an integer", bool: "true or false"}
+        name = names.get(kind, str(kind))
+        raise where.error(f"expected {name}, got {type(value).__name__} {value!r}", key)
+    return value
+
+
+def _parse_llama(table: Any, base: LlamaSettings, where: _Where) -> LlamaSettings:
+    if not isinstance(table, dict):
+        raise where.error("expected a table of llama settings")
+    _check_keys(table, set(_LLAMA_FIELDS), where)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _LIST_PARSERS:
+            values[key] = _LIST_PARSERS[key](value, where, key)
+            continue
+        kind = _LLAMA_FIELDS[key].type
+        expected = {"int": int, "bool": bool}[kind if isinstance(kind, str) else kind.__name__]
+        _expect(value, expected, where, key)
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not -_INT32_MAX <= value <= _INT32_MAX
+        ):
+            raise where.error(f"must be between {-_INT32_MAX} and {_INT32_MAX}, got {value}", key)
+        if key in _POSITIVE and value <= 0:
+            raise where.error(f"must be positive, got {value}", key)
+        if key in _NON_NEGATIVE and value < 0:
+            raise where.error(f"must be 0 or more, got {value}", key)
+        values[key] = value
+    return dataclasses.replace(base, **values)
+
+
+def _parse_tensor_split(value: Any, where: _Where, key: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise where.error(
+            f"expected a non-empty array of numbers (one share per GPU), got {value!r}", key
+        )
+    shares = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or item < 0:
+            raise where.error(f"expected shares of 0 or more, got {item!r}", key)
+        shares.append(float(item))
+    if sum(shares) <= 0:
+        raise where.error("at least one share must be positive", key)
+    return tuple(shares)
+
+
+def _parse_rpc_servers(value: Any, where: _Where, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise where.error(f'expected an array of "host:port" strings, got {value!r}', key)
+    servers = []
+    for item in value:
+        host, _, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise where.error(
+                f'expected "host:port" (e.g. "192.168.1.20:50052"), got {item!r}', key
+            )
+        servers.append(item)
+    return tuple(servers)
+
+
+_LIST_PARSERS = {"tensor_split": _parse_tensor_split, "rpc_servers": _parse_rpc_servers}
+
+
+def expand_path(raw: str, relative_to: Path) -> Path:
+    """Expand `{cache}`, `$VARS` and `~` in a models.toml path; relative paths are taken from the
+    file's folder."""
+    text = raw.replace("{cache}", str(default_cache_dir()))
+    path = Path(os.path.expanduser(os.path.expandvars(text)))
+    return path if path.is_absolute() else (relative_to / path)
+
+
+def _parse_model(table: Any, llama: LlamaSettings, where: _Where, config_dir: Path) -> ModelSpec:
+    if not isinstance(table, dict):
+        raise where.error("expected a table with 'path' and 'label'")
+    _check_keys(table, {"path", "label", "llama"}, where)
+    if "path" not in table:
+        raise where.error("missing required key", "path")
+    raw_path = _expect(table["path"], str, where, "path")
+    if not raw_path.strip() or "\x00" in raw_path:
+        raise where.error("must be a file path (not empty, no NUL character)", "path")
+    ref = ""
+    if raw_path.startswith("hf://"):
+        from ggflip.gguf.hf import parse_hf_ref
+
+        try:
+            path, ref = parse_hf_ref(raw_path).placeholder, raw_path
+        except ValueError as exc:
+            raise where.error(str(exc), "path") from None
+    else:
+        path = expand_path(raw_path, config_dir)
+    label = _expect(table.get("label", path.name.removesuffix(".gguf")), str, where, "label")
+    if not label.strip():
+        raise where.error("must not be empty", "label")
+    if "llama" in table:
+        llama = _parse_llama(table["llama"], llama, where.child("llama"))
+    return ModelSpec(label=label, path=path, llama=llama, ref=ref)
+
+
+def _parse_set(
+    name: str, table: Any, llama: LlamaSettings, where: _Where, config_dir: Path
+) -> ModelSet:
+    if not isinstance(table, dict):
+        raise where.error("expected a table")
+    _check_keys(table, {"description", "baseline", "quants", "llama"}, where)
+    if "llama" in table:
+        llama = _parse_llama(table["llama"], llama, where.child("llama"))
+    if "baseline" not in table:
+        raise where.error("missing required key (the F16 GGUF to compare against)", "baseline")
+    baseline = _parse_model(table["baseline"], llama, where.child("baseline"), config_dir)
+    raw_quants = table.get("quants", [])
+    if not isinstance(raw_quants, list):
+        raise where.error("expected an array of tables ([[sets.NAME.quants]])", "quants")
+    quants = tuple(
+        _parse_model(q, llama, where.child(f"quants.{i}"), config_dir)
+        for i, q in enumerate(raw_quants)
+    )
+    labels = [baseline.label, *(q.label for q in quants)]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise where.error(f"labels must be unique, repeated: {', '.join(duplicates)}", "quants")
+    description = _expect(table.get("description", ""), str, where, "description")
+    return ModelSet(name=name, baseline=baseline, quants=quants, description=description)
+
+
+def parse_models_toml(text: str, path: Path) -> ModelsConfig:
+    """Parse models.toml text; `path` names the file in errors and anchors relative paths.
+
+    Raises:
+        ConfigError: TOML syntax, unknown key, wrong type or missing baseline.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    root = _Where(path, "")
+    _check_keys(document, {"llama", "sets"}, _Where(path, "top level"))
+    llama = _parse_llama(document.get("llama", {}), LlamaSettings(), root.child("llama"))
+    raw_sets = document.get("sets", {})
+    if not isinstance(raw_sets, dict):
+        raise _Where(path, "top level").error("expected a table of sets", "sets")
+    config_dir = path.parent
+    sets = {
+        name: _parse_set(name, table, llama, root.child(f"sets.{name}"), config_dir)
+        for name, table in raw_sets.items()
+    }
+    return ModelsConfig(path=path, sets=sets)
+
+
+def load_models_toml(path: Path) -> ModelsConfig:
+    """Read and parse a models.toml file.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or its content is invalid.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: models file not found (pass --models PATH)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read models file: {exc}") from None
+    return parse_models_toml(text, path.resolve())

@@ -1,0 +1,222 @@
+"""The compact corpus baseline: per scored token, the baseline's top K plus its tail mass, on disk.
+
+llama-perplexity's `--kl-divergence-base` file keeps 16-bit log-probs of the whole vocabulary
+for every scored token (2·n_vocab + 8 bytes: 512 KiB with Gemma's 262,144 tokens). ggflip keeps
+per token: the top K token ids (int32) and log-probs (float32), the log of the probability left
+outside them (float64), the log-prob of the actual next token (float64), and S ids drawn from
+the tail with their log-probs (int32 + float32): 8·K + 8·S + 16 bytes, 4,368 bytes at K=512,
+S=32, 120x smaller for Gemma. KL from it is the exact KL of the top K plus the merged tail (a
+lower bound) plus an unbiased estimate of the rest from the tail draws (`ggflip.scoring.topk`).
+PPL, Δp and same-top need only the stored values and are exact.
+
+An entry is a folder `<cache>/corpus/<key>/` of `.npy` arrays and a `meta.json` holding each
+array's sha256. It is built in a temporary folder and renamed into place after `meta.json` is
+written, so it is complete or absent. Arrays are memory-mapped when read, so the quant pass
+holds one chunk's rows at a time, whatever the corpus length.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ggflip.errors import CacheError, DiskFullError
+from ggflip.store.atomic import atomic_write_bytes
+
+CORPUS_CACHE_FORMAT = 1
+ARRAYS = (
+    "tokens",
+    "top_ids",
+    "top_logprobs",
+    "tail_logmass",
+    "target_logprob",
+    "sample_ids",
+    "sample_logprobs",
+)
+log = logging.getLogger("ggflip.choice.cache")
+
+
+def llama_cpp_bytes_per_token(n_vocab: int) -> int:
+    """Bytes per scored token in llama-perplexity's KL base file (uint16 rows plus scale/min)."""
+    return 2 * (2 * ((n_vocab + 1) // 2) + 4)
+
+
+def bytes_per_token(k: int, n_samples: int) -> int:
+    """Bytes per scored token in ggflip's corpus baseline with top `k` and `n_samples` tail
+    draws."""
+    return 8 * k + 8 * n_samples + 16
+
+
+@dataclass(frozen=True)
+class CorpusBaseline:
+    """The baseline's record of a corpus; rows are scored tokens in chunk order.
+
+    Shapes: tokens (n_chunks, ctx) int32, as decoded (BOS in front); top_ids and top_logprobs
+    (n_rows, K) int32/float32; tail_logmass and target_logprob (n_rows,) float64.
+    """
+
+    folder: Path
+    meta: Mapping[str, Any]
+    tokens: NDArray[np.int32]
+    top_ids: NDArray[np.int32]
+    top_logprobs: NDArray[np.float32]
+    tail_logmass: NDArray[np.float64]
+    target_logprob: NDArray[np.float64]
+    sample_ids: NDArray[np.int32]
+    sample_logprobs: NDArray[np.float32]
+
+    @property
+    def rows_per_chunk(self) -> int:
+        return self.top_ids.shape[0] // max(self.tokens.shape[0], 1)
+
+    def rows(self, chunk: int) -> slice:
+        """The rows of one chunk's scored tokens."""
+        per = self.rows_per_chunk
+        return slice(chunk * per, (chunk + 1) * per)
+
+    def nbytes(self) -> int:
+        """Size on disk of the entry (every array, its headers and meta.json)."""
+        return sum(path.stat().st_size for path in self.folder.iterdir())
+
+
+def _disk_error(where: Path, exc: OSError) -> Exception:
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(
+            f"{where}: disk full while writing the corpus baseline; free space and re-run"
+        )
+    return CacheError(f"{where}: cannot write the corpus baseline: {exc.strerror}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class BaselineWriter:
+    """Fills a new corpus baseline chunk by chunk in a temporary folder, then publishes it."""
+
+    def __init__(
+        self,
+        root: Path | None,
+        key: str,
+        n_chunks: int,
+        ctx: int,
+        rows_per_chunk: int,
+        k: int,
+        n_samples: int,
+    ) -> None:
+        self._final = root / "corpus" / key if root else None
+        try:
+            if root:
+                (root / "corpus").mkdir(parents=True, exist_ok=True)
+            parent = str(root / "corpus") if root else None
+            self.folder = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=parent))
+            n_rows = n_chunks * rows_per_chunk
+            shapes: dict[str, tuple[tuple[int, ...], Any]] = {
+                "tokens": ((n_chunks, ctx), np.int32),
+                "top_ids": ((n_rows, k), np.int32),
+                "top_logprobs": ((n_rows, k), np.float32),
+                "tail_logmass": ((n_rows,), np.float64),
+                "target_logprob": ((n_rows,), np.float64),
+                "sample_ids": ((n_rows, n_samples), np.int32),
+                "sample_logprobs": ((n_rows, n_samples), np.float32),
+            }
+            self._arrays = {
+                name: np.lib.format.open_memmap(
+                    self.folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape
+                )
+                for name, (shape, dtype) in shapes.items()
+            }
+        except OSError as exc:
+            raise _disk_error(root or Path(tempfile.gettempdir()), exc) from None
+        self._rows_per_chunk = rows_per_chunk
+
+    def write_chunk(
+        self, chunk: int, tokens: NDArray[np.integer], **rows: NDArray[np.generic]
+    ) -> None:
+        """Store one chunk's tokens and its scored rows, one keyword per array of `ARRAYS` but
+        tokens."""
+        self._arrays["tokens"][chunk] = tokens
+        span = slice(chunk * self._rows_per_chunk, (chunk + 1) * self._rows_per_chunk)
+        for name, values in rows.items():
+            self._arrays[name][span] = values
+
+    def finish(self, meta: Mapping[str, Any]) -> CorpusBaseline:
+        """Flush, checksum and publish the entry (renamed into the cache when it has one)."""
+        try:
+            for array in self._arrays.values():
+                array.flush()
+            sums = {name: _sha256(self.folder / f"{name}.npy") for name in ARRAYS}
+            document = {"format": CORPUS_CACHE_FORMAT, "sha256": sums, **meta}
+            atomic_write_bytes(
+                self.folder / "meta.json", json.dumps(document, indent=1, sort_keys=True).encode()
+            )
+            del self._arrays
+            folder = self.folder
+            if self._final is not None:
+                if self._final.exists():
+                    shutil.rmtree(self._final)
+                os.replace(self.folder, self._final)
+                folder = self._final
+        except OSError as exc:
+            self.discard()
+            raise _disk_error(self.folder, exc) from None
+        baseline = open_baseline(folder, verify=False)
+        assert baseline is not None
+        return baseline
+
+    def discard(self) -> None:
+        """Remove the unfinished entry."""
+        self.__dict__.pop("_arrays", None)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def open_baseline(folder: Path, *, verify: bool = True) -> CorpusBaseline | None:
+    """Memory-map a published entry; None when absent, or damaged (checksum, format: logged)."""
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != CORPUS_CACHE_FORMAT:
+            raise ValueError("format mismatch")
+        if verify:
+            for name in ARRAYS:
+                if _sha256(folder / f"{name}.npy") != meta["sha256"][name]:
+                    raise ValueError(f"{name}.npy checksum mismatch")
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("corpus baseline %s is damaged (%s); recomputing it", folder, exc)
+        return None
+    return CorpusBaseline(folder=folder, meta=meta, **arrays)
+
+
+def load_baseline(
+    root: Path, key: str, n_chunks: int | None, ctx: int, k: int, n_samples: int
+) -> CorpusBaseline | None:
+    """The cached baseline for `key` if present, intact and of the expected shape (any chunk count
+    if None)."""
+    baseline = open_baseline(root / "corpus" / key)
+    if baseline is None:
+        return None
+    chunks_ok = n_chunks is None or baseline.tokens.shape[0] == n_chunks
+    widths = (baseline.tokens.shape[1], baseline.top_ids.shape[1], baseline.sample_ids.shape[1])
+    if not chunks_ok or widths != (ctx, k, n_samples):
+        log.warning("corpus baseline %s has an unexpected shape; recomputing it", baseline.folder)
+        return None
+    return baseline

@@ -1,0 +1,207 @@
+"""Typed events and the report of corpus mode (`ggflip kld`); front ends fold them into a UI or
+JSON.
+
+The engine (`ggflip.corpus.engine.run_kld`) yields, in order: `KldStarted`; for the baseline
+`ModelLoading`/`ModelLoaded` (from `ggflip.choice.events`) or `BaselineFromCache`; `CorpusReady`;
+one `ChunkScored` per chunk and model; `BaselineKldFinished`; `QuantKldFinished` per quant;
+`KldFinished` last.
+`ChunkScored` carries the chunk's token pieces and, for quants, the per-token KL, so a per-token
+view (text shaded by KL) can be drawn without the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ggflip.corpus.stats import KldStats
+
+KLD_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class KldStarted:
+    """Files and vocabularies are checked; scoring is about to start."""
+
+    set_name: str
+    labels: tuple[str, ...]
+    source: str
+    ctx: int
+
+
+@dataclass(frozen=True)
+class CorpusReady:
+    """The text is tokenized and cut into chunks (scored tokens: the second half of each chunk)."""
+
+    n_text_tokens: int
+    n_chunks: int
+    first_scored: int
+    rows_per_chunk: int
+    from_cache: bool
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkScored:
+    """One chunk scored by one model.
+
+    `pieces` is the text of every token of the chunk (BOS first); the scored tokens are
+    `pieces[first_scored + 1:]`, and row j of each array is about `pieces[first_scored + 1 + j]`.
+    `nll` is the model's negative log-likelihood of each scored token; `kl`, `p_diff` and
+    `same_top` compare the quant with the baseline and are None for the baseline itself;
+    `nll_base` is the baseline's NLL of the same tokens (quants only), so running statistics
+    can be drawn with `corpus_stats.kld_stats` while the run goes on.
+    """
+
+    label: str
+    role: str
+    chunk: int
+    n_chunks: int
+    first_scored: int
+    pieces: tuple[str, ...]
+    nll: NDArray[np.float64]
+    kl: NDArray[np.float64] | None = None
+    p_diff: NDArray[np.float64] | None = None
+    same_top: NDArray[np.bool_] | None = None
+    nll_base: NDArray[np.float64] | None = None
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """Size and fidelity of the compact baseline.
+
+    KL from the cache is the exact KL of the baseline's top K plus the merged tail (a lower
+    bound, short by P(tail)·KL(P|tail || Q|tail) per token) plus an unbiased estimate of that
+    shortfall from `tail_samples` stored draws of the tail; see `QuantKld.tail`.
+    """
+
+    top_k: int
+    tail_samples: int
+    bytes_per_token: int
+    llama_cpp_bytes_per_token: int
+    size_ratio: float
+    file_bytes: int
+    path: str | None
+    tail_mass_mean: float
+    tail_mass_p99: float
+    tail_mass_max: float
+
+
+@dataclass(frozen=True)
+class BaselineKld:
+    """The baseline's own numbers."""
+
+    label: str
+    path: str
+    ppl: float
+    ppl_unc: float
+    seconds: float
+    from_cache: bool
+
+
+@dataclass(frozen=True)
+class TailCheck:
+    """How much of a quant's mean KL comes from the cache's tail estimate.
+
+    `kl_mean_lower_bound` uses the top K and the merged tail only (never above the exact mean);
+    `kl_tail_estimate` is the mean estimated shortfall added to it (±`kl_tail_estimate_unc`, the
+    standard error of that estimate). kl_mean = kl_mean_lower_bound + kl_tail_estimate.
+    """
+
+    kl_mean_lower_bound: float
+    kl_tail_estimate: float
+    kl_tail_estimate_unc: float
+
+
+@dataclass(frozen=True)
+class QuantKld:
+    """One quant's statistics (llama-perplexity's set), the cache's tail share, and its time."""
+
+    label: str
+    path: str
+    stats: KldStats
+    seconds: float
+    tail: TailCheck | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        tail = asdict(self.tail) if self.tail else {}
+        return {
+            "label": self.label,
+            "path": self.path,
+            "seconds": self.seconds,
+            **self.stats.to_dict(),
+            **tail,
+        }
+
+
+@dataclass(frozen=True)
+class KldReport:
+    """The result of `ggflip kld`; `to_json` is the one document `--json` prints."""
+
+    set: str
+    source: str
+    text_sha256: str
+    ctx: int
+    n_chunks: int
+    n_text_tokens: int
+    tokens_scored: int
+    cache: CacheInfo | None
+    baseline: BaselineKld | None
+    quants: tuple[QuantKld, ...] = field(default_factory=tuple)
+    complete: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": KLD_SCHEMA_VERSION,
+            "mode": "kld",
+            "set": self.set,
+            "source": self.source,
+            "text_sha256": self.text_sha256,
+            "ctx": self.ctx,
+            "n_chunks": self.n_chunks,
+            "n_text_tokens": self.n_text_tokens,
+            "tokens_scored": self.tokens_scored,
+            "complete": self.complete,
+            "cache": asdict(self.cache) if self.cache else None,
+            "baseline": asdict(self.baseline) if self.baseline else None,
+            "quants": [quant.to_dict() for quant in self.quants],
+        }
+
+    def to_json(self) -> str:
+        """The report as JSON; NaN and infinities become null."""
+        return json.dumps(_finite(self.to_dict()), indent=1, ensure_ascii=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class BaselineKldFinished:
+    """The baseline's record is ready (scored now or read from the cache)."""
+
+    summary: BaselineKld
+
+
+@dataclass(frozen=True)
+class QuantKldFinished:
+    """A quant is scored over the whole corpus and summarized."""
+
+    summary: QuantKld
+
+
+@dataclass(frozen=True)
+class KldFinished:
+    """The run is over; `report.complete` says whether every model finished."""
+
+    report: KldReport
