@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ggflip.backends.base import ScoreRequest  # noqa: E402
 from ggflip.backends.llama import LlamaBackendFactory  # noqa: E402
 from ggflip.config.models_toml import load_models_toml  # noqa: E402
-from ggflip.scoring import metrics  # noqa: E402
+from ggflip.scoring import kernels  # noqa: E402
 from ggflip.tasks.prompts import render_prompt  # noqa: E402
 from ggflip.tasks.questions import load_questions, select_questions  # noqa: E402
 from ggflip.tasks.registry import get_task  # noqa: E402
@@ -32,7 +32,7 @@ def full_logprobs(backend, prompts: list[str]) -> list[np.ndarray]:  # type: ign
     for prompt in prompts:
         tokens = tuple(backend.tokenize(prompt, add_bos=True))
         logits = backend.logits([ScoreRequest(tokens, (len(tokens) - 1,))])[0][0]
-        out.append(metrics.log_softmax(logits))
+        out.append(kernels.log_softmax(logits))
     return out
 
 
@@ -72,13 +72,13 @@ def main() -> int:
         backend = factory.open(quant)
         quant_lp = full_logprobs(backend, prompts)
         backend.close()
-        exact = np.array([metrics.kl_divergence(p, q) for p, q in zip(base_lp, quant_lp)])
+        exact = np.array([kernels.kl_divergence(p, q) for p, q in zip(base_lp, quant_lp)])
         for k in ks:
             approx, tails = [], []
             for p, q in zip(base_lp, quant_lp):
-                ids, top = metrics.top_k(p, k)
-                tail = metrics.tail_log_mass(p, ids)
-                approx.append(metrics.kl_from_top_k(ids, top, tail, q))
+                ids, top = kernels.top_k(p, k)
+                tail = kernels.tail_log_mass(p, ids)
+                approx.append(kernels.kl_from_top_k(ids, top, tail, q))
                 tails.append(np.exp(tail))
             gap = exact - np.array(approx)
             print(

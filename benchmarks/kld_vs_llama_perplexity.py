@@ -247,7 +247,7 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
     from ggflip.backends.base import ScoreRequest
     from ggflip.backends.llama import LlamaBackendFactory
     from ggflip.corpus.engine import SAMPLING_SEED, KldSpec, chunk_tokens, read_corpus
-    from ggflip.scoring import metrics
+    from ggflip.scoring import kernels
     from ggflip.scoring.topk import baseline_rows, kl_rows, normalize
 
     spec = KldSpec(model_set, read_corpus(text), str(text), ctx=args.ctx, chunks=args.exact_chunks)
@@ -273,12 +273,12 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
         base_logits = base.logits(request)[0]
         rng = np.random.default_rng([index, SAMPLING_SEED])
         rows = baseline_rows(normalize(base_logits), spec.top_k, spec.tail_samples, rng)
-        base_lp = metrics.log_softmax(base_logits)
+        base_lp = kernels.log_softmax(base_logits)
         for model, backend in zip(model_set.quants, backends[1:]):
             quant_logits = backend.logits(request)[0]
             lower, gap = kl_rows(rows, normalize(quant_logits))
-            sums[model.label]["exact"] += metrics.kl_divergence(
-                base_lp, metrics.log_softmax(quant_logits)
+            sums[model.label]["exact"] += kernels.kl_divergence(
+                base_lp, kernels.log_softmax(quant_logits)
             ).tolist()
             sums[model.label]["lower"] += lower.tolist()
             sums[model.label]["estimate"] += (lower + gap).tolist()

@@ -17,7 +17,7 @@ from ggflip.choice.report import Report
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet
 from ggflip.runs.events import BaselineFromCache
-from ggflip.scoring import metrics
+from ggflip.scoring import kernels
 from ggflip.tasks.prompts import render_prompts
 from ggflip.tasks.questions import Question, QuestionSet
 from ggflip.tasks.registry import get_task
@@ -97,7 +97,7 @@ def test_engine_cloze_answers_match_hand_computed_logliks(
         quant_ll, quant_rows = _hand_loglik(q2, context, continuation)
         base_sums.append(base_ll)
         quant_sums.append(quant_ll)
-        kls += [float(metrics.kl_divergence(b, q)) for b, q in zip(base_rows, quant_rows)]
+        kls += [float(kernels.kl_divergence(b, q)) for b, q in zip(base_rows, quant_rows)]
     lengths = np.array([len(c) for c in questions.questions[4].choices], dtype=float)
     assert row.base_sums == pytest.approx(base_sums, rel=1e-6)
     assert row.quant_sums == pytest.approx(quant_sums, rel=1e-6)
@@ -158,35 +158,35 @@ def test_shots_change_the_cache_key(
 
 def test_vectorized_top_k_kl_matches_the_row_by_row_one() -> None:
     rng = np.random.default_rng(3)
-    p = metrics.log_softmax(rng.standard_normal((5, 50)) * 3)
-    q = metrics.log_softmax(rng.standard_normal((5, 50)) * 3)
-    ids, top = metrics.top_k(p, 8)
-    tails = metrics.tail_log_mass_rows(p, ids)
-    rows = metrics.kl_from_top_k_rows(ids, top, tails, q)
+    p = kernels.log_softmax(rng.standard_normal((5, 50)) * 3)
+    q = kernels.log_softmax(rng.standard_normal((5, 50)) * 3)
+    ids, top = kernels.top_k(p, 8)
+    tails = kernels.tail_log_mass_rows(p, ids)
+    rows = kernels.kl_from_top_k_rows(ids, top, tails, q)
     for r in range(5):
-        assert tails[r] == pytest.approx(metrics.tail_log_mass(p[r], ids[r]))
+        assert tails[r] == pytest.approx(kernels.tail_log_mass(p[r], ids[r]))
         assert rows[r] == pytest.approx(
-            metrics.kl_from_top_k(ids[r], top[r], float(tails[r]), q[r]), rel=1e-6
+            kernels.kl_from_top_k(ids[r], top[r], float(tails[r]), q[r]), rel=1e-6
         )
-        assert rows[r] <= float(metrics.kl_divergence(p[r], q[r])) + 1e-9
+        assert rows[r] <= float(kernels.kl_divergence(p[r], q[r])) + 1e-9
 
 
 def test_normalized_rows_match_log_softmax_and_the_row_by_row_kl() -> None:
     rng = np.random.default_rng(5)
     logits = (rng.standard_normal((4, 300)) * 4).astype(np.float32)
     q_logits = (rng.standard_normal((4, 300)) * 4).astype(np.float32)
-    rows, q_rows = metrics.NormalizedRows(logits), metrics.NormalizedRows(q_logits)
-    exact = metrics.log_softmax(logits)
+    rows, q_rows = kernels.NormalizedRows(logits), kernels.NormalizedRows(q_logits)
+    exact = kernels.log_softmax(logits)
     assert np.allclose(rows.full(), exact, atol=1e-12)
-    ids, _ = metrics.top_k(logits, 16)
+    ids, _ = kernels.top_k(logits, 16)
     assert np.allclose(
         rows.at(ids), np.take_along_axis(exact, ids.astype(np.int64), axis=-1), atol=1e-12
     )
-    assert np.allclose(rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12)
+    assert np.allclose(rows.tail_log_mass(ids), kernels.tail_log_mass_rows(exact, ids), atol=1e-12)
     assert np.allclose(
-        rows.tail_log_mass(ids), metrics.tail_log_mass_rows(exact, ids), atol=1e-12
+        rows.tail_log_mass(ids), kernels.tail_log_mass_rows(exact, ids), atol=1e-12
     )  # not consumed
     tails = rows.tail_log_mass(ids)
-    fast = metrics.kl_from_top_k_normalized(ids, rows.at(ids), tails, q_rows)
-    slow = metrics.kl_from_top_k_rows(ids, rows.at(ids), tails, metrics.log_softmax(q_logits))
+    fast = kernels.kl_from_top_k_normalized(ids, rows.at(ids), tails, q_rows)
+    slow = kernels.kl_from_top_k_rows(ids, rows.at(ids), tails, kernels.log_softmax(q_logits))
     assert np.allclose(fast, slow, rtol=1e-9, atol=1e-12)

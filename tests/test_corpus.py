@@ -25,7 +25,7 @@ from ggflip.corpus.events import (
 from ggflip.corpus.stats import median, percentile
 from ggflip.errors import DataError, UsageError, VocabMismatchError
 from ggflip.runs.events import BaselineFromCache
-from ggflip.scoring import metrics
+from ggflip.scoring import kernels
 
 TEXT = " ".join(f"word{(i * 7) % 41} thing{i % 13} item{(i * 3) % 29}" for i in range(200))
 CTX = 32
@@ -97,8 +97,8 @@ def _hand(
         chunk = [0] + tokens[c * CTX + 1 : (c + 1) * CTX]
         for pos in range(CTX // 2, CTX - 1):
             request = [ScoreRequest(tuple(chunk), (pos,))]
-            p = metrics.log_softmax(base.logits(request)[0][0])
-            q = metrics.log_softmax(quant.logits(request)[0][0])
+            p = kernels.log_softmax(base.logits(request)[0][0])
+            q = kernels.log_softmax(quant.logits(request)[0][0])
             target = chunk[pos + 1]
             nll.append(-q[target])
             nll_base.append(-p[target])
@@ -446,8 +446,8 @@ def test_gemma_cached_kl_matches_exact_kl(tmp_path: Path) -> None:
     p_logits, q_logits = base.logits(request)[0], q2.logits(request)[0]
     base.close()
     q2.close()
-    exact = metrics.kl_divergence(
-        metrics.log_softmax(p_logits), metrics.log_softmax(q_logits)
+    exact = kernels.kl_divergence(
+        kernels.log_softmax(p_logits), kernels.log_softmax(q_logits)
     ).mean()
     rows = baseline_rows(normalize(p_logits), 512, 32, np.random.default_rng(0))
     lower, gap = kl_rows(rows, normalize(q_logits))

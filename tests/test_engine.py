@@ -23,7 +23,7 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.errors import ModelFileError, VocabMismatchError
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
-from ggflip.scoring import metrics
+from ggflip.scoring import kernels
 from ggflip.tasks.questions import QuestionSet
 
 
@@ -104,9 +104,9 @@ def test_kl_equals_exact_kl_on_the_fake_vocabulary(
     from ggflip.backends.base import ScoreRequest
 
     request = [ScoreRequest(tuple(tokens), (len(tokens) - 1,))]
-    exact = metrics.kl_divergence(
-        metrics.log_softmax(base.logits(request)[0][0]),
-        metrics.log_softmax(q2.logits(request)[0][0]),
+    exact = kernels.kl_divergence(
+        kernels.log_softmax(base.logits(request)[0][0]),
+        kernels.log_softmax(q2.logits(request)[0][0]),
     )
     assert report.quants[2].rows[5].kl == pytest.approx(float(exact), rel=1e-5)
 

@@ -7,112 +7,112 @@ import math
 import numpy as np
 import pytest
 
-from ggflip.scoring import metrics
+from ggflip.scoring import kernels, metrics, stats
 from ggflip.scoring.metrics import PairedArrays
 
 
 def test_log_softmax_matches_hand_values() -> None:
-    out = metrics.log_softmax(np.array([0.0, math.log(3.0)]))
+    out = kernels.log_softmax(np.array([0.0, math.log(3.0)]))
     assert out == pytest.approx([math.log(0.25), math.log(0.75)])
 
 
 def test_log_softmax_keeps_precision_on_a_262k_vocabulary() -> None:
     rng = np.random.default_rng(0)
     logits = (rng.standard_normal(262_144) * 4).astype(np.float32)
-    lp = metrics.log_softmax(logits)
+    lp = kernels.log_softmax(logits)
     assert lp.dtype == np.float64
     assert math.fsum(np.exp(lp)) == pytest.approx(1.0, abs=1e-12)
-    assert metrics.kl_divergence(lp, metrics.log_softmax(logits.copy())) == 0.0
+    assert kernels.kl_divergence(lp, kernels.log_softmax(logits.copy())) == 0.0
 
 
 def test_kl_divergence_by_hand() -> None:
     p = np.log([0.5, 0.5])
     q = np.log([0.25, 0.75])
     expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
-    assert metrics.kl_divergence(p, q) == pytest.approx(expected)
+    assert kernels.kl_divergence(p, q) == pytest.approx(expected)
 
 
 def test_kl_divergence_ignores_zero_probability_tokens() -> None:
     p = np.array([0.0, -np.inf])
     q = np.array([-np.inf, 0.0])
-    assert metrics.kl_divergence(np.array([0.0, -np.inf]), np.array([0.0, -np.inf])) == 0.0
-    assert math.isinf(metrics.kl_divergence(p, q))
+    assert kernels.kl_divergence(np.array([0.0, -np.inf]), np.array([0.0, -np.inf])) == 0.0
+    assert math.isinf(kernels.kl_divergence(p, q))
 
 
 def test_kl_from_top_k_is_exact_when_k_covers_vocab() -> None:
     p = np.log([0.6, 0.3, 0.1])
     q = np.log([0.5, 0.25, 0.25])
-    ids, top = metrics.top_k(p, 3)
-    tail = metrics.tail_log_mass(p, ids)
+    ids, top = kernels.top_k(p, 3)
+    tail = kernels.tail_log_mass(p, ids)
     assert tail == -math.inf
-    assert metrics.kl_from_top_k(ids, top, tail, q) == pytest.approx(
-        metrics.kl_divergence(p, q), rel=1e-6
+    assert kernels.kl_from_top_k(ids, top, tail, q) == pytest.approx(
+        kernels.kl_divergence(p, q), rel=1e-6
     )
 
 
 def test_kl_from_top_k_merges_the_tail_by_hand() -> None:
     p = np.log([0.7, 0.2, 0.06, 0.04])
     q = np.log([0.5, 0.3, 0.1, 0.1])
-    ids, top = metrics.top_k(p, 2)
-    tail = metrics.tail_log_mass(p, ids)
+    ids, top = kernels.top_k(p, 2)
+    tail = kernels.tail_log_mass(p, ids)
     assert list(ids) == [0, 1]
     assert math.exp(tail) == pytest.approx(0.1)
     expected = 0.7 * math.log(0.7 / 0.5) + 0.2 * math.log(0.2 / 0.3) + 0.1 * math.log(0.1 / 0.2)
-    approx = metrics.kl_from_top_k(ids, top, tail, q)
+    approx = kernels.kl_from_top_k(ids, top, tail, q)
     assert approx == pytest.approx(expected, rel=1e-6)
-    assert approx <= metrics.kl_divergence(p, q)
+    assert approx <= kernels.kl_divergence(p, q)
 
 
 def test_kl_from_top_k_error_is_bounded_by_the_tail_share() -> None:
     """The cached KL is never above the exact KL, and the gap is P(tail)·KL within the tail."""
     rng = np.random.default_rng(1)
     for _ in range(20):
-        p = metrics.log_softmax(rng.standard_normal(5000) * 3)
-        q = metrics.log_softmax(np.log(np.exp(p)) + rng.standard_normal(5000) * 0.3)
-        ids, top = metrics.top_k(p, 64)
-        tail = metrics.tail_log_mass(p, ids)
-        exact = metrics.kl_divergence(p, q)
-        approx = metrics.kl_from_top_k(ids, top, tail, q)
+        p = kernels.log_softmax(rng.standard_normal(5000) * 3)
+        q = kernels.log_softmax(np.log(np.exp(p)) + rng.standard_normal(5000) * 0.3)
+        ids, top = kernels.top_k(p, 64)
+        tail = kernels.tail_log_mass(p, ids)
+        exact = kernels.kl_divergence(p, q)
+        approx = kernels.kl_from_top_k(ids, top, tail, q)
         outside = np.ones(5000, bool)
         outside[ids] = False
-        gap = math.exp(tail) * metrics.kl_divergence(
-            p[outside] - tail, q[outside] - metrics.logsumexp(q[outside])
+        gap = math.exp(tail) * kernels.kl_divergence(
+            p[outside] - tail, q[outside] - kernels.logsumexp(q[outside])
         )
         assert approx <= exact + 1e-9
         assert exact - approx == pytest.approx(gap, abs=1e-6)
 
 
 def test_top_k_sorted_most_probable_first() -> None:
-    ids, top = metrics.top_k(np.array([0.1, 0.5, 0.3, 0.9]), 2)
+    ids, top = kernels.top_k(np.array([0.1, 0.5, 0.3, 0.9]), 2)
     assert list(ids) == [3, 1]
     assert top == pytest.approx([0.9, 0.5])
 
 
 def test_option_distribution_and_margin() -> None:
-    probs = metrics.option_distribution(np.log([0.2, 0.1, 0.05, 0.05]))
+    probs = kernels.option_distribution(np.log([0.2, 0.1, 0.05, 0.05]))
     assert probs == pytest.approx([0.5, 0.25, 0.125, 0.125])
-    assert metrics.top_margin(probs) == pytest.approx(0.25)
+    assert kernels.top_margin(probs) == pytest.approx(0.25)
 
 
 def test_wilson_interval_by_hand() -> None:
-    low, high = metrics.wilson_interval(50, 100)
+    low, high = stats.wilson_interval(50, 100)
     # z = 1.96: centre 0.5, half-width 1.96*sqrt(.25/100 + 1.96²/40000)/(1 + 1.96²/100)
     assert low == pytest.approx(0.4038, abs=1e-4)
     assert high == pytest.approx(0.5962, abs=1e-4)
-    assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
-    assert metrics.wilson_interval(0, 10)[0] == 0.0
+    assert stats.wilson_interval(0, 0) == (0.0, 1.0)
+    assert stats.wilson_interval(0, 10)[0] == 0.0
 
 
 def test_mcnemar_exact_by_hand() -> None:
     # b=1, c=5: 2 * P(X <= 1), X ~ Bin(6, 1/2) = 2 * 7/64
-    assert metrics.mcnemar_exact(1, 5) == pytest.approx(14 / 64)
-    assert metrics.mcnemar_exact(5, 1) == pytest.approx(14 / 64)
-    assert metrics.mcnemar_exact(0, 0) == 1.0
-    assert metrics.mcnemar_exact(3, 3) == 1.0
+    assert stats.mcnemar_exact(1, 5) == pytest.approx(14 / 64)
+    assert stats.mcnemar_exact(5, 1) == pytest.approx(14 / 64)
+    assert stats.mcnemar_exact(0, 0) == 1.0
+    assert stats.mcnemar_exact(3, 3) == 1.0
 
 
 def test_mean_interval_by_hand() -> None:
-    low, high = metrics.mean_interval(np.array([1.0, 2.0, 3.0, 4.0]))
+    low, high = stats.mean_interval(np.array([1.0, 2.0, 3.0, 4.0]))
     half = 1.959963984540054 * math.sqrt(5 / 3) / 2
     assert (low, high) == pytest.approx((2.5 - half, 2.5 + half))
 
@@ -120,7 +120,7 @@ def test_mean_interval_by_hand() -> None:
 def test_margin_buckets_count_flips_per_bucket() -> None:
     margins = np.array([0.01, 0.04, 0.07, 0.5, 1.0])
     flipped = np.array([True, False, True, False, False])
-    buckets = metrics.margin_buckets(margins, flipped, edges=(0.0, 0.05, 0.1, 1.0))
+    buckets = stats.margin_buckets(margins, flipped, edges=(0.0, 0.05, 0.1, 1.0))
     assert [(b["n"], b["flips"]) for b in buckets] == [(2, 1), (1, 1), (2, 0)]
     assert buckets[0]["flip_rate"] == 0.5
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ggflip.scoring import metrics
+from ggflip.scoring import kernels, metrics
 from ggflip.tasks.questions import Question
 
 FLIP_LOST = "correct_to_incorrect"
@@ -48,7 +48,7 @@ class ChoiceScore:
 
     @property
     def option_probs(self) -> NDArray[np.float64]:
-        return metrics.option_distribution(self.option_logprobs)
+        return kernels.option_distribution(self.option_logprobs)
 
 
 LetterScore = ChoiceScore
@@ -61,22 +61,22 @@ def score_letters(logprobs: NDArray[np.float64], variants: Sequence[Sequence[int
         logprobs: (n_vocab,) float64 log-probabilities at the answer position.
         variants: per option, the token ids that spell its letter.
     """
-    option_logprobs = np.array([metrics.logsumexp(logprobs[list(ids)]) for ids in variants])
+    option_logprobs = np.array([kernels.logsumexp(logprobs[list(ids)]) for ids in variants])
     return ChoiceScore(
         option_logprobs=option_logprobs, top_tokens=np.array([int(np.argmax(logprobs))])
     )
 
 
 def score_letters_rows(
-    rows: metrics.NormalizedRows, variants: Sequence[Sequence[int]]
+    rows: kernels.NormalizedRows, variants: Sequence[Sequence[int]]
 ) -> ChoiceScore:
     """`score_letters` on a one-row NormalizedRows (no full log-prob row)."""
-    option_logprobs = np.array([metrics.logsumexp(rows.at(np.array(ids))[0]) for ids in variants])
+    option_logprobs = np.array([kernels.logsumexp(rows.at(np.array(ids))[0]) for ids in variants])
     return ChoiceScore(option_logprobs=option_logprobs, top_tokens=rows.argmax()[:1])
 
 
 def score_cloze(
-    logprob_rows: Sequence[NDArray[np.float64] | metrics.NormalizedRows],
+    logprob_rows: Sequence[NDArray[np.float64] | kernels.NormalizedRows],
     targets: Sequence[Sequence[int]],
     choice_lengths: Sequence[int],
     rule: str,
@@ -177,7 +177,7 @@ class BaselineScores:
 
         Args:
             logprobs: (n_vocab,) one row, or a sequence of (n_rows_i, n_vocab) blocks in position
-                order, as log-probs, or as logits in `metrics.NormalizedRows`.
+                order, as log-probs, or as logits in `kernels.NormalizedRows`.
         """
         n_options = len(score.option_logprobs)
         self.option_logprobs[index, :n_options] = score.option_logprobs
@@ -187,7 +187,7 @@ class BaselineScores:
         row = int(self.row_offsets[index])
         for block in _blocks(logprobs):
             stop = row + len(block)
-            ids, _ = metrics.top_k(block.logits, self.top_ids.shape[1])
+            ids, _ = kernels.top_k(block.logits, self.top_ids.shape[1])
             self.top_ids[row:stop], self.top_logprobs[row:stop] = ids, block.at(ids)
             self.tail_logmass[row:stop] = block.tail_log_mass(ids)
             self.top_token[row:stop] = block.argmax()
@@ -219,7 +219,7 @@ class BaselineScores:
         row, total = int(self.row_offsets[index]), 0.0
         for block in _blocks(q_logprobs):
             stop = row + len(block)
-            kls = metrics.kl_from_top_k_normalized(
+            kls = kernels.kl_from_top_k_normalized(
                 self.top_ids[row:stop],
                 self.top_logprobs[row:stop],
                 self.tail_logmass[row:stop],
@@ -235,17 +235,17 @@ class BaselineScores:
         return total / max(self.n_rows(index), 1)
 
 
-Rows = NDArray[np.float64] | metrics.NormalizedRows
+Rows = NDArray[np.float64] | kernels.NormalizedRows
 
 
-def _normalized(block: Rows) -> metrics.NormalizedRows:
-    return block if isinstance(block, metrics.NormalizedRows) else metrics.NormalizedRows(block)
+def _normalized(block: Rows) -> kernels.NormalizedRows:
+    return block if isinstance(block, kernels.NormalizedRows) else kernels.NormalizedRows(block)
 
 
-def _blocks(logprobs: Rows | Sequence[Rows]) -> list[metrics.NormalizedRows]:
+def _blocks(logprobs: Rows | Sequence[Rows]) -> list[kernels.NormalizedRows]:
     """Log-probs (or logits) as NormalizedRows blocks: one row, a (R, V) block, or a sequence of
     blocks."""
-    if isinstance(logprobs, (np.ndarray, metrics.NormalizedRows)):
+    if isinstance(logprobs, (np.ndarray, kernels.NormalizedRows)):
         return [_normalized(logprobs)]
     return [_normalized(block) for block in logprobs]
 
@@ -295,8 +295,8 @@ def compare(
         FLIP_LOST if base_ok and not quant_ok else FLIP_GAINED if quant_ok and not base_ok else None
     )
     kl_options = float(
-        metrics.kl_divergence(
-            metrics.log_softmax(base.option_logprobs), metrics.log_softmax(quant.option_logprobs)
+        kernels.kl_divergence(
+            kernels.log_softmax(base.option_logprobs), kernels.log_softmax(quant.option_logprobs)
         )
     )
     return QuestionRow(
@@ -312,7 +312,7 @@ def compare(
         kl=kl,
         kl_options=kl_options,
         same_top=bool(np.array_equal(base.top_tokens, quant.top_tokens)),
-        top_margin=float(metrics.top_margin(base_probs)),
+        top_margin=float(kernels.top_margin(base_probs)),
         n_tokens=len(base.top_tokens),
         base_sums=_floats(base.sums),
         base_norms=_floats(base.norms),

@@ -27,7 +27,7 @@ from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError, GgflipError
 from ggflip.runs.events import BaselineFromCache
 from ggflip.runs.vocab import check_vocabularies
-from ggflip.scoring import metrics
+from ggflip.scoring import stats
 from ggflip.store.keys import cache_key
 from ggflip.store.locks import CacheLock
 from ggflip.tasks.questions import QuestionSet
@@ -211,7 +211,7 @@ def _baseline_summary(
         label=model.label,
         path=str(model.path),
         accuracy=correct / len(scored),
-        accuracy_ci=metrics.wilson_interval(correct, len(scored)),
+        accuracy_ci=stats.wilson_interval(correct, len(scored)),
         seconds=seconds,
         from_cache=from_cache,
     )

@@ -31,7 +31,7 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError
 from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
-from ggflip.scoring import metrics
+from ggflip.scoring import kernels
 from ggflip.tasks.prompts import PromptSet, letter_tokens
 from ggflip.tasks.questions import QuestionSet
 
@@ -126,9 +126,9 @@ class Prompts:
 
     def score(
         self, index: int, logits: Sequence[np.ndarray]
-    ) -> tuple[ChoiceScore, list[metrics.NormalizedRows]]:
+    ) -> tuple[ChoiceScore, list[kernels.NormalizedRows]]:
         """The answer and the normalized log-prob blocks (one per request) of question `index`."""
-        blocks = [metrics.NormalizedRows(rows) for rows in logits]
+        blocks = [kernels.NormalizedRows(rows) for rows in logits]
         n_options = len(self.questions[index].choices)
         if self.letters is not None:
             return score_letters_rows(blocks[0], self.letters.for_options(n_options)), blocks
@@ -154,7 +154,7 @@ def _batches(n: int, size: int) -> Iterator[range]:
 
 def _score(
     backend: Backend, prompts: Prompts, indexes: Sequence[int]
-) -> Iterator[tuple[int, ChoiceScore, list[metrics.NormalizedRows]]]:
+) -> Iterator[tuple[int, ChoiceScore, list[kernels.NormalizedRows]]]:
     """Each question's answer and its full-vocabulary float64 log-prob blocks, for questions in
     `indexes`."""
     if not indexes:

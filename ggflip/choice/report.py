@@ -51,7 +51,7 @@ import numpy as np
 
 from ggflip import __version__
 from ggflip.choice.answers import QuestionRow, paired_arrays
-from ggflip.scoring import metrics
+from ggflip.scoring import metrics, stats
 from ggflip.tasks.questions import SkippedRow
 
 SCHEMA = "ggflip.report/1"
@@ -133,7 +133,7 @@ def summarize_quant(
         seconds=seconds,
         questions_per_second=n / seconds if seconds > 0 else math.nan,
         accuracy=values["accuracy"],
-        accuracy_ci=metrics.wilson_interval(int(arrays.quant_correct.sum()), n),
+        accuracy_ci=stats.wilson_interval(int(arrays.quant_correct.sum()), n),
         baseline_accuracy=values["baseline_accuracy"],
         delta_accuracy=values["delta_accuracy"],
         flips=values["flips"],
@@ -144,14 +144,14 @@ def summarize_quant(
         answer_changes=values["answer_changes"],
         mcnemar_p=values["mcnemar_p"],
         kl_mean=values["kl_mean"],
-        kl_mean_ci=metrics.mean_interval(arrays.kl),
+        kl_mean_ci=stats.mean_interval(arrays.kl),
         kl_median=values["kl_median"],
         kl_p90=values["kl_p90"],
         kl_p99=values["kl_p99"],
         kl_max=values["kl_max"],
         kl_options_mean=values["kl_options_mean"],
         same_top=values["same_top"],
-        margin_buckets=metrics.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained),
+        margin_buckets=stats.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained),
         rows=tuple(rows),
         by_rule=_by_rule(rows),
     )

@@ -1,10 +1,14 @@
-"""Statistics over paired results: rank correlation across quants."""
+"""Statistics over paired results: intervals, exact tests, margin buckets, rank correlation."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+from numpy.typing import NDArray
+
+# Baseline top-margin bucket edges: flips concentrate in the lowest buckets.
+MARGIN_EDGES: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -26,3 +30,58 @@ def spearman(x: list[float], y: list[float]) -> float:
     if rx.std() == 0 or ry.std() == 0:
         return math.nan
     return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion; (0, 1) when n is 0."""
+    if n == 0:
+        return (0.0, 1.0)
+    phat = successes / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(n_lost: int, n_gained: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts (binomial test at 1/2)."""
+    n = n_lost + n_gained
+    if n == 0:
+        return 1.0
+    k = min(n_lost, n_gained)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+def mean_interval(
+    values: NDArray[np.floating], z: float = 1.959963984540054
+) -> tuple[float, float]:
+    """Normal-approximation 95% interval of the mean (mean ± z·sd/√n); a point when n < 2."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    mean = float(x.mean())
+    if x.size < 2:
+        return (mean, mean)
+    half = z * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return (mean - half, mean + half)
+
+
+def margin_buckets(
+    margins: NDArray[np.floating],
+    flipped: NDArray[np.bool_],
+    edges: tuple[float, ...] = MARGIN_EDGES,
+) -> list[dict[str, float | int]]:
+    """Flip rate per baseline top-margin bucket [lo, hi) (the last bucket includes 1.0)."""
+    m = np.asarray(margins, dtype=np.float64)
+    f = np.asarray(flipped, dtype=bool)
+    rows: list[dict[str, float | int]] = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = i == len(edges) - 2
+        inside = (m >= lo) & ((m <= hi) if last else (m < hi))
+        n = int(inside.sum())
+        n_flips = int(f[inside].sum())
+        rows.append(
+            {"lo": lo, "hi": hi, "n": n, "flips": n_flips, "flip_rate": n_flips / n if n else 0.0}
+        )
+    return rows

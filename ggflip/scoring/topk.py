@@ -8,7 +8,7 @@ normalizer minus the top K's share, both summed in float64 from the same float32
 
 The baseline record of a row: top K ids and log-probs, log P(tail), and S token ids drawn
 from P restricted to the tail, with their log-probs. KL(P || Q) is then the exact KL of the top
-K plus the merged tail (`metrics.kl_from_top_k_rows`, a lower bound), plus an unbiased,
+K plus the merged tail (`kernels.kl_from_top_k_rows`, a lower bound), plus an unbiased,
 never-negative estimate of the missing part P(tail)·KL(P|tail || Q|tail) from the samples:
 P(tail)·mean(r - 1 - ln r), r = Q|tail(x)/P|tail(x) (the "k3" estimator: E[r - 1] = 0).
 """

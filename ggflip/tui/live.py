@@ -16,7 +16,7 @@ from ggflip.choice.engine import partial_report
 from ggflip.choice.report import BaselineSummary, QuantSummary, Report
 from ggflip.choice.spec import RunSpec
 from ggflip.runs.events import BASELINE
-from ggflip.scoring import metrics
+from ggflip.scoring import metrics, stats
 from ggflip.tasks.questions import Question
 
 DIRECTIONS: tuple[str | None, ...] = (None, FLIP_LOST, FLIP_GAINED)
@@ -73,7 +73,7 @@ class ModelState:
         if self.summary is not None:
             return self.summary.margin_buckets
         arrays = paired_arrays(self.rows)
-        return metrics.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained)
+        return stats.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained)
 
 
 class LiveRun:
