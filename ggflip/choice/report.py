@@ -41,7 +41,6 @@ those lists empty. `answer_rule` names which of the two picks the cloze answer.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ import numpy as np
 from ggflip import __version__
 from ggflip.choice.answers import QuestionRow, paired_arrays
 from ggflip.scoring import metrics, stats
+from ggflip.store.documents import finite, to_json
 from ggflip.tasks.questions import SkippedRow
 
 SCHEMA = "ggflip.report/1"
@@ -202,7 +202,7 @@ class Report:
         document = {
             "schema": SCHEMA,
             "ggflip_version": __version__,
-            **_plain(dataclasses.asdict(self)),
+            **finite(dataclasses.asdict(self)),
         }
         for quant, summary in zip(document["quants"], self.quants):
             for row_dict, row in zip(quant["rows"], summary.rows):
@@ -210,7 +210,7 @@ class Report:
         return document
 
     def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        return to_json(self.to_dict(), indent=indent)
 
 
 def report_from_dict(document: dict[str, Any]) -> Report:
@@ -261,13 +261,3 @@ def report_from_dict(document: dict[str, Any]) -> Report:
         answer_rule=document.get("answer_rule"),
         n_shots=document.get("n_shots", 0),
     )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

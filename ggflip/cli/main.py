@@ -193,7 +193,7 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         type=Path,
         help="where the e key writes the JSON and Markdown report (default: .)",
     )
-    # corpus mode (issue 5): open the KLD run view on this text instead of the setup view
+    # corpus mode: open the KLD run view on this text instead of the setup view
     tui.add_argument(
         "--text",
         type=Path,
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ggflip.cli.gguf import add_gguf_parsers
 
     add_gguf_parsers(subparsers)
-    from ggflip.cli.kld import add_kld_parser  # corpus mode (issue 5)
+    from ggflip.cli.kld import add_kld_parser
 
     add_kld_parser(subparsers)
     tasks = subparsers.add_parser("tasks", help="list the built-in tasks")

@@ -40,6 +40,7 @@ from ggflip.corpus.events import (
     CacheInfo,
     ChunkScored,
     CorpusReady,
+    KldEvent,
     KldFinished,
     KldReport,
     KldStarted,
@@ -162,7 +163,7 @@ def _pieces(backend: Backend, chunk: NDArray[np.int32]) -> tuple[str, ...]:
     return tuple(backend.token_pieces([int(t) for t in chunk]))
 
 
-def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[object, None, None]:
+def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None, None]:
     """Score the baseline (or read it from the cache), then each quant, over the corpus, yielding
     events.
 
@@ -301,7 +302,7 @@ def _report(
 
 def _score_baseline(
     spec: KldSpec, factory: BackendFactory, key: str, key_parts: dict[str, object], top_k: int
-) -> Generator[object, None, tuple[CorpusBaseline, int]]:
+) -> Generator[KldEvent, None, tuple[CorpusBaseline, int]]:
     """Tokenize, chunk and score the baseline into a new compact entry; returns (baseline,
     n_text_tokens)."""
     model = spec.model_set.baseline
@@ -373,7 +374,7 @@ def _chunk_rows(baseline: CorpusBaseline, span: slice) -> BaselineRows:
 
 def _score_quant(
     spec: KldSpec, factory: BackendFactory, model: ModelSpec, baseline: CorpusBaseline
-) -> Generator[object, None, QuantKld]:
+) -> Generator[KldEvent, None, QuantKld]:
     """Score one quant chunk by chunk against the baseline's rows; returns its QuantKld."""
     yield ModelLoading(model.label, QUANT, str(model.path))
     started = time.perf_counter()
