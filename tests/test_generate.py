@@ -113,8 +113,10 @@ class TestTeacherForcing:
 
         def logsoftmax(x: np.ndarray) -> np.ndarray:
             x = x.astype(np.float64)
-            return x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(
-                -1, keepdims=True
+            return (
+                x
+                - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True))
+                - x.max(-1, keepdims=True)
             )
 
         p, q = logsoftmax(base_logits), logsoftmax(quant_logits)
@@ -170,3 +172,10 @@ class TestAnswers:
         ]
         turns = load_items(GEN_TASKS["mt_bench"], str(DATA / "mt-bench-rows.jsonl"))
         assert [len(i.turns) for i in turns] == [2, 2] and turns[0].id == "81"
+
+
+def test_chat_without_a_template_is_one_error(
+    fake_set: ModelSet, fake_factory: FakeBackendFactory
+) -> None:
+    with pytest.raises(DataError, match="no tokenizer.chat_template"):
+        list(run_generation(_spec(fake_set, chat=True), fake_factory))
