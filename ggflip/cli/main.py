@@ -129,6 +129,17 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         ),
     )
     run.add_argument(
+        "--chat",
+        action="store_true",
+        help="generation tasks: render prompts with the baseline GGUF's chat template",
+    )
+    run.add_argument("--system", help="with --chat: a system message before every conversation")
+    run.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="generation tasks: most tokens generated per turn (default: the task's)",
+    )
+    run.add_argument(
         "--rows",
         type=int,
         default=10,
@@ -279,6 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
     try:
         if args.command == "run":
+            from ggflip.tasks.generation import get_gen_task
+
+            gen_task = None if args.task_file else get_gen_task(args.task)
+            if gen_task is not None:
+                from ggflip.cli.generate import generate_command
+
+                return generate_command(args, gen_task)
             from ggflip.cli.run import run_command
 
             return run_command(args)
