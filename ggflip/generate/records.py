@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,13 +58,10 @@ def encode_unit(unit: BaseUnit) -> bytes:
         "margins": list(unit.margins),
     }
     buffer = io.BytesIO()
-    arrays = {name: np.asarray(getattr(unit.rows, name)) for name in _ROW_FIELDS}
-    np.savez(
-        buffer,
-        header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-        target_logprob=np.asarray(unit.target_logprob, dtype=np.float64),
-        **arrays,
-    )
+    arrays: dict[str, Any] = {name: np.asarray(getattr(unit.rows, name)) for name in _ROW_FIELDS}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    arrays["target_logprob"] = np.asarray(unit.target_logprob, dtype=np.float64)
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -105,7 +103,9 @@ class GenerationCache:
 
     def save(self, key: str, units: Mapping[int, BaseUnit], skips: Mapping[int, str]) -> None:
         """Store every unit (by unit index) and the skipped ones' reasons, atomically."""
-        payloads = {str(i): np.frombuffer(encode_unit(u), np.uint8) for i, u in units.items()}
+        payloads: dict[str, Any] = {
+            str(i): np.frombuffer(encode_unit(u), np.uint8) for i, u in units.items()
+        }
         index = {"format": GEN_CACHE_FORMAT, "skips": {str(i): r for i, r in skips.items()}}
         buffer = io.BytesIO()
         np.savez(buffer, index=np.frombuffer(json.dumps(index).encode(), np.uint8), **payloads)

@@ -9,6 +9,7 @@ from ggflip.errors import UsageError
 from ggflip.generate.spec import DEFAULT_GEN_TOP_K, GenSpec
 from ggflip.store.rundb import RunStore
 from ggflip.tasks.generation import (
+    GenItem,
     GenTask,
     check_fields,
     default_source,
@@ -40,7 +41,7 @@ def build_gen_spec(args: argparse.Namespace, task: GenTask) -> GenSpec:
     n_shots = task.shots if getattr(args, "shots", None) is None else args.shots
     if n_shots < 0:
         raise UsageError(f"--shots must be 0 or more, got {n_shots}")
-    shots = ()
+    shots: tuple[GenItem, ...] = ()
     if n_shots:
         where = getattr(args, "shots_from", None) or shot_source(task, source)
         shots = pick_shots(load_items(task, where, fields), n_shots, where)

@@ -146,8 +146,8 @@ def _row_item(
         answer = _text(row.get(fields.get("answer", "answer")), where, "answer")
         return GenItem(item_id, (question,), answer)
     prompt = _text(row.get(fields.get("prompt", "prompt")), where, "prompt")
-    answer = row.get(fields.get("answer", "answer"))
-    return GenItem(item_id, (prompt,), None if answer is None else str(answer))
+    gold = row.get(fields.get("answer", "answer"))
+    return GenItem(item_id, (prompt,), None if gold is None else str(gold))
 
 
 def load_items(task: GenTask, source: str, fields: dict[str, str] | None = None) -> list[GenItem]:
