@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +20,7 @@ from ggflip.scoring.stats import wilson_interval
 # Baseline confidence (top option probability) bucket edges; 4 options put the floor at 0.25.
 CONFIDENCE_EDGES: tuple[float, ...] = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
-Group = dict[str, object]
+Group = dict[str, Any]
 
 
 def _mean(values: NDArray[np.float64]) -> float:
@@ -84,10 +85,10 @@ def by_group(
         groups.append({"name": name, **_group(f[inside], c[inside], k[inside], a[inside])})
 
     def damage(group: Group) -> tuple[float, float, str]:
-        kl_mean = float(group["kl_mean"])  # type: ignore[arg-type]
+        kl_mean = float(group["kl_mean"])
         return (
             -float(group["flip_rate"]),
-            -(kl_mean if math.isfinite(kl_mean) else 0.0),  # type: ignore[arg-type]
+            -(kl_mean if math.isfinite(kl_mean) else 0.0),
             str(group["name"]),
         )
 
