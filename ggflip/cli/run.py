@@ -26,6 +26,7 @@ from rich.progress import (
 from ggflip.choice.engine import partial_report, run_comparison
 from ggflip.choice.events import (
     BaselineFinished,
+    FloorFinished,
     QuantFinished,
     QuestionScored,
     Resumed,
@@ -66,6 +67,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         batch_size=args.batch_size,
         resume=not getattr(args, "no_resume", False),
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
+        floor=bool(getattr(args, "floor", False)),
     )
 
 
@@ -101,6 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
     stderr = Console(stderr=True)
     baseline: BaselineSummary | None = None
     quants: list[QuantSummary] = []
+    floor: QuantSummary | None = None
     skipped: list[SkippedQuestion] = []
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
@@ -147,6 +150,8 @@ def run_command(args: argparse.Namespace) -> int:
                 elif isinstance(event, BaselineFinished):
                     baseline = event.summary
                     skipped += event.skipped
+                elif isinstance(event, FloorFinished):
+                    floor = event.summary
                 elif isinstance(event, QuantFinished):
                     quants.append(event.summary)
                     skipped += event.skipped
@@ -154,7 +159,7 @@ def run_command(args: argparse.Namespace) -> int:
                     report = event.report
     except KeyboardInterrupt:
         events.close()
-        report = partial_report(spec, baseline, quants, skipped)
+        report = partial_report(spec, baseline, quants, skipped, floor)
         _emit(args, report)
         kept = (
             "; scored questions are kept: run the same command again to resume"

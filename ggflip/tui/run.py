@@ -23,7 +23,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.choice.answers import QuestionRow
 from ggflip.choice.engine import run_comparison
-from ggflip.choice.events import BaselineFinished, Event, QuantFinished, QuestionScored, RunFinished
+from ggflip.choice.events import (
+    BaselineFinished,
+    Event,
+    FloorFinished,
+    QuantFinished,
+    QuestionScored,
+    RunFinished,
+)
 from ggflip.choice.resume import run_progress
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
@@ -246,6 +253,8 @@ class RunScreen(WorkerScreen):
             live.from_cache(event.label)
         elif isinstance(event, BaselineFinished):
             live.baseline_finished(event.summary)
+        elif isinstance(event, FloorFinished):
+            live.floor_finished(event.summary)
         elif isinstance(event, QuantFinished):
             live.quant_finished(event.summary)
         elif isinstance(event, RunFinished):
