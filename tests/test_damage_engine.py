@@ -156,3 +156,37 @@ class TestFloor:
         assert "F16" not in fake_factory.opened
         assert report.baseline is not None and report.baseline.from_cache
         assert report.floor is not None and report.floor.n == 40
+
+
+class TestCorpusAcceptance:
+    """Corpus mode's acceptance rate against Σ min(p, q) computed from the fake models directly."""
+
+    def _exact(self, factory: FakeBackendFactory, fake_set: ModelSet) -> np.ndarray:
+        from tests.test_corpus import CTX, TEXT
+
+        base, quant = factory.open(fake_set.baseline), factory.open(fake_set.quants[2])
+        tokens = base.tokenize(TEXT, add_bos=True)
+        values = []
+        for c in range(len(tokens) // CTX):
+            chunk = [0] + tokens[c * CTX + 1 : (c + 1) * CTX]
+            for pos in range(CTX // 2, CTX - 1):
+                request = [ScoreRequest(tuple(chunk), (pos,))]
+                p = kernels.log_softmax(base.logits(request)[0][0])
+                q = kernels.log_softmax(quant.logits(request)[0][0])
+                values.append(float(np.minimum(np.exp(p), np.exp(q)).sum()))
+        return np.array(values)
+
+    def test_exact_and_bounded(self, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
+        from tests.test_corpus import _events, _report, _spec
+
+        exact = self._exact(fake_factory, fake_set)
+        full = _report(_events(_spec(fake_set, None), fake_factory)).quants[2].stats
+        assert full.acceptance_mean == pytest.approx(exact.mean(), abs=1e-6)
+        sorted_exact = np.sort(exact)
+        position = 0.1 * (exact.size - 1)
+        low = int(position)
+        p10 = sorted_exact[low] + (position - low) * (sorted_exact[low + 1] - sorted_exact[low])
+        assert full.acceptance_p10 == pytest.approx(p10, abs=1e-6)
+        cut = _report(_events(_spec(fake_set, None, top_k=16), fake_factory)).quants[2].stats
+        assert cut.acceptance_mean > exact.mean() + 1e-4  # K = 16 of 256: the bound is above
+        assert cut.acceptance_mean <= 1.0
