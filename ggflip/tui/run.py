@@ -47,6 +47,7 @@ from ggflip.tui.cells import (
     status_text,
     summary_cells,
 )
+from ggflip.tui.damage import DamageScreen
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
 from ggflip.tui.views import (
     ErrorScreen,
@@ -69,6 +70,7 @@ class RunScreen(WorkerScreen):
         Binding("r", "rerun", "Re-run"),
         Binding("e", "export", "Export"),
         Binding("m", "margins", "Top margin"),
+        Binding("w", "damage", "Where it hurts", show=False),
         Binding("d", "direction", "Direction"),
         Binding("s", "sort", "Sort"),
         Binding("f", "subject", "Subject"),
@@ -441,6 +443,12 @@ class RunScreen(WorkerScreen):
             if m.role == "quant" and m.rows
         ]
         self.app.push_screen(MarginScreen(charts))
+
+    def action_damage(self) -> None:
+        """Open the per-subject / per-confidence view of the quant under the cursor."""
+        if self.live is None or self.selected is None:
+            return
+        self.app.push_screen(DamageScreen(self.selected, self.live.models[self.selected].rows))
 
     def action_direction(self) -> None:
         self.direction = DIRECTIONS[(DIRECTIONS.index(self.direction) + 1) % len(DIRECTIONS)]
