@@ -21,12 +21,18 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "kl_mean", "kl_mean_ci", "kl_median", "kl_p90", "kl_p99", "kl_max",
           "kl_options_mean", "same_top",
           "margin_buckets": [{"lo", "hi", "n", "flips", "flip_rate"}],
+          "acceptance_mean", "acceptance_p10",
+          "by_subject": [{"name", "n", "flips", "flip_rate", "flip_rate_ci", "changes",
+                          "answer_changes", "kl_mean", "acceptance_mean"}],
+          "confidence_buckets": [{"lo", "hi", <the fields of by_subject but "name">}],
+          "verdict", "verdict_reason", "floor_flips_p", "kl_mean_over_floor",
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
                      "quant_choice", "quant_probs", "flip", "changed", "kl",
                      "kl_options", "same_top", "top_margin", "n_tokens",
-                     "base_sums", "base_norms", "quant_sums", "quant_norms"} ]
-      } ]
+                     "base_sums", "base_norms", "quant_sums", "quant_norms", "acceptance"} ]
+      } ],
+      "floor": null | {<the fields of a quant>}, "floor_method": null | str
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
@@ -36,6 +42,9 @@ Cloze rows carry each choice's summed and per-character log-likelihoods; letter 
 those lists empty. `answer_rule` names which of the two picks the cloze answer.
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
 `file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
+`acceptance` is the expected acceptance rate Σ min(p, q) (an upper bound from the cached top K,
+`ggflip.scoring.acceptance`); `floor` is the baseline scored again under another decode grouping
+(`floor_method`), against which each quant's `verdict` is taken (`ggflip.scoring.floor`).
 """
 
 from __future__ import annotations
