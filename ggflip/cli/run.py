@@ -25,6 +25,7 @@ from rich.progress import (
 
 from ggflip.choice.engine import partial_report, run_comparison
 from ggflip.choice.events import (
+    FLOOR,
     BaselineFinished,
     FloorFinished,
     QuantFinished,
@@ -41,6 +42,11 @@ from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip")
+
+
+def _name(label: str, role: str) -> str:
+    """A model's name on a progress line: its label and role (the floor's label names its role)."""
+    return label if role == FLOOR else f"{label} ({role})"
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
@@ -118,19 +124,20 @@ def run_command(args: argparse.Namespace) -> int:
                         "restored from the run store (--no-resume scores them again)[/dim]"
                     )
                     bars[event.label] = progress.add_task(
-                        f"{event.label} ({event.role})", total=event.total
+                        _name(event.label, event.role), total=event.total
                     )
                 elif isinstance(event, ModelLoading):
                     if event.label in bars:
                         progress.update(
-                            bars[event.label], description=f"{event.label} ({event.role}) loading"
+                            bars[event.label],
+                            description=f"{_name(event.label, event.role)} loading",
                         )
                     else:
                         bars[event.label] = progress.add_task(
-                            f"{event.label} ({event.role}) loading", total=None
+                            f"{_name(event.label, event.role)} loading", total=None
                         )
                 elif isinstance(event, ModelLoaded):
-                    progress.update(bars[event.label], description=f"{event.label} ({event.role})")
+                    progress.update(bars[event.label], description=_name(event.label, event.role))
                 elif isinstance(event, BaselineFromCache):
                     stderr.print(
                         f"[dim]{event.label}: baseline scores from cache ({event.cache_path})[/dim]"
@@ -143,7 +150,7 @@ def run_command(args: argparse.Namespace) -> int:
                         # Logs and CI: a line per tenth, since a redrawn bar only shows at the end
                         # there.
                         print(
-                            f"ggflip: {event.label} ({event.role}) {event.done}/{event.total}",
+                            f"ggflip: {_name(event.label, event.role)} {event.done}/{event.total}",
                             file=sys.stderr,
                             flush=True,
                         )
