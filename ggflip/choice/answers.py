@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.scoring import kernels, metrics
+from ggflip.scoring.acceptance import acceptance_from_top_k
 from ggflip.tasks.questions import Question
 
 FLIP_LOST = "correct_to_incorrect"
@@ -213,6 +214,28 @@ class BaselineScores:
 
     letter_score = choice_score
 
+    def acceptance_to(self, index: int, q_logprobs: Rows | Sequence[Rows]) -> float:
+        """Expected acceptance Σ min(p, q) of question `index`, averaged over its positions.
+
+        From the baseline's top-K form: exact over the top K plus min(P(tail), Q(tail)), an upper
+        bound of the exact value (`ggflip.scoring.acceptance`).
+        """
+        row, total = int(self.row_offsets[index]), 0.0
+        for block in _blocks(q_logprobs):
+            stop = row + len(block)
+            ids = self.top_ids[row:stop]
+            accepted = acceptance_from_top_k(
+                self.top_logprobs[row:stop], self.tail_logmass[row:stop], block.at(ids)
+            )
+            total += float(accepted.sum())
+            row = stop
+        if row != self.row_offsets[index + 1]:
+            raise ValueError(
+                f"question {index}: quant scored {row - self.row_offsets[index]} rows, baseline "
+                f"{self.n_rows(index)}"
+            )
+        return total / max(self.n_rows(index), 1)
+
     def kl_to(self, index: int, q_logprobs: Rows | Sequence[Rows]) -> float:
         """KL(baseline || quant) of question `index` from the baseline's top-K form, averaged over
         its positions."""
@@ -272,10 +295,16 @@ class QuestionRow:
     base_norms: tuple[float, ...] = ()
     quant_sums: tuple[float, ...] = ()
     quant_norms: tuple[float, ...] = ()
+    acceptance: float = float("nan")
 
     @property
     def changed(self) -> bool:
         return self.base_choice != self.quant_choice
+
+    @property
+    def confidence(self) -> float:
+        """The baseline's top option probability."""
+        return max(self.base_probs) if self.base_probs else float("nan")
 
 
 def _floats(values: NDArray[np.float64] | None) -> tuple[float, ...]:
@@ -283,11 +312,17 @@ def _floats(values: NDArray[np.float64] | None) -> tuple[float, ...]:
 
 
 def compare(
-    index: int, question: Question, base: ChoiceScore, quant: ChoiceScore, kl: float
+    index: int,
+    question: Question,
+    base: ChoiceScore,
+    quant: ChoiceScore,
+    kl: float,
+    acceptance: float = float("nan"),
 ) -> QuestionRow:
     """The comparison row of one question: flip direction, option KL, top margin.
 
-    `same_top` is true when the full-vocabulary argmax agrees at every scored position.
+    `same_top` is true when the full-vocabulary argmax agrees at every scored position;
+    `acceptance` is the question's mean expected acceptance rate (`BaselineScores.acceptance_to`).
     """
     base_probs, quant_probs = base.option_probs, quant.option_probs
     base_ok, quant_ok = base.choice == question.gold, quant.choice == question.gold
@@ -318,6 +353,7 @@ def compare(
         base_norms=_floats(base.norms),
         quant_sums=_floats(quant.sums),
         quant_norms=_floats(quant.norms),
+        acceptance=acceptance,
     )
 
 
@@ -331,4 +367,5 @@ def paired_arrays(rows: Sequence[QuestionRow]) -> metrics.PairedArrays:
         kl_options=np.array([r.kl_options for r in rows], dtype=np.float64),
         same_top=np.array([r.same_top for r in rows], dtype=bool),
         top_margin=np.array([r.top_margin for r in rows], dtype=np.float64),
+        acceptance=np.array([r.acceptance for r in rows], dtype=np.float64),
     )

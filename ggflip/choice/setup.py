@@ -46,6 +46,7 @@ class RunOptions:
     batch_size: int = 4
     resume: bool = True
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
+    floor: bool = False  # score the baseline a second time as the noise floor
 
 
 def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
@@ -135,4 +136,5 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         resume=options.resume,
         prompts=prompts,
         share_prefixes=options.prefix_reuse,
+        floor=options.floor,
     )

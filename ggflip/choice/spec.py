@@ -31,6 +31,7 @@ class RunSpec:
     resume: bool = True
     prompts: PromptSet | None = None
     share_prefixes: bool = True
+    floor: bool = False
 
     @property
     def prompt_set(self) -> PromptSet:
@@ -46,3 +47,11 @@ class RunSpec:
         if self.top_k is not None:
             return self.top_k
         return DEFAULT_CLOZE_TOP_K if self.prompt_set.mode == "cloze" else DEFAULT_TOP_K
+
+
+def floor_batch_size(batch_size: int) -> int:
+    """Questions per llama.cpp call of the noise floor's second baseline pass: another grouping.
+
+    One question per decode when the run packs several, else four.
+    """
+    return 1 if batch_size > 1 else 4

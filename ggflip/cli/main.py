@@ -140,6 +140,14 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         help="generation tasks: most tokens generated per turn (default: the task's)",
     )
     run.add_argument(
+        "--floor",
+        action="store_true",
+        help=(
+            "also score the baseline again under another decode grouping (the noise floor) and "
+            "give each quant a verdict; off by default for speed (on in the TUI)"
+        ),
+    )
+    run.add_argument(
         "--rows",
         type=int,
         default=10,
@@ -198,6 +206,11 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     )
     tui.add_argument(
         "--no-cache", action="store_true", help="neither read nor write the baseline cache"
+    )
+    tui.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the noise floor (the baseline scored again under another decode grouping)",
     )
     tui.add_argument(
         "--export-dir",

@@ -52,6 +52,7 @@ from ggflip.corpus.stats import TokenScores, kld_stats, mean_and_uncertainty
 from ggflip.errors import DataError, UsageError
 from ggflip.runs.events import BASELINE, QUANT, BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.runs.vocab import check_vocabularies
+from ggflip.scoring.acceptance import acceptance_from_top_k
 from ggflip.scoring.topk import BaselineRows, baseline_rows, kl_rows, normalize
 from ggflip.store.keys import cache_key
 
@@ -388,6 +389,7 @@ def _score_quant(
         np.empty(n_rows),
     )
     same_top = np.empty(n_rows, dtype=bool)
+    accepted = np.empty(n_rows)
     try:
         yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
         scoring_started = time.perf_counter()
@@ -404,6 +406,9 @@ def _score_quant(
                     *(getattr(base, name)[block] for name in BaselineRows.__dataclass_fields__)
                 )
                 coarse[rows], gap[rows] = kl_rows(part, norm)
+                accepted[rows] = acceptance_from_top_k(
+                    part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
+                )
                 nll[rows] = -norm.logprobs_at(targets[block])
                 same_top[rows] = np.argmax(logits[block], axis=-1) == part.top_ids[:, 0]
             del logits
@@ -426,7 +431,7 @@ def _score_quant(
             )
     finally:
         backend.close()
-    stats = kld_stats(TokenScores(nll, nll_base, coarse + gap, same_top))
+    stats = kld_stats(TokenScores(nll, nll_base, coarse + gap, same_top, accepted))
     tail = TailCheck(
         float(coarse.mean()),
         float(gap.mean()),
