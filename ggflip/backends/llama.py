@@ -407,6 +407,7 @@ class LlamaBackendFactory:
             bits_per_weight=header.bits_per_weight,
             file_size=header.file_size,
             n_params=header.n_params,
+            chat_template_digest=header.chat_template_digest,
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:

@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if gen_task is not None:
                 from ggflip.cli.generate import generate_command
 
-                return generate_command(args, gen_task)
+                return generate_command(args)
             from ggflip.cli.run import run_command
 
             return run_command(args)
