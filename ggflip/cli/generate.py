@@ -124,7 +124,7 @@ def render_gen_report(report: GenReport, console: Console) -> None:
     table = Table(title=title)
     for column in SUMMARY_HEADER:
         table.add_column(column, justify="left" if column == "model" else "right")
-    for row in summary_rows(report):
+    for row in summary_rows(report.to_dict()):
         table.add_row(*row)
     console.print(table)
     for skipped in report.skipped:
