@@ -246,7 +246,9 @@ def tasks_command(args: argparse.Namespace) -> int:
     for row in rows:
         mode = f"{row['mode']} ({row['answer_rule']})" if row["answer_rule"] else row["mode"]
         source = row["source"] or "--data FILE"
-        table.add_row(row["name"], mode, str(row["shots"]), source, row["description"])
+        table.add_row(
+            str(row["name"]), str(mode), str(row["shots"]), str(source), str(row["description"])
+        )
     Console().print(table)
     return int(ExitCode.OK)
 
