@@ -20,7 +20,7 @@ from ggflip.choice.cache import BaselineCache
 from ggflip.choice.events import BaselineFinished, Event, QuantFinished, RunFinished, RunStarted
 from ggflip.choice.loop import score_baseline, score_quant
 from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
-from ggflip.choice.resume import key_parts, model_key
+from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.runstore import ModelProgress, StoreSession
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
@@ -49,7 +49,8 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
-    parts = key_parts(spec, probes[0])
+    build = factory.build_info()
+    parts = key_parts(spec, probes[0], build)
     key = cache_key(parts)
     lock = (
         CacheLock(spec.cache_dir, f"run-{key}", "running this same comparison")
@@ -68,7 +69,9 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
         if not spec.resume:
             for model_progress in progress:
                 model_progress.forget()
-        yield from _run(spec, factory, parts, key, progress, [file_facts(p) for p in probes])
+        facts = [file_facts(p) for p in probes]
+        facts[0] = {**facts[0], "computed_with": computed_with(spec, build)}
+        yield from _run(spec, factory, parts, key, progress, facts)
     finally:
         if session:
             session.close()
@@ -101,7 +104,7 @@ def _run(
     prompt_set = spec.prompt_set
     top_k = int(parts["top_k"])  # type: ignore[call-overload]
     n = len(questions.questions)
-    cached = cache.load(key, n, top_k) if cache else None
+    cached = cache.load(key, n, top_k, spec.tail_samples) if cache else None
     if cached is not None:
         baseline, base_skips = cached
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))

@@ -81,6 +81,7 @@ class BaselineSummary:
     bits_per_weight: float = math.nan
     file_size: int = 0
     n_params: int = 0
+    computed_with: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class QuantSummary:
     file_size: int = 0
     n_params: int = 0
     by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
+    kl_mean_lower_bound: float = math.nan
 
 
 def summarize_quant(
@@ -145,6 +147,7 @@ def summarize_quant(
         mcnemar_p=values["mcnemar_p"],
         kl_mean=values["kl_mean"],
         kl_mean_ci=stats.mean_interval(arrays.kl),
+        kl_mean_lower_bound=values["kl_mean_lower_bound"],
         kl_median=values["kl_median"],
         kl_p90=values["kl_p90"],
         kl_p99=values["kl_p99"],

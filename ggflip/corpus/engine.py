@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import Backend, BackendFactory, ScoreRequest
+from ggflip.backends.numerics import baseline_numerics
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.corpus.cache import (
     BaselineWriter,
@@ -51,12 +52,17 @@ from ggflip.corpus.stats import TokenScores, kld_stats, mean_and_uncertainty
 from ggflip.errors import DataError, UsageError
 from ggflip.runs.events import BASELINE, QUANT, BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.runs.vocab import check_vocabularies
-from ggflip.scoring.topk import BaselineRows, baseline_rows, kl_rows, normalize
+from ggflip.scoring.topk import (
+    DEFAULT_TAIL_SAMPLES,
+    BaselineRows,
+    baseline_rows,
+    kl_rows,
+    normalize,
+)
 from ggflip.store.keys import cache_key
 
 DEFAULT_CTX = 512
 DEFAULT_CORPUS_TOP_K = 512
-DEFAULT_TAIL_SAMPLES = 32
 SAMPLING_SEED = 20250705
 CHUNKING_VERSION = "llama-perplexity-1"
 
@@ -187,6 +193,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[object, None, N
         "top_k": top_k,
         "tail_samples": spec.tail_samples,
         "chunking": CHUNKING_VERSION,
+        **baseline_numerics(_sized(model_set.baseline, spec.ctx).llama, factory.build_info()),
     }
     key = cache_key(key_parts)
     cached = (
@@ -227,6 +234,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[object, None, N
             float(np.exp(ppl) * unc),
             seconds,
             cached is not None,
+            {name: key_parts[name] for name in ("llama", "build", "tail_samples")},
         )
         yield BaselineKldFinished(baseline_info)
         for quant in model_set.quants:
