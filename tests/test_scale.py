@@ -70,9 +70,7 @@ def test_a_15000_question_run_summarizes_without_error() -> None:
     model_set = ModelSet(
         "fake", ModelSpec("F16", Path("/m/f16.gguf")), (ModelSpec("Q2", Path("/m/q2.gguf")),)
     )
-    factory = FakeBackendFactory(
-        {"/m/f16.gguf": FakeModel(), "/m/q2.gguf": FakeModel(noise=2.0)}
-    )
+    factory = FakeBackendFactory({"/m/f16.gguf": FakeModel(), "/m/q2.gguf": FakeModel(noise=2.0)})
     events = list(run_comparison(RunSpec(model_set, questions, batch_size=64), factory))
     assert isinstance(events[-1], RunFinished)
     quant = events[-1].report.quants[0]

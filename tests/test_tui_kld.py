@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import ChunkScored, KldFinished, KldReport
-from ggflip.corpus.setup import build_kld_spec
+from ggflip.corpus.setup import resolve_kld_spec
 from ggflip.tui.corpus_live import KL_SHADES, kl_style
 from ggflip.tui.corpus_view import KldOptions, KldScreen
 from ggflip.tui.views import ErrorScreen
@@ -36,7 +36,7 @@ def kld_options(chunks: int | None = 4) -> KldOptions:
 
 def engine_events(options: KldOptions) -> list[object]:
     """The same corpus run through the engine directly, for the expected values."""
-    return list(run_kld(build_kld_spec(options.namespace()), FakeBackendFactory(FAKE_MODELS)))
+    return list(run_kld(resolve_kld_spec(options), FakeBackendFactory(FAKE_MODELS)))
 
 
 def kld_screen(app: object) -> KldScreen:

@@ -13,8 +13,8 @@ from pathlib import Path
 from ggflip.choice.runstore import RunStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.from_files import model_set_from_files
-from ggflip.config.models_toml import ModelsConfig, ModelSet, default_cache_dir, load_models_toml
-from ggflip.config.resolve import resolve_model_set
+from ggflip.config.models_toml import ModelSet, default_cache_dir, load_models_toml
+from ggflip.config.resolve import choose_set_name, resolve_model_set
 from ggflip.errors import UsageError
 from ggflip.tasks.load import load_task_questions, resolve_task
 
@@ -46,21 +46,6 @@ class RunOptions:
     batch_size: int = 4
     resume: bool = True
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
-
-
-def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
-    """The set to run: the one named, else the file's only set.
-
-    Raises:
-        UsageError: no name given and the file holds zero or several sets.
-    """
-    if set_name is not None:
-        return set_name
-    if len(config.sets) != 1:
-        raise UsageError(
-            f"{where}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})"
-        )
-    return next(iter(config.sets))
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:

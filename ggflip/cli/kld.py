@@ -31,7 +31,7 @@ from ggflip.corpus.events import (
     QuantKld,
     QuantKldFinished,
 )
-from ggflip.corpus.setup import build_kld_spec
+from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES
 from ggflip.errors import ExitCode
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
@@ -96,13 +96,28 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     )
 
 
+def kld_options(args: argparse.Namespace) -> KldOptions:
+    """`ggflip kld`'s parsed flags as the engine's typed options."""
+    return KldOptions(
+        text=args.text,
+        models_path=args.models,
+        set_name=args.set_name,
+        ctx=args.ctx,
+        chunks=args.chunks,
+        top_k=args.top_k,
+        tail_samples=args.tail_samples,
+        cache_dir=args.cache_dir,
+        no_cache=args.no_cache,
+    )
+
+
 def kld_command(args: argparse.Namespace) -> int:
     """Run corpus mode with progress on stderr; print the report (JSON or tables)."""
     from rich.progress import TaskID
 
     from ggflip.backends.llama import LlamaBackendFactory
 
-    spec = build_kld_spec(args)
+    spec = resolve_kld_spec(kld_options(args))
     stderr = Console(stderr=True)
     events = run_kld(spec, LlamaBackendFactory())
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
