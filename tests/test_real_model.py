@@ -80,3 +80,38 @@ def test_real_rows_are_consistent(report: dict) -> None:  # type: ignore[type-ar
         for row in quant["rows"]:
             assert sum(row["base_probs"]) == pytest.approx(1.0)
             assert row["kl"] >= 0
+
+
+def test_thread_count_leaves_logits_bit_identical_and_flash_attn_does_not() -> None:
+    """Why `n_threads` is left out of the baseline key and `flash_attn` is in it."""
+    import dataclasses
+
+    import numpy as np
+
+    from ggflip.backends.base import ScoreRequest
+    from ggflip.backends.llama import LlamaBackend
+    from ggflip.config.models_toml import load_models_toml
+
+    baseline = load_models_toml(REPO / "models.toml").get_set("gemma-270m").baseline
+    prompts = [
+        "The capital of France is",
+        "Question: 2 + 2 = ?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:",
+        "Water boils at a temperature of",
+        "The largest planet of the solar system is",
+    ]
+
+    def logits(**changes: object) -> np.ndarray:
+        settings = dataclasses.replace(baseline.llama, n_ctx=256, **changes)  # type: ignore[arg-type]
+        backend = LlamaBackend(baseline.path, settings)
+        try:
+            requests = []
+            for prompt in prompts:
+                tokens = tuple(backend.tokenize(prompt, add_bos=True))
+                requests.append(ScoreRequest(tokens, (len(tokens) - 1,)))
+            return np.concatenate(backend.logits(requests))
+        finally:
+            backend.close()
+
+    one = logits(n_threads=1)
+    assert np.array_equal(one, logits(n_threads=2))
+    assert not np.array_equal(one, logits(n_threads=1, flash_attn=True))

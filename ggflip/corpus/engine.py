@@ -250,17 +250,27 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[object, None, N
 
 
 def partial_kld_report(
-    spec: KldSpec, baseline: BaselineKld | None, quants: list[QuantKld]
+    spec: KldSpec,
+    baseline: BaselineKld | None,
+    quants: list[QuantKld],
+    n_chunks: int = 0,
+    baseline_chunks: int = 0,
 ) -> KldReport:
-    """A report of what finished before a run stopped early (no cache details)."""
+    """A report of what finished before a run stopped early (no cache details).
+
+    Args:
+        n_chunks: the corpus's chunks (`CorpusReady.n_chunks`; 0 when not known yet).
+        baseline_chunks: chunks the baseline had scored (all of them once it finished or came
+            from the cache): `tokens_scored` counts their tokens.
+    """
     return KldReport(
         set=spec.model_set.name,
         source=spec.source,
         text_sha256=spec.text_sha256,
         ctx=spec.ctx,
-        n_chunks=spec.chunks or 0,
+        n_chunks=n_chunks or spec.chunks or 0,
         n_text_tokens=-1,
-        tokens_scored=0,
+        tokens_scored=baseline_chunks * spec.rows_per_chunk,
         cache=None,
         baseline=baseline,
         quants=tuple(quants),

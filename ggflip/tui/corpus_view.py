@@ -338,7 +338,11 @@ class KldScreen(WorkerScreen):
             spec = resolve_kld_spec(self.options)
             baseline = live.models[live.baseline_label].baseline
             report = partial_kld_report(
-                spec, baseline, [m.final for m in live.models.values() if m.final is not None]
+                spec,
+                baseline,
+                [m.final for m in live.models.values() if m.final is not None],
+                live.n_chunks,
+                live.models[live.baseline_label].done,
             )
         path = self.app.export_dir / f"ggflip-kld-{report.set}.json"  # type: ignore[attr-defined]
         try:
