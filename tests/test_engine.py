@@ -83,7 +83,7 @@ def test_rows_match_the_summary(
     assert q2.flips == pytest.approx((lost + gained) / 40)
     assert q2.kl_mean == pytest.approx(np.mean([r.kl for r in q2.rows]))
     for row in q2.rows:
-        assert sum(row.base_probs) == pytest.approx(1.0)
+        assert row.base_choice == int(np.argmax(row.base_probs))
         assert row.top_margin == pytest.approx(
             sorted(row.base_probs)[-1] - sorted(row.base_probs)[-2]
         )
@@ -109,6 +109,12 @@ def test_kl_equals_exact_kl_on_the_fake_vocabulary(
         kernels.log_softmax(q2.logits(request)[0][0]),
     )
     assert report.quants[2].rows[5].kl == pytest.approx(float(exact), rel=1e-5)
+    # The option probabilities by hand: each letter as " X" or "X", renormalized over the options.
+    base_lp = kernels.log_softmax(base.logits(request)[0][0])
+    letters = [kernels.logsumexp(base_lp[[FAKE_VOCAB.index(f" {c}"), FAKE_VOCAB.index(c)]])
+               for c in "ABCD"]  # fmt: skip
+    expected = np.exp(np.array(letters) - kernels.logsumexp(np.array(letters)))
+    assert report.quants[2].rows[5].base_probs == pytest.approx(expected.tolist(), rel=1e-6)
 
 
 def test_baseline_cache_hit_skips_loading(
