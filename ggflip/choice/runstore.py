@@ -1,8 +1,9 @@
 """The run store: every scored question persisted as it is scored, so a stopped run resumes.
 
 One SQLite database (`<cache>/runs.sqlite`, WAL mode) holds one row per (run, model, question):
-the run key is the baseline cache key (baseline file, vocabulary, prompt, questions, K, n_ctx),
-the model key digests a model's label, file identity and llama settings. A row holds a
+the run key is the baseline cache key (baseline file, vocabulary, prompt, questions, K, tail
+draws, the llama settings and build of `baseline_numerics`, batching), the model key digests a
+model's label, file identity and the llama settings that can change its numbers. A row holds a
 baseline's compact record (`base`), a quant's comparison row (`row`) or why the question was
 skipped (`skip`), with a sha256 of its content. Each batch of questions is one transaction, so
 `kill -9` loses at most the batch being scored and never leaves a half-written row.
