@@ -4,9 +4,9 @@ An entry is keyed by everything that determines the baseline's numbers: the mode
 identity (size, mtime, first and last MiB), its vocabulary, the prompt version, the
 questions (content digest, in order), K and the tail draws, the llama settings and build of
 `ggflip.backends.numerics.baseline_numerics`, and how prompts are batched (`choice.resume`).
-It is two files: `<key>.npz` (the arrays of `BaselineScores`) and `<key>.json` (format version, the key's parts, the questions skipped for a
-prompt longer than n_ctx, the npz's sha256, and a sha256 of the JSON document itself). Both are
-written to a temporary name and renamed, the JSON last, so an entry is either complete or absent. A
+It is two files: `<key>.npz` (the arrays of `BaselineScores`) and `<key>.json` (format version,
+the key's parts, the questions skipped for a prompt longer than n_ctx, the npz's sha256, and a
+sha256 of the JSON document itself). Both are written to a temporary name and renamed, the JSON last, so an entry is either complete or absent. A
 skipped question owns no scored positions in the arrays. An entry whose format, checksums, shapes or
 contents do not match is reported in one line, deleted and recomputed, never used.
 
