@@ -6,9 +6,10 @@ questions (content digest, in order), K and the tail draws, the llama settings a
 `ggflip.backends.numerics.baseline_numerics`, and how prompts are batched (`choice.resume`).
 It is two files: `<key>.npz` (the arrays of `BaselineScores`) and `<key>.json` (format version,
 the key's parts, the questions skipped for a prompt longer than n_ctx, the npz's sha256, and a
-sha256 of the JSON document itself). Both are written to a temporary name and renamed, the JSON last, so an entry is either complete or absent. A
-skipped question owns no scored positions in the arrays. An entry whose format, checksums, shapes or
-contents do not match is reported in one line, deleted and recomputed, never used.
+sha256 of the JSON document itself). Both are written to a temporary name and renamed, the JSON
+last, so an entry is either complete or absent. A skipped question owns no scored positions in
+the arrays. An entry whose format, checksums, shapes or contents do not match is reported in one
+line, deleted and recomputed, never used.
 
 Size per scored position (one per letter question; every continuation token of every choice in
 cloze mode): K int32 ids + K float32 log-probs, the tail mass, and S tail draws (int32 id +
