@@ -179,8 +179,9 @@ def kl_rows(base: BaselineRows, quant: Normalized) -> tuple[FloatArray, FloatArr
         q_tail = quant.tail_logmass(ids)
         coarse[has_tail] += np.exp(p_tail[has_tail]) * (p_tail[has_tail] - q_tail[has_tail])
         if base.sample_ids.shape[1]:
-            p_s = np.asarray(base.sample_logprobs, dtype=np.float64) - p_tail[:, None]
-            q_s = quant.logprobs_at(np.asarray(base.sample_ids, dtype=np.int64)) - q_tail[:, None]
-            log_r = (q_s - p_s)[has_tail]
-            gap[has_tail] = np.exp(p_tail[has_tail]) * (np.expm1(log_r) - log_r).mean(axis=-1)
+            rows = np.flatnonzero(has_tail)
+            p_s = np.asarray(base.sample_logprobs[rows], dtype=np.float64) - p_tail[rows, None]
+            q_all = quant.logprobs_at(np.asarray(base.sample_ids, dtype=np.int64))
+            log_r = q_all[rows] - q_tail[rows, None] - p_s
+            gap[rows] = np.exp(p_tail[rows]) * (np.expm1(log_r) - log_r).mean(axis=-1)
     return np.maximum(coarse, 0.0), np.maximum(gap, 0.0)
