@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh >&2
 .venv/bin/ggflip prepare-demo >&2
-exec .venv/bin/ggflip run --models models.toml --set gemma-270m --task mmlu --limit 300 --seed 0 "$@"
+exec .venv/bin/ggflip run --models models.toml --set gemma-270m --task mmlu --limit 300 --seed 0 --floor "$@"

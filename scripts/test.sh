@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/ggflip prepare-demo
-# Style and layering first: ruff (100 columns) and the import-linter contracts in pyproject.toml.
+# Style, layering and types first: ruff (100 columns), the import-linter contracts in
+# pyproject.toml, mypy.
 .venv/bin/ruff check ggflip tests benchmarks
 .venv/bin/lint-imports
+.venv/bin/python -m mypy ggflip
 GGFLIP_REAL_MODEL=1 exec .venv/bin/python -m pytest "$@"

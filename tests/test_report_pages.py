@@ -122,7 +122,7 @@ def test_markdown_and_html(
         assert f"| {quant['label']} | {quant['bits_per_weight']:.2f} |" in markdown
     page = html_path.read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 4
+    assert len(images) == 5  # four plots and the per-subject bar chart
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "Spearman rank correlation" in page

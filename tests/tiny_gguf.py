@@ -233,6 +233,7 @@ def write_tiny_gguf(
     truncate_to: int | None = None,
     dtype: Literal["f32", "f16"] = "f32",
     add_space_prefix: bool = False,
+    chat_template: str | None = None,
 ) -> Path:
     """Write a tiny random llama-layout GGUF model that llama.cpp can load and run.
 
@@ -252,6 +253,7 @@ def write_tiny_gguf(
             yields a file llama.cpp refuses (for tests of load failures).
         truncate_to: If given, cut the finished file to this many bytes.
         dtype: Storage type of the matrices; norm vectors stay F32 as llama.cpp wants.
+        chat_template: A ``tokenizer.chat_template`` to store (none when ``None``).
         add_space_prefix: Value of ``tokenizer.ggml.add_space_prefix``. ``False``
             (as in Gemma's GGUFs) makes ``" A"`` tokenize to ``▁A`` and ``"A"`` to ``A``.
 
@@ -285,6 +287,8 @@ def write_tiny_gguf(
         file_type=file_type,
         add_space_prefix=add_space_prefix,
     )
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     for name, tensor in weights.items():
         writer.add_tensor(
             name, tensor.astype(np.float16) if dtype == "f16" and tensor.ndim > 1 else tensor

@@ -35,6 +35,42 @@ class ScoreRequest:
 
 
 @dataclass(frozen=True)
+class GenerateRequest:
+    """One prompt to continue greedily.
+
+    `tokens` is the prompt, BOS included when the model wants one. Generation stops at the
+    model's end-of-generation tokens, once the decoded text holds one of `stop`, or after
+    `max_new_tokens` tokens. `shared_prefix` is the same hint as `ScoreRequest`'s: requests of
+    one call that name the same prefix may share its decode.
+    """
+
+    tokens: tuple[int, ...]
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+    shared_prefix: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A greedy continuation.
+
+    Attributes:
+        tokens: the generated ids, the one that ended it included (an EOS, the last token of
+            a stop string).
+        text: their text, cut before the first stop string; end-of-generation tokens add none.
+        finish: "eos", "stop" or "length" (`max_new_tokens` reached: truncated).
+        margins: per generated token, the top-1 minus the top-2 logit of the step that chose
+            it; a margin within float rounding of 0 is a tie another batching may break the
+            other way.
+    """
+
+    tokens: tuple[int, ...]
+    text: str
+    finish: str
+    margins: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class ModelProbe:
     """What is known about a model file before loading it: enough to refuse a bad pairing early."""
 
@@ -75,6 +111,25 @@ class Backend(Protocol):
             One float32 array per request, shape (len(request.positions), n_vocab),
             row j holding the logits after `request.tokens[: positions[j] + 1]`.
         """
+        ...
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Greedy continuations of several prompts, decoded together.
+
+        Every step is one decode of the live sequences' last tokens (a finished sequence
+        drops out); the same requests in the same order always give the same generations.
+
+        Returns:
+            One Generation per request, in order.
+        """
+        ...
+
+    def chat_template(self) -> str | None:
+        """The model's `tokenizer.chat_template` (Jinja), None when it has none."""
+        ...
+
+    def special_token(self, which: str) -> str:
+        """The text of the model's "bos" or "eos" token ("" when it has none), for templates."""
         ...
 
     def close(self) -> None:

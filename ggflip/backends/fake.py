@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ggflip.backends.base import ModelProbe, ScoreRequest
+from ggflip.backends.base import GenerateRequest, Generation, ModelProbe, ScoreRequest
+from ggflip.backends.greedy import generate_by_logits
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import ModelFileError
 
@@ -55,6 +56,7 @@ class FakeModel:
     vocab: tuple[str, ...] = FAKE_VOCAB
     scale: float = 3.0
     bias: Mapping[int, float] = field(default_factory=dict)
+    chat_template: str | None = None
 
 
 class FakeBackend:
@@ -116,6 +118,19 @@ class FakeBackend:
         for token, bias in self._model.bias.items():
             base[token] += bias
         return base
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Greedy continuations through one `logits` call per step; `<eos>` (id 1) ends one."""
+        vocab = self._model.vocab
+        return generate_by_logits(
+            self.logits, requests, lambda token: vocab[token].encode(), lambda token: token == 1
+        )
+
+    def chat_template(self) -> str | None:
+        return self._model.chat_template
+
+    def special_token(self, which: str) -> str:
+        return {"bos": self._model.vocab[0], "eos": self._model.vocab[1]}.get(which, "")
 
     def close(self) -> None:
         pass

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.scoring import kernels, metrics
+from ggflip.scoring.acceptance import acceptance_from_top_k
 from ggflip.scoring.topk import BaselineRows, Normalized, baseline_rows, kl_rows
 from ggflip.tasks.questions import Question
 
@@ -251,6 +252,29 @@ class BaselineScores:
         n = max(self.n_rows(index), 1)
         return (lower + gap) / n, lower / n
 
+    def acceptance_to(self, index: int, blocks: Sequence[Normalized]) -> float:
+        """Expected acceptance Σ min(p, q) of question `index`, averaged over its positions.
+
+        From the baseline's top-K form: exact over the top K plus min(P(tail), Q(tail)), an upper
+        bound of the exact value (`ggflip.scoring.acceptance`).
+        """
+        row, total = int(self.row_offsets[index]), 0.0
+        for block in blocks:
+            stop = row + len(block.logits)
+            accepted = acceptance_from_top_k(
+                self.top_logprobs[row:stop],
+                self.tail_logmass[row:stop],
+                block.logprobs_at(self.top_ids[row:stop]),
+            )
+            total += float(accepted.sum())
+            row = stop
+        if row != self.row_offsets[index + 1]:
+            raise ValueError(
+                f"question {index}: quant scored {row - self.row_offsets[index]} rows, baseline "
+                f"{self.n_rows(index)}"
+            )
+        return total / max(self.n_rows(index), 1)
+
 
 @dataclass(frozen=True)
 class QuestionRow:
@@ -275,10 +299,16 @@ class QuestionRow:
     quant_sums: tuple[float, ...] = ()
     quant_norms: tuple[float, ...] = ()
     kl_lower_bound: float = math.nan  # the top-K + merged-tail part of `kl` (nan: not recorded)
+    acceptance: float = math.nan
 
     @property
     def changed(self) -> bool:
         return self.base_choice != self.quant_choice
+
+    @property
+    def confidence(self) -> float:
+        """The baseline's top option probability."""
+        return max(self.base_probs) if self.base_probs else float("nan")
 
 
 def _floats(values: NDArray[np.float64] | None) -> tuple[float, ...]:
@@ -291,10 +321,12 @@ def compare(
     base: ChoiceScore,
     quant: ChoiceScore,
     kl: tuple[float, float],
+    acceptance: float = math.nan,
 ) -> QuestionRow:
     """The comparison row of one question: flip direction, option KL, top margin.
 
-    `kl` is (estimate, lower bound) as `BaselineScores.kl_to` gives it.
+    `kl` is (estimate, lower bound) as `BaselineScores.kl_to` gives it; `acceptance` is the
+    question's mean expected acceptance rate (`BaselineScores.acceptance_to`).
 
     `same_top` is true when the full-vocabulary argmax agrees at every scored position.
     """
@@ -328,6 +360,7 @@ def compare(
         base_norms=_floats(base.norms),
         quant_sums=_floats(quant.sums),
         quant_norms=_floats(quant.norms),
+        acceptance=acceptance,
     )
 
 
@@ -342,4 +375,5 @@ def paired_arrays(rows: Sequence[QuestionRow]) -> metrics.PairedArrays:
         kl_options=np.array([r.kl_options for r in rows], dtype=np.float64),
         same_top=np.array([r.same_top for r in rows], dtype=bool),
         top_margin=np.array([r.top_margin for r in rows], dtype=np.float64),
+        acceptance=np.array([r.acceptance for r in rows], dtype=np.float64),
     )

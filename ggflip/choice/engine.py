@@ -17,12 +17,27 @@ from typing import Any
 from ggflip.backends.base import BackendFactory, ModelProbe
 from ggflip.choice.answers import BaselineScores
 from ggflip.choice.cache import BaselineCache
-from ggflip.choice.events import BaselineFinished, Event, QuantFinished, RunFinished, RunStarted
+from ggflip.choice.events import (
+    FLOOR,
+    BaselineFinished,
+    Event,
+    FloorFinished,
+    QuantFinished,
+    RunFinished,
+    RunStarted,
+    floor_label,
+)
 from ggflip.choice.loop import score_baseline, score_quant
-from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
+from ggflip.choice.report import (
+    BaselineSummary,
+    QuantSummary,
+    Report,
+    SkippedQuestion,
+    with_verdict,
+)
 from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.runstore import ModelProgress, StoreSession
-from ggflip.choice.spec import RunSpec
+from ggflip.choice.spec import RunSpec, floor_batch_size
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError, GgflipError
 from ggflip.runs.events import BaselineFromCache
@@ -66,6 +81,10 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
             ModelProgress(session, key, model_key(m, p), m.label)
             for m, p in zip(model_set.models, probes)
         ]
+        if spec.floor:
+            floor_model = floor_key(model_key(model_set.baseline, probes[0]), spec.batch_size)
+            label = floor_label(model_set.baseline.label)
+            progress.append(ModelProgress(session, key, floor_model, label))
         if not spec.resume:
             for model_progress in progress:
                 model_progress.forget()
@@ -77,6 +96,24 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
             session.close()
         if lock:
             lock.release()
+
+
+def floor_key(baseline_key: str, batch_size: int) -> str:
+    """The noise floor's model key in the run store: the baseline's, under the floor's grouping.
+
+    Stored under the baseline cache key, the floor is reused by every run of that baseline on
+    those questions, whatever the quants.
+    """
+    return f"{baseline_key}-floor-b{floor_batch_size(batch_size)}"
+
+
+def floor_method(spec: RunSpec) -> str:
+    """What the noise floor's second baseline pass changes, in words for the report."""
+    return (
+        f"baseline scored again with {floor_batch_size(spec.batch_size)} question(s) per "
+        f"llama.cpp call instead of {spec.batch_size}: the same model, settings and prompts, "
+        "other decode batches"
+    )
 
 
 def file_facts(probe: ModelProbe) -> dict[str, Any]:
@@ -136,19 +173,31 @@ def _run(
         **facts[0],
     )
     yield BaselineFinished(baseline_summary, tuple(skipped))
+    floor: QuantSummary | None = None
+    if spec.floor:
+        floor_model = dataclasses.replace(
+            model_set.baseline, label=floor_label(model_set.baseline.label)
+        )
+        floor_spec = dataclasses.replace(spec, batch_size=floor_batch_size(spec.batch_size))
+        floor, _ = yield from score_quant(
+            floor_spec, factory, floor_model, prompt_set, baseline, base_skips, progress[-1], FLOOR
+        )
+        floor_facts = {k: v for k, v in facts[0].items() if k != "computed_with"}
+        floor = dataclasses.replace(floor, **floor_facts)
+        yield FloorFinished(floor, floor_method(spec))
     quant_summaries: list[QuantSummary] = []
     for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):
         summary, quant_skips = yield from score_quant(
             spec, factory, quant, prompt_set, baseline, base_skips, quant_progress
         )
         summary = dataclasses.replace(summary, **quant_facts)
+        if floor is not None:
+            summary = with_verdict(summary, floor)
         quant_summaries.append(summary)
         quant_skipped = _skipped(questions, quant, quant_skips)
         skipped += quant_skipped
         yield QuantFinished(summary, tuple(quant_skipped))
-    yield RunFinished(
-        _report(spec, baseline_summary, quant_summaries, complete=True, skipped=skipped)
-    )
+    yield RunFinished(_report(spec, baseline_summary, quant_summaries, True, skipped, floor))
 
 
 def _skipped(
@@ -169,9 +218,10 @@ def partial_report(
     baseline: BaselineSummary | None,
     quants: Sequence[QuantSummary],
     skipped: Sequence[SkippedQuestion] = (),
+    floor: QuantSummary | None = None,
 ) -> Report:
     """A report of what finished before a run stopped early."""
-    return _report(spec, baseline, quants, complete=False, skipped=skipped)
+    return _report(spec, baseline, quants, False, skipped, floor)
 
 
 def _report(
@@ -180,6 +230,7 @@ def _report(
     quants: Sequence[QuantSummary],
     complete: bool,
     skipped: Sequence[SkippedQuestion] = (),
+    floor: QuantSummary | None = None,
 ) -> Report:
     prompt_set = spec.prompt_set
     return Report(
@@ -197,6 +248,8 @@ def _report(
         mode=prompt_set.mode,
         answer_rule=prompt_set.answer_rule,
         n_shots=prompt_set.n_shots,
+        floor=floor,
+        floor_method=floor_method(spec) if floor is not None else None,
     )
 
 

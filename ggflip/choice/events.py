@@ -68,6 +68,23 @@ class QuantFinished:
     skipped: tuple[SkippedQuestion, ...] = ()
 
 
+FLOOR = "floor"
+"""The role of the noise floor's pass: the baseline scored again under another decode grouping."""
+
+
+def floor_label(baseline_label: str) -> str:
+    """The noise floor's row label, e.g. "F16 (floor)"."""
+    return f"{baseline_label} (floor)"
+
+
+@dataclass(frozen=True)
+class FloorFinished:
+    """The noise floor (the baseline against itself under another decode grouping) is summarized."""
+
+    summary: QuantSummary
+    method: str
+
+
 @dataclass(frozen=True)
 class RunFinished:
     """The run is over; `report.complete` says whether every model finished."""
@@ -83,6 +100,7 @@ Event = (
     | Resumed
     | QuestionScored
     | BaselineFinished
+    | FloorFinished
     | QuantFinished
     | RunFinished
 )

@@ -253,16 +253,17 @@ def score_quant(
     baseline: BaselineScores,
     base_skips: dict[int, str],
     progress: ModelProgress,
+    role: str = QUANT,
 ) -> Generator[Event, None, tuple[QuantSummary, dict[int, str]]]:
     """Score a quant's questions not already stored; returns its summary and its own skipped
-    questions."""
+    questions. `role` names the pass in its events (a quant, or the noise floor)."""
     questions = spec.questions.questions
     n = len(questions)
     restored = progress.restore_quant()
     results: dict[int, QuestionRow | str] = dict(restored)
     yield from _restored_events(
         model.label,
-        QUANT,
+        role,
         n,
         {i: r if isinstance(r, QuestionRow) else None for i, r in restored.items()},
     )
@@ -273,10 +274,10 @@ def score_quant(
         for indexes in _batches(n, spec.batch_size):
             pending = [i for i in indexes if i not in results]
             if prompts is None and any(i not in base_skips for i in pending):
-                yield ModelLoading(model.label, QUANT, str(model.path))
+                yield ModelLoading(model.label, role, str(model.path))
                 started = time.perf_counter()
                 backend = factory.open(model)
-                yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
+                yield ModelLoaded(model.label, role, time.perf_counter() - started)
                 scoring_started = time.perf_counter()
                 prompts = Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
                 if any(
@@ -300,7 +301,12 @@ def score_quant(
                     question = questions[index]
                     base_score = baseline.choice_score(index, len(question.choices))
                     fresh[index] = compare(
-                        index, question, base_score, quant_score, baseline.kl_to(index, blocks)
+                        index,
+                        question,
+                        base_score,
+                        quant_score,
+                        baseline.kl_to(index, blocks),
+                        baseline.acceptance_to(index, blocks),
                     )
             progress.record_quant(fresh)
             results.update(fresh)
@@ -308,7 +314,7 @@ def score_quant(
                 item = fresh.get(index)
                 yield QuestionScored(
                     model.label,
-                    QUANT,
+                    role,
                     index + 1,
                     n,
                     item if isinstance(item, QuestionRow) else None,

@@ -23,14 +23,20 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "kl_mean", "kl_mean_ci", "kl_median", "kl_p90", "kl_p99", "kl_max",
           "kl_options_mean", "same_top",
           "margin_buckets": [{"lo", "hi", "n", "flips", "flip_rate"}],
+          "acceptance_mean", "acceptance_p10",
+          "by_subject": [{"name", "n", "flips", "flip_rate", "flip_rate_ci", "changes",
+                          "answer_changes", "kl_mean", "acceptance_mean"}],
+          "confidence_buckets": [{"lo", "hi", <the fields of by_subject but "name">}],
+          "verdict", "verdict_reason", "floor_flips_p", "kl_mean_over_floor",
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "kl_mean_lower_bound",
           "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
                      "quant_choice", "quant_probs", "flip", "changed", "kl",
                      "kl_options", "same_top", "top_margin", "n_tokens",
                      "base_sums", "base_norms", "quant_sums", "quant_norms",
-                     "kl_lower_bound"} ]
-      } ]
+                     "kl_lower_bound", "acceptance"} ]
+      } ],
+      "floor": null | {<the fields of a quant>}, "floor_method": null | str
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
@@ -43,12 +49,14 @@ Cloze rows carry each choice's summed and per-character log-likelihoods; letter 
 those lists empty. `answer_rule` names which of the two picks the cloze answer.
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
 `file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
+`acceptance` is the expected acceptance rate Σ min(p, q) (an upper bound from the cached top K,
+`ggflip.scoring.acceptance`); `floor` is the baseline scored again under another decode grouping
+(`floor_method`), against which each quant's `verdict` is taken (`ggflip.scoring.floor`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,7 +66,9 @@ import numpy as np
 
 from ggflip import __version__
 from ggflip.choice.answers import QuestionRow, paired_arrays
-from ggflip.scoring import metrics, stats
+from ggflip.scoring import floor as floor_verdict
+from ggflip.scoring import groups, metrics, stats
+from ggflip.store.documents import finite, to_json
 from ggflip.tasks.questions import SkippedRow
 
 SCHEMA = "ggflip.report/1"
@@ -126,6 +136,14 @@ class QuantSummary:
     n_params: int = 0
     by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
     kl_mean_lower_bound: float = math.nan
+    acceptance_mean: float = math.nan
+    acceptance_p10: float = math.nan
+    by_subject: list[dict[str, Any]] = field(default_factory=list)
+    confidence_buckets: list[dict[str, Any]] = field(default_factory=list)
+    verdict: str | None = None
+    verdict_reason: str = ""
+    floor_flips_p: float = math.nan
+    kl_mean_over_floor: float = math.nan
 
 
 def summarize_quant(
@@ -164,6 +182,52 @@ def summarize_quant(
         margin_buckets=stats.margin_buckets(arrays.top_margin, arrays.lost | arrays.gained),
         rows=tuple(rows),
         by_rule=_by_rule(rows),
+        acceptance_mean=values["acceptance_mean"],
+        acceptance_p10=values["acceptance_p10"],
+        by_subject=by_subject(rows),
+        confidence_buckets=confidence_buckets(rows),
+    )
+
+
+def _damage(rows: Sequence[QuestionRow]) -> tuple[list[bool], list[bool], list[float], list[float]]:
+    return (
+        [r.flip is not None for r in rows],
+        [r.changed for r in rows],
+        [r.kl for r in rows],
+        [r.acceptance for r in rows],
+    )
+
+
+def by_subject(rows: Sequence[QuestionRow]) -> list[dict[str, Any]]:
+    """Flips, answer changes, KL and acceptance per subject, the most damaged first."""
+    return groups.by_group([r.subject for r in rows], *_damage(rows))
+
+
+def confidence_buckets(rows: Sequence[QuestionRow]) -> list[dict[str, Any]]:
+    """The same per bucket of the baseline's confidence (its top option probability)."""
+    return groups.by_bucket([r.confidence for r in rows], *_damage(rows))
+
+
+def with_verdict(quant: QuantSummary, floor: QuantSummary) -> QuantSummary:
+    """The quant's summary with its verdict against the noise floor (`ggflip.scoring.floor`).
+
+    Flips are paired on the questions both scored.
+    """
+    floor_flips = {r.index: r.flip is not None for r in floor.rows}
+    paired = [
+        (r.flip is not None, floor_flips[r.index]) for r in quant.rows if r.index in floor_flips
+    ]
+    quant_flipped = np.array([q for q, _ in paired], dtype=bool)
+    floor_flipped = np.array([f for _, f in paired], dtype=bool)
+    result = floor_verdict.verdict(
+        quant_flipped, floor_flipped, quant.kl_mean, floor.kl_mean, floor.kl_mean_ci
+    )
+    return dataclasses.replace(
+        quant,
+        verdict=result.verdict,
+        verdict_reason=result.reason,
+        floor_flips_p=result.flips_p,
+        kl_mean_over_floor=result.kl_mean_over_floor,
     )
 
 
@@ -206,21 +270,26 @@ class Report:
     mode: str = "letter"
     answer_rule: str | None = None
     n_shots: int = 0
+    floor: QuantSummary | None = None
+    floor_method: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain Python values (non-finite floats become null)."""
         document = {
             "schema": SCHEMA,
             "ggflip_version": __version__,
-            **_plain(dataclasses.asdict(self)),
+            **finite(dataclasses.asdict(self)),
         }
-        for quant, summary in zip(document["quants"], self.quants):
+        summaries = [*zip(document["quants"], self.quants)]
+        if self.floor is not None:
+            summaries.append((document["floor"], self.floor))
+        for quant, summary in summaries:
             for row_dict, row in zip(quant["rows"], summary.rows):
                 row_dict["changed"] = row.changed
         return document
 
     def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        return to_json(self.to_dict(), indent=indent)
 
 
 def report_from_dict(document: dict[str, Any]) -> Report:
@@ -243,16 +312,22 @@ def report_from_dict(document: dict[str, Any]) -> Report:
             values[key] = value
         return values
 
-    baseline = document.get("baseline")
-    quants = []
-    for quant in document["quants"]:
+    lists = ("rows", "margin_buckets", "by_subject", "confidence_buckets")
+
+    def quant_of(quant: dict[str, Any]) -> QuantSummary:
         rows = tuple(QuestionRow(**fields_of(QuestionRow, row)) for row in quant["rows"])
-        values = fields_of(
-            QuantSummary, {k: v for k, v in quant.items() if k not in ("rows", "margin_buckets")}
+        values = fields_of(QuantSummary, {k: v for k, v in quant.items() if k not in lists})
+        return QuantSummary(
+            **values,
+            margin_buckets=list(quant["margin_buckets"]),
+            by_subject=list(quant.get("by_subject", [])),
+            confidence_buckets=list(quant.get("confidence_buckets", [])),
+            rows=rows,
         )
-        quants.append(
-            QuantSummary(**values, margin_buckets=list(quant["margin_buckets"]), rows=rows)
-        )
+
+    baseline = document.get("baseline")
+    quants = [quant_of(quant) for quant in document["quants"]]
+    floor = document.get("floor")
     return Report(
         set=document["set"],
         task=document["task"],
@@ -270,14 +345,6 @@ def report_from_dict(document: dict[str, Any]) -> Report:
         mode=document.get("mode", "letter"),
         answer_rule=document.get("answer_rule"),
         n_shots=document.get("n_shots", 0),
+        floor=quant_of(floor) if floor else None,
+        floor_method=document.get("floor_method"),
     )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

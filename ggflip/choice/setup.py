@@ -48,6 +48,7 @@ class RunOptions:
     batch_size: int = 4
     resume: bool = True
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
+    floor: bool = False  # score the baseline a second time as the noise floor
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:
@@ -125,4 +126,5 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         prompts=prompts,
         share_prefixes=options.prefix_reuse,
         tail_samples=options.tail_samples,
+        floor=options.floor,
     )

@@ -33,6 +33,7 @@ class RunSpec:
     prompts: PromptSet | None = None
     share_prefixes: bool = True
     tail_samples: int = DEFAULT_TAIL_SAMPLES  # baseline tail draws per scored position
+    floor: bool = False
 
     @property
     def prompt_set(self) -> PromptSet:
@@ -48,3 +49,11 @@ class RunSpec:
         if self.top_k is not None:
             return self.top_k
         return DEFAULT_CLOZE_TOP_K if self.prompt_set.mode == "cloze" else DEFAULT_TOP_K
+
+
+def floor_batch_size(batch_size: int) -> int:
+    """Questions per llama.cpp call of the noise floor's second baseline pass: another grouping.
+
+    One question per decode when the run packs several, else four.
+    """
+    return 1 if batch_size > 1 else 4

@@ -198,6 +198,8 @@ def render_kld_report(report: KldReport, console: Console) -> None:
         "KL p99",
         "RMS Δp",
         "same top",
+        "accept",
+        "accept p10",
     ):
         summary.add_column(column, justify="left" if column == "model" else "right")
     if report.baseline:
@@ -205,12 +207,7 @@ def render_kld_report(report: KldReport, console: Console) -> None:
         summary.add_row(
             f"{b.label} (baseline){' (cached)' if b.from_cache else ''}",
             _pm(b.ppl, b.ppl_unc, 3),
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
+            *[""] * 8,
         )
     for q in report.quants:
         s = q.stats
@@ -223,6 +220,8 @@ def render_kld_report(report: KldReport, console: Console) -> None:
             f"{s.kl_percentiles['kl_p99']:.4f}",
             _pm(s.dp_rms, s.dp_rms_unc, 3, 100, "%"),
             _pm(s.same_top, s.same_top_unc, 2, 100, "%"),
+            _pm(s.acceptance_mean, s.acceptance_mean_unc, 2, 100, "%"),
+            f"{100 * s.acceptance_p10:.2f}%",
         )
     console.print(summary)
     if not report.quants:
@@ -281,6 +280,15 @@ def render_kld_report(report: KldReport, console: Console) -> None:
         (
             "Same top p",
             [_pm(q.stats.same_top, q.stats.same_top_unc, 3, 100, "%") for q in report.quants],
+        )
+    )
+    rows.append(
+        (
+            "Acceptance Σmin(p,q) (upper bound)",
+            [
+                _pm(q.stats.acceptance_mean, q.stats.acceptance_mean_unc, 3, 100, "%")
+                for q in report.quants
+            ],
         )
     )
     for name, cells in rows:

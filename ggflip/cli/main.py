@@ -141,6 +141,25 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         ),
     )
     run.add_argument(
+        "--chat",
+        action="store_true",
+        help="generation tasks: render prompts with the baseline GGUF's chat template",
+    )
+    run.add_argument("--system", help="with --chat: a system message before every conversation")
+    run.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="generation tasks: most tokens generated per turn (default: the task's)",
+    )
+    run.add_argument(
+        "--floor",
+        action="store_true",
+        help=(
+            "also score the baseline again under another decode grouping (the noise floor) and "
+            "give each quant a verdict; off by default for speed (on in the TUI)"
+        ),
+    )
+    run.add_argument(
         "--rows",
         type=int,
         default=10,
@@ -201,11 +220,16 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "--no-cache", action="store_true", help="neither read nor write the baseline cache"
     )
     tui.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the noise floor (the baseline scored again under another decode grouping)",
+    )
+    tui.add_argument(
         "--export-dir",
         type=Path,
         help="where the e key writes the JSON and Markdown report (default: .)",
     )
-    # corpus mode (issue 5): open the KLD run view on this text instead of the setup view
+    # corpus mode: open the KLD run view on this text instead of the setup view
     tui.add_argument(
         "--text",
         type=Path,
@@ -236,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ggflip.cli.gguf import add_gguf_parsers
 
     add_gguf_parsers(subparsers)
-    from ggflip.cli.kld import add_kld_parser  # corpus mode (issue 5)
+    from ggflip.cli.kld import add_kld_parser
 
     add_kld_parser(subparsers)
     tasks = subparsers.add_parser("tasks", help="list the built-in tasks")
@@ -291,6 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
     try:
         if args.command == "run":
+            from ggflip.tasks.generation import get_gen_task
+
+            gen_task = None if args.task_file else get_gen_task(args.task)
+            if gen_task is not None:
+                from ggflip.cli.generate import generate_command
+
+                return generate_command(args, gen_task)
             from ggflip.cli.run import run_command
 
             return run_command(args)

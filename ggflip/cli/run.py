@@ -25,7 +25,9 @@ from rich.progress import (
 
 from ggflip.choice.engine import partial_report, run_comparison
 from ggflip.choice.events import (
+    FLOOR,
     BaselineFinished,
+    FloorFinished,
     QuantFinished,
     QuestionScored,
     Resumed,
@@ -41,6 +43,11 @@ from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip")
+
+
+def _name(label: str, role: str) -> str:
+    """A model's name on a progress line: its label and role (the floor's label names its role)."""
+    return label if role == FLOOR else f"{label} ({role})"
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
@@ -68,6 +75,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         batch_size=args.batch_size,
         resume=not getattr(args, "no_resume", False),
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
+        floor=bool(getattr(args, "floor", False)),
     )
 
 
@@ -107,6 +115,7 @@ def run_command(args: argparse.Namespace) -> int:
     stderr = Console(stderr=True)
     baseline: BaselineSummary | None = None
     quants: list[QuantSummary] = []
+    floor: QuantSummary | None = None
     skipped: list[SkippedQuestion] = []
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
@@ -121,19 +130,20 @@ def run_command(args: argparse.Namespace) -> int:
                         "restored from the run store (--no-resume scores them again)[/dim]"
                     )
                     bars[event.label] = progress.add_task(
-                        f"{event.label} ({event.role})", total=event.total
+                        _name(event.label, event.role), total=event.total
                     )
                 elif isinstance(event, ModelLoading):
                     if event.label in bars:
                         progress.update(
-                            bars[event.label], description=f"{event.label} ({event.role}) loading"
+                            bars[event.label],
+                            description=f"{_name(event.label, event.role)} loading",
                         )
                     else:
                         bars[event.label] = progress.add_task(
-                            f"{event.label} ({event.role}) loading", total=None
+                            f"{_name(event.label, event.role)} loading", total=None
                         )
                 elif isinstance(event, ModelLoaded):
-                    progress.update(bars[event.label], description=f"{event.label} ({event.role})")
+                    progress.update(bars[event.label], description=_name(event.label, event.role))
                 elif isinstance(event, BaselineFromCache):
                     stderr.print(
                         f"[dim]{event.label}: baseline scores from cache ({event.cache_path})[/dim]"
@@ -146,13 +156,15 @@ def run_command(args: argparse.Namespace) -> int:
                         # Logs and CI: a line per tenth, since a redrawn bar only shows at the end
                         # there.
                         print(
-                            f"ggflip: {event.label} ({event.role}) {event.done}/{event.total}",
+                            f"ggflip: {_name(event.label, event.role)} {event.done}/{event.total}",
                             file=sys.stderr,
                             flush=True,
                         )
                 elif isinstance(event, BaselineFinished):
                     baseline = event.summary
                     skipped += event.skipped
+                elif isinstance(event, FloorFinished):
+                    floor = event.summary
                 elif isinstance(event, QuantFinished):
                     quants.append(event.summary)
                     skipped += event.skipped
@@ -160,7 +172,7 @@ def run_command(args: argparse.Namespace) -> int:
                     report = event.report
     except KeyboardInterrupt:
         events.close()
-        report = partial_report(spec, baseline, quants, skipped)
+        report = partial_report(spec, baseline, quants, skipped, floor)
         _emit(args, report)
         kept = (
             "; scored questions are kept: run the same command again to resume"

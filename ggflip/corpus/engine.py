@@ -41,6 +41,7 @@ from ggflip.corpus.events import (
     CacheInfo,
     ChunkScored,
     CorpusReady,
+    KldEvent,
     KldFinished,
     KldReport,
     KldStarted,
@@ -52,6 +53,7 @@ from ggflip.corpus.stats import TokenScores, kld_stats, mean_and_uncertainty
 from ggflip.errors import DataError, UsageError
 from ggflip.runs.events import BASELINE, QUANT, BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.runs.vocab import check_vocabularies
+from ggflip.scoring.acceptance import acceptance_from_top_k
 from ggflip.scoring.topk import (
     DEFAULT_TAIL_SAMPLES,
     BaselineRows,
@@ -168,7 +170,7 @@ def _pieces(backend: Backend, chunk: NDArray[np.int32]) -> tuple[str, ...]:
     return tuple(backend.token_pieces([int(t) for t in chunk]))
 
 
-def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[object, None, None]:
+def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None, None]:
     """Score the baseline (or read it from the cache), then each quant, over the corpus, yielding
     events.
 
@@ -319,7 +321,7 @@ def _report(
 
 def _score_baseline(
     spec: KldSpec, factory: BackendFactory, key: str, key_parts: dict[str, object], top_k: int
-) -> Generator[object, None, tuple[CorpusBaseline, int]]:
+) -> Generator[KldEvent, None, tuple[CorpusBaseline, int]]:
     """Tokenize, chunk and score the baseline into a new compact entry; returns (baseline,
     n_text_tokens)."""
     model = spec.model_set.baseline
@@ -391,7 +393,7 @@ def _chunk_rows(baseline: CorpusBaseline, span: slice) -> BaselineRows:
 
 def _score_quant(
     spec: KldSpec, factory: BackendFactory, model: ModelSpec, baseline: CorpusBaseline
-) -> Generator[object, None, QuantKld]:
+) -> Generator[KldEvent, None, QuantKld]:
     """Score one quant chunk by chunk against the baseline's rows; returns its QuantKld."""
     yield ModelLoading(model.label, QUANT, str(model.path))
     started = time.perf_counter()
@@ -405,6 +407,7 @@ def _score_quant(
         np.empty(n_rows),
     )
     same_top = np.empty(n_rows, dtype=bool)
+    accepted = np.empty(n_rows)
     try:
         yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
         scoring_started = time.perf_counter()
@@ -421,6 +424,9 @@ def _score_quant(
                     *(getattr(base, name)[block] for name in BaselineRows.__dataclass_fields__)
                 )
                 coarse[rows], gap[rows] = kl_rows(part, norm)
+                accepted[rows] = acceptance_from_top_k(
+                    part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
+                )
                 nll[rows] = -norm.logprobs_at(targets[block])
                 same_top[rows] = np.argmax(logits[block], axis=-1) == part.top_ids[:, 0]
             del logits
@@ -443,7 +449,7 @@ def _score_quant(
             )
     finally:
         backend.close()
-    stats = kld_stats(TokenScores(nll, nll_base, coarse + gap, same_top))
+    stats = kld_stats(TokenScores(nll, nll_base, coarse + gap, same_top, accepted))
     tail = TailCheck(
         float(coarse.mean()),
         float(gap.mean()),

@@ -11,8 +11,6 @@ view (text shaded by KL) can be drawn without the model.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.corpus.stats import KldStats
+from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.store.documents import to_json
 
 KLD_SCHEMA_VERSION = 1
 
@@ -174,17 +174,7 @@ class KldReport:
 
     def to_json(self) -> str:
         """The report as JSON; NaN and infinities become null."""
-        return json.dumps(_finite(self.to_dict()), indent=1, ensure_ascii=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return to_json(self.to_dict())
 
 
 @dataclass(frozen=True)
@@ -206,3 +196,17 @@ class KldFinished:
     """The run is over; `report.complete` says whether every model finished."""
 
     report: KldReport
+
+
+KldEvent = (
+    KldStarted
+    | ModelLoading
+    | ModelLoaded
+    | BaselineFromCache
+    | CorpusReady
+    | ChunkScored
+    | BaselineKldFinished
+    | QuantKldFinished
+    | KldFinished
+)
+"""Everything `run_kld` yields, in the order a run goes."""

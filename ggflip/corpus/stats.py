@@ -11,6 +11,9 @@ the way tools/perplexity/perplexity.cpp computes it:
 - percentiles interpolate linearly at fraction·(n - 1) of the sorted values; the median is the
   middle value (mean of the two middle values for even n);
 - RMS Δp's uncertainty propagates that of E[Δp²] (from E[Δp⁴]); same-top's is sqrt(p(1-p)/(n-1)).
+
+Beyond llama-perplexity: the expected acceptance rate Σ min(p, q) per token
+(`ggflip.scoring.acceptance`), its mean ± standard error and 10th percentile.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class TokenScores:
     nll_base: FloatArray
     kl: FloatArray
     same_top: NDArray[np.bool_]
+    acceptance: FloatArray | None = None
 
     @property
     def p_diff(self) -> FloatArray:
@@ -120,6 +124,9 @@ class KldStats:
     dp_rms_unc: float
     same_top: float
     same_top_unc: float
+    acceptance_mean: float = math.nan
+    acceptance_mean_unc: float = math.nan
+    acceptance_p10: float = math.nan
 
     def to_dict(self) -> dict[str, float | int]:
         """Flat JSON-ready mapping; percentiles become keys like `kl_p99_9` and `dp_p75`."""
@@ -158,6 +165,14 @@ def kld_stats(scores: TokenScores) -> KldStats:
     mse, mse_unc = mean_and_uncertainty(p_diff * p_diff)
     rms = math.sqrt(mse)
     same = float(np.count_nonzero(scores.same_top)) / n
+    accepted = (
+        (math.nan, math.nan, math.nan)
+        if scores.acceptance is None
+        else (
+            *mean_and_uncertainty(scores.acceptance),
+            percentile(np.sort(scores.acceptance), 0.1),
+        )
+    )
     return KldStats(
         n_tokens=n,
         ppl=ppl,
@@ -187,4 +202,7 @@ def kld_stats(scores: TokenScores) -> KldStats:
         dp_rms_unc=0.5 / rms * mse_unc if rms > 0 else 0.0,
         same_top=same,
         same_top_unc=math.sqrt(same * (1 - same) / (n - 1)) if n > 1 else 0.0,
+        acceptance_mean=accepted[0],
+        acceptance_mean_unc=accepted[1],
+        acceptance_p10=accepted[2],
     )

@@ -10,10 +10,16 @@ from __future__ import annotations
 from ggflip.choice.report import QuantSummary, Report
 from ggflip.reports.cells import (
     BUCKET_HEADER,
+    CONFIDENCE_HEADER,
     FLIP_HEADER,
+    SUBJECT_HEADER,
     SUMMARY_HEADER,
+    VERDICT_HEADER,
     bucket_rows,
+    confidence_rows,
+    subject_rows,
     summary_rows,
+    verdict_rows,
 )
 from ggflip.reports.cells import flip_rows as flip_rows_of
 
@@ -37,6 +43,10 @@ def _quant_section(q: QuantSummary, flip_rows: int) -> list[str]:
         "",
     ]
     lines += ["Flips by the baseline's top margin:", ""] + _table(BUCKET_HEADER, bucket_rows(q))
+    lines += ["", "Flips by the baseline's confidence (its top option probability):", ""]
+    lines += _table(CONFIDENCE_HEADER, confidence_rows(q))
+    lines += ["", "Subjects, the most damaged first (flip rate, then KL):", ""]
+    lines += _table(SUBJECT_HEADER, subject_rows(q))
     flipped = flip_rows_of(q, flip_rows)
     if flipped:
         lines += ["", "Flips, largest KL first:", ""] + _table(FLIP_HEADER, flipped)
@@ -60,6 +70,9 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
         lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
     lines += [""]
     lines += _table(SUMMARY_HEADER, summary_rows(report))
+    if report.floor is not None:
+        lines += ["", f"Noise floor: {report.floor_method}.", ""]
+        lines += _table(VERDICT_HEADER, verdict_rows(report))
     for q in report.quants:
         lines += _quant_section(q, flip_rows)
     return "\n".join(lines) + "\n"

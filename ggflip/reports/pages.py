@@ -180,13 +180,19 @@ def _png(figure: Any) -> str:
 
 
 def figures(document: dict[str, Any]) -> dict[str, str]:
-    """The four plots as base64 PNGs, by title."""
+    """The five plots as base64 PNGs, by title."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from ggflip.reports.plots import accuracy_plot, flips_vs_kl_plot, kl_vs_bpw_plot, margin_plot
+    from ggflip.reports.plots import (
+        accuracy_plot,
+        flips_vs_kl_plot,
+        kl_vs_bpw_plot,
+        margin_plot,
+        subject_plot,
+    )
 
     out = {}
     for title, draw in (
@@ -194,6 +200,7 @@ def figures(document: dict[str, Any]) -> dict[str, str]:
         ("Flips vs KL", flips_vs_kl_plot),
         ("Flip rate by top margin", margin_plot),
         ("Accuracy with 95% intervals", accuracy_plot),
+        ("Flip rate by subject, most damaged quant", subject_plot),
     ):
         figure, axes = plt.subplots(figsize=(6.4, 4.2))
         draw(axes, document)
@@ -203,7 +210,7 @@ def figures(document: dict[str, Any]) -> dict[str, str]:
 
 
 def render_html(document: dict[str, Any]) -> str:
-    """A self-contained HTML page: title, summary table, four plots, bucket table."""
+    """A self-contained HTML page: title, summary table, five plots, bucket table."""
     esc = html.escape
 
     def table(header: list[str], rows: list[list[str]]) -> str:

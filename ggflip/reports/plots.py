@@ -140,3 +140,23 @@ def accuracy_plot(axes: Any, document: dict[str, Any]) -> None:
     axes.set_yticks(y, labels, fontsize=8)
     axes.set_xlabel("accuracy, % (95% Wilson interval)")
     axes.grid(True, axis="x", alpha=0.3)
+
+
+def subject_plot(axes: Any, document: dict[str, Any], limit: int = 15) -> None:
+    """The most damaged quant's flip rate per subject (95% Wilson intervals), worst first."""
+    quants = [q for q in document["quants"] if q.get("by_subject") and q.get("flips") is not None]
+    if not quants:
+        _empty(axes, "no per-subject breakdown in this report")
+        return
+    quant = max(quants, key=lambda q: q["flips"])
+    groups = quant["by_subject"][:limit]
+    rates = np.array([100 * (g["flip_rate"] or 0) for g in groups])
+    ci = np.array([[100 * v for v in g["flip_rate_ci"]] for g in groups])
+    y = np.arange(len(groups))[::-1]
+    axes.barh(y, rates, color="#d62728", alpha=0.8)
+    axes.errorbar(
+        rates, y, xerr=[rates - ci[:, 0], ci[:, 1] - rates], fmt="none", ecolor="#555", capsize=2
+    )
+    axes.set_yticks(y, [f"{g['name']} (n={g['n']})" for g in groups], fontsize=7)
+    axes.set_xlabel(f"{quant['label']}: flip rate, % (95% Wilson interval)")
+    axes.grid(True, axis="x", alpha=0.3)

@@ -8,10 +8,16 @@ from rich.table import Table
 from ggflip.choice.report import Report
 from ggflip.reports.cells import (
     BUCKET_HEADER,
+    CONFIDENCE_HEADER,
     FLIP_HEADER,
+    SUBJECT_HEADER,
     SUMMARY_HEADER,
+    VERDICT_HEADER,
     bucket_rows,
+    confidence_rows,
+    subject_rows,
     summary_rows,
+    verdict_rows,
 )
 from ggflip.reports.cells import flip_rows as flip_rows_of
 
@@ -31,10 +37,35 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
     console.print(_table(title, SUMMARY_HEADER, summary_rows(report)))
+    if report.floor is not None:
+        console.print(
+            _table(
+                f"Against the noise floor ({report.floor_method})",
+                VERDICT_HEADER,
+                verdict_rows(report),
+                show_edge=False,
+            )
+        )
     for q in report.quants:
         console.print(
             _table(
                 f"{q.label}: flips by top margin", BUCKET_HEADER, bucket_rows(q), show_edge=False
+            )
+        )
+        console.print(
+            _table(
+                f"{q.label}: flips by the baseline's confidence (top option probability)",
+                CONFIDENCE_HEADER,
+                confidence_rows(q),
+                show_edge=False,
+            )
+        )
+        console.print(
+            _table(
+                f"{q.label}: the {min(flip_rows, len(q.by_subject))} most damaged subjects",
+                SUBJECT_HEADER,
+                subject_rows(q, flip_rows),
+                show_edge=False,
             )
         )
         flipped = flip_rows_of(q, flip_rows)

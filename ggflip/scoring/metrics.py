@@ -31,6 +31,7 @@ class PairedArrays:
     kl_options: FloatArray
     same_top: NDArray[np.bool_]
     top_margin: FloatArray
+    acceptance: FloatArray | None = None
 
     @property
     def base_correct(self) -> NDArray[np.bool_]:
@@ -171,3 +172,22 @@ def kl_options_mean(a: PairedArrays) -> float:
 @register("same_top", True, "fraction where baseline and quant share the full-vocabulary argmax")
 def same_top(a: PairedArrays) -> float:
     return _mean(a.same_top)
+
+
+def _acceptance(a: PairedArrays) -> FloatArray:
+    values = np.full(a.kl.size, math.nan) if a.acceptance is None else a.acceptance
+    return values[np.isfinite(values)]
+
+
+@register(
+    "acceptance_mean",
+    True,
+    "mean expected acceptance Σ min(p, q) of the quant as a speculative draft for the baseline",
+)
+def acceptance_mean(a: PairedArrays) -> float:
+    return _mean(_acceptance(a))
+
+
+@register("acceptance_p10", True, "10th percentile of the per-question expected acceptance")
+def acceptance_p10(a: PairedArrays) -> float:
+    return _quantile(_acceptance(a), 0.1)

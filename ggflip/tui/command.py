@@ -28,6 +28,7 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
         cache_dir=getattr(args, "cache_dir", None),
         no_cache=bool(getattr(args, "no_cache", False)),
         batch_size=getattr(args, "batch_size", None) or 4,
+        floor=not getattr(args, "no_floor", False),
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ggflip.choice.answers import FLIP_GAINED, FLIP_LOST, QuestionRow, paired_arrays
 from ggflip.choice.engine import partial_report
+from ggflip.choice.events import FLOOR, floor_label
 from ggflip.choice.report import BaselineSummary, QuantSummary, Report
 from ggflip.choice.spec import RunSpec
 from ggflip.runs.events import BASELINE
@@ -88,7 +89,15 @@ class LiveRun:
             label: ModelState(label, BASELINE if i == 0 else "quant", n)
             for i, label in enumerate(labels)
         }
+        if spec.floor:  # the floor's row comes right after the baseline's, as it is scored
+            floor = floor_label(labels[0])
+            self.models = {
+                labels[0]: self.models[labels[0]],
+                floor: ModelState(floor, FLOOR, n),
+                **{label: self.models[label] for label in labels[1:]},
+            }
         self.baseline: BaselineSummary | None = None
+        self.floor: QuantSummary | None = None
         self.quants: list[QuantSummary] = []
         self.report: Report | None = None
         self.current: str | None = None
@@ -141,6 +150,12 @@ class LiveRun:
         model.summary, model.status, model.finished_at = summary, "done", self.clock()
         model.rows = list(summary.rows)
 
+    def floor_finished(self, summary: QuantSummary) -> None:
+        self.floor = summary
+        model = self.models[summary.label]
+        model.summary, model.status, model.finished_at = summary, "done", self.clock()
+        model.rows = list(summary.rows)
+
     def finished(self, report: Report) -> None:
         self.report, self.state, self.current = report, "finished", None
 
@@ -155,7 +170,7 @@ class LiveRun:
         """The final report, or a partial one holding what finished so far."""
         if self.report is not None:
             return self.report
-        return partial_report(self.spec, self.baseline, self.quants)
+        return partial_report(self.spec, self.baseline, self.quants, floor=self.floor)
 
     def flips(
         self, label: str, direction: str | None, subject: str | None, sort: str

@@ -23,7 +23,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.choice.answers import QuestionRow
 from ggflip.choice.engine import run_comparison
-from ggflip.choice.events import BaselineFinished, Event, QuantFinished, QuestionScored, RunFinished
+from ggflip.choice.events import (
+    BaselineFinished,
+    Event,
+    FloorFinished,
+    QuantFinished,
+    QuestionScored,
+    RunFinished,
+)
 from ggflip.choice.resume import run_progress
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
@@ -40,6 +47,7 @@ from ggflip.tui.cells import (
     status_text,
     summary_cells,
 )
+from ggflip.tui.damage import DamageScreen
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
 from ggflip.tui.views import (
     ErrorScreen,
@@ -62,6 +70,7 @@ class RunScreen(WorkerScreen):
         Binding("r", "rerun", "Re-run"),
         Binding("e", "export", "Export"),
         Binding("m", "margins", "Top margin"),
+        Binding("w", "damage", "Where it hurts", show=False),
         Binding("d", "direction", "Direction"),
         Binding("s", "sort", "Sort"),
         Binding("f", "subject", "Subject"),
@@ -246,6 +255,8 @@ class RunScreen(WorkerScreen):
             live.from_cache(event.label)
         elif isinstance(event, BaselineFinished):
             live.baseline_finished(event.summary)
+        elif isinstance(event, FloorFinished):
+            live.floor_finished(event.summary)
         elif isinstance(event, QuantFinished):
             live.quant_finished(event.summary)
         elif isinstance(event, RunFinished):
@@ -432,6 +443,12 @@ class RunScreen(WorkerScreen):
             if m.role == "quant" and m.rows
         ]
         self.app.push_screen(MarginScreen(charts))
+
+    def action_damage(self) -> None:
+        """Open the per-subject / per-confidence view of the quant under the cursor."""
+        if self.live is None or self.selected is None:
+            return
+        self.app.push_screen(DamageScreen(self.selected, self.live.models[self.selected].rows))
 
     def action_direction(self) -> None:
         self.direction = DIRECTIONS[(DIRECTIONS.index(self.direction) + 1) % len(DIRECTIONS)]

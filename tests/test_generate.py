@@ -1,0 +1,181 @@
+"""Generation mode on the fake backend: engine, teacher-forced metrics, cache, resume, answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ggflip.backends.fake import FakeBackendFactory
+from ggflip.config.models_toml import ModelSet
+from ggflip.errors import DataError
+from ggflip.generate.compare import first_divergence, teacher_forced
+from ggflip.generate.engine import run_generation
+from ggflip.generate.events import GenFinished, TurnGenerated
+from ggflip.generate.extract import extract, flexible, gold_answer, strict
+from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
+from ggflip.generate.spec import GenSpec
+from ggflip.runs.events import BaselineFromCache
+from ggflip.scoring.topk import baseline_rows, normalize
+from ggflip.store.rundb import RunStore
+from ggflip.tasks.generation import GEN_TASKS, GenItem, load_items
+
+DATA = Path(__file__).parent / "data"
+
+
+def _spec(model_set: ModelSet, tmp: Path | None = None, **kwargs: object) -> GenSpec:
+    items = tuple(GenItem(f"q{i}", (f"w{i} w{i + 1} w{i + 2}",), "w7") for i in range(7))
+    defaults: dict[str, object] = dict(
+        task=GEN_TASKS["prompts"], items=items, source="test", max_new_tokens=6, batch_size=3
+    )
+    if tmp is not None:
+        defaults.update(cache_dir=tmp, run_store=RunStore(tmp / "runs.sqlite"))
+    defaults.update(kwargs)
+    return GenSpec(model_set, **defaults)  # type: ignore[arg-type]
+
+
+def _report(spec: GenSpec, factory: FakeBackendFactory):  # type: ignore[no-untyped-def]
+    events = list(run_generation(spec, factory))
+    assert isinstance(events[-1], GenFinished)
+    return events[-1].report
+
+
+class TestEngine:
+    def test_self_is_identical_and_noise_drifts(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory
+    ) -> None:
+        """The baseline against itself: same texts, no divergence, KL 0; more noise, more KL."""
+        report = _report(_spec(fake_set), fake_factory)
+        by_label = {q.label: q for q in report.quants}
+        self_ = by_label["self"]
+        assert self_.same_text == 1.0 and self_.first_divergence.never == 7
+        assert self_.kl_max < 1e-6 and self_.top1_agreement == 1.0
+        assert self_.n_flips_lost == self_.n_flips_gained == 0
+        assert by_label["Q8_0"].kl_mean < by_label["Q2_K"].kl_mean
+        assert by_label["Q2_K"].same_text < 1.0
+        document = json.loads(report.to_json())
+        assert document["schema"] == "ggflip.generate/1"
+        assert "token_kl" not in document["quants"][0]["rows"][0]
+
+    def test_cache_hit_does_not_load_the_baseline(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path
+    ) -> None:
+        first = _report(_spec(fake_set, tmp_path), fake_factory)
+        fake_factory.opened.clear()
+        events = list(run_generation(_spec(fake_set, tmp_path), fake_factory))
+        assert any(isinstance(e, BaselineFromCache) for e in events)
+        assert "F16" not in fake_factory.opened
+        assert [q.rows for q in events[-1].report.quants] == [q.rows for q in first.quants]  # type: ignore[attr-defined]
+        other = _spec(fake_set, tmp_path, max_new_tokens=5)
+        fake_factory.opened.clear()
+        list(run_generation(other, fake_factory))
+        assert "F16" in fake_factory.opened  # another decoding setting misses
+
+    def test_kill_and_resume_equals_uninterrupted(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path
+    ) -> None:
+        whole = _report(_spec(fake_set), fake_factory)
+        spec = _spec(fake_set, tmp_path)
+        events = run_generation(spec, fake_factory)
+        for event in events:
+            if isinstance(event, TurnGenerated) and event.label == "Q8_0" and event.done == 3:
+                break
+        events.close()
+        resumed = _report(spec, fake_factory)
+        assert [q.rows for q in resumed.quants] == [q.rows for q in whole.quants]
+
+    def test_skips_a_prompt_that_leaves_no_room(
+        self, fake_set: ModelSet, fake_factory: FakeBackendFactory
+    ) -> None:
+        long_item = GenItem("long", (" ".join(["w1"] * 4093),))
+        spec = _spec(fake_set)
+        spec = GenSpec(**{**spec.__dict__, "items": spec.items + (long_item,)})
+        report = _report(spec, fake_factory)
+        assert [s.id for s in report.skipped] == ["long"]
+        assert all(q.n == 7 for q in report.quants)
+
+
+class TestTeacherForcing:
+    def test_kl_top1_and_delta_p_by_hand(self) -> None:
+        """Full-vocabulary record (K = vocab): KL, top-1 and Δp match a float64 softmax."""
+        rng = np.random.default_rng(0)
+        base_logits = rng.standard_normal((5, 12)).astype(np.float32) * 2
+        quant_logits = (base_logits + rng.standard_normal((5, 12)) * 0.5).astype(np.float32)
+        tokens = tuple(int(t) for t in np.argmax(base_logits, axis=-1))
+        norm = normalize(base_logits)
+        unit = BaseUnit(
+            (0,), 0, tokens, "", "length", (1.0,) * 5,
+            baseline_rows(norm, 12, 0, rng), norm.logprobs_at(np.asarray(tokens)),
+        )  # fmt: skip
+        forced = teacher_forced(unit, quant_logits)
+
+        def logsoftmax(x: np.ndarray) -> np.ndarray:
+            x = x.astype(np.float64)
+            return (
+                x
+                - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True))
+                - x.max(-1, keepdims=True)
+            )
+
+        p, q = logsoftmax(base_logits), logsoftmax(quant_logits)
+        expected_kl = (np.exp(p) * (p - q)).sum(-1)
+        np.testing.assert_allclose(forced.kl, expected_kl, rtol=1e-5, atol=1e-7)
+        assert list(forced.top1) == list(np.argmax(quant_logits, -1) == np.asarray(tokens))
+        rows = np.arange(5)
+        expected_dp = np.exp(q[rows, tokens]) - np.exp(p[rows, tokens])
+        np.testing.assert_allclose(forced.delta_p, expected_dp, atol=1e-6)
+        assert decode_unit(encode_unit(unit)).tokens == tokens
+
+    def test_first_divergence(self) -> None:
+        assert first_divergence([1, 2, 3], [1, 2, 3]) is None
+        assert first_divergence([1, 2, 3], [1, 5, 3]) == 1
+        assert first_divergence([1, 2, 3], [1, 2]) == 2
+
+
+class TestAnswers:
+    def test_gsm8k_rules_on_real_rows(self) -> None:
+        items = load_items(GEN_TASKS["gsm8k"], str(DATA / "gsm8k-test-rows.jsonl"))
+        golds = [gold_answer("strict", item.answer) for item in items]
+        assert golds == ["18", "3", "70000"]
+        # the gold answer itself is a correct generation under both rules
+        for item, gold in zip(items, golds):
+            assert extract("strict", item.answer or "", None) == gold
+            assert extract("flexible", item.answer or "", None) == gold
+        assert strict("so 5 apples.\n#### 1,000") == "1,000"
+        assert extract("strict", "#### 1,000.", None) == "1000"
+        assert strict("#### $1,000") == "[invalid]"  # lm-eval's strict rule allows no "$"
+        assert strict("The answer is 12.") == "[invalid]"
+        assert flexible("3 + 4 = 7, so she has $7.") == "$7."
+        assert extract("flexible", "3 + 4 = 7, so she has $7.", None) == "7"
+
+    def test_match_rule(self) -> None:
+        assert extract("match", "It is Paris, of course.", "Paris") == "paris"
+        assert extract("match", "Parisian food", "Paris") == "[invalid]"
+        assert extract("match", "He has 24 pencils.", "24") == "24"
+
+    def test_bad_rows_are_one_line_errors(self, tmp_path: Path) -> None:
+        bad = tmp_path / "p.jsonl"
+        bad.write_text('{"prompt": "hi"}\n{"text": "no prompt"}\n')
+        with pytest.raises(DataError, match=r"p.jsonl:2: 'prompt'"):
+            load_items(GEN_TASKS["prompts"], str(bad))
+        empty = tmp_path / "e.txt"
+        empty.write_text("\n\n")
+        with pytest.raises(DataError, match="no prompts"):
+            load_items(GEN_TASKS["prompts"], str(empty))
+        blocks = tmp_path / "b.txt"
+        blocks.write_text("first\nprompt\n\nsecond\n")
+        assert [i.turns for i in load_items(GEN_TASKS["prompts"], str(blocks))] == [
+            ("first\nprompt",),
+            ("second",),
+        ]
+        turns = load_items(GEN_TASKS["mt_bench"], str(DATA / "mt-bench-rows.jsonl"))
+        assert [len(i.turns) for i in turns] == [2, 2] and turns[0].id == "81"
+
+
+def test_chat_without_a_template_is_one_error(
+    fake_set: ModelSet, fake_factory: FakeBackendFactory
+) -> None:
+    with pytest.raises(DataError, match="no tokenizer.chat_template"):
+        list(run_generation(_spec(fake_set, chat=True), fake_factory))
