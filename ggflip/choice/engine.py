@@ -35,7 +35,7 @@ from ggflip.choice.report import (
     SkippedQuestion,
     with_verdict,
 )
-from ggflip.choice.resume import key_parts, model_key
+from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.runstore import ModelProgress, StoreSession
 from ggflip.choice.spec import RunSpec, floor_batch_size
 from ggflip.config.models_toml import ModelSpec
@@ -64,7 +64,8 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
-    parts = key_parts(spec, probes[0])
+    build = factory.build_info()
+    parts = key_parts(spec, probes[0], build)
     key = cache_key(parts)
     lock = (
         CacheLock(spec.cache_dir, f"run-{key}", "running this same comparison")
@@ -87,7 +88,9 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
         if not spec.resume:
             for model_progress in progress:
                 model_progress.forget()
-        yield from _run(spec, factory, parts, key, progress, [file_facts(p) for p in probes])
+        facts = [file_facts(p) for p in probes]
+        facts[0] = {**facts[0], "computed_with": computed_with(spec, build)}
+        yield from _run(spec, factory, parts, key, progress, facts)
     finally:
         if session:
             session.close()
@@ -138,7 +141,7 @@ def _run(
     prompt_set = spec.prompt_set
     top_k = int(parts["top_k"])  # type: ignore[call-overload]
     n = len(questions.questions)
-    cached = cache.load(key, n, top_k) if cache else None
+    cached = cache.load(key, n, top_k, spec.tail_samples) if cache else None
     if cached is not None:
         baseline, base_skips = cached
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
@@ -179,7 +182,8 @@ def _run(
         floor, _ = yield from score_quant(
             floor_spec, factory, floor_model, prompt_set, baseline, base_skips, progress[-1], FLOOR
         )
-        floor = dataclasses.replace(floor, **facts[0])
+        floor_facts = {k: v for k, v in facts[0].items() if k != "computed_with"}
+        floor = dataclasses.replace(floor, **floor_facts)
         yield FloorFinished(floor, floor_method(spec))
     quant_summaries: list[QuantSummary] = []
     for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):

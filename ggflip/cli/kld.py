@@ -31,10 +31,10 @@ from ggflip.corpus.events import (
     QuantKld,
     QuantKldFinished,
 )
-from ggflip.corpus.setup import build_kld_spec
+from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES
 from ggflip.errors import ExitCode
-from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.runs.events import BASELINE, BaselineFromCache, ModelLoaded, ModelLoading
 
 
 def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -96,19 +96,35 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     )
 
 
+def kld_options(args: argparse.Namespace) -> KldOptions:
+    """`ggflip kld`'s parsed flags as the engine's typed options."""
+    return KldOptions(
+        text=args.text,
+        models_path=args.models,
+        set_name=args.set_name,
+        ctx=args.ctx,
+        chunks=args.chunks,
+        top_k=args.top_k,
+        tail_samples=args.tail_samples,
+        cache_dir=args.cache_dir,
+        no_cache=args.no_cache,
+    )
+
+
 def kld_command(args: argparse.Namespace) -> int:
     """Run corpus mode with progress on stderr; print the report (JSON or tables)."""
     from rich.progress import TaskID
 
     from ggflip.backends.llama import LlamaBackendFactory
 
-    spec = build_kld_spec(args)
+    spec = resolve_kld_spec(kld_options(args))
     stderr = Console(stderr=True)
     events = run_kld(spec, LlamaBackendFactory())
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
     baseline: BaselineKld | None = None
     quants: list[QuantKld] = []
     report: KldReport | None = None
+    n_chunks = baseline_chunks = 0
     try:
         with progress_bars(stderr) as progress:
             bars: dict[str, TaskID] = {}
@@ -123,14 +139,17 @@ def kld_command(args: argparse.Namespace) -> int:
                     stderr.print(
                         f"[dim]{event.label}: baseline from cache ({event.cache_path})[/dim]"
                     )
-                elif (
-                    isinstance(event, CorpusReady) and spec.chunks and event.n_chunks < spec.chunks
-                ):
-                    stderr.print(
-                        f"[yellow]the text holds only {event.n_chunks} chunks of {spec.ctx} "
-                        "tokens[/yellow]"
-                    )
+                elif isinstance(event, CorpusReady):
+                    n_chunks = event.n_chunks
+                    baseline_chunks = n_chunks if event.from_cache else 0
+                    if spec.chunks and event.n_chunks < spec.chunks:
+                        stderr.print(
+                            f"[yellow]the text holds only {event.n_chunks} chunks of {spec.ctx} "
+                            "tokens[/yellow]"
+                        )
                 elif isinstance(event, ChunkScored):
+                    if event.role == BASELINE:
+                        baseline_chunks = event.chunk + 1
                     progress.update(
                         bars[event.label], completed=event.chunk + 1, total=event.n_chunks
                     )
@@ -142,7 +161,7 @@ def kld_command(args: argparse.Namespace) -> int:
                     report = event.report
     except KeyboardInterrupt:
         events.close()
-        report = partial_kld_report(spec, baseline, quants)
+        report = partial_kld_report(spec, baseline, quants, n_chunks, baseline_chunks)
         _emit(args, report)
         stderr.print(
             f"ggflip: error: interrupted; the report holds the {len(quants)} quant(s) that finished"

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import Backend, BackendFactory, ScoreRequest
+from ggflip.backends.numerics import baseline_numerics
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.corpus.cache import (
     BaselineWriter,
@@ -53,12 +54,17 @@ from ggflip.errors import DataError, UsageError
 from ggflip.runs.events import BASELINE, QUANT, BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.runs.vocab import check_vocabularies
 from ggflip.scoring.acceptance import acceptance_from_top_k
-from ggflip.scoring.topk import BaselineRows, baseline_rows, kl_rows, normalize
+from ggflip.scoring.topk import (
+    DEFAULT_TAIL_SAMPLES,
+    BaselineRows,
+    baseline_rows,
+    kl_rows,
+    normalize,
+)
 from ggflip.store.keys import cache_key
 
 DEFAULT_CTX = 512
 DEFAULT_CORPUS_TOP_K = 512
-DEFAULT_TAIL_SAMPLES = 32
 SAMPLING_SEED = 20250705
 CHUNKING_VERSION = "llama-perplexity-1"
 
@@ -189,6 +195,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
         "top_k": top_k,
         "tail_samples": spec.tail_samples,
         "chunking": CHUNKING_VERSION,
+        **baseline_numerics(_sized(model_set.baseline, spec.ctx).llama, factory.build_info()),
     }
     key = cache_key(key_parts)
     cached = (
@@ -229,6 +236,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
             float(np.exp(ppl) * unc),
             seconds,
             cached is not None,
+            {name: key_parts[name] for name in ("llama", "build", "tail_samples")},
         )
         yield BaselineKldFinished(baseline_info)
         for quant in model_set.quants:
@@ -244,17 +252,27 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
 
 
 def partial_kld_report(
-    spec: KldSpec, baseline: BaselineKld | None, quants: list[QuantKld]
+    spec: KldSpec,
+    baseline: BaselineKld | None,
+    quants: list[QuantKld],
+    n_chunks: int = 0,
+    baseline_chunks: int = 0,
 ) -> KldReport:
-    """A report of what finished before a run stopped early (no cache details)."""
+    """A report of what finished before a run stopped early (no cache details).
+
+    Args:
+        n_chunks: the corpus's chunks (`CorpusReady.n_chunks`; 0 when not known yet).
+        baseline_chunks: chunks the baseline had scored (all of them once it finished or came
+            from the cache): `tokens_scored` counts their tokens.
+    """
     return KldReport(
         set=spec.model_set.name,
         source=spec.source,
         text_sha256=spec.text_sha256,
         ctx=spec.ctx,
-        n_chunks=spec.chunks or 0,
+        n_chunks=n_chunks or spec.chunks or 0,
         n_text_tokens=-1,
-        tokens_scored=0,
+        tokens_scored=baseline_chunks * spec.rows_per_chunk,
         cache=None,
         baseline=baseline,
         quants=tuple(quants),

@@ -65,7 +65,7 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
-    key = cache_key(key_parts(spec, probes[0]))
+    key = cache_key(key_parts(spec, probes[0], factory.build_info()))
     units = spec.units()
     yield GenStarted(model_set.name, tuple(m.label for m in model_set.models), len(units))
     differs = template_differences(spec, probes)

@@ -8,39 +8,35 @@ of prompts in the same order and the baseline against itself gives the same text
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import Backend, BackendFactory, ModelProbe, ScoreRequest
+from ggflip.backends.numerics import baseline_numerics, numeric_settings
 from ggflip.config.models_toml import ModelSpec
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import ModelLoaded, ModelLoading
 from ggflip.store.rundb import StoreSession
 from ggflip.tasks.generation import items_digest
 
-_NOT_NUMERICS = ("n_threads", "use_mmap")
 
+def key_parts(spec: GenSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict[str, object]:
+    """What the baseline's generations depend on: the cache key and the run store's run key.
 
-def llama_key(model: ModelSpec) -> dict[str, object]:
-    """The llama settings that can change a model's numbers (all but threads and mmap)."""
-    settings = dataclasses.asdict(model.llama)
-    return {k: v for k, v in settings.items() if k not in _NOT_NUMERICS}
-
-
-def key_parts(spec: GenSpec, base: ModelProbe) -> dict[str, object]:
-    """What the baseline's generations depend on: the cache key and the run store's run key."""
+    The llama settings and llama.cpp build come from `baseline_numerics`, as in the other modes.
+    """
     n_shots = len(spec.shots)
     return {
         "mode": "generate",
         "model": base.identity,
         "vocab": base.vocab_fingerprint,
-        "llama": llama_key(spec.model_set.baseline),
+        **baseline_numerics(spec.model_set.baseline.llama, build),
         "prompt": spec.task.prompt_version(n_shots, spec.chat),
         "items": items_digest(spec.items),
         "shots": items_digest(spec.shots),
@@ -54,8 +50,9 @@ def key_parts(spec: GenSpec, base: ModelProbe) -> dict[str, object]:
 
 
 def model_key(model: ModelSpec, probe: ModelProbe) -> str:
-    """A model's identity in the run store: label, file identity and llama settings."""
-    blob = json.dumps([model.label, probe.identity, llama_key(model)], sort_keys=True)
+    """A model's identity in the run store: label, file identity and the llama settings that can
+    change its numbers."""
+    blob = json.dumps([model.label, probe.identity, numeric_settings(model.llama)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
