@@ -194,6 +194,7 @@ def _report(
         mode=prompt_set.mode,
         answer_rule=prompt_set.answer_rule,
         n_shots=prompt_set.n_shots,
+        selection=spec.questions.selection,
     )
 
 

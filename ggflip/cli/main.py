@@ -75,11 +75,16 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "--shots-from",
         help="where shots come from (a file or hf: source; default: the task's dev/train split)",
     )
-    run.add_argument("--limit", type=int, help="use at most N questions")
     run.add_argument(
-        "--seed",
+        "--limit",
         type=int,
-        help="with --limit: a random sample fixed by this seed (default: the first N)",
+        help="use N questions: a fixed sample stratified by subject (see --seed, --first)",
+    )
+    run.add_argument(
+        "--seed", type=int, help="with --limit: the seed of the sample (default: 0)"
+    )
+    run.add_argument(
+        "--first", action="store_true", help="with --limit: the first N questions, not a sample"
     )
     run.add_argument(
         "--subject", action="append", default=[], help="only this subject (repeatable)"
@@ -172,8 +177,13 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     tui.add_argument(
         "--shots-from", help="where shots come from (default: the task's dev/train split)"
     )
-    tui.add_argument("--limit", type=int, help="use at most N questions")
-    tui.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed")
+    tui.add_argument(
+        "--limit", type=int, help="use N questions: a fixed sample stratified by subject"
+    )
+    tui.add_argument("--seed", type=int, help="with --limit: the seed of the sample (default: 0)")
+    tui.add_argument(
+        "--first", action="store_true", help="with --limit: the first N questions, not a sample"
+    )
     tui.add_argument(
         "--subject", action="append", default=[], help="only this subject (repeatable)"
     )

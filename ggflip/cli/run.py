@@ -58,6 +58,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         data=args.data,
         limit=args.limit,
         seed=args.seed,
+        first=args.first,
         subjects=tuple(args.subject),
         skip_bad_rows=args.skip_bad_rows,
         cache_dir=args.cache_dir,
@@ -105,6 +106,8 @@ def run_command(args: argparse.Namespace) -> int:
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
+    # Which questions a --limit took decides what the numbers mean: say it before scoring.
+    stderr.print(f"questions: {spec.questions.selection}", style="dim", markup=False)
     try:
         with progress_bars(stderr) as progress:
             bars: dict[str, TaskID] = {}

@@ -49,7 +49,8 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     title = f"# ggflip: set {report.set}, task {report.task}"
     lines = [title, ""]
     lines.append(
-        f"{report.n_questions} questions from `{report.source}`, prompt `{report.prompt_version}`"
+        f"{report.selection or f'{report.n_questions} questions'} from `{report.source}`, "
+        f"prompt `{report.prompt_version}`"
         + (
             "."
             if report.complete

@@ -204,9 +204,7 @@ class RunScreen(WorkerScreen):
             return
         spec = message.spec
         self.live = LiveRun(spec, self.app.clock)  # type: ignore[attr-defined]
-        self.sub_title = (
-            f"{spec.model_set.name} · {spec.task} · {len(spec.questions.questions)} questions"
-        )
+        self.sub_title = f"{spec.model_set.name} · {spec.task} · {spec.questions.selection}"
         self.live.state = "running"
         if self.selected not in self.live.quant_labels:
             self.selected = self.live.quant_labels[0] if self.live.quant_labels else None

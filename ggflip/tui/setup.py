@@ -136,7 +136,7 @@ class SetupScreen(Screen[None]):
                     "Seed",
                     Input(
                         self._text(self.options.seed),
-                        placeholder="none: the first N",
+                        placeholder="0 (a sample stratified by subject)",
                         type="integer",
                         compact=True,
                         id="seed",
