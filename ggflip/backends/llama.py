@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
+from ggflip.backends.busy import warn_if_busy
 from ggflip.backends.devices import check_reachable, model_devices, tensor_split_array
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
@@ -304,4 +305,5 @@ class LlamaBackendFactory:
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:
+        warn_if_busy(spec.llama)
         return LlamaBackend(spec.path, spec.llama)
