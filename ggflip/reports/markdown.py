@@ -13,6 +13,7 @@ from ggflip.reports.cells import (
     FLIP_HEADER,
     SUMMARY_HEADER,
     bucket_rows,
+    legend_line,
     summary_rows,
 )
 from ggflip.reports.cells import flip_rows as flip_rows_of
@@ -60,7 +61,8 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     if report.skipped_rows:
         lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
     lines += [""]
-    lines += _table(SUMMARY_HEADER, summary_rows(report))
+    lines += _table(SUMMARY_HEADER, summary_rows(report, show_cached=False))
+    lines += ["", f"_{legend_line()}._"]
     for q in report.quants:
         lines += _quant_section(q, flip_rows)
     return "\n".join(lines) + "\n"

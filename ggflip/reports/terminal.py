@@ -11,6 +11,7 @@ from ggflip.reports.cells import (
     FLIP_HEADER,
     SUMMARY_HEADER,
     bucket_rows,
+    legend_line,
     summary_rows,
 )
 from ggflip.reports.cells import flip_rows as flip_rows_of
@@ -31,6 +32,7 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
     console.print(_table(title, SUMMARY_HEADER, summary_rows(report)))
+    console.print(legend_line(), style="dim", markup=False, highlight=False)
     for q in report.quants:
         console.print(
             _table(

@@ -22,6 +22,7 @@ from textual.message import Message
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
 from ggflip.tui.corpus_view import KldOptions, KldScreen
+from ggflip.tui.help import HelpScreen
 from ggflip.tui.run import RunScreen
 from ggflip.tui.setup import SetupScreen
 
@@ -47,7 +48,10 @@ class GgflipApp(App[None]):
     """Compare a baseline GGUF with its quants, live: the face of ggflip."""
 
     TITLE = "ggflip"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
 
     class LogLine(Message):
         """One formatted log record for the log panel."""
@@ -74,6 +78,11 @@ class GgflipApp(App[None]):
         self.log_lines: deque[str] = deque(maxlen=2000)
         self._handler = _PanelHandler(self)
         self._root_level = logging.NOTSET
+
+    def action_help(self) -> None:
+        """`?`: what the numbers mean and the keys."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     def backend_factory(self) -> BackendFactory:
         """The injected factory, else llama.cpp's (imported only when a run starts)."""

@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import ClassVar
 
-from textual import work
+from rich.text import Text
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -24,22 +25,22 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from ggflip.choice.answers import QuestionRow
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import BaselineFinished, Event, QuantFinished, QuestionScored, RunFinished
-from ggflip.choice.resume import run_progress
+from ggflip.choice.resume import is_unfinished, run_progress
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.errors import GgflipError
-from ggflip.reports.markdown import render_markdown
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
-from ggflip.store.atomic import atomic_write_bytes
 from ggflip.tui.cells import (
     FLIP_COLUMNS,
     SORT_NAMES,
     SUMMARY_COLUMNS,
-    SUMMARY_WIDTHS,
     flip_cells,
+    paired_note,
     status_text,
     summary_cells,
+    summary_columns,
 )
+from ggflip.tui.export import export_report
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
 from ggflip.tui.views import (
     ErrorScreen,
@@ -76,7 +77,8 @@ class RunScreen(WorkerScreen):
     RunScreen .progress-state { width: 16; padding-left: 1; }
     RunScreen ProgressBar Bar { width: 40; }
     RunScreen #summary { height: auto; max-height: 12; }
-    RunScreen #flip-title { height: 1; padding: 0 1; background: $boost; }
+    RunScreen #paired { height: auto; padding: 0 1; display: none; }
+    RunScreen #flip-title { height: auto; padding: 0 1; background: $boost; }
     RunScreen #flips { height: 1fr; }
     RunScreen #log { height: 10; border-top: solid $accent; display: none; }
     RunScreen.show-log #log { display: block; }
@@ -141,9 +143,11 @@ class RunScreen(WorkerScreen):
         yield Static("Loading questions…", id="status")
         yield Vertical(id="progress")
         summary: DataTable[str] = DataTable(id="summary", cursor_type="row", zebra_stripes=True)
-        for column, width in zip(SUMMARY_COLUMNS, SUMMARY_WIDTHS):
+        self._columns = summary_columns(self.app.size.width)
+        for column, width in self._columns:
             summary.add_column(column, key=column, width=width)
         yield summary
+        yield Static("", id="paired")
         yield Static("", id="flip-title")
         flips: DataTable[str] = DataTable(id="flips", cursor_type="row", zebra_stripes=True)
         for column in FLIP_COLUMNS:
@@ -170,11 +174,7 @@ class RunScreen(WorkerScreen):
         if self._offer_resume and spec.run_store is not None:
             stored = run_progress(spec, self.app.backend_factory())  # type: ignore[attr-defined]
             total = len(spec.questions.questions)
-            baseline = spec.model_set.baseline.label
-            if (
-                any(n for label, n in stored.items() if label != baseline)
-                or 0 < stored[baseline] < total
-            ):
+            if is_unfinished(stored, total, spec.model_set.baseline.label):
                 self.post_message(self.ResumeOffered(run_id, stored, total))
                 return "asked"
         self.post_message(self.SpecResolved(run_id, spec))
@@ -209,12 +209,32 @@ class RunScreen(WorkerScreen):
         if self.selected not in self.live.quant_labels:
             self.selected = self.live.quant_labels[0] if self.live.quant_labels else None
         self._build_progress()
+        self._fill_summary()
+        self._shown_key = ()
+        self._refresh(force=True)
+
+    def _fill_summary(self) -> None:
+        """One empty row per model (the refresh fills them), after the columns were (re)made."""
+        assert self.live is not None
         summary = self.query_one("#summary", DataTable)
         summary.clear()
         for label in self.live.models:
-            summary.add_row(*([""] * len(SUMMARY_COLUMNS)), key=label)
-        self._shown_key = ()
-        self._refresh(force=True)
+            summary.add_row(*([""] * len(self._columns)), key=label)
+
+    def on_resize(self, event: events.Resize) -> None:
+        columns = summary_columns(event.size.width)
+        if columns == self._columns:
+            return
+        self._columns = columns
+        summary = self.query_one("#summary", DataTable)
+        summary.clear(columns=True)
+        for column, width in columns:
+            summary.add_column(column, key=column, width=width)
+        if self.live is not None:
+            self._fill_summary()
+            if self.selected is not None:
+                self._select(self.selected)
+            self._refresh(force=True)
 
     def on_run_screen_resume_offered(self, message: ResumeOffered) -> None:
         if message.run_id != self.run_id:
@@ -278,7 +298,7 @@ class RunScreen(WorkerScreen):
                 log.error("run failed", exc_info=error)
             if self.live is not None:
                 self.live.stopped("failed")
-            self.query_one("#status", Static).update(f"Failed: {message}")
+            self.query_one("#status", Static).update(Text(f"Failed: {message}"))
             self._refresh(force=True)
             self.app.push_screen(ErrorScreen(message, title="The run stopped"))
 
@@ -334,10 +354,15 @@ class RunScreen(WorkerScreen):
         assert live is not None
         table = self.query_one("#summary", DataTable)
         now = live.clock()
+        shown = {column for column, _ in self._columns}
         for label, model in live.models.items():
             if label in table.rows:
                 for column, value in zip(SUMMARY_COLUMNS, summary_cells(live, model, now)):
-                    table.update_cell(label, column, value)
+                    if column in shown:
+                        table.update_cell(label, column, value)
+        note = self.query_one("#paired", Static)
+        note.update(Text(paired_note(live), style="dim"))
+        note.display = bool(live.partial())
 
     def _draw_flips(self, force: bool) -> None:
         live = self.live
@@ -366,7 +391,7 @@ class RunScreen(WorkerScreen):
         subject = "all subjects" if self.subject is None else self.subject
         title.update(
             f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · "
-            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter: detail"
+            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter on a flip: detail"
         )
 
     def _select(self, label: str) -> None:
@@ -388,6 +413,15 @@ class RunScreen(WorkerScreen):
             self._refresh(force=True)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "summary" and self.live is not None:
+            # Enter on a quant's row goes to its flips; Enter there opens a flip's detail.
+            label = event.row_key.value
+            if label in self.live.quant_labels:
+                if label != self.selected:
+                    self.selected, self.follow = label, label == self.live.current
+                    self._refresh(force=True)
+                self.query_one("#flips", DataTable).focus()
+            return
         if (
             event.data_table.id != "flips"
             or self.live is None
@@ -409,17 +443,13 @@ class RunScreen(WorkerScreen):
             self.notify("Nothing to export yet.", severity="warning")
             return
         report = self.live.current_report()
-        directory = self.app.export_dir  # type: ignore[attr-defined]
-        stem = f"ggflip-{report.set}-{report.task}"
-        json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
         try:
-            atomic_write_bytes(json_path, (report.to_json() + "\n").encode())
-            atomic_write_bytes(md_path, render_markdown(report).encode())
+            json_path, md_path = export_report(report, self.app.export_dir)  # type: ignore[attr-defined]
         except GgflipError as exc:
             self.app.push_screen(ErrorScreen(str(exc), title="Export failed"))
             return
         note = "" if report.complete else " (incomplete run: finished models only)"
-        self.notify(f"Wrote {json_path} and {md_path}{note}", title="Exported")
+        self.notify(f"Wrote {json_path} and {md_path}{note}", title="Exported", markup=False)
 
     def action_margins(self) -> None:
         if self.live is None:
@@ -447,4 +477,7 @@ class RunScreen(WorkerScreen):
             self.subject = subject
             self._refresh(force=True)
 
-        self.app.push_screen(SubjectPicker(self.live.flip_subjects(), self.subject), chosen)
+        if self.selected is None:
+            return
+        subjects = self.live.flip_subjects(self.selected)
+        self.app.push_screen(SubjectPicker(subjects, self.subject, self.selected), chosen)
