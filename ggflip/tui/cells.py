@@ -135,7 +135,7 @@ def status_text(live: LiveRun) -> str | None:
         verb = "Loading" if model.status == "loading" else "Scoring"
         return f"{verb} {model.label} ({model.role}): {model.done}/{model.total}"
     if live.state == "finished":
-        return "Finished: every model scored. e: export · r: re-run · m: top-margin view"
+        return "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
     if live.state == "cancelled":
         return (
             f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its "

@@ -17,9 +17,8 @@ from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Footer, Header, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.choice.answers import QuestionRow
@@ -30,18 +29,10 @@ from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.errors import GgflipError
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
-from ggflip.tui.cells import (
-    FLIP_COLUMNS,
-    SORT_NAMES,
-    SUMMARY_COLUMNS,
-    flip_cells,
-    paired_note,
-    status_text,
-    summary_cells,
-    summary_columns,
-)
+from ggflip.tui.cells import SORT_NAMES, paired_note, status_text
 from ggflip.tui.export import export_report
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
+from ggflip.tui.tables import FlipTable, ModelProgress, SummaryTable
 from ggflip.tui.views import (
     ErrorScreen,
     MarginScreen,
@@ -134,25 +125,16 @@ class RunScreen(WorkerScreen):
         self.direction: str | None = None
         self.subject: str | None = None
         self.sort = "scored"
-        self._shown: list[int] = []
-        self._shown_key: tuple[object, ...] = ()
         self._refreshed_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Loading questions…", id="status")
-        yield Vertical(id="progress")
-        summary: DataTable[str] = DataTable(id="summary", cursor_type="row", zebra_stripes=True)
-        self._columns = summary_columns(self.app.size.width)
-        for column, width in self._columns:
-            summary.add_column(column, key=column, width=width)
-        yield summary
+        yield ModelProgress(id="progress")
+        yield SummaryTable(self.app.size.width, id="summary")
         yield Static("", id="paired")
         yield Static("", id="flip-title")
-        flips: DataTable[str] = DataTable(id="flips", cursor_type="row", zebra_stripes=True)
-        for column in FLIP_COLUMNS:
-            flips.add_column(column, key=column)
-        yield flips
+        yield FlipTable(id="flips")
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
         yield Footer()
 
@@ -208,30 +190,13 @@ class RunScreen(WorkerScreen):
         self.live.state = "running"
         if self.selected not in self.live.quant_labels:
             self.selected = self.live.quant_labels[0] if self.live.quant_labels else None
-        self._build_progress()
-        self._fill_summary()
-        self._shown_key = ()
+        self.query_one(ModelProgress).build(self.live)
+        self.query_one(SummaryTable).fill(self.live)
+        self.query_one(FlipTable).forget()
         self._refresh(force=True)
 
-    def _fill_summary(self) -> None:
-        """One empty row per model (the refresh fills them), after the columns were (re)made."""
-        assert self.live is not None
-        summary = self.query_one("#summary", DataTable)
-        summary.clear()
-        for label in self.live.models:
-            summary.add_row(*([""] * len(self._columns)), key=label)
-
     def on_resize(self, event: events.Resize) -> None:
-        columns = summary_columns(event.size.width)
-        if columns == self._columns:
-            return
-        self._columns = columns
-        summary = self.query_one("#summary", DataTable)
-        summary.clear(columns=True)
-        for column, width in columns:
-            summary.add_column(column, key=column, width=width)
-        if self.live is not None:
-            self._fill_summary()
+        if self.query_one(SummaryTable).fit(event.size.width, self.live) and self.live:
             if self.selected is not None:
                 self._select(self.selected)
             self._refresh(force=True)
@@ -304,30 +269,13 @@ class RunScreen(WorkerScreen):
 
     # --- drawing -----------------------------------------------------------------------------
 
-    def _build_progress(self) -> None:
-        assert self.live is not None
-        box = self.query_one("#progress", Vertical)
-        box.remove_children()
-        rows = []
-        for i, model in enumerate(self.live.models.values()):
-            role = " (base)" if model.role == "baseline" else ""
-            rows.append(
-                Horizontal(
-                    Label(f"{model.label}{role}", classes="progress-label"),
-                    ProgressBar(total=model.total, show_eta=False, id=f"bar-{i}"),
-                    Label("waiting", id=f"state-{i}", classes="progress-state"),
-                    classes="progress-row",
-                )
-            )
-        box.mount_all(rows)
-
     def _refresh(self, force: bool = False) -> None:
         """Redraw status, progress, summary and flip list from the live state."""
         if self.live is None:
             return
         self._dirty, self._refreshed_at = False, time.monotonic()
         self._draw_status()
-        self._draw_progress()
+        self.query_one(ModelProgress).draw(self.live)
         self._draw_summary()
         self._draw_flips(force)
 
@@ -337,29 +285,10 @@ class RunScreen(WorkerScreen):
         if text is not None:
             self.query_one("#status", Static).update(text)
 
-    def _draw_progress(self) -> None:
-        live = self.live
-        assert live is not None
-        for i, model in enumerate(live.models.values()):
-            try:
-                bar = self.query_one(f"#bar-{i}", ProgressBar)
-                state = self.query_one(f"#state-{i}", Label)
-            except Exception:  # noqa: BLE001 - the rows are mounted on the next refresh
-                return
-            bar.update(total=model.total, progress=model.done)
-            state.update(model.status)
-
     def _draw_summary(self) -> None:
         live = self.live
         assert live is not None
-        table = self.query_one("#summary", DataTable)
-        now = live.clock()
-        shown = {column for column, _ in self._columns}
-        for label, model in live.models.items():
-            if label in table.rows:
-                for column, value in zip(SUMMARY_COLUMNS, summary_cells(live, model, now)):
-                    if column in shown:
-                        table.update_cell(label, column, value)
+        self.query_one(SummaryTable).draw(live)
         note = self.query_one("#paired", Static)
         note.update(Text(paired_note(live), style="dim"))
         note.display = bool(live.partial())
@@ -368,24 +297,12 @@ class RunScreen(WorkerScreen):
         live = self.live
         assert live is not None
         title = self.query_one("#flip-title", Static)
-        table = self.query_one("#flips", DataTable)
         if self.selected is None:
             title.update("No quant in this set: nothing to compare.")
             return
         rows = live.flips(self.selected, self.direction, self.subject, self.sort)
         key = (self.selected, self.direction, self.subject, self.sort)
-        indexes = [r.index for r in rows]
-        if force or key != self._shown_key or indexes[: len(self._shown)] != self._shown:
-            cursor = table.cursor_row
-            table.clear()
-            for r in rows:
-                table.add_row(*flip_cells(r), key=str(r.index))
-            if rows:
-                table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
-        else:
-            for r in rows[len(self._shown) :]:
-                table.add_row(*flip_cells(r), key=str(r.index))
-        self._shown, self._shown_key = indexes, key
+        self.query_one(FlipTable).show(rows, key, force)
         model = live.models[self.selected]
         direction = "both directions" if self.direction is None else direction_text(self.direction)
         subject = "all subjects" if self.subject is None else self.subject
