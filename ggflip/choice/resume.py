@@ -54,7 +54,7 @@ def run_progress(spec: RunSpec, factory: BackendFactory) -> dict[str, int]:
     key = cache_key(key_parts(spec, probes[0]))
     done = {model.label: 0 for model in models}
     if spec.run_store is not None and spec.run_store.path.exists():
-        with spec.run_store.open() as session:
+        with spec.run_store.open_for_reading() as session:
             for model, probe in zip(models, probes):
                 done[model.label] = session.count(key, model_key(model, probe))
     if spec.cache_dir is not None and BaselineCache(spec.cache_dir).contains(key):
