@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable
 
@@ -34,6 +33,7 @@ from ggflip.choice.events import (
 from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
+from ggflip.cli.consoles import console
 from ggflip.errors import ExitCode
 from ggflip.reports.terminal import render_report
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
@@ -99,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ggflip.backends.llama import LlamaBackendFactory
 
     spec = build_run_spec(args)
-    stderr = Console(stderr=True)
+    stderr = console(stderr=True)
     baseline: BaselineSummary | None = None
     quants: list[QuantSummary] = []
     skipped: list[SkippedQuestion] = []
@@ -185,10 +185,7 @@ def emit_document(
         sys.stdout.write(document + "\n")
         sys.stdout.flush()
     else:
-        # Piped into a file, rich would fold the tables to 80 columns; give them room unless COLUMNS
-        # says.
-        wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-        render(Console(width=200) if wide else Console())
+        render(console())
 
 
 def _emit(args: argparse.Namespace, report: Report) -> None:
