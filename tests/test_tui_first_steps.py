@@ -11,13 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
+from textual.app import App, ComposeResult
 from textual.widgets import DataTable, OptionList, Static
 
+from ggflip.backends.fake import FakeBackendFactory
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import RunFinished
+from ggflip.choice.setup import resolve_run_spec
 from ggflip.tui.cells import pct
 from ggflip.tui.help import HelpScreen
 from ggflip.tui.run import RunScreen
+from ggflip.tui.tables import FlipTable
 from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen, SubjectPicker
 from tests.tui_helpers import (
+    FAKE_MODELS,
     PausingFactory,
     fake_app,
     run_async,
@@ -192,3 +199,30 @@ async def test_question_mark_opens_the_legend(fake_dir: Path) -> None:
             assert term in text
         await pilot.press("escape")
         assert isinstance(app.screen, RunScreen)
+
+
+class _TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield FlipTable()
+
+
+@run_async
+async def test_the_flip_list_is_never_drawn_with_stale_column_widths(fake_dir: Path) -> None:
+    """A frame drawn between adding rows and the table's next idle (a loaded machine) must not
+    leave the list truncated: `q23` stays `q23` after the table settles."""
+    events = list(
+        run_comparison(resolve_run_spec(write_fake_set(fake_dir)), FakeBackendFactory(FAKE_MODELS))
+    )
+    assert isinstance(events[-1], RunFinished)
+    rows = [r for r in events[-1].report.quants[1].rows if r.flip]
+    assert any(len(r.id) == 3 for r in rows)
+    async with _TableApp().run_test(size=(80, 24)) as pilot:
+        table = pilot.app.query_one(FlipTable)
+        table.show(rows, ("Q2_K",), force=True)
+        early = [table.render_line(y).text for y in range(1, len(rows) + 1)]  # before any idle
+        await pilot.pause()
+        await pilot.pause()
+        late = [table.render_line(y).text for y in range(1, len(rows) + 1)]
+    for line in (*early, *late):
+        assert line.split()[0] in {r.id for r in rows}
+    assert [line.split()[0] for line in late] == [r.id for r in rows]

@@ -37,6 +37,7 @@ from ggflip.errors import GgflipError
 from ggflip.gguf.header import read_header
 from ggflip.tasks.registry import TASKS
 from ggflip.tui.run import RunScreen
+from ggflip.tui.tables import fitted_widths
 
 
 def _size(n_bytes: int) -> str:
@@ -234,9 +235,7 @@ class SetupScreen(Screen[None]):
             self._read_model_info(missing)
 
     def _draw_models(self, model_set: ModelSet) -> None:
-        table = self.query_one("#models", DataTable)
-        table.clear(columns=True)  # columns re-fit their widths to what was read
-        table.add_columns("role", "label", "file", "size", "bits/weight", "")
+        rows = []
         for i, model in enumerate(model_set.models):
             info = self.model_info.get(model.path)
             if info is None:
@@ -250,9 +249,17 @@ class SetupScreen(Screen[None]):
                     f"{info.bits_per_weight:.2f}",
                     f"{_count(info.n_params)} weights",
                 )
-            table.add_row(
-                "baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note
+            rows.append(
+                ("baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note)
             )
+        # Explicit widths, fitted to what was read (see `tables`: auto widths race the render).
+        labels = ("role", "label", "file", "size", "bits/weight", "")
+        table = self.query_one("#models", DataTable)
+        table.clear(columns=True)
+        for label, width in zip(labels, fitted_widths(labels, rows)):
+            table.add_column(label, width=width)
+        for row in rows:
+            table.add_row(*row)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gguf")
     def _read_model_info(self, paths: list[Path]) -> None:

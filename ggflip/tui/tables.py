@@ -3,12 +3,18 @@
 `SummaryTable` has a row per model and shows the columns that fit the terminal
 (`cells.summary_columns`); `FlipTable` lists one quant's flips and appends rows while they
 arrive, rebuilding only when the filter, order or quant changes.
+
+Every column gets an explicit width. A DataTable measures auto-width columns on its next idle,
+but keeps the lines it rendered before in caches that do not depend on column widths, so a
+frame drawn in between (a loaded machine) stays truncated (`q23` as `q2`) until some later
+change; widths known when a row is added leave nothing to race.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Label, ProgressBar
@@ -22,6 +28,14 @@ from ggflip.tui.cells import (
     summary_columns,
 )
 from ggflip.tui.live import LiveRun
+
+
+def fitted_widths(labels: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
+    """Each column's width: its widest cell or its label, in terminal cells."""
+    return [
+        max([cell_len(label), *(cell_len(row[i]) for row in rows)])
+        for i, label in enumerate(labels)
+    ]
 
 
 class SummaryTable(DataTable[str]):
@@ -68,8 +82,8 @@ class FlipTable(DataTable[str]):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
-        for column in FLIP_COLUMNS:
-            self.add_column(column, key=column)
+        self._widths = fitted_widths(FLIP_COLUMNS, [])
+        self._add_columns()
         self._shown: list[int] = []
         self._shown_key: tuple[object, ...] = ()
 
@@ -81,17 +95,27 @@ class FlipTable(DataTable[str]):
         """Show `rows`; append when they extend what is shown under the same `key`, else rebuild
         (keeping the cursor's position)."""
         indexes = [r.index for r in rows]
-        if force or key != self._shown_key or indexes[: len(self._shown)] != self._shown:
+        cells = [flip_cells(r) for r in rows]
+        widths = [max(pair) for pair in zip(self._widths, fitted_widths(FLIP_COLUMNS, cells))]
+        rebuild = force or key != self._shown_key or indexes[: len(self._shown)] != self._shown
+        if rebuild or widths != self._widths:
             cursor = self.cursor_row
-            self.clear()
-            for r in rows:
-                self.add_row(*flip_cells(r), key=str(r.index))
+            self.clear(columns=widths != self._widths)
+            if widths != self._widths:
+                self._widths = widths
+                self._add_columns()
+            for r, row_cells in zip(rows, cells):
+                self.add_row(*row_cells, key=str(r.index))
             if rows:
                 self.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
         else:
-            for r in rows[len(self._shown) :]:
-                self.add_row(*flip_cells(r), key=str(r.index))
+            for r, row_cells in list(zip(rows, cells))[len(self._shown) :]:
+                self.add_row(*row_cells, key=str(r.index))
         self._shown, self._shown_key = indexes, key
+
+    def _add_columns(self) -> None:
+        for column, width in zip(FLIP_COLUMNS, self._widths):
+            self.add_column(column, key=column, width=width)
 
 
 class ModelProgress(Vertical):
