@@ -159,3 +159,19 @@ def test_cli_and_tui_build_the_same_task_spec(
     )
     with pytest.raises(UsageError, match="--shots"):
         resolve_run_spec(RunOptions(**{**cli.__dict__, "shots": -1}))
+
+
+def test_markdown_names_a_cached_baseline_plainly_and_has_the_legend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    options = RunOptions(
+        **{**write_fake_set(tmp_path).__dict__, "no_cache": False, "cache_dir": tmp_path / "c"}
+    )
+    for _ in range(2):  # the second run reads the baseline from the cache
+        events = list(run_comparison(resolve_run_spec(options), FakeBackendFactory(FAKE_MODELS)))
+    report = events[-1].report  # type: ignore[attr-defined]
+    assert report.baseline.from_cache
+    text = render_markdown(report)
+    assert "| F16 (baseline) |" in text and "(cached)" not in text
+    assert "McNemar p: exact test of c→i against i→c" in text
