@@ -108,7 +108,7 @@ def test_table_output(
     tiny_models: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "160")
-    code, out, _ = _run(
+    code, out, err = _run(
         capsys,
         "run",
         "--models",
@@ -119,6 +119,8 @@ def test_table_output(
     )
     assert code == 0
     assert "F32 (baseline)" in out and "noisier" in out and "self: flips by top margin" in out
+    assert "flips: answers that went correct→incorrect (c→i)" in out  # the legend line
+    assert "questions: all 3 questions" in err
 
 
 def test_out_file_gets_the_same_document(
