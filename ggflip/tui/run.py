@@ -283,7 +283,7 @@ class RunScreen(WorkerScreen):
         assert self.live is not None
         text = status_text(self.live)
         if text is not None:
-            self.query_one("#status", Static).update(text)
+            self.query_one("#status", Static).update(Text(text))
 
     def _draw_summary(self) -> None:
         live = self.live
