@@ -101,9 +101,7 @@ def load_task_questions(
     loaded = load_source(source, skip_bad_rows=skip_bad_rows or known_bad_rows, convert=convert)
     for skipped in loaded.skipped:
         log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
-    questions = select_questions(
-        loaded, limit=limit, seed=seed, first=first, subjects=subjects
-    )
+    questions = select_questions(loaded, limit=limit, seed=seed, first=first, subjects=subjects)
     n_shots = task.shots if shots is None else shots
     shot_set: QuestionSet | None = None
     where = loaded.source
