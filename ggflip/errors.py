@@ -69,6 +69,11 @@ class CacheError(GgflipError):
     exit_code = ExitCode.CACHE
 
 
+class ReadOnlyCacheError(CacheError):
+    """The cache directory cannot be written (permissions, a read-only file system); reading
+    finished results from it still works."""
+
+
 class DiskFullError(GgflipError):
     """Writing results failed for lack of disk space; finished work already on disk is kept."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.cli.main import main
+from ggflip.cli.main import main, parse_command_line
 from ggflip.errors import ExitCode
 
 QUESTIONS = Path(__file__).parent / "data" / "questions"
@@ -110,7 +110,7 @@ def test_table_output(
     tiny_models: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "160")
-    code, out, _ = _run(
+    code, out, err = _run(
         capsys,
         "run",
         "--models",
@@ -121,6 +121,8 @@ def test_table_output(
     )
     assert code == 0
     assert "F32 (baseline)" in out and "noisier" in out and "self: flips by top margin" in out
+    assert "flips: answers that went correct→incorrect (c→i)" in out  # the legend line
+    assert "questions: all 3 questions" in err
 
 
 def test_out_file_gets_the_same_document(
@@ -264,3 +266,55 @@ def test_use_mmap_false_reaches_llama_cpp() -> None:
     before = params.load_mode if "load_mode" in fields else params.use_mmap
     set_mmap(llama_cpp, params, True)
     assert (params.load_mode if "load_mode" in fields else params.use_mmap) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [
+        ("run", []),
+        ("kld", ["--text", "t.txt"]),
+        ("tui", []),
+        ("tasks", []),
+        ("inspect", ["x.gguf"]),
+        ("prepare-demo", []),
+    ],
+)
+def test_verbose_and_log_file_after_any_subcommand(command: str, extra: list[str]) -> None:
+    """-v and --log-file work after the subcommand as before it, and neither place resets the
+    other."""
+    after = parse_command_line([command, *extra, "-v", "--log-file", "l.log"])
+    assert after.verbose is True and after.log_file == Path("l.log")
+    before = parse_command_line(["-v", "--log-file", "l.log", command, *extra])
+    assert before.verbose is True and before.log_file == Path("l.log")
+    plain = parse_command_line([command, *extra])
+    assert plain.verbose is False and plain.log_file is None
+
+
+def test_log_file_after_run_gets_the_log(
+    tmp_path: Path, tiny_models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "run.log"
+    code, out, err = _run(
+        capsys,
+        "run",
+        "--models",
+        str(tiny_models),
+        "--data",
+        str(QUESTIONS / "kheops_style.jsonl"),
+        "--no-cache",
+        "--json",
+        "--log-file",
+        str(log_file),
+    )
+    assert code == ExitCode.OK, err
+    assert "ggflip.llama" in log_file.read_text()
+
+
+def test_a_near_miss_flag_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--set", "x", "--limt", "3"])
+    assert info.value.code == 2
+    assert "unrecognized argument --limt; did you mean --limit?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--zzzzzz"])
+    assert "did you mean" not in capsys.readouterr().err

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ggflip.config.from_files import model_set_from_files
 from ggflip.config.models_toml import (
     LlamaSettings,
     expand_path,
@@ -91,3 +92,28 @@ def test_label_defaults_to_file_stem() -> None:
         '[sets.s]\nbaseline = { path = "dir/model-f16.gguf" }\n', Path("/m/models.toml")
     )
     assert config.get_set("s").baseline.label == "model-f16"
+
+
+def test_plain_path_strings_stand_for_models_labelled_like_the_command_line() -> None:
+    """`baseline = "F16.gguf"` and `quants = ["Q8_0.gguf"]` work; unlabelled models get the
+    `--baseline/--quant` labels (file stem less the shared prefix), a table keeps its label."""
+    config = parse_models_toml(
+        "[sets.s]\n"
+        'baseline = "gemma-3-270m-F16.gguf"\n'
+        'quants = ["gemma-3-270m-Q8_0.gguf", { path = "/abs/gemma-3-270m-Q4_0.gguf" },'
+        ' { path = "q2.gguf", label = "tiny", llama = { n_ctx = 64 } }]\n',
+        Path("/m/models.toml"),
+    )
+    model_set = config.get_set("s")
+    assert model_set.baseline.path == Path("/m/gemma-3-270m-F16.gguf")
+    assert [m.label for m in model_set.models] == ["F16", "Q8_0", "Q4_0", "tiny"]
+    assert model_set.quants[2].llama.n_ctx == 64
+    from_cli = model_set_from_files(
+        "gemma-3-270m-F16.gguf", ["gemma-3-270m-Q8_0.gguf", "/abs/gemma-3-270m-Q4_0.gguf"]
+    )
+    assert [m.label for m in from_cli.models] == ["F16", "Q8_0", "Q4_0"]
+
+
+def test_a_model_that_is_neither_path_nor_table_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"\[sets.s.quants.0\]: expected a GGUF path or a table"):
+        parse_models_toml('[sets.s]\nbaseline = "a.gguf"\nquants = [3]\n', Path("/m/models.toml"))

@@ -4,6 +4,7 @@ splits."""
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -170,7 +171,8 @@ def test_quantize_command_adds_a_set_and_keeps_the_file(
         ("Q4_0", out / "base-Q4_0.gguf"),
     ]
     assert tiny.baseline.path == tiny_gguf_dir / "base_f16.gguf"
-    code, _, _ = _run(
+    assert f"added Q8_0, Q4_0 to set 'tiny' in {models}" in err
+    code, _, err = _run(
         capsys,
         "quantize",
         str(tiny_gguf_dir / "base_f16.gguf"),
@@ -185,6 +187,37 @@ def test_quantize_command_adds_a_set_and_keeps_the_file(
     )
     assert code == ExitCode.OK
     assert len(load_models_toml(models).get_set("tiny").quants) == 2
+    assert f"set 'tiny' in {models} already lists them; nothing added" in err
+    assert "base-Q4_0.gguf exists, kept" in err  # not a bar stuck at 0/?
+
+
+def test_quantize_says_when_it_creates_the_models_file(
+    tiny_gguf_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models.toml"
+    base = tiny_gguf_dir / "base_f16.gguf"
+    args = ("quantize", str(base), "--types", "Q8_0", "--out", str(tmp_path), "--threads", "1")
+    code, _, err = _run(capsys, *args, "--models", str(models), "--set", "tiny")
+    assert code == ExitCode.OK, err
+    assert f"created {models} with set 'tiny' (1 quants)" in err
+    assert [q.label for q in load_models_toml(models).get_set("tiny").quants] == ["Q8_0"]
+
+
+def test_inspect_piped_keeps_each_path_on_one_line(
+    tiny_gguf_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Written to a pipe, the output is 200 columns wide: a long path is never folded."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "tiny-model-with-a-long-name.gguf"
+    deep.parent.mkdir(parents=True)
+    shutil.copy(tiny_gguf_dir / "q8_0.gguf", deep)
+    assert len(str(deep)) > 80
+    code, out, _ = _run(capsys, "inspect", str(deep))
+    assert code == ExitCode.OK
+    assert str(deep) in out.splitlines()
 
 
 def test_quantized_names() -> None:

@@ -68,16 +68,48 @@ def _set(n: int) -> QuestionSet:
     )
 
 
-def test_limit_takes_first_without_seed_and_fixed_sample_with_seed() -> None:
+def _sorted_by_subject(sizes: dict[str, int]) -> QuestionSet:
+    """Questions grouped by subject, as MMLU's file is: every `a`, then every `b`, ..."""
+    questions = [
+        Question(f"{subject}{i}", subject, f"t {subject} {i}", ("x", "y"), 0)
+        for subject, n in sizes.items()
+        for i in range(n)
+    ]
+    return QuestionSet("mem", tuple(questions))
+
+
+def test_limit_is_a_fixed_sample_stratified_by_subject() -> None:
+    """--limit without --first: each subject its share (30 a and 10 b: 6 and 2 of 8), not the
+    first 8 questions (all of a); file order kept; the same seed gives the same sample."""
+    qs = _sorted_by_subject({"a": 30, "b": 10})
+    sample = select_questions(qs, limit=8)
+    subjects = [q.subject for q in sample.questions]
+    assert subjects == ["a"] * 6 + ["b"] * 2
+    positions = [qs.questions.index(q) for q in sample.questions]
+    assert positions == sorted(positions)
+    assert sample == select_questions(qs, limit=8, seed=0)
+    assert sample.questions != select_questions(qs, limit=8, seed=1).questions
+    assert sample.selection == (
+        "8 of 40 questions, stratified by subject (seed 0; --first for the first 8)"
+    )
+
+
+def test_limit_spreads_over_many_small_subjects() -> None:
+    """Five subjects of 10 and a limit of 5: one question from each (largest remainders)."""
+    sample = select_questions(_sorted_by_subject({s: 10 for s in "abcde"}), limit=5, seed=3)
+    assert sorted(q.subject for q in sample.questions) == list("abcde")
+
+
+def test_first_takes_the_first_questions_and_one_subject_samples_plainly() -> None:
     qs = _set(100)
-    assert [q.id for q in select_questions(qs, limit=3).questions] == ["q0", "q1", "q2"]
-    sample = select_questions(qs, limit=10, seed=7)
-    again = select_questions(qs, limit=10, seed=7)
-    other = select_questions(qs, limit=10, seed=8)
-    assert sample == again
-    assert sample.questions != other.questions
-    indexes = [int(q.id[1:]) for q in sample.questions]
-    assert indexes == sorted(indexes)
+    first = select_questions(qs, limit=3, first=True)
+    assert [q.id for q in first.questions] == ["q0", "q1", "q2"]
+    assert first.selection == "the first 3 of 100 questions (--first)"
+    one_subject = _sorted_by_subject({"a": 20})
+    sample = select_questions(one_subject, limit=4, seed=7)
+    assert sample.selection.startswith("4 of 20 questions, a random sample (seed 7")
+    assert len({q.id for q in sample.questions}) == 4
+    assert select_questions(qs).selection == "all 100 questions"
 
 
 def test_subject_filter_and_unknown_subject() -> None:

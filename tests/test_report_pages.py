@@ -146,3 +146,55 @@ def test_report_round_trips_through_json(run_json: Path) -> None:
 
     document = json.loads(run_json.read_text())
     assert report_from_dict(document).to_dict() == document
+
+
+def _document(bits: list[float]) -> dict[str, object]:
+    buckets = [{"lo": 0.0, "hi": 0.5, "n": 4, "flips": 2, "flip_rate": 0.5}]
+    return {
+        "baseline": {"label": "F16", "bits_per_weight": 16.0, "accuracy": 0.3},
+        "quants": [
+            {
+                "label": f"Q{i}",
+                "bits_per_weight": b,
+                "kl_mean": 0.01 * (i + 1),
+                "kl_mean_ci": [0.005, 0.02 * (i + 1)],
+                "margin_buckets": buckets,
+            }
+            for i, b in enumerate(bits)
+        ],
+    }
+
+
+def test_bits_per_weight_axis_fits_the_quants() -> None:
+    """Quants at 6.9-8.5 bpw fill the axis instead of a corner of 7-16; the baseline off the
+    axis is named in a note."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from ggflip.reports.plots import kl_vs_bpw_plot
+
+    figure, axes = plt.subplots()
+    kl_vs_bpw_plot(axes, _document([8.50, 7.56, 7.36, 7.03, 6.88]))
+    low, high = axes.get_xlim()
+    plt.close(figure)
+    assert 6.3 < low < 6.88 and 8.5 < high < 9.1
+    assert any("F16: 16.00 bpw" in text.get_text() for text in axes.texts)
+
+
+def test_margin_legend_sits_above_the_bars() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from ggflip.reports.plots import margin_plot
+
+    figure, axes = plt.subplots()
+    margin_plot(axes, _document([8.5, 7.5, 7.0, 6.9, 6.8]))
+    figure.canvas.draw()
+    legend_box = axes.get_legend().get_window_extent()
+    axes_box = axes.get_window_extent()
+    plt.close(figure)
+    assert legend_box.y0 >= axes_box.y1 - 1  # outside the plotting area, so no bar is hidden

@@ -36,6 +36,26 @@ def test_resolve_run_spec_picks_the_only_set_and_samples(
     assert [q.id for q in again.questions.questions] == [q.id for q in spec.questions.questions]
 
 
+def test_first_and_seed_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--first .* --seed"):
+        resolve_run_spec(
+            RunOptions(models_path=tmp_path / "absent.toml", limit=3, first=True, seed=1)
+        )
+
+
+def test_the_run_says_which_sample_it_took(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's `selection` and stderr name the sample; --first keeps file order's head."""
+    monkeypatch.chdir(tmp_path)
+    options = write_fake_set(tmp_path)
+    spec = resolve_run_spec(RunOptions(**{**options.__dict__, "limit": 4}))
+    assert {q.subject for q in spec.questions.questions} == {"algebra", "history"}
+    events = list(run_comparison(spec, FakeBackendFactory(FAKE_MODELS)))
+    assert isinstance(events[-1], RunFinished)
+    assert events[-1].report.selection.startswith("4 of 40 questions, stratified by subject")
+    first = resolve_run_spec(RunOptions(**{**options.__dict__, "limit": 4, "first": True}))
+    assert [q.id for q in first.questions.questions] == ["q0", "q1", "q2", "q3"]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [("limit", 0, "--limit"), ("batch_size", 0, "--batch-size"), ("top_k", -1, "--top-k")],
@@ -139,3 +159,19 @@ def test_cli_and_tui_build_the_same_task_spec(
     )
     with pytest.raises(UsageError, match="--shots"):
         resolve_run_spec(RunOptions(**{**cli.__dict__, "shots": -1}))
+
+
+def test_markdown_names_a_cached_baseline_plainly_and_has_the_legend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    options = RunOptions(
+        **{**write_fake_set(tmp_path).__dict__, "no_cache": False, "cache_dir": tmp_path / "c"}
+    )
+    for _ in range(2):  # the second run reads the baseline from the cache
+        events = list(run_comparison(resolve_run_spec(options), FakeBackendFactory(FAKE_MODELS)))
+    report = events[-1].report  # type: ignore[attr-defined]
+    assert report.baseline.from_cache
+    text = render_markdown(report)
+    assert "| F16 (baseline) |" in text and "(cached)" not in text
+    assert "McNemar p: exact test of c→i against i→c" in text

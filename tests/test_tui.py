@@ -3,6 +3,7 @@ export, errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -15,10 +16,17 @@ from ggflip.choice.answers import FLIP_LOST
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import RunFinished
 from ggflip.choice.report import Report
+from ggflip.choice.resume import is_unfinished
 from ggflip.choice.setup import resolve_run_spec
 from ggflip.tasks.questions import LETTERS
 from ggflip.tui.run import RunScreen
-from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen, SubjectPicker
+from ggflip.tui.views import (
+    ErrorScreen,
+    MarginScreen,
+    QuestionDetailScreen,
+    ResumeScreen,
+    SubjectPicker,
+)
 from tests.tui_helpers import (
     FAKE_MODELS,
     GatedFactory,
@@ -278,13 +286,9 @@ async def test_real_gemma_against_itself_in_the_tui(tmp_path: Path) -> None:
 
 
 @run_async
-async def test_offers_to_resume_an_unfinished_run(fake_dir: Path) -> None:
-    """A second start of a comparison with stored questions asks first; 'y' resumes and scores
-    nothing again."""
-    import dataclasses
-
-    from ggflip.tui.views import ResumeScreen
-
+async def test_a_finished_comparison_is_read_back_without_asking(fake_dir: Path) -> None:
+    """Starting a comparison whose every model is stored does not offer to resume: it shows the
+    stored run, scoring nothing again."""
     options = dataclasses.replace(
         write_fake_set(fake_dir), no_cache=False, cache_dir=fake_dir / "cache"
     )
@@ -292,13 +296,49 @@ async def test_offers_to_resume_an_unfinished_run(fake_dir: Path) -> None:
         await start_run(pilot)
     factory = FakeBackendFactory(FAKE_MODELS)
     async with fake_app(options, fake_dir, factory=factory).run_test(size=(120, 40)) as pilot:
+        screen = await start_run(pilot)
+        assert not any(isinstance(s, ResumeScreen) for s in pilot.app.screen_stack)
+        assert screen.live is not None and screen.live.state == "finished"
+        assert factory.opened == []  # everything came from the run store and the baseline cache
+        await pilot.press("r")  # a re-run of the finished comparison does not ask either
+        await settle(pilot)
+        assert pilot.app.screen is screen and screen.live is not None
+        assert screen.live.state == "finished"
+
+
+@run_async
+async def test_offers_to_resume_an_unfinished_run(fake_dir: Path) -> None:
+    """A comparison cancelled before its last quant asks first; 'y' resumes and scores only the
+    missing quant."""
+    options = dataclasses.replace(
+        write_fake_set(fake_dir), no_cache=False, cache_dir=fake_dir / "cache"
+    )
+    gated = GatedFactory("Q2_K")
+    async with fake_app(options, fake_dir, factory=gated).run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        assert gated.waiting.wait(timeout=30)
+        await pilot.press("c")
+        gated.release.set()
+        await settle(pilot)
+    factory = FakeBackendFactory(FAKE_MODELS)
+    async with fake_app(options, fake_dir, factory=factory).run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(pilot.app.screen, ResumeScreen)
-        assert pilot.app.screen.stored == {"F16": 40, "Q8_0": 40, "Q2_K": 40}
+        assert pilot.app.screen.stored == {"F16": 40, "Q8_0": 40, "Q2_K": 0}
         await pilot.press("y")
         await settle(pilot)
         screen = next(s for s in pilot.app.screen_stack if isinstance(s, RunScreen))
         assert screen.live is not None and screen.live.state == "finished"
-        assert factory.opened == []  # everything came from the run store and the baseline cache
+        assert factory.opened == ["Q2_K"]
+
+
+def test_only_a_started_and_unfinished_run_counts_as_unfinished() -> None:
+    assert not is_unfinished({"F16": 0, "Q8_0": 0}, 40, "F16")  # nothing stored
+    assert not is_unfinished({"F16": 40, "Q8_0": 0}, 40, "F16")  # only the baseline cache
+    assert not is_unfinished({"F16": 40, "Q8_0": 40}, 40, "F16")  # complete
+    assert is_unfinished({"F16": 40, "Q8_0": 12}, 40, "F16")
+    assert is_unfinished({"F16": 40, "Q8_0": 40, "Q2_K": 0}, 40, "F16")
+    assert is_unfinished({"F16": 7, "Q8_0": 0}, 40, "F16")

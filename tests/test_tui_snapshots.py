@@ -1,5 +1,10 @@
-"""Snapshots of the TUI at 120x40 on the fake backend (pytest-textual-snapshot); update with
---snapshot-update."""
+"""Snapshots of every TUI view at 120x40 and at 80x24 on the fake backend
+(pytest-textual-snapshot); update with --snapshot-update.
+
+Each is taken once the app has settled (`tests.tui_helpers.settle`: workers done, messages
+handled, tables laid out) and with a frozen clock, so a slow or loaded machine draws the same
+screen.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from ggflip.choice.setup import RunOptions
 from ggflip.tui.corpus_view import KldOptions
 from tests.tui_helpers import FAKE_MODELS, fake_app, settle, start_run, write_fake_set
 
-SIZE = (120, 40)
+SIZES = pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 SnapCompare = Callable[..., bool]
 
 
@@ -27,8 +32,9 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class TestSetupView:
+    @SIZES
     def test_sets_models_with_size_and_bits_per_weight(
-        self, snap_compare: SnapCompare, fake_dir: Path, tiny_gguf_dir: Path
+        self, snap_compare: SnapCompare, fake_dir: Path, tiny_gguf_dir: Path, size: tuple[int, int]
     ) -> None:
         """The setup view lists the sets, each model's size and bits per weight read from its GGUF,
         and the form."""
@@ -46,19 +52,25 @@ class TestSetupView:
         app = fake_app(
             RunOptions(models_path=Path("models.toml"), limit=20, seed=1), fake_dir, factory=factory
         )
-        assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+        assert snap_compare(app, terminal_size=size, run_before=settle)
 
 
 class TestRunView:
-    def test_finished_run_with_flips(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+    @SIZES
+    def test_finished_run_with_flips(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
         """The run view after the run: per-model table, progress bars, and the flip list of the last
         quant."""
         app = fake_app(write_fake_set(fake_dir), fake_dir)
-        assert snap_compare(app, terminal_size=SIZE, run_before=start_run)
+        assert snap_compare(app, terminal_size=size, run_before=start_run)
 
 
 class TestQuestionDetail:
-    def test_detail_of_the_first_flip(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+    @SIZES
+    def test_detail_of_the_first_flip(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
         """Enter on a flip: question, options, baseline vs quant probability bars, gold, KL,
         margin."""
 
@@ -66,41 +78,73 @@ class TestQuestionDetail:
             screen = await start_run(pilot)
             screen.query_one("#flips", DataTable).focus()
             await pilot.press("enter")
-            await pilot.pause()
+            await settle(pilot)
 
         app = fake_app(write_fake_set(fake_dir), fake_dir)
-        assert snap_compare(app, terminal_size=SIZE, run_before=open_detail)
+        assert snap_compare(app, terminal_size=size, run_before=open_detail)
 
 
 class TestTopMarginView:
-    def test_flip_rate_per_margin_bucket(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+    @SIZES
+    def test_flip_rate_per_margin_bucket(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
         """m: flip rate per baseline top-margin bucket, one bar chart per quant."""
 
         async def open_margins(pilot: Pilot[Any]) -> None:
             await start_run(pilot)
             await pilot.press("m")
-            await pilot.pause()
+            await settle(pilot)
 
         app = fake_app(write_fake_set(fake_dir), fake_dir)
-        assert snap_compare(app, terminal_size=SIZE, run_before=open_margins)
+        assert snap_compare(app, terminal_size=size, run_before=open_margins)
 
 
 class TestKldView:
-    def test_per_token_kl_view(self, snap_compare: SnapCompare, fake_dir: Path) -> None:
+    @SIZES
+    def test_per_token_kl_view(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
         """Corpus mode after the run: statistics per model, progress, and chunk 2 of Q2_K shaded by
         KL."""
 
         async def second_chunk(pilot: Pilot[Any]) -> None:
             await settle(pilot)
             await pilot.press("n")
-            await pilot.pause()
+            await settle(pilot)
 
         (fake_dir / "corpus.txt").write_text(
             " ".join(f"word{(i * 7) % 41} thing{i % 13}" for i in range(150))
         )
         app = fake_app(write_fake_set(fake_dir), fake_dir)
         app.kld = KldOptions(text=Path("corpus.txt"), ctx=64, chunks=3, no_cache=True)
-        assert snap_compare(app, terminal_size=SIZE, run_before=second_chunk)
+        assert snap_compare(app, terminal_size=size, run_before=second_chunk)
+
+
+class TestHelp:
+    @SIZES
+    def test_legend_and_keys(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
+        """?: what each number means, and the keys."""
+
+        async def open_help(pilot: Pilot[Any]) -> None:
+            await start_run(pilot)
+            await pilot.press("question_mark")
+            await settle(pilot)
+
+        app = fake_app(write_fake_set(fake_dir), fake_dir)
+        assert snap_compare(app, terminal_size=size, run_before=open_help)
+
+
+class TestErrorBox:
+    @SIZES
+    def test_a_failed_model_keeps_the_app_usable(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
+        """A model that cannot be opened: the box with its one-line message over the run view."""
+        app = fake_app(write_fake_set(fake_dir, extra_quant="/m/[x]missing.gguf"), fake_dir)
+        assert snap_compare(app, terminal_size=size, run_before=start_run)
 
 
 def _gen_app(folder: Path) -> Any:
@@ -123,14 +167,14 @@ async def _open_gen_detail(pilot: Pilot[Any]) -> None:
 
 
 class TestGenView:
-    @pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["120x40", "80x24"])
+    @SIZES
     def test_finished_generation_run(
         self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
     ) -> None:
         """The generation run view after the run: per-model table and the last quant's flips."""
         assert snap_compare(_gen_app(fake_dir), terminal_size=size, run_before=settle)
 
-    @pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["120x40", "80x24"])
+    @SIZES
     def test_both_texts_side_by_side(
         self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
     ) -> None:

@@ -6,11 +6,14 @@ import asyncio
 import functools
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from textual.app import App
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
 from ggflip.choice.setup import RunOptions
@@ -73,12 +76,34 @@ def fake_app(
     )
 
 
+def _quiet(app: App[None]) -> bool:
+    """Nothing left to change the screen: no worker running, no redraw pending, and every table's
+    column widths fitted to its rows (DataTable fits them on its next idle, not on `add_row`)."""
+    if any(not worker.is_finished for worker in app.workers):
+        return False
+    if any(getattr(screen, "_dirty", False) for screen in app.screen_stack):
+        return False
+    tables = [table for screen in app.screen_stack for table in screen.query(DataTable)]
+    return not any(table._require_update_dimensions or table._new_rows for table in tables)
+
+
 async def settle(pilot: Pilot[None]) -> None:
-    """Wait for every worker to end and every message they posted to be handled."""
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
+    """Wait for the final state, not for time: every worker ended (a cancelled one too), every
+    message it posted handled, every table laid out; then one more pause for the last repaint.
+
+    A snapshot taken on a slow or loaded machine sees the same screen as on a fast one. The
+    deadline only turns a hang into a failure.
+    """
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        await pilot.pause()
+        if _quiet(pilot.app):
+            await pilot.pause()
+            if _quiet(pilot.app):
+                return
+        elif any(not worker.is_finished for worker in pilot.app.workers):
+            await asyncio.sleep(0.02)  # a thread worker is still going: let it run
+    raise AssertionError("the app never settled: a worker or a redraw kept going")
 
 
 async def start_run(pilot: Pilot[None]) -> RunScreen:
@@ -106,3 +131,29 @@ class GatedFactory(FakeBackendFactory):
             self.waiting.set()
             self.release.wait(timeout=30)
         return super().open(spec)
+
+
+class PausingFactory(FakeBackendFactory):
+    """A fake factory whose model `label` stops in its `after_calls + 1`-th llama.cpp call until
+    `release` is set, leaving that quant scored part-way."""
+
+    def __init__(self, label: str, after_calls: int) -> None:
+        super().__init__(FAKE_MODELS)
+        self.label, self.after_calls = label, after_calls
+        self.waiting = threading.Event()
+        self.release = threading.Event()
+
+    def open(self, spec: ModelSpec) -> FakeBackend:
+        backend = super().open(spec)
+        if spec.label != self.label:
+            return backend
+        logits = backend.logits
+
+        def pausing_logits(requests: Any) -> Any:
+            if backend.calls == self.after_calls:
+                self.waiting.set()
+                self.release.wait(timeout=30)
+            return logits(requests)
+
+        backend.logits = pausing_logits  # type: ignore[method-assign]
+        return backend

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
+from ggflip.backends.busy import warn_if_busy
 from ggflip.backends.devices import (
     check_reachable,
     device_descriptions,
@@ -345,4 +346,5 @@ class LlamaBackendFactory:
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:
+        warn_if_busy(spec.llama)
         return LlamaBackend(spec.path, spec.llama)

@@ -39,7 +39,7 @@ from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.runstore import ModelProgress, StoreSession
 from ggflip.choice.spec import RunSpec, floor_batch_size
 from ggflip.config.models_toml import ModelSpec
-from ggflip.errors import BackendError, GgflipError
+from ggflip.errors import BackendError, GgflipError, ReadOnlyCacheError
 from ggflip.runs.events import BaselineFromCache
 from ggflip.runs.vocab import check_vocabularies
 from ggflip.scoring import stats
@@ -73,10 +73,17 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
         else None
     )
     session: StoreSession | None = None
+    read_only = False
     if lock:
-        lock.acquire()
+        try:
+            lock.acquire()
+        except ReadOnlyCacheError:
+            lock, read_only = None, True
     try:
-        session = spec.run_store.open() if spec.run_store else None
+        if read_only:
+            session = _read_finished_results(spec, key, probes)
+        else:
+            session = spec.run_store.open() if spec.run_store else None
         progress = [
             ModelProgress(session, key, model_key(m, p), m.label)
             for m, p in zip(model_set.models, probes)
@@ -114,6 +121,40 @@ def floor_method(spec: RunSpec) -> str:
         f"llama.cpp call instead of {spec.batch_size}: the same model, settings and prompts, "
         "other decode batches"
     )
+
+
+def _read_finished_results(
+    spec: RunSpec, key: str, probes: Sequence[ModelProbe]
+) -> StoreSession | None:
+    """A cache directory that cannot be written still serves a run it holds entirely: open its
+    run store for reading (no lock is needed to read finished results), or refuse.
+
+    Raises:
+        ReadOnlyCacheError: some result of this run is missing there, so it would be scored and
+            could not be stored.
+    """
+    assert spec.cache_dir is not None
+    n = len(spec.questions.questions)
+    counts = [0] * len(probes)
+    session = None
+    if spec.run_store is not None and spec.run_store.path.exists():
+        session = spec.run_store.open_read_only()
+        counts = [
+            session.count(key, model_key(m, p)) for m, p in zip(spec.model_set.models, probes)
+        ]
+    if BaselineCache(spec.cache_dir).contains(key):
+        counts[0] = n
+    if not spec.resume or any(count < n for count in counts):
+        if session:
+            session.close()
+        raise ReadOnlyCacheError(
+            f"{spec.cache_dir}: the cache directory is read-only and does not hold every result "
+            "of this run (the rest could not be stored); pass --no-cache or a writable --cache-dir"
+        )
+    log.warning(
+        "%s: the cache directory is read-only; reading the finished run from it", spec.cache_dir
+    )
+    return session
 
 
 def file_facts(probe: ModelProbe) -> dict[str, Any]:
@@ -250,6 +291,7 @@ def _report(
         n_shots=prompt_set.n_shots,
         floor=floor,
         floor_method=floor_method(spec) if floor is not None else None,
+        selection=spec.questions.selection,
     )
 
 

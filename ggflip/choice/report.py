@@ -6,7 +6,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
     {
       "schema": "ggflip.report/1", "ggflip_version": str,
       "set": str, "task": str, "prompt_version": str, "source": str,
-      "n_questions": int, "skipped_rows": [{"where": str, "reason": str}],
+      "n_questions": int, "selection": str, "skipped_rows": [{"where": str, "reason": str}],
       "cache_top_k": int, "complete": bool,
       "skipped_questions": [{"index": int, "id": str, "label": str, "reason": str}],
       "mode": "letter" | "cloze", "answer_rule": "sum" | "norm" | null, "n_shots": int,
@@ -47,6 +47,8 @@ the exact KL) plus the sampled tail estimate (`ggflip.scoring.topk`). `computed_
 llama settings and build that key the baseline cache (`ggflip.backends.numerics`).
 Cloze rows carry each choice's summed and per-character log-likelihoods; letter rows leave
 those lists empty. `answer_rule` names which of the two picks the cloze answer.
+`selection` says which questions `--limit` took ("30 of 14042 questions, stratified by subject
+(seed 0; ...)", "the first 30 ...", "all 40 questions").
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
 `file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
 `acceptance` is the expected acceptance rate Σ min(p, q) (an upper bound from the cached top K,
@@ -272,6 +274,7 @@ class Report:
     n_shots: int = 0
     floor: QuantSummary | None = None
     floor_method: str | None = None
+    selection: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain Python values (non-finite floats become null)."""
@@ -343,6 +346,7 @@ def report_from_dict(document: dict[str, Any]) -> Report:
             SkippedQuestion(**q) for q in document.get("skipped_questions", [])
         ),
         mode=document.get("mode", "letter"),
+        selection=document.get("selection", ""),
         answer_rule=document.get("answer_rule"),
         n_shots=document.get("n_shots", 0),
         floor=quant_of(floor) if floor else None,

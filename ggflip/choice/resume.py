@@ -69,9 +69,19 @@ def run_progress(spec: RunSpec, factory: BackendFactory) -> dict[str, int]:
     key = cache_key(key_parts(spec, probes[0], factory.build_info()))
     done = {model.label: 0 for model in models}
     if spec.run_store is not None and spec.run_store.path.exists():
-        with spec.run_store.open() as session:
+        with spec.run_store.open_for_reading() as session:
             for model, probe in zip(models, probes):
                 done[model.label] = session.count(key, model_key(model, probe))
     if spec.cache_dir is not None and BaselineCache(spec.cache_dir).contains(key):
         done[spec.model_set.baseline.label] = len(spec.questions.questions)
     return done
+
+
+def is_unfinished(stored: Mapping[str, int], total: int, baseline: str) -> bool:
+    """Whether `run_progress`'s counts show a run that was started and not finished, the one
+    case worth asking about: some quant has stored questions (or the baseline some but not all)
+    while some model still lacks questions. A complete comparison is just read back."""
+    started = any(n for label, n in stored.items() if label != baseline) or (
+        0 < stored[baseline] < total
+    )
+    return started and any(n < total for n in stored.values())

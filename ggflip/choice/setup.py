@@ -38,7 +38,8 @@ class RunOptions:
     shots_from: str | None = None  # where shots come from (None: the task's split)
     data: str | None = None
     limit: int | None = None
-    seed: int | None = None
+    seed: int | None = None  # of the --limit sample (None: 0)
+    first: bool = False  # --limit takes the first N questions instead of a sample
     subjects: tuple[str, ...] = field(default=())
     skip_bad_rows: bool = False
     cache_dir: Path | None = None
@@ -84,6 +85,8 @@ def check_options(options: RunOptions) -> None:
     """
     if options.limit is not None and options.limit <= 0:
         raise UsageError(f"--limit must be positive, got {options.limit}")
+    if options.first and options.seed is not None:
+        raise UsageError("--first takes the first questions; --seed picks a sample: give one")
     if options.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {options.batch_size}")
     if options.top_k is not None and options.top_k <= 0:
@@ -109,6 +112,7 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         skip_bad_rows=options.skip_bad_rows,
         limit=options.limit,
         seed=options.seed,
+        first=options.first,
         subjects=options.subjects,
         shots=options.shots,
         shots_from=options.shots_from,

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from ggflip.cli.consoles import console
 from ggflip.errors import ExitCode, UsageError
 from ggflip.gguf.header import header_facts, read_header
 
@@ -96,9 +96,11 @@ def inspect_command(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(facts[0] if len(facts) == 1 else facts, indent=1) + "\n")
         return int(ExitCode.OK)
-    console = Console()
+    out = console()
     for fact in facts:
-        table = Table(title=fact["path"], show_header=False, title_justify="left")
+        # The path on its own line: as a table title it would be folded to the table's width.
+        out.print(fact["path"], style="bold", markup=False, highlight=False, soft_wrap=True)
+        table = Table(show_header=False)
         table.add_column("key", style="bold")
         table.add_column("value")
         for key in (
@@ -127,7 +129,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         )
         if len(fact["parts"]) > 1:
             table.add_row("parts", str(len(fact["parts"])))
-        console.print(table)
+        out.print(table)
     return int(ExitCode.OK)
 
 
@@ -148,7 +150,7 @@ def quantize_command(args: argparse.Namespace) -> int:
         base
     )  # refuse a missing, truncated or vocabulary-less base before llama.cpp sees it
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
-    stderr = Console(stderr=True)
+    stderr = console(stderr=True)
     with Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -160,7 +162,12 @@ def quantize_command(args: argparse.Namespace) -> int:
         bars: dict[str, Any] = {}
 
         def started(qtype: str, path: Path) -> None:
-            bars["current"] = progress.add_task(qtype, total=None, tensor=path.name)
+            if path.exists() and not args.force:  # kept as it is: nothing to show progress of
+                bars["current"] = progress.add_task(
+                    qtype, total=1, completed=1, tensor=f"{path.name} exists, kept (--force)"
+                )
+            else:
+                bars["current"] = progress.add_task(qtype, total=None, tensor=path.name)
 
         def tensor(done: int, total: int, name: str) -> None:
             progress.update(bars["current"], completed=done, total=total, tensor=name)
@@ -192,15 +199,36 @@ def quantize_command(args: argparse.Namespace) -> int:
         from ggflip.gguf.quantize import quantized_name
 
         set_name = args.set_name or quantized_name(base, "").removesuffix("-.gguf")
-        add_quants(args.models, set_name, base, [(item.qtype, item.path) for item in made])
+        existed, before = args.models.exists(), _set_labels(args.models, set_name)
+        config = add_quants(args.models, set_name, base, [(item.qtype, item.path) for item in made])
+        added = [q.label for q in config.sets[set_name].quants if q.label not in before]
         document["models"], document["set"] = str(args.models), set_name
-        stderr.print(f"added to set '{set_name}' in {args.models}")
+        if not existed:
+            what = f"created {args.models} with set '{set_name}' ({len(added)} quants)"
+        elif added:
+            what = f"added {', '.join(added)} to set '{set_name}' in {args.models}"
+        else:
+            what = f"set '{set_name}' in {args.models} already lists them; nothing added"
+        stderr.print(f"{what} (--no-models: leave it alone)", markup=False, highlight=False)
     if args.json:
         sys.stdout.write(json.dumps(document, indent=1) + "\n")
     else:
         for quant in document["quants"]:
             print(f"{quant['type']}\t{quant['bits_per_weight']:.2f} bpw\t{quant['path']}")
     return int(ExitCode.OK)
+
+
+def _set_labels(models: Path, set_name: str) -> set[str]:
+    """The labels set `set_name` of `models` holds now (none when the file or the set is new, or
+    unreadable: `add_quants` then says what is wrong)."""
+    from ggflip.config.models_toml import load_models_toml
+    from ggflip.errors import ConfigError
+
+    try:
+        model_set = load_models_toml(models).sets.get(set_name) if models.exists() else None
+    except ConfigError:
+        return set()
+    return {m.label for m in model_set.models} if model_set else set()
 
 
 def _resolve_base(base: str) -> Path:
@@ -219,10 +247,10 @@ def report_command(args: argparse.Namespace) -> int:
     document = load_run_report(args.run)
     if args.html:
         atomic_write_bytes(args.html, render_html(document).encode("utf-8"))
-        Console(stderr=True).print(f"wrote {args.html}")
+        console(stderr=True).print(f"wrote {args.html}", markup=False, highlight=False)
     if args.markdown:
         atomic_write_bytes(args.markdown, render_markdown(document).encode("utf-8"))
-        Console(stderr=True).print(f"wrote {args.markdown}")
+        console(stderr=True).print(f"wrote {args.markdown}", markup=False, highlight=False)
     if not args.html and not args.markdown:
         sys.stdout.write(render_markdown(document))
     return int(ExitCode.OK)

@@ -8,6 +8,7 @@ one `ggflip: error: ...` line and the exit code of its class (`ggflip.errors.Exi
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import logging
 import os
@@ -75,11 +76,14 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "--shots-from",
         help="where shots come from (a file or hf: source; default: the task's dev/train split)",
     )
-    run.add_argument("--limit", type=int, help="use at most N questions")
     run.add_argument(
-        "--seed",
+        "--limit",
         type=int,
-        help="with --limit: a random sample fixed by this seed (default: the first N)",
+        help="use N questions: a fixed sample stratified by subject (see --seed, --first)",
+    )
+    run.add_argument("--seed", type=int, help="with --limit: the seed of the sample (default: 0)")
+    run.add_argument(
+        "--first", action="store_true", help="with --limit: the first N questions, not a sample"
     )
     run.add_argument(
         "--subject", action="append", default=[], help="only this subject (repeatable)"
@@ -203,8 +207,13 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     tui.add_argument(
         "--shots-from", help="where shots come from (default: the task's dev/train split)"
     )
-    tui.add_argument("--limit", type=int, help="use at most N questions")
-    tui.add_argument("--seed", type=int, help="with --limit: a random sample fixed by this seed")
+    tui.add_argument(
+        "--limit", type=int, help="use N questions: a fixed sample stratified by subject"
+    )
+    tui.add_argument("--seed", type=int, help="with --limit: the seed of the sample (default: 0)")
+    tui.add_argument(
+        "--first", action="store_true", help="with --limit: the first N questions, not a sample"
+    )
     tui.add_argument(
         "--subject", action="append", default=[], help="only this subject (repeatable)"
     )
@@ -257,12 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="What quantization really did to a local LLM: flips and KL against the F16.",
     )
     parser.add_argument("--version", action="version", version=f"ggflip {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show llama.cpp's log on stderr"
-    )
-    parser.add_argument(
-        "--log-file", type=Path, help="write ggflip's and llama.cpp's log to this file"
-    )
+    _add_log_flags(parser, verbose=False, log_file=None)
     subparsers = parser.add_subparsers(dest="command")
     _add_run_parser(subparsers)
     _add_tui_parser(subparsers)
@@ -285,7 +289,51 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated quant types (default: Q8_0,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K)",
     )
+    # People type -v after the subcommand as often as before it. SUPPRESS keeps a subcommand
+    # from resetting a value given before it.
+    for subparser in subparsers.choices.values():
+        _add_log_flags(subparser, verbose=argparse.SUPPRESS, log_file=argparse.SUPPRESS)
     return parser
+
+
+def _add_log_flags(parser: argparse.ArgumentParser, verbose: object, log_file: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=verbose,
+        help="show llama.cpp's log on stderr",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=log_file,
+        help="write ggflip's and llama.cpp's log to this file",
+    )
+
+
+def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; an unknown flag close to a known one gets "did you mean".
+
+    Raises:
+        SystemExit: 2 on a usage error, after argparse printed the usage and the error.
+    """
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return args
+    # argparse has no public way to reach a subcommand's parser or its flags.
+    command = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and args.command in action.choices:
+            command = action.choices[args.command]
+    known = [flag for action in command._actions for flag in action.option_strings]
+    for word in unknown:
+        close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.75)
+        if word.startswith("--") and close:
+            command.error(f"unrecognized argument {word}; did you mean {close[0]}?")
+    command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    raise AssertionError("unreachable: argparse's error() exits")
 
 
 def _setup_logging(verbose: bool, log_file: Path | None, to_stderr: bool = True) -> None:
@@ -316,8 +364,7 @@ def _setup_logging(verbose: bool, log_file: Path | None, to_stderr: bool = True)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ggflip` command; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(argv)
     tui = args.command == "tui" or (
         args.command is None and sys.stdout.isatty() and sys.stdin.isatty()
     )
@@ -354,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ggflip.cli import gguf as cli_gguf
 
             return getattr(cli_gguf, f"{args.command}_command")(args)  # type: ignore[no-any-return]
-        parser.print_help(sys.stderr)
+        build_parser().print_help(sys.stderr)
         return ExitCode.USAGE
     except GgflipError as exc:
         print(f"ggflip: error: {exc}", file=sys.stderr)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable
 
@@ -36,6 +35,7 @@ from ggflip.choice.events import (
 from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
+from ggflip.cli.consoles import console
 from ggflip.errors import ExitCode
 from ggflip.reports.terminal import render_report
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
@@ -66,6 +66,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         data=args.data,
         limit=args.limit,
         seed=args.seed,
+        first=args.first,
         subjects=tuple(args.subject),
         skip_bad_rows=args.skip_bad_rows,
         cache_dir=args.cache_dir,
@@ -112,7 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ggflip.backends.llama import LlamaBackendFactory
 
     spec = build_run_spec(args)
-    stderr = Console(stderr=True)
+    stderr = console(stderr=True)
     baseline: BaselineSummary | None = None
     quants: list[QuantSummary] = []
     floor: QuantSummary | None = None
@@ -120,6 +121,8 @@ def run_command(args: argparse.Namespace) -> int:
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
+    # Which questions a --limit took decides what the numbers mean: say it before scoring.
+    stderr.print(f"questions: {spec.questions.selection}", style="dim", markup=False)
     try:
         with progress_bars(stderr) as progress:
             bars: dict[str, TaskID] = {}
@@ -200,10 +203,7 @@ def emit_document(
         sys.stdout.write(document + "\n")
         sys.stdout.flush()
     else:
-        # Piped into a file, rich would fold the tables to 80 columns; give them room unless COLUMNS
-        # says.
-        wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-        render(Console(width=200) if wide else Console())
+        render(console())
 
 
 def _emit(args: argparse.Namespace, report: Report) -> None:

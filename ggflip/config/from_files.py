@@ -15,7 +15,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec, expand_path
+from ggflip.config.models_toml import (
+    LlamaSettings,
+    ModelSet,
+    ModelSpec,
+    expand_path,
+    short_labels,
+)
 from ggflip.errors import UsageError
 
 CLI_SET_NAME = "command-line"
@@ -53,22 +59,6 @@ def _spec(raw: str, path: Path | None, label: str, settings: LlamaSettings) -> M
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     return ModelSpec(label=label, path=path, llama=settings)
-
-
-def short_labels(names: Sequence[str]) -> list[str]:
-    """File names without `.gguf` and without their common prefix (cut at a `-`, `_` or `.`)."""
-    stems = [Path(name).name.removesuffix(".gguf") for name in names]
-    prefix = os.path.commonprefix(stems) if len(stems) > 1 else ""
-    cut = max(prefix.rfind(sep) for sep in "-_.") + 1
-    shortened = [stem[cut:] for stem in stems]
-    if cut <= 0 or any(not s for s in shortened) or len(set(shortened)) < len(shortened):
-        shortened = stems
-    seen: dict[str, int] = {}
-    unique = []
-    for label in shortened:
-        seen[label] = seen.get(label, 0) + 1
-        unique.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return unique
 
 
 def model_set_from_files(

@@ -10,10 +10,14 @@ directory) are expanded.
     n_threads = 0                 # 0: all cores
     [sets.gemma-270m]
     description = "..."
-    baseline = { path = "{cache}/models/gemma-3-270m/gemma-3-270m-F16.gguf", label = "F16" }
-    quants = [ { path = "...Q8_0.gguf", label = "Q8_0" } ]
+    baseline = "{cache}/models/gemma-3-270m/gemma-3-270m-F16.gguf"    # a plain path ...
+    quants = [ "...Q8_0.gguf", { path = "...Q4_K_M.gguf", label = "Q4" } ]  # ... or a table
     [sets.gemma-270m.llama]       # overrides for this set; a model may carry its own `llama`
     tensor_split = [3, 1]         # GPU shares; rpc_servers = ["host:port", ...] for llama.cpp RPC
+
+A model is a plain path string or a table (`path`, optional `label` and `llama`). A model without
+a label gets the one `--baseline/--quant` would give it: its file name without `.gguf` and without
+the prefix every unlabelled model of the set shares (`short_labels`).
 
 A path `hf://owner/repo[@rev]/file.gguf` is kept in `ModelSpec.ref` and resolved to a local
 file by `ggflip.config.resolve.resolve_model_set` before use.
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,9 +224,30 @@ def expand_path(raw: str, relative_to: Path) -> Path:
     return path if path.is_absolute() else (relative_to / path)
 
 
-def _parse_model(table: Any, llama: LlamaSettings, where: _Where, config_dir: Path) -> ModelSpec:
+def short_labels(names: Sequence[str]) -> list[str]:
+    """File names without `.gguf` and without their common prefix (cut at a `-`, `_` or `.`)."""
+    stems = [Path(name).name.removesuffix(".gguf") for name in names]
+    prefix = os.path.commonprefix(stems) if len(stems) > 1 else ""
+    cut = max(prefix.rfind(sep) for sep in "-_.") + 1
+    shortened = [stem[cut:] for stem in stems]
+    if cut <= 0 or any(not s for s in shortened) or len(set(shortened)) < len(shortened):
+        shortened = stems
+    seen: dict[str, int] = {}
+    unique = []
+    for label in shortened:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return unique
+
+
+def _parse_model(
+    table: Any, llama: LlamaSettings, where: _Where, config_dir: Path
+) -> tuple[ModelSpec, str | None]:
+    """The model and, when it has no `label`, its path as written (its label is derived later)."""
+    if isinstance(table, str):
+        table = {"path": table}
     if not isinstance(table, dict):
-        raise where.error("expected a table with 'path' and 'label'")
+        raise where.error("expected a GGUF path or a table with 'path' (and optional 'label')")
     _check_keys(table, {"path", "label", "llama"}, where)
     if "path" not in table:
         raise where.error("missing required key", "path")
@@ -244,7 +269,8 @@ def _parse_model(table: Any, llama: LlamaSettings, where: _Where, config_dir: Pa
         raise where.error("must not be empty", "label")
     if "llama" in table:
         llama = _parse_llama(table["llama"], llama, where.child("llama"))
-    return ModelSpec(label=label, path=path, llama=llama, ref=ref)
+    unlabelled = None if "label" in table else raw_path
+    return ModelSpec(label=label, path=path, llama=llama, ref=ref), unlabelled
 
 
 def _parse_set(
@@ -257,20 +283,32 @@ def _parse_set(
         llama = _parse_llama(table["llama"], llama, where.child("llama"))
     if "baseline" not in table:
         raise where.error("missing required key (the F16 GGUF to compare against)", "baseline")
-    baseline = _parse_model(table["baseline"], llama, where.child("baseline"), config_dir)
     raw_quants = table.get("quants", [])
     if not isinstance(raw_quants, list):
-        raise where.error("expected an array of tables ([[sets.NAME.quants]])", "quants")
-    quants = tuple(
+        raise where.error("expected an array of paths or tables ([[sets.NAME.quants]])", "quants")
+    parsed = [_parse_model(table["baseline"], llama, where.child("baseline"), config_dir)]
+    parsed += [
         _parse_model(q, llama, where.child(f"quants.{i}"), config_dir)
         for i, q in enumerate(raw_quants)
-    )
+    ]
+    baseline, *quant_list = _label_unlabelled(parsed)
+    quants = tuple(quant_list)
     labels = [baseline.label, *(q.label for q in quants)]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise where.error(f"labels must be unique, repeated: {', '.join(duplicates)}", "quants")
     description = _expect(table.get("description", ""), str, where, "description")
     return ModelSet(name=name, baseline=baseline, quants=quants, description=description)
+
+
+def _label_unlabelled(parsed: list[tuple[ModelSpec, str | None]]) -> list[ModelSpec]:
+    """The models, each one without a label named by `short_labels` over the unlabelled paths."""
+    raw_paths = [raw for _, raw in parsed if raw is not None]
+    derived = iter(short_labels(raw_paths))
+    return [
+        spec if raw is None else dataclasses.replace(spec, label=next(derived))
+        for spec, raw in parsed
+    ]
 
 
 def parse_models_toml(text: str, path: Path) -> ModelsConfig:

@@ -31,6 +31,31 @@ VERDICT_HEADER = ["model", "verdict", "KL / floor", "flips p", "why"]
 SUBJECT_HEADER = ["subject", "n", "flips", "flip rate [95% CI]", "changes", "KL mean", "accept"]
 CONFIDENCE_HEADER = ["confidence", "n", "flips", "flip rate [95% CI]", "changes", "KL mean"]
 BUCKET_HEADER = ["margin", "n", "flips", "flip rate"]
+# What each column means, in the order of the summary table: one line under the terminal and
+# Markdown tables, and the TUI's `?` screen.
+LEGEND = (
+    ("Δacc", "quant accuracy minus baseline accuracy, in percentage points"),
+    (
+        "flips",
+        "answers that went correct→incorrect (c→i) or incorrect→correct (i→c), % of questions",
+    ),
+    ("changes", "answers that differ from the baseline's, wrong→other wrong included"),
+    ("McNemar p", "exact test of c→i against i→c: small means the accuracy really changed"),
+    ("KL", "KL(baseline ‖ quant) of the full next-token distributions at the answer, in nats"),
+    ("same top", "questions where both models' most probable next token is the same"),
+    (
+        "accept",
+        "expected acceptance Σ min(p, q): how often a token drawn from the quant is accepted when "
+        "the baseline verifies it (p10: its 10th percentile)",
+    ),
+)
+
+
+def legend_line() -> str:
+    """The legend as one line of `term: meaning` pairs."""
+    return " · ".join(f"{term}: {meaning}" for term, meaning in LEGEND)
+
+
 FLIP_HEADER = ["id", "subject", "gold", "base→quant", "direction", "KL", "margin"]
 
 
@@ -39,15 +64,15 @@ def pct(value: float) -> str:
     return "–" if math.isnan(value) else f"{100 * value:.1f}%"
 
 
-def summary_rows(report: Report) -> list[list[str]]:
-    """One row per model: the baseline first (accuracy only), then each quant's summary metrics."""
+def summary_rows(report: Report, show_cached: bool = True) -> list[list[str]]:
+    """One row per model: the baseline first (accuracy only), then each quant's summary metrics;
+    `show_cached` marks a baseline read from the cache (worth saying on a terminal, not in a
+    document)."""
     rows = []
     if report.baseline:
         b = report.baseline
-        note = " (cached)" if b.from_cache else ""
-        rows.append(
-            [f"{b.label} (baseline){note}", pct(b.accuracy)] + [""] * (len(SUMMARY_HEADER) - 2)
-        )
+        role = "baseline, cached" if b.from_cache and show_cached else "baseline"
+        rows.append([f"{b.label} ({role})", pct(b.accuracy)] + [""] * (len(SUMMARY_HEADER) - 2))
     for q in [report.floor] if report.floor else []:
         rows.append(_quant_cells(q))
     rows += [_quant_cells(q) for q in report.quants]
@@ -134,7 +159,12 @@ def confidence_rows(quant: QuantSummary) -> list[list[str]]:
 def bucket_rows(quant: QuantSummary) -> list[list[str]]:
     """Flip rate per baseline top-margin bucket."""
     return [
-        [f"{b['lo']:.2f}–{b['hi']:.2f}", str(b["n"]), str(b["flips"]), pct(float(b["flip_rate"]))]
+        [
+            f"{b['lo']:.2f}–{b['hi']:.2f}",
+            str(b["n"]),
+            str(b["flips"]) if b["n"] else "–",
+            pct(float(b["flip_rate"])) if b["n"] else "–",  # no question: no rate
+        ]
         for b in quant.margin_buckets
     ]
 

@@ -17,6 +17,7 @@ from ggflip.reports.cells import (
     VERDICT_HEADER,
     bucket_rows,
     confidence_rows,
+    legend_line,
     subject_rows,
     summary_rows,
     verdict_rows,
@@ -59,7 +60,8 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     title = f"# ggflip: set {report.set}, task {report.task}"
     lines = [title, ""]
     lines.append(
-        f"{report.n_questions} questions from `{report.source}`, prompt `{report.prompt_version}`"
+        f"{report.selection or f'{report.n_questions} questions'} from `{report.source}`, "
+        f"prompt `{report.prompt_version}`"
         + (
             "."
             if report.complete
@@ -69,7 +71,8 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     if report.skipped_rows:
         lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
     lines += [""]
-    lines += _table(SUMMARY_HEADER, summary_rows(report))
+    lines += _table(SUMMARY_HEADER, summary_rows(report, show_cached=False))
+    lines += ["", f"_{legend_line()}._"]
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]
         lines += _table(VERDICT_HEADER, verdict_rows(report))

@@ -15,6 +15,7 @@ from ggflip.reports.cells import (
     VERDICT_HEADER,
     bucket_rows,
     confidence_rows,
+    legend_line,
     subject_rows,
     summary_rows,
     verdict_rows,
@@ -37,6 +38,7 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
     console.print(_table(title, SUMMARY_HEADER, summary_rows(report)))
+    console.print(legend_line(), style="dim", markup=False, highlight=False)
     if report.floor is not None:
         console.print(
             _table(

@@ -15,9 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from ggflip.errors import CacheError, DiskFullError
+from ggflip.errors import CacheError, DiskFullError, ReadOnlyCacheError
 
 log = logging.getLogger("ggflip.lock")
+READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class CacheLock:
@@ -32,6 +33,7 @@ class CacheLock:
         """Take the lock, waiting (and saying so on the log) while another process holds it.
 
         Raises:
+            ReadOnlyCacheError: the cache directory cannot be written.
             CacheError, DiskFullError: the lock file cannot be created.
         """
         try:
@@ -42,6 +44,11 @@ class CacheLock:
                 raise DiskFullError(
                     f"{self.path.parent}: disk full while creating a lock file; free space and "
                     "re-run"
+                ) from None
+            if exc.errno in READ_ONLY_ERRNOS:
+                raise ReadOnlyCacheError(
+                    f"{self.path.parent.parent}: the cache directory is read-only "
+                    f"({exc.strerror}); pass --no-cache or a writable --cache-dir"
                 ) from None
             raise CacheError(f"{self.path}: cannot create lock file: {exc.strerror}") from None
         try:

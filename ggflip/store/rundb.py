@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ggflip.errors import CacheError, DiskFullError
+from ggflip.errors import CacheError, DiskFullError, ReadOnlyCacheError
 from ggflip.store.locks import CacheLock
 
 STORE_FORMAT = 2
@@ -94,6 +94,37 @@ class RunStore:
                 return StoreSession(self, self._connect())
             except sqlite3.Error as exc:
                 raise _sqlite_error(self.path, exc) from None
+
+    def open_read_only(self) -> StoreSession:
+        """Open the database for reading only, without a lock or any write (for a cache directory
+        that cannot be written); `immutable` because WAL readers would otherwise write `-shm`.
+
+        Raises:
+            ReadOnlyCacheError: there is no database to read.
+            CacheError: it cannot be read.
+        """
+        if not self.path.exists():
+            raise ReadOnlyCacheError(
+                f"{self.path.parent}: the cache directory is read-only and holds no run store; "
+                "pass --no-cache or a writable --cache-dir"
+            )
+        try:
+            connection = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro&immutable=1",
+                uri=True,
+                check_same_thread=False,
+            )
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            raise CacheError(f"{self.path}: cannot read the run store: {exc}") from None
+        return StoreSession(self, connection)
+
+    def open_for_reading(self) -> StoreSession:
+        """`open()`, or `open_read_only()` when the cache directory cannot be written."""
+        try:
+            return self.open()
+        except ReadOnlyCacheError:
+            return self.open_read_only()
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -81,6 +81,7 @@ def load_task_questions(
     skip_bad_rows: bool = False,
     limit: int | None = None,
     seed: int | None = None,
+    first: bool = False,
     subjects: Sequence[str] = (),
     shots: int | None = None,
     shots_from: str | None = None,
@@ -100,7 +101,7 @@ def load_task_questions(
     loaded = load_source(source, skip_bad_rows=skip_bad_rows or known_bad_rows, convert=convert)
     for skipped in loaded.skipped:
         log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
-    questions = select_questions(loaded, limit=limit, seed=seed, subjects=subjects)
+    questions = select_questions(loaded, limit=limit, seed=seed, first=first, subjects=subjects)
     n_shots = task.shots if shots is None else shots
     shot_set: QuestionSet | None = None
     where = loaded.source

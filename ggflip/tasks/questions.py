@@ -60,6 +60,7 @@ class QuestionSet:
     source: str
     questions: tuple[Question, ...]
     skipped: tuple[SkippedRow, ...] = field(default=())
+    selection: str = ""  # which questions were taken, in words ("30 of 14042, stratified ...")
 
     def digest(self) -> str:
         """One digest over every question, in order."""
@@ -221,17 +222,25 @@ def _subject_key(subject: str) -> str:
     return subject.strip().lower().replace("_", " ")
 
 
+DEFAULT_SAMPLE_SEED = 0
+
+
 def select_questions(
     question_set: QuestionSet,
     *,
     limit: int | None = None,
     seed: int | None = None,
+    first: bool = False,
     subjects: Sequence[str] = (),
 ) -> QuestionSet:
-    """Filter by subject, then take `limit` questions: the first ones, or a sample fixed by `seed`.
+    """Filter by subject, then take `limit` questions: a sample fixed by `seed` (default 0),
+    stratified by subject when there are several, or with `first` the first `limit`.
 
-    The sample is drawn with `random.Random(seed)` and then put back in file order, so the same
-    seed always gives the same questions in the same order.
+    A file is often sorted by subject, so its first N questions are one subject's; the stratified
+    sample gives each subject its share of `limit` (largest remainders, ties drawn by the seed),
+    draws each subject's questions with `random.Random(seed)` and puts them back in file order, so
+    the same seed always gives the same questions in the same order. `selection` of the result
+    says, in words, which questions were taken.
 
     Raises:
         DataError: no question matches the subjects.
@@ -246,12 +255,43 @@ def select_questions(
                 f"{question_set.source}: no questions with subject {', '.join(sorted(wanted))} "
                 f"(subjects: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''})"
             )
-    if limit is not None and limit < len(questions):
-        if seed is None:
+    n_available = len(questions)
+    selection = f"all {n_available} questions"
+    if limit is not None and limit < n_available:
+        if first:
             questions = questions[:limit]
+            selection = f"the first {limit} of {n_available} questions (--first)"
         else:
-            order = sorted(random.Random(seed).sample(range(len(questions)), limit))
+            seed = DEFAULT_SAMPLE_SEED if seed is None else seed
+            order, stratified = _sample(questions, limit, random.Random(seed))
             questions = [questions[i] for i in order]
+            how = "stratified by subject" if stratified else "a random sample"
+            selection = (
+                f"{limit} of {n_available} questions, {how} (seed {seed}; --first for the first "
+                f"{limit})"
+            )
     return QuestionSet(
-        source=question_set.source, questions=tuple(questions), skipped=question_set.skipped
+        source=question_set.source,
+        questions=tuple(questions),
+        skipped=question_set.skipped,
+        selection=selection,
     )
+
+
+def _sample(
+    questions: Sequence[Question], limit: int, rng: random.Random
+) -> tuple[list[int], bool]:
+    """Sorted indexes of `limit` questions, and whether they were stratified by subject."""
+    by_subject: dict[str, list[int]] = {}
+    for i, question in enumerate(questions):
+        by_subject.setdefault(question.subject, []).append(i)
+    if len(by_subject) < 2:
+        return sorted(rng.sample(range(len(questions)), limit)), False
+    shares = {s: limit * len(ixs) / len(questions) for s, ixs in by_subject.items()}
+    counts = {s: int(share) for s, share in shares.items()}
+    ties = {s: rng.random() for s in by_subject}
+    by_remainder = sorted(by_subject, key=lambda s: (counts[s] - shares[s], ties[s]))
+    for subject in by_remainder[: limit - sum(counts.values())]:
+        counts[subject] += 1
+    picks = [i for s, ixs in by_subject.items() for i in rng.sample(ixs, counts[s])]
+    return sorted(picks), True

@@ -25,6 +25,7 @@ from ggflip.choice.setup import RunOptions
 from ggflip.generate.setup import GenOptions
 from ggflip.tui.corpus_view import KldOptions, KldScreen
 from ggflip.tui.gen_view import GenScreen
+from ggflip.tui.help import HelpScreen
 from ggflip.tui.setup import SetupScreen
 from ggflip.tui.worker_screen import WorkerScreen
 
@@ -50,7 +51,10 @@ class GgflipApp(App[None]):
     """Compare a baseline GGUF with its quants, live: the face of ggflip."""
 
     TITLE = "ggflip"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
 
     class LogLine(Message):
         """One formatted log record for the log panel."""
@@ -79,6 +83,11 @@ class GgflipApp(App[None]):
         self.log_lines: deque[str] = deque(maxlen=2000)
         self._handler = _PanelHandler(self)
         self._root_level = logging.NOTSET
+
+    def action_help(self) -> None:
+        """`?`: what the numbers mean and the keys."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     def backend_factory(self) -> BackendFactory:
         """The injected factory, else llama.cpp's (imported only when a run starts)."""

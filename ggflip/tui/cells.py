@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from ggflip.choice.answers import FLIP_LOST, QuestionRow
 from ggflip.tasks.questions import LETTERS
@@ -23,6 +24,28 @@ SUMMARY_COLUMNS = (
     "ETA",
 )
 SUMMARY_WIDTHS = (18, 6, 6, 6, 8, 7, 7, 7, 8, 11, 6, 5)
+# Under 120 columns the table keeps what judges a quant and drops the rest (the q/s and ETA are
+# in the progress rows' state, the distributions' tails in the report).
+NARROW_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "KL mean", "same top", "done")
+NARROW_WIDTH = 120
+
+
+def fit_columns(
+    width: int, columns: Sequence[str], widths: Sequence[int], narrow: Sequence[str]
+) -> list[tuple[str, int]]:
+    """A table's (column, width) pairs for a terminal `width` columns wide: all of them from
+    NARROW_WIDTH on, else only the `narrow` ones, with a shorter model column."""
+    pairs = list(zip(columns, widths))
+    if width >= NARROW_WIDTH:
+        return pairs
+    return [(c, 12 if c == "model" else w) for c, w in pairs if c in narrow]
+
+
+def summary_columns(width: int) -> list[tuple[str, int]]:
+    """The run view's summary table columns at `width`."""
+    return fit_columns(width, SUMMARY_COLUMNS, SUMMARY_WIDTHS, NARROW_COLUMNS)
+
+
 FLIP_COLUMNS = ("id", "subject", "gold", "base→quant", "direction", "KL", "margin")
 SORT_NAMES = {
     "scored": "in scoring order",
@@ -76,6 +99,20 @@ def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
     return [*cells, done, num(model.rate(now), 1), eta]
 
 
+def paired_note(live: LiveRun) -> str:
+    """The line under the table while a quant is part-way: its row is over the questions it has
+    scored, so say how many and what the baseline scores on those same questions."""
+    notes = []
+    for model in live.partial():
+        v = model.values()
+        n = len(model.rows)
+        notes.append(
+            f"{model.label} row: of {n} questions so far; {live.baseline_label} on those {n}: "
+            f"{pct(v['baseline_accuracy'])} ({live.baseline_label} row: all {model.total})."
+        )
+    return " ".join(notes)
+
+
 def flip_cells(row: QuestionRow) -> tuple[str, ...]:
     """One row of the flip list, in FLIP_COLUMNS order."""
     arrow = "c→i" if row.flip == FLIP_LOST else "i→c"
@@ -98,7 +135,7 @@ def status_text(live: LiveRun) -> str | None:
         verb = "Loading" if model.status == "loading" else "Scoring"
         return f"{verb} {model.label} ({model.role}): {model.done}/{model.total}"
     if live.state == "finished":
-        return "Finished: every model scored. e: export · r: re-run · m: top-margin view"
+        return "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
     if live.state == "cancelled":
         return (
             f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its "

@@ -26,6 +26,7 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
         data=getattr(args, "data", None),
         limit=getattr(args, "limit", None),
         seed=getattr(args, "seed", None),
+        first=bool(getattr(args, "first", False)),
         subjects=tuple(getattr(args, "subject", None) or ()),
         cache_dir=getattr(args, "cache_dir", None),
         no_cache=bool(getattr(args, "no_cache", False)),

@@ -46,6 +46,7 @@ KLD_COLUMNS = (
     "chunks",
 )
 KLD_WIDTHS = (18, 12, 13, 15, 6, 6, 6, 11, 6, 6)
+KLD_NARROW = ("model", "PPL ratio", "KL mean", "KL p99", "same top", "chunks")
 
 
 def kl_style(kl: float) -> str:

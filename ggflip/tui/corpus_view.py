@@ -14,7 +14,7 @@ import time
 from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -38,7 +38,8 @@ from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.errors import GgflipError
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.store.atomic import atomic_write_bytes
-from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_WIDTHS, LiveKld, kl_legend
+from ggflip.tui.cells import fit_columns
+from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_NARROW, KLD_WIDTHS, LiveKld, kl_legend
 from ggflip.tui.views import ErrorScreen
 from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
 
@@ -104,7 +105,8 @@ class KldScreen(WorkerScreen):
         yield Static("Reading the text and checking the models…", id="status")
         yield Vertical(id="progress")
         stats: DataTable[str] = DataTable(id="stats", cursor_type="row", zebra_stripes=True)
-        for column, width in zip(KLD_COLUMNS, KLD_WIDTHS):
+        self._columns = fit_columns(self.app.size.width, KLD_COLUMNS, KLD_WIDTHS, KLD_NARROW)
+        for column, width in self._columns:
             stats.add_column(column, key=column, width=width)
         yield stats
         yield Static("", id="token-title")
@@ -228,10 +230,27 @@ class KldScreen(WorkerScreen):
                 )
             )
         box.mount_all(rows)
+        self._fill_stats()
+
+    def _fill_stats(self) -> None:
+        assert self.live is not None
         table = self.query_one("#stats", DataTable)
         table.clear()
         for label in self.live.models:
-            table.add_row(*([""] * len(KLD_COLUMNS)), key=label)
+            table.add_row(*([""] * len(self._columns)), key=label)
+
+    def on_resize(self, event: events.Resize) -> None:
+        columns = fit_columns(event.size.width, KLD_COLUMNS, KLD_WIDTHS, KLD_NARROW)
+        if columns == self._columns:
+            return
+        self._columns = columns
+        table = self.query_one("#stats", DataTable)
+        table.clear(columns=True)
+        for column, width in columns:
+            table.add_column(column, key=column, width=width)
+        if self.live is not None:
+            self._fill_stats()
+            self._refresh()
 
     def _refresh(self) -> None:
         """Redraw status, progress, statistics and the per-token view from the live state."""
@@ -249,10 +268,12 @@ class KldScreen(WorkerScreen):
             bar.update(total=model.total or None, progress=model.done)
             state.update(model.status)
         table = self.query_one("#stats", DataTable)
+        shown = {column for column, _ in self._columns}
         for label in live.models:
             if label in table.rows:
                 for column, value in zip(KLD_COLUMNS, live.cells(label)):
-                    table.update_cell(label, column, value)
+                    if column in shown:
+                        table.update_cell(label, column, value)
         self._draw_tokens()
 
     def _status_text(self) -> str:
@@ -351,4 +372,4 @@ class KldScreen(WorkerScreen):
             self.app.push_screen(ErrorScreen(str(exc), title="Export failed"))
             return
         note = "" if report.complete else " (incomplete run: finished quants only)"
-        self.notify(f"Wrote {path}{note}", title="Exported")
+        self.notify(f"Wrote {path}{note}", title="Exported", markup=False)

@@ -189,11 +189,20 @@ class LiveRun:
             rows.sort(key=lambda r: r.top_margin)
         return rows
 
-    def flip_subjects(self) -> list[tuple[str, int]]:
-        """Every subject with its number of flips over all quants so far, most flips first."""
+    def flip_subjects(self, label: str) -> list[tuple[str, int]]:
+        """Every subject with its number of flips of quant `label` so far (the flip list's
+        counts), most flips first."""
         counts: dict[str, int] = {q.subject: 0 for q in self.spec.questions.questions}
-        for label in self.quant_labels:
-            for row in self.models[label].rows:
-                if row.flip:
-                    counts[row.subject] = counts.get(row.subject, 0) + 1
+        for row in self.models[label].rows:
+            if row.flip:
+                counts[row.subject] = counts.get(row.subject, 0) + 1
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+    def partial(self) -> list[ModelState]:
+        """The quants scored part-way (neither waiting nor done): their rows cover fewer questions
+        than the baseline's row."""
+        return [
+            model
+            for model in self.models.values()
+            if model.role == "quant" and model.summary is None and 0 < len(model.rows) < model.total
+        ]

@@ -13,12 +13,12 @@ import time
 from collections.abc import Sequence
 from typing import ClassVar
 
-from textual import work
+from rich.text import Text
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Footer, Header, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.choice.answers import QuestionRow
@@ -31,24 +31,16 @@ from ggflip.choice.events import (
     QuestionScored,
     RunFinished,
 )
-from ggflip.choice.resume import run_progress
+from ggflip.choice.resume import is_unfinished, run_progress
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.errors import GgflipError
-from ggflip.reports.markdown import render_markdown
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
-from ggflip.store.atomic import atomic_write_bytes
-from ggflip.tui.cells import (
-    FLIP_COLUMNS,
-    SORT_NAMES,
-    SUMMARY_COLUMNS,
-    SUMMARY_WIDTHS,
-    flip_cells,
-    status_text,
-    summary_cells,
-)
+from ggflip.tui.cells import SORT_NAMES, paired_note, status_text
 from ggflip.tui.damage import DamageScreen
+from ggflip.tui.export import export_report
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
+from ggflip.tui.tables import FlipTable, ModelProgress, SummaryTable
 from ggflip.tui.views import (
     ErrorScreen,
     MarginScreen,
@@ -85,7 +77,8 @@ class RunScreen(WorkerScreen):
     RunScreen .progress-state { width: 16; padding-left: 1; }
     RunScreen ProgressBar Bar { width: 40; }
     RunScreen #summary { height: auto; max-height: 12; }
-    RunScreen #flip-title { height: 1; padding: 0 1; background: $boost; }
+    RunScreen #paired { height: auto; padding: 0 1; display: none; }
+    RunScreen #flip-title { height: auto; padding: 0 1; background: $boost; }
     RunScreen #flips { height: 1fr; }
     RunScreen #log { height: 10; border-top: solid $accent; display: none; }
     RunScreen.show-log #log { display: block; }
@@ -141,23 +134,16 @@ class RunScreen(WorkerScreen):
         self.direction: str | None = None
         self.subject: str | None = None
         self.sort = "scored"
-        self._shown: list[int] = []
-        self._shown_key: tuple[object, ...] = ()
         self._refreshed_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Loading questions…", id="status")
-        yield Vertical(id="progress")
-        summary: DataTable[str] = DataTable(id="summary", cursor_type="row", zebra_stripes=True)
-        for column, width in zip(SUMMARY_COLUMNS, SUMMARY_WIDTHS):
-            summary.add_column(column, key=column, width=width)
-        yield summary
+        yield ModelProgress(id="progress")
+        yield SummaryTable(self.app.size.width, id="summary")
+        yield Static("", id="paired")
         yield Static("", id="flip-title")
-        flips: DataTable[str] = DataTable(id="flips", cursor_type="row", zebra_stripes=True)
-        for column in FLIP_COLUMNS:
-            flips.add_column(column, key=column)
-        yield flips
+        yield FlipTable(id="flips")
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
         yield Footer()
 
@@ -179,11 +165,7 @@ class RunScreen(WorkerScreen):
         if self._offer_resume and spec.run_store is not None:
             stored = run_progress(spec, self.app.backend_factory())  # type: ignore[attr-defined]
             total = len(spec.questions.questions)
-            baseline = spec.model_set.baseline.label
-            if (
-                any(n for label, n in stored.items() if label != baseline)
-                or 0 < stored[baseline] < total
-            ):
+            if is_unfinished(stored, total, spec.model_set.baseline.label):
                 self.post_message(self.ResumeOffered(run_id, stored, total))
                 return "asked"
         self.post_message(self.SpecResolved(run_id, spec))
@@ -213,19 +195,20 @@ class RunScreen(WorkerScreen):
             return
         spec = message.spec
         self.live = LiveRun(spec, self.app.clock)  # type: ignore[attr-defined]
-        self.sub_title = (
-            f"{spec.model_set.name} · {spec.task} · {len(spec.questions.questions)} questions"
-        )
+        self.sub_title = f"{spec.model_set.name} · {spec.task} · {spec.questions.selection}"
         self.live.state = "running"
         if self.selected not in self.live.quant_labels:
             self.selected = self.live.quant_labels[0] if self.live.quant_labels else None
-        self._build_progress()
-        summary = self.query_one("#summary", DataTable)
-        summary.clear()
-        for label in self.live.models:
-            summary.add_row(*([""] * len(SUMMARY_COLUMNS)), key=label)
-        self._shown_key = ()
+        self.query_one(ModelProgress).build(self.live)
+        self.query_one(SummaryTable).fill(self.live)
+        self.query_one(FlipTable).forget()
         self._refresh(force=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.query_one(SummaryTable).fit(event.size.width, self.live) and self.live:
+            if self.selected is not None:
+                self._select(self.selected)
+            self._refresh(force=True)
 
     def on_run_screen_resume_offered(self, message: ResumeOffered) -> None:
         if message.run_id != self.run_id:
@@ -291,28 +274,11 @@ class RunScreen(WorkerScreen):
                 log.error("run failed", exc_info=error)
             if self.live is not None:
                 self.live.stopped("failed")
-            self.query_one("#status", Static).update(f"Failed: {message}")
+            self.query_one("#status", Static).update(Text(f"Failed: {message}"))
             self._refresh(force=True)
             self.app.push_screen(ErrorScreen(message, title="The run stopped"))
 
     # --- drawing -----------------------------------------------------------------------------
-
-    def _build_progress(self) -> None:
-        assert self.live is not None
-        box = self.query_one("#progress", Vertical)
-        box.remove_children()
-        rows = []
-        for i, model in enumerate(self.live.models.values()):
-            role = " (base)" if model.role == "baseline" else ""
-            rows.append(
-                Horizontal(
-                    Label(f"{model.label}{role}", classes="progress-label"),
-                    ProgressBar(total=model.total, show_eta=False, id=f"bar-{i}"),
-                    Label("waiting", id=f"state-{i}", classes="progress-state"),
-                    classes="progress-row",
-                )
-            )
-        box.mount_all(rows)
 
     def _refresh(self, force: bool = False) -> None:
         """Redraw status, progress, summary and flip list from the live state."""
@@ -320,7 +286,7 @@ class RunScreen(WorkerScreen):
             return
         self._dirty, self._refreshed_at = False, time.monotonic()
         self._draw_status()
-        self._draw_progress()
+        self.query_one(ModelProgress).draw(self.live)
         self._draw_summary()
         self._draw_flips(force)
 
@@ -328,58 +294,32 @@ class RunScreen(WorkerScreen):
         assert self.live is not None
         text = status_text(self.live)
         if text is not None:
-            self.query_one("#status", Static).update(text)
-
-    def _draw_progress(self) -> None:
-        live = self.live
-        assert live is not None
-        for i, model in enumerate(live.models.values()):
-            try:
-                bar = self.query_one(f"#bar-{i}", ProgressBar)
-                state = self.query_one(f"#state-{i}", Label)
-            except Exception:  # noqa: BLE001 - the rows are mounted on the next refresh
-                return
-            bar.update(total=model.total, progress=model.done)
-            state.update(model.status)
+            self.query_one("#status", Static).update(Text(text))
 
     def _draw_summary(self) -> None:
         live = self.live
         assert live is not None
-        table = self.query_one("#summary", DataTable)
-        now = live.clock()
-        for label, model in live.models.items():
-            if label in table.rows:
-                for column, value in zip(SUMMARY_COLUMNS, summary_cells(live, model, now)):
-                    table.update_cell(label, column, value)
+        self.query_one(SummaryTable).draw(live)
+        note = self.query_one("#paired", Static)
+        note.update(Text(paired_note(live), style="dim"))
+        note.display = bool(live.partial())
 
     def _draw_flips(self, force: bool) -> None:
         live = self.live
         assert live is not None
         title = self.query_one("#flip-title", Static)
-        table = self.query_one("#flips", DataTable)
         if self.selected is None:
             title.update("No quant in this set: nothing to compare.")
             return
         rows = live.flips(self.selected, self.direction, self.subject, self.sort)
         key = (self.selected, self.direction, self.subject, self.sort)
-        indexes = [r.index for r in rows]
-        if force or key != self._shown_key or indexes[: len(self._shown)] != self._shown:
-            cursor = table.cursor_row
-            table.clear()
-            for r in rows:
-                table.add_row(*flip_cells(r), key=str(r.index))
-            if rows:
-                table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
-        else:
-            for r in rows[len(self._shown) :]:
-                table.add_row(*flip_cells(r), key=str(r.index))
-        self._shown, self._shown_key = indexes, key
+        self.query_one(FlipTable).show(rows, key, force)
         model = live.models[self.selected]
         direction = "both directions" if self.direction is None else direction_text(self.direction)
         subject = "all subjects" if self.subject is None else self.subject
         title.update(
             f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · "
-            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter: detail"
+            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter on a flip: detail"
         )
 
     def _select(self, label: str) -> None:
@@ -401,6 +341,15 @@ class RunScreen(WorkerScreen):
             self._refresh(force=True)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "summary" and self.live is not None:
+            # Enter on a quant's row goes to its flips; Enter there opens a flip's detail.
+            label = event.row_key.value
+            if label in self.live.quant_labels:
+                if label != self.selected:
+                    self.selected, self.follow = label, label == self.live.current
+                    self._refresh(force=True)
+                self.query_one("#flips", DataTable).focus()
+            return
         if (
             event.data_table.id != "flips"
             or self.live is None
@@ -422,17 +371,13 @@ class RunScreen(WorkerScreen):
             self.notify("Nothing to export yet.", severity="warning")
             return
         report = self.live.current_report()
-        directory = self.app.export_dir  # type: ignore[attr-defined]
-        stem = f"ggflip-{report.set}-{report.task}"
-        json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
         try:
-            atomic_write_bytes(json_path, (report.to_json() + "\n").encode())
-            atomic_write_bytes(md_path, render_markdown(report).encode())
+            json_path, md_path = export_report(report, self.app.export_dir)  # type: ignore[attr-defined]
         except GgflipError as exc:
             self.app.push_screen(ErrorScreen(str(exc), title="Export failed"))
             return
         note = "" if report.complete else " (incomplete run: finished models only)"
-        self.notify(f"Wrote {json_path} and {md_path}{note}", title="Exported")
+        self.notify(f"Wrote {json_path} and {md_path}{note}", title="Exported", markup=False)
 
     def action_margins(self) -> None:
         if self.live is None:
@@ -466,4 +411,7 @@ class RunScreen(WorkerScreen):
             self.subject = subject
             self._refresh(force=True)
 
-        self.app.push_screen(SubjectPicker(self.live.flip_subjects(), self.subject), chosen)
+        if self.selected is None:
+            return
+        subjects = self.live.flip_subjects(self.selected)
+        self.app.push_screen(SubjectPicker(subjects, self.subject, self.selected), chosen)

@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-from textual import work
+from rich.text import Text
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
@@ -39,6 +40,7 @@ from ggflip.tasks.registry import TASKS
 from ggflip.tui.gen_live import gen_options
 from ggflip.tui.gen_view import GenScreen
 from ggflip.tui.run import RunScreen
+from ggflip.tui.tables import fitted_widths
 
 
 def _size(n_bytes: int) -> str:
@@ -65,14 +67,16 @@ class SetupScreen(Screen[None]):
     DEFAULT_CSS = """
     SetupScreen #body { height: 1fr; }
     SetupScreen #sets-pane { width: 34; border-right: solid $accent; }
+    SetupScreen.narrow #sets-pane { width: 22; }
+    SetupScreen.narrow .field { margin-bottom: 0; }
     SetupScreen #sets { height: 1fr; border: none; }
     SetupScreen #details { padding: 0 1; }
     SetupScreen .heading { text-style: bold; padding-top: 1; }
     SetupScreen #models { height: auto; max-height: 12; }
     SetupScreen .field { height: 1; margin-bottom: 1; }
     SetupScreen .field Label { width: 14; }
-    SetupScreen .field Input, SetupScreen .field Select { width: 60; }
-    SetupScreen #start { margin-top: 1; }
+    SetupScreen .field Input, SetupScreen .field Select { width: 1fr; max-width: 60; }
+    SetupScreen #start { dock: bottom; margin-top: 1; }
     """
 
     class ModelInfo(Message):
@@ -104,7 +108,8 @@ class SetupScreen(Screen[None]):
             with Vertical(id="sets-pane"):
                 yield Label("Comparison sets", classes="heading")
                 yield OptionList(id="sets")
-            with Vertical(id="details"):
+            # The form scrolls on a short terminal; the Start button stays docked in view.
+            with VerticalScroll(id="details"):
                 yield Static("", id="set-description", classes="heading")
                 table: DataTable[str] = DataTable(id="models", cursor_type="none")
                 table.can_focus = False
@@ -141,7 +146,7 @@ class SetupScreen(Screen[None]):
                     "Seed",
                     Input(
                         self._text(self.options.seed),
-                        placeholder="none: the first N",
+                        placeholder="0 (a sample stratified by subject)",
                         type="integer",
                         compact=True,
                         id="seed",
@@ -171,20 +176,28 @@ class SetupScreen(Screen[None]):
     def _text(value: int | None) -> str:
         return "" if value is None else str(value)
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < 100 or event.size.height < 30, "narrow")
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < 100 or self.app.size.height < 30, "narrow")
         self.sub_title = str(self.options.models_path)
         sets = self.query_one("#sets", OptionList)
         try:
             self.config = load_models_toml(self.options.models_path)
         except GgflipError as exc:
-            self.query_one("#set-description", Static).update(f"Cannot open the models file: {exc}")
-            self.notify(str(exc), title="models.toml", severity="error", timeout=10)
+            self.query_one("#set-description", Static).update(
+                Text(f"Cannot open the models file: {exc}")
+            )
+            self.notify(str(exc), title="models.toml", severity="error", timeout=10, markup=False)
             return
         for name, model_set in self.config.sets.items():
-            sets.add_option(Option(f"{name}\n[dim]{len(model_set.quants)} quant(s)[/dim]", id=name))
+            label = Text(name)
+            label.append(f"\n{len(model_set.quants)} quant(s)", style="dim")
+            sets.add_option(Option(label, id=name))
         if not self.config.sets:
             self.query_one("#set-description", Static).update(
-                f"{self.config.path}: no sets defined"
+                Text(f"{self.config.path}: no sets defined")
             )
             return
         wanted = self.options.set_name if self.options.set_name in self.config.sets else None
@@ -212,7 +225,7 @@ class SetupScreen(Screen[None]):
         self.chosen = name
         model_set = self.config.sets[name]
         self.query_one("#set-description", Static).update(
-            f"{name}: {model_set.description or 'no description'}"
+            Text(f"{name}: {model_set.description or 'no description'}")
         )
         s = model_set.baseline.llama
         self.query_one("#llama", Static).update(
@@ -227,9 +240,7 @@ class SetupScreen(Screen[None]):
             self._read_model_info(missing)
 
     def _draw_models(self, model_set: ModelSet) -> None:
-        table = self.query_one("#models", DataTable)
-        table.clear(columns=True)  # columns re-fit their widths to what was read
-        table.add_columns("role", "label", "file", "size", "bits/weight", "")
+        rows = []
         for i, model in enumerate(model_set.models):
             info = self.model_info.get(model.path)
             if info is None:
@@ -243,9 +254,17 @@ class SetupScreen(Screen[None]):
                     f"{info.bits_per_weight:.2f}",
                     f"{_count(info.n_params)} weights",
                 )
-            table.add_row(
-                "baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note
+            rows.append(
+                ("baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note)
             )
+        # Explicit widths, fitted to what was read (see `tables`: auto widths race the render).
+        labels = ("role", "label", "file", "size", "bits/weight", "")
+        table = self.query_one("#models", DataTable)
+        table.clear(columns=True)
+        for label, width in zip(labels, fitted_widths(labels, rows)):
+            table.add_column(label, width=width)
+        for row in rows:
+            table.add_row(*row)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gguf")
     def _read_model_info(self, paths: list[Path]) -> None:
@@ -301,7 +320,7 @@ class SetupScreen(Screen[None]):
             self.notify("Limit, seed and batch size must be whole numbers.", severity="error")
             return
         except GgflipError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self.options = options
         chosen = self.app.gen  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical, VerticalScroll
@@ -116,10 +117,16 @@ class QuestionDetailScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static(self._content(), id="detail")
+            yield Static(self._content(self.app.size.width), id="detail")
         yield Footer()
 
-    def _content(self) -> RenderableType:
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one("#detail", Static).update(self._content(event.size.width))
+
+    def _content(self, width: int) -> RenderableType:
+        """The detail at `width` columns: the bars shrink on a narrow terminal so the option text
+        keeps at least half the width."""
+        bar_width = 18 if width >= 110 else 8
         q, r = self.question, self.row
         head = Text.assemble(
             (f"{q.id}", "bold"),
@@ -132,8 +139,8 @@ class QuestionDetailScreen(ModalScreen[None]):
         options = Table(box=None, pad_edge=False, expand=True)
         options.add_column("", width=3)
         options.add_column("option", ratio=1, overflow="fold")
-        options.add_column(self.baseline_label, width=30, no_wrap=True)
-        options.add_column(self.quant_label, width=30, no_wrap=True)
+        options.add_column(self.baseline_label, width=bar_width + 12, no_wrap=True)
+        options.add_column(self.quant_label, width=bar_width + 12, no_wrap=True)
         for i, choice in enumerate(q.choices):
             mark = Text(
                 f"{LETTERS[i]}{'✓' if i == q.gold else ' '}",
@@ -142,8 +149,8 @@ class QuestionDetailScreen(ModalScreen[None]):
             options.add_row(
                 mark,
                 choice,
-                self._cell(r.base_probs[i], i == r.base_choice, "blue"),
-                self._cell(r.quant_probs[i], i == r.quant_choice, "magenta"),
+                self._cell(r.base_probs[i], i == r.base_choice, "blue", bar_width),
+                self._cell(r.quant_probs[i], i == r.quant_choice, "magenta", bar_width),
             )
         facts = Text(
             f"gold {LETTERS[r.gold]}  ·  baseline {LETTERS[r.base_choice]}  ·  quant "
@@ -164,9 +171,9 @@ class QuestionDetailScreen(ModalScreen[None]):
         )
 
     @staticmethod
-    def _cell(prob: float, chosen: bool, color: str) -> Text:
+    def _cell(prob: float, chosen: bool, color: str, bar_width: int) -> Text:
         return Text.assemble(
-            (bar(prob, 18), color), f" {100 * prob:5.1f}%", (" ◀" if chosen else "", "bold")
+            (bar(prob, bar_width), color), f" {100 * prob:5.1f}%", (" ◀" if chosen else "", "bold")
         )
 
 
@@ -179,6 +186,7 @@ class MarginScreen(ModalScreen[None]):
     MarginScreen > Vertical { width: 100%; height: 100%; background: $surface; }
     MarginScreen #margin-title { padding: 0 1; text-style: bold; }
     MarginScreen Grid { grid-size: 2; grid-gutter: 0 1; height: auto; }
+    MarginScreen.narrow Grid { grid-size: 1; }
     MarginScreen Grid > Static { height: auto; }
     """
 
@@ -206,6 +214,16 @@ class MarginScreen(ModalScreen[None]):
                         yield Static(self._chart(label, buckets, scale))
         yield Footer()
 
+    def on_mount(self) -> None:
+        self._fit(self.app.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.width)
+
+    def _fit(self, width: int) -> None:
+        # A chart is ~50 columns wide: two side by side need a wide terminal, else one per row.
+        self.set_class(width < 110, "narrow")
+
     @staticmethod
     def _chart(label: str, buckets: list[dict[str, float | int]], scale: float) -> Panel:
         table = Table(box=None, show_header=True, pad_edge=False)
@@ -216,11 +234,12 @@ class MarginScreen(ModalScreen[None]):
         n_total = sum(int(b["n"]) for b in buckets)
         for b in buckets:
             rate = float(b["flip_rate"])
+            empty = not int(b["n"])  # no question had this margin: there is no rate to show
             table.add_row(
                 f"{b['lo']:.2f}–{b['hi']:.2f}",
-                Text(bar(rate / scale, 24), style="red"),
-                f"{100 * rate:5.1f}%",
-                f"{b['flips']}/{b['n']}",
+                Text(bar(0.0 if empty else rate / scale, 24), style="red"),
+                "    –" if empty else f"{100 * rate:5.1f}%",
+                "–" if empty else f"{b['flips']}/{b['n']}",
             )
         return Panel(table, title=f"{label} ({n_total} questions)", title_align="left")
 
@@ -235,15 +254,21 @@ class SubjectPicker(ModalScreen["str | None"]):
     """
     ALL = "\x00all"
 
-    def __init__(self, subjects: Sequence[tuple[str, int]], current: str | None) -> None:
+    def __init__(
+        self, subjects: Sequence[tuple[str, int]], current: str | None, quant: str = ""
+    ) -> None:
         super().__init__()
-        self.subjects, self.current = subjects, current
+        self.subjects, self.current, self.quant = subjects, current, quant
 
     def compose(self) -> ComposeResult:
         options = [Option("all subjects", id=self.ALL)]
-        options += [Option(f"{subject}  ({n} flips)", id=subject) for subject, n in self.subjects]
+        options += [
+            Option(Text(f"{subject}  ({n} flips)"), id=subject) for subject, n in self.subjects
+        ]
         picker = OptionList(*options)
-        picker.border_title = "Subject filter"
+        picker.border_title = (
+            f"Subject filter ({self.quant}'s flips)" if self.quant else ("Subject filter")
+        )
         yield picker
 
     def on_mount(self) -> None:
