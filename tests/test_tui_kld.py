@@ -31,7 +31,7 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def kld_options(chunks: int | None = 4) -> KldOptions:
     """Corpus mode on the fake set: 4 chunks of 32 tokens, no cache."""
-    return KldOptions(text=Path("corpus.txt"), ctx=CTX, chunks=chunks, no_cache=True)
+    return KldOptions(texts=(Path("corpus.txt"),), ctx=CTX, chunks=chunks, no_cache=True)
 
 
 def engine_events(options: KldOptions) -> list[object]:
@@ -157,7 +157,7 @@ def test_kl_shades_are_ordered() -> None:
 async def test_missing_text_shows_the_error_screen(fake_dir: Path) -> None:
     """A GgflipError from the worker (here: no such text) becomes the error screen, not a crash."""
     app = fake_app(write_fake_set(fake_dir), fake_dir)
-    app.kld = KldOptions(text=Path("nope.txt"), ctx=CTX, no_cache=True)
+    app.kld = KldOptions(texts=(Path("nope.txt"),), ctx=CTX, no_cache=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, ErrorScreen)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ggflip.config.models_toml import default_cache_dir, load_models_toml
-from ggflip.corpus.engine import KldSpec, read_corpus
+from ggflip.corpus.spec import KldSpec
+from ggflip.corpus.texts import load_texts
 from ggflip.errors import UsageError
 
 
 def build_kld_spec(args: argparse.Namespace) -> KldSpec:
-    """Resolve the kld flags into a KldSpec.
+    """Resolve the kld flags into a KldSpec (`args.text`: the files and folders of `--text`).
 
     Raises:
         UsageError, ConfigError, DataError: for bad flags, settings or text.
@@ -24,12 +25,10 @@ def build_kld_spec(args: argparse.Namespace) -> KldSpec:
             )
         args.set_name = next(iter(config.sets))
     model_set = config.get_set(args.set_name)
-    text = read_corpus(args.text)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return KldSpec(
         model_set=model_set,
-        text=text,
-        source=str(args.text),
+        texts=load_texts(args.text),
         ctx=args.ctx,
         chunks=args.chunks,
         cache_dir=cache_dir,

@@ -25,13 +25,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ggflip.corpus.engine import (
-    DEFAULT_CORPUS_TOP_K,
-    DEFAULT_CTX,
-    DEFAULT_TAIL_SAMPLES,
-    partial_kld_report,
-    run_kld,
-)
+from ggflip.corpus.engine import partial_kld_report, run_kld
 from ggflip.corpus.events import (
     BaselineKldFinished,
     ChunkScored,
@@ -41,6 +35,7 @@ from ggflip.corpus.events import (
     QuantKldFinished,
 )
 from ggflip.corpus.setup import build_kld_spec
+from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES
 from ggflip.errors import GgflipError
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.store.atomic import atomic_write_bytes
@@ -53,9 +48,10 @@ log = logging.getLogger("ggflip.tui")
 
 @dataclass(frozen=True)
 class KldOptions:
-    """What `ggflip tui --text FILE` chose: the same flags as `ggflip kld`."""
+    """What `ggflip tui --text FILE` chose: the same flags as `ggflip kld` (`texts`: the files
+    and folders of `--text`, each file a category)."""
 
-    text: Path
+    texts: tuple[Path, ...]
     models_path: Path = Path("models.toml")
     set_name: str | None = None
     ctx: int = DEFAULT_CTX
@@ -68,7 +64,7 @@ class KldOptions:
         return argparse.Namespace(
             models=self.models_path,
             set_name=self.set_name,
-            text=self.text,
+            text=list(self.texts),
             ctx=self.ctx,
             chunks=self.chunks,
             top_k=DEFAULT_CORPUS_TOP_K,
