@@ -202,7 +202,7 @@ def render_kld_markdown(report: KldReport) -> str:
         lines.append("")
     labels = [q.label for q in report.quants]
     for category, heading in _sections(report):
-        lines += [f"## {heading[0].upper()}{heading[1:]}", ""]
+        lines += [f"## {'Whole corpus' if category is None else heading}", ""]
         lines += _markdown_table(SUMMARY_HEADER, summary_rows(report, category))
         if report.quants:
             stats = [s for _, s in _stats_of(report, category)]
