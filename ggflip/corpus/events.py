@@ -182,7 +182,22 @@ class QuantKld:
 
 @dataclass(frozen=True)
 class KldReport:
-    """The result of `ggflip kld`; `to_json` is the one document `--json` prints."""
+    """The result of `ggflip kld`; `to_json` is the one document `--json` prints:
+
+    ```
+    {"schema", "mode": "kld", "set", "source", "text_sha256", "ctx", "n_chunks", "n_text_tokens",
+     "tokens_scored", "complete",
+     "texts": [{"name", "source", "text_sha256", "n_text_tokens", "first_chunk", "n_chunks",
+                "tokens_scored"}],
+     "cache": null | {<CacheInfo>},
+     "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
+                         "by_category": [{"name", "ppl", "ppl_unc"}]},
+     "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>,
+                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>}]}]}
+    ```
+
+    `by_category` follows `texts`' order, one entry per text, also for a single text.
+    """
 
     set: str
     source: str
