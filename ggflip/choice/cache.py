@@ -89,6 +89,15 @@ class BaselineCache:
             return None
         return scores, skips
 
+    def batch_size(self, key: str) -> int | None:
+        """Questions per llama.cpp call the entry was scored with (its decode grouping); None
+        when the entry does not record it (made by an older ggflip) or cannot be read."""
+        try:
+            value = json.loads(self._paths(key)[1].read_text()).get("batch_size")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, int) and value > 0 else None
+
     def save(
         self,
         key: str,

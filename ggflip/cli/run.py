@@ -110,6 +110,7 @@ def run_command(args: argparse.Namespace) -> int:
     baseline: BaselineSummary | None = None
     quants: list[QuantSummary] = []
     floor: QuantSummary | None = None
+    floor_method: str | None = None
     skipped: list[SkippedQuestion] = []
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
@@ -158,7 +159,7 @@ def run_command(args: argparse.Namespace) -> int:
                     baseline = event.summary
                     skipped += event.skipped
                 elif isinstance(event, FloorFinished):
-                    floor = event.summary
+                    floor, floor_method = event.summary, event.method
                 elif isinstance(event, QuantFinished):
                     quants.append(event.summary)
                     skipped += event.skipped
@@ -166,7 +167,7 @@ def run_command(args: argparse.Namespace) -> int:
                     report = event.report
     except KeyboardInterrupt:
         events.close()
-        report = partial_report(spec, baseline, quants, skipped, floor)
+        report = partial_report(spec, baseline, quants, skipped, floor, floor_method)
         _emit(args, report)
         kept = (
             "; scored questions are kept: run the same command again to resume"
