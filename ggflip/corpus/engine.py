@@ -157,7 +157,7 @@ def partial_kld_report(
         source=spec.source,
         text_sha256=spec.text_sha256,
         ctx=spec.ctx,
-        n_chunks=spec.chunks or 0,
+        n_chunks=sum(text.n_chunks for text in texts) or (spec.chunks or 0) * len(spec.texts),
         n_text_tokens=-1,
         tokens_scored=0,
         cache=None,
