@@ -247,3 +247,9 @@ class TestCli:
         assert code == 5 and captured.out == ""
         assert lines[-1].startswith(f"ggflip: error: {short}: ")
         assert "fewer than one chunk" in lines[-1]
+        empty = tmp_path / "texts" / "empty.txt"
+        empty.write_text("")
+        assert self._kld(tiny, "--text", str(tmp_path / "texts")) == 5
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"ggflip: error: {empty}: empty text file; every text must hold at least one chunk"
+        ]
