@@ -15,12 +15,16 @@ Runs, each in its own process timed with os.wait4 (wall time, peak RSS): `ggflip
 once with --kl-divergence-base and once per quant with --kl-divergence. `--exact-chunks N` also
 loads baseline and quants together in this process and compares, token by token over the first
 N chunks, ggflip's cached KL (lower bound, and lower bound + tail estimate) with the exact
-full-vocabulary float64 KL. Results of each stage are kept in `--work` and reused unless --fresh.
+full-vocabulary float64 KL. Each stage's result is written to `--work` with a digest of what
+produced it (ggflip's source, this script, the flags, the text, the model files); `--reuse`
+prints a stored result instead of running the stage again, only when that digest still matches,
+so a rerun after a code change never shows stale numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -148,10 +152,43 @@ def mmlu_corpus(path: Path, n_questions: int = 700) -> Path:
     return path
 
 
+def inputs_digest(args: argparse.Namespace, text: Path) -> str:
+    """sha256 of what a stage's numbers depend on: ggflip's code, this script, the flags, the
+    text and the model files (path, size, mtime)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "ggflip").rglob("*.py")) + [Path(__file__).resolve()]:
+        digest.update(path.read_bytes())
+    flags = {k: str(v) for k, v in sorted(vars(args).items()) if k not in ("reuse", "only")}
+    digest.update(json.dumps(flags, sort_keys=True).encode())
+    digest.update(text.read_bytes())
+    model_set = load_models_toml(args.models).get_set(args.set_name)
+    for model in model_set.models:
+        info = model.path.stat() if model.path.exists() else None
+        digest.update(f"{model.path}:{info and info.st_size}:{info and info.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def reused(args: argparse.Namespace, result_path: Path, text: Path) -> dict | None:
+    """A stage's stored result, with --reuse and only while its inputs digest still matches."""
+    if not args.reuse or not result_path.exists():
+        return None
+    stored = json.loads(result_path.read_text())
+    if not isinstance(stored, dict) or stored.get("inputs") != inputs_digest(args, text):
+        print(f"{result_path.name}: stored result is stale (code or inputs changed); rerunning")
+        return None
+    print(f"{result_path.name}: reusing the stored result (--reuse, same code and inputs)")
+    return stored["result"]
+
+
+def store(args: argparse.Namespace, result_path: Path, text: Path, result: dict) -> None:
+    result_path.write_text(json.dumps({"inputs": inputs_digest(args, text), "result": result}))
+
+
 def run_ggflip(args: argparse.Namespace, models_toml: Path, text: Path, work: Path) -> dict:
     result_path = work / "ggflip.json"
-    if result_path.exists() and not args.fresh:
-        return json.loads(result_path.read_text())
+    stored = reused(args, result_path, text)
+    if stored is not None:
+        return stored
     cache = work / "ggflip-cache"
     shutil.rmtree(cache, ignore_errors=True)
     cmd = [
@@ -179,7 +216,7 @@ def run_ggflip(args: argparse.Namespace, models_toml: Path, text: Path, work: Pa
     folder = next((cache / "corpus").iterdir())
     size = sum(f.stat().st_size for f in folder.iterdir())
     result = {"usage": usage, "report": report, "baseline_bytes": size}
-    result_path.write_text(json.dumps(result))
+    store(args, result_path, text, result)
     return result
 
 
@@ -192,8 +229,9 @@ def run_llama(
     work: Path,
 ) -> dict:
     result_path = work / "llama.json"
-    if result_path.exists() and not args.fresh:
-        return json.loads(result_path.read_text())
+    stored = reused(args, result_path, text)
+    if stored is not None:
+        return stored
     common = ["-c", str(args.ctx), "--chunks", str(args.chunks), "-t", str(args.threads)]
     base_file = work / "llama-base.kld"
     base_usage = timed(
@@ -235,15 +273,16 @@ def run_llama(
             values[key] = [float(g) for g in match.groups()] if match else None
         result["quants"][label] = {"usage": usage, "values": values}
     base_file.unlink()  # hundreds of MB; its size is recorded
-    result_path.write_text(json.dumps(result))
+    store(args, result_path, text, result)
     return result
 
 
 def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> dict:
     """Per-token exact float64 KL against ggflip's cached estimate over the first chunks."""
     result_path = work / "exact.json"
-    if result_path.exists() and not args.fresh:
-        return json.loads(result_path.read_text())
+    stored = reused(args, result_path, text)
+    if stored is not None:
+        return stored
     from ggflip.backends.base import ScoreRequest
     from ggflip.backends.llama import LlamaBackendFactory
     from ggflip.corpus.spec import SAMPLING_SEED, KldSpec
@@ -299,7 +338,7 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
             "lower_rel_err": float(lower.mean() / exact.mean() - 1) if exact.mean() > 0 else 0.0,
             "per_token_abs_err_p99": float(np.quantile(np.abs(estimate - exact), 0.99)),
         }
-    result_path.write_text(json.dumps(result))
+    store(args, result_path, text, result)
     return result
 
 
@@ -335,10 +374,14 @@ def main() -> None:
         "--work",
         type=Path,
         default=Path("benchmarks/out/kld"),
-        help="results of each stage, reused unless --fresh",
+        help="where each stage's result is written (with a digest of its inputs)",
     )
     parser.add_argument("--only", choices=("ggflip", "llama", "exact"), help="run one stage only")
-    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="print a stage's stored result instead of running it if code and inputs match",
+    )
     args = parser.parse_args()
 
     import llama_cpp

@@ -68,7 +68,9 @@ def test_json_report_on_stdout(
     assert self_q["kl_mean"] < 1e-6 and self_q["flips"] == 0 and self_q["answer_changes"] == 0
     assert 0 < noisy["kl_mean"] < noisier["kl_mean"]
     for quant in report["quants"]:
-        assert 0 <= quant["accuracy"] <= 1 and 0 <= quant["flips"] <= 1
+        rows = quant["rows"]
+        assert quant["accuracy"] == sum(r["quant_choice"] == r["gold"] for r in rows) / len(rows)
+        assert quant["flips"] == sum(r["flip"] is not None for r in rows) / len(rows)
         assert len(quant["rows"]) == 3
         assert {
             "id",

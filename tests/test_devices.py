@@ -36,14 +36,23 @@ def test_rpc_servers_without_an_rpc_build_is_a_clear_error(tiny_gguf_dir: Path) 
         LlamaBackend(tiny_gguf_dir / "base.gguf", settings)
 
 
-def test_a_tensor_split_loads_on_a_cpu_build(tiny_gguf_dir: Path) -> None:
+def test_a_tensor_split_reaches_llama_cpps_model_params(
+    tiny_gguf_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shares are in the `llama_model_params` that `llama_model_load_from_file` receives."""
+    seen: list[list[float]] = []
+    load = llama_cpp.llama_model_load_from_file
+
+    def spy(path: bytes, params: llama_cpp.llama_model_params) -> object:
+        seen.append([params.tensor_split[i] for i in range(int(llama_cpp.llama_max_devices()))])
+        return load(path, params)
+
+    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", spy)
     backend = LlamaBackend(
-        tiny_gguf_dir / "base.gguf", LlamaSettings(n_ctx=64, n_threads=1, tensor_split=(1.0, 1.0))
+        tiny_gguf_dir / "base.gguf", LlamaSettings(n_ctx=64, n_threads=1, tensor_split=(3.0, 1.0))
     )
-    try:
-        assert backend.n_vocab > 0
-    finally:
-        backend.close()
+    backend.close()
+    assert len(seen) == 1 and seen[0][:2] == [3.0, 1.0] and not any(seen[0][2:])
 
 
 def test_unreachable_rpc_server_is_refused_before_llama_cpp_sees_it() -> None:

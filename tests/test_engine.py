@@ -83,7 +83,7 @@ def test_rows_match_the_summary(
     assert q2.flips == pytest.approx((lost + gained) / 40)
     assert q2.kl_mean == pytest.approx(np.mean([r.kl for r in q2.rows]))
     for row in q2.rows:
-        assert sum(row.base_probs) == pytest.approx(1.0)
+        assert row.base_choice == int(np.argmax(row.base_probs))
         assert row.top_margin == pytest.approx(
             sorted(row.base_probs)[-1] - sorted(row.base_probs)[-2]
         )
@@ -109,6 +109,12 @@ def test_kl_equals_exact_kl_on_the_fake_vocabulary(
         kernels.log_softmax(q2.logits(request)[0][0]),
     )
     assert report.quants[2].rows[5].kl == pytest.approx(float(exact), rel=1e-5)
+    # The option probabilities by hand: each letter as " X" or "X", renormalized over the options.
+    base_lp = kernels.log_softmax(base.logits(request)[0][0])
+    letters = [kernels.logsumexp(base_lp[[FAKE_VOCAB.index(f" {c}"), FAKE_VOCAB.index(c)]])
+               for c in "ABCD"]  # fmt: skip
+    expected = np.exp(np.array(letters) - kernels.logsumexp(np.array(letters)))
+    assert report.quants[2].rows[5].base_probs == pytest.approx(expected.tolist(), rel=1e-6)
 
 
 def test_baseline_cache_hit_skips_loading(
@@ -243,3 +249,69 @@ def test_scripted_answers_give_exact_flips(fake_questions: QuestionSet) -> None:
 def test_event_types_are_frozen() -> None:
     for cls in (RunStarted, ModelLoading, ModelLoaded, BaselineFinished, QuantFinished):
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("change", "hits"),
+    [
+        ({"llama": {"flash_attn": True}}, False),
+        ({"llama": {"n_ubatch": 64}}, False),
+        ({"llama": {"n_batch": 512}}, False),
+        ({"llama": {"n_seq_max": 2}}, False),
+        ({"llama": {"repack": False}}, False),
+        ({"llama": {"n_gpu_layers": 99}}, False),
+        ({"batch_size": 2}, False),
+        ({"share_prefixes": False}, False),
+        ({"tail_samples": 8}, False),
+        ({"llama": {"n_threads": 1}}, True),
+        ({"llama": {"use_mmap": False}}, True),
+    ],
+)
+def test_every_setting_that_moves_logits_keys_the_baseline_cache(
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
+    change: dict[str, object],
+    hits: bool,
+) -> None:
+    """A second run with one setting changed reuses the cached baseline only if the setting
+    cannot change a logit; the report says how the baseline was computed."""
+    first = RunSpec(fake_set, fake_questions, cache_dir=tmp_path)
+    _run(first, fake_factory)
+    llama = dataclasses.replace(fake_set.baseline.llama, **change.get("llama", {}))  # type: ignore[arg-type]
+    changed_set = dataclasses.replace(
+        fake_set, baseline=dataclasses.replace(fake_set.baseline, llama=llama)
+    )
+    run_level = {k: v for k, v in change.items() if k != "llama"}
+    second = dataclasses.replace(first, model_set=changed_set, **run_level)  # type: ignore[arg-type]
+    events, report = _run(second, fake_factory)
+    assert any(isinstance(e, BaselineFromCache) for e in events) is hits
+    assert report.baseline is not None and report.baseline.from_cache is hits
+    used = report.baseline.computed_with
+    assert used["llama"]["flash_attn"] is llama.flash_attn
+    assert used["llama"]["n_ubatch"] == llama.n_ubatch and "n_threads" not in used["llama"]
+    assert used["batch_size"] == second.batch_size and used["build"] == {"backend": "fake"}
+
+
+def test_the_llama_build_keys_the_baseline_cache(
+    tmp_path: Path,
+    fake_set: ModelSet,
+    fake_questions: QuestionSet,
+    fake_factory: FakeBackendFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = RunSpec(fake_set, fake_questions, cache_dir=tmp_path)
+    _run(spec, fake_factory)
+    monkeypatch.setattr(fake_factory, "build_info", lambda: {"backend": "fake", "version": "2"})
+    events, _ = _run(spec, fake_factory)
+    assert not any(isinstance(e, BaselineFromCache) for e in events)
+
+
+def test_every_llama_setting_is_keyed_or_excluded_with_a_reason() -> None:
+    from ggflip.backends.numerics import EXCLUDED_SETTINGS, NUMERIC_SETTINGS
+    from ggflip.config.models_toml import LlamaSettings
+
+    names = {f.name for f in dataclasses.fields(LlamaSettings)}
+    assert set(NUMERIC_SETTINGS) | set(EXCLUDED_SETTINGS) == names
+    assert not set(NUMERIC_SETTINGS) & set(EXCLUDED_SETTINGS)

@@ -12,9 +12,11 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -543,7 +545,7 @@ def test_disk_full_in_the_run_store(
     """SQLite reports the disk full (simulated with max_page_count): exit 8, the store stays
     consistent."""
     monkeypatch.setattr(
-        RunStore, "in_cache", classmethod(lambda cls, root: cls(root / STORE_NAME, max_pages=4))
+        RunStore, "in_cache", classmethod(lambda cls, root: cls(root / STORE_NAME, max_pages=5))
     )
     _fails(
         capsys,
@@ -557,9 +559,14 @@ def test_disk_full_in_the_run_store(
         str(tmp_path / "c"),
         "--top-k",
         "400",
+        "--batch-size",
+        "1",
         up_front=False,
     )
     monkeypatch.undo()
+    with closing(sqlite3.connect(tmp_path / "c" / STORE_NAME)) as db, db:
+        stored = dict(db.execute("SELECT label, count(*) FROM rows GROUP BY label").fetchall())
+    assert stored and all(count > 0 for count in stored.values())
     code, _, err = _run(
         capsys,
         "--models",
@@ -568,9 +575,15 @@ def test_disk_full_in_the_run_store(
         str(QUESTIONS),
         "--cache-dir",
         str(tmp_path / "c"),
+        "--top-k",
+        "400",
+        "--batch-size",
+        "1",
         "--json",
     )
     assert code == ExitCode.OK, err
+    for label, count in stored.items():  # the re-run resumes from exactly what was stored
+        assert f"{label}: {count} of " in err and "questions restored from the run store" in err
 
 
 def test_disk_full_writing_the_report(

@@ -100,3 +100,34 @@ def test_run_and_inspect_from_the_offline_cache(hub_cache: Path, tmp_path: Path)
     )
     assert missing.returncode == 4
     assert "not in the Hugging Face cache" in missing.stderr and missing.stderr.count("\n") == 1
+
+
+def test_corpus_mode_resolves_hf_references(
+    hub_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ggflip kld` and the TUI's corpus view build their spec through `resolve_kld_spec`."""
+    from ggflip.corpus.setup import KldOptions, resolve_kld_spec
+
+    models = tmp_path / "models.toml"
+    models.write_text(
+        "[llama]\nn_ctx = 256\nn_batch = 256\nn_threads = 1\n[sets.hf]\n"
+        'baseline = { path = "hf://acme/tiny-GGUF/tiny-F32.gguf", label = "F32" }\n'
+        'quants = [ { path = "hf://acme/tiny-GGUF/quants/tiny-noisy.gguf", label = "noisy" } ]\n'
+    )
+    text = tmp_path / "corpus.txt"
+    text.write_text(" ".join(f"the cat sat on mat number {i % 7} today." for i in range(60)))
+    # In this process huggingface_hub may already hold another cache folder: fake the download.
+    local = {"acme/tiny-GGUF/tiny-F32.gguf": tmp_path / "a.gguf",
+             "acme/tiny-GGUF/quants/tiny-noisy.gguf": tmp_path / "b.gguf"}  # fmt: skip
+    monkeypatch.setattr(
+        "ggflip.config.resolve.resolve_hf", lambda ref: local[ref.removeprefix("hf://")]
+    )
+    spec = resolve_kld_spec(KldOptions(texts=(text,), models_path=models, ctx=32, no_cache=True))
+    assert [model.path for model in spec.model_set.models] == list(local.values())
+    result = _ggflip(
+        hub_cache, "kld", "--models", str(models), "--text", str(text), "--ctx", "32",
+        "--chunks", "2", "--no-cache", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert str(hub_cache) in report["quants"][0]["path"] and report["quants"][0]["kl_mean"] > 0

@@ -7,6 +7,8 @@ Needs `ggflip prepare-demo` (scripts/test.sh runs it) and GGFLIP_REAL_MODEL=1.
 from __future__ import annotations
 
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,49 @@ def test_real_rows_are_consistent(report: dict) -> None:  # type: ignore[type-ar
     assert [row["where"].rsplit(":", 1)[1] for row in report["skipped_rows"]] == ["11777", "12794"]
     for quant in report["quants"]:
         assert len(quant["rows"]) == 40
-        for row in quant["rows"]:
-            assert sum(row["base_probs"]) == pytest.approx(1.0)
-            assert row["kl"] >= 0
+        rows = quant["rows"]
+        assert quant["kl_mean"] == pytest.approx(sum(r["kl"] for r in rows) / 40, rel=1e-12)
+        assert quant["kl_mean_lower_bound"] <= quant["kl_mean"]
+        lost = sum(r["flip"] == "correct_to_incorrect" for r in rows)
+        gained = sum(r["flip"] == "incorrect_to_correct" for r in rows)
+        n, k = lost + gained, min(lost, gained)
+        exact_p = min(Fraction(1), Fraction(2 * sum(math.comb(n, i) for i in range(k + 1)), 2**n))
+        assert quant["mcnemar_p"] == pytest.approx(float(exact_p), rel=1e-12)
+    self_rows = report["quants"][0]["rows"]
+    base_accuracy = sum(r["base_choice"] == r["gold"] for r in self_rows) / 40
+    assert report["baseline"]["accuracy"] == base_accuracy
+
+
+def test_thread_count_leaves_logits_bit_identical_and_flash_attn_does_not() -> None:
+    """Why `n_threads` is left out of the baseline key and `flash_attn` is in it."""
+    import dataclasses
+
+    import numpy as np
+
+    from ggflip.backends.base import ScoreRequest
+    from ggflip.backends.llama import LlamaBackend
+    from ggflip.config.models_toml import load_models_toml
+
+    baseline = load_models_toml(REPO / "models.toml").get_set("gemma-270m").baseline
+    prompts = [
+        "The capital of France is",
+        "Question: 2 + 2 = ?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:",
+        "Water boils at a temperature of",
+        "The largest planet of the solar system is",
+    ]
+
+    def logits(**changes: object) -> np.ndarray:
+        settings = dataclasses.replace(baseline.llama, n_ctx=256, **changes)  # type: ignore[arg-type]
+        backend = LlamaBackend(baseline.path, settings)
+        try:
+            requests = []
+            for prompt in prompts:
+                tokens = tuple(backend.tokenize(prompt, add_bos=True))
+                requests.append(ScoreRequest(tokens, (len(tokens) - 1,)))
+            return np.concatenate(backend.logits(requests))
+        finally:
+            backend.close()
+
+    one = logits(n_threads=1)
+    assert np.array_equal(one, logits(n_threads=2))
+    assert not np.array_equal(one, logits(n_threads=1, flash_attn=True))

@@ -49,11 +49,12 @@ def test_mmlu_zero_and_five_shot(models: Path, capsys: pytest.CaptureFixture[str
         assert self_q["kl_max"] < 1e-5 and self_q["flips"] == 0
         assert q2["kl_mean"] > 0
     # Prefix reuse changes only how tokens are grouped into decodes. On Gemma's F16 weights that
-    # moves logits by up to ~0.02 (packing requests together without any sharing does the same
-    # against one request at a time), so answers agree and per-question KL agrees to ~0.05.
+    # moves logits by up to ~0.02, so answers agree, but Q2_K's per-question KL moves by up to
+    # 27% of itself (measured on these 12 questions: 0.028 at most) and its mean by 1.0%.
     for shared, plain in zip(five["quants"][1]["rows"], naive["quants"][1]["rows"]):
         assert (shared["base_choice"], shared["quant_choice"]) == (
             plain["base_choice"],
             plain["quant_choice"],
         )
-        assert shared["kl"] == pytest.approx(plain["kl"], abs=0.05)
+        assert shared["kl"] == pytest.approx(plain["kl"], rel=0.35)
+    assert five["quants"][1]["kl_mean"] == pytest.approx(naive["quants"][1]["kl_mean"], rel=0.03)

@@ -156,7 +156,7 @@ def test_cloze_baseline_cache_marks_skips_by_empty_rows(
     )
     _, first = run_report(spec, fake_factory)
     key = next((tmp_path / "baselines").glob("*.json")).stem
-    loaded = BaselineCache(tmp_path).load(key, len(questions.questions), 64)
+    loaded = BaselineCache(tmp_path).load(key, len(questions.questions), 64, 32)
     assert loaded is not None
     scores, skips = loaded
     assert (

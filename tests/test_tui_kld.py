@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import ChunkScored, KldFinished, KldReport
-from ggflip.corpus.setup import build_kld_spec
+from ggflip.corpus.setup import resolve_kld_spec
 from ggflip.tui.corpus_live import KL_SHADES, kl_style
 from ggflip.tui.corpus_view import KldOptions, KldScreen
 from ggflip.tui.views import ErrorScreen
@@ -36,7 +36,7 @@ def kld_options(chunks: int | None = 4) -> KldOptions:
 
 def engine_events(options: KldOptions) -> list[object]:
     """The same corpus run through the engine directly, for the expected values."""
-    return list(run_kld(build_kld_spec(options.namespace()), FakeBackendFactory(FAKE_MODELS)))
+    return list(run_kld(resolve_kld_spec(options), FakeBackendFactory(FAKE_MODELS)))
 
 
 def kld_screen(app: object) -> KldScreen:
@@ -213,3 +213,28 @@ async def test_per_text_table_equals_the_engine_categories(fake_dir: Path) -> No
         await pilot.press("e")
         await pilot.pause()
         assert "## b.txt:" in (fake_dir / "ggflip-kld-fake.md").read_text()
+
+
+def test_an_interrupted_kld_reports_the_tokens_it_scored(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C after the baseline and part of the first quant: the partial report counts the
+    baseline's scored tokens, not 0."""
+    import json
+
+    import ggflip.cli.kld as cli_kld
+    from ggflip.cli.main import main
+
+    def interrupted(spec: object, factory: object):  # type: ignore[no-untyped-def]
+        for event in run_kld(spec, FakeBackendFactory(FAKE_MODELS)):  # type: ignore[arg-type]
+            yield event
+            if isinstance(event, ChunkScored) and event.role == "quant" and event.chunk == 1:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_kld, "run_kld", interrupted)
+    code = main(["kld", "--text", "corpus.txt", "--ctx", str(CTX), "--chunks", "4", "--json",
+                 "--no-cache"])  # fmt: skip
+    assert code == 130
+    report = json.loads(capsys.readouterr().out)
+    assert report["complete"] is False and report["quants"] == []
+    assert report["n_chunks"] == 4 and report["tokens_scored"] == 4 * (CTX - 1 - CTX // 2)

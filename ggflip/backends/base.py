@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -139,6 +139,11 @@ class Backend(Protocol):
 
 class BackendFactory(Protocol):
     """Probes model files without loading them, and loads them into backends."""
+
+    def build_info(self) -> dict[str, Any]:
+        """What identifies the library computing the logits (version, compiled features,
+        devices), JSON-serializable: part of every baseline cache key."""
+        ...
 
     def probe(self, spec: ModelSpec) -> ModelProbe:
         """Read what the file says about itself (vocabulary, identity), cheaply.

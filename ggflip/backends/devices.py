@@ -42,6 +42,8 @@ def _ggml(lib: Any) -> ctypes.CDLL:
         ("ggml_backend_dev_get", p, [z]),
         ("ggml_backend_dev_type", ctypes.c_int, [p]),
         ("ggml_backend_dev_backend_reg", p, [p]),
+        ("ggml_backend_dev_name", s, [p]),
+        ("ggml_backend_dev_description", s, [p]),
     ):
         function = getattr(native, name)
         function.restype, function.argtypes = restype, argtypes
@@ -105,6 +107,18 @@ def _local_gpus(ggml: ctypes.CDLL) -> list[int]:
         if ggml.ggml_backend_reg_name(ggml.ggml_backend_dev_backend_reg(device)) != b"RPC":
             gpus.append(device)
     return gpus
+
+
+def device_descriptions(lib: Any) -> list[str]:
+    """`name: description` of every device this llama.cpp build registered (CPU, GPUs, RPC)."""
+    ggml = _ggml(lib)
+    out = []
+    for i in range(ggml.ggml_backend_dev_count()):
+        device = ggml.ggml_backend_dev_get(i)
+        name = (ggml.ggml_backend_dev_name(device) or b"").decode(errors="replace")
+        description = (ggml.ggml_backend_dev_description(device) or b"").decode(errors="replace")
+        out.append(f"{name}: {description}")
+    return out
 
 
 def model_devices(lib: Any, rpc_servers: tuple[str, ...]) -> ctypes.Array[ctypes.c_void_p] | None:

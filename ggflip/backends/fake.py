@@ -149,6 +149,9 @@ class FakeBackendFactory:
             raise ModelFileError(f"{spec.path}: model file not found")
         return self._models[str(spec.path)]
 
+    def build_info(self) -> dict[str, str]:
+        return {"backend": "fake"}
+
     def probe(self, spec: ModelSpec) -> ModelProbe:
         model = self._model(spec)
         fingerprint = hashlib.sha256("\n".join(model.vocab).encode()).hexdigest()[:16]

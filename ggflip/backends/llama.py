@@ -26,7 +26,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import GenerateRequest, Generation, ModelProbe, ScoreRequest
-from ggflip.backends.devices import check_reachable, model_devices, tensor_split_array
+from ggflip.backends.devices import (
+    check_reachable,
+    device_descriptions,
+    model_devices,
+    tensor_split_array,
+)
 from ggflip.backends.greedy import LENGTH, GreedySequence
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
@@ -385,8 +390,28 @@ class LlamaBackend:
             self._ctx = None
 
 
+_build: dict[str, Any] | None = None
+
+
+def llama_build() -> dict[str, Any]:
+    """The llama.cpp build this process uses: llama-cpp-python's version, the CPU features it
+    was compiled with (`llama_print_system_info`) and its devices; computed once per process."""
+    global _build
+    if _build is None:
+        lib = _llama()
+        _build = {
+            "llama_cpp_python": str(lib.__version__),
+            "system_info": lib.llama_print_system_info().decode(errors="replace").strip(" |"),
+            "devices": device_descriptions(lib),
+        }
+    return dict(_build)
+
+
 class LlamaBackendFactory:
     """Probes GGUF headers with `gguf` and loads models with llama.cpp."""
+
+    def build_info(self) -> dict[str, Any]:
+        return llama_build()
 
     def probe(self, spec: ModelSpec) -> ModelProbe:
         if spec.ref and spec.path.parts[:1] == ("hf",) and not spec.path.exists():

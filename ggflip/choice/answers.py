@@ -2,12 +2,14 @@
 
 Letter mode reads one distribution per question; cloze mode one per continuation token of
 every choice. The baseline's distributions are kept compactly (`BaselineScores`: option
-scores, argmax, top-K log-probs plus tail mass per scored position); a quant's are compared
-with them while still in memory, so the full-vocabulary KL never needs both full rows at once.
+scores, argmax and, per scored position, the record of `ggflip.scoring.topk`: top-K log-probs,
+tail mass and tail draws); a quant's are compared with them through the same kernel as corpus
+mode while still in memory, so the full-vocabulary KL never needs both full rows at once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +18,7 @@ from numpy.typing import NDArray
 
 from ggflip.scoring import kernels, metrics
 from ggflip.scoring.acceptance import acceptance_from_top_k
+from ggflip.scoring.topk import BaselineRows, Normalized, baseline_rows, kl_rows
 from ggflip.tasks.questions import Question
 
 FLIP_LOST = "correct_to_incorrect"
@@ -52,32 +55,21 @@ class ChoiceScore:
         return kernels.option_distribution(self.option_logprobs)
 
 
-LetterScore = ChoiceScore
-
-
-def score_letters(logprobs: NDArray[np.float64], variants: Sequence[Sequence[int]]) -> ChoiceScore:
+def score_letters(rows: Normalized, variants: Sequence[Sequence[int]]) -> ChoiceScore:
     """Option log-probs (logsumexp over each letter's token variants) and the full-vocab argmax.
 
     Args:
-        logprobs: (n_vocab,) float64 log-probabilities at the answer position.
+        rows: the one normalized row of the answer position.
         variants: per option, the token ids that spell its letter.
     """
-    option_logprobs = np.array([kernels.logsumexp(logprobs[list(ids)]) for ids in variants])
-    return ChoiceScore(
-        option_logprobs=option_logprobs, top_tokens=np.array([int(np.argmax(logprobs))])
+    option_logprobs = np.array(
+        [kernels.logsumexp(rows.logprobs_at(np.array([ids]))[0]) for ids in variants]
     )
-
-
-def score_letters_rows(
-    rows: kernels.NormalizedRows, variants: Sequence[Sequence[int]]
-) -> ChoiceScore:
-    """`score_letters` on a one-row NormalizedRows (no full log-prob row)."""
-    option_logprobs = np.array([kernels.logsumexp(rows.at(np.array(ids))[0]) for ids in variants])
     return ChoiceScore(option_logprobs=option_logprobs, top_tokens=rows.argmax()[:1])
 
 
 def score_cloze(
-    logprob_rows: Sequence[NDArray[np.float64] | kernels.NormalizedRows],
+    blocks: Sequence[Normalized],
     targets: Sequence[Sequence[int]],
     choice_lengths: Sequence[int],
     rule: str,
@@ -86,15 +78,14 @@ def score_cloze(
     acc_norm).
 
     Args:
-        logprob_rows: per choice, (n_continuation_tokens, n_vocab) float64 log-probs; row j is
-            the distribution of the continuation's token j.
+        blocks: per choice, its (n_continuation_tokens, n_vocab) normalized rows; row j is the
+            distribution of the continuation's token j.
         targets: per choice, its continuation's token ids.
         choice_lengths: per choice, the characters its per-character score divides by.
         rule: "sum" or "norm": which of the two is the answer.
     """
-    blocks = [_normalized(rows) for rows in logprob_rows]
     sums = np.array(
-        [float(rows.at(np.asarray(ids).reshape(-1, 1)).sum()) for rows, ids in zip(blocks, targets)]
+        [float(rows.logprobs_at(np.asarray(ids)).sum()) for rows, ids in zip(blocks, targets)]
     )
     norms = sums / np.maximum(np.asarray(choice_lengths, dtype=np.float64), 1.0)
     top = np.concatenate([rows.argmax() for rows in blocks])
@@ -103,12 +94,18 @@ def score_cloze(
     )
 
 
+# Seeds the baseline's tail draws, per question, so a record does not depend on batching.
+TAIL_SAMPLING_SEED = 20250706
+
+
 @dataclass
 class BaselineScores:
-    """The baseline's compact record: per question its option scores, per scored position top-K.
+    """The baseline's compact record: per question its option scores, per scored position the
+    record of `ggflip.scoring.topk` (top K, tail mass, tail draws).
 
     A question owns the scored positions `row_offsets[i]:row_offsets[i + 1]` (letter: one;
-    cloze: every continuation token of every choice). N questions, R positions, top-K tokens.
+    cloze: every continuation token of every choice). N questions, R positions, top K tokens,
+    S tail draws.
 
     Attributes:
         option_logprobs: (N, max_options) float64 answer-rule scores, -inf beyond a question's
@@ -120,6 +117,8 @@ class BaselineScores:
         top_ids: (R, K) int32 most probable tokens, most probable first.
         top_logprobs: (R, K) float32 their log-probabilities.
         tail_logmass: (R,) float64 log of the probability outside the top K.
+        sample_ids: (R, S) int32 tokens drawn from the baseline restricted to its tail.
+        sample_logprobs: (R, S) float32 their log-probabilities.
     """
 
     option_logprobs: NDArray[np.float64]
@@ -130,6 +129,8 @@ class BaselineScores:
     top_ids: NDArray[np.int32]
     top_logprobs: NDArray[np.float32]
     tail_logmass: NDArray[np.float64]
+    sample_ids: NDArray[np.int32]
+    sample_logprobs: NDArray[np.float32]
 
     @classmethod
     def empty(
@@ -138,6 +139,7 @@ class BaselineScores:
         max_options: int,
         k: int,
         rows_per_question: Sequence[int] | None = None,
+        n_samples: int = 0,
     ) -> BaselineScores:
         """Room for N questions, each with its number of scored positions (default one)."""
         counts = (
@@ -156,16 +158,23 @@ class BaselineScores:
             top_ids=np.zeros((n_rows, k), dtype=np.int32),
             top_logprobs=np.zeros((n_rows, k), dtype=np.float32),
             tail_logmass=np.zeros(n_rows, dtype=np.float64),
+            sample_ids=np.zeros((n_rows, n_samples), dtype=np.int32),
+            sample_logprobs=np.zeros((n_rows, n_samples), dtype=np.float32),
         )
 
-    def fits(self, n_questions: int, k: int) -> bool:
-        """Whether these arrays have the shapes a run of N questions at top-K needs."""
+    @property
+    def n_samples(self) -> int:
+        """Tail draws per scored position."""
+        return int(self.sample_ids.shape[1])
+
+    def fits(self, n_questions: int, k: int, n_samples: int) -> bool:
+        """Whether these arrays have the shapes a run of N questions at top-K and S draws needs."""
         n_rows = int(self.row_offsets[-1]) if self.row_offsets.shape == (n_questions + 1,) else -1
         return (
             self.option_logprobs.shape[0] == n_questions
             and self.option_sums.shape == self.option_logprobs.shape == self.option_norms.shape
-            and self.top_ids.shape == (n_rows, k)
-            and self.top_logprobs.shape == (n_rows, k)
+            and self.top_ids.shape == self.top_logprobs.shape == (n_rows, k)
+            and self.sample_ids.shape == self.sample_logprobs.shape == (n_rows, n_samples)
             and self.top_token.shape == self.tail_logmass.shape == (n_rows,)
         )
 
@@ -173,31 +182,38 @@ class BaselineScores:
         """How many scored positions question `index` has."""
         return int(self.row_offsets[index + 1] - self.row_offsets[index])
 
-    def record(self, index: int, score: ChoiceScore, logprobs: Rows | Sequence[Rows]) -> None:
-        """Store question `index`'s answer and the compact form of its scored distributions.
+    def rows(self, index: int) -> BaselineRows:
+        """Question `index`'s per-position record, as the KL kernel takes it."""
+        span = slice(int(self.row_offsets[index]), int(self.row_offsets[index + 1]))
+        return BaselineRows(
+            *(getattr(self, name)[span] for name in BaselineRows.__dataclass_fields__)
+        )
+
+    def record(self, index: int, score: ChoiceScore, blocks: Sequence[Normalized]) -> None:
+        """Store question `index`'s answer and the compact record of its scored distributions.
 
         Args:
-            logprobs: (n_vocab,) one row, or a sequence of (n_rows_i, n_vocab) blocks in position
-                order, as log-probs, or as logits in `kernels.NormalizedRows`.
+            blocks: the question's normalized rows, in position order (one block per request).
         """
+        n_given = sum(len(b.logits) for b in blocks)
+        if n_given != self.n_rows(index):
+            raise ValueError(
+                f"question {index}: {n_given} scored rows, expected {self.n_rows(index)}"
+            )
         n_options = len(score.option_logprobs)
         self.option_logprobs[index, :n_options] = score.option_logprobs
         if score.sums is not None and score.norms is not None:
             self.option_sums[index, :n_options] = score.sums
             self.option_norms[index, :n_options] = score.norms
+        rng = np.random.default_rng([index, TAIL_SAMPLING_SEED])
         row = int(self.row_offsets[index])
-        for block in _blocks(logprobs):
-            stop = row + len(block)
-            ids, _ = kernels.top_k(block.logits, self.top_ids.shape[1])
-            self.top_ids[row:stop], self.top_logprobs[row:stop] = ids, block.at(ids)
-            self.tail_logmass[row:stop] = block.tail_log_mass(ids)
+        for block in blocks:
+            stop = row + len(block.logits)
+            record = baseline_rows(block, self.top_ids.shape[1], self.n_samples, rng)
+            for name in BaselineRows.__dataclass_fields__:
+                getattr(self, name)[row:stop] = getattr(record, name)
             self.top_token[row:stop] = block.argmax()
             row = stop
-        if row != self.row_offsets[index + 1]:
-            raise ValueError(
-                f"question {index}: {row - self.row_offsets[index]} scored rows, expected "
-                f"{self.n_rows(index)}"
-            )
 
     def choice_score(self, index: int, n_options: int) -> ChoiceScore:
         """Question `index`'s answer as recorded."""
@@ -212,20 +228,43 @@ class BaselineScores:
             norms if cloze else None,
         )
 
-    letter_score = choice_score
+    def kl_to(self, index: int, blocks: Sequence[Normalized]) -> tuple[float, float]:
+        """KL(baseline || quant) of question `index`, averaged over its positions.
 
-    def acceptance_to(self, index: int, q_logprobs: Rows | Sequence[Rows]) -> float:
+        Returns:
+            (estimate, lower bound): the lower bound is the top-K + merged-tail KL, the estimate
+            adds the sampled tail gap (`ggflip.scoring.topk.kl_rows`).
+        """
+        n_quant = sum(len(b.logits) for b in blocks)
+        if n_quant != self.n_rows(index):
+            raise ValueError(
+                f"question {index}: quant scored {n_quant} rows, baseline {self.n_rows(index)}"
+            )
+        base, row = self.rows(index), 0
+        lower = gap = 0.0
+        for block in blocks:
+            stop = row + len(block.logits)
+            part = BaselineRows(
+                *(getattr(base, name)[row:stop] for name in BaselineRows.__dataclass_fields__)
+            )
+            coarse, tail_gap = kl_rows(part, block)
+            lower, gap, row = lower + float(coarse.sum()), gap + float(tail_gap.sum()), stop
+        n = max(self.n_rows(index), 1)
+        return (lower + gap) / n, lower / n
+
+    def acceptance_to(self, index: int, blocks: Sequence[Normalized]) -> float:
         """Expected acceptance Σ min(p, q) of question `index`, averaged over its positions.
 
         From the baseline's top-K form: exact over the top K plus min(P(tail), Q(tail)), an upper
         bound of the exact value (`ggflip.scoring.acceptance`).
         """
         row, total = int(self.row_offsets[index]), 0.0
-        for block in _blocks(q_logprobs):
-            stop = row + len(block)
-            ids = self.top_ids[row:stop]
+        for block in blocks:
+            stop = row + len(block.logits)
             accepted = acceptance_from_top_k(
-                self.top_logprobs[row:stop], self.tail_logmass[row:stop], block.at(ids)
+                self.top_logprobs[row:stop],
+                self.tail_logmass[row:stop],
+                block.logprobs_at(self.top_ids[row:stop]),
             )
             total += float(accepted.sum())
             row = stop
@@ -235,42 +274,6 @@ class BaselineScores:
                 f"{self.n_rows(index)}"
             )
         return total / max(self.n_rows(index), 1)
-
-    def kl_to(self, index: int, q_logprobs: Rows | Sequence[Rows]) -> float:
-        """KL(baseline || quant) of question `index` from the baseline's top-K form, averaged over
-        its positions."""
-        row, total = int(self.row_offsets[index]), 0.0
-        for block in _blocks(q_logprobs):
-            stop = row + len(block)
-            kls = kernels.kl_from_top_k_normalized(
-                self.top_ids[row:stop],
-                self.top_logprobs[row:stop],
-                self.tail_logmass[row:stop],
-                block,
-            )
-            total += float(kls.sum())
-            row = stop
-        if row != self.row_offsets[index + 1]:
-            raise ValueError(
-                f"question {index}: quant scored {row - self.row_offsets[index]} rows, baseline "
-                f"{self.n_rows(index)}"
-            )
-        return total / max(self.n_rows(index), 1)
-
-
-Rows = NDArray[np.float64] | kernels.NormalizedRows
-
-
-def _normalized(block: Rows) -> kernels.NormalizedRows:
-    return block if isinstance(block, kernels.NormalizedRows) else kernels.NormalizedRows(block)
-
-
-def _blocks(logprobs: Rows | Sequence[Rows]) -> list[kernels.NormalizedRows]:
-    """Log-probs (or logits) as NormalizedRows blocks: one row, a (R, V) block, or a sequence of
-    blocks."""
-    if isinstance(logprobs, (np.ndarray, kernels.NormalizedRows)):
-        return [_normalized(logprobs)]
-    return [_normalized(block) for block in logprobs]
 
 
 @dataclass(frozen=True)
@@ -295,7 +298,8 @@ class QuestionRow:
     base_norms: tuple[float, ...] = ()
     quant_sums: tuple[float, ...] = ()
     quant_norms: tuple[float, ...] = ()
-    acceptance: float = float("nan")
+    kl_lower_bound: float = math.nan  # the top-K + merged-tail part of `kl` (nan: not recorded)
+    acceptance: float = math.nan
 
     @property
     def changed(self) -> bool:
@@ -316,13 +320,15 @@ def compare(
     question: Question,
     base: ChoiceScore,
     quant: ChoiceScore,
-    kl: float,
-    acceptance: float = float("nan"),
+    kl: tuple[float, float],
+    acceptance: float = math.nan,
 ) -> QuestionRow:
     """The comparison row of one question: flip direction, option KL, top margin.
 
-    `same_top` is true when the full-vocabulary argmax agrees at every scored position;
-    `acceptance` is the question's mean expected acceptance rate (`BaselineScores.acceptance_to`).
+    `kl` is (estimate, lower bound) as `BaselineScores.kl_to` gives it; `acceptance` is the
+    question's mean expected acceptance rate (`BaselineScores.acceptance_to`).
+
+    `same_top` is true when the full-vocabulary argmax agrees at every scored position.
     """
     base_probs, quant_probs = base.option_probs, quant.option_probs
     base_ok, quant_ok = base.choice == question.gold, quant.choice == question.gold
@@ -344,7 +350,8 @@ def compare(
         quant_choice=quant.choice,
         quant_probs=tuple(float(p) for p in quant_probs),
         flip=flip,
-        kl=kl,
+        kl=kl[0],
+        kl_lower_bound=kl[1],
         kl_options=kl_options,
         same_top=bool(np.array_equal(base.top_tokens, quant.top_tokens)),
         top_margin=float(kernels.top_margin(base_probs)),
@@ -364,6 +371,7 @@ def paired_arrays(rows: Sequence[QuestionRow]) -> metrics.PairedArrays:
         base_choice=np.array([r.base_choice for r in rows], dtype=np.int64),
         quant_choice=np.array([r.quant_choice for r in rows], dtype=np.int64),
         kl=np.array([r.kl for r in rows], dtype=np.float64),
+        kl_lower_bound=np.array([r.kl_lower_bound for r in rows], dtype=np.float64),
         kl_options=np.array([r.kl_options for r in rows], dtype=np.float64),
         same_top=np.array([r.same_top for r in rows], dtype=bool),
         top_margin=np.array([r.top_margin for r in rows], dtype=np.float64),

@@ -2,15 +2,18 @@
 
 An entry is keyed by everything that determines the baseline's numbers: the model file's
 identity (size, mtime, first and last MiB), its vocabulary, the prompt version, the
-questions (content digest, in order) and K. It is two files: `<key>.npz` (the arrays of
-`BaselineScores`) and `<key>.json` (format version, the key's parts, the questions skipped for a
-prompt longer than n_ctx, the npz's sha256, and a sha256 of the JSON document itself). Both are
-written to a temporary name and renamed, the JSON last, so an entry is either complete or absent. A
-skipped question owns no scored positions in the arrays. An entry whose format, checksums, shapes or
-contents do not match is reported in one line, deleted and recomputed, never used.
+questions (content digest, in order), K and the tail draws, the llama settings and build of
+`ggflip.backends.numerics.baseline_numerics`, and how prompts are batched (`choice.resume`).
+It is two files: `<key>.npz` (the arrays of `BaselineScores`) and `<key>.json` (format version,
+the key's parts, the questions skipped for a prompt longer than n_ctx, the npz's sha256, and a
+sha256 of the JSON document itself). Both are written to a temporary name and renamed, the JSON
+last, so an entry is either complete or absent. A skipped question owns no scored positions in
+the arrays. An entry whose format, checksums, shapes or contents do not match is reported in one
+line, deleted and recomputed, never used.
 
-Size: K int32 ids + K float32 log-probs per scored position (one per letter question; every
-continuation token of every choice in cloze mode), 4 KiB at K=512 and 512 B at cloze's
+Size per scored position (one per letter question; every continuation token of every choice in
+cloze mode): K int32 ids + K float32 log-probs, the tail mass, and S tail draws (int32 id +
+float32 log-prob), `ggflip.scoring.topk`'s record: 4.3 KiB at K=512, S=32 and 780 B at cloze's
 default K=64, against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file.
 """
 
@@ -50,7 +53,7 @@ class BaselineCache:
         return data_path.exists() and meta_path.exists()
 
     def load(
-        self, key: str, n_questions: int, k: int
+        self, key: str, n_questions: int, k: int, n_samples: int
     ) -> tuple[BaselineScores, dict[int, str]] | None:
         """The cached scores for `key` and its skipped questions, or None when absent or unusable.
 
@@ -77,7 +80,7 @@ class BaselineCache:
                     **{name: arrays[name] for name in BaselineScores.__dataclass_fields__}
                 )
             skips = {int(index): str(reason) for index, reason in meta.get("skipped", {}).items()}
-            _check_shapes(scores, n_questions, k, skips)
+            _check_shapes(scores, n_questions, k, n_samples, skips)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
             log.warning(
                 "baseline cache %s is damaged (%s); deleting it and scoring the baseline again",
@@ -88,15 +91,6 @@ class BaselineCache:
             meta_path.unlink(missing_ok=True)
             return None
         return scores, skips
-
-    def batch_size(self, key: str) -> int | None:
-        """Questions per llama.cpp call the entry was scored with (its decode grouping); None
-        when the entry does not record it (made by an older ggflip) or cannot be read."""
-        try:
-            value = json.loads(self._paths(key)[1].read_text()).get("batch_size")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return value if isinstance(value, int) and value > 0 else None
 
     def save(
         self,
@@ -135,12 +129,14 @@ def _meta_digest(document: Mapping[str, Any]) -> str:
 
 
 def _check_shapes(
-    scores: BaselineScores, n_questions: int, k: int, skips: Mapping[int, str]
+    scores: BaselineScores, n_questions: int, k: int, n_samples: int, skips: Mapping[int, str]
 ) -> None:
-    """Raise ValueError unless the arrays fit `n_questions` x `k` and the skipped questions are
-    exactly those with no scored positions."""
-    if not scores.fits(n_questions, k):
-        raise ValueError(f"arrays do not fit {n_questions} questions at top-K {k}")
+    """Raise ValueError unless the arrays fit `n_questions` x `k` (and `n_samples` tail draws) and
+    the skipped questions are exactly those with no scored positions."""
+    if not scores.fits(n_questions, k, n_samples):
+        raise ValueError(
+            f"arrays do not fit {n_questions} questions at top-K {k} with {n_samples} tail draws"
+        )
     counts = np.diff(scores.row_offsets)
     if (counts < 0).any() or set(np.flatnonzero(counts == 0).tolist()) != set(skips):
         raise ValueError("skipped questions do not match the arrays")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from ggflip.backends.base import BackendFactory, ModelProbe
@@ -35,7 +35,7 @@ from ggflip.choice.report import (
     SkippedQuestion,
     with_verdict,
 )
-from ggflip.choice.resume import key_parts, model_key
+from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.runstore import ModelProgress, StoreSession
 from ggflip.choice.spec import RunSpec, floor_batch_size
 from ggflip.config.models_toml import ModelSpec
@@ -64,7 +64,8 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
-    parts = key_parts(spec, probes[0])
+    build = factory.build_info()
+    parts = key_parts(spec, probes[0], build)
     key = cache_key(parts)
     lock = (
         CacheLock(spec.cache_dir, f"run-{key}", "running this same comparison")
@@ -80,21 +81,16 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
             ModelProgress(session, key, model_key(m, p), m.label)
             for m, p in zip(model_set.models, probes)
         ]
+        if spec.floor:
+            floor_model = floor_key(model_key(model_set.baseline, probes[0]), spec.batch_size)
+            label = floor_label(model_set.baseline.label)
+            progress.append(ModelProgress(session, key, floor_model, label))
         if not spec.resume:
             for model_progress in progress:
                 model_progress.forget()
-
-        def floor_progress(baseline_batch_size: int) -> ModelProgress:
-            """The floor's stored rows, keyed by its own grouping (from the baseline's)."""
-            model = floor_key(model_key(model_set.baseline, probes[0]), baseline_batch_size)
-            made = ModelProgress(session, key, model, floor_label(model_set.baseline.label))
-            if not spec.resume:
-                made.forget()
-            return made
-
-        yield from _run(
-            spec, factory, parts, key, progress, floor_progress, [file_facts(p) for p in probes]
-        )
+        facts = [file_facts(p) for p in probes]
+        facts[0] = {**facts[0], "computed_with": computed_with(spec, build)}
+        yield from _run(spec, factory, parts, key, progress, facts)
     finally:
         if session:
             session.close()
@@ -102,27 +98,21 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
             lock.release()
 
 
-def floor_key(baseline_key: str, baseline_batch_size: int) -> str:
+def floor_key(baseline_key: str, batch_size: int) -> str:
     """The noise floor's model key in the run store: the baseline's, under the floor's grouping.
 
-    Stored under the baseline cache key and named by the floor's own grouping (not the run's
-    `--batch-size`), the floor is reused by every run of that baseline on those questions whose
-    baseline it differs from, whatever the quants and the run's batch size.
+    Stored under the baseline cache key, the floor is reused by every run of that baseline on
+    those questions, whatever the quants.
     """
-    return f"{baseline_key}-floor-b{floor_batch_size(baseline_batch_size)}"
+    return f"{baseline_key}-floor-b{floor_batch_size(batch_size)}"
 
 
-def floor_method(baseline_batch_size: int) -> str:
-    """What the noise floor's second baseline pass changes, in words for the report.
-
-    Args:
-        baseline_batch_size: questions per call the baseline's numbers were computed with (the
-            cached entry's, else the run's).
-    """
+def floor_method(spec: RunSpec) -> str:
+    """What the noise floor's second baseline pass changes, in words for the report."""
     return (
-        f"baseline scored again with {floor_batch_size(baseline_batch_size)} question(s) per "
-        f"llama.cpp call instead of {baseline_batch_size}: the same model, settings and "
-        "prompts, other decode batches"
+        f"baseline scored again with {floor_batch_size(spec.batch_size)} question(s) per "
+        f"llama.cpp call instead of {spec.batch_size}: the same model, settings and prompts, "
+        "other decode batches"
     )
 
 
@@ -141,7 +131,6 @@ def _run(
     parts: dict[str, object],
     key: str,
     progress: Sequence[ModelProgress],
-    floor_progress: Callable[[int], ModelProgress],
     facts: Sequence[dict[str, Any]],
 ) -> Iterator[Event]:
     model_set, questions = spec.model_set, spec.questions
@@ -152,22 +141,11 @@ def _run(
     prompt_set = spec.prompt_set
     top_k = int(parts["top_k"])  # type: ignore[call-overload]
     n = len(questions.questions)
-    cached = cache.load(key, n, top_k) if cache else None
-    # The floor must regroup the decodes the baseline's numbers came from: a cached baseline's
-    # own grouping, which may not be this run's --batch-size.
-    baseline_batch_size = spec.batch_size
+    cached = cache.load(key, n, top_k, spec.tail_samples) if cache else None
     if cached is not None:
         baseline, base_skips = cached
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
         baseline_seconds, from_cache = 0.0, True
-        recorded = cache.batch_size(key) if cache else None
-        if recorded is None and spec.floor:
-            log.warning(
-                "the cached baseline does not record its batch size (an older ggflip made it); "
-                "the noise floor assumes it was --batch-size %d",
-                spec.batch_size,
-            )
-        baseline_batch_size = recorded or spec.batch_size
     else:
         started = time.perf_counter()
         baseline, base_skips = yield from score_baseline(
@@ -175,12 +153,7 @@ def _run(
         )
         baseline_seconds, from_cache = time.perf_counter() - started, False
         if cache:
-            meta = {
-                "key": parts,
-                "set": model_set.name,
-                "baseline": str(model_set.baseline.path),
-                "batch_size": spec.batch_size,
-            }
+            meta = {"key": parts, "set": model_set.name, "baseline": str(model_set.baseline.path)}
             cache.save(key, baseline, meta, base_skips)
             try:
                 progress[0].forget()  # the baseline cache holds it now
@@ -201,25 +174,17 @@ def _run(
     )
     yield BaselineFinished(baseline_summary, tuple(skipped))
     floor: QuantSummary | None = None
-    method: str | None = None
     if spec.floor:
         floor_model = dataclasses.replace(
             model_set.baseline, label=floor_label(model_set.baseline.label)
         )
-        floor_spec = dataclasses.replace(spec, batch_size=floor_batch_size(baseline_batch_size))
+        floor_spec = dataclasses.replace(spec, batch_size=floor_batch_size(spec.batch_size))
         floor, _ = yield from score_quant(
-            floor_spec,
-            factory,
-            floor_model,
-            prompt_set,
-            baseline,
-            base_skips,
-            floor_progress(baseline_batch_size),
-            FLOOR,
+            floor_spec, factory, floor_model, prompt_set, baseline, base_skips, progress[-1], FLOOR
         )
-        floor = dataclasses.replace(floor, **facts[0])
-        method = floor_method(baseline_batch_size)
-        yield FloorFinished(floor, method)
+        floor_facts = {k: v for k, v in facts[0].items() if k != "computed_with"}
+        floor = dataclasses.replace(floor, **floor_facts)
+        yield FloorFinished(floor, floor_method(spec))
     quant_summaries: list[QuantSummary] = []
     for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):
         summary, quant_skips = yield from score_quant(
@@ -232,9 +197,7 @@ def _run(
         quant_skipped = _skipped(questions, quant, quant_skips)
         skipped += quant_skipped
         yield QuantFinished(summary, tuple(quant_skipped))
-    yield RunFinished(
-        _report(spec, baseline_summary, quant_summaries, True, skipped, floor, method)
-    )
+    yield RunFinished(_report(spec, baseline_summary, quant_summaries, True, skipped, floor))
 
 
 def _skipped(
@@ -256,15 +219,9 @@ def partial_report(
     quants: Sequence[QuantSummary],
     skipped: Sequence[SkippedQuestion] = (),
     floor: QuantSummary | None = None,
-    floor_method: str | None = None,
 ) -> Report:
-    """A report of what finished before a run stopped early.
-
-    Args:
-        floor_method: the floor's `FloorFinished.method` (default: as if the baseline were scored
-            with the run's batch size).
-    """
-    return _report(spec, baseline, quants, False, skipped, floor, floor_method)
+    """A report of what finished before a run stopped early."""
+    return _report(spec, baseline, quants, False, skipped, floor)
 
 
 def _report(
@@ -274,11 +231,8 @@ def _report(
     complete: bool,
     skipped: Sequence[SkippedQuestion] = (),
     floor: QuantSummary | None = None,
-    method: str | None = None,
 ) -> Report:
     prompt_set = spec.prompt_set
-    if floor is not None and method is None:
-        method = floor_method(spec.batch_size)
     return Report(
         set=spec.model_set.name,
         task=spec.task,
@@ -295,7 +249,7 @@ def _report(
         answer_rule=prompt_set.answer_rule,
         n_shots=prompt_set.n_shots,
         floor=floor,
-        floor_method=method if floor is not None else None,
+        floor_method=floor_method(spec) if floor is not None else None,
     )
 
 

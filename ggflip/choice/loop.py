@@ -22,7 +22,7 @@ from ggflip.choice.answers import (
     QuestionRow,
     compare,
     score_cloze,
-    score_letters_rows,
+    score_letters,
 )
 from ggflip.choice.events import Event, QuestionScored, Resumed
 from ggflip.choice.report import QuantSummary, summarize_quant
@@ -31,7 +31,7 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError
 from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
-from ggflip.scoring import kernels
+from ggflip.scoring.topk import Normalized, normalize
 from ggflip.tasks.prompts import PromptSet, letter_tokens
 from ggflip.tasks.questions import QuestionSet
 
@@ -126,12 +126,12 @@ class Prompts:
 
     def score(
         self, index: int, logits: Sequence[np.ndarray]
-    ) -> tuple[ChoiceScore, list[kernels.NormalizedRows]]:
-        """The answer and the normalized log-prob blocks (one per request) of question `index`."""
-        blocks = [kernels.NormalizedRows(rows) for rows in logits]
+    ) -> tuple[ChoiceScore, list[Normalized]]:
+        """The answer and the normalized rows (one block per request) of question `index`."""
+        blocks = [normalize(rows) for rows in logits]
         n_options = len(self.questions[index].choices)
         if self.letters is not None:
-            return score_letters_rows(blocks[0], self.letters.for_options(n_options)), blocks
+            return score_letters(blocks[0], self.letters.for_options(n_options)), blocks
         item = self.prompt_set.items[index]
         rule = self.prompt_set.answer_rule or "norm"
         return score_cloze(blocks, self.targets[index], item.choice_lengths, rule), blocks
@@ -154,7 +154,7 @@ def _batches(n: int, size: int) -> Iterator[range]:
 
 def _score(
     backend: Backend, prompts: Prompts, indexes: Sequence[int]
-) -> Iterator[tuple[int, ChoiceScore, list[kernels.NormalizedRows]]]:
+) -> Iterator[tuple[int, ChoiceScore, list[Normalized]]]:
     """Each question's answer and its full-vocabulary float64 log-prob blocks, for questions in
     `indexes`."""
     if not indexes:
@@ -193,11 +193,11 @@ def score_baseline(
     """
     model, questions = spec.model_set.baseline, spec.questions.questions
     n, max_options = len(questions), max(len(q.choices) for q in questions)
-    restored = progress.restore_baseline(n, top_k)
+    restored = progress.restore_baseline(n, top_k, spec.tail_samples)
     yield from _restored_events(model.label, BASELINE, n, dict.fromkeys(restored))
     if len(restored) == n:
         counts = [0 if isinstance(r, str) else r.n_rows for _, r in sorted(restored.items())]
-        baseline = BaselineScores.empty(n, max_options, top_k, counts)
+        baseline = BaselineScores.empty(n, max_options, top_k, counts, spec.tail_samples)
         for index, record in restored.items():
             if isinstance(record, BaseRecord):
                 record.write_into(baseline, index)
@@ -208,7 +208,9 @@ def score_baseline(
     try:
         yield ModelLoaded(model.label, BASELINE, time.perf_counter() - started)
         prompts = Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
-        baseline = BaselineScores.empty(n, max_options, top_k, prompts.rows_per_question())
+        baseline = BaselineScores.empty(
+            n, max_options, top_k, prompts.rows_per_question(), spec.tail_samples
+        )
         skips: dict[int, str] = {}
         stale = []
         for index, record in list(restored.items()):

@@ -11,7 +11,9 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "skipped_questions": [{"index": int, "id": str, "label": str, "reason": str}],
       "mode": "letter" | "cloze", "answer_rule": "sum" | "norm" | null, "n_shots": int,
       "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache",
-                   "bits_per_weight", "file_size", "n_params"},
+                   "bits_per_weight", "file_size", "n_params",
+                   "computed_with": {"llama", "build", "batch_size", "prefix_reuse",
+                                     "tail_samples"}},
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
           "bits_per_weight", "file_size", "n_params",
@@ -27,17 +29,22 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "confidence_buckets": [{"lo", "hi", <the fields of by_subject but "name">}],
           "verdict", "verdict_reason", "floor_flips_p", "kl_mean_over_floor",
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
+          "kl_mean_lower_bound",
           "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
                      "quant_choice", "quant_probs", "flip", "changed", "kl",
                      "kl_options", "same_top", "top_margin", "n_tokens",
-                     "base_sums", "base_norms", "quant_sums", "quant_norms", "acceptance"} ]
+                     "base_sums", "base_norms", "quant_sums", "quant_norms",
+                     "kl_lower_bound", "acceptance"} ]
       } ],
       "floor": null | {<the fields of a quant>}, "floor_method": null | str
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
 (0 = A). `kl` is KL(baseline || quant) over the full vocabulary at the answer position
-(cloze: averaged over every scored continuation token of every choice, `n_tokens` of them).
+(cloze: averaged over every scored continuation token of every choice, `n_tokens` of them), as
+the baseline's compact record estimates it: `kl_lower_bound` (top K + merged tail, never above
+the exact KL) plus the sampled tail estimate (`ggflip.scoring.topk`). `computed_with` holds the
+llama settings and build that key the baseline cache (`ggflip.backends.numerics`).
 Cloze rows carry each choice's summed and per-character log-likelihoods; letter rows leave
 those lists empty. `answer_rule` names which of the two picks the cloze answer.
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
@@ -91,6 +98,7 @@ class BaselineSummary:
     bits_per_weight: float = math.nan
     file_size: int = 0
     n_params: int = 0
+    computed_with: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,7 @@ class QuantSummary:
     file_size: int = 0
     n_params: int = 0
     by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
+    kl_mean_lower_bound: float = math.nan
     acceptance_mean: float = math.nan
     acceptance_p10: float = math.nan
     by_subject: list[dict[str, Any]] = field(default_factory=list)
@@ -163,6 +172,7 @@ def summarize_quant(
         mcnemar_p=values["mcnemar_p"],
         kl_mean=values["kl_mean"],
         kl_mean_ci=stats.mean_interval(arrays.kl),
+        kl_mean_lower_bound=values["kl_mean_lower_bound"],
         kl_median=values["kl_median"],
         kl_p90=values["kl_p90"],
         kl_p99=values["kl_p99"],

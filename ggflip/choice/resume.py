@@ -6,19 +6,36 @@ model's rows; `run_progress` tells a front end whether a run can be resumed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from ggflip.backends.base import BackendFactory, ModelProbe
+from ggflip.backends.numerics import baseline_numerics, numeric_settings
 from ggflip.choice.cache import BaselineCache
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.store.keys import cache_key
 
 
-def key_parts(spec: RunSpec, base: ModelProbe) -> dict[str, object]:
-    """What the baseline's numbers depend on: the baseline cache key and the run store's run key."""
+def computed_with(spec: RunSpec, build: Mapping[str, Any]) -> dict[str, Any]:
+    """How the baseline's numbers are computed: the llama settings and build that can change
+    them (`baseline_numerics`), the run's grouping of prompts into decodes, and the record kept."""
+    return {
+        **baseline_numerics(spec.model_set.baseline.llama, build),
+        "batch_size": spec.batch_size,
+        "prefix_reuse": spec.share_prefixes,
+        "tail_samples": spec.tail_samples,
+    }
+
+
+def key_parts(spec: RunSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict[str, object]:
+    """What the baseline's numbers depend on: the baseline cache key and the run store's run key.
+
+    Args:
+        build: the backend factory's `build_info()`.
+    """
     prompt_set = spec.prompt_set
     return {
         "model": base.identity,
@@ -27,15 +44,14 @@ def key_parts(spec: RunSpec, base: ModelProbe) -> dict[str, object]:
         "prompts": prompt_set.digest(),
         "questions": spec.questions.digest(),
         "top_k": min(spec.resolved_top_k, base.n_vocab),
-        "n_ctx": spec.model_set.baseline.llama.n_ctx,
+        **computed_with(spec, build),
     }
 
 
 def model_key(model: ModelSpec, probe: ModelProbe) -> str:
-    """A model's identity in the run store: label, file identity and llama settings."""
-    blob = json.dumps(
-        [model.label, probe.identity, dataclasses.asdict(model.llama)], sort_keys=True
-    )
+    """A model's identity in the run store: label, file identity and the llama settings that can
+    change its numbers (the build and the run's batching are in the run key)."""
+    blob = json.dumps([model.label, probe.identity, numeric_settings(model.llama)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -50,7 +66,7 @@ def run_progress(spec: RunSpec, factory: BackendFactory) -> dict[str, int]:
     """
     models = spec.model_set.models
     probes = [factory.probe(model) for model in models]
-    key = cache_key(key_parts(spec, probes[0]))
+    key = cache_key(key_parts(spec, probes[0], factory.build_info()))
     done = {model.label: 0 for model in models}
     if spec.run_store is not None and spec.run_store.path.exists():
         with spec.run_store.open() as session:

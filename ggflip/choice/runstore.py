@@ -1,10 +1,11 @@
 """Multiple-choice records in the run store, so a stopped run resumes.
 
 The database (`ggflip.store.rundb`) holds one row per (run, model, question): the run key is
-the baseline cache key (baseline file, vocabulary, prompt, questions, K, n_ctx), the model key
-digests a model's label, file identity and llama settings. A row holds a baseline's compact
-record (`base`), a quant's comparison row (`row`) or why the question was skipped (`skip`).
-A row whose content does not decode is reported, dropped and scored again.
+the baseline cache key (baseline file, vocabulary, prompt, questions, K, tail draws, the llama
+settings and build of `baseline_numerics`, batching), the model key digests a model's label,
+file identity and the llama settings that can change its numbers. A row holds a baseline's
+compact record (`base`), a quant's comparison row (`row`) or why the question was skipped
+(`skip`). A row whose content does not decode is reported, dropped and scored again.
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def decode_row(payload: bytes) -> QuestionRow:
     return QuestionRow(**fields)
 
 
-_BASE_HEADER = struct.Struct("<III")  # n_options, k, n_rows
+_BASE_HEADER = struct.Struct("<IIII")  # n_options, k, n_rows, n_samples
 
 
 @dataclass(frozen=True)
 class BaseRecord:
-    """One question's baseline record as stored: option scores and its scored positions' top-K."""
+    """One question's baseline record as stored: option scores and its scored positions' top-K,
+    tail mass and tail draws."""
 
     option_logprobs: np.ndarray
     option_sums: np.ndarray
@@ -69,6 +71,8 @@ class BaseRecord:
     top_ids: np.ndarray
     top_logprobs: np.ndarray
     tail_logmass: np.ndarray
+    sample_ids: np.ndarray
+    sample_logprobs: np.ndarray
 
     @property
     def n_rows(self) -> int:
@@ -81,6 +85,7 @@ class BaseRecord:
         if (
             n_options > scores.option_logprobs.shape[1]
             or self.top_ids.shape[1] != scores.top_ids.shape[1]
+            or self.sample_ids.shape[1] != scores.sample_ids.shape[1]
         ):
             raise ValueError("record of another shape")
         if self.n_rows != scores.n_rows(index):
@@ -91,57 +96,67 @@ class BaseRecord:
         scores.option_logprobs[index, :n_options] = self.option_logprobs
         scores.option_sums[index, :n_options] = self.option_sums
         scores.option_norms[index, :n_options] = self.option_norms
-        scores.top_token[start:stop] = self.top_token
-        scores.top_ids[start:stop] = self.top_ids
-        scores.top_logprobs[start:stop] = self.top_logprobs
-        scores.tail_logmass[start:stop] = self.tail_logmass
+        for name in _ROW_ARRAYS:
+            getattr(scores, name)[start:stop] = getattr(self, name)
+
+
+_ROW_ARRAYS = (
+    "top_token",
+    "tail_logmass",
+    "top_ids",
+    "top_logprobs",
+    "sample_ids",
+    "sample_logprobs",
+)
+
+
+def _layout(n_options: int, k: int, n_rows: int, n_samples: int) -> list[tuple[str, str, int]]:
+    """(field, little-endian dtype, count) of each array of a stored baseline record, in order."""
+    return [
+        ("option_logprobs", "<f8", n_options),
+        ("option_sums", "<f8", n_options),
+        ("option_norms", "<f8", n_options),
+        ("top_token", "<i4", n_rows),
+        ("tail_logmass", "<f8", n_rows),
+        ("top_ids", "<i4", n_rows * k),
+        ("top_logprobs", "<f4", n_rows * k),
+        ("sample_ids", "<i4", n_rows * n_samples),
+        ("sample_logprobs", "<f4", n_rows * n_samples),
+    ]
 
 
 def encode_baseline(scores: BaselineScores, index: int, n_options: int) -> bytes:
     """The baseline's compact record of one question (all its scored positions), as raw
     little-endian arrays."""
-    k = scores.top_ids.shape[1]
+    k, n_samples = scores.top_ids.shape[1], scores.n_samples
     start, stop = int(scores.row_offsets[index]), int(scores.row_offsets[index + 1])
-    header = _BASE_HEADER.pack(n_options, k, stop - start)
-    return b"".join(
-        (
-            header,
-            scores.option_logprobs[index, :n_options].astype("<f8").tobytes(),
-            scores.option_sums[index, :n_options].astype("<f8").tobytes(),
-            scores.option_norms[index, :n_options].astype("<f8").tobytes(),
-            scores.top_token[start:stop].astype("<i4").tobytes(),
-            scores.tail_logmass[start:stop].astype("<f8").tobytes(),
-            scores.top_ids[start:stop].astype("<i4").tobytes(),
-            scores.top_logprobs[start:stop].astype("<f4").tobytes(),
-        )
-    )
+    parts = [_BASE_HEADER.pack(n_options, k, stop - start, n_samples)]
+    for name, dtype, _ in _layout(n_options, k, stop - start, n_samples):
+        array = getattr(scores, name)
+        values = array[index, :n_options] if name.startswith("option_") else array[start:stop]
+        parts.append(values.astype(dtype).tobytes())
+    return b"".join(parts)
 
 
-def decode_baseline(payload: bytes, k: int) -> BaseRecord:
-    """Inverse of `encode_baseline`; ValueError when the record is not of top-K `k` or of the wrong
-    length."""
-    n_options, record_k, n_rows = _BASE_HEADER.unpack_from(payload)
-    if record_k != k:
+def decode_baseline(payload: bytes, k: int, n_samples: int) -> BaseRecord:
+    """Inverse of `encode_baseline`; ValueError when the record is not of top-K `k` with
+    `n_samples` tail draws, or of the wrong length."""
+    n_options, record_k, n_rows, record_samples = _BASE_HEADER.unpack_from(payload)
+    if record_k != k or record_samples != n_samples:
         raise ValueError("record of another shape")
-    if len(payload) != _BASE_HEADER.size + n_options * 24 + n_rows * (12 + k * 8):
+    layout = _layout(n_options, k, n_rows, n_samples)
+    size = sum(count * np.dtype(dtype).itemsize for _, dtype, count in layout)
+    if len(payload) != _BASE_HEADER.size + size:
         raise ValueError("record of another length")
-    offset = _BASE_HEADER.size
-    arrays = []
-    for dtype, count in (
-        ("<f8", n_options),
-        ("<f8", n_options),
-        ("<f8", n_options),
-        ("<i4", n_rows),
-        ("<f8", n_rows),
-        ("<i4", n_rows * k),
-        ("<f4", n_rows * k),
-    ):
-        arrays.append(np.frombuffer(payload, dtype, count, offset))
+    offset, arrays = _BASE_HEADER.size, {}
+    for name, dtype, count in layout:
+        arrays[name] = np.frombuffer(payload, dtype, count, offset)
         offset += count * np.dtype(dtype).itemsize
-    options, sums, norms, top, tail, ids, logprobs = arrays
-    return BaseRecord(
-        options, sums, norms, top, ids.reshape(n_rows, k), logprobs.reshape(n_rows, k), tail
-    )
+    for name, width in (("top_ids", k), ("top_logprobs", k)):
+        arrays[name] = arrays[name].reshape(n_rows, width)
+    for name in ("sample_ids", "sample_logprobs"):
+        arrays[name] = arrays[name].reshape(n_rows, n_samples)
+    return BaseRecord(**arrays)
 
 
 class ModelProgress:
@@ -177,7 +192,9 @@ class ModelProgress:
                 self._drop(index, exc)
         return restored
 
-    def restore_baseline(self, n_questions: int, k: int) -> dict[int, BaseRecord | str]:
+    def restore_baseline(
+        self, n_questions: int, k: int, n_samples: int
+    ) -> dict[int, BaseRecord | str]:
         """Stored baseline records (or skip reasons, as str) by question index."""
         restored: dict[int, BaseRecord | str] = {}
         for index, (kind, payload) in self._restored().items():
@@ -187,7 +204,7 @@ class ModelProgress:
                 if kind == SKIP:
                     restored[index] = payload.decode()
                 elif kind == BASE:
-                    restored[index] = decode_baseline(payload, k)
+                    restored[index] = decode_baseline(payload, k, n_samples)
                 else:
                     raise ValueError(f"unexpected {kind} row")
             except (ValueError, TypeError, UnicodeDecodeError, struct.error) as exc:

@@ -13,9 +13,10 @@ from pathlib import Path
 from ggflip.choice.runstore import RunStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.from_files import model_set_from_files
-from ggflip.config.models_toml import ModelsConfig, ModelSet, default_cache_dir, load_models_toml
-from ggflip.config.resolve import resolve_model_set
+from ggflip.config.models_toml import ModelSet, default_cache_dir, load_models_toml
+from ggflip.config.resolve import choose_set_name, resolve_model_set
 from ggflip.errors import UsageError
+from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.load import load_task_questions, resolve_task
 
 log = logging.getLogger("ggflip")
@@ -43,25 +44,11 @@ class RunOptions:
     cache_dir: Path | None = None
     no_cache: bool = False
     top_k: int | None = None
+    tail_samples: int = DEFAULT_TAIL_SAMPLES  # baseline tail draws per scored position
     batch_size: int = 4
     resume: bool = True
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
     floor: bool = False  # score the baseline a second time as the noise floor
-
-
-def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
-    """The set to run: the one named, else the file's only set.
-
-    Raises:
-        UsageError: no name given and the file holds zero or several sets.
-    """
-    if set_name is not None:
-        return set_name
-    if len(config.sets) != 1:
-        raise UsageError(
-            f"{where}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})"
-        )
-    return next(iter(config.sets))
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:
@@ -101,6 +88,8 @@ def check_options(options: RunOptions) -> None:
         raise UsageError(f"--batch-size must be positive, got {options.batch_size}")
     if options.top_k is not None and options.top_k <= 0:
         raise UsageError(f"--top-k must be positive, got {options.top_k}")
+    if options.tail_samples < 0:
+        raise UsageError(f"--tail-samples must be 0 or more, got {options.tail_samples}")
     if options.shots is not None and options.shots < 0:
         raise UsageError(f"--shots must be zero or more, got {options.shots}")
 
@@ -136,5 +125,6 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         resume=options.resume,
         prompts=prompts,
         share_prefixes=options.prefix_reuse,
+        tail_samples=options.tail_samples,
         floor=options.floor,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ggflip.choice.runstore import RunStore
 from ggflip.config.models_toml import ModelSet
+from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.prompts import PromptSet, render_prompts
 from ggflip.tasks.questions import QuestionSet
 from ggflip.tasks.registry import get_task
@@ -31,6 +32,7 @@ class RunSpec:
     resume: bool = True
     prompts: PromptSet | None = None
     share_prefixes: bool = True
+    tail_samples: int = DEFAULT_TAIL_SAMPLES  # baseline tail draws per scored position
     floor: bool = False
 
     @property

@@ -25,11 +25,11 @@ from ggflip.corpus.events import (
     QuantKldFinished,
     TextInfo,
 )
-from ggflip.corpus.setup import build_kld_spec
+from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES
 from ggflip.errors import ExitCode
 from ggflip.reports.corpus import render_kld_markdown, render_kld_report
-from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.runs.events import BASELINE, BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.store.atomic import atomic_write_bytes
 
 
@@ -99,13 +99,28 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     )
 
 
+def kld_options(args: argparse.Namespace) -> KldOptions:
+    """`ggflip kld`'s parsed flags as the engine's typed options."""
+    return KldOptions(
+        texts=tuple(args.text),
+        models_path=args.models,
+        set_name=args.set_name,
+        ctx=args.ctx,
+        chunks=args.chunks,
+        top_k=args.top_k,
+        tail_samples=args.tail_samples,
+        cache_dir=args.cache_dir,
+        no_cache=args.no_cache,
+    )
+
+
 def kld_command(args: argparse.Namespace) -> int:
     """Run corpus mode with progress on stderr; print the report (JSON or tables)."""
     from rich.progress import TaskID
 
     from ggflip.backends.llama import LlamaBackendFactory
 
-    spec = build_kld_spec(args)
+    spec = resolve_kld_spec(kld_options(args))
     stderr = Console(stderr=True)
     events = run_kld(spec, LlamaBackendFactory())
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
@@ -113,6 +128,7 @@ def kld_command(args: argparse.Namespace) -> int:
     quants: list[QuantKld] = []
     report: KldReport | None = None
     texts: tuple[TextInfo, ...] = ()
+    n_chunks = baseline_chunks = 0
     try:
         with progress_bars(stderr) as progress:
             bars: dict[str, TaskID] = {}
@@ -128,7 +144,8 @@ def kld_command(args: argparse.Namespace) -> int:
                         f"[dim]{event.label}: baseline from cache ({event.cache_path})[/dim]"
                     )
                 elif isinstance(event, CorpusReady):
-                    texts = event.texts
+                    texts, n_chunks = event.texts, event.n_chunks
+                    baseline_chunks = n_chunks if event.from_cache else 0
                     for text in texts:
                         if spec.chunks and text.n_chunks < spec.chunks:
                             stderr.print(
@@ -136,6 +153,8 @@ def kld_command(args: argparse.Namespace) -> int:
                                 f"{spec.ctx} tokens[/yellow]"
                             )
                 elif isinstance(event, ChunkScored):
+                    if event.role == BASELINE:
+                        baseline_chunks = event.chunk + 1
                     progress.update(
                         bars[event.label], completed=event.chunk + 1, total=event.n_chunks
                     )
@@ -147,7 +166,7 @@ def kld_command(args: argparse.Namespace) -> int:
                     report = event.report
     except KeyboardInterrupt:
         events.close()
-        report = partial_kld_report(spec, baseline, quants, texts)
+        report = partial_kld_report(spec, baseline, quants, n_chunks, baseline_chunks, texts)
         _emit(args, report)
         stderr.print(
             f"ggflip: error: interrupted; the report holds the {len(quants)} quant(s) that finished"

@@ -115,7 +115,19 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "--top-k",
         type=int,
         default=None,
-        help="baseline tokens kept per question in the cache (default: 512)",
+        help=(
+            "baseline tokens kept per scored position in the cache (default: 512 for letter, "
+            "64 for cloze tasks)"
+        ),
+    )
+    run.add_argument(
+        "--tail-samples",
+        type=int,
+        default=None,
+        help=(
+            "baseline tail draws kept per scored position for the KL tail estimate (default: "
+            "32; 0: the lower bound only)"
+        ),
     )
     run.add_argument(
         "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"

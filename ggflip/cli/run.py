@@ -39,6 +39,7 @@ from ggflip.choice.spec import RunSpec
 from ggflip.errors import ExitCode
 from ggflip.reports.terminal import render_report
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
+from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip")
@@ -70,11 +71,16 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         cache_dir=args.cache_dir,
         no_cache=args.no_cache,
         top_k=args.top_k,
+        tail_samples=_or_default(getattr(args, "tail_samples", None), DEFAULT_TAIL_SAMPLES),
         batch_size=args.batch_size,
         resume=not getattr(args, "no_resume", False),
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
         floor=bool(getattr(args, "floor", False)),
     )
+
+
+def _or_default(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def build_run_spec(args: argparse.Namespace) -> RunSpec:
@@ -110,7 +116,6 @@ def run_command(args: argparse.Namespace) -> int:
     baseline: BaselineSummary | None = None
     quants: list[QuantSummary] = []
     floor: QuantSummary | None = None
-    floor_method: str | None = None
     skipped: list[SkippedQuestion] = []
     report: Report | None = None
     events = run_comparison(spec, LlamaBackendFactory())
@@ -159,7 +164,7 @@ def run_command(args: argparse.Namespace) -> int:
                     baseline = event.summary
                     skipped += event.skipped
                 elif isinstance(event, FloorFinished):
-                    floor, floor_method = event.summary, event.method
+                    floor = event.summary
                 elif isinstance(event, QuantFinished):
                     quants.append(event.summary)
                     skipped += event.skipped
@@ -167,7 +172,7 @@ def run_command(args: argparse.Namespace) -> int:
                     report = event.report
     except KeyboardInterrupt:
         events.close()
-        report = partial_report(spec, baseline, quants, skipped, floor, floor_method)
+        report = partial_report(spec, baseline, quants, skipped, floor)
         _emit(args, report)
         kept = (
             "; scored questions are kept: run the same command again to resume"

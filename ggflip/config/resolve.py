@@ -1,10 +1,13 @@
-"""A comparison set with its `hf://` references resolved to local files (downloaded once)."""
+"""Which set of a models file to run, and that set with its `hf://` references resolved to local
+files (downloaded once). Every mode resolves its models here."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from ggflip.config.models_toml import ModelSet, ModelSpec
+from ggflip.config.models_toml import ModelsConfig, ModelSet, ModelSpec
+from ggflip.errors import UsageError
 from ggflip.gguf.hf import resolve_hf
 
 
@@ -23,3 +26,18 @@ def resolve_model_set(model_set: ModelSet) -> ModelSet:
         baseline=resolved(model_set.baseline),
         quants=tuple(resolved(q) for q in model_set.quants),
     )
+
+
+def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> str:
+    """The set to run: the one named, else the file's only set.
+
+    Raises:
+        UsageError: no name given and the file holds zero or several sets.
+    """
+    if set_name is not None:
+        return set_name
+    if len(config.sets) != 1:
+        raise UsageError(
+            f"{where}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})"
+        )
+    return next(iter(config.sets))

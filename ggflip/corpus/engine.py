@@ -16,6 +16,8 @@ BaselineFromCache of `ggflip.runs.events`). Memory is one chunk's logits (ctx/2 
 plus `block_rows` x n_vocab float64 work rows; baseline rows live in a memory-mapped file.
 """
 
+from __future__ import annotations
+
 import shutil
 import time
 from collections.abc import Generator
@@ -23,6 +25,7 @@ from collections.abc import Generator
 import numpy as np
 
 from ggflip.backends.base import BackendFactory
+from ggflip.backends.numerics import baseline_numerics
 from ggflip.corpus.cache import (
     CorpusBaseline,
     bytes_per_token,
@@ -42,7 +45,7 @@ from ggflip.corpus.events import (
     QuantKldFinished,
     TextInfo,
 )
-from ggflip.corpus.passes import score_baseline, score_quant
+from ggflip.corpus.passes import score_baseline, score_quant, sized
 from ggflip.corpus.spec import CHUNKING_VERSION, KldSpec, text_infos
 from ggflip.corpus.summary import baseline_summary
 from ggflip.runs.events import BaselineFromCache
@@ -75,6 +78,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
         "top_k": top_k,
         "tail_samples": spec.tail_samples,
         "chunking": CHUNKING_VERSION,
+        **baseline_numerics(sized(model_set.baseline, spec.ctx).llama, factory.build_info()),
     }
     key = cache_key(key_parts)
     cached = (
@@ -112,6 +116,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
             spec.rows_per_chunk,
             seconds,
             cached is not None,
+            {name: key_parts[name] for name in ("llama", "build", "tail_samples")},
         )
         yield BaselineKldFinished(baseline_info)
         for quant in model_set.quants:
@@ -145,11 +150,16 @@ def partial_kld_report(
     spec: KldSpec,
     baseline: BaselineKld | None,
     quants: list[QuantKld],
+    n_chunks: int = 0,
+    baseline_chunks: int = 0,
     texts: tuple[TextInfo, ...] = (),
 ) -> KldReport:
     """A report of what finished before a run stopped early (no cache details).
 
     Args:
+        n_chunks: the corpus's chunks (`CorpusReady.n_chunks`; 0 when not known yet).
+        baseline_chunks: chunks the baseline had scored (all of them once it finished or came
+            from the cache): `tokens_scored` counts their tokens.
         texts: the texts' chunks (`CorpusReady.texts`; empty when not known yet).
     """
     return KldReport(
@@ -157,9 +167,9 @@ def partial_kld_report(
         source=spec.source,
         text_sha256=spec.text_sha256,
         ctx=spec.ctx,
-        n_chunks=sum(text.n_chunks for text in texts) or (spec.chunks or 0) * len(spec.texts),
+        n_chunks=n_chunks or sum(text.n_chunks for text in texts),
         n_text_tokens=-1,
-        tokens_scored=0,
+        tokens_scored=baseline_chunks * spec.rows_per_chunk,
         cache=None,
         baseline=baseline,
         quants=tuple(quants),

@@ -126,6 +126,7 @@ class BaselineKld:
     ppl_unc: float
     seconds: float
     from_cache: bool
+    computed_with: dict[str, Any] = field(default_factory=dict)  # llama settings, build, draws
     by_category: tuple[CategoryPpl, ...] = ()
 
 

@@ -1,37 +1,54 @@
-"""Build a corpus run's `KldSpec` from what a user asked for (models file, set, text, settings)."""
+"""Resolve what a user asked for (models file, set, text, settings) into a corpus run's `KldSpec`.
+
+Both front ends call `resolve_kld_spec`: the CLI with `ggflip kld`'s flags, the TUI with
+`ggflip tui --text`, so a corpus run means the same thing whichever way it was started, and
+`hf://` references are resolved in one place.
+"""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
+from pathlib import Path
 
 from ggflip.config.models_toml import default_cache_dir, load_models_toml
-from ggflip.corpus.spec import KldSpec
+from ggflip.config.resolve import choose_set_name, resolve_model_set
+from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES, KldSpec
 from ggflip.corpus.texts import load_texts
-from ggflip.errors import UsageError
 
 
-def build_kld_spec(args: argparse.Namespace) -> KldSpec:
-    """Resolve the kld flags into a KldSpec (`args.text`: the files and folders of `--text`).
+@dataclass(frozen=True)
+class KldOptions:
+    """A corpus run as the user describes it: the flags of `ggflip kld` (`texts`: the files and
+    folders of `--text`, each file a category)."""
+
+    texts: tuple[Path, ...]
+    models_path: Path = Path("models.toml")
+    set_name: str | None = None  # None: the models file's only set
+    ctx: int = DEFAULT_CTX
+    chunks: int | None = None  # at most this many chunks of each text; None: every full chunk
+    top_k: int = DEFAULT_CORPUS_TOP_K
+    tail_samples: int = DEFAULT_TAIL_SAMPLES
+    cache_dir: Path | None = None  # None: the default cache directory
+    no_cache: bool = False
+
+
+def resolve_kld_spec(options: KldOptions) -> KldSpec:
+    """Load the models file and the texts, resolve `hf://` models, and build the KldSpec.
 
     Raises:
-        UsageError, ConfigError, DataError: for bad flags, settings or text.
+        UsageError, ConfigError, DataError, ModelFileError: for bad options, settings, text or
+        an unresolvable model reference.
     """
-    config = load_models_toml(args.models)
-    if args.set_name is None:
-        if len(config.sets) != 1:
-            raise UsageError(
-                f"{args.models}: choose a set with --set "
-                f"({', '.join(sorted(config.sets)) or 'none defined'})"
-            )
-        args.set_name = next(iter(config.sets))
-    model_set = config.get_set(args.set_name)
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    config = load_models_toml(options.models_path)
+    name = choose_set_name(config, options.set_name, options.models_path)
+    model_set = resolve_model_set(config.get_set(name))
+    cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return KldSpec(
         model_set=model_set,
-        texts=load_texts(args.text),
-        ctx=args.ctx,
-        chunks=args.chunks,
+        texts=load_texts(options.texts),
+        ctx=options.ctx,
+        chunks=options.chunks,
         cache_dir=cache_dir,
-        top_k=args.top_k,
-        tail_samples=args.tail_samples,
+        top_k=options.top_k,
+        tail_samples=options.tail_samples,
     )

@@ -13,10 +13,10 @@ from ggflip.config.models_toml import ModelSet
 from ggflip.corpus.events import TextInfo
 from ggflip.corpus.texts import CorpusText
 from ggflip.errors import UsageError
+from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 
 DEFAULT_CTX = 512
 DEFAULT_CORPUS_TOP_K = 512
-DEFAULT_TAIL_SAMPLES = 32
 SAMPLING_SEED = 20250705
 CHUNKING_VERSION = "llama-perplexity-1"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,13 +45,22 @@ def baseline_summary(
     rows_per_chunk: int,
     seconds: float,
     from_cache: bool,
+    computed_with: dict[str, Any],
 ) -> BaselineKld:
     """The baseline's perplexity over the corpus and on each text."""
     by_category = tuple(
         CategoryPpl(text.name, *perplexity(nll_base[text_rows(text, rows_per_chunk)]))
         for text in texts
     )
-    return BaselineKld(label, path, *perplexity(nll_base), seconds, from_cache, by_category)
+    return BaselineKld(
+        label,
+        path,
+        *perplexity(nll_base),
+        seconds,
+        from_cache,
+        computed_with=computed_with,
+        by_category=by_category,
+    )
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,13 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ggflip.backends.base import Backend, BackendFactory, GenerateRequest, ModelProbe, ScoreRequest
+from ggflip.backends.numerics import baseline_numerics, numeric_settings
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError, DataError
 from ggflip.generate.compare import TurnRow, compare_turn
@@ -52,23 +54,19 @@ from ggflip.tasks.generation import items_digest
 SAMPLING_SEED = 20250705
 MIN_SHARED_PREFIX = 32
 BLOCK_ROWS = 32
-_NOT_NUMERICS = ("n_threads", "use_mmap")
 
 
-def llama_key(model: ModelSpec) -> dict[str, object]:
-    """The llama settings that can change a model's numbers (all but threads and mmap)."""
-    settings = dataclasses.asdict(model.llama)
-    return {k: v for k, v in settings.items() if k not in _NOT_NUMERICS}
+def key_parts(spec: GenSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict[str, object]:
+    """What the baseline's generations depend on: the cache key and the run store's run key.
 
-
-def key_parts(spec: GenSpec, base: ModelProbe) -> dict[str, object]:
-    """What the baseline's generations depend on: the cache key and the run store's run key."""
+    The llama settings and llama.cpp build come from `baseline_numerics`, as in the other modes.
+    """
     n_shots = len(spec.shots)
     return {
         "mode": "generate",
         "model": base.identity,
         "vocab": base.vocab_fingerprint,
-        "llama": llama_key(spec.model_set.baseline),
+        **baseline_numerics(spec.model_set.baseline.llama, build),
         "prompt": spec.task.prompt_version(n_shots, spec.chat),
         "items": items_digest(spec.items),
         "shots": items_digest(spec.shots),
@@ -82,8 +80,9 @@ def key_parts(spec: GenSpec, base: ModelProbe) -> dict[str, object]:
 
 
 def model_key(model: ModelSpec, probe: ModelProbe) -> str:
-    """A model's identity in the run store: label, file identity and llama settings."""
-    blob = json.dumps([model.label, probe.identity, llama_key(model)], sort_keys=True)
+    """A model's identity in the run store: label, file identity and the llama settings that can
+    change its numbers."""
+    blob = json.dumps([model.label, probe.identity, numeric_settings(model.llama)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -114,7 +113,7 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
-    parts = key_parts(spec, probes[0])
+    parts = key_parts(spec, probes[0], factory.build_info())
     key = cache_key(parts)
     units = spec.units()
     yield GenStarted(model_set.name, tuple(m.label for m in model_set.models), len(units))

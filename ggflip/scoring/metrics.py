@@ -1,12 +1,12 @@
 """The metric registry: each summary metric a small numpy function over paired answers.
 
-A metric is registered by name with its direction (higher or lower is better); unknown names
-fail with "did you mean". The kernels they build on live in `kernels` and `stats`.
+A metric is registered by name with its direction (higher or lower is better, or neither for a
+test statistic); every summary folds the whole registry. The kernels they build on live in
+`kernels`, `topk` and `stats`.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ class PairedArrays:
     base_choice: NDArray[np.int64]
     quant_choice: NDArray[np.int64]
     kl: FloatArray
+    kl_lower_bound: FloatArray
     kl_options: FloatArray
     same_top: NDArray[np.bool_]
     top_margin: FloatArray
@@ -53,11 +54,12 @@ class PairedArrays:
 
 @dataclass(frozen=True)
 class Metric:
-    """A named summary of PairedArrays; `higher_is_better` says which way is good."""
+    """A named summary of PairedArrays; `higher_is_better` says which way is good (None: neither,
+    e.g. a p-value, which says how sure a difference is, not whether the quant is good)."""
 
     name: str
     fn: Callable[[PairedArrays], float]
-    higher_is_better: bool
+    higher_is_better: bool | None
     description: str
 
 
@@ -65,7 +67,7 @@ METRICS: dict[str, Metric] = {}
 
 
 def register(
-    name: str, higher_is_better: bool, description: str
+    name: str, higher_is_better: bool | None, description: str
 ) -> Callable[[Callable[[PairedArrays], float]], Callable[[PairedArrays], float]]:
     """Decorator adding a summary metric to the registry under `name`."""
 
@@ -74,15 +76,6 @@ def register(
         return fn
 
     return add
-
-
-def get_metric(name: str) -> Metric:
-    """A registered metric; KeyError with "did you mean" for an unknown name."""
-    if name not in METRICS:
-        close = difflib.get_close_matches(name, list(METRICS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise KeyError(f"unknown metric '{name}'{hint}")
-    return METRICS[name]
 
 
 def _mean(x: NDArray[np.bool_] | NDArray[np.floating]) -> float:
@@ -129,7 +122,7 @@ def answer_changes(a: PairedArrays) -> float:
 
 
 @register(
-    "mcnemar_p", True, "exact McNemar p-value of lost vs gained (small: accuracy really changed)"
+    "mcnemar_p", None, "exact McNemar p-value of lost vs gained (small: accuracy really changed)"
 )
 def mcnemar_p(a: PairedArrays) -> float:
     return mcnemar_exact(int(a.lost.sum()), int(a.gained.sum()))
@@ -138,6 +131,11 @@ def mcnemar_p(a: PairedArrays) -> float:
 @register("kl_mean", False, "mean full-vocabulary KL(base || quant) at the answer position")
 def kl_mean(a: PairedArrays) -> float:
     return _mean(a.kl)
+
+
+@register("kl_mean_lower_bound", False, "mean top-K + merged-tail KL, never above the exact KL")
+def kl_mean_lower_bound(a: PairedArrays) -> float:
+    return _mean(a.kl_lower_bound)
 
 
 def _quantile(x: FloatArray, q: float) -> float:

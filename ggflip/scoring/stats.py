@@ -44,13 +44,22 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 
 
 def mcnemar_exact(n_lost: int, n_gained: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts (binomial test at 1/2)."""
+    """Two-sided exact McNemar p-value from the discordant counts (binomial test at 1/2).
+
+    p = min(1, 2 · sum_{i <= min(b, c)} C(n, i) / 2^n), in exact integer arithmetic: the binomial
+    coefficients and 2^n are Python integers and the one division at the end is correctly
+    rounded, so any number of discordant pairs works (a float 2.0**n overflows at n = 1024) and
+    a p-value below float's range comes out as 0.0.
+    """
     n = n_lost + n_gained
     if n == 0:
         return 1.0
     k = min(n_lost, n_gained)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
-    return min(1.0, 2.0 * tail)
+    term, tail = 1, 1  # C(n, 0)
+    for i in range(k):
+        term = term * (n - i) // (i + 1)  # C(n, i + 1), exact
+        tail += term
+    return min(1.0, (2 * tail) / (1 << n))
 
 
 def mean_interval(

@@ -24,7 +24,7 @@ from pathlib import Path
 from ggflip.errors import CacheError, DiskFullError
 from ggflip.store.locks import CacheLock
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 STORE_NAME = "runs.sqlite"
 BASE, ROW, SKIP = "base", "row", "skip"
 log = logging.getLogger("ggflip.store.rundb")

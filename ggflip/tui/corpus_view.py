@@ -9,11 +9,8 @@ scored token shaded by the selected quant's KL; n/p move chunk by chunk, [ and ]
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -34,8 +31,7 @@ from ggflip.corpus.events import (
     KldStarted,
     QuantKldFinished,
 )
-from ggflip.corpus.setup import build_kld_spec
-from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES
+from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.errors import GgflipError
 from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
@@ -46,34 +42,6 @@ from ggflip.tui.views import ErrorScreen
 from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
 
 log = logging.getLogger("ggflip.tui")
-
-
-@dataclass(frozen=True)
-class KldOptions:
-    """What `ggflip tui --text FILE` chose: the same flags as `ggflip kld` (`texts`: the files
-    and folders of `--text`, each file a category)."""
-
-    texts: tuple[Path, ...]
-    models_path: Path = Path("models.toml")
-    set_name: str | None = None
-    ctx: int = DEFAULT_CTX
-    chunks: int | None = None
-    cache_dir: Path | None = None
-    no_cache: bool = False
-
-    def namespace(self) -> argparse.Namespace:
-        """The options as `ggflip kld`'s parsed flags, for `cli_kld.build_kld_spec`."""
-        return argparse.Namespace(
-            models=self.models_path,
-            set_name=self.set_name,
-            text=list(self.texts),
-            ctx=self.ctx,
-            chunks=self.chunks,
-            top_k=DEFAULT_CORPUS_TOP_K,
-            tail_samples=DEFAULT_TAIL_SAMPLES,
-            cache_dir=self.cache_dir,
-            no_cache=self.no_cache,
-        )
 
 
 class KldScreen(WorkerScreen):
@@ -164,7 +132,7 @@ class KldScreen(WorkerScreen):
         """Build the spec and iterate the engine, posting a message per event; stop when
         cancelled."""
         worker = get_current_worker()
-        spec = build_kld_spec(options.namespace())
+        spec = resolve_kld_spec(options)
         if worker.is_cancelled:
             return "cancelled"
         # run_kld is a generator: closing it stops between chunks, frees the model and a temporary
@@ -385,10 +353,16 @@ class KldScreen(WorkerScreen):
             return
         report = live.report
         if report is None:
-            spec = build_kld_spec(self.options.namespace())
+            spec = resolve_kld_spec(self.options)
             baseline = live.models[live.baseline_label].baseline
-            finished = [m.final for m in live.models.values() if m.final is not None]
-            report = partial_kld_report(spec, baseline, finished, live.texts)
+            report = partial_kld_report(
+                spec,
+                baseline,
+                [m.final for m in live.models.values() if m.final is not None],
+                live.n_chunks,
+                live.models[live.baseline_label].done,
+                live.texts,
+            )
         path = self.app.export_dir / f"ggflip-kld-{report.set}.json"  # type: ignore[attr-defined]
         try:
             atomic_write_bytes(path, (report.to_json() + "\n").encode())

@@ -98,7 +98,6 @@ class LiveRun:
             }
         self.baseline: BaselineSummary | None = None
         self.floor: QuantSummary | None = None
-        self.floor_method: str | None = None
         self.quants: list[QuantSummary] = []
         self.report: Report | None = None
         self.current: str | None = None
@@ -151,8 +150,8 @@ class LiveRun:
         model.summary, model.status, model.finished_at = summary, "done", self.clock()
         model.rows = list(summary.rows)
 
-    def floor_finished(self, summary: QuantSummary, method: str | None = None) -> None:
-        self.floor, self.floor_method = summary, method
+    def floor_finished(self, summary: QuantSummary) -> None:
+        self.floor = summary
         model = self.models[summary.label]
         model.summary, model.status, model.finished_at = summary, "done", self.clock()
         model.rows = list(summary.rows)
@@ -171,9 +170,7 @@ class LiveRun:
         """The final report, or a partial one holding what finished so far."""
         if self.report is not None:
             return self.report
-        return partial_report(
-            self.spec, self.baseline, self.quants, floor=self.floor, floor_method=self.floor_method
-        )
+        return partial_report(self.spec, self.baseline, self.quants, floor=self.floor)
 
     def flips(
         self, label: str, direction: str | None, subject: str | None, sort: str

@@ -256,7 +256,7 @@ class RunScreen(WorkerScreen):
         elif isinstance(event, BaselineFinished):
             live.baseline_finished(event.summary)
         elif isinstance(event, FloorFinished):
-            live.floor_finished(event.summary, event.method)
+            live.floor_finished(event.summary)
         elif isinstance(event, QuantFinished):
             live.quant_finished(event.summary)
         elif isinstance(event, RunFinished):

@@ -1,0 +1,79 @@
+"""What a baseline's numbers depend on beyond its file and inputs: llama settings and the build.
+
+Every mode keys its baseline cache with `baseline_numerics` and prints the same mapping in its
+report, so a cached baseline is reused only when it would come out the same, and a reader knows
+how it was computed.
+
+A llama setting enters the key when it can change a logit:
+
+* `n_ctx`, `n_batch`, `n_ubatch`, `n_seq_max`: how tokens and sequences are grouped into
+  decodes and ubatches, which changes the order of the sums in the matmuls and in the attention
+  softmax (on Gemma 3 270M F16, regrouping moves logits by up to ~0.02);
+* `flash_attn`: another attention kernel;
+* `n_gpu_layers`, `main_gpu`, `tensor_split`, `rpc_servers`: which device (and which kernels)
+  computes each layer;
+* `repack`: CPU weight repacking selects other SIMD kernels for quantized weights.
+
+Two settings are left out, because they cannot change a result:
+
+* `n_threads`: ggml splits each operation's output rows among the threads, and every output
+  value is computed by one thread in the same order, whatever the count (tested on the real
+  model: the logits are bit-identical with 1 and 2 threads);
+* `use_mmap`: how the weights are read from the file, not what they are.
+
+The llama.cpp build (`BackendFactory.build_info`: library version, compiled CPU features,
+devices) enters too: another build may carry other kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from ggflip.config.models_toml import LlamaSettings
+
+NUMERIC_SETTINGS: tuple[str, ...] = (
+    "n_ctx",
+    "n_batch",
+    "n_ubatch",
+    "n_seq_max",
+    "flash_attn",
+    "n_gpu_layers",
+    "main_gpu",
+    "tensor_split",
+    "rpc_servers",
+    "repack",
+)
+"""The llama settings that can change a logit, so they key a cached baseline."""
+
+EXCLUDED_SETTINGS: Mapping[str, str] = {
+    "n_threads": "each output value is computed by one thread, in the same order for any count",
+    "use_mmap": "how the weights are read, not what they are",
+}
+"""The llama settings that cannot change a logit, with why."""
+
+
+def numeric_settings(settings: LlamaSettings) -> dict[str, Any]:
+    """The settings of `NUMERIC_SETTINGS` as plain JSON values."""
+    values = dataclasses.asdict(settings)
+    return {name: _plain(values[name]) for name in NUMERIC_SETTINGS}
+
+
+def baseline_numerics(settings: LlamaSettings, build: Mapping[str, Any]) -> dict[str, Any]:
+    """The llama settings that enter a baseline key, and the llama.cpp build.
+
+    Args:
+        settings: the llama settings the baseline is (or would be) computed with, as the mode
+            passes them to `BackendFactory.open` (corpus mode sizes n_ctx to one chunk first).
+        build: the factory's `build_info()`.
+
+    Returns:
+        `{"llama": {setting: value}, "build": {...}}`, JSON-serializable: put it in the cache
+        key and in the report.
+    """
+    return {"llama": numeric_settings(settings), "build": dict(build)}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
