@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ggflip.backends.fake import FakeBackendFactory
+from ggflip.backends.fake import FakeBackendFactory, FakeModel
 from ggflip.config.models_toml import ModelSet
-from ggflip.errors import DataError
+from ggflip.errors import DataError, UsageError
 from ggflip.generate.compare import first_divergence, teacher_forced
 from ggflip.generate.engine import run_generation
-from ggflip.generate.events import GenFinished, TurnGenerated
+from ggflip.generate.events import ChatTemplateDiffers, GenFinished, TurnGenerated
 from ggflip.generate.extract import extract, flexible, gold_answer, strict
 from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
 from ggflip.generate.spec import GenSpec
@@ -179,3 +180,73 @@ def test_chat_without_a_template_is_one_error(
 ) -> None:
     with pytest.raises(DataError, match="no tokenizer.chat_template"):
         list(run_generation(_spec(fake_set, chat=True), fake_factory))
+
+
+def test_a_quant_with_another_chat_template_is_named(
+    fake_set: ModelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under --chat every model is asked through the baseline's template; a quant whose own
+    differs gets a warning naming it, an event and the report's `chat_template_differs`."""
+    template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    factory = FakeBackendFactory(
+        {
+            "/m/f16.gguf": FakeModel(chat_template=template),
+            "/m/q8.gguf": FakeModel(noise=0.05, chat_template=template),
+            "/m/q2.gguf": FakeModel(noise=0.6, chat_template=template + "!"),
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="ggflip"):
+        events = list(run_generation(_spec(fake_set, chat=True), factory))
+    assert [e.label for e in events if isinstance(e, ChatTemplateDiffers)] == ["Q2_K"]
+    assert events[-1].report.chat_template_differs == ("Q2_K",)  # type: ignore[attr-defined]
+    assert json.loads(events[-1].report.to_json())["chat_template_differs"] == ["Q2_K"]  # type: ignore[attr-defined]
+    assert [r.message.split(" ")[0] for r in caplog.records] == ["Q2_K"]
+    plain = list(run_generation(_spec(fake_set), factory))  # without --chat no template is used
+    assert plain[-1].report.chat_template_differs == ()  # type: ignore[attr-defined]
+
+
+def test_generation_options_resolve_like_the_cli(tmp_path: Path) -> None:
+    """`ggflip run --task prompts` flags and the TUI's GenOptions give the same spec; a
+    --baseline run or a bad number is one UsageError."""
+    from ggflip.cli.generate import gen_options
+    from ggflip.cli.main import build_parser
+    from ggflip.generate.setup import GenOptions, resolve_gen_spec
+
+    (tmp_path / "models.toml").write_text(
+        '[sets.fake]\nbaseline = { path = "/m/f16.gguf", label = "F16" }\n'
+        'quants = [ { path = "/m/q8.gguf", label = "Q8_0" } ]\n'
+    )
+    models = tmp_path / "models.toml"
+    argv = ["run", "--models", str(models), "--task", "prompts", "--limit", "3", "--no-cache"]
+    options = gen_options(build_parser().parse_args([*argv, "--max-new-tokens", "5"]))
+    assert options == GenOptions(
+        task="prompts", models_path=models, limit=3, max_new_tokens=5, no_cache=True
+    )
+    spec = resolve_gen_spec(options)
+    assert [i.id for i in spec.items] == ["math-01", "math-02", "math-03"]
+    assert spec.new_tokens == 5 and spec.model_set.name == "fake"
+    with pytest.raises(UsageError, match="--set, not --baseline"):
+        gen_options(build_parser().parse_args([*argv, "--baseline", "a.gguf"]))
+    with pytest.raises(UsageError, match="--max-new-tokens must be positive"):
+        resolve_gen_spec(GenOptions(task="prompts", models_path=models, max_new_tokens=0))
+
+
+def test_restored_turns_are_yielded_like_generated_ones(
+    fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path
+) -> None:
+    """A resumed run yields a row event for every turn, stored or new, so a front end's list
+    is whole (pieces included)."""
+    spec = _spec(fake_set, tmp_path)
+    events = run_generation(spec, fake_factory)
+    for event in events:
+        if isinstance(event, TurnGenerated) and event.label == "Q8_0" and event.done == 6:
+            break
+    events.close()
+    rows = [
+        e.row
+        for e in run_generation(spec, fake_factory)
+        if isinstance(e, TurnGenerated) and e.label == "Q8_0" and e.row is not None
+    ]
+    assert [r.index for r in rows] == list(range(7))
+    assert all(len(r.base_pieces) == r.n_tokens for r in rows)
+    assert all(len(r.quant_pieces) == r.quant_n_tokens for r in rows)

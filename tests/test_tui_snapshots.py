@@ -101,3 +101,38 @@ class TestKldView:
         app = fake_app(write_fake_set(fake_dir), fake_dir)
         app.kld = KldOptions(texts=(Path("corpus.txt"),), ctx=64, chunks=3, no_cache=True)
         assert snap_compare(app, terminal_size=SIZE, run_before=second_chunk)
+
+
+def _gen_app(folder: Path) -> Any:
+    """The generation run view on twelve prompts with gold answers (some flip)."""
+    import shutil
+
+    from ggflip.generate.setup import GenOptions
+
+    shutil.copy(Path(__file__).parent / "data" / "gen-tui-prompts.jsonl", folder / "prompts.jsonl")
+    app = fake_app(write_fake_set(folder), folder)
+    app.gen = GenOptions(task="prompts", data="prompts.jsonl", no_cache=True, max_new_tokens=8)
+    return app
+
+
+async def _open_gen_detail(pilot: Pilot[Any]) -> None:
+    await settle(pilot)
+    pilot.app.screen.query_one("#turns", DataTable).focus()
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+class TestGenView:
+    @pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["120x40", "80x24"])
+    def test_finished_generation_run(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
+        """The generation run view after the run: per-model table and the last quant's flips."""
+        assert snap_compare(_gen_app(fake_dir), terminal_size=size, run_before=settle)
+
+    @pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["120x40", "80x24"])
+    def test_both_texts_side_by_side(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
+        """Enter on a flip: the prompt, both generations, KL shading and the first divergence."""
+        assert snap_compare(_gen_app(fake_dir), terminal_size=size, run_before=_open_gen_detail)

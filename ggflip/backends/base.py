@@ -81,6 +81,7 @@ class ModelProbe:
     bits_per_weight: float = float("nan")
     file_size: int = 0
     n_params: int = 0
+    chat_template_digest: str | None = None  # a digest of tokenizer.chat_template, None if none
 
 
 class Backend(Protocol):

@@ -156,7 +156,11 @@ class FakeBackendFactory:
         model = self._model(spec)
         fingerprint = hashlib.sha256("\n".join(model.vocab).encode()).hexdigest()[:16]
         identity = f"fake:{spec.path}:{model.noise}:{model.noise_seed}:{sorted(model.bias.items())}"
-        return ModelProbe(len(model.vocab), fingerprint, "fake", identity)
+        template = model.chat_template
+        digest = hashlib.sha256(template.encode()).hexdigest()[:16] if template else None
+        return ModelProbe(
+            len(model.vocab), fingerprint, "fake", identity, chat_template_digest=digest
+        )
 
     def open(self, spec: ModelSpec) -> FakeBackend:
         self.opened.append(spec.label)

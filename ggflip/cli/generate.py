@@ -1,7 +1,8 @@
 """`ggflip run --task gsm8k|prompts|mt_bench`: the generation mode from the command line.
 
-Owns no generation logic: it builds a `GenSpec`, iterates `generate.run_generation`, draws
-progress on stderr and prints one JSON document (`--json`) or a summary table.
+Owns no generation logic: it turns its flags into `GenOptions`, resolves them into a `GenSpec`
+(as the TUI does), iterates `generate.run_generation`, draws progress on stderr and prints one
+JSON document (`--json`) or a summary table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ggflip.cli.run import emit_document, progress_bars
-from ggflip.errors import ExitCode
+from ggflip.errors import ExitCode, UsageError
 from ggflip.generate.engine import report as partial_report
 from ggflip.generate.engine import run_generation
 from ggflip.generate.events import (
@@ -23,19 +24,47 @@ from ggflip.generate.events import (
     TurnsRestored,
 )
 from ggflip.generate.report import GenBaseline, GenQuant, GenReport
-from ggflip.generate.setup import build_gen_spec
+from ggflip.generate.setup import GenOptions, resolve_gen_spec
 from ggflip.reports.generation import SUMMARY_HEADER, summary_rows
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
-from ggflip.tasks.generation import GenTask
 
 
-def generate_command(args: argparse.Namespace, task: GenTask) -> int:
+def gen_options(args: argparse.Namespace) -> GenOptions:
+    """`ggflip run`'s flags for a generation task as GenOptions.
+
+    Raises:
+        UsageError: flags of multiple choice that generation does not take.
+    """
+    if getattr(args, "baseline", None) or getattr(args, "quant", None):
+        raise UsageError("generation tasks compare a models.toml set: use --set, not --baseline")
+    return GenOptions(
+        task=args.task,
+        models_path=args.models,
+        set_name=args.set_name,
+        data=args.data,
+        fields=tuple(getattr(args, "field", ()) or ()),
+        shots=getattr(args, "shots", None),
+        shots_from=getattr(args, "shots_from", None),
+        limit=args.limit,
+        seed=args.seed,
+        chat=bool(getattr(args, "chat", False)),
+        system=getattr(args, "system", None),
+        max_new_tokens=getattr(args, "max_new_tokens", None),
+        batch_size=args.batch_size,
+        top_k=getattr(args, "top_k", None),
+        cache_dir=args.cache_dir,
+        no_cache=args.no_cache,
+        resume=not getattr(args, "no_resume", False),
+    )
+
+
+def generate_command(args: argparse.Namespace) -> int:
     """Run a generation comparison with progress on stderr; print the report."""
     from rich.progress import TaskID
 
     from ggflip.backends.llama import LlamaBackendFactory
 
-    spec = build_gen_spec(args, task)
+    spec = resolve_gen_spec(gen_options(args))
     stderr = Console(stderr=True)
     events = run_generation(spec, LlamaBackendFactory())
     next(events)  # GenStarted: files and vocabularies are checked before progress is drawn
@@ -95,7 +124,7 @@ def render_gen_report(report: GenReport, console: Console) -> None:
     table = Table(title=title)
     for column in SUMMARY_HEADER:
         table.add_column(column, justify="left" if column == "model" else "right")
-    for row in summary_rows(report):
+    for row in summary_rows(report.to_dict()):
         table.add_row(*row)
     console.print(table)
     for skipped in report.skipped:

@@ -225,6 +225,15 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         help="skip the noise floor (the baseline scored again under another decode grouping)",
     )
     tui.add_argument(
+        "--chat",
+        action="store_true",
+        help="generation tasks: render prompts with the baseline GGUF's chat template",
+    )
+    tui.add_argument("--system", help="with --chat: a system message before every conversation")
+    tui.add_argument(
+        "--max-new-tokens", type=int, help="generation tasks: most tokens generated per turn"
+    )
+    tui.add_argument(
         "--export-dir",
         type=Path,
         help="where the e key writes the JSON and Markdown report (default: .)",
@@ -325,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if gen_task is not None:
                 from ggflip.cli.generate import generate_command
 
-                return generate_command(args, gen_task)
+                return generate_command(args)
             from ggflip.cli.run import run_command
 
             return run_command(args)

@@ -218,28 +218,43 @@ def tasks_command(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
+    from ggflip.tasks.generation import EMBEDDED_SOURCE, GEN_TASKS
     from ggflip.tasks.registry import TASKS
 
+    rows = [
+        {
+            "name": t.name,
+            "mode": t.mode,
+            "shots": t.shots,
+            "source": t.hf_source or None,
+            "answer_rule": t.answer_rule if t.mode == "cloze" else None,
+            "description": t.description,
+        }
+        for t in TASKS.values()
+    ]
+    rows += [
+        {
+            "name": t.name,
+            "mode": "generate",
+            "shots": t.shots,
+            "source": t.hf_source or (EMBEDDED_SOURCE if t.kind == "prompts" else None),
+            "answer_rule": t.answer_rule,
+            "description": t.description,
+        }
+        for t in GEN_TASKS.values()
+    ]
     if args.json:
-        rows = [
-            {
-                "name": t.name,
-                "mode": t.mode,
-                "shots": t.shots,
-                "source": t.hf_source or None,
-                "answer_rule": t.answer_rule if t.mode == "cloze" else None,
-                "description": t.description,
-            }
-            for t in TASKS.values()
-        ]
         sys.stdout.write(json.dumps({"schema": "ggflip.tasks/1", "tasks": rows}, indent=1) + "\n")
         return int(ExitCode.OK)
     table = Table(title="ggflip tasks")
     for column in ("task", "mode", "shots", "source", "description"):
         table.add_column(column)
-    for t in TASKS.values():
-        mode = f"cloze ({t.answer_rule})" if t.mode == "cloze" else t.mode
-        table.add_row(t.name, mode, str(t.shots), t.hf_source or "--data FILE", t.description)
+    for row in rows:
+        mode = f"{row['mode']} ({row['answer_rule']})" if row["answer_rule"] else row["mode"]
+        source = row["source"] or "--data FILE"
+        table.add_row(
+            str(row["name"]), str(mode), str(row["shots"]), str(source), str(row["description"])
+        )
     Console().print(table)
     return int(ExitCode.OK)
 

@@ -11,7 +11,7 @@ baseline's token minus the baseline's).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +71,8 @@ class TurnRow:
 
     `answers` maps each answer rule to (baseline's, quant's) extracted answers; `gold` is the
     gold answer as the answer rule normalizes it (None without one). KL fields are per token
-    of the baseline's generation.
+    of the baseline's generation; `token_kl[j]` belongs to the baseline's token j, whose text
+    is `base_pieces[j]` (the quant's own tokens: `quant_pieces`), for the TUI's token view.
     """
 
     index: int
@@ -92,6 +93,8 @@ class TurnRow:
     delta_p_sum: float
     delta_p_sq_sum: float
     token_kl: tuple[float, ...]
+    base_pieces: tuple[str, ...] = ()
+    quant_pieces: tuple[str, ...] = ()
 
     def correct(self, rule: str) -> tuple[bool, bool] | None:
         """Whether each model's answer under `rule` equals the gold (None without a gold)."""
@@ -110,8 +113,10 @@ def compare_turn(
     unit: BaseUnit,
     quant: Generation,
     logits: NDArray[np.float32],
+    pieces: Callable[[Sequence[int]], list[str]] | None = None,
 ) -> TurnRow:
-    """The comparison row of one turn."""
+    """The comparison row of one turn (`pieces`: the text of each token, to keep both texts
+    token by token)."""
     forced = teacher_forced(unit, logits)
     n = len(unit.tokens)
     answers = {
@@ -136,4 +141,6 @@ def compare_turn(
         delta_p_sum=float(forced.delta_p.sum()),
         delta_p_sq_sum=float(np.square(forced.delta_p).sum()),
         token_kl=tuple(float(v) for v in forced.kl),
+        base_pieces=tuple(pieces(unit.tokens)) if pieces else (),
+        quant_pieces=tuple(pieces(quant.tokens)) if pieces else (),
     )

@@ -18,6 +18,14 @@ class GenStarted:
 
 
 @dataclass(frozen=True)
+class ChatTemplateDiffers:
+    """Under the chat template, this quant's own template is not the baseline's (a warning)."""
+
+    label: str
+    path: str
+
+
+@dataclass(frozen=True)
 class TurnsRestored:
     """Some turns of a model came back from the run store instead of being generated."""
 

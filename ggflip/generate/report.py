@@ -7,6 +7,7 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
       "set": str, "task": str, "prompt_version": str, "source": str, "chat": bool,
       "n_questions": int, "n_turns": int, "max_new_tokens": int, "cache_top_k": int,
       "answer_rule": str | null, "complete": bool,
+      "chat_template_differs": [label],
       "skipped": [{"index": int, "id": str, "turn": int, "reason": str}],
       "baseline": {"label", "path", "seconds", "from_cache", "n_tokens", "truncated",
                    "accuracy": float | null, "accuracy_ci": [lo, hi] | null},
@@ -32,6 +33,8 @@ answers, where those fields are null); `by_rule` has every rule. `flip` is
 texts differ ("never" counts the identical ones; quantiles null when every text is the same).
 `kl_mean` is per token over every generated token of the baseline; `kl_question_mean` the
 mean of the per-turn means; p99 and max over tokens. `delta_p_rms` is the RMS of Δp.
+`chat_template_differs` names the quants whose own chat template is not the baseline's (under
+the chat template every model is asked through the baseline's).
 """
 
 from __future__ import annotations
@@ -221,13 +224,16 @@ class GenReport:
     quants: Sequence[GenQuant]
     skipped: Sequence[SkippedTurn] = ()
     complete: bool = True
+    chat_template_differs: Sequence[str] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document as plain values (per-token KL left out; non-finite floats null)."""
+        """The JSON document as plain values (per-token KL and token pieces left out; non-finite
+        floats null)."""
         document = {"schema": SCHEMA, "ggflip_version": __version__, **_plain(_asdict(self))}
         for quant, summary in zip(document["quants"], self.quants):
             for row_dict, row in zip(quant["rows"], summary.rows):
-                row_dict.pop("token_kl", None)
+                for name in ("token_kl", "base_pieces", "quant_pieces"):
+                    row_dict.pop(name, None)
                 row_dict.pop("delta_p_sum", None)
                 row_dict.pop("delta_p_sq_sum", None)
                 row_dict["flip"] = flip_of(row, self.answer_rule)

@@ -1,18 +1,25 @@
-"""Build a generation run's `GenSpec` from what a user asked for (models file, set, task, flags)."""
+"""Resolve what a user asked for (models file, set, task, prompts, flags) into a `GenSpec`.
+
+Both front ends call `resolve_gen_spec`: the CLI with `ggflip run --task gsm8k|prompts|mt_bench`'s
+flags, the TUI with `ggflip tui --task ...`, so a generation run means the same thing whichever
+way it was started, and `hf://` model references are resolved in one place.
+"""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ggflip.config.models_toml import default_cache_dir, load_models_toml
+from ggflip.config.resolve import resolve_model_set
 from ggflip.errors import UsageError
 from ggflip.generate.spec import DEFAULT_GEN_TOP_K, GenSpec
 from ggflip.store.rundb import RunStore
 from ggflip.tasks.generation import (
     GenItem,
-    GenTask,
     check_fields,
     default_source,
+    get_gen_task,
     load_items,
     pick_shots,
     select,
@@ -20,49 +27,83 @@ from ggflip.tasks.generation import (
 )
 
 
-def build_gen_spec(args: argparse.Namespace, task: GenTask) -> GenSpec:
-    """Resolve the run flags of a generation task into a GenSpec.
+@dataclass(frozen=True)
+class GenOptions:
+    """A generation run as the user describes it; `None` means "the default" where allowed."""
+
+    task: str
+    models_path: Path = Path("models.toml")
+    set_name: str | None = None  # None: the models file's only set
+    data: str | None = None  # None: the task's default prompts
+    fields: tuple[str, ...] = field(default=())  # NAME=COLUMN mappings (--field)
+    shots: int | None = None  # None: the task's
+    shots_from: str | None = None  # None: the task's shot split
+    limit: int | None = None
+    seed: int | None = None
+    chat: bool = False  # also on when the task asks through the chat template by default
+    system: str | None = None
+    max_new_tokens: int | None = None  # None: the task's
+    batch_size: int = 4
+    top_k: int | None = None  # None: DEFAULT_GEN_TOP_K
+    cache_dir: Path | None = None  # None: the default cache directory
+    no_cache: bool = False
+    resume: bool = True
+
+
+def _check(options: GenOptions) -> None:
+    for flag, value in (
+        ("--max-new-tokens", options.max_new_tokens),
+        ("--batch-size", options.batch_size),
+        ("--top-k", options.top_k),
+    ):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    if options.shots is not None and options.shots < 0:
+        raise UsageError(f"--shots must be 0 or more, got {options.shots}")
+
+
+def resolve_gen_spec(options: GenOptions) -> GenSpec:
+    """Load the models file, the prompts and the shots, and build the GenSpec both front ends run.
 
     Raises:
-        UsageError, ConfigError, DataError: for bad flags, settings or prompts.
+        UsageError, ConfigError, DataError, ModelFileError: for bad options, settings, prompts or
+        an unresolvable model reference.
     """
-    config = load_models_toml(args.models)
-    if args.set_name is None:
+    task = get_gen_task(options.task)
+    if task is None:
+        raise UsageError(f"'{options.task}' is not a generation task")
+    _check(options)
+    config = load_models_toml(options.models_path)
+    set_name = options.set_name
+    if set_name is None:
         if len(config.sets) != 1:
             raise UsageError(
-                f"{args.models}: choose a set with --set "
+                f"{options.models_path}: choose a set with --set "
                 f"({', '.join(sorted(config.sets)) or 'none defined'})"
             )
-        args.set_name = next(iter(config.sets))
-    model_set = config.get_set(args.set_name)
-    fields = check_fields(getattr(args, "field", ()))
-    source = args.data or default_source(task)
-    items = select(load_items(task, source, fields), args.limit, args.seed)
-    n_shots = task.shots if getattr(args, "shots", None) is None else args.shots
-    if n_shots < 0:
-        raise UsageError(f"--shots must be 0 or more, got {n_shots}")
+        set_name = next(iter(config.sets))
+    model_set = resolve_model_set(config.get_set(set_name))
+    fields = check_fields(options.fields)
+    source = options.data or default_source(task)
+    items = select(load_items(task, source, fields), options.limit, options.seed)
+    n_shots = task.shots if options.shots is None else options.shots
     shots: tuple[GenItem, ...] = ()
     if n_shots:
-        where = getattr(args, "shots_from", None) or shot_source(task, source)
+        where = options.shots_from or shot_source(task, source)
         shots = pick_shots(load_items(task, where, fields), n_shots, where)
-    max_new = getattr(args, "max_new_tokens", None)
-    if max_new is not None and max_new <= 0:
-        raise UsageError(f"--max-new-tokens must be positive, got {max_new}")
-    if args.batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return GenSpec(
         model_set=model_set,
         task=task,
         items=tuple(items),
         source=source,
         shots=shots,
-        chat=bool(getattr(args, "chat", False)) or task.chat,
-        system=getattr(args, "system", None),
-        max_new_tokens=max_new,
-        batch_size=args.batch_size,
-        top_k=args.top_k or DEFAULT_GEN_TOP_K,
+        chat=options.chat or task.chat,
+        system=options.system,
+        max_new_tokens=options.max_new_tokens,
+        batch_size=options.batch_size,
+        top_k=options.top_k or DEFAULT_GEN_TOP_K,
         cache_dir=cache_dir,
         run_store=RunStore.in_cache(cache_dir) if cache_dir else None,
-        resume=not getattr(args, "no_resume", False),
+        resume=options.resume,
     )

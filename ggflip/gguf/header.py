@@ -101,6 +101,7 @@ class GgufHeader:
     name: str = ""
     context_length: int | None = None
     has_chat_template: bool = False
+    chat_template_digest: str | None = None  # sha256 prefix of tokenizer.chat_template
     tensor_types: Mapping[str, int] = field(default_factory=dict)
     parts: tuple[Path, ...] = ()
 
@@ -265,6 +266,13 @@ def _text(value: Any, default: str = "") -> str:
     )
 
 
+def _digest(value: Any) -> str | None:
+    """A short sha256 of a metadata string (None when absent or empty), to compare two files'."""
+    if not value:
+        return None
+    return hashlib.sha256(_text(value).encode()).hexdigest()[:16]
+
+
 def file_type_name(code: int | None) -> str:
     """The name of a `general.file_type` value ("MOSTLY_Q4_K_M" -> "Q4_K_M"), or "unknown"."""
     if code is None:
@@ -316,6 +324,7 @@ def read_header(path: Path) -> GgufHeader:
         name=_text(fields.get("general.name")),
         context_length=int(context) if isinstance(context, int) else None,
         has_chat_template=bool(fields.get("tokenizer.chat_template")),
+        chat_template_digest=_digest(fields.get("tokenizer.chat_template")),
         tensor_types=dict(Counter(_type_name(t.ggml_type) for t in tensors).most_common()),
         parts=parts,
     )

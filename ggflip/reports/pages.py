@@ -12,9 +12,7 @@ tables, for pasting into a model card.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -22,11 +20,12 @@ from typing import Any
 
 from ggflip.choice.report import SCHEMA
 from ggflip.errors import DataError
+from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
 from ggflip.scoring.stats import spearman
 
 
 def load_run_report(path: Path) -> dict[str, Any]:
-    """Read a run report written by `ggflip run --json` or `--out`.
+    """Read a run report written by `ggflip run --json` or `--out` (multiple choice or generation).
 
     Raises:
         DataError: missing, not JSON, or not a ggflip report.
@@ -37,10 +36,10 @@ def load_run_report(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: report not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON report ({exc})") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+    if not isinstance(document, dict) or document.get("schema") not in (SCHEMA, GEN_SCHEMA):
         raise DataError(
-            f"{path}: not a ggflip report (expected schema {SCHEMA!r}); write one with `ggflip run "
-            "--out`"
+            f"{path}: not a ggflip report (expected schema {SCHEMA!r} or {GEN_SCHEMA!r}); write "
+            "one with `ggflip run --out`"
         )
     return document
 
@@ -155,6 +154,8 @@ def render_markdown(document: dict[str, Any]) -> str:
     from ggflip.choice.report import report_from_dict
     from ggflip.reports.markdown import render_markdown as report_markdown
 
+    if document.get("schema") == GEN_SCHEMA:
+        return render_gen_markdown(document)
     try:
         text = report_markdown(report_from_dict(document))
     except (KeyError, TypeError, ValueError) as exc:
@@ -173,12 +174,6 @@ def render_markdown(document: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _png(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def figures(document: dict[str, Any]) -> dict[str, str]:
     """The five plots as base64 PNGs, by title."""
     import matplotlib
@@ -191,6 +186,7 @@ def figures(document: dict[str, Any]) -> dict[str, str]:
         flips_vs_kl_plot,
         kl_vs_bpw_plot,
         margin_plot,
+        png_base64,
         subject_plot,
     )
 
@@ -204,13 +200,16 @@ def figures(document: dict[str, Any]) -> dict[str, str]:
     ):
         figure, axes = plt.subplots(figsize=(6.4, 4.2))
         draw(axes, document)
-        out[title] = _png(figure)
+        out[title] = png_base64(figure)
         plt.close(figure)
     return out
 
 
 def render_html(document: dict[str, Any]) -> str:
-    """A self-contained HTML page: title, summary table, five plots, bucket table."""
+    """A self-contained HTML page: title, summary table, five plots, bucket table (for a
+    generation report: `reports.generation.render_gen_html`)."""
+    if document.get("schema") == GEN_SCHEMA:
+        return render_gen_html(document)
     esc = html.escape
 
     def table(header: list[str], rows: list[list[str]]) -> str:

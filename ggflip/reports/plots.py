@@ -9,6 +9,16 @@ import numpy as np
 from ggflip.scoring.stats import spearman
 
 
+def png_base64(figure: Any) -> str:
+    """A matplotlib figure as a base64 PNG, for a `data:` URI in a self-contained page."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def _quants_with(document: dict[str, Any], *keys: str) -> list[dict[str, Any]]:
     return [q for q in document["quants"] if all(q.get(key) is not None for key in keys)]
 

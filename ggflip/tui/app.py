@@ -1,4 +1,5 @@
-"""The ggflip Textual application: the setup view first, then the run view (or the corpus KLD view).
+"""The ggflip Textual application: the setup view first, then the run view (or the corpus KLD view,
+or the generation run view).
 
 The app holds what every screen shares: the backend factory (llama.cpp, or a fake injected by
 tests), the clock the run view measures rates with, the export folder, and the log panel's
@@ -21,9 +22,11 @@ from textual.message import Message
 
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
+from ggflip.generate.setup import GenOptions
 from ggflip.tui.corpus_view import KldOptions, KldScreen
-from ggflip.tui.run import RunScreen
+from ggflip.tui.gen_view import GenScreen
 from ggflip.tui.setup import SetupScreen
+from ggflip.tui.worker_screen import WorkerScreen
 
 
 class _PanelHandler(logging.Handler):
@@ -64,6 +67,7 @@ class GgflipApp(App[None]):
         clock: Callable[[], float] = time.monotonic,
         export_dir: Path | None = None,
         kld: KldOptions | None = None,
+        gen: GenOptions | None = None,
     ) -> None:
         super().__init__()
         self.options = options or RunOptions()
@@ -71,6 +75,7 @@ class GgflipApp(App[None]):
         self.clock = clock
         self.export_dir = export_dir or Path.cwd()
         self.kld = kld
+        self.gen = gen
         self.log_lines: deque[str] = deque(maxlen=2000)
         self._handler = _PanelHandler(self)
         self._root_level = logging.NOTSET
@@ -92,10 +97,11 @@ class GgflipApp(App[None]):
         if root.level == logging.NOTSET or root.level > logging.INFO:
             root.setLevel(logging.INFO)
         root.addHandler(self._handler)
-        if (
-            self.kld is not None
-        ):  # `ggflip tui --text FILE`: straight to corpus mode, Esc goes to the setup
+        # `ggflip tui --text FILE` or `--task gsm8k`: straight to that run, Esc goes to the setup
+        if self.kld is not None:
             self.push_screen(KldScreen(self.kld))
+        elif self.gen is not None:
+            self.push_screen(GenScreen(self.gen))
 
     def on_unmount(self) -> None:
         root = logging.getLogger()
@@ -105,5 +111,5 @@ class GgflipApp(App[None]):
     def on_ggflip_app_log_line(self, message: LogLine) -> None:
         self.log_lines.append(message.line)
         for screen in self.screen_stack:
-            if isinstance(screen, (RunScreen, KldScreen)):
+            if isinstance(screen, WorkerScreen):
                 screen.add_log_line(message.line)

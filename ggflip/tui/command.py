@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ggflip.choice.setup import RunOptions
 from ggflip.errors import ExitCode
+from ggflip.generate.setup import GenOptions
+from ggflip.tui.gen_live import gen_options
 
 
 def tui_options(args: argparse.Namespace) -> RunOptions:
@@ -32,12 +34,24 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
+def tui_gen_options(args: argparse.Namespace, options: RunOptions) -> GenOptions | None:
+    """The generation run `ggflip tui --task gsm8k|prompts|mt_bench` opens on; None otherwise."""
+    return gen_options(
+        options,
+        chat=bool(getattr(args, "chat", False)),
+        system=getattr(args, "system", None),
+        max_new_tokens=getattr(args, "max_new_tokens", None),
+    )
+
+
 def tui_command(args: argparse.Namespace) -> int:
-    """Run the app until the user quits; with `--text`, open straight on corpus mode (KLD run)."""
+    """Run the app until the user quits; with `--text`, open straight on corpus mode (KLD run),
+    with a generation task on the generation run."""
     from ggflip.tui.app import GgflipApp
     from ggflip.tui.corpus_view import KldOptions
 
     options = tui_options(args)
+    gen = tui_gen_options(args, options)
     kld = None
     if getattr(args, "text", None) is not None:
         kld = KldOptions(
@@ -49,5 +63,7 @@ def tui_command(args: argparse.Namespace) -> int:
             cache_dir=options.cache_dir,
             no_cache=options.no_cache,
         )
-    GgflipApp(options, export_dir=getattr(args, "export_dir", None), kld=kld).run()
+    GgflipApp(
+        options, export_dir=getattr(args, "export_dir", None), kld=kld, gen=None if kld else gen
+    ).run()
     return int(ExitCode.OK)

@@ -68,8 +68,8 @@ def kl_style(kl: float) -> str:
     return next(style for bound, style in KL_SHADES if kl < bound)
 
 
-def kl_legend() -> Text:
-    """One line naming each shade's KL range."""
+def kl_legend(note: str = "dim: context (not scored)") -> Text:
+    """One line naming each shade's KL range, then `note`."""
     legend = Text("KL: ")
     low = 0.0
     for bound, style in KL_SHADES:
@@ -81,7 +81,8 @@ def kl_legend() -> Text:
         legend.append(f" {name} ", style=style or "on #202020")
         legend.append(" ")
         low = bound
-    legend.append("  dim: context (not scored)", style="dim")
+    if note:
+        legend.append(f"  {note}", style="dim")
     return legend
 
 

@@ -34,7 +34,10 @@ from ggflip.choice.setup import RunOptions, check_options
 from ggflip.config.models_toml import ModelsConfig, ModelSet, load_models_toml
 from ggflip.errors import GgflipError
 from ggflip.gguf.header import read_header
+from ggflip.tasks.generation import GEN_TASKS
 from ggflip.tasks.registry import TASKS
+from ggflip.tui.gen_live import gen_options
+from ggflip.tui.gen_view import GenScreen
 from ggflip.tui.run import RunScreen
 
 
@@ -109,7 +112,9 @@ class SetupScreen(Screen[None]):
                 yield Static("", id="llama")
                 yield Label("Run", classes="heading")
                 tasks = [(f"{t.name}: {t.description}", t.name) for t in TASKS.values()]
-                task = self.options.task if self.options.task in TASKS else next(iter(TASKS))
+                tasks += [(f"{t.name}: {t.description}", t.name) for t in GEN_TASKS.values()]
+                known = {name for _, name in tasks}
+                task = self.options.task if self.options.task in known else next(iter(TASKS))
                 yield self._field(
                     "Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task")
                 )
@@ -299,4 +304,11 @@ class SetupScreen(Screen[None]):
             self.notify(str(exc), severity="error")
             return
         self.options = options
-        self.app.push_screen(RunScreen(options))
+        chosen = self.app.gen  # type: ignore[attr-defined]
+        gen = gen_options(
+            options,
+            chat=bool(chosen and chosen.chat),
+            system=chosen.system if chosen else None,
+            max_new_tokens=chosen.max_new_tokens if chosen else None,
+        )
+        self.app.push_screen(GenScreen(gen) if gen is not None else RunScreen(options))
