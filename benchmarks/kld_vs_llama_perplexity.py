@@ -285,11 +285,12 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
         return stored
     from ggflip.backends.base import ScoreRequest
     from ggflip.backends.llama import LlamaBackendFactory
-    from ggflip.corpus.engine import SAMPLING_SEED, KldSpec, chunk_tokens, read_corpus
+    from ggflip.corpus.spec import SAMPLING_SEED, KldSpec
+    from ggflip.corpus.texts import chunk_tokens, load_texts
     from ggflip.scoring import kernels
     from ggflip.scoring.topk import baseline_rows, kl_rows, normalize
 
-    spec = KldSpec(model_set, read_corpus(text), str(text), ctx=args.ctx, chunks=args.exact_chunks)
+    spec = KldSpec(model_set, load_texts([text]), ctx=args.ctx, chunks=args.exact_chunks)
     factory = LlamaBackendFactory()
     sized = [
         replace(m, llama=replace(m.llama, n_ctx=args.ctx, n_seq_max=1)) for m in model_set.models
@@ -297,7 +298,7 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
     backends = [factory.open(m) for m in sized]
     base = backends[0]
     chunks = chunk_tokens(
-        base.tokenize(spec.text, add_bos=True),
+        base.tokenize(spec.texts[0].text, add_bos=True),
         base.tokenize("", add_bos=True),
         args.ctx,
         args.exact_chunks,

@@ -14,7 +14,7 @@ from ggflip.backends.base import ScoreRequest
 from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.corpus.cache import bytes_per_token, llama_cpp_bytes_per_token
-from ggflip.corpus.engine import KldSpec, chunk_tokens, read_corpus, run_kld
+from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import (
     BaselineKldFinished,
     ChunkScored,
@@ -22,13 +22,16 @@ from ggflip.corpus.events import (
     KldFinished,
     KldReport,
 )
+from ggflip.corpus.spec import KldSpec
 from ggflip.corpus.stats import median, percentile
+from ggflip.corpus.texts import CorpusText, chunk_tokens, read_corpus
 from ggflip.errors import DataError, UsageError, VocabMismatchError
 from ggflip.runs.events import BaselineFromCache
 from ggflip.scoring import kernels
 
 TEXT = " ".join(f"word{(i * 7) % 41} thing{i % 13} item{(i * 3) % 29}" for i in range(200))
 CTX = 32
+TEXTS = (CorpusText("memory", "memory", TEXT),)
 
 
 def _events(spec: KldSpec, factory: FakeBackendFactory) -> list[object]:
@@ -40,7 +43,7 @@ def _report(events: list[object]) -> KldReport:
 
 
 def _spec(fake_set: ModelSet, tmp_path: Path | None, **kwargs: object) -> KldSpec:
-    return KldSpec(fake_set, TEXT, "memory", ctx=CTX, cache_dir=tmp_path, **kwargs)  # type: ignore[arg-type]
+    return KldSpec(fake_set, TEXTS, ctx=CTX, cache_dir=tmp_path, **kwargs)  # type: ignore[arg-type]
 
 
 class TestChunking:
@@ -65,9 +68,9 @@ class TestChunking:
             chunk_tokens(list(range(9)), [1], 10, None, "short.txt")
 
     def test_scored_rows_are_the_second_half(self, fake_set: ModelSet) -> None:
-        spec = KldSpec(fake_set, TEXT, "m", ctx=512)
+        spec = KldSpec(fake_set, TEXTS, ctx=512)
         assert (spec.first_scored, spec.rows_per_chunk) == (256, 255)
-        assert KldSpec(fake_set, TEXT, "m", ctx=33).rows_per_chunk == 33 - 1 - 16
+        assert KldSpec(fake_set, TEXTS, ctx=33).rows_per_chunk == 33 - 1 - 16
 
     def test_read_corpus_drops_one_trailing_newline(self, tmp_path: Path) -> None:
         path = tmp_path / "t.txt"
@@ -78,9 +81,9 @@ class TestChunking:
 
     def test_bad_flags(self, fake_set: ModelSet) -> None:
         with pytest.raises(UsageError):
-            KldSpec(fake_set, TEXT, "m", ctx=4)
+            KldSpec(fake_set, TEXTS, ctx=4)
         with pytest.raises(UsageError):
-            KldSpec(fake_set, TEXT, "m", chunks=0)
+            KldSpec(fake_set, TEXTS, chunks=0)
 
 
 def _hand(

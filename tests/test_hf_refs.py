@@ -122,7 +122,7 @@ def test_corpus_mode_resolves_hf_references(
     monkeypatch.setattr(
         "ggflip.config.resolve.resolve_hf", lambda ref: local[ref.removeprefix("hf://")]
     )
-    spec = resolve_kld_spec(KldOptions(text=text, models_path=models, ctx=32, no_cache=True))
+    spec = resolve_kld_spec(KldOptions(texts=(text,), models_path=models, ctx=32, no_cache=True))
     assert [model.path for model in spec.model_set.models] == list(local.values())
     result = _ggflip(
         hub_cache, "kld", "--models", str(models), "--text", str(text), "--ctx", "32",

@@ -31,7 +31,7 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def kld_options(chunks: int | None = 4) -> KldOptions:
     """Corpus mode on the fake set: 4 chunks of 32 tokens, no cache."""
-    return KldOptions(text=Path("corpus.txt"), ctx=CTX, chunks=chunks, no_cache=True)
+    return KldOptions(texts=(Path("corpus.txt"),), ctx=CTX, chunks=chunks, no_cache=True)
 
 
 def engine_events(options: KldOptions) -> list[object]:
@@ -157,7 +157,7 @@ def test_kl_shades_are_ordered() -> None:
 async def test_missing_text_shows_the_error_screen(fake_dir: Path) -> None:
     """A GgflipError from the worker (here: no such text) becomes the error screen, not a crash."""
     app = fake_app(write_fake_set(fake_dir), fake_dir)
-    app.kld = KldOptions(text=Path("nope.txt"), ctx=CTX, no_cache=True)
+    app.kld = KldOptions(texts=(Path("nope.txt"),), ctx=CTX, no_cache=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, ErrorScreen)
@@ -178,6 +178,41 @@ async def test_export_writes_the_kld_json(fake_dir: Path) -> None:
         assert (
             fake_dir / "ggflip-kld-fake.json"
         ).read_text() == screen.live.report.to_json() + "\n"
+
+
+@run_async
+async def test_per_text_table_equals_the_engine_categories(fake_dir: Path) -> None:
+    """`ggflip tui --text folder/`: one row per text, each the engine's statistics of that text
+    for the selected quant; the token view names the chunk's text; e writes Markdown too."""
+    folder = fake_dir / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text(TEXT)
+    (folder / "b.txt").write_text(" ".join(f"other{i % 17} w{i % 5}" for i in range(60)))
+    options = KldOptions(texts=(folder,), ctx=CTX, no_cache=True)
+    report = next(e.report for e in engine_events(options) if isinstance(e, KldFinished))
+    app = fake_app(write_fake_set(fake_dir), fake_dir)
+    app.kld = options
+    async with app.run_test(size=(120, 50)) as pilot:
+        await settle(pilot)
+        screen = kld_screen(app)
+        assert screen.has_class("categories") and screen.selected == "Q2_K"
+        rows = _rows(screen.query_one("#categories", DataTable))
+        q2 = next(q for q in report.quants if q.label == "Q2_K")
+        assert list(rows) == ["a.txt", "b.txt"] == [c.name for c in q2.by_category]
+        for category, text in zip(q2.by_category, report.texts):
+            row = rows[category.name]
+            s = category.stats
+            assert row[1] == f"{text.n_chunks}/{text.n_chunks}"
+            assert row[5] == f"{s.kl_mean:.5f}±{s.kl_mean_unc:.5f}"
+            assert row[8] == f"{100 * s.same_top:.2f}±{100 * s.same_top_unc:.2f}%"
+        b = report.texts[1]
+        for _ in range(b.first_chunk):
+            await pilot.press("n")
+        title = str(screen.query_one("#token-title", Static).content)
+        assert f"b.txt chunk 1/{b.n_chunks}" in title
+        await pilot.press("e")
+        await pilot.pause()
+        assert "## b.txt:" in (fake_dir / "ggflip-kld-fake.md").read_text()
 
 
 def test_an_interrupted_kld_reports_the_tokens_it_scored(

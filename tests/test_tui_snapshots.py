@@ -117,7 +117,7 @@ class TestKldView:
             " ".join(f"word{(i * 7) % 41} thing{i % 13}" for i in range(150))
         )
         app = fake_app(write_fake_set(fake_dir), fake_dir)
-        app.kld = KldOptions(text=Path("corpus.txt"), ctx=64, chunks=3, no_cache=True)
+        app.kld = KldOptions(texts=(Path("corpus.txt"),), ctx=64, chunks=3, no_cache=True)
         assert snap_compare(app, terminal_size=size, run_before=second_chunk)
 
 

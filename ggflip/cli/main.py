@@ -251,12 +251,16 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     tui.add_argument(
         "--text",
         type=Path,
-        help="corpus mode: score this UTF-8 text like `ggflip kld` and show it shaded by KL",
+        action="append",
+        help=(
+            "corpus mode: score this UTF-8 text (or each file of this folder, repeatable) like "
+            "`ggflip kld` and show it shaded by KL"
+        ),
     )
     tui.add_argument(
         "--ctx", type=int, default=512, help="with --text: tokens per chunk (default: 512)"
     )
-    tui.add_argument("--chunks", type=int, help="with --text: score at most N chunks")
+    tui.add_argument("--chunks", type=int, help="with --text: score at most N chunks of each text")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,14 +35,30 @@ class KldStarted:
 
 
 @dataclass(frozen=True)
+class TextInfo:
+    """One text (a category) of the corpus: chunks `first_chunk` .. `first_chunk + n_chunks - 1`
+    of the run are its own, cut from it alone; `tokens_scored` of them are scored."""
+
+    name: str
+    source: str
+    text_sha256: str
+    n_text_tokens: int
+    first_chunk: int
+    n_chunks: int
+    tokens_scored: int
+
+
+@dataclass(frozen=True)
 class CorpusReady:
-    """The text is tokenized and cut into chunks (scored tokens: the second half of each chunk)."""
+    """The texts are tokenized and cut into chunks (scored tokens: the second half of each chunk);
+    `texts` says which chunks are whose, in run order."""
 
     n_text_tokens: int
     n_chunks: int
     first_scored: int
     rows_per_chunk: int
     from_cache: bool
+    texts: tuple[TextInfo, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +108,15 @@ class CacheInfo:
 
 
 @dataclass(frozen=True)
+class CategoryPpl:
+    """The baseline's perplexity on one text."""
+
+    name: str
+    ppl: float
+    ppl_unc: float
+
+
+@dataclass(frozen=True)
 class BaselineKld:
     """The baseline's own numbers."""
 
@@ -102,6 +127,7 @@ class BaselineKld:
     seconds: float
     from_cache: bool
     computed_with: dict[str, Any] = field(default_factory=dict)  # llama settings, build, draws
+    by_category: tuple[CategoryPpl, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,14 +145,29 @@ class TailCheck:
 
 
 @dataclass(frozen=True)
+class CategoryKld:
+    """One quant's statistics on one text alone (the same set as over the whole corpus)."""
+
+    name: str
+    stats: KldStats
+    tail: TailCheck | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        tail = asdict(self.tail) if self.tail else {}
+        return {"name": self.name, **self.stats.to_dict(), **tail}
+
+
+@dataclass(frozen=True)
 class QuantKld:
-    """One quant's statistics (llama-perplexity's set), the cache's tail share, and its time."""
+    """One quant's statistics (llama-perplexity's set) over the whole corpus and per text, the
+    cache's tail share, and its time."""
 
     label: str
     path: str
     stats: KldStats
     seconds: float
     tail: TailCheck | None = None
+    by_category: tuple[CategoryKld, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
@@ -136,12 +177,28 @@ class QuantKld:
             "seconds": self.seconds,
             **self.stats.to_dict(),
             **tail,
+            "by_category": [category.to_dict() for category in self.by_category],
         }
 
 
 @dataclass(frozen=True)
 class KldReport:
-    """The result of `ggflip kld`; `to_json` is the one document `--json` prints."""
+    """The result of `ggflip kld`; `to_json` is the one document `--json` prints:
+
+    ```
+    {"schema", "mode": "kld", "set", "source", "text_sha256", "ctx", "n_chunks", "n_text_tokens",
+     "tokens_scored", "complete",
+     "texts": [{"name", "source", "text_sha256", "n_text_tokens", "first_chunk", "n_chunks",
+                "tokens_scored"}],
+     "cache": null | {<CacheInfo>},
+     "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
+                         "by_category": [{"name", "ppl", "ppl_unc"}]},
+     "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>,
+                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>}]}]}
+    ```
+
+    `by_category` follows `texts`' order, one entry per text, also for a single text.
+    """
 
     set: str
     source: str
@@ -154,6 +211,7 @@ class KldReport:
     baseline: BaselineKld | None
     quants: tuple[QuantKld, ...] = field(default_factory=tuple)
     complete: bool = True
+    texts: tuple[TextInfo, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +224,7 @@ class KldReport:
             "n_chunks": self.n_chunks,
             "n_text_tokens": self.n_text_tokens,
             "tokens_scored": self.tokens_scored,
+            "texts": [asdict(text) for text in self.texts],
             "complete": self.complete,
             "cache": asdict(self.cache) if self.cache else None,
             "baseline": asdict(self.baseline) if self.baseline else None,

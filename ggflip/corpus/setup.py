@@ -12,19 +12,20 @@ from pathlib import Path
 
 from ggflip.config.models_toml import default_cache_dir, load_models_toml
 from ggflip.config.resolve import choose_set_name, resolve_model_set
-from ggflip.corpus.engine import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, KldSpec, read_corpus
-from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
+from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES, KldSpec
+from ggflip.corpus.texts import load_texts
 
 
 @dataclass(frozen=True)
 class KldOptions:
-    """A corpus run as the user describes it: the flags of `ggflip kld`."""
+    """A corpus run as the user describes it: the flags of `ggflip kld` (`texts`: the files and
+    folders of `--text`, each file a category)."""
 
-    text: Path
+    texts: tuple[Path, ...]
     models_path: Path = Path("models.toml")
     set_name: str | None = None  # None: the models file's only set
     ctx: int = DEFAULT_CTX
-    chunks: int | None = None  # None: every full chunk of the text
+    chunks: int | None = None  # at most this many chunks of each text; None: every full chunk
     top_k: int = DEFAULT_CORPUS_TOP_K
     tail_samples: int = DEFAULT_TAIL_SAMPLES
     cache_dir: Path | None = None  # None: the default cache directory
@@ -32,7 +33,7 @@ class KldOptions:
 
 
 def resolve_kld_spec(options: KldOptions) -> KldSpec:
-    """Load the models file and the text, resolve `hf://` models, and build the KldSpec.
+    """Load the models file and the texts, resolve `hf://` models, and build the KldSpec.
 
     Raises:
         UsageError, ConfigError, DataError, ModelFileError: for bad options, settings, text or
@@ -44,8 +45,7 @@ def resolve_kld_spec(options: KldOptions) -> KldSpec:
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return KldSpec(
         model_set=model_set,
-        text=read_corpus(options.text),
-        source=str(options.text),
+        texts=load_texts(options.texts),
         ctx=options.ctx,
         chunks=options.chunks,
         cache_dir=cache_dir,

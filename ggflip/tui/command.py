@@ -56,7 +56,7 @@ def tui_command(args: argparse.Namespace) -> int:
     kld = None
     if getattr(args, "text", None) is not None:
         kld = KldOptions(
-            text=args.text,
+            texts=tuple(args.text),
             models_path=options.models_path,
             set_name=options.set_name,
             ctx=args.ctx,

@@ -1,8 +1,9 @@
 """Live state of a corpus run (`ggflip kld`) for the TUI: folds engine events, no Textual.
 
-Running statistics come from `corpus_stats.kld_stats` over the tokens scored so far; once a
-quant finishes, its row shows the engine's own summary. The per-token view is a rich Text of
-one chunk, each scored token's background shaded by its KL for the selected quant.
+Running statistics come from `corpus_stats.kld_stats` over the tokens scored so far, over the
+corpus and per text (category); once a quant finishes, its rows show the engine's own summary.
+The per-token view is a rich Text of one chunk, each scored token's background shaded by its KL
+for the selected quant.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ggflip.corpus.events import (
     KldReport,
     KldStarted,
     QuantKld,
+    TextInfo,
 )
 from ggflip.corpus.stats import KldStats, TokenScores, kld_stats, mean_and_uncertainty
 
@@ -47,6 +49,19 @@ KLD_COLUMNS = (
 )
 KLD_WIDTHS = (18, 12, 13, 15, 6, 6, 6, 11, 6, 6)
 KLD_NARROW = ("model", "PPL ratio", "KL mean", "KL p99", "same top", "chunks")
+CATEGORY_COLUMNS = (
+    "text",
+    "chunks",
+    "PPL base",
+    "PPL",
+    "PPL ratio",
+    "KL mean",
+    "KL med",
+    "KL p99",
+    "same top",
+    "RMS Δp",
+)
+CATEGORY_WIDTHS = (18, 7, 12, 12, 13, 15, 6, 6, 11, 6)
 
 
 def kl_style(kl: float) -> str:
@@ -72,6 +87,22 @@ def kl_legend(note: str = "dim: context (not scored)") -> Text:
     return legend
 
 
+def _holds(text: TextInfo, chunk: int) -> bool:
+    return text.first_chunk <= chunk < text.first_chunk + text.n_chunks
+
+
+def _ppl_cell(ppl: float, unc: float) -> str:
+    return f"{ppl:.3f}±{unc:.3f}"
+
+
+def _running_ppl(nll: dict[int, NDArray[np.float64]], chunks: list[int]) -> str:
+    """The perplexity over the chunks scored so far, as a cell."""
+    if not chunks:
+        return "–"
+    mean, unc = mean_and_uncertainty(np.concatenate([nll[c] for c in chunks]))
+    return _ppl_cell(math.exp(mean), math.exp(mean) * unc)
+
+
 @dataclass
 class KldModel:
     """One model's progress and the per-chunk arrays the view needs."""
@@ -88,13 +119,16 @@ class KldModel:
     final: QuantKld | None = None
     baseline: BaselineKld | None = None
 
-    def stats(self) -> KldStats | None:
-        """The engine's summary once finished, else kld_stats over the chunks scored so far."""
+    def stats(self, text: TextInfo | None = None) -> KldStats | None:
+        """The engine's summary once finished, else kld_stats over the chunks scored so far; over
+        the corpus, or over one text's chunks."""
         if self.final is not None:
-            return self.final.stats
-        if not self.kl:
+            if text is None:
+                return self.final.stats
+            return next(c.stats for c in self.final.by_category if c.name == text.name)
+        order = sorted(c for c in self.kl if text is None or _holds(text, c))
+        if not order:
             return None
-        order = sorted(self.kl)
         return kld_stats(
             TokenScores(
                 np.concatenate([self.nll[c] for c in order]),
@@ -119,12 +153,14 @@ class LiveKld:
         self.n_chunks = 0
         self.first_scored = 0
         self.pieces: dict[int, tuple[str, ...]] = {}
+        self.texts: tuple[TextInfo, ...] = ()
         self.state = "running"
         self.current: str | None = None
         self.report: KldReport | None = None
 
     def corpus_ready(self, event: CorpusReady) -> None:
         self.n_chunks, self.first_scored = event.n_chunks, event.first_scored
+        self.texts = event.texts
         for model in self.models.values():
             model.total = event.n_chunks
 
@@ -169,14 +205,9 @@ class LiveKld:
         chunks = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
         if model.role == "baseline":
             if model.baseline is not None:
-                ppl = f"{model.baseline.ppl:.3f}±{model.baseline.ppl_unc:.3f}"
-            elif model.nll:
-                mean, unc = mean_and_uncertainty(
-                    np.concatenate([model.nll[c] for c in sorted(model.nll)])
-                )
-                ppl = f"{math.exp(mean):.3f}±{math.exp(mean) * unc:.3f}"
+                ppl = _ppl_cell(model.baseline.ppl, model.baseline.ppl_unc)
             else:
-                ppl = "–"
+                ppl = _running_ppl(model.nll, sorted(model.nll))
             return [f"{label} (base)", ppl, "", "", "", "", "", "", "", chunks]
         s = model.stats()
         if s is None:
@@ -192,6 +223,37 @@ class LiveKld:
             f"{100 * s.same_top:.2f}±{100 * s.same_top_unc:.2f}%",
             f"{100 * s.dp_rms:.2f}%",
             chunks,
+        ]
+
+    def text_of(self, chunk: int) -> TextInfo | None:
+        """The text (category) a chunk was cut from."""
+        return next((text for text in self.texts if _holds(text, chunk)), None)
+
+    def category_cells(self, label: str, text: TextInfo) -> list[str]:
+        """One row of the per-text table for quant `label`, in CATEGORY_COLUMNS order."""
+        model, base = self.models[label], self.models[self.baseline_label]
+        done = sum(1 for c in model.kl if _holds(text, c))
+        if model.final is not None:
+            done = text.n_chunks
+        if base.baseline is not None:
+            own = next(c for c in base.baseline.by_category if c.name == text.name)
+            base_ppl = _ppl_cell(own.ppl, own.ppl_unc)
+        else:
+            base_ppl = _running_ppl(base.nll, sorted(c for c in base.nll if _holds(text, c)))
+        s = model.stats(text)
+        if s is None:
+            return [text.name, f"{done}/{text.n_chunks}", base_ppl, *["–"] * 7]
+        return [
+            text.name,
+            f"{done}/{text.n_chunks}",
+            base_ppl,
+            _ppl_cell(s.ppl, s.ppl_unc),
+            f"{s.ppl_ratio:.4f}±{s.ppl_ratio_unc:.4f}",
+            f"{s.kl_mean:.5f}±{s.kl_mean_unc:.5f}",
+            f"{s.kl_median:.4f}",
+            f"{s.kl_percentiles['kl_p99']:.4f}",
+            f"{100 * s.same_top:.2f}±{100 * s.same_top_unc:.2f}%",
+            f"{100 * s.dp_rms:.2f}%",
         ]
 
     def token_text(self, label: str | None, chunk: int) -> Text:

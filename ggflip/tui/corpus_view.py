@@ -22,10 +22,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ggflip.corpus.engine import (
-    partial_kld_report,
-    run_kld,
-)
+from ggflip.corpus.engine import partial_kld_report, run_kld
 from ggflip.corpus.events import (
     BaselineKldFinished,
     ChunkScored,
@@ -36,10 +33,12 @@ from ggflip.corpus.events import (
 )
 from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.errors import GgflipError
+from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.store.atomic import atomic_write_bytes
 from ggflip.tui.cells import fit_columns
 from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_NARROW, KLD_WIDTHS, LiveKld, kl_legend
+from ggflip.tui.corpus_tables import CategoryTable
 from ggflip.tui.views import ErrorScreen
 from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
 
@@ -68,6 +67,10 @@ class KldScreen(WorkerScreen):
     KldScreen .progress-state { width: 16; padding-left: 1; }
     KldScreen ProgressBar Bar { width: 40; }
     KldScreen #stats { height: auto; max-height: 10; }
+    KldScreen #category-title { height: 1; padding: 0 1; background: $boost; display: none; }
+    KldScreen #categories { height: auto; max-height: 8; display: none; }
+    KldScreen.categories #category-title { display: block; }
+    KldScreen.categories #categories { display: block; }
     KldScreen #token-title { height: 1; padding: 0 1; background: $boost; }
     KldScreen #worst { height: 1; padding: 0 1; }
     KldScreen #tokens-box { height: 1fr; padding: 0 1; }
@@ -109,6 +112,8 @@ class KldScreen(WorkerScreen):
         for column, width in self._columns:
             stats.add_column(column, key=column, width=width)
         yield stats
+        yield Static("", id="category-title")
+        yield CategoryTable(id="categories")
         yield Static("", id="token-title")
         yield Static("", id="worst")
         with VerticalScroll(id="tokens-box"):
@@ -172,6 +177,8 @@ class KldScreen(WorkerScreen):
             live.status(event.label, "cached")
         elif isinstance(event, CorpusReady):
             live.corpus_ready(event)
+            self.set_class(len(live.texts) > 1, "categories")
+            self.query_one(CategoryTable).build(live)
         elif isinstance(event, BaselineKldFinished):
             live.baseline_finished(event.summary)
         elif isinstance(event, QuantKldFinished):
@@ -274,6 +281,11 @@ class KldScreen(WorkerScreen):
                 for column, value in zip(KLD_COLUMNS, live.cells(label)):
                     if column in shown:
                         table.update_cell(label, column, value)
+        if len(live.texts) > 1 and self.selected is not None:
+            self.query_one("#category-title", Static).update(
+                Text(f"Per text (category), {self.selected}: each text chunked on its own")
+            )
+            self.query_one(CategoryTable).draw(live, self.selected)
         self._draw_tokens()
 
     def _status_text(self) -> str:
@@ -304,10 +316,16 @@ class KldScreen(WorkerScreen):
             return
         scored = self.chunk in live.models[self.selected].kl
         note = "" if scored else f" (not scored by {self.selected} yet)"
+        text = live.text_of(self.chunk)
+        where = (
+            f" · {text.name} chunk {self.chunk - text.first_chunk + 1}/{text.n_chunks}"
+            if text is not None and len(live.texts) > 1
+            else ""
+        )
         title.update(
             Text(
-                f"Per-token KL of {self.selected} · chunk {self.chunk + 1}/{n}{note} · n/p: chunk "
-                "· [/]: quant"
+                f"Per-token KL of {self.selected} · chunk {self.chunk + 1}/{n}{where}{note} · n/p: "
+                "chunk · [/]: quant"
             )
         )
         worst = live.worst_tokens(self.selected, self.chunk)
@@ -349,7 +367,7 @@ class KldScreen(WorkerScreen):
         self._refresh()
 
     def action_export(self) -> None:
-        """Write the report as JSON (the `ggflip kld --json` document)."""
+        """Write the report as JSON (the `ggflip kld --json` document) and as Markdown."""
         live = self.live
         if live is None:
             self.notify("Nothing to export yet.", severity="warning")
@@ -364,12 +382,16 @@ class KldScreen(WorkerScreen):
                 [m.final for m in live.models.values() if m.final is not None],
                 live.n_chunks,
                 live.models[live.baseline_label].done,
+                live.texts,
             )
         path = self.app.export_dir / f"ggflip-kld-{report.set}.json"  # type: ignore[attr-defined]
         try:
             atomic_write_bytes(path, (report.to_json() + "\n").encode())
+            atomic_write_bytes(path.with_suffix(".md"), render_kld_markdown(report).encode())
         except GgflipError as exc:
             self.app.push_screen(ErrorScreen(str(exc), title="Export failed"))
             return
         note = "" if report.complete else " (incomplete run: finished quants only)"
-        self.notify(f"Wrote {path}{note}", title="Exported", markup=False)
+        self.notify(
+            f"Wrote {path} and {path.with_suffix('.md').name}{note}", title="Exported", markup=False
+        )

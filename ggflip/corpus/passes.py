@@ -1,0 +1,224 @@
+"""The two passes of a corpus run: the baseline into its compact record, then a quant against it.
+
+Each chunk is decoded alone in a context of exactly `ctx` tokens; logits come back only at the
+scored positions (the second half of the chunk) and are reduced in blocks of `block_rows` rows,
+so memory is one chunk's scored logits whatever the corpus length.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ggflip.backends.base import Backend, BackendFactory, ScoreRequest
+from ggflip.config.models_toml import ModelSpec
+from ggflip.corpus.cache import BaselineWriter, CorpusBaseline
+from ggflip.corpus.events import ChunkScored, CorpusReady, KldEvent, QuantKld, TextInfo
+from ggflip.corpus.spec import SAMPLING_SEED, KldSpec, text_infos
+from ggflip.corpus.stats import TokenScores
+from ggflip.corpus.summary import QuantScores, quant_summary
+from ggflip.corpus.texts import chunk_tokens
+from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
+from ggflip.scoring.acceptance import acceptance_from_top_k
+from ggflip.scoring.topk import BaselineRows, baseline_rows, kl_rows, normalize
+
+
+def sized(model: ModelSpec, ctx: int) -> ModelSpec:
+    """The model's spec with a llama context of exactly one chunk (other settings from
+    models.toml)."""
+    settings = replace(model.llama, n_ctx=ctx, n_seq_max=1)
+    return replace(model, llama=settings)
+
+
+def _scored_logits(
+    backend: Backend, spec: KldSpec, chunk: NDArray[np.int32]
+) -> NDArray[np.float32]:
+    positions = tuple(range(spec.first_scored, spec.ctx - 1))
+    return backend.logits([ScoreRequest(tuple(int(t) for t in chunk), positions)])[0]
+
+
+def _blocks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _pieces(backend: Backend, chunk: NDArray[np.int32]) -> tuple[str, ...]:
+    return tuple(backend.token_pieces([int(t) for t in chunk]))
+
+
+def _chunk_texts(
+    spec: KldSpec, backend: Backend
+) -> tuple[NDArray[np.int32], NDArray[np.int64], tuple[TextInfo, ...]]:
+    """Every text tokenized and chunked on its own: (chunks of all texts in order, each chunk's
+    index within its text, the texts' places), before anything is scored.
+
+    Raises:
+        DataError: a text shorter than one chunk (named).
+    """
+    bos = backend.tokenize("", add_bos=True)
+    chunked, counts = [], []
+    for text in spec.texts:
+        tokens = backend.tokenize(text.text, add_bos=True)
+        chunked.append(chunk_tokens(tokens, bos, spec.ctx, spec.chunks, text.source))
+        counts.append((len(tokens), chunked[-1].shape[0]))
+    local = np.concatenate([np.arange(n_chunks) for _, n_chunks in counts])
+    return np.concatenate(chunked), local, text_infos(spec, counts)
+
+
+def score_baseline(
+    spec: KldSpec, factory: BackendFactory, key: str, key_parts: dict[str, object], top_k: int
+) -> Generator[KldEvent, None, tuple[CorpusBaseline, tuple[TextInfo, ...]]]:
+    """Tokenize, chunk and score the baseline into a new compact entry; returns (baseline,
+    texts)."""
+    model = spec.model_set.baseline
+    yield ModelLoading(model.label, BASELINE, str(model.path))
+    started = time.perf_counter()
+    backend = factory.open(sized(model, spec.ctx))
+    writer: BaselineWriter | None = None
+    try:
+        yield ModelLoaded(model.label, BASELINE, time.perf_counter() - started)
+        chunks, local_index, texts = _chunk_texts(spec, backend)
+        n_chunks, n_rows = chunks.shape[0], spec.rows_per_chunk
+        n_text_tokens = sum(text.n_text_tokens for text in texts)
+        yield CorpusReady(n_text_tokens, n_chunks, spec.first_scored, n_rows, False, texts)
+        writer = BaselineWriter(
+            spec.cache_dir, key, n_chunks, spec.ctx, n_rows, top_k, spec.tail_samples
+        )
+        for index, chunk in enumerate(chunks):
+            logits = _scored_logits(backend, spec, chunk)
+            targets = chunk[spec.first_scored + 1 :]
+            # Seeded by the chunk's place in its own text, so a text's tail draws (and KL) are
+            # those of a run on that text alone.
+            rng = np.random.default_rng([int(local_index[index]), SAMPLING_SEED])
+            parts: list[BaselineRows] = []
+            target = np.empty(n_rows)
+            for block in _blocks(n_rows, spec.block_rows):
+                norm = normalize(logits[block])
+                parts.append(baseline_rows(norm, top_k, spec.tail_samples, rng))
+                target[block] = norm.logprobs_at(targets[block])
+            del logits
+            rows = {
+                name: np.concatenate([getattr(p, name) for p in parts])
+                for name in BaselineRows.__dataclass_fields__
+            }
+            writer.write_chunk(index, chunk, target_logprob=target, **rows)
+            yield ChunkScored(
+                model.label,
+                BASELINE,
+                index,
+                n_chunks,
+                spec.first_scored,
+                _pieces(backend, chunk),
+                -target,
+            )
+        meta = {
+            "key": key_parts,
+            "set": spec.model_set.name,
+            "baseline": str(model.path),
+            "source": spec.source,
+            "n_text_tokens": n_text_tokens,
+            "texts": [
+                {
+                    "name": text.name,
+                    "source": text.source,
+                    "sha256": text.text_sha256,
+                    "n_text_tokens": text.n_text_tokens,
+                    "n_chunks": text.n_chunks,
+                }
+                for text in texts
+            ],
+        }
+        baseline = writer.finish(meta)
+        writer = None
+    finally:
+        backend.close()
+        if writer is not None:
+            writer.discard()
+    return baseline, texts
+
+
+def _chunk_rows(baseline: CorpusBaseline, span: slice) -> BaselineRows:
+    """One chunk's baseline rows, read from the memory-mapped entry."""
+    return BaselineRows(
+        **{
+            name: np.asarray(getattr(baseline, name)[span])
+            for name in BaselineRows.__dataclass_fields__
+        }
+    )
+
+
+def score_quant(
+    spec: KldSpec,
+    factory: BackendFactory,
+    model: ModelSpec,
+    baseline: CorpusBaseline,
+    texts: tuple[TextInfo, ...],
+) -> Generator[KldEvent, None, QuantKld]:
+    """Score one quant chunk by chunk against the baseline's rows; returns its QuantKld, over the
+    corpus and per text."""
+    yield ModelLoading(model.label, QUANT, str(model.path))
+    started = time.perf_counter()
+    backend = factory.open(sized(model, spec.ctx))
+    n_chunks = baseline.tokens.shape[0]
+    n_rows = n_chunks * spec.rows_per_chunk
+    nll, nll_base, coarse, gap = (
+        np.empty(n_rows),
+        np.empty(n_rows),
+        np.empty(n_rows),
+        np.empty(n_rows),
+    )
+    same_top = np.empty(n_rows, dtype=bool)
+    accepted = np.empty(n_rows)
+    try:
+        yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
+        scoring_started = time.perf_counter()
+        for index in range(n_chunks):
+            chunk = np.asarray(baseline.tokens[index])
+            logits = _scored_logits(backend, spec, chunk)
+            span = baseline.rows(index)
+            base = _chunk_rows(baseline, span)
+            targets = chunk[spec.first_scored + 1 :]
+            for block in _blocks(spec.rows_per_chunk, spec.block_rows):
+                norm = normalize(logits[block])
+                rows = slice(span.start + block.start, span.start + block.stop)
+                part = BaselineRows(
+                    *(getattr(base, name)[block] for name in BaselineRows.__dataclass_fields__)
+                )
+                coarse[rows], gap[rows] = kl_rows(part, norm)
+                accepted[rows] = acceptance_from_top_k(
+                    part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
+                )
+                nll[rows] = -norm.logprobs_at(targets[block])
+                same_top[rows] = np.argmax(logits[block], axis=-1) == part.top_ids[:, 0]
+            del logits
+            nll_base[span] = -np.asarray(baseline.target_logprob[span])
+            scores = TokenScores(
+                nll[span], nll_base[span], coarse[span] + gap[span], same_top[span]
+            )
+            yield ChunkScored(
+                model.label,
+                QUANT,
+                index,
+                n_chunks,
+                spec.first_scored,
+                _pieces(backend, chunk),
+                scores.nll.copy(),
+                scores.kl.copy(),
+                scores.p_diff,
+                scores.same_top.copy(),
+                scores.nll_base.copy(),
+            )
+    finally:
+        backend.close()
+    return quant_summary(
+        model.label,
+        str(model.path),
+        QuantScores(nll, nll_base, coarse, gap, same_top, accepted),
+        texts,
+        spec.rows_per_chunk,
+        time.perf_counter() - scoring_started,
+    )

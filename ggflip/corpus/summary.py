@@ -1,0 +1,113 @@
+"""Per-token scores of a corpus run summarized over the whole corpus and over each text.
+
+Each text's rows are a contiguous span of the run's rows (its chunks are consecutive), so a
+category's statistics are `kld_stats` over that span: the very numbers a run on that text alone
+gives, since the text is chunked and scored the same way there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ggflip.corpus.events import (
+    BaselineKld,
+    CategoryKld,
+    CategoryPpl,
+    QuantKld,
+    TailCheck,
+    TextInfo,
+)
+from ggflip.corpus.stats import FloatArray, KldStats, TokenScores, kld_stats, mean_and_uncertainty
+
+
+def text_rows(text: TextInfo, rows_per_chunk: int) -> slice:
+    """The run's rows (scored tokens) that belong to `text`."""
+    start = text.first_chunk * rows_per_chunk
+    return slice(start, start + text.n_chunks * rows_per_chunk)
+
+
+def perplexity(nll: FloatArray) -> tuple[float, float]:
+    """PPL and its uncertainty from per-token NLLs, as llama-perplexity prints them."""
+    log_ppl, unc = mean_and_uncertainty(nll)
+    ppl = float(np.exp(log_ppl))
+    return ppl, ppl * unc
+
+
+def baseline_summary(
+    label: str,
+    path: str,
+    nll_base: FloatArray,
+    texts: Sequence[TextInfo],
+    rows_per_chunk: int,
+    seconds: float,
+    from_cache: bool,
+    computed_with: dict[str, Any],
+) -> BaselineKld:
+    """The baseline's perplexity over the corpus and on each text."""
+    by_category = tuple(
+        CategoryPpl(text.name, *perplexity(nll_base[text_rows(text, rows_per_chunk)]))
+        for text in texts
+    )
+    return BaselineKld(
+        label,
+        path,
+        *perplexity(nll_base),
+        seconds,
+        from_cache,
+        computed_with=computed_with,
+        by_category=by_category,
+    )
+
+
+@dataclass(frozen=True)
+class QuantScores:
+    """A quant's per-token arrays over every scored row of the run, all (n_rows,).
+
+    `kl_lower` is the cache's lower bound of KL (top K + merged tail), `kl_gap` the estimated
+    missing part; their sum is the KL reported.
+    """
+
+    nll: FloatArray
+    nll_base: FloatArray
+    kl_lower: FloatArray
+    kl_gap: FloatArray
+    same_top: np.ndarray
+    acceptance: FloatArray
+
+    def summary(self, rows: slice) -> tuple[KldStats, TailCheck]:
+        """llama-perplexity's statistics and the tail check over `rows`."""
+        gap = self.kl_gap[rows]
+        n = gap.size
+        scores = TokenScores(
+            self.nll[rows],
+            self.nll_base[rows],
+            self.kl_lower[rows] + gap,
+            self.same_top[rows],
+            self.acceptance[rows],
+        )
+        tail = TailCheck(
+            float(self.kl_lower[rows].mean()),
+            float(gap.mean()),
+            float(gap.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        )
+        return kld_stats(scores), tail
+
+
+def quant_summary(
+    label: str,
+    path: str,
+    scores: QuantScores,
+    texts: Sequence[TextInfo],
+    rows_per_chunk: int,
+    seconds: float,
+) -> QuantKld:
+    """One quant's statistics over the corpus and on each text."""
+    stats, tail = scores.summary(slice(None))
+    by_category = tuple(
+        CategoryKld(text.name, *scores.summary(text_rows(text, rows_per_chunk))) for text in texts
+    )
+    return QuantKld(label, path, stats, seconds, tail, by_category)

@@ -1,0 +1,213 @@
+"""A corpus report (`ggflip kld`) as terminal tables and as Markdown, from the same cells.
+
+Over the whole corpus: a summary table (PPL, KL, same top, acceptance per model) and
+llama-perplexity's full statistics, one column per quant. With several texts, the same two
+tables again for each text (its category), whose numbers are those of a run on that text alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from ggflip.corpus.events import KldReport
+from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
+
+SUMMARY_HEADER = [
+    "model",
+    "PPL",
+    "PPL ratio",
+    "KL mean",
+    "KL median",
+    "KL p99",
+    "RMS Δp",
+    "same top",
+    "accept",
+    "accept p10",
+]
+
+
+def _pm(value: float, unc: float, digits: int = 4, scale: float = 1.0, suffix: str = "") -> str:
+    return f"{scale * value:.{digits}f} ± {scale * unc:.{digits}f}{suffix}"
+
+
+def _summary_cells(label: str, s: KldStats) -> list[str]:
+    return [
+        label,
+        _pm(s.ppl, s.ppl_unc, 3),
+        _pm(s.ppl_ratio, s.ppl_ratio_unc),
+        _pm(s.kl_mean, s.kl_mean_unc, 5),
+        f"{s.kl_median:.5f}",
+        f"{s.kl_percentiles['kl_p99']:.4f}",
+        _pm(s.dp_rms, s.dp_rms_unc, 3, 100, "%"),
+        _pm(s.same_top, s.same_top_unc, 2, 100, "%"),
+        _pm(s.acceptance_mean, s.acceptance_mean_unc, 2, 100, "%"),
+        f"{100 * s.acceptance_p10:.2f}%",
+    ]
+
+
+def summary_rows(report: KldReport, category: str | None = None) -> list[list[str]]:
+    """The baseline's row (PPL) then one row per quant, over the corpus or over one category."""
+    rows: list[list[str]] = []
+    if report.baseline:
+        b = report.baseline
+        ppl, unc = b.ppl, b.ppl_unc
+        if category is not None:
+            own = next(c for c in b.by_category if c.name == category)
+            ppl, unc = own.ppl, own.ppl_unc
+        note = " (cached)" if b.from_cache else ""
+        rows.append(
+            [f"{b.label} (baseline){note}", _pm(ppl, unc, 3)] + [""] * (len(SUMMARY_HEADER) - 2)
+        )
+    for label, stats in _stats_of(report, category):
+        rows.append(_summary_cells(label, stats))
+    return rows
+
+
+def _stats_of(report: KldReport, category: str | None) -> list[tuple[str, KldStats]]:
+    """(label, statistics) of each quant, over the corpus or over one category."""
+    if category is None:
+        return [(q.label, q.stats) for q in report.quants]
+    return [
+        (q.label, next(c.stats for c in q.by_category if c.name == category)) for q in report.quants
+    ]
+
+
+def detail_rows(stats: Sequence[KldStats]) -> list[list[str]]:
+    """llama-perplexity's statistics in its order, one cell per quant after the name."""
+    rows: list[list[str]] = [
+        ["Mean PPL(Q)", *[_pm(s.ppl, s.ppl_unc, 6) for s in stats]],
+        ["Mean PPL(base)", *[_pm(s.ppl_base, s.ppl_base_unc, 6) for s in stats]],
+        ["Cor(ln PPL(Q), ln PPL(base))", *[f"{100 * s.ll_correlation:.2f}%" for s in stats]],
+        ["Mean ln(PPL(Q)/PPL(base))", *[_pm(s.ln_ppl_ratio, s.ln_ppl_ratio_unc, 6) for s in stats]],
+        ["Mean PPL(Q)/PPL(base)", *[_pm(s.ppl_ratio, s.ppl_ratio_unc, 6) for s in stats]],
+        ["Mean PPL(Q)-PPL(base)", *[_pm(s.ppl_diff, s.ppl_diff_unc, 6) for s in stats]],
+        ["Mean KLD", *[_pm(s.kl_mean, s.kl_mean_unc, 6) for s in stats]],
+        ["Maximum KLD", *[f"{s.kl_max:.6f}" for s in stats]],
+    ]
+    for pct in KL_PERCENTILES:
+        key = f"kl_p{pct:g}".replace(".", "_")
+        if pct == 10.0:
+            rows.append(["Median KLD", *[f"{s.kl_median:.6f}" for s in stats]])
+        rows.append([f"{pct:.1f}% KLD", *[f"{s.kl_percentiles[key]:.6f}" for s in stats]])
+    rows.append(["Minimum KLD", *[f"{s.kl_min:.6f}" for s in stats]])
+    rows.append(["Mean Δp", *[_pm(s.dp_mean, s.dp_mean_unc, 3, 100, "%") for s in stats]])
+    rows.append(["Maximum Δp", *[f"{100 * s.dp_max:.3f}%" for s in stats]])
+    for pct in DP_PERCENTILES:
+        key = f"dp_p{pct:g}".replace(".", "_")
+        if pct == 25.0:
+            rows.append(["Median Δp", *[f"{100 * s.dp_median:.3f}%" for s in stats]])
+        rows.append([f"{pct:.1f}% Δp", *[f"{100 * s.dp_percentiles[key]:.3f}%" for s in stats]])
+    rows.append(["Minimum Δp", *[f"{100 * s.dp_min:.3f}%" for s in stats]])
+    rows.append(["RMS Δp", *[_pm(s.dp_rms, s.dp_rms_unc, 3, 100, "%") for s in stats]])
+    rows.append(["Same top p", *[_pm(s.same_top, s.same_top_unc, 3, 100, "%") for s in stats]])
+    rows.append(
+        [
+            "Acceptance Σmin(p,q) (upper bound)",
+            *[_pm(s.acceptance_mean, s.acceptance_mean_unc, 3, 100, "%") for s in stats],
+        ]
+    )
+    return rows
+
+
+def _title(report: KldReport) -> str:
+    title = (
+        f"ggflip kld: set {report.set}, {report.source}, {report.n_chunks} chunks × {report.ctx}, "
+        f"{report.tokens_scored} tokens scored"
+    )
+    return title + (" (INCOMPLETE: stopped early)" if not report.complete else "")
+
+
+def _sections(report: KldReport) -> list[tuple[str | None, str]]:
+    """(category or None for the whole corpus, its heading), the corpus first; a category per
+    text only when there are several."""
+    sections: list[tuple[str | None, str]] = [(None, "whole corpus")]
+    if len(report.texts) > 1:
+        for text in report.texts:
+            heading = f"{text.name}: {text.n_chunks} chunks, {text.tokens_scored} tokens scored"
+            sections.append((text.name, heading))
+    return sections
+
+
+def _cache_lines(report: KldReport) -> list[str]:
+    lines = []
+    if report.cache:
+        c = report.cache
+        lines.append(
+            f"baseline kept as top {c.top_k} + tail mass + {c.tail_samples} tail draws: "
+            f"{c.bytes_per_token} B/token ({c.size_ratio:.0f}× smaller than llama-perplexity's "
+            f"{c.llama_cpp_bytes_per_token} B/token), {c.file_bytes / 1e6:.1f} MB; mean tail mass "
+            f"{c.tail_mass_mean:.2e}"
+        )
+    for q in report.quants:
+        if q.tail:
+            lines.append(
+                f"{q.label}: KL mean {q.stats.kl_mean:.6f} = {q.tail.kl_mean_lower_bound:.6f} (top "
+                f"{report.cache.top_k if report.cache else '?'} + merged tail, a lower bound) + "
+                f"{q.tail.kl_tail_estimate:.6f} ± {q.tail.kl_tail_estimate_unc:.6f} (tail estimate)"
+            )
+    return lines
+
+
+def _rich_table(title: str, header: list[str], rows: list[list[str]], edge: bool) -> Table:
+    table = Table(title=title, show_edge=edge)
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render_kld_report(report: KldReport, console: Console) -> None:
+    """Print the summary and llama-perplexity's statistics over the corpus, then per text."""
+    labels = [q.label for q in report.quants]
+    for category, heading in _sections(report):
+        title = _title(report) if category is None else heading
+        console.print(_rich_table(title, SUMMARY_HEADER, summary_rows(report, category), True))
+        if not report.quants:
+            continue
+        stats = [s for _, s in _stats_of(report, category)]
+        console.print(
+            _rich_table(
+                f"llama-perplexity statistics, {heading}",
+                ["statistic", *labels],
+                detail_rows(stats),
+                False,
+            )
+        )
+    for line in _cache_lines(report):
+        console.print(line)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+
+
+def render_kld_markdown(report: KldReport) -> str:
+    """The report as a Markdown document: the same tables as the terminal's."""
+    lines = [f"# {_title(report)}", ""]
+    if len(report.texts) > 1:
+        lines += ["Texts (each chunked on its own, as llama-perplexity would chunk it alone):", ""]
+        lines += _markdown_table(
+            ["text", "source", "chunks", "tokens scored"],
+            [[t.name, t.source, str(t.n_chunks), str(t.tokens_scored)] for t in report.texts],
+        )
+        lines.append("")
+    labels = [q.label for q in report.quants]
+    for category, heading in _sections(report):
+        lines += [f"## {'Whole corpus' if category is None else heading}", ""]
+        lines += _markdown_table(SUMMARY_HEADER, summary_rows(report, category))
+        if report.quants:
+            stats = [s for _, s in _stats_of(report, category)]
+            lines += ["", "llama-perplexity statistics:", ""]
+            lines += _markdown_table(["statistic", *labels], detail_rows(stats))
+        lines.append("")
+    lines += [f"{line}  " for line in _cache_lines(report)]
+    return "\n".join(lines).rstrip() + "\n"
