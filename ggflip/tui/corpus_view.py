@@ -60,12 +60,6 @@ class KldScreen(WorkerScreen):
         Binding("escape", "back", "Back"),
     ]
     DEFAULT_CSS = """
-    KldScreen #status { height: 1; padding: 0 1; background: $boost; }
-    KldScreen #progress { height: auto; padding: 0 1; }
-    KldScreen .progress-row { height: 1; }
-    KldScreen .progress-label { width: 22; }
-    KldScreen .progress-state { width: 16; padding-left: 1; }
-    KldScreen ProgressBar Bar { width: 40; }
     KldScreen #stats { height: auto; max-height: 10; }
     KldScreen #category-title { height: 1; padding: 0 1; background: $boost; display: none; }
     KldScreen #categories { height: auto; max-height: 8; display: none; }
@@ -75,8 +69,6 @@ class KldScreen(WorkerScreen):
     KldScreen #worst { height: 1; padding: 0 1; }
     KldScreen #tokens-box { height: 1fr; padding: 0 1; }
     KldScreen #legend { height: 1; padding: 0 1; }
-    KldScreen #log { height: 10; border-top: solid $accent; display: none; }
-    KldScreen.show-log #log { display: block; }
     """
 
     class EngineEvent(Message):

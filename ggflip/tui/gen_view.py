@@ -66,17 +66,9 @@ class GenScreen(WorkerScreen):
         Binding("escape", "back", "Setup"),
     ]
     DEFAULT_CSS = """
-    GenScreen #status { height: 1; padding: 0 1; background: $boost; }
-    GenScreen #progress { height: auto; padding: 0 1; }
-    GenScreen .progress-row { height: 1; }
-    GenScreen .progress-label { width: 22; }
-    GenScreen .progress-state { width: 16; padding-left: 1; }
-    GenScreen ProgressBar Bar { width: 40; }
     GenScreen #summary { height: auto; max-height: 12; }
     GenScreen #turn-title { height: 1; padding: 0 1; background: $boost; }
     GenScreen #turns { height: 1fr; }
-    GenScreen #log { height: 10; border-top: solid $accent; display: none; }
-    GenScreen.show-log #log { display: block; }
     """
 
     class SpecResolved(Message):

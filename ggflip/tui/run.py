@@ -70,18 +70,10 @@ class RunScreen(WorkerScreen):
         Binding("escape", "back", "Setup"),
     ]
     DEFAULT_CSS = """
-    RunScreen #status { height: 1; padding: 0 1; background: $boost; }
-    RunScreen #progress { height: auto; padding: 0 1; }
-    RunScreen .progress-row { height: 1; }
-    RunScreen .progress-label { width: 22; }
-    RunScreen .progress-state { width: 16; padding-left: 1; }
-    RunScreen ProgressBar Bar { width: 40; }
     RunScreen #summary { height: auto; max-height: 12; }
     RunScreen #paired { height: auto; padding: 0 1; display: none; }
     RunScreen #flip-title { height: auto; padding: 0 1; background: $boost; }
     RunScreen #flips { height: 1fr; }
-    RunScreen #log { height: 10; border-top: solid $accent; display: none; }
-    RunScreen.show-log #log { display: block; }
     """
 
     class SpecResolved(Message):

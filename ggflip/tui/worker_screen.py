@@ -1,6 +1,8 @@
 """What the run screens share: one engine run in a thread worker, a log panel, cancel/re-run/back.
 
-A subclass composes a `RichLog` with id `log`, implements `start()` (launch its worker and keep
+A subclass composes a status line (`#status`), progress rows (`#progress`, `.progress-row` with
+`.progress-label`, a `ProgressBar` and `.progress-state`) and a `RichLog` with id `log`, styled
+here once, implements `start()` (launch its worker and keep
 it in `self._worker`) and `_refresh()` (redraw from its live state; set `self._dirty` when a
 message changed that state without redrawing).
 """
@@ -16,6 +18,17 @@ REFRESH_SECONDS = 0.25
 
 class WorkerScreen(Screen[None]):
     """A screen that drives one engine run in a thread worker."""
+
+    DEFAULT_CSS = """
+    WorkerScreen #status { height: 1; padding: 0 1; background: $boost; }
+    WorkerScreen #progress { height: auto; padding: 0 1; }
+    WorkerScreen .progress-row { height: 1; }
+    WorkerScreen .progress-label { width: 22; }
+    WorkerScreen .progress-state { width: 16; padding-left: 1; }
+    WorkerScreen ProgressBar Bar { width: 40; }
+    WorkerScreen #log { height: 10; border-top: solid $accent; display: none; }
+    WorkerScreen.show-log #log { display: block; }
+    """
 
     def __init__(self) -> None:
         super().__init__()
