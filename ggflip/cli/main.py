@@ -22,17 +22,93 @@ from ggflip.errors import DiskFullError, ExitCode, GgflipError, RunInterrupted
 log = logging.getLogger("ggflip")
 
 
-def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
-    run.add_argument(
+def _add_question_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags `run` and `tui` share: which models, task, questions and caches (defined once)."""
+    parser.add_argument(
         "--models",
         type=Path,
         default=Path("models.toml"),
         help="models file (default: ./models.toml)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--set", dest="set_name", help="comparison set in the models file (default: its only set)"
     )
+    parser.add_argument(
+        "--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)"
+    )
+    parser.add_argument(
+        "--task-file", type=Path, help="a TOML task file declaring your own task (overrides --task)"
+    )
+    parser.add_argument(
+        "--data",
+        help=(
+            "questions: a local JSONL/JSON/CSV/Parquet file, or hf:NAME[:CONFIG[:SPLIT]] via "
+            "datasets"
+        ),
+    )
+    parser.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="NAME=COLUMN",
+        help=(
+            "map a question field to your column, e.g. question=q, choices=a,b,c, answer=label "
+            "(repeatable)"
+        ),
+    )
+    parser.add_argument(
+        "--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's"
+    )
+    parser.add_argument(
+        "--shots", type=int, help="few-shot examples per question (default: the task's)"
+    )
+    parser.add_argument(
+        "--shots-from",
+        help="where shots come from (a file or hf: source; default: the task's dev/train split)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="use N questions: a fixed sample stratified by subject (see --seed, --first)",
+    )
+    parser.add_argument(
+        "--seed", type=int, help="with --limit: the seed of the sample (default: 0)"
+    )
+    parser.add_argument(
+        "--first", action="store_true", help="with --limit: the first N questions, not a sample"
+    )
+    parser.add_argument(
+        "--subject", action="append", default=[], help="only this subject (repeatable)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the baseline cache and the run store",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
+    )
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="generation tasks: render prompts with the baseline GGUF's chat template",
+    )
+    parser.add_argument("--system", help="with --chat: a system message before every conversation")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="generation tasks: most tokens generated per turn (default: the task's)",
+    )
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
+    _add_question_flags(run)
     run.add_argument(
         "--baseline",
         help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)",
@@ -44,51 +120,6 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
     )
     run.add_argument(
-        "--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)"
-    )
-    run.add_argument(
-        "--task-file", type=Path, help="a TOML task file declaring your own task (overrides --task)"
-    )
-    run.add_argument(
-        "--data",
-        help=(
-            "questions: a local JSONL/JSON/CSV/Parquet file, or hf:NAME[:CONFIG[:SPLIT]] via "
-            "datasets"
-        ),
-    )
-    run.add_argument(
-        "--field",
-        action="append",
-        default=[],
-        metavar="NAME=COLUMN",
-        help=(
-            "map a question field to your column, e.g. question=q, choices=a,b,c, answer=label "
-            "(repeatable)"
-        ),
-    )
-    run.add_argument(
-        "--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's"
-    )
-    run.add_argument(
-        "--shots", type=int, help="few-shot examples per question (default: the task's)"
-    )
-    run.add_argument(
-        "--shots-from",
-        help="where shots come from (a file or hf: source; default: the task's dev/train split)",
-    )
-    run.add_argument(
-        "--limit",
-        type=int,
-        help="use N questions: a fixed sample stratified by subject (see --seed, --first)",
-    )
-    run.add_argument("--seed", type=int, help="with --limit: the seed of the sample (default: 0)")
-    run.add_argument(
-        "--first", action="store_true", help="with --limit: the first N questions, not a sample"
-    )
-    run.add_argument(
-        "--subject", action="append", default=[], help="only this subject (repeatable)"
-    )
-    run.add_argument(
         "--skip-bad-rows",
         action="store_true",
         help="skip malformed question rows (counted in the report)",
@@ -97,16 +128,6 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "--json", action="store_true", help="write the report as one JSON document on stdout"
     )
     run.add_argument("--out", type=Path, help="also write the JSON report to this file")
-    run.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
-    )
-    run.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="neither read nor write the baseline cache and the run store",
-    )
     run.add_argument(
         "--no-resume",
         action="store_true",
@@ -134,26 +155,12 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         ),
     )
     run.add_argument(
-        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
-    )
-    run.add_argument(
         "--no-prefix-reuse",
         action="store_true",
         help=(
             "decode every prompt in full instead of sharing few-shot prefixes and cloze contexts "
             "(for benchmarks)"
         ),
-    )
-    run.add_argument(
-        "--chat",
-        action="store_true",
-        help="generation tasks: render prompts with the baseline GGUF's chat template",
-    )
-    run.add_argument("--system", help="with --chat: a system message before every conversation")
-    run.add_argument(
-        "--max-new-tokens",
-        type=int,
-        help="generation tasks: most tokens generated per turn (default: the task's)",
     )
     run.add_argument(
         "--floor",
@@ -175,72 +182,11 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     tui = subparsers.add_parser(
         "tui", help="open the terminal UI (also what `ggflip` alone does on a terminal)"
     )
-    tui.add_argument(
-        "--models",
-        type=Path,
-        default=Path("models.toml"),
-        help="models file (default: ./models.toml)",
-    )
-    tui.add_argument("--set", dest="set_name", help="comparison set to preselect")
-    tui.add_argument("--task", default="mmlu", help="task to preselect (default: mmlu)")
-    tui.add_argument(
-        "--data", help="questions: a local JSONL file, or hf:NAME[:CONFIG[:SPLIT]] via datasets"
-    )
-    tui.add_argument(
-        "--task-file",
-        type=Path,
-        help="a TOML task file declaring your own task (as for `ggflip run`)",
-    )
-    tui.add_argument(
-        "--field",
-        action="append",
-        default=[],
-        metavar="NAME=COLUMN",
-        help="map a question field to your column (repeatable)",
-    )
-    tui.add_argument(
-        "--mode", choices=("letter", "cloze"), help="answer mode, overriding the task's"
-    )
-    tui.add_argument(
-        "--shots", type=int, help="few-shot examples per question (default: the task's)"
-    )
-    tui.add_argument(
-        "--shots-from", help="where shots come from (default: the task's dev/train split)"
-    )
-    tui.add_argument(
-        "--limit", type=int, help="use N questions: a fixed sample stratified by subject"
-    )
-    tui.add_argument("--seed", type=int, help="with --limit: the seed of the sample (default: 0)")
-    tui.add_argument(
-        "--first", action="store_true", help="with --limit: the first N questions, not a sample"
-    )
-    tui.add_argument(
-        "--subject", action="append", default=[], help="only this subject (repeatable)"
-    )
-    tui.add_argument(
-        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
-    )
-    tui.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
-    )
-    tui.add_argument(
-        "--no-cache", action="store_true", help="neither read nor write the baseline cache"
-    )
+    _add_question_flags(tui)
     tui.add_argument(
         "--no-floor",
         action="store_true",
         help="skip the noise floor (the baseline scored again under another decode grouping)",
-    )
-    tui.add_argument(
-        "--chat",
-        action="store_true",
-        help="generation tasks: render prompts with the baseline GGUF's chat template",
-    )
-    tui.add_argument("--system", help="with --chat: a system message before every conversation")
-    tui.add_argument(
-        "--max-new-tokens", type=int, help="generation tasks: most tokens generated per turn"
     )
     tui.add_argument(
         "--export-dir",
