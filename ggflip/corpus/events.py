@@ -2,7 +2,7 @@
 JSON.
 
 The engine (`ggflip.corpus.engine.run_kld`) yields, in order: `KldStarted`; for the baseline
-`ModelLoading`/`ModelLoaded` (from `ggflip.choice.events`) or `BaselineFromCache`; `CorpusReady`;
+`ModelLoading`/`ModelLoaded` (from `ggflip.runs.events`) or `BaselineFromCache`; `CorpusReady`;
 one `ChunkScored` per chunk and model; `BaselineKldFinished`; `QuantKldFinished` per quant;
 `KldFinished` last.
 `ChunkScored` carries the chunk's token pieces and, for quants, the per-token KL, so a per-token
