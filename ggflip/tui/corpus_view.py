@@ -40,7 +40,7 @@ from ggflip.tui.cells import fit_columns
 from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_NARROW, KLD_WIDTHS, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable
 from ggflip.tui.views import ErrorScreen
-from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
+from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen, failure_message
 
 log = logging.getLogger("ggflip.tui")
 
@@ -199,12 +199,7 @@ class KldScreen(WorkerScreen):
             )
             self._refresh()
         elif event.state == WorkerState.ERROR:
-            error = event.worker.error
-            if isinstance(error, GgflipError):
-                message = str(error)
-            else:
-                message = f"internal error: {type(error).__name__}: {error}"
-                log.error("kld run failed", exc_info=error)
+            message = failure_message(event.worker.error, "kld run")
             if self.live is not None:
                 self.live.stopped("failed")
                 self._refresh()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -48,7 +49,7 @@ from ggflip.tui.gen_cells import (
 from ggflip.tui.gen_detail import GenDetailScreen
 from ggflip.tui.gen_live import FILTER_NAMES, GEN_SORTS, SORT_NAMES, LiveGen
 from ggflip.tui.views import ErrorScreen
-from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
+from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen, failure_message
 
 log = logging.getLogger("ggflip.tui")
 
@@ -242,16 +243,11 @@ class GenScreen(WorkerScreen):
             )
             self._refresh(force=True)
         elif event.state == WorkerState.ERROR:
-            error = event.worker.error
-            if isinstance(error, GgflipError):
-                message = str(error)
-            else:
-                message = f"internal error: {type(error).__name__}: {error}"
-                log.error("generation run failed", exc_info=error)
+            message = failure_message(event.worker.error, "generation run")
             if self.live is not None:
                 self.live.stopped("failed")
                 self._refresh(force=True)
-            self.query_one("#status", Static).update(f"Failed: {message}")
+            self.query_one("#status", Static).update(Text(f"Failed: {message}"))
             self.app.push_screen(ErrorScreen(message, title="The generation run stopped"))
 
     # --- drawing -----------------------------------------------------------------------------

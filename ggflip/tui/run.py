@@ -49,7 +49,7 @@ from ggflip.tui.views import (
     SubjectPicker,
     direction_text,
 )
-from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen
+from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen, failure_message
 
 log = logging.getLogger("ggflip.tui")
 
@@ -258,12 +258,7 @@ class RunScreen(WorkerScreen):
             )
             self._refresh(force=True)
         elif event.state == WorkerState.ERROR:
-            error = event.worker.error
-            if isinstance(error, GgflipError):
-                message = str(error)
-            else:
-                message = f"internal error: {type(error).__name__}: {error}"
-                log.error("run failed", exc_info=error)
+            message = failure_message(event.worker.error, "run")
             if self.live is not None:
                 self.live.stopped("failed")
             self.query_one("#status", Static).update(Text(f"Failed: {message}"))

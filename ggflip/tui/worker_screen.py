@@ -9,11 +9,25 @@ message changed that state without redrawing).
 
 from __future__ import annotations
 
+import logging
+
 from textual.screen import Screen
 from textual.widgets import RichLog
 from textual.worker import Worker
 
+from ggflip.errors import GgflipError
+
 REFRESH_SECONDS = 0.25
+log = logging.getLogger("ggflip.tui")
+
+
+def failure_message(error: BaseException | None, what: str) -> str:
+    """The one line a failed run shows: a GgflipError as written, anything else as an internal
+    error (logged with its traceback under `what`)."""
+    if isinstance(error, GgflipError):
+        return str(error)
+    log.error("%s failed", what, exc_info=error)
+    return f"internal error: {type(error).__name__}: {error}"
 
 
 class WorkerScreen(Screen[None]):
