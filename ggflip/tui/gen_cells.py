@@ -34,6 +34,9 @@ TURN_COLUMNS = (
     "top-1",
     "tokens",
 )
+# Fixed widths: a column sized by its content would change width as rows arrive, so the screen
+# (and a snapshot of it) would depend on when it was drawn.
+TURN_WIDTHS = (10, 4, 8, 13, 4, 7, 7, 6, 6, 7)
 
 
 def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:

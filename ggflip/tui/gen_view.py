@@ -42,6 +42,7 @@ from ggflip.tui.gen_cells import (
     GEN_COLUMNS,
     GEN_WIDTHS,
     TURN_COLUMNS,
+    TURN_WIDTHS,
     status_text,
     summary_cells,
     turn_cells,
@@ -131,8 +132,8 @@ class GenScreen(WorkerScreen):
         yield summary
         yield Static("", id="turn-title")
         turns: DataTable[str] = DataTable(id="turns", cursor_type="row", zebra_stripes=True)
-        for column in TURN_COLUMNS:
-            turns.add_column(column, key=column)
+        for column, width in zip(TURN_COLUMNS, TURN_WIDTHS):
+            turns.add_column(column, key=column, width=width)
         yield turns
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
         yield Footer()
