@@ -25,6 +25,13 @@ def test_a_loaded_machine_names_the_setting_to_lower() -> None:
     assert eight is not None and "8 threads (n_threads = 8)" in eight
 
 
+def test_one_thread_already_is_not_told_to_use_one_thread() -> None:
+    message = busy.busy_warning(LlamaSettings(n_threads=1), load=4.0, cores=2)
+    assert message is not None
+    assert "1 thread (n_threads = 1)" in message
+    assert "set n_threads" not in message and message.endswith("wait for the other job")
+
+
 def test_the_warning_is_logged_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

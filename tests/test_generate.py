@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -206,8 +207,9 @@ def test_a_quant_with_another_chat_template_is_named(
 
 
 def test_generation_options_resolve_like_the_cli(tmp_path: Path) -> None:
-    """`ggflip run --task prompts` flags and the TUI's GenOptions give the same spec; a
-    --baseline run or a bad number is one UsageError."""
+    """`ggflip run --task prompts` flags and the TUI's GenOptions give the same spec; --limit
+    takes a seed-0 sample unless --first; --baseline/--quant name the files as in multiple
+    choice; a half-given pair or a bad number is one UsageError."""
     from ggflip.cli.generate import gen_options
     from ggflip.cli.main import build_parser
     from ggflip.generate.setup import GenOptions, resolve_gen_spec
@@ -223,10 +225,28 @@ def test_generation_options_resolve_like_the_cli(tmp_path: Path) -> None:
         task="prompts", models_path=models, limit=3, max_new_tokens=5, no_cache=True
     )
     spec = resolve_gen_spec(options)
-    assert [i.id for i in spec.items] == ["math-01", "math-02", "math-03"]
+    # random.Random(0).sample(range(30), 3), in file order: items 12, 24 and 27 of the 30.
+    assert [i.id for i in spec.items] == ["fact-01", "task-03", "task-06"]
+    assert spec.selection == "3 of 30 prompts, a sample (seed 0; --first for the first 3)"
     assert spec.new_tokens == 5 and spec.model_set.name == "fake"
-    with pytest.raises(UsageError, match="--set, not --baseline"):
-        gen_options(build_parser().parse_args([*argv, "--baseline", "a.gguf"]))
+    first = resolve_gen_spec(gen_options(build_parser().parse_args([*argv, "--first"])))
+    assert [i.id for i in first.items] == ["math-01", "math-02", "math-03"]
+    assert first.selection == "the first 3 of 30 prompts (--first)"
+    (tmp_path / "F16.gguf").write_bytes(b"")
+    (tmp_path / "Q8_0.gguf").write_bytes(b"")
+    files = [*argv[:1], "--task", "prompts", "--no-cache", "--baseline"]
+    named = gen_options(
+        build_parser().parse_args(
+            [*files, str(tmp_path / "F16.gguf"), "--quant", str(tmp_path / "Q8_0.gguf")]
+        )
+    )
+    from_files = resolve_gen_spec(named)
+    assert [m.label for m in from_files.model_set.models] == ["F16", "Q8_0"]
+    assert from_files.selection == "all 30 prompts"
+    with pytest.raises(UsageError, match="at least one --quant"):
+        resolve_gen_spec(gen_options(build_parser().parse_args([*files, "a.gguf"])))
+    with pytest.raises(UsageError, match="--first takes the first prompts"):
+        resolve_gen_spec(replace(options, first=True, seed=1))
     with pytest.raises(UsageError, match="--max-new-tokens must be positive"):
         resolve_gen_spec(GenOptions(task="prompts", models_path=models, max_new_tokens=0))
 

@@ -41,7 +41,14 @@ def test_tasks_lists_the_generation_tasks(capsys: pytest.CaptureFixture[str]) ->
 @pytest.fixture
 def gen_json(fake_set: ModelSet, fake_factory: FakeBackendFactory, tmp_path: Path) -> Path:
     items = tuple(load_items(GEN_TASKS["prompts"], str(DATA / "gen-tui-prompts.jsonl")))
-    spec = GenSpec(fake_set, GEN_TASKS["prompts"], items, "prompts.jsonl", max_new_tokens=8)
+    spec = GenSpec(
+        fake_set,
+        GEN_TASKS["prompts"],
+        items,
+        "prompts.jsonl",
+        selection="all 12 prompts",
+        max_new_tokens=8,
+    )
     report = list(run_generation(spec, fake_factory))[-1].report  # type: ignore[attr-defined]
     assert isinstance(report, GenReport)
     path = tmp_path / "gen.json"
@@ -59,6 +66,8 @@ def test_report_renders_a_generation_document(
     argv = ["report", str(gen_json), "--html", str(html_path), "--markdown", str(md_path)]
     assert main(argv) == 0
     page, markdown = html_path.read_text(), md_path.read_text()
+    assert document["selection"] == "all 12 prompts"
+    assert "Source `prompts.jsonl` (all 12 prompts)" in markdown and "all 12 prompts" in page
     for quant in document["quants"]:
         for text in (page, markdown):
             assert f"{quant['kl_mean']:.5f}" in text

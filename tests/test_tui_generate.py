@@ -235,3 +235,7 @@ def test_tui_routes_generation_tasks_to_the_generation_view() -> None:
         task="gsm8k", limit=2, batch_size=3, chat=True, system="Be brief.", max_new_tokens=32
     )
     assert tui_gen_options(args, RunOptions(task="mmlu")) is None
+    named = RunOptions(task="gsm8k", limit=2, first=True, baseline="a.gguf", quants=("b.gguf",))
+    routed = tui_gen_options(args, named)
+    assert routed is not None
+    assert (routed.first, routed.baseline, routed.quants) == (True, "a.gguf", ("b.gguf",))

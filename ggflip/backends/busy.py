@@ -34,10 +34,15 @@ def busy_warning(settings: LlamaSettings, load: float, cores: int) -> str | None
     threads = settings.n_threads or cores
     free = max(1, cores - math.floor(load))
     given = f"n_threads = {settings.n_threads}" if settings.n_threads else "n_threads = 0 (all)"
+    advice = (
+        "wait for the other job"
+        if threads <= free
+        else f"set n_threads = {free} under [llama] in models.toml, or wait for the other job"
+    )
     return (
         f"the machine is already busy (load average {load:.1f} on {cores} cores): llama.cpp's "
-        f"{threads} threads ({given}) will compete with the other work and can run many times "
-        f"slower; set n_threads = {free} under [llama] in models.toml, or wait for the other job"
+        f"{threads} thread{'s' if threads != 1 else ''} ({given}) will compete with the other "
+        f"work and can run many times slower; {advice}"
     )
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from ggflip.choice.runstore import RunStore
 from ggflip.choice.spec import RunSpec
-from ggflip.config.from_files import model_set_from_files
-from ggflip.config.models_toml import ModelSet, default_cache_dir, load_models_toml
-from ggflip.config.resolve import choose_set_name, resolve_model_set
+from ggflip.config.models_toml import ModelSet, default_cache_dir
+from ggflip.config.resolve import choose_model_set as resolve_models
 from ggflip.errors import UsageError
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.load import load_task_questions, resolve_task
@@ -53,28 +52,8 @@ class RunOptions:
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:
-    """The set named in the models file, or the one given by `baseline` and `quants`, hf://
-    resolved.
-
-    Raises:
-        UsageError: both or half of the two ways given; ConfigError, ModelFileError: as loaded.
-    """
-    if options.baseline is not None or options.quants:
-        if options.set_name is not None:
-            raise UsageError(
-                "--set and --baseline/--quant are alternatives: use a models.toml set or name the "
-                "files"
-            )
-        if options.baseline is None or not options.quants:
-            raise UsageError(
-                "without a models.toml set, give --baseline FILE and at least one --quant "
-                "FILE|DIR|GLOB"
-            )
-        model_set = model_set_from_files(options.baseline, options.quants)
-    else:
-        config = load_models_toml(options.models_path)
-        model_set = config.get_set(choose_set_name(config, options.set_name, options.models_path))
-    return resolve_model_set(model_set)
+    """The run's models: `config.resolve.choose_model_set` of its options."""
+    return resolve_models(options.models_path, options.set_name, options.baseline, options.quants)
 
 
 def check_options(options: RunOptions) -> None:

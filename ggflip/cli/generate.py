@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ggflip.cli.run import emit_document, progress_bars
-from ggflip.errors import ExitCode, UsageError
+from ggflip.errors import ExitCode
 from ggflip.generate.engine import report as partial_report
 from ggflip.generate.engine import run_generation
 from ggflip.generate.events import (
@@ -30,13 +30,7 @@ from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
 
 
 def gen_options(args: argparse.Namespace) -> GenOptions:
-    """`ggflip run`'s flags for a generation task as GenOptions.
-
-    Raises:
-        UsageError: flags of multiple choice that generation does not take.
-    """
-    if getattr(args, "baseline", None) or getattr(args, "quant", None):
-        raise UsageError("generation tasks compare a models.toml set: use --set, not --baseline")
+    """`ggflip run`'s flags for a generation task as GenOptions."""
     return GenOptions(
         task=args.task,
         models_path=args.models,
@@ -47,6 +41,9 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
         shots_from=getattr(args, "shots_from", None),
         limit=args.limit,
         seed=args.seed,
+        first=bool(getattr(args, "first", False)),
+        baseline=getattr(args, "baseline", None),
+        quants=tuple(getattr(args, "quant", None) or ()),
         chat=bool(getattr(args, "chat", False)),
         system=getattr(args, "system", None),
         max_new_tokens=getattr(args, "max_new_tokens", None),
@@ -68,6 +65,8 @@ def generate_command(args: argparse.Namespace) -> int:
     stderr = Console(stderr=True)
     events = run_generation(spec, LlamaBackendFactory())
     next(events)  # GenStarted: files and vocabularies are checked before progress is drawn
+    # Which prompts a --limit took decides what the numbers mean: say it before generating.
+    stderr.print(f"prompts: {spec.selection}", style="dim", markup=False)
     baseline: GenBaseline | None = None
     quants: list[GenQuant] = []
     report: GenReport | None = None

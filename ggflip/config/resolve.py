@@ -4,9 +4,11 @@ files (downloaded once). Every mode resolves its models here."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
-from ggflip.config.models_toml import ModelsConfig, ModelSet, ModelSpec
+from ggflip.config.from_files import model_set_from_files
+from ggflip.config.models_toml import ModelsConfig, ModelSet, ModelSpec, load_models_toml
 from ggflip.errors import UsageError
 from ggflip.gguf.hf import resolve_hf
 
@@ -41,3 +43,30 @@ def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> 
             f"{where}: choose a set with --set ({', '.join(sorted(config.sets)) or 'none defined'})"
         )
     return next(iter(config.sets))
+
+
+def choose_model_set(
+    models_path: Path, set_name: str | None, baseline: str | None, quants: Sequence[str]
+) -> ModelSet:
+    """The set named in the models file, or the one given by `--baseline` and `--quant`, with
+    `hf://` references resolved.
+
+    Raises:
+        UsageError: both or half of the two ways given; ConfigError, ModelFileError: as loaded.
+    """
+    if baseline is not None or quants:
+        if set_name is not None:
+            raise UsageError(
+                "--set and --baseline/--quant are alternatives: use a models.toml set or name the "
+                "files"
+            )
+        if baseline is None or not quants:
+            raise UsageError(
+                "without a models.toml set, give --baseline FILE and at least one --quant "
+                "FILE|DIR|GLOB"
+            )
+        model_set = model_set_from_files(baseline, quants)
+    else:
+        config = load_models_toml(models_path)
+        model_set = config.get_set(choose_set_name(config, set_name, models_path))
+    return resolve_model_set(model_set)

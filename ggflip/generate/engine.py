@@ -129,6 +129,7 @@ def report(
         task=spec.task.name,
         prompt_version=spec.task.prompt_version(len(spec.shots), spec.chat),
         source=spec.source,
+        selection=spec.selection,
         chat=spec.chat,
         n_questions=len(spec.items),
         n_turns=len(spec.units()),

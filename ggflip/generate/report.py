@@ -4,7 +4,8 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
 
     {
       "schema": "ggflip.generate/1", "ggflip_version": str,
-      "set": str, "task": str, "prompt_version": str, "source": str, "chat": bool,
+      "set": str, "task": str, "prompt_version": str, "source": str, "selection": str,
+      "chat": bool,
       "n_questions": int, "n_turns": int, "max_new_tokens": int, "cache_top_k": int,
       "answer_rule": str | null, "complete": bool,
       "chat_template_differs": [label],
@@ -225,6 +226,7 @@ class GenReport:
     skipped: Sequence[SkippedTurn] = ()
     complete: bool = True
     chat_template_differs: Sequence[str] = ()
+    selection: str = ""  # which prompts --limit took ("100 of 1319 prompts, a sample ...")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain values (per-token KL and token pieces left out; non-finite

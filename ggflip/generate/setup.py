@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ggflip.config.models_toml import default_cache_dir, load_models_toml
-from ggflip.config.resolve import resolve_model_set
+from ggflip.config.models_toml import default_cache_dir
+from ggflip.config.resolve import choose_model_set
 from ggflip.errors import UsageError
 from ggflip.generate.spec import DEFAULT_GEN_TOP_K, GenSpec
 from ggflip.store.rundb import RunStore
@@ -39,7 +39,10 @@ class GenOptions:
     shots: int | None = None  # None: the task's
     shots_from: str | None = None  # None: the task's shot split
     limit: int | None = None
-    seed: int | None = None
+    seed: int | None = None  # of the --limit sample (None: 0)
+    first: bool = False  # --limit takes the first N prompts instead of a sample
+    baseline: str | None = None  # without a models.toml set: the baseline GGUF (path or hf://)
+    quants: tuple[str, ...] = field(default=())  # with `baseline`: quant files, folders, globs
     chat: bool = False  # also on when the task asks through the chat template by default
     system: str | None = None
     max_new_tokens: int | None = None  # None: the task's
@@ -73,19 +76,14 @@ def resolve_gen_spec(options: GenOptions) -> GenSpec:
     if task is None:
         raise UsageError(f"'{options.task}' is not a generation task")
     _check(options)
-    config = load_models_toml(options.models_path)
-    set_name = options.set_name
-    if set_name is None:
-        if len(config.sets) != 1:
-            raise UsageError(
-                f"{options.models_path}: choose a set with --set "
-                f"({', '.join(sorted(config.sets)) or 'none defined'})"
-            )
-        set_name = next(iter(config.sets))
-    model_set = resolve_model_set(config.get_set(set_name))
+    model_set = choose_model_set(
+        options.models_path, options.set_name, options.baseline, options.quants
+    )
     fields = check_fields(options.fields)
     source = options.data or default_source(task)
-    items = select(load_items(task, source, fields), options.limit, options.seed)
+    items, selection = select(
+        load_items(task, source, fields), options.limit, options.seed, options.first
+    )
     n_shots = task.shots if options.shots is None else options.shots
     shots: tuple[GenItem, ...] = ()
     if n_shots:
@@ -97,6 +95,7 @@ def resolve_gen_spec(options: GenOptions) -> GenSpec:
         task=task,
         items=tuple(items),
         source=source,
+        selection=selection,
         shots=shots,
         chat=options.chat or task.chat,
         system=options.system,

@@ -31,6 +31,7 @@ class GenSpec:
     task: GenTask
     items: tuple[GenItem, ...]
     source: str
+    selection: str = ""  # which prompts --limit took, in words
     shots: tuple[GenItem, ...] = ()
     chat: bool = False
     system: str | None = None

@@ -114,7 +114,11 @@ def render_gen_markdown(report: GenReport | dict[str, Any], flip_rows: int = 10)
     """The Markdown document of a generation report (a GenReport or its JSON document)."""
     document = _document(report)
     out = [f"# {_title(document)}", ""]
-    out += [f"Source `{document['source']}`, prompt `{document['prompt_version']}`.", ""]
+    selection = f" ({document['selection']})" if document.get("selection") else ""
+    out += [
+        f"Source `{document['source']}`{selection}, prompt `{document['prompt_version']}`.",
+        "",
+    ]
     out.append("| " + " | ".join(SUMMARY_HEADER) + " |")
     out.append("|" + "---|" * len(SUMMARY_HEADER))
     out += ["| " + " | ".join(row) + " |" for row in summary_rows(document)]
@@ -233,6 +237,7 @@ def render_gen_html(document: dict[str, Any]) -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(_title(document))}</title>"
         f"<style>{style}</style></head><body><h1>{esc(_title(document))}</h1>"
         f"<p>Prompts: {esc(str(document['source']))} "
+        f"{esc(str(document.get('selection') or ''))} "
         f"(prompt {esc(str(document['prompt_version']))}, at most {document['max_new_tokens']} "
         f"new tokens); ggflip {esc(str(document.get('ggflip_version', '')))}.</p>{baseline}"
         f"{table(SUMMARY_HEADER, summary_rows(document))}{plots}{flips}"

@@ -210,20 +210,32 @@ def pick_shots(pool: Sequence[GenItem], n_shots: int, where: str) -> tuple[GenIt
     return tuple(random.Random(SHOT_SEED).sample(list(pool), n_shots))
 
 
-def select(items: list[GenItem], limit: int | None, seed: int | None) -> list[GenItem]:
-    """At most `limit` items: the first ones, or a sample fixed by `seed` (kept in file order).
+def select(
+    items: list[GenItem], limit: int | None, seed: int | None, first: bool = False
+) -> tuple[list[GenItem], str]:
+    """At most `limit` items and, in words, which: a sample fixed by `seed` (0 when not given),
+    kept in file order, or with `first` the first ones (as multiple choice's `--limit`).
 
     Raises:
-        UsageError: a limit that is not positive.
+        UsageError: a limit that is not positive, or `first` with a seed.
     """
+    n = len(items)
     if limit is None:
-        return items
+        return items, f"all {n} prompts"
     if limit <= 0:
         raise UsageError(f"--limit must be positive, got {limit}")
-    if seed is None or limit >= len(items):
-        return items[:limit]
-    chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
-    return [items[i] for i in chosen]
+    if first and seed is not None:
+        raise UsageError("--first takes the first prompts; --seed picks a sample: give one")
+    if limit >= n:
+        return items, f"all {n} prompts"
+    if first:
+        return items[:limit], f"the first {limit} of {n} prompts (--first)"
+    seed = 0 if seed is None else seed
+    chosen = sorted(random.Random(seed).sample(range(n), limit))
+    return (
+        [items[i] for i in chosen],
+        f"{limit} of {n} prompts, a sample (seed {seed}; --first for the first {limit})",
+    )
 
 
 def render_plain(task: GenTask, shots: Sequence[GenItem], prompt: str) -> tuple[str, str]:
