@@ -239,3 +239,23 @@ def test_tui_routes_generation_tasks_to_the_generation_view() -> None:
     routed = tui_gen_options(args, named)
     assert routed is not None
     assert (routed.first, routed.baseline, routed.quants) == (True, "a.gguf", ("b.gguf",))
+
+
+def test_turn_list_cells_show_no_answer_as_empty_set() -> None:
+    """A rule that found no number ("[invalid]") shows as ∅, so `[invalid]` is never written into
+    a cell (and can't be read as markup); a long GSM8K id is kept whole by its column."""
+    from types import SimpleNamespace
+
+    from ggflip.generate.compare import TurnRow
+    from ggflip.tui.gen_cells import TURN_COLUMNS, TURN_WIDTHS, turn_cells
+
+    row = TurnRow(
+        index=0, id="gsm8k-test-1318", turn=0, gold="12",
+        answers={"strict": ("12", "[invalid]")}, base_text="… #### 12", quant_text="…",
+        base_truncated=False, quant_truncated=True, n_tokens=40, quant_n_tokens=128,
+        first_divergence=1, kl_mean=0.5, kl_max=2.0, top1_agreement=0.8,
+        delta_p_sum=0.0, delta_p_sq_sum=0.0, token_kl=(),
+    )  # fmt: skip
+    cells = dict(zip(TURN_COLUMNS, turn_cells(SimpleNamespace(rule="strict"), row)))  # type: ignore[arg-type]
+    assert cells["base→quant"] == "12→∅" and cells["flip"] == "c→i"
+    assert len(cells["id"]) <= dict(zip(TURN_COLUMNS, TURN_WIDTHS))["id"]

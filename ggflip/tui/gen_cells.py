@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ggflip.generate.compare import TurnRow
+from ggflip.generate.extract import INVALID
 from ggflip.generate.report import flip_of
 from ggflip.tui.cells import duration, num, pct
 from ggflip.tui.gen_live import FLIP_LOST, GenModel, LiveGen
@@ -36,7 +37,7 @@ TURN_COLUMNS = (
 )
 # Fixed widths: a column sized by its content would change width as rows arrive, so the screen
 # (and a snapshot of it) would depend on when it was drawn.
-TURN_WIDTHS = (10, 4, 8, 13, 4, 7, 7, 6, 6, 7)
+TURN_WIDTHS = (16, 4, 8, 13, 4, 7, 7, 6, 6, 7)  # ids: gsm8k-test-1318, mt_bench's 81
 
 
 def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:
@@ -69,6 +70,11 @@ def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:
     return [*cells, done, num(model.rate(now), 2), eta]
 
 
+def _answer(answer: str) -> str:
+    """An extracted answer as the turn list shows it: ∅ where the rule found none."""
+    return "∅" if not answer or answer == INVALID else answer
+
+
 def turn_cells(live: LiveGen, row: TurnRow) -> tuple[str, ...]:
     """One row of the turn list, in TURN_COLUMNS order."""
     rule = live.rule
@@ -79,7 +85,7 @@ def turn_cells(live: LiveGen, row: TurnRow) -> tuple[str, ...]:
         row.id,
         str(row.turn + 1),
         row.gold or "–",
-        f"{answers[0] or '∅'}→{answers[1] or '∅'}" if rule else "–",
+        f"{_answer(answers[0])}→{_answer(answers[1])}" if rule else "–",
         arrow,
         "same" if row.first_divergence is None else str(row.first_divergence),
         f"{row.kl_mean:.4f}",

@@ -292,7 +292,7 @@ class GenScreen(WorkerScreen):
         for label, model in live.models.items():
             if label in table.rows:
                 for column, value in zip(GEN_COLUMNS, summary_cells(live, model, now)):
-                    table.update_cell(label, column, value)
+                    table.update_cell(label, column, Text(value))
         self._draw_turns(force)
 
     def _draw_turns(self, force: bool) -> None:
@@ -310,12 +310,12 @@ class GenScreen(WorkerScreen):
             cursor = table.cursor_row
             table.clear()
             for r in rows:
-                table.add_row(*turn_cells(live, r), key=str(r.index))
+                table.add_row(*map(Text, turn_cells(live, r)), key=str(r.index))
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
         else:
             for r in rows[len(self._listed) :]:
-                table.add_row(*turn_cells(live, r), key=str(r.index))
+                table.add_row(*map(Text, turn_cells(live, r)), key=str(r.index))
         self._listed, self._listed_key = indexes, key
         done = len(live.models[self.selected].rows)
         title.update(
