@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from ggflip.scoring import kernels, metrics
 from ggflip.scoring.acceptance import acceptance_from_top_k
-from ggflip.scoring.topk import BaselineRows, Normalized, baseline_rows, kl_rows
+from ggflip.scoring.topk import BaselineRows, Normalized, baseline_normalize, kl_rows, normalize
 from ggflip.tasks.questions import Question
 
 FLIP_LOST = "correct_to_incorrect"
@@ -115,10 +115,10 @@ class BaselineScores:
         row_offsets: (N + 1,) int64 start of each question's positions.
         top_token: (R,) int32 full-vocabulary argmax.
         top_ids: (R, K) int32 most probable tokens, most probable first.
-        top_logprobs: (R, K) float32 their log-probabilities.
+        top_logprobs: (R, K) float64 their log-probabilities.
         tail_logmass: (R,) float64 log of the probability outside the top K.
         sample_ids: (R, S) int32 tokens drawn from the baseline restricted to its tail.
-        sample_logprobs: (R, S) float32 their log-probabilities.
+        sample_logprobs: (R, S) float64 their log-probabilities.
     """
 
     option_logprobs: NDArray[np.float64]
@@ -127,10 +127,10 @@ class BaselineScores:
     row_offsets: NDArray[np.int64]
     top_token: NDArray[np.int32]
     top_ids: NDArray[np.int32]
-    top_logprobs: NDArray[np.float32]
+    top_logprobs: NDArray[np.float64]
     tail_logmass: NDArray[np.float64]
     sample_ids: NDArray[np.int32]
-    sample_logprobs: NDArray[np.float32]
+    sample_logprobs: NDArray[np.float64]
 
     @classmethod
     def empty(
@@ -156,10 +156,10 @@ class BaselineScores:
             row_offsets=offsets,
             top_token=np.zeros(n_rows, dtype=np.int32),
             top_ids=np.zeros((n_rows, k), dtype=np.int32),
-            top_logprobs=np.zeros((n_rows, k), dtype=np.float32),
+            top_logprobs=np.zeros((n_rows, k), dtype=np.float64),
             tail_logmass=np.zeros(n_rows, dtype=np.float64),
             sample_ids=np.zeros((n_rows, n_samples), dtype=np.int32),
-            sample_logprobs=np.zeros((n_rows, n_samples), dtype=np.float32),
+            sample_logprobs=np.zeros((n_rows, n_samples), dtype=np.float64),
         )
 
     @property
@@ -189,11 +189,32 @@ class BaselineScores:
             *(getattr(self, name)[span] for name in BaselineRows.__dataclass_fields__)
         )
 
-    def record(self, index: int, score: ChoiceScore, blocks: Sequence[Normalized]) -> None:
+    def normalize(
+        self, index: int, logits: Sequence[NDArray[np.float32]]
+    ) -> tuple[list[Normalized], list[BaselineRows]]:
+        """Question `index`'s baseline rows (one array per request, in position order) normalized,
+        and their compact records, in one pass per row; stored by `record`.
+
+        Reads no state but the record's shape, so it may run on a scoring thread.
+        """
+        rng = np.random.default_rng([index, TAIL_SAMPLING_SEED])
+        done = [
+            baseline_normalize(rows, self.top_ids.shape[1], self.n_samples, rng) for rows in logits
+        ]
+        return [norm for norm, _ in done], [record for _, record in done]
+
+    def record(
+        self,
+        index: int,
+        score: ChoiceScore,
+        blocks: Sequence[Normalized],
+        records: Sequence[BaselineRows],
+    ) -> None:
         """Store question `index`'s answer and the compact record of its scored distributions.
 
         Args:
             blocks: the question's normalized rows, in position order (one block per request).
+            records: their records (`normalize`).
         """
         n_given = sum(len(b.logits) for b in blocks)
         if n_given != self.n_rows(index):
@@ -205,11 +226,9 @@ class BaselineScores:
         if score.sums is not None and score.norms is not None:
             self.option_sums[index, :n_options] = score.sums
             self.option_norms[index, :n_options] = score.norms
-        rng = np.random.default_rng([index, TAIL_SAMPLING_SEED])
         row = int(self.row_offsets[index])
-        for block in blocks:
+        for block, record in zip(blocks, records):
             stop = row + len(block.logits)
-            record = baseline_rows(block, self.top_ids.shape[1], self.n_samples, rng)
             for name in BaselineRows.__dataclass_fields__:
                 getattr(self, name)[row:stop] = getattr(record, name)
             self.top_token[row:stop] = block.argmax()
@@ -227,6 +246,18 @@ class BaselineScores:
             sums if cloze else None,
             norms if cloze else None,
         )
+
+    def quant_normalize(
+        self, index: int, logits: Sequence[NDArray[np.float32]]
+    ) -> list[Normalized]:
+        """A quant's rows of question `index` normalized against the baseline's top ids (their
+        tail mass from the same pass), as `kl_to` and `acceptance_to` take them."""
+        row, blocks = int(self.row_offsets[index]), []
+        for rows in logits:
+            stop = row + len(rows)
+            blocks.append(normalize(rows, self.top_ids[row:stop]))
+            row = stop
+        return blocks
 
     def kl_to(self, index: int, blocks: Sequence[Normalized]) -> tuple[float, float]:
         """KL(baseline || quant) of question `index`, averaged over its positions.

@@ -12,8 +12,8 @@ the arrays. An entry whose format, checksums, shapes or contents do not match is
 line, deleted and recomputed, never used.
 
 Size per scored position (one per letter question; every continuation token of every choice in
-cloze mode): K int32 ids + K float32 log-probs, the tail mass, and S tail draws (int32 id +
-float32 log-prob), `ggflip.scoring.topk`'s record: 4.3 KiB at K=512, S=32 and 780 B at cloze's
+cloze mode): K int32 ids + K float64 log-probs, the tail mass, and S tail draws (int32 id +
+float64 log-prob), `ggflip.scoring.topk`'s record: 6.4 KiB at K=512, S=32 and 1.1 KiB at cloze's
 default K=64, against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file.
 """
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ggflip.backends.base import Backend, BackendFactory, ScoreRequest
 from ggflip.choice.answers import (
@@ -31,7 +33,8 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError
 from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
-from ggflip.scoring.topk import Normalized, normalize
+from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
+from ggflip.scoring.topk import BaselineRows, Normalized
 from ggflip.tasks.prompts import PromptSet, letter_tokens
 from ggflip.tasks.questions import QuestionSet
 
@@ -124,17 +127,14 @@ class Prompts:
         not fit."""
         return [0 if i in self.too_long else self.n_rows(i) for i in range(len(self.requests))]
 
-    def score(
-        self, index: int, logits: Sequence[np.ndarray]
-    ) -> tuple[ChoiceScore, list[Normalized]]:
-        """The answer and the normalized rows (one block per request) of question `index`."""
-        blocks = [normalize(rows) for rows in logits]
+    def score(self, index: int, blocks: Sequence[Normalized]) -> ChoiceScore:
+        """The answer of question `index` from its normalized rows (one block per request)."""
         n_options = len(self.questions[index].choices)
         if self.letters is not None:
-            return score_letters(blocks[0], self.letters.for_options(n_options)), blocks
+            return score_letters(blocks[0], self.letters.for_options(n_options))
         item = self.prompt_set.items[index]
         rule = self.prompt_set.answer_rule or "norm"
-        return score_cloze(blocks, self.targets[index], item.choice_lengths, rule), blocks
+        return score_cloze(blocks, self.targets[index], item.choice_lengths, rule)
 
 
 def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
@@ -152,20 +152,31 @@ def _batches(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
-def _score(
-    backend: Backend, prompts: Prompts, indexes: Sequence[int]
-) -> Iterator[tuple[int, ChoiceScore, list[Normalized]]]:
-    """Each question's answer and its full-vocabulary float64 log-prob blocks, for questions in
-    `indexes`."""
-    if not indexes:
-        return
-    logits = backend.logits([request for i in indexes for request in prompts.requests[i]])
-    cursor = 0
-    for index in indexes:
-        count = len(prompts.requests[index])
-        score, blocks = prompts.score(index, logits[cursor : cursor + count])
-        cursor += count
-        yield index, score, blocks
+@dataclass(frozen=True)
+class _Batch:
+    """One llama.cpp call's questions: those not restored (`pending`), of which `scorable` fit."""
+
+    pending: list[int]
+    scorable: list[int]
+
+
+def _decoder(
+    backend: Backend, prompts: Prompts
+) -> Callable[[_Batch], list[tuple[int, list[NDArray[np.float32]]]]]:
+    """The llama.cpp part of a batch: each scorable question's logits, one array per request."""
+
+    def decode(batch: _Batch) -> list[tuple[int, list[NDArray[np.float32]]]]:
+        if not batch.scorable:
+            return []
+        requests = [request for i in batch.scorable for request in prompts.requests[i]]
+        logits, cursor, out = backend.logits(requests), 0, []
+        for index in batch.scorable:
+            count = len(prompts.requests[index])
+            out.append((index, logits[cursor : cursor + count]))
+            cursor += count
+        return out
+
+    return decode
 
 
 def _restored_events(
@@ -225,20 +236,35 @@ def score_baseline(
                 stale.append(index)
                 del restored[index]
         progress.drop(stale)
+        batches = []
         for indexes in _batches(n, spec.batch_size):
             pending = [i for i in indexes if i not in restored]
-            fresh: dict[int, tuple[int, str | None]] = {}
-            for index in pending:
-                if index in prompts.too_long:
-                    skips[index] = prompts.too_long[index]
-                    fresh[index] = (len(questions[index].choices), skips[index])
-            for index, score, blocks in _score(
-                backend, prompts, [i for i in pending if i not in skips]
-            ):
-                baseline.record(index, score, blocks)
+            skips.update({i: prompts.too_long[i] for i in pending if i in prompts.too_long})
+            batches.append(_Batch(pending, [i for i in pending if i not in skips]))
+
+        def score(
+            batch: _Batch, logits: list[tuple[int, list[NDArray[np.float32]]]], row_map: RowMap
+        ) -> list[tuple[int, ChoiceScore, list[Normalized], list[BaselineRows]]]:
+            def question(
+                item: tuple[int, list[NDArray[np.float32]]],
+            ) -> tuple[int, ChoiceScore, list[Normalized], list[BaselineRows]]:
+                index, rows = item
+                blocks, records = baseline.normalize(index, rows)
+                return index, prompts.score(index, blocks), blocks, records
+
+            return row_map(question, logits)
+
+        workers = scoring_workers(spec.scoring_threads, model.llama)
+        decode = _decoder(backend, prompts)
+        for batch, scored in overlapped(batches, decode, score, workers):
+            fresh: dict[int, tuple[int, str | None]] = {
+                i: (len(questions[i].choices), skips[i]) for i in batch.pending if i in skips
+            }
+            for index, answer, blocks, records in scored:
+                baseline.record(index, answer, blocks, records)
                 fresh[index] = (len(questions[index].choices), None)
             progress.record_baseline(baseline, fresh)
-            for index in pending:
+            for index in batch.pending:
                 yield QuestionScored(model.label, BASELINE, index + 1, n, None)
     finally:
         backend.close()
@@ -268,49 +294,66 @@ def score_quant(
         {i: r if isinstance(r, QuestionRow) else None for i, r in restored.items()},
     )
     backend: Backend | None = None
-    prompts: Prompts | None = None
     scoring_started = time.perf_counter()
     try:
-        for indexes in _batches(n, spec.batch_size):
-            pending = [i for i in indexes if i not in results]
-            if prompts is None and any(i not in base_skips for i in pending):
-                yield ModelLoading(model.label, role, str(model.path))
-                started = time.perf_counter()
-                backend = factory.open(model)
-                yield ModelLoaded(model.label, role, time.perf_counter() - started)
-                scoring_started = time.perf_counter()
-                prompts = Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
-                if any(
-                    prompts.n_rows(i) != baseline.n_rows(i) for i in range(n) if i not in base_skips
-                ):
-                    raise BackendError(
-                        f"{model.path}: tokenizes the prompts differently from the baseline; is it "
-                        "the same model?"
-                    )
-            fresh: dict[int, QuestionRow | str] = {}
-            if backend is not None and prompts is not None:
-                fresh.update(
-                    {
-                        i: prompts.too_long[i]
-                        for i in pending
-                        if i not in base_skips and i in prompts.too_long
-                    }
+        batches = [
+            _Batch([i for i in indexes if i not in results], [])
+            for indexes in _batches(n, spec.batch_size)
+        ]
+        too_long: dict[int, str] = {}
+        if any(i not in base_skips for batch in batches for i in batch.pending):
+            yield ModelLoading(model.label, role, str(model.path))
+            started = time.perf_counter()
+            backend = factory.open(model)
+            yield ModelLoaded(model.label, role, time.perf_counter() - started)
+            scoring_started = time.perf_counter()
+            prompts = Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
+            if any(
+                prompts.n_rows(i) != baseline.n_rows(i) for i in range(n) if i not in base_skips
+            ):
+                raise BackendError(
+                    f"{model.path}: tokenizes the prompts differently from the baseline; is it "
+                    "the same model?"
                 )
-                scorable = [i for i in pending if i not in base_skips and i not in fresh]
-                for index, quant_score, blocks in _score(backend, prompts, scorable):
-                    question = questions[index]
-                    base_score = baseline.choice_score(index, len(question.choices))
-                    fresh[index] = compare(
-                        index,
-                        question,
-                        base_score,
-                        quant_score,
-                        baseline.kl_to(index, blocks),
-                        baseline.acceptance_to(index, blocks),
-                    )
+            too_long = {i: r for i, r in prompts.too_long.items() if i not in base_skips}
+            batches = [
+                _Batch(b.pending, [i for i in b.pending if i not in base_skips | too_long.keys()])
+                for b in batches
+            ]
+
+        def score(
+            batch: _Batch, logits: list[tuple[int, list[NDArray[np.float32]]]], row_map: RowMap
+        ) -> list[tuple[int, ChoiceScore, tuple[float, float], float]]:
+            def question(
+                item: tuple[int, list[NDArray[np.float32]]],
+            ) -> tuple[int, ChoiceScore, tuple[float, float], float]:
+                index, rows = item
+                blocks = baseline.quant_normalize(index, rows)
+                return (
+                    index,
+                    prompts.score(index, blocks),
+                    baseline.kl_to(index, blocks),
+                    baseline.acceptance_to(index, blocks),
+                )
+
+            return row_map(question, logits)
+
+        if backend is not None:
+            workers = scoring_workers(spec.scoring_threads, model.llama)
+            work = overlapped(batches, _decoder(backend, prompts), score, workers)
+        else:
+            work = ((batch, []) for batch in batches)
+        for batch, scored in work:
+            fresh: dict[int, QuestionRow | str] = {
+                i: too_long[i] for i in batch.pending if i in too_long
+            }
+            for index, quant_score, kl, accepted in scored:
+                question = questions[index]
+                base_score = baseline.choice_score(index, len(question.choices))
+                fresh[index] = compare(index, question, base_score, quant_score, kl, accepted)
             progress.record_quant(fresh)
             results.update(fresh)
-            for index in pending:
+            for index in batch.pending:
                 item = fresh.get(index)
                 yield QuestionScored(
                     model.label,

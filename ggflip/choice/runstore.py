@@ -119,9 +119,9 @@ def _layout(n_options: int, k: int, n_rows: int, n_samples: int) -> list[tuple[s
         ("top_token", "<i4", n_rows),
         ("tail_logmass", "<f8", n_rows),
         ("top_ids", "<i4", n_rows * k),
-        ("top_logprobs", "<f4", n_rows * k),
+        ("top_logprobs", "<f8", n_rows * k),
         ("sample_ids", "<i4", n_rows * n_samples),
-        ("sample_logprobs", "<f4", n_rows * n_samples),
+        ("sample_logprobs", "<f8", n_rows * n_samples),
     ]
 
 

@@ -49,6 +49,7 @@ class RunOptions:
     resume: bool = True
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
     floor: bool = False  # score the baseline a second time as the noise floor
+    scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:
@@ -72,6 +73,8 @@ def check_options(options: RunOptions) -> None:
         raise UsageError(f"--top-k must be positive, got {options.top_k}")
     if options.tail_samples < 0:
         raise UsageError(f"--tail-samples must be 0 or more, got {options.tail_samples}")
+    if options.scoring_threads is not None and options.scoring_threads < 0:
+        raise UsageError(f"--scoring-threads must be 0 or more, got {options.scoring_threads}")
     if options.shots is not None and options.shots < 0:
         raise UsageError(f"--shots must be zero or more, got {options.shots}")
 
@@ -110,4 +113,5 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         share_prefixes=options.prefix_reuse,
         tail_samples=options.tail_samples,
         floor=options.floor,
+        scoring_threads=options.scoring_threads,
     )

@@ -34,6 +34,7 @@ class RunSpec:
     share_prefixes: bool = True
     tail_samples: int = DEFAULT_TAIL_SAMPLES  # baseline tail draws per scored position
     floor: bool = False
+    scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
 
     @property
     def prompt_set(self) -> PromptSet:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ggflip.cli.run import emit_document, progress_bars
+from ggflip.cli.scoring_flags import scoring_threads
 from ggflip.errors import ExitCode
 from ggflip.generate.engine import report as partial_report
 from ggflip.generate.engine import run_generation
@@ -52,6 +53,7 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
         cache_dir=args.cache_dir,
         no_cache=args.no_cache,
         resume=not getattr(args, "no_resume", False),
+        scoring_threads=scoring_threads(args),
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ggflip.cli.run import emit_document, progress_bars
+from ggflip.cli.scoring_flags import add_scoring_flags, scoring_threads
 from ggflip.corpus.engine import partial_kld_report, run_kld
 from ggflip.corpus.events import (
     BaselineKld,
@@ -97,6 +98,7 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     kld.add_argument(
         "--no-cache", action="store_true", help="neither read nor write the baseline cache"
     )
+    add_scoring_flags(kld)
 
 
 def kld_options(args: argparse.Namespace) -> KldOptions:
@@ -111,6 +113,7 @@ def kld_options(args: argparse.Namespace) -> KldOptions:
         tail_samples=args.tail_samples,
         cache_dir=args.cache_dir,
         no_cache=args.no_cache,
+        scoring_threads=scoring_threads(args),
     )
 
 

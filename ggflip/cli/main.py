@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ggflip import __version__
+from ggflip.cli.scoring_flags import add_scoring_flags
 from ggflip.errors import DiskFullError, ExitCode, GgflipError, RunInterrupted
 
 log = logging.getLogger("ggflip")
@@ -99,6 +100,7 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
         help="generation tasks: render prompts with the baseline GGUF's chat template",
     )
     parser.add_argument("--system", help="with --chat: a system message before every conversation")
+    add_scoring_flags(parser)
     parser.add_argument(
         "--max-new-tokens",
         type=int,

@@ -36,6 +36,7 @@ from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQ
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.cli.consoles import console
+from ggflip.cli.scoring_flags import scoring_threads
 from ggflip.errors import ExitCode
 from ggflip.reports.terminal import render_report
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
@@ -77,6 +78,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         resume=not getattr(args, "no_resume", False),
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
         floor=bool(getattr(args, "floor", False)),
+        scoring_threads=scoring_threads(args),
     )
 
 

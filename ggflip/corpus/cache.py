@@ -2,11 +2,12 @@
 
 llama-perplexity's `--kl-divergence-base` file keeps 16-bit log-probs of the whole vocabulary
 for every scored token (2·n_vocab + 8 bytes: 512 KiB with Gemma's 262,144 tokens). ggflip keeps
-per token: the top K token ids (int32) and log-probs (float32), the log of the probability left
-outside them (float64), the log-prob of the actual next token (float64), and S ids drawn from
-the tail with their log-probs (int32 + float32): 8·K + 8·S + 16 bytes, 4,368 bytes at K=512,
-S=32, 120x smaller for Gemma. KL from it is the exact KL of the top K plus the merged tail (a
-lower bound) plus an unbiased estimate of the rest from the tail draws (`ggflip.scoring.topk`).
+per token: the top K token ids (int32) and log-probs (float64: float32 would round a log-prob of
+-10 by ~5e-7, up to 1e-7 of KL), the log of the probability left outside them (float64), the
+log-prob of the actual next token (float64), and S ids drawn from the tail with their log-probs
+(int32 + float64): 12·K + 12·S + 16 bytes, 6,544 bytes at K=512, S=32, 80x smaller for Gemma.
+KL from it is the exact KL of the top K plus the merged tail (a lower bound) plus an unbiased
+estimate of the rest from the tail draws (`ggflip.scoring.topk`).
 PPL, Δp and same-top need only the stored values and are exact.
 
 An entry is a folder `<cache>/corpus/<key>/` of `.npy` arrays and a `meta.json` holding each
@@ -35,7 +36,7 @@ from numpy.typing import NDArray
 from ggflip.errors import CacheError, DiskFullError
 from ggflip.store.atomic import atomic_write_bytes
 
-CORPUS_CACHE_FORMAT = 1
+CORPUS_CACHE_FORMAT = 2
 ARRAYS = (
     "tokens",
     "top_ids",
@@ -64,18 +65,18 @@ class CorpusBaseline:
     """The baseline's record of a corpus; rows are scored tokens in chunk order.
 
     Shapes: tokens (n_chunks, ctx) int32, as decoded (BOS in front); top_ids and top_logprobs
-    (n_rows, K) int32/float32; tail_logmass and target_logprob (n_rows,) float64.
+    (n_rows, K) int32/float64; tail_logmass and target_logprob (n_rows,) float64.
     """
 
     folder: Path
     meta: Mapping[str, Any]
     tokens: NDArray[np.int32]
     top_ids: NDArray[np.int32]
-    top_logprobs: NDArray[np.float32]
+    top_logprobs: NDArray[np.float64]
     tail_logmass: NDArray[np.float64]
     target_logprob: NDArray[np.float64]
     sample_ids: NDArray[np.int32]
-    sample_logprobs: NDArray[np.float32]
+    sample_logprobs: NDArray[np.float64]
 
     @property
     def rows_per_chunk(self) -> int:
@@ -130,11 +131,11 @@ class BaselineWriter:
             shapes: dict[str, tuple[tuple[int, ...], Any]] = {
                 "tokens": ((n_chunks, ctx), np.int32),
                 "top_ids": ((n_rows, k), np.int32),
-                "top_logprobs": ((n_rows, k), np.float32),
+                "top_logprobs": ((n_rows, k), np.float64),
                 "tail_logmass": ((n_rows,), np.float64),
                 "target_logprob": ((n_rows,), np.float64),
                 "sample_ids": ((n_rows, n_samples), np.int32),
-                "sample_logprobs": ((n_rows, n_samples), np.float32),
+                "sample_logprobs": ((n_rows, n_samples), np.float64),
             }
             self._arrays = {
                 name: np.lib.format.open_memmap(

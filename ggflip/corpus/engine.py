@@ -77,6 +77,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
         "chunks": spec.chunks,
         "top_k": top_k,
         "tail_samples": spec.tail_samples,
+        "block_rows": spec.block_rows,
         "chunking": CHUNKING_VERSION,
         **baseline_numerics(sized(model_set.baseline, spec.ctx).llama, factory.build_info()),
     }

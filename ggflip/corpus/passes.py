@@ -2,7 +2,10 @@
 
 Each chunk is decoded alone in a context of exactly `ctx` tokens; logits come back only at the
 scored positions (the second half of the chunk) and are reduced in blocks of `block_rows` rows,
-so memory is one chunk's scored logits whatever the corpus length.
+so memory is two chunks' scored logits whatever the corpus length: chunk i is scored on the
+scoring threads while chunk i + 1 decodes (`ggflip.runs.pipeline`). A block's tail draws are
+seeded by the chunk's place in its text and the block's first row, so they do not depend on which
+thread scores it, or when.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from ggflip.corpus.stats import TokenScores
 from ggflip.corpus.summary import QuantScores, quant_summary
 from ggflip.corpus.texts import chunk_tokens
 from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
+from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
 from ggflip.scoring.acceptance import acceptance_from_top_k
-from ggflip.scoring.topk import BaselineRows, baseline_rows, kl_rows, normalize
+from ggflip.scoring.topk import BaselineRows, baseline_normalize, kl_rows, normalize
 
 
 def sized(model: ModelSpec, ctx: int) -> ModelSpec:
@@ -88,23 +92,34 @@ def score_baseline(
         writer = BaselineWriter(
             spec.cache_dir, key, n_chunks, spec.ctx, n_rows, top_k, spec.tail_samples
         )
-        for index, chunk in enumerate(chunks):
-            logits = _scored_logits(backend, spec, chunk)
-            targets = chunk[spec.first_scored + 1 :]
-            # Seeded by the chunk's place in its own text, so a text's tail draws (and KL) are
-            # those of a run on that text alone.
-            rng = np.random.default_rng([int(local_index[index]), SAMPLING_SEED])
-            parts: list[BaselineRows] = []
-            target = np.empty(n_rows)
-            for block in _blocks(n_rows, spec.block_rows):
-                norm = normalize(logits[block])
-                parts.append(baseline_rows(norm, top_k, spec.tail_samples, rng))
-                target[block] = norm.logprobs_at(targets[block])
-            del logits
+
+        def score(
+            index: int, logits: NDArray[np.float32], row_map: RowMap
+        ) -> tuple[dict[str, np.ndarray], NDArray[np.float64]]:
+            targets = chunks[index][spec.first_scored + 1 :]
+
+            def block_record(block: slice) -> tuple[BaselineRows, NDArray[np.float64]]:
+                # Seeded by the chunk's place in its own text, so a text's tail draws (and KL)
+                # are those of a run on that text alone.
+                seed = [int(local_index[index]), SAMPLING_SEED, block.start]
+                norm, part = baseline_normalize(
+                    logits[block], top_k, spec.tail_samples, np.random.default_rng(seed)
+                )
+                return part, norm.logprobs_at(targets[block])
+
+            done = row_map(block_record, list(_blocks(n_rows, spec.block_rows)))
             rows = {
-                name: np.concatenate([getattr(p, name) for p in parts])
+                name: np.concatenate([getattr(part, name) for part, _ in done])
                 for name in BaselineRows.__dataclass_fields__
             }
+            return rows, np.concatenate([target for _, target in done])
+
+        def decode(index: int) -> NDArray[np.float32]:
+            return _scored_logits(backend, spec, chunks[index])
+
+        workers = scoring_workers(spec.scoring_threads, model.llama)
+        for index, (rows, target) in overlapped(range(n_chunks), decode, score, workers):
+            chunk = chunks[index]
             writer.write_chunk(index, chunk, target_logprob=target, **rows)
             yield ChunkScored(
                 model.label,
@@ -176,25 +191,34 @@ def score_quant(
     try:
         yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
         scoring_started = time.perf_counter()
-        for index in range(n_chunks):
-            chunk = np.asarray(baseline.tokens[index])
-            logits = _scored_logits(backend, spec, chunk)
+
+        def score(index: int, logits: NDArray[np.float32], row_map: RowMap) -> None:
             span = baseline.rows(index)
             base = _chunk_rows(baseline, span)
-            targets = chunk[spec.first_scored + 1 :]
-            for block in _blocks(spec.rows_per_chunk, spec.block_rows):
-                norm = normalize(logits[block])
+            targets = np.asarray(baseline.tokens[index])[spec.first_scored + 1 :]
+
+            def block_scores(block: slice) -> None:
                 rows = slice(span.start + block.start, span.start + block.stop)
                 part = BaselineRows(
                     *(getattr(base, name)[block] for name in BaselineRows.__dataclass_fields__)
                 )
+                norm = normalize(logits[block], part.top_ids)
                 coarse[rows], gap[rows] = kl_rows(part, norm)
                 accepted[rows] = acceptance_from_top_k(
                     part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
                 )
                 nll[rows] = -norm.logprobs_at(targets[block])
-                same_top[rows] = np.argmax(logits[block], axis=-1) == part.top_ids[:, 0]
-            del logits
+                same_top[rows] = norm.argmax() == part.top_ids[:, 0]
+
+            row_map(block_scores, list(_blocks(spec.rows_per_chunk, spec.block_rows)))
+
+        def decode(index: int) -> NDArray[np.float32]:
+            return _scored_logits(backend, spec, np.asarray(baseline.tokens[index]))
+
+        workers = scoring_workers(spec.scoring_threads, model.llama)
+        for index, _ in overlapped(range(n_chunks), decode, score, workers):
+            chunk = np.asarray(baseline.tokens[index])
+            span = baseline.rows(index)
             nll_base[span] = -np.asarray(baseline.target_logprob[span])
             scores = TokenScores(
                 nll[span], nll_base[span], coarse[span] + gap[span], same_top[span]

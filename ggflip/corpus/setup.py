@@ -30,6 +30,7 @@ class KldOptions:
     tail_samples: int = DEFAULT_TAIL_SAMPLES
     cache_dir: Path | None = None  # None: the default cache directory
     no_cache: bool = False
+    scoring_threads: int | None = None  # None: automatic; 0: no overlap
 
 
 def resolve_kld_spec(options: KldOptions) -> KldSpec:
@@ -51,4 +52,5 @@ def resolve_kld_spec(options: KldOptions) -> KldSpec:
         cache_dir=cache_dir,
         top_k=options.top_k,
         tail_samples=options.tail_samples,
+        scoring_threads=options.scoring_threads,
     )

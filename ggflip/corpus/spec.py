@@ -36,6 +36,7 @@ class KldSpec:
     top_k: int = DEFAULT_CORPUS_TOP_K
     tail_samples: int = DEFAULT_TAIL_SAMPLES
     block_rows: int = 32
+    scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
 
     def __post_init__(self) -> None:
         if not self.texts:
@@ -48,6 +49,8 @@ class KldSpec:
             raise UsageError(f"--top-k must be positive, got {self.top_k}")
         if self.tail_samples < 0:
             raise UsageError(f"--tail-samples must be 0 or more, got {self.tail_samples}")
+        if self.scoring_threads is not None and self.scoring_threads < 0:
+            raise UsageError(f"--scoring-threads must be 0 or more, got {self.scoring_threads}")
 
     @property
     def first_scored(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ggflip.backends.base import Backend, BackendFactory, GenerateRequest, Generation
 from ggflip.errors import BackendError, DataError
@@ -30,8 +31,9 @@ from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
 from ggflip.generate.report import GenBaseline
 from ggflip.generate.spec import GenSpec, conversation, plain_prompt, render_chat
 from ggflip.runs.events import BASELINE
+from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
 from ggflip.scoring import stats
-from ggflip.scoring.topk import BaselineRows, baseline_rows, normalize
+from ggflip.scoring.topk import BaselineRows, baseline_normalize
 from ggflip.store.rundb import BASE, SKIP
 
 SAMPLING_SEED = 20250705
@@ -86,23 +88,25 @@ def chat_template(spec: GenSpec, backend: Backend) -> str | None:
 
 def _record(
     spec: GenSpec,
-    backend: Backend,
+    n_vocab: int,
     unit_index: int,
     prompt: tuple[tuple[int, ...], int],
     generation: Generation,
+    logits: NDArray[np.float32],
 ) -> BaseUnit:
-    """Teacher-force the baseline on its own generation and keep the compact record."""
+    """The compact record of the baseline teacher-forced on its own generation (`logits`: at
+    every generated position, `forced_logits`); numpy only, so it runs on a scoring thread."""
     tokens, shared = prompt
-    logits = forced_logits(backend, tokens, generation.tokens, shared)
     rng = np.random.default_rng([unit_index, SAMPLING_SEED])
-    top_k = min(spec.top_k, backend.n_vocab)
+    top_k = min(spec.top_k, n_vocab)
     parts, targets = [], []
     ids = np.asarray(generation.tokens, dtype=np.int64)
     for start in range(0, len(ids), BLOCK_ROWS):
-        norm = normalize(logits[start : start + BLOCK_ROWS])
-        parts.append(baseline_rows(norm, top_k, spec.tail_samples, rng))
+        norm, part = baseline_normalize(
+            logits[start : start + BLOCK_ROWS], top_k, spec.tail_samples, rng
+        )
+        parts.append(part)
         targets.append(norm.logprobs_at(ids[start : start + BLOCK_ROWS]))
-    del logits
     rows = BaselineRows(
         *(np.concatenate([getattr(p, name) for p in parts]) for name in _ROW_FIELDS)
     )
@@ -185,6 +189,7 @@ def generate_baseline(
     backend = yield from open_model(factory, model, BASELINE)
     try:
         template = chat_template(spec, backend)
+        workers = scoring_workers(spec.scoring_threads, model.llama)
         done = 0
         for turn in range(spec.n_turns):
             prompts = _round_prompts(
@@ -204,9 +209,21 @@ def generate_baseline(
                     for u in batch
                 ]
                 fresh: dict[int, tuple[str, bytes]] = {}
-                for u, generation in zip(batch, backend.generate(requests)):
-                    base_units[u] = _record(spec, backend, u, prompts[u], generation)
-                    fresh[u] = (BASE, encode_unit(base_units[u]))
+                work = list(zip(batch, backend.generate(requests)))
+
+                def decode(item: tuple[int, Generation]) -> NDArray[np.float32]:
+                    u, generation = item
+                    return forced_logits(backend, prompts[u][0], generation.tokens, prompts[u][1])
+
+                def score(
+                    item: tuple[int, Generation], logits: NDArray[np.float32], _: RowMap
+                ) -> BaseUnit:
+                    u, generation = item
+                    return _record(spec, backend.n_vocab, u, prompts[u], generation, logits)
+
+                for (u, _), unit in overlapped(work, decode, score, workers):
+                    base_units[u] = unit
+                    fresh[u] = (BASE, encode_unit(unit))
                 stored.record(fresh)
                 for _ in batch:
                     done += 1

@@ -41,8 +41,8 @@ def teacher_forced(unit: BaseUnit, logits: NDArray[np.float32]) -> TeacherForced
     kl, top1, delta_p = np.empty(n), np.empty(n, dtype=bool), np.empty(n)
     for start in range(0, n, BLOCK_ROWS):
         block = slice(start, min(n, start + BLOCK_ROWS))
-        norm = normalize(logits[block])
         part = BaselineRows(*(getattr(unit.rows, name)[block] for name in _FIELDS))
+        norm = normalize(logits[block], part.top_ids)
         coarse, gap = kl_rows(part, norm)
         kl[block] = coarse + gap
         top1[block] = np.argmax(logits[block], axis=-1) == targets[block]

@@ -13,7 +13,10 @@ import json
 import time
 from collections.abc import Generator
 
-from ggflip.backends.base import Backend, BackendFactory, GenerateRequest
+import numpy as np
+from numpy.typing import NDArray
+
+from ggflip.backends.base import Backend, BackendFactory, GenerateRequest, Generation
 from ggflip.config.models_toml import ModelSpec
 from ggflip.generate.compare import TurnRow, compare_turn
 from ggflip.generate.events import TurnGenerated, TurnsRestored
@@ -29,6 +32,7 @@ from ggflip.generate.records import BaseUnit
 from ggflip.generate.report import GenQuant, summarize
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import QUANT
+from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
 from ggflip.store.rundb import ROW
 
 
@@ -94,20 +98,35 @@ def compare_quant(
                 for u in batch
             ]
             fresh: dict[int, tuple[str, bytes]] = {}
-            for u, generation in zip(batch, backend.generate(requests)):
-                unit = base_units[u]
-                logits = forced_logits(backend, unit.prompt, unit.tokens, unit.shared_prefix)
-                item = spec.items[units[u][0]]
-                rows[u] = compare_turn(
+            work = list(zip(batch, backend.generate(requests)))
+            live = backend
+
+            def decode(item: tuple[int, Generation]) -> NDArray[np.float32]:
+                unit = base_units[item[0]]
+                return forced_logits(live, unit.prompt, unit.tokens, unit.shared_prefix)
+
+            def score(
+                item: tuple[int, Generation], logits: NDArray[np.float32], _: RowMap
+            ) -> TurnRow:
+                u, generation = item
+                spec_item = spec.items[units[u][0]]
+                return compare_turn(
                     u,
-                    item.id,
+                    spec_item.id,
                     units[u][1],
-                    item.answer,
+                    spec_item.answer,
                     rules,
-                    unit,
+                    base_units[u],
                     generation,
                     logits,
-                    backend.token_pieces,
+                )
+
+            workers = scoring_workers(spec.scoring_threads, model.llama)
+            for (u, generation), row in overlapped(work, decode, score, workers):
+                rows[u] = dataclasses.replace(
+                    row,
+                    base_pieces=tuple(live.token_pieces(base_units[u].tokens)),
+                    quant_pieces=tuple(live.token_pieces(generation.tokens)),
                 )
                 fresh[u] = (ROW, json.dumps(dataclasses.asdict(rows[u])).encode())
             stored.record(fresh)

@@ -51,6 +51,7 @@ class GenOptions:
     cache_dir: Path | None = None  # None: the default cache directory
     no_cache: bool = False
     resume: bool = True
+    scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
 
 
 def _check(options: GenOptions) -> None:
@@ -61,6 +62,8 @@ def _check(options: GenOptions) -> None:
     ):
         if value is not None and value <= 0:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if options.scoring_threads is not None and options.scoring_threads < 0:
+        raise UsageError(f"--scoring-threads must be 0 or more, got {options.scoring_threads}")
     if options.shots is not None and options.shots < 0:
         raise UsageError(f"--shots must be 0 or more, got {options.shots}")
 
@@ -105,4 +108,5 @@ def resolve_gen_spec(options: GenOptions) -> GenSpec:
         cache_dir=cache_dir,
         run_store=RunStore.in_cache(cache_dir) if cache_dir else None,
         resume=options.resume,
+        scoring_threads=options.scoring_threads,
     )

@@ -42,6 +42,7 @@ class GenSpec:
     cache_dir: Path | None = None
     run_store: RunStore | None = None
     resume: bool = True
+    scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
 
     @property
     def new_tokens(self) -> int:

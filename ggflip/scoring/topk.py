@@ -3,15 +3,20 @@
 Every mode (multiple choice, corpus, generation) stores the baseline the same way and compares
 a quant with it through `kl_rows`, so "KL" means one thing everywhere.
 
-Speed matters (every scored token touches n_vocab values twice per model), so the normalizer
-exponentiates in float32 but sums in float64: each term keeps float32's 1e-7 relative error,
-but the sum does not accumulate float32 rounding.
+Speed matters (every scored token is a row of n_vocab logits), so each row is reduced in one
+fused pass over a per-thread scratch row that stays in the CPU cache: its peak, then its float32
+exponentials, summed in float64 (each term keeps float32's 1e-7 relative error, the sum does not
+accumulate float32 rounding), with the ids the record keeps apart set aside in the same pass. The
+functions release the GIL inside numpy's loops, so scoring threads run beside llama.cpp's decode.
 
 The baseline record of a row (`BaselineRows`): the top K ids and log-probs, log P(tail) of
 everything else, and S token ids drawn from P restricted to the tail, with their log-probs. The
-tail mass is summed over the tail itself (never 1 - P(top K), which cancels to noise when the top
-K holds nearly everything), and recomputed in float64 from the logits for a row whose float32
-tail terms all underflow. KL(P || Q) is then
+top K are found among the tokens at or above the K-th largest of the row's 64-token block maxima
+(a bound the K-th largest logit never falls below), so the full row is never sorted. The tail mass
+is summed over the tail itself (never 1 - P(top K), which cancels to noise when the top K holds
+nearly everything), and recomputed in float64 from the logits for a row whose float32 tail terms
+all underflow. Tail draws pick a 64-token block by its float64 sum, then a token inside it. KL(P ||
+Q) is then
 
 * the lower bound: the exact KL of the top K plus the merged tail, never above the full KL (log-sum
   inequality); the gap is exactly P(tail)·KL(P|tail || Q|tail);
@@ -21,26 +26,55 @@ tail terms all underflow. KL(P || Q) is then
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
+IdArray = NDArray[np.int64]
 
 # Tail draws kept per baseline row: the tail estimate's error falls as 1/sqrt(S) and its bytes grow
 # as 8·S, against 8·K for the top K.
 DEFAULT_TAIL_SAMPLES = 32
 
+# Tokens per block of the top-K prefilter and the tail sampler: 4,096 blocks on a 262,144-token
+# vocabulary, so the K-th largest block maximum of K = 512 leaves a few thousand candidates.
+BLOCK = 64
+
+
+class _Scratch(threading.local):
+    """One exponentials row per thread, reused: a fresh n_vocab array per row costs its page
+    faults, and a reused one stays in cache between the passes over it."""
+
+    def __init__(self) -> None:
+        self.values = np.zeros(0, dtype=np.float32)
+
+    def row(self, n_vocab: int) -> NDArray[np.float32]:
+        """A zero-padded row of whole blocks; the caller fills its first n_vocab values."""
+        padded = -(-n_vocab // BLOCK) * BLOCK
+        if self.values.size < padded:
+            self.values = np.zeros(padded, dtype=np.float32)
+        self.values[n_vocab:padded] = 0.0
+        return self.values[:padded]
+
+
+_scratch = _Scratch()
+
 
 @dataclass(frozen=True)
 class Normalized:
-    """Logits of N rows with their softmax normalizer: log p = logits - lse."""
+    """Logits of N rows with their softmax normalizer: log p = logits - lse.
+
+    `outside`/`tail`: when the rows were normalized against a set of ids per row (the baseline's
+    top K), log of each row's probability outside them, from the same pass.
+    """
 
     logits: NDArray[np.float32]
-    scaled: NDArray[np.float32]  # exp(logits - peak), (N, n_vocab)
-    total: FloatArray  # sum of scaled, float64, (N,)
-    lse: FloatArray  # peak + log(total), (N,)
+    lse: FloatArray  # (N,)
+    outside: IdArray | None = None  # (N, K)
+    tail: FloatArray | None = None  # (N,)
 
     def logprobs_at(self, ids: NDArray[np.integer]) -> FloatArray:
         """log p of the given ids per row, float64, shape of `ids` ((N,) or (N, k))."""
@@ -59,38 +93,66 @@ class Normalized:
     def tail_logmass(self, top_ids: NDArray[np.integer]) -> FloatArray:
         """log of each row's probability outside its `top_ids` (N, K), -inf when nothing is left.
 
-        The tail's own terms are summed. Where every one of them underflows float32 (a tail more
-        than ~100 nats below the peak), the row is redone in float64 from its logits, so a tail
-        that is tiny but not empty is never taken for zero.
+        From the normalizing pass when it was given the same ids, else from one more pass.
         """
         ids = np.asarray(top_ids, dtype=np.int64)
-        kept = np.take_along_axis(self.scaled, ids, axis=-1)
-        np.put_along_axis(self.scaled, ids, 0.0, axis=-1)
-        try:
-            rest = self.scaled.sum(axis=-1, dtype=np.float64)
-        finally:
-            np.put_along_axis(self.scaled, ids, kept, axis=-1)
-        with np.errstate(divide="ignore"):
-            out = np.log(rest) - np.log(self.total)
-        n_vocab = self.logits.shape[-1]
-        for row in np.flatnonzero(rest <= 0.0):
-            outside = np.ones(n_vocab, dtype=bool)
-            outside[ids[row]] = False
-            if outside.any():
-                tail = self.logits[row][outside].astype(np.float64)
-                with np.errstate(divide="ignore"):
-                    peak = tail.max()
-                    out[row] = peak + np.log(np.exp(tail - peak).sum()) - self.lse[row]
-        return out
+        if self.tail is not None and self.outside is not None and np.array_equal(ids, self.outside):
+            return self.tail.copy()
+        tail = normalize(self.logits, ids).tail
+        assert tail is not None
+        return tail
 
 
-def normalize(logits: NDArray[np.floating]) -> Normalized:
-    """Softmax normalizer of each row: float32 exponentials, float64 sums."""
-    x = np.asarray(logits, dtype=np.float32)
-    peak = x.max(axis=-1)
-    scaled = np.exp(x - peak[:, None])
-    total = scaled.sum(axis=-1, dtype=np.float64)
-    return Normalized(x, scaled, total, peak.astype(np.float64) + np.log(total))
+def normalize(
+    logits: NDArray[np.floating], outside: NDArray[np.integer] | None = None
+) -> Normalized:
+    """Softmax normalizer of each row (float32 exponentials, float64 sums), and with `outside`
+    ((N, K) ids per row) the log-mass outside those ids, from the same pass."""
+    x = np.ascontiguousarray(logits, dtype=np.float32)
+    n_rows, n_vocab = x.shape
+    ids = None if outside is None else np.asarray(outside, dtype=np.int64)
+    lse = np.empty(n_rows)
+    tail = None if ids is None else np.empty(n_rows)
+    row_values = _scratch.row(n_vocab)
+    exps = row_values[:n_vocab]
+    for row in range(n_rows):
+        peak = _exponentials(x[row], exps)
+        if ids is None:
+            total = float(exps.sum(dtype=np.float64))
+        else:
+            kept = float(exps[ids[row]].sum(dtype=np.float64))
+            exps[ids[row]] = 0.0
+            rest = float(exps.sum(dtype=np.float64))
+            total = rest + kept
+            assert tail is not None
+            tail[row] = _tail_logmass(x[row], ids[row], rest, peak, total)
+        lse[row] = peak + np.log(total)
+    return Normalized(x, lse, ids, tail)
+
+
+def _exponentials(row: NDArray[np.float32], out: NDArray[np.float32]) -> float:
+    """exp(row - max(row)) into `out`; returns the max."""
+    peak = row.max()
+    np.subtract(row, peak, out=out)
+    np.exp(out, out=out)
+    return float(peak)
+
+
+def _tail_logmass(
+    row: NDArray[np.float32], ids: IdArray, rest: float, peak: float, total: float
+) -> float:
+    """log P(outside `ids`) from the float32 terms' sum `rest`; redone in float64 from the logits
+    when every float32 term underflowed but some token is outside."""
+    if rest > 0.0:
+        return float(np.log(rest) - np.log(total))
+    outside = np.ones(row.size, dtype=bool)
+    outside[ids] = False
+    if not outside.any():
+        return -np.inf
+    values = row[outside].astype(np.float64)
+    top = values.max()
+    with np.errstate(divide="ignore"):
+        return float(top + np.log(np.exp(values - top).sum()) - (peak + np.log(total)))
 
 
 @dataclass(frozen=True)
@@ -98,60 +160,111 @@ class BaselineRows:
     """The compact record of N baseline rows (shapes (N, K), (N, K), (N,), (N, S), (N, S))."""
 
     top_ids: NDArray[np.int32]
-    top_logprobs: NDArray[np.float32]
+    top_logprobs: FloatArray
     tail_logmass: FloatArray
     sample_ids: NDArray[np.int32]
-    sample_logprobs: NDArray[np.float32]
+    sample_logprobs: FloatArray
 
 
-def top_k_ids(logits: NDArray[np.floating], k: int) -> NDArray[np.int64]:
-    """The k most probable token ids of each row (N, k), most probable first (ties: lower id)."""
-    k = min(k, logits.shape[-1])
-    part = np.argpartition(-logits, k - 1, axis=-1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(logits, part, axis=-1)), axis=-1)
-    return np.take_along_axis(part, order, axis=-1)
+def top_k_ids(logits: NDArray[np.floating], k: int) -> IdArray:
+    """The k most probable token ids of each row (N, k), most probable first, ties to the lower
+    id (also at the k-th place)."""
+    x = np.asarray(logits, dtype=np.float32)
+    k = min(k, x.shape[-1])
+    return np.stack([_top_k_row(row, k) for row in x]) if len(x) else np.zeros((0, k), np.int64)
+
+
+def _top_k_row(row: NDArray[np.float32], k: int) -> IdArray:
+    n_vocab = row.size
+    n_blocks = n_vocab // BLOCK
+    if n_blocks > k:
+        # The k largest block maxima are k distinct tokens, so the k-th largest logit is at least
+        # the k-th largest block maximum: every top-k token is a candidate.
+        block_max = row[: n_blocks * BLOCK].reshape(n_blocks, BLOCK).max(axis=1)
+        bound = np.partition(block_max, n_blocks - k)[n_blocks - k]
+        candidates = np.flatnonzero(row >= bound)
+    else:
+        candidates = np.arange(n_vocab)
+    order = np.lexsort((candidates, -row[candidates]))[:k]
+    return candidates[order].astype(np.int64)
+
+
+def baseline_normalize(
+    logits: NDArray[np.floating], k: int, n_samples: int, rng: np.random.Generator
+) -> tuple[Normalized, BaselineRows]:
+    """N baseline rows normalized, and their record: top k (most probable first), tail mass and
+    `n_samples` draws from the tail of each row, in one pass per row.
+
+    Args:
+        logits: N baseline rows (N, n_vocab).
+        k: tokens kept per row (at most the vocabulary).
+        n_samples: tail draws per row (0: no tail estimate).
+        rng: the source of the draws, used row by row for the rows that have a tail; the same
+            generator state gives the same record.
+
+    Returns:
+        (the normalized rows, the record); a row without a tail (k covers the vocabulary, or every
+        tail term is below float32's range, which leaves under 1e-40 of the mass, while draws are
+        wanted) has tail_logmass -inf and draws 0.
+    """
+    x = np.ascontiguousarray(logits, dtype=np.float32)
+    n_rows, n_vocab = x.shape
+    top_ids = top_k_ids(x, k)
+    lse, tail = np.empty(n_rows), np.full(n_rows, -np.inf)
+    sample_ids = np.zeros((n_rows, n_samples), dtype=np.int64)
+    row_values = _scratch.row(n_vocab)
+    exps, blocks = row_values[:n_vocab], row_values.reshape(-1, BLOCK)
+    has_tail = top_ids.shape[1] < n_vocab
+    for row in range(n_rows):
+        peak = _exponentials(x[row], exps)
+        ids = top_ids[row]
+        kept = float(exps[ids].sum(dtype=np.float64))
+        exps[ids] = 0.0
+        block_sums = blocks.sum(axis=1, dtype=np.float64)
+        rest = float(block_sums.sum())
+        total = rest + kept
+        lse[row] = peak + np.log(total)
+        if not has_tail:
+            continue
+        tail[row] = _tail_logmass(x[row], ids, rest, peak, total)
+        if n_samples and np.isfinite(tail[row]):
+            if rest <= 0.0:
+                tail[row] = -np.inf  # no float32 tail term to draw from
+                continue
+            sample_ids[row] = _draw(blocks, block_sums, rng.random(n_samples), n_vocab)
+    norm = Normalized(x, lse, top_ids, tail if has_tail else None)
+    record = BaselineRows(
+        top_ids=top_ids.astype(np.int32),
+        top_logprobs=norm.logprobs_at(top_ids),
+        tail_logmass=tail,
+        sample_ids=sample_ids.astype(np.int32),
+        sample_logprobs=norm.logprobs_at(sample_ids),
+    )
+    return norm, record
+
+
+def _draw(
+    blocks: NDArray[np.float32], block_sums: FloatArray, uniforms: FloatArray, n_vocab: int
+) -> IdArray:
+    """The token at each uniform's share of the tail's mass: its block by the blocks' float64
+    running sum, then its place by the block's own running sum (top ids are zero in `blocks`)."""
+    running = np.cumsum(block_sums)
+    targets = uniforms * running[-1]
+    block = np.minimum(np.searchsorted(running, targets, side="right"), len(running) - 1)
+    within = np.maximum(targets - (running[block] - block_sums[block]), 0.0)
+    inside = np.cumsum(blocks[block], axis=1, dtype=np.float64)
+    # Rounding can leave `within` at or past the block's own total: take its last token with mass.
+    last = BLOCK - 1 - np.argmax(blocks[block][:, ::-1] > 0, axis=1)
+    offset = np.minimum((inside <= within[:, None]).sum(axis=1), last)
+    return np.minimum(block * BLOCK + offset, n_vocab - 1)
 
 
 def baseline_rows(
     norm: Normalized, k: int, n_samples: int, rng: np.random.Generator
 ) -> BaselineRows:
-    """Top k (most probable first), tail mass and `n_samples` draws from the tail of each row.
-
-    Args:
-        norm: N baseline rows.
-        k: tokens kept per row (at most the vocabulary).
-        n_samples: tail draws per row (0: no tail estimate).
-        rng: the source of the draws; the same generator state gives the same record.
-
-    Returns:
-        The record; a row without a tail (k covers the vocabulary, or every tail term is below
-        float32's range, which leaves under 1e-40 of the mass) has tail_logmass -inf and draws 0.
-    """
-    n_rows, n_vocab = norm.logits.shape
-    top_ids = top_k_ids(norm.logits, k)
-    tail = norm.tail_logmass(top_ids) if top_ids.shape[1] < n_vocab else np.full(n_rows, -np.inf)
-    sample_ids = np.zeros((n_rows, n_samples), dtype=np.int64)
-    if n_samples and top_ids.shape[1] < n_vocab:
-        weights = norm.scaled.copy()
-        np.put_along_axis(weights, top_ids, 0.0, axis=-1)
-        for row in range(n_rows):
-            if not np.isfinite(tail[row]):
-                continue
-            cumulative = np.cumsum(weights[row], dtype=np.float64)
-            if cumulative[-1] <= 0:
-                tail[row] = -np.inf  # no float32 tail term to draw from
-                continue
-            draws = rng.random(n_samples) * cumulative[-1]
-            sample_ids[row] = np.minimum(
-                np.searchsorted(cumulative, draws, side="right"), n_vocab - 1
-            )
-    return BaselineRows(
-        top_ids=top_ids.astype(np.int32),
-        top_logprobs=norm.logprobs_at(top_ids).astype(np.float32),
-        tail_logmass=tail,
-        sample_ids=sample_ids.astype(np.int32),
-        sample_logprobs=norm.logprobs_at(sample_ids).astype(np.float32),
-    )
+    """The record of already normalized rows (`baseline_normalize`, which also normalizes them in
+    the same pass, is the one to call on fresh logits)."""
+    return baseline_normalize(norm.logits, k, n_samples, rng)[1]
 
 
 def kl_rows(base: BaselineRows, quant: Normalized) -> tuple[FloatArray, FloatArray]:
@@ -162,7 +275,8 @@ def kl_rows(base: BaselineRows, quant: Normalized) -> tuple[FloatArray, FloatArr
 
     Args:
         base: N baseline rows.
-        quant: the quant's N rows at the same positions.
+        quant: the quant's N rows at the same positions; normalized with `outside` = the
+            baseline's top ids, its tail mass comes from that pass.
 
     Returns:
         Two (N,) float64 arrays, both >= 0.

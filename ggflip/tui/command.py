@@ -9,6 +9,7 @@ from pathlib import Path
 from ggflip.choice.setup import RunOptions
 from ggflip.errors import ExitCode
 from ggflip.generate.setup import GenOptions
+from ggflip.runs.pipeline import requested_workers
 from ggflip.tui.gen_live import gen_options
 
 
@@ -32,6 +33,9 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
         no_cache=bool(getattr(args, "no_cache", False)),
         batch_size=getattr(args, "batch_size", None) or 4,
         floor=not getattr(args, "no_floor", False),
+        scoring_threads=requested_workers(
+            bool(getattr(args, "no_overlap", False)), getattr(args, "scoring_threads", None)
+        ),
     )
 
 
@@ -63,6 +67,7 @@ def tui_command(args: argparse.Namespace) -> int:
             chunks=args.chunks,
             cache_dir=options.cache_dir,
             no_cache=options.no_cache,
+            scoring_threads=options.scoring_threads,
         )
     GgflipApp(
         options, export_dir=getattr(args, "export_dir", None), kld=kld, gen=None if kld else gen

@@ -75,6 +75,7 @@ def gen_options(
         batch_size=options.batch_size,
         cache_dir=options.cache_dir,
         no_cache=options.no_cache,
+        scoring_threads=options.scoring_threads,
     )
 
 
