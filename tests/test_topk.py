@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ggflip.scoring import kernels
-from ggflip.scoring.topk import baseline_rows, kl_rows, normalize, top_k_ids
+from ggflip.scoring.topk import baseline_normalize, baseline_rows, kl_rows, normalize, top_k_ids
 
 V, K = 5000, 64
 
@@ -109,3 +109,55 @@ def test_float32_normalizer_drifts_where_the_kernel_does_not() -> None:
     kernel = float(kl_rows(record, normalize(quant[None]))[0][0]) - exact
     assert abs(drift) > 1e-6
     assert abs(kernel) < 1e-7
+
+
+def _top_k_by_full_sort(row: np.ndarray, k: int) -> list[int]:
+    """The reference: every id sorted by (-logit, id), the first k."""
+    return np.lexsort((np.arange(row.size), -row.astype(np.float64)))[:k].tolist()
+
+
+@pytest.mark.parametrize(
+    ("n_vocab", "k"), [(5000, 64), (5000, 77), (4100, 64), (70_001, 512), (300, 512), (64, 64)]
+)
+def test_block_prefilter_top_k_equals_a_full_sort(n_vocab: int, k: int) -> None:
+    """Vocabularies that are not whole blocks, k near the block count, k above the vocabulary,
+    and rounded logits with many ties at the k-th place: ties go to the lower id."""
+    rng = np.random.default_rng(n_vocab + k)
+    rows = np.round(rng.standard_normal((6, n_vocab)) * 3, 1).astype(np.float32)
+    rows[0, -1] = rows[0].max() + 1  # the best token in the partial last block
+    got = top_k_ids(rows, k)
+    for row, ids in zip(rows, got):
+        assert ids.tolist() == _top_k_by_full_sort(row, min(k, n_vocab))
+
+
+def test_tail_draws_are_those_of_a_full_row_cumulative_sum() -> None:
+    """Block-then-token sampling picks the token a float64 running sum over the whole row would
+    pick for the same uniforms, never a top-K token."""
+    base, _ = _pair(3, 0.3, rows=6)
+    _, record = baseline_normalize(base, K, 200, np.random.default_rng(7))
+    uniforms = np.random.default_rng(7)
+    for row in range(len(base)):
+        weights = np.exp(base[row] - base[row].max())
+        weights[record.top_ids[row]] = 0.0
+        running = np.cumsum(weights, dtype=np.float64)
+        want = np.searchsorted(running, uniforms.random(200) * running[-1], side="right")
+        assert record.sample_ids[row].tolist() == want.tolist()
+        assert not set(record.sample_ids[row].tolist()) & set(record.top_ids[row].tolist())
+
+
+def test_one_pass_normalizer_and_tail_match_float64() -> None:
+    """lse and the mass outside given ids, from one float32 pass, against float64 by hand: within
+    float32's exponential rounding (6e-8 relative per term, so under 1e-7 in a log)."""
+    base, quant = _pair(4, 0.3)
+    _, record = baseline_normalize(base, K, 0, np.random.default_rng(0))
+    norm = normalize(quant, record.top_ids)
+    for row in range(len(quant)):
+        exact = kernels.log_softmax(quant[row])
+        outside = np.ones(V, dtype=bool)
+        outside[record.top_ids[row]] = False
+        assert norm.lse[row] - float(quant[row, 0]) == pytest.approx(-exact[0], abs=1e-7)
+        assert norm.tail is not None
+        assert norm.tail[row] == pytest.approx(kernels.logsumexp(exact[outside]), abs=1e-7)
+    assert np.array_equal(norm.tail_logmass(record.top_ids), norm.tail)
+    other = np.roll(record.top_ids, 1, axis=1)[:, :8]  # other ids: computed afresh, not reused
+    assert not np.allclose(norm.tail_logmass(other), norm.tail)

@@ -19,7 +19,9 @@ GPU, llama.cpp leaves the CPU cores idle and all but one score.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -31,6 +33,8 @@ Logits = TypeVar("Logits")
 Result = TypeVar("Result")
 Item = TypeVar("Item")
 Out = TypeVar("Out")
+
+log = logging.getLogger("ggflip.pipeline")
 
 # More scoring threads than this stop paying: each row's Python share holds the GIL.
 MAX_WORKERS = 8
@@ -75,12 +79,17 @@ def overlapped(
         workers: scoring threads; 0 decodes and scores in turn in the calling thread.
 
     Raises:
-        Whatever `decode` or `score` raises, at the batch it belongs to; the batches after it are
-        not scored.
+        Whatever `decode` or `score` raises (Ctrl-C included), at the batch it belongs to: every
+        batch before it is yielded first, the batches after it are not scored.
     """
+    clock = _Clock()
     if workers <= 0:
-        for batch in batches:
-            yield batch, score(batch, decode(batch), serial_map)
+        try:
+            for batch in batches:
+                logits = clock.time("decode", decode, batch)
+                yield batch, clock.time("score", score, batch, logits, serial_map)
+        finally:
+            clock.report(workers)
         return
     rows_pool = ThreadPoolExecutor(workers, thread_name_prefix="ggflip-rows")
     batch_pool = ThreadPoolExecutor(1, thread_name_prefix="ggflip-score")
@@ -91,16 +100,52 @@ def overlapped(
     pending: tuple[Batch, Future[Result]] | None = None
     try:
         for batch in batches:
-            logits = decode(batch)
-            previous, pending = pending, (batch, batch_pool.submit(score, batch, logits, row_map))
+            try:
+                logits = clock.time("decode", decode, batch)
+            except BaseException:
+                # The batch scored meanwhile is finished work: hand it over before the error.
+                if pending is not None:
+                    last, pending = pending, None
+                    yield last[0], clock.time("wait", last[1].result)
+                raise
+            work = batch_pool.submit(clock.time, "score", score, batch, logits, row_map)
+            previous, pending = pending, (batch, work)
             del logits
             if previous is not None:
-                yield previous[0], previous[1].result()
+                yield previous[0], clock.time("wait", previous[1].result)
         if pending is not None:
             last, pending = pending, None
-            yield last[0], last[1].result()
+            yield last[0], clock.time("wait", last[1].result)
     finally:
+        clock.report(workers)
         if pending is not None:
             pending[1].cancel()
         batch_pool.shutdown(wait=True, cancel_futures=True)
         rows_pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Clock:
+    """Seconds spent decoding, scoring, and waiting for scoring (the decode's idle time), logged
+    at the end of a pass (`--log-file` keeps it) for benchmarks and the curious."""
+
+    def __init__(self) -> None:
+        self.seconds = {"decode": 0.0, "score": 0.0, "wait": 0.0}
+        self.batches = 0
+
+    def time(self, what: str, function: Callable[..., Out], *args: object) -> Out:
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self.seconds[what] += time.perf_counter() - started
+            self.batches += what == "decode"
+
+    def report(self, workers: int) -> None:
+        log.info(
+            "%d batches: decode %.3f s, scoring %.3f s on %s, decode waited %.3f s for scoring",
+            self.batches,
+            self.seconds["decode"],
+            self.seconds["score"],
+            f"{workers} thread(s) beside it" if workers else "the decode's thread",
+            self.seconds["wait"] if workers else self.seconds["score"],
+        )
