@@ -26,7 +26,12 @@ from ggflip.backends.llama import LlamaBackendFactory  # noqa: E402
 from ggflip.choice.answers import TAIL_SAMPLING_SEED  # noqa: E402
 from ggflip.config.models_toml import load_models_toml  # noqa: E402
 from ggflip.scoring import kernels  # noqa: E402
-from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES, baseline_rows, kl_rows, normalize  # noqa: E402
+from ggflip.scoring.topk import (  # noqa: E402
+    DEFAULT_TAIL_SAMPLES,
+    baseline_normalize,
+    kl_rows,
+    normalize,
+)
 from ggflip.tasks.prompts import render_prompt  # noqa: E402
 from ggflip.tasks.questions import load_questions, select_questions  # noqa: E402
 from ggflip.tasks.registry import get_task  # noqa: E402
@@ -89,8 +94,8 @@ def main() -> int:
             lower, estimate, tails = [], [], []
             for index, (p, q) in enumerate(zip(base_logits, quant_logits)):
                 rng = np.random.default_rng([index, TAIL_SAMPLING_SEED])
-                record = baseline_rows(normalize(p), k, args.tail_samples, rng)
-                bound, gap = kl_rows(record, normalize(q))
+                _, record = baseline_normalize(p, k, args.tail_samples, rng)
+                bound, gap = kl_rows(record, normalize(q, record.top_ids))
                 lower.append(float(bound[0]))
                 estimate.append(float(bound[0] + gap[0]))
                 tails.append(float(np.exp(record.tail_logmass[0])))

