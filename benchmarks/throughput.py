@@ -166,11 +166,9 @@ def child(config: dict) -> dict:
     )
     model = Path(config["model"])
     tokenizer = LlamaBackend(model, dataclasses.replace(settings, n_ctx=512, n_seq_max=1))
-    n_tokens = sum(
-        len(r.tokens)
-        for reqs in Prompts(tokenizer, questions, prompts, False).requests
-        for r in reqs
-    )
+    requests = [r for reqs in Prompts(tokenizer, questions, prompts, False).requests for r in reqs]
+    n_tokens = sum(len(r.tokens) for r in requests)
+    n_rows = sum(len(r.positions) for r in requests)
     tokenizer.close()
     base = ModelSpec("F16", model, settings)
     factory = LlamaBackendFactory()
@@ -194,6 +192,7 @@ def child(config: dict) -> dict:
         prompts=prompts,
         batch_size=config["batch"],
         share_prefixes=config["share"],
+        scoring_threads=config["scoring_threads"],
     )
     profiler = cProfile.Profile() if config.get("profile") else None
     started = time.perf_counter()
@@ -208,6 +207,7 @@ def child(config: dict) -> dict:
     return {
         "n": len(questions.questions),
         "tokens": n_tokens,
+        "rows": n_rows,
         "seconds": quant.seconds,
         "wall": wall,
         "kl_max": quant.kl_max,
@@ -261,6 +261,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-llama-bench", action="store_true")
     parser.add_argument(
+        "--scoring-threads",
+        type=int,
+        help="ggflip's --scoring-threads for the timed passes (default: ggflip's own choice)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of the 0-shot pass on stderr"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -284,6 +289,7 @@ def main() -> None:
             "cache": cache,
             "batch": args.batch,
             "n_seq_max": args.batch,
+            "scoring_threads": args.scoring_threads,
         }
         plan = [
             (
@@ -347,19 +353,19 @@ def main() -> None:
         f"{version('llama_cpp_python')}"
     )
     print(
-        f"{'measurement':<28}{'questions':>10}{'tokens':>9}{'seconds':>9}"
+        f"{'measurement':<28}{'questions':>10}{'tokens':>9}{'rows':>7}{'seconds':>9}"
         f"{'tok/s':>9}{'q/s':>8}{'vs pp512':>10}{'peak RSS':>11}"
     )
     if reference is not None:
         print(
-            f"{'llama-bench pp512':<28}{'':>10}{'512':>9}{'':>9}{reference:>9.0f}"
+            f"{'llama-bench pp512':<28}{'':>10}{'512':>9}{'':>7}{'':>9}{reference:>9.0f}"
             f"{'':>8}{'1.00':>10}{'':>11}"
         )
     for label, r in rows:
         rate = r["tokens"] / r["seconds"]
         ratio = f"{rate / reference:.2f}" if reference else "-"
         print(
-            f"{label:<28}{r['n']:>10}{r['tokens']:>9}{r['seconds']:>9.1f}"
+            f"{label:<28}{r['n']:>10}{r['tokens']:>9}{r['rows']:>7}{r['seconds']:>9.1f}"
             f"{rate:>9.0f}{r['n'] / r['seconds']:>8.2f}{ratio:>10}{r['rss_mib']:>8.0f} MiB"
         )
     by = dict(rows)

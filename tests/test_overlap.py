@@ -112,13 +112,14 @@ def test_an_error_surfaces_at_its_batch(where: str) -> None:
 
 def test_workers_are_the_cores_llama_cpp_leaves_free(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
-    assert scoring_workers(None, LlamaSettings(n_threads=0)) == 0  # every core decodes
+    assert scoring_workers(None, LlamaSettings(n_threads=0)) == 1  # every core decodes: one
     assert scoring_workers(None, LlamaSettings(n_threads=12)) == 4
     assert scoring_workers(None, LlamaSettings(n_gpu_layers=99)) == pipeline.MAX_WORKERS
     assert scoring_workers(3, LlamaSettings(n_threads=0)) == 3
     assert scoring_workers(0, LlamaSettings(n_gpu_layers=99)) == 0
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
     assert scoring_workers(None, LlamaSettings(n_gpu_layers=99)) == 1
+    assert scoring_workers(None, LlamaSettings(n_threads=1)) == 1
 
 
 def _without_timings(value: Any) -> Any:

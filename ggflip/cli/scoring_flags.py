@@ -15,7 +15,8 @@ def add_scoring_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=(
             "threads that score a batch's logits while llama.cpp decodes the next (default: the "
-            "cores llama.cpp leaves free, all but one with --n-gpu-layers; 0: no overlap)"
+            "cores llama.cpp leaves free, all but one with n_gpu_layers set, at least 1; 0: no "
+            "overlap)"
         ),
     )
     parser.add_argument(
