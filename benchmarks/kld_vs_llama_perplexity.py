@@ -421,6 +421,12 @@ def main() -> None:
         help="where each stage's result is written (with a digest of its inputs)",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of ggflip and llama-perplexity, alternating (a shared machine's speed drifts)",
+    )
+    parser.add_argument(
         "--scoring-threads-too",
         type=int,
         metavar="N",
@@ -464,6 +470,18 @@ def main() -> None:
     models_toml.write_text("\n".join(lines) + "\n")
     text = args.text or mmlu_corpus(work / "mmlu_corpus.txt")
 
+    rounds: list[tuple[float, float]] = []
+    for index in range(1, args.repeat):  # extra rounds first, alternating, for the spread
+        folder = work / f"round{index}"
+        folder.mkdir(exist_ok=True)
+        ggflip_wall = run_ggflip(args, models_toml, text, folder)["usage"]["wall_s"]
+        binary = llama_perplexity_binary(tools, args.llama_src)
+        labels = {q.label.split()[0]: q.path for q in quants}
+        llama = run_llama(args, binary, model_set.baseline.path, labels, text, folder)
+        llama_wall = llama["base_usage"]["wall_s"] + sum(
+            q["usage"]["wall_s"] for q in llama["quants"].values()
+        )
+        rounds.append((ggflip_wall, llama_wall))
     ours = run_ggflip(args, models_toml, text, work) if args.only in (None, "ggflip") else None
     variant = (
         run_ggflip(args, models_toml, text, work, args.scoring_threads_too)
@@ -489,7 +507,23 @@ def main() -> None:
         print(json.dumps({"ggflip": ours, "llama": theirs, "exact": exact}, indent=1)[:4000])
         return
     print_table(ours, theirs, exact, args)
+    if rounds:
+        last = (ours["usage"]["wall_s"], _llama_wall(theirs))
+        ratios = sorted(g / w for g, w in [*rounds, last])
+        print(
+            "wall time per round (ggflip / llama-perplexity, alternating): "
+            + ", ".join(f"{g:.0f}/{w:.0f} s" for g, w in [*rounds, last])
+            + f"; ratio median {ratios[len(ratios) // 2]:.2f} "
+            + f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})"
+        )
     print_time_split(ours, variant, args.scoring_threads_too, theirs)
+
+
+def _llama_wall(theirs: dict) -> float:
+    """llama-perplexity's wall time for the comparison: the base run and each quant's run."""
+    return theirs["base_usage"]["wall_s"] + sum(
+        q["usage"]["wall_s"] for q in theirs["quants"].values()
+    )
 
 
 def print_table(ours: dict, theirs: dict, exact: dict | None, args: argparse.Namespace) -> None:
@@ -520,9 +554,7 @@ def print_table(ours: dict, theirs: dict, exact: dict | None, args: argparse.Nam
                 f"{values['ppl_ratio'][0]:.5f} ± {values['ppl_ratio'][1]:.5f}"
                 f" {values['ppl_q'][0]:8.4f} ± {values['ppl_q'][1]:.4f}"
             )
-    llama_wall = theirs["base_usage"]["wall_s"] + sum(
-        q["usage"]["wall_s"] for q in theirs["quants"].values()
-    )
+    llama_wall = _llama_wall(theirs)
     llama_peak = max(
         [theirs["base_usage"]["peak_mib"]]
         + [q["usage"]["peak_mib"] for q in theirs["quants"].values()]
