@@ -13,8 +13,9 @@ being scored and the one being decoded.
 
 `scoring_workers` sizes the pool to the cores llama.cpp is not using, and at least one: with the
 model offloaded to a GPU llama.cpp leaves the CPU cores idle and all but one score; on a CPU run
-with every core given to llama.cpp one scoring thread still pays (Gemma 3 270M, 2 cores, corpus
-mode: the decode 2% slower, the scoring's 8% of the run hidden behind it, the run 5% faster).
+with every core given to llama.cpp one scoring thread is a gain or a wash (Gemma 3 270M, 2 cores,
+corpus mode: the decode's wait for scoring drops from ~7% of the run to 0.3%, and the decode
+slows by about as much or less; the run was 5% faster in one comparison, 0.7% slower in another).
 """
 
 from __future__ import annotations
