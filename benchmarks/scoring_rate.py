@@ -74,6 +74,12 @@ def main() -> None:
     parser.add_argument("--tail-samples", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--decode-tok-s", type=float, default=67_153.0)
+    parser.add_argument(
+        "--cloze-rows-per-token",
+        type=float,
+        default=426 / 8114,
+        help="scored rows per prompt token of the cloze task (default: benchmarks/throughput.py's)",
+    )
     args = parser.parse_args()
 
     text = args.text.read_text()
@@ -118,10 +124,17 @@ def main() -> None:
     needs = {
         "corpus (255 rows per 512 tokens), x1.0": decode * 255 / 512,
         "MMLU 0-shot (1 row per ~125 tokens), x0.9": 0.9 * decode / 125,
+        f"cloze ({args.cloze_rows_per_token:.3f} rows per token), x0.5": 0.5
+        * decode
+        * args.cloze_rows_per_token,
     }
-    print(f"at a decode of {decode:,.0f} tok/s, scoring must keep up with:")
+    one_thread = rates[min(rates)][1]
+    print(f"at a decode of {decode:,.0f} tok/s, a quant pass's scoring must keep up with:")
     for what, rows_per_s in needs.items():
-        print(f"  {what}: {rows_per_s:,.0f} rows/s (quant side; the baseline pass runs once)")
+        print(
+            f"  {what}: {rows_per_s:,.0f} rows/s = {rows_per_s / one_thread:.1f} threads at this "
+            "machine's one-thread quant rate"
+        )
 
 
 if __name__ == "__main__":

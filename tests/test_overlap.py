@@ -114,7 +114,7 @@ def test_workers_are_the_cores_llama_cpp_leaves_free(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
     assert scoring_workers(None, LlamaSettings(n_threads=0)) == 1  # every core decodes: one
     assert scoring_workers(None, LlamaSettings(n_threads=12)) == 4
-    assert scoring_workers(None, LlamaSettings(n_gpu_layers=99)) == pipeline.MAX_WORKERS
+    assert scoring_workers(None, LlamaSettings(n_gpu_layers=99)) == 15  # all cores but one
     assert scoring_workers(3, LlamaSettings(n_threads=0)) == 3
     assert scoring_workers(0, LlamaSettings(n_gpu_layers=99)) == 0
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
