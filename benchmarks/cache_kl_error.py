@@ -99,10 +99,13 @@ def main() -> int:
                 lower.append(float(bound[0]))
                 estimate.append(float(bound[0] + gap[0]))
                 tails.append(float(np.exp(record.tail_logmass[0])))
+            # the record's own bytes per scored position, plus the top token (int32) a question
+            # keeps beside it
+            size = sum(getattr(record, name).nbytes for name in record.__dataclass_fields__) + 4
             bound_err = np.mean(lower) / exact.mean() - 1
             est_err = np.mean(estimate) / exact.mean() - 1
             print(
-                f"{quant.label.split()[0]:<10}{k:>6}{8 * k + 8 * args.tail_samples + 16:>9}"
+                f"{quant.label.split()[0]:<10}{k:>6}{size:>9}"
                 f"{exact.mean():>11.5f}{np.mean(lower):>11.5f}{bound_err:>+11.2%}"
                 f"{np.mean(estimate):>11.5f}{est_err:>+9.2%}{np.mean(tails):>11.4f}"
             )
