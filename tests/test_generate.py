@@ -20,7 +20,7 @@ from ggflip.generate.extract import extract, flexible, gold_answer, strict
 from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import BaselineFromCache
-from ggflip.scoring.topk import baseline_rows, normalize
+from ggflip.scoring.topk import baseline_normalize
 from ggflip.store.rundb import RunStore
 from ggflip.tasks.generation import GEN_TASKS, GenItem, load_items
 
@@ -106,10 +106,10 @@ class TestTeacherForcing:
         base_logits = rng.standard_normal((5, 12)).astype(np.float32) * 2
         quant_logits = (base_logits + rng.standard_normal((5, 12)) * 0.5).astype(np.float32)
         tokens = tuple(int(t) for t in np.argmax(base_logits, axis=-1))
-        norm = normalize(base_logits)
+        norm, record = baseline_normalize(base_logits, 12, 0, rng)
         unit = BaseUnit(
             (0,), 0, tokens, "", "length", (1.0,) * 5,
-            baseline_rows(norm, 12, 0, rng), norm.logprobs_at(np.asarray(tokens)),
+            record, norm.logprobs_at(np.asarray(tokens)),
         )  # fmt: skip
         forced = teacher_forced(unit, quant_logits)
 

@@ -316,9 +316,9 @@ def score_quant(
                     "the same model?"
                 )
             too_long = {i: r for i, r in prompts.too_long.items() if i not in base_skips}
+            unscorable = base_skips.keys() | too_long.keys()
             batches = [
-                _Batch(b.pending, [i for i in b.pending if i not in base_skips | too_long.keys()])
-                for b in batches
+                _Batch(b.pending, [i for i in b.pending if i not in unscorable]) for b in batches
             ]
 
         def score(

@@ -11,7 +11,7 @@ baseline's token minus the baseline's).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,10 +113,11 @@ def compare_turn(
     unit: BaseUnit,
     quant: Generation,
     logits: NDArray[np.float32],
-    pieces: Callable[[Sequence[int]], list[str]] | None = None,
+    base_pieces: Sequence[str] = (),
+    quant_pieces: Sequence[str] = (),
 ) -> TurnRow:
-    """The comparison row of one turn (`pieces`: the text of each token, to keep both texts
-    token by token)."""
+    """The comparison row of one turn (the pieces: the text of each token of either generation,
+    to keep both texts token by token); numpy only, so it runs on a scoring thread."""
     forced = teacher_forced(unit, logits)
     n = len(unit.tokens)
     answers = {
@@ -141,6 +142,6 @@ def compare_turn(
         delta_p_sum=float(forced.delta_p.sum()),
         delta_p_sq_sum=float(np.square(forced.delta_p).sum()),
         token_kl=tuple(float(v) for v in forced.kl),
-        base_pieces=tuple(pieces(unit.tokens)) if pieces else (),
-        quant_pieces=tuple(pieces(quant.tokens)) if pieces else (),
+        base_pieces=tuple(base_pieces),
+        quant_pieces=tuple(quant_pieces),
     )

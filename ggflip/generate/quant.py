@@ -35,6 +35,10 @@ from ggflip.runs.events import QUANT
 from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
 from ggflip.store.rundb import ROW
 
+# A turn's llama.cpp part: the quant's logits at the baseline's generated positions, and the text of
+# each token of both generations (the vocabulary is read in the decoding thread).
+_Forced = tuple[NDArray[np.float32], list[str], list[str]]
+
 
 def decode_row(payload: bytes) -> TurnRow:
     """A stored row back as a TurnRow (JSON lists back to tuples).
@@ -77,6 +81,7 @@ def compare_quant(
     backend: Backend | None = None
     seconds = 0.0
     rules = answer_rules(spec)
+    workers = scoring_workers(spec.scoring_threads, model.llama)
     try:
         done = 0
         for batch in batches(spec, units, skips):
@@ -101,13 +106,12 @@ def compare_quant(
             work = list(zip(batch, backend.generate(requests)))
             live = backend
 
-            def decode(item: tuple[int, Generation]) -> NDArray[np.float32]:
-                unit = base_units[item[0]]
-                return forced_logits(live, unit.prompt, unit.tokens, unit.shared_prefix)
+            def decode(item: tuple[int, Generation]) -> _Forced:
+                unit, generation = base_units[item[0]], item[1]
+                logits = forced_logits(live, unit.prompt, unit.tokens, unit.shared_prefix)
+                return logits, live.token_pieces(unit.tokens), live.token_pieces(generation.tokens)
 
-            def score(
-                item: tuple[int, Generation], logits: NDArray[np.float32], _: RowMap
-            ) -> TurnRow:
+            def score(item: tuple[int, Generation], forced: _Forced, _: RowMap) -> TurnRow:
                 u, generation = item
                 spec_item = spec.items[units[u][0]]
                 return compare_turn(
@@ -118,17 +122,12 @@ def compare_quant(
                     rules,
                     base_units[u],
                     generation,
-                    logits,
+                    *forced,
                 )
 
-            workers = scoring_workers(spec.scoring_threads, model.llama)
-            for (u, generation), row in overlapped(work, decode, score, workers):
-                rows[u] = dataclasses.replace(
-                    row,
-                    base_pieces=tuple(live.token_pieces(base_units[u].tokens)),
-                    quant_pieces=tuple(live.token_pieces(generation.tokens)),
-                )
-                fresh[u] = (ROW, json.dumps(dataclasses.asdict(rows[u])).encode())
+            for (u, _), row in overlapped(work, decode, score, workers):
+                rows[u] = row
+                fresh[u] = (ROW, json.dumps(dataclasses.asdict(row)).encode())
             stored.record(fresh)
             seconds += time.perf_counter() - started
             for u in batch:

@@ -259,14 +259,6 @@ def _draw(
     return np.minimum(block * BLOCK + offset, n_vocab - 1)
 
 
-def baseline_rows(
-    norm: Normalized, k: int, n_samples: int, rng: np.random.Generator
-) -> BaselineRows:
-    """The record of already normalized rows (`baseline_normalize`, which also normalizes them in
-    the same pass, is the one to call on fresh logits)."""
-    return baseline_normalize(norm.logits, k, n_samples, rng)[1]
-
-
 def kl_rows(base: BaselineRows, quant: Normalized) -> tuple[FloatArray, FloatArray]:
     """(lower bound, estimated tail gap) of KL(P || Q) per row; their sum estimates the exact KL.
 
