@@ -150,6 +150,7 @@ def test_token_texts_shade_by_kl_and_mark_the_divergence() -> None:
     row = TurnRow(
         index=0, id="p", turn=0, gold=None, answers={}, base_text="ab c", quant_text="ab d",
         base_truncated=False, quant_truncated=False, n_tokens=3, quant_n_tokens=4,
+        n_prompt_tokens=7,
         first_divergence=2, kl_mean=0.0, kl_max=0.0, top1_agreement=1.0, delta_p_sum=0.0,
         delta_p_sq_sum=0.0, token_kl=(0.0005, 0.3, 2.0), base_pieces=("a", "b", " c"),
         quant_pieces=("a", "b", " d", "e"),
@@ -253,6 +254,7 @@ def test_turn_list_cells_show_no_answer_as_empty_set() -> None:
         index=0, id="gsm8k-test-1318", turn=0, gold="12",
         answers={"strict": ("12", "[invalid]")}, base_text="… #### 12", quant_text="…",
         base_truncated=False, quant_truncated=True, n_tokens=40, quant_n_tokens=128,
+        n_prompt_tokens=60,
         first_divergence=1, kl_mean=0.5, kl_max=2.0, top1_agreement=0.8,
         delta_p_sum=0.0, delta_p_sq_sum=0.0, token_kl=(),
     )  # fmt: skip

@@ -97,8 +97,13 @@ class Backend(Protocol):
         """The longest sequence one request may hold."""
         ...
 
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
-        """Token ids of `text`; `add_bos` prepends BOS when the model uses one."""
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
+        """Token ids of `text`; `add_bos` prepends BOS when the model uses one.
+
+        `special` parses the text of special tokens (`<start_of_turn>`, `<|im_start|>`, `<s>`)
+        into their single ids, as llama.cpp does with a rendered chat template; without it such
+        text is plain characters, as llama-perplexity reads a corpus.
+        """
         ...
 
     def token_pieces(self, tokens: Sequence[int]) -> list[str]:

@@ -10,6 +10,7 @@ coarser quant. A `bias` map can push chosen tokens up to script exact answers in
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,18 +77,28 @@ class FakeBackend:
     def n_ctx(self) -> int:
         return self._n_ctx
 
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
-        """Exact pieces first (" A", "A", ":"), else one stable `w<i>` token per word."""
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
+        """Exact pieces first (" A", "A", ":"), else one stable `w<i>` token per word; `special`
+        reads a special piece's text (`<bos>`, any `<...>` piece) as that piece, wherever it is."""
         ids = [0] if add_bos else []
-        if text in self._index:
-            return ids + [self._index[text]]
-        n_words = len(self.vocab_words)
-        for word in text.split():
-            if word in self._index:
-                ids.append(self._index[word])
-            else:
-                ids.append(self._index[self.vocab_words[_seed(word) % n_words]])
+        controls = [p for p in self._model.vocab if len(p) > 2 and p[0] == "<" and p[-1] == ">"]
+        if not special:
+            return ids + self._plain(text, controls)
+        pattern = "(" + "|".join(re.escape(c) for c in sorted(controls, key=len, reverse=True)) + ")"
+        for part in re.split(pattern, text) if controls else [text]:
+            ids += [self._index[part]] if part in controls else self._plain(part, controls)
         return ids
+
+    def _plain(self, text: str, controls: list[str]) -> list[int]:
+        if text in self._index and text not in controls:
+            return [self._index[text]]
+        n_words = len(self.vocab_words)
+        return [
+            self._index[word]
+            if word in self._index and word not in controls
+            else self._index[self.vocab_words[_seed(word) % n_words]]
+            for word in text.split()
+        ]
 
     def token_pieces(self, tokens: Sequence[int]) -> list[str]:
         return [self._model.vocab[token] for token in tokens]

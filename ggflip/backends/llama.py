@@ -16,7 +16,6 @@ go to Python logging (`ggflip.llama`).
 from __future__ import annotations
 
 import ctypes
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from ggflip.backends.devices import (
     model_devices,
     tensor_split_array,
 )
+from ggflip.backends.leases import lease
 from ggflip.backends.llama_generate import GreedyGeneration
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
@@ -72,14 +72,14 @@ def set_mmap(lib: Any, model_params: Any, use_mmap: bool) -> None:
 
 
 class RowBuffers:
-    """Memory for the logits rows `logits` returns, reused once nothing refers to it any more.
+    """Memory for the logits rows `logits` returns, handed out again only once its lease is back.
 
     A fresh array of a corpus chunk's 255 rows is 267 MB whose first touch costs a page fault per
     4 KiB page: measured at 0.6 s per chunk on a 2-core VM (2.5 s where the host had to find the
-    memory too), against ~1.8 s for the decode itself. So the memory of earlier calls is handed
-    out again, but only a buffer no array still views:
-    every numpy view (and view of a view) holds a reference to the array that owns its memory, so
-    a buffer whose reference count is the pool's own is free. At most `KEEP` buffers are kept.
+    memory too), against ~1.8 s for the decode itself. So the memory of earlier calls is reused,
+    but only a buffer whose lease (`ggflip.backends.leases`) was given back: the pipeline gives a
+    batch's leases back once it is scored and consumed; memory taken outside the pipeline is
+    never reused. At most `KEEP` buffers are pooled; past that a buffer is plain memory.
     """
 
     KEEP = 3
@@ -87,19 +87,25 @@ class RowBuffers:
     def __init__(self, n_vocab: int) -> None:
         self._n_vocab = n_vocab
         self._pool: list[NDArray[np.float32]] = []
+        self._leased: set[int] = set()  # ids of pooled buffers out on lease
+        self._lock = threading.Lock()
 
     def take(self, counts: Sequence[int]) -> list[NDArray[np.float32]]:
-        """One (count, n_vocab) float32 array per count, in one buffer no live array shares."""
+        """One (count, n_vocab) float32 array per count, in one buffer nobody holds a lease on."""
         need = sum(counts) * self._n_vocab
-        buffer = next((b for b in self._pool if b.size >= need and _unreferenced(b)), None)
-        if buffer is None:
-            buffer = np.empty(need, dtype=np.float32)
-            free = [b for b in self._pool if _unreferenced(b)]
-            if len(self._pool) < self.KEEP:
-                self._pool.append(buffer)
-            elif free:  # replace the smallest free one, which was too small
-                smallest = min(free, key=lambda b: b.size)
-                self._pool = [buffer if b is smallest else b for b in self._pool]
+        with self._lock:
+            free = [b for b in self._pool if id(b) not in self._leased]
+            buffer = next((b for b in free if b.size >= need), None)
+            if buffer is None:
+                buffer = np.empty(need, dtype=np.float32)
+                if len(self._pool) < self.KEEP:
+                    self._pool.append(buffer)
+                elif free:  # replace the smallest free one, which was too small
+                    smallest = min(free, key=lambda b: b.size)
+                    self._pool = [buffer if b is smallest else b for b in self._pool]
+            if any(b is buffer for b in self._pool):
+                self._leased.add(id(buffer))
+                lease(lambda key=id(buffer): self._give_back(key))
         out, start = [], 0
         for count in counts:
             stop = start + count * self._n_vocab
@@ -107,11 +113,9 @@ class RowBuffers:
             start = stop
         return out
 
-
-def _unreferenced(buffer: NDArray[np.float32]) -> bool:
-    """Whether only the pool holds `buffer` (the pool's list, the caller's name and this
-    argument: every view of it would add one)."""
-    return sys.getrefcount(buffer) <= 4
+    def _give_back(self, key: int) -> None:
+        with self._lock:
+            self._leased.discard(key)
 
 
 class LlamaBackend(GreedyGeneration):
@@ -184,12 +188,12 @@ class LlamaBackend(GreedyGeneration):
     def n_ctx(self) -> int:
         return self._n_ctx
 
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         buffer = (self._lib.llama_token * capacity)()
         count = self._lib.llama_tokenize(
-            self._vocab, data, len(data), buffer, capacity, False, False
+            self._vocab, data, len(data), buffer, capacity, False, special
         )
         if count < 0:
             raise BackendError(f"tokenizer needed {-count} slots for a {len(data)}-byte text")

@@ -72,20 +72,22 @@ class Prompts:
         if prompt_set.mode == "letter":
             max_options = max(len(q.choices) for q in self.questions)
             self.letters = letter_tokens(
-                lambda text: backend.tokenize(text, add_bos=False), max_options
+                lambda text: backend.tokenize(text, add_bos=False, special=False), max_options
             )
         for index, (question, item) in enumerate(zip(self.questions, prompt_set.items)):
             requests, targets = [], []
             for choice, (context, continuation) in enumerate(
                 zip(item.contexts, item.continuations)
             ):
-                context_tokens = backend.tokenize(context, add_bos=True)
+                context_tokens = backend.tokenize(context, add_bos=True, special=False)
                 if prompt_set.mode == "letter":
                     shared = 0
                     if share_prefixes and item.prefix_chars:
                         shared = _common_prefix(
                             [
-                                backend.tokenize(context[: item.prefix_chars], add_bos=True),
+                                backend.tokenize(
+                                    context[: item.prefix_chars], add_bos=True, special=False
+                                ),
                                 context_tokens,
                             ]
                         )
@@ -94,7 +96,7 @@ class Prompts:
                         ScoreRequest(tuple(context_tokens), (len(context_tokens) - 1,), shared)
                     )
                     continue
-                whole = backend.tokenize(context + continuation, add_bos=True)
+                whole = backend.tokenize(context + continuation, add_bos=True, special=False)
                 start = len(context_tokens)
                 if len(whole) <= start:
                     raise BackendError(

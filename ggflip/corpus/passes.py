@@ -63,10 +63,10 @@ def _chunk_texts(
     Raises:
         DataError: a text shorter than one chunk (named).
     """
-    bos = backend.tokenize("", add_bos=True)
+    bos = backend.tokenize("", add_bos=True, special=False)
     chunked, counts = [], []
     for text in spec.texts:
-        tokens = backend.tokenize(text.text, add_bos=True)
+        tokens = backend.tokenize(text.text, add_bos=True, special=False)
         chunked.append(chunk_tokens(tokens, bos, spec.ctx, spec.chunks, text.source))
         counts.append((len(tokens), chunked[-1].shape[0]))
     local = np.concatenate([np.arange(n_chunks) for _, n_chunks in counts])

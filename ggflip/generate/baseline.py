@@ -50,24 +50,41 @@ def prompt_tokens(
     item = spec.items[unit[0]]
     if template is not None:
         messages = conversation(spec, item, unit[1], answers)
-        bos = backend.special_token("bos")
         text = render_chat(
-            template, messages, bos, backend.special_token("eos"), str(spec.model_set.baseline.path)
+            template,
+            messages,
+            backend.special_token("bos"),
+            backend.special_token("eos"),
+            str(spec.model_set.baseline.path),
         )
-        # The template writes BOS itself; tokenizing it again would double it.
-        tokens = backend.tokenize(text.removeprefix(bos) if bos else text, add_bos=True)
-        return tuple(tokens), 0
+        return chat_tokens(backend, text), 0
     text, prefix = plain_prompt(spec, item, unit[1], answers)
-    tokens = backend.tokenize(text, add_bos=True)
+    tokens = backend.tokenize(text, add_bos=True, special=False)
     if not prefix:
         return tuple(tokens), 0
-    prefix_tokens = backend.tokenize(prefix, add_bos=True)
+    prefix_tokens = backend.tokenize(prefix, add_bos=True, special=False)
     shared = 0
     for a, b in zip(prefix_tokens, tokens):
         if a != b:
             break
         shared += 1
     return tuple(tokens), shared if shared >= MIN_SHARED_PREFIX else 0
+
+
+def chat_tokens(backend: Backend, text: str) -> tuple[int, ...]:
+    """A rendered chat prompt's tokens as llama.cpp's server and llama-cli read it: special
+    tokens parsed (the template's `<start_of_turn>` is one id, and so is that text inside a
+    message), BOS once.
+
+    llama.cpp strips a leading BOS text off the rendered prompt when the model adds BOS itself
+    (`common_chat_template_direct_apply`), then tokenizes with BOS added and specials parsed;
+    here the parsed BOS and the added one are one id twice at the start, and one is dropped.
+    """
+    tokens = backend.tokenize(text, add_bos=True, special=True)
+    bos = backend.tokenize("", add_bos=True, special=False)
+    if bos and tokens[:2] == bos * 2:
+        del tokens[0]
+    return tuple(tokens)
 
 
 def chat_template(spec: GenSpec, backend: Backend) -> str | None:

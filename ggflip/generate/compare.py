@@ -86,6 +86,7 @@ class TurnRow:
     quant_truncated: bool
     n_tokens: int
     quant_n_tokens: int
+    n_prompt_tokens: int  # the prompt every model read, BOS and special tokens included
     first_divergence: int | None
     kl_mean: float
     kl_max: float
@@ -135,6 +136,7 @@ def compare_turn(
         quant_truncated=quant.finish == "length",
         n_tokens=n,
         quant_n_tokens=len(quant.tokens),
+        n_prompt_tokens=len(unit.prompt),
         first_divergence=first_divergence(unit.tokens, quant.tokens),
         kl_mean=float(forced.kl.mean()) if n else 0.0,
         kl_max=float(forced.kl.max()) if n else 0.0,

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from ggflip.backends.base import Backend, BackendFactory, ModelProbe, ScoreRequest
 from ggflip.backends.numerics import baseline_numerics, numeric_settings
 from ggflip.config.models_toml import ModelSpec
+from ggflip.generate.records import GEN_CACHE_FORMAT
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import ModelLoaded, ModelLoading
 from ggflip.store.rundb import StoreSession
@@ -34,6 +35,7 @@ def key_parts(spec: GenSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict
     n_shots = len(spec.shots)
     return {
         "mode": "generate",
+        "format": GEN_CACHE_FORMAT,
         "model": base.identity,
         "vocab": base.vocab_fingerprint,
         **baseline_numerics(spec.model_set.baseline.llama, build),

@@ -23,8 +23,8 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
           "delta_p_mean", "delta_p_rms",
           "rows": [ {"index", "id", "turn", "gold", "answers": {rule: [base, quant]},
                      "flip", "changed", "base_text", "quant_text", "base_truncated",
-                     "quant_truncated", "n_tokens", "quant_n_tokens", "first_divergence",
-                     "kl_mean", "kl_max", "top1_agreement"} ]
+                     "quant_truncated", "n_tokens", "quant_n_tokens", "n_prompt_tokens",
+                     "first_divergence", "kl_mean", "kl_max", "top1_agreement"} ]
       } ]
     }
 
@@ -34,8 +34,10 @@ answers, where those fields are null); `by_rule` has every rule. `flip` is
 texts differ ("never" counts the identical ones; quantiles null when every text is the same).
 `kl_mean` is per token over every generated token of the baseline; `kl_question_mean` the
 mean of the per-turn means; p99 and max over tokens. `delta_p_rms` is the RMS of Δp.
-`chat_template_differs` names the quants whose own chat template is not the baseline's (under
-the chat template every model is asked through the baseline's).
+`n_prompt_tokens` counts the turn's prompt as every model read it (BOS and, under the chat
+template, its special tokens as single ids). `chat_template_differs` names the quants whose own
+chat template is not the baseline's (under the chat template every model is asked through the
+baseline's).
 """
 
 from __future__ import annotations

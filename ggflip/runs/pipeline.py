@@ -9,7 +9,9 @@ order and are the same numbers as the serial loop: a batch's scoring depends onl
 
 Memory stays bounded: a batch's logits are its own arrays (the backend copies each row out of
 llama.cpp's buffer before the next decode), and at most two batches' logits are alive, the one
-being scored and the one being decoded.
+being scored and the one being decoded. Memory a backend reuses is leased
+(`ggflip.backends.leases`): the leases a decode takes are given back once its batch is scored
+and the consumer asks for the next one, so no decode writes into rows still being read.
 
 `scoring_workers` sizes the pool to the cores llama.cpp is not using, and at least one: with the
 model offloaded to a GPU llama.cpp leaves the CPU cores idle and all but one score; on a CPU run
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from ggflip.backends.leases import Leases, collect
 from ggflip.config.models_toml import LlamaSettings
 
 Batch = TypeVar("Batch")
@@ -81,6 +84,9 @@ def overlapped(
             scoring threads. It must not touch the backend.
         workers: scoring threads; 0 decodes and scores in turn in the calling thread.
 
+    A batch's logits (and any view of them in its result) stay valid until the consumer asks for
+    the next batch: only then are the leases of its decode given back.
+
     Raises:
         Whatever `decode` or `score` raises (Ctrl-C included), at the batch it belongs to: every
         batch before it is yielded first, the batches after it are not scored.
@@ -89,8 +95,12 @@ def overlapped(
     if workers <= 0:
         try:
             for batch in batches:
-                logits = clock.time("decode", decode, batch)
-                yield batch, clock.time("score", score, batch, logits, serial_map)
+                with collect() as leases:
+                    logits = clock.time("decode", decode, batch)
+                result = clock.time("score", score, batch, logits, serial_map)
+                del logits
+                yield batch, result
+                leases.give_back()
         finally:
             clock.report(workers)
         return
@@ -100,11 +110,12 @@ def overlapped(
     def row_map(function: Callable[[Item], Out], items: Iterable[Item]) -> list[Out]:
         return list(rows_pool.map(function, items))
 
-    pending: tuple[Batch, Future[Result]] | None = None
+    pending: tuple[Batch, Future[Result], Leases] | None = None
     try:
         for batch in batches:
             try:
-                logits = clock.time("decode", decode, batch)
+                with collect() as leases:
+                    logits = clock.time("decode", decode, batch)
             except BaseException:
                 # The batch scored meanwhile is finished work: hand it over before the error.
                 if pending is not None:
@@ -112,13 +123,15 @@ def overlapped(
                     yield last[0], clock.time("wait", last[1].result)
                 raise
             work = batch_pool.submit(clock.time, "score", score, batch, logits, row_map)
-            previous, pending = pending, (batch, work)
+            previous, pending = pending, (batch, work, leases)
             del logits
             if previous is not None:
                 yield previous[0], clock.time("wait", previous[1].result)
+                previous[2].give_back()
         if pending is not None:
             last, pending = pending, None
             yield last[0], clock.time("wait", last[1].result)
+            last[2].give_back()
     finally:
         clock.report(workers)
         if pending is not None:
