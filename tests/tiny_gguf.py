@@ -12,7 +12,10 @@ The default vocabulary, ``DEFAULT_VOCAB``, is laid out like a Llama-2 one:
 normal pieces. Every printable ASCII character is a piece of its own and every
 multi-character piece comes with all its prefixes, so llama.cpp's bigram-merging
 SPM tokenizer always reaches whole words such as ``▁Answer`` and any text at all
-tokenizes (non-ASCII through the byte tokens).
+tokenizes (non-ASCII through the byte tokens). ``CHAT_VOCAB`` adds the control
+tokens of the ChatML, Gemma and Llama-3 chat templates (``<|im_start|>``,
+``<start_of_turn>``, ``<|start_header_id|>``...); any piece written ``<name>`` is a
+CONTROL token, as in those models' GGUFs.
 """
 
 from __future__ import annotations
@@ -27,13 +30,21 @@ from typing import Literal
 import gguf
 import numpy as np
 
-__all__ = ["DEFAULT_VOCAB", "SPACE", "other_vocab", "write_tiny_gguf"]
+__all__ = [
+    "CHAT_CONTROLS",
+    "CHAT_VOCAB",
+    "DEFAULT_VOCAB",
+    "SPACE",
+    "other_vocab",
+    "write_tiny_gguf",
+]
 
 SPACE = "\u2581"
 """The SentencePiece word-boundary mark that stands for a space."""
 
 _SPECIAL = ("<unk>", "<s>", "</s>")
 _BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+_CONTROL_PIECE = re.compile(r"<[^<>\s]{2,}>")
 _WORDS = ("Question", "Answer", "What", "Which", "is", "the", "of", "and", "to", "in")
 _CONTEXT_LENGTH = 256
 _RMS_EPS = 1e-5
@@ -68,6 +79,20 @@ def _default_vocab() -> tuple[str, ...]:
 DEFAULT_VOCAB: tuple[str, ...] = _default_vocab()
 """Default vocabulary: specials, 256 byte tokens, ASCII characters, ``▁X`` and word pieces."""
 
+CHAT_CONTROLS: tuple[str, ...] = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+)
+"""The control tokens of the ChatML, Gemma and Llama-3 chat templates."""
+
+CHAT_VOCAB: tuple[str, ...] = (*DEFAULT_VOCAB, *CHAT_CONTROLS)
+"""The default vocabulary with the chat templates' control tokens at the end."""
+
 
 def other_vocab(vocab: Sequence[str] = DEFAULT_VOCAB, shift: int = 1) -> tuple[str, ...]:
     """Return a vocabulary of the same size and pieces whose normal pieces sit at other ids.
@@ -99,6 +124,8 @@ def _token_type(piece: str) -> gguf.TokenType:
         return gguf.TokenType.CONTROL
     if _BYTE_PIECE.fullmatch(piece):
         return gguf.TokenType.BYTE
+    if _CONTROL_PIECE.fullmatch(piece):
+        return gguf.TokenType.CONTROL
     return gguf.TokenType.NORMAL
 
 

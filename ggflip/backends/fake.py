@@ -84,7 +84,9 @@ class FakeBackend:
         controls = [p for p in self._model.vocab if len(p) > 2 and p[0] == "<" and p[-1] == ">"]
         if not special:
             return ids + self._plain(text, controls)
-        pattern = "(" + "|".join(re.escape(c) for c in sorted(controls, key=len, reverse=True)) + ")"
+        pattern = (
+            "(" + "|".join(re.escape(c) for c in sorted(controls, key=len, reverse=True)) + ")"
+        )
         for part in re.split(pattern, text) if controls else [text]:
             ids += [self._index[part]] if part in controls else self._plain(part, controls)
         return ids

@@ -16,6 +16,7 @@ go to Python logging (`ggflip.llama`).
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,7 +106,7 @@ class RowBuffers:
                     self._pool = [buffer if b is smallest else b for b in self._pool]
             if any(b is buffer for b in self._pool):
                 self._leased.add(id(buffer))
-                lease(lambda key=id(buffer): self._give_back(key))
+                lease(functools.partial(self._give_back, id(buffer)))
         out, start = [], 0
         for count in counts:
             stop = start + count * self._n_vocab
