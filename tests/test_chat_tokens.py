@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from ggflip.backends.fake import FAKE_VOCAB, FakeBackendFactory, FakeModel
 from ggflip.backends.llama import LlamaBackend
 from ggflip.cli.main import main
-from ggflip.config.models_toml import LlamaSettings
+from ggflip.config.models_toml import LlamaSettings, ModelSet
 from ggflip.generate.baseline import chat_tokens
-from ggflip.generate.spec import render_chat
+from ggflip.generate.engine import run_generation
+from ggflip.generate.events import GenFinished
+from ggflip.generate.spec import GenSpec, render_chat
+from ggflip.tasks.generation import GEN_TASKS, GenItem
 from tests.tiny_gguf import CHAT_CONTROLS, CHAT_VOCAB, write_tiny_gguf
 
 # SmolLM2-Instruct's ChatML template (a default system message when none is given).
@@ -25,7 +29,7 @@ CHATML = (
     "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-# Gemma 3's template, as in gemma-3-270m-it's GGUF (its multimodal branch left out).
+# Gemma 3's instruct template (gemma-3-*-it), its multimodal branch left out.
 GEMMA = (
     "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n"
     "    {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n"
@@ -185,3 +189,38 @@ def test_n_prompt_tokens_in_the_json_counts_the_parsed_prompt(
             assert row["n_prompt_tokens"] == len(reference_tokens(backend, text))
     finally:
         backend.close()
+
+
+def test_special_text_inside_a_message_is_parsed_as_the_server_does(
+    chat_models: dict[str, Path],
+) -> None:
+    """A user's own `<|im_end|>` becomes the control token (llama.cpp's server reads the whole
+    rendered prompt with specials parsed); outside a chat prompt it stays characters."""
+    backend = LlamaBackend(chat_models["chatml"], LlamaSettings(n_ctx=256, n_threads=1))
+    try:
+        end = CHAT_VOCAB.index("<|im_end|>")
+        text = "<|im_start|>user\nis<|im_end|>the<|im_end|>\n<|im_start|>assistant\n"
+        assert list(chat_tokens(backend, text)).count(end) == 2
+        assert end not in backend.tokenize("is<|im_end|>the", add_bos=True, special=False)
+    finally:
+        backend.close()
+
+
+def test_the_fake_backend_counts_chat_prompts_the_same_way(fake_set: ModelSet) -> None:
+    """On the fake backend a template's `<...>` pieces are single ids and BOS appears once:
+    each turn's `n_prompt_tokens` is 1 (BOS) + 2 per message + its words."""
+    template = "{{ bos_token }}{% for m in messages %}<t>{{ m['content'] }}<e>{% endfor %}"
+    vocab = (*FAKE_VOCAB, "<t>", "<e>")
+    factory = FakeBackendFactory(
+        {
+            "/m/f16.gguf": FakeModel(vocab=vocab, chat_template=template),
+            "/m/q8.gguf": FakeModel(noise=0.05, vocab=vocab, chat_template=template),
+            "/m/q2.gguf": FakeModel(noise=0.6, vocab=vocab, chat_template=template),
+        }
+    )
+    items = (GenItem("a", ("w1 w2 w3",)), GenItem("b", ("w4",)))
+    spec = GenSpec(fake_set, GEN_TASKS["prompts"], items, "test", chat=True, max_new_tokens=3)
+    events = list(run_generation(spec, factory))
+    assert isinstance(events[-1], GenFinished)
+    rows = json.loads(events[-1].report.to_json())["quants"][0]["rows"]
+    assert [row["n_prompt_tokens"] for row in rows] == [1 + 2 + 3, 1 + 2 + 1]
