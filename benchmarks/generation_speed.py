@@ -50,6 +50,7 @@ def _prompts(n: int) -> list[str]:
 def ggflip_rates(args: argparse.Namespace) -> dict[str, float]:
     """Batched generation and the teacher-forced pass through ggflip's llama.cpp backend."""
     from ggflip.backends.base import GenerateRequest, ScoreRequest
+    from ggflip.backends.leases import collect
     from ggflip.backends.llama import LlamaBackend
     from ggflip.config.models_toml import LlamaSettings
 
@@ -76,7 +77,9 @@ def ggflip_rates(args: argparse.Namespace) -> dict[str, float]:
         forced = 0
         for prompt, generation in zip(prompts, generations):
             positions = tuple(range(len(prompt) - 1, len(prompt) + len(generation.tokens) - 1))
-            backend.logits([ScoreRequest(prompt + generation.tokens, positions)])
+            with collect() as leases:  # the rows' memory reused, as in the pipeline
+                backend.logits([ScoreRequest(prompt + generation.tokens, positions)])
+            leases.give_back()
             forced += len(prompt) + len(generation.tokens)
         forced_seconds = time.perf_counter() - started
     finally:
