@@ -29,7 +29,7 @@ from ggflip.scoring.topk import BaselineRows
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip.generate.records")
-GEN_CACHE_FORMAT = 3  # 3: chat prompts tokenized with their special tokens parsed
+GEN_CACHE_FORMAT = 3  # in the run key too: a baseline whose prompts read otherwise is not reused
 _ROW_FIELDS = tuple(BaselineRows.__dataclass_fields__)
 
 
