@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ggflip.backends.threads import scoring_workers
 from ggflip.cli.main import main
 from ggflip.config.models_toml import LlamaSettings
 from ggflip.runs import pipeline
-from ggflip.runs.pipeline import overlapped, scoring_workers
+from ggflip.runs.pipeline import overlapped
 
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
 

@@ -121,11 +121,11 @@ def kld_command(args: argparse.Namespace) -> int:
     """Run corpus mode with progress on stderr; print the report (JSON or tables)."""
     from rich.progress import TaskID
 
-    from ggflip.backends.llama import LlamaBackendFactory
+    from ggflip.backends.registry import backend_factory
 
     spec = resolve_kld_spec(kld_options(args))
     stderr = Console(stderr=True)
-    events = run_kld(spec, LlamaBackendFactory())
+    events = run_kld(spec, backend_factory(spec.model_set))
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
     baseline: BaselineKld | None = None
     quants: list[QuantKld] = []
