@@ -47,8 +47,13 @@ def _fake_files(folder: Path, backend_line: str = 'backend = "fake"') -> tuple[P
     )
     questions = folder / "questions.jsonl"
     rows = [
-        {"id": f"q{i}", "question": f"question {i} about w{i}", "choices": ["w1", "w2", "w3"],
-         "answer": i % 3, "subject": ("algebra", "history")[i % 2]}
+        {
+            "id": f"q{i}",
+            "question": f"question {i} about w{i}",
+            "choices": ["w1", "w2", "w3"],
+            "answer": i % 3,
+            "subject": ("algebra", "history")[i % 2],
+        }
         for i in range(24)
     ]
     questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -102,18 +107,21 @@ class TestFakeBackendThroughTheSeam:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         models, questions = _fake_files(tmp_path)
-        code = main(["run", "--models", str(models), "--data", str(questions), "--no-cache",
-                     "--json"])
+        code = main(
+            ["run", "--models", str(models), "--data", str(questions), "--no-cache", "--json"]
+        )
         out = capsys.readouterr().out
         assert code == ExitCode.OK
         report = json.loads(out)
         assert report["baseline"]["computed_with"]["build"] == {"backend": "fake"}
         # the documented schedule of `FakeBackendFactory.for_set`, built independently
-        expected_factory = FakeBackendFactory({
-            PATHS[0]: FakeModel(),
-            PATHS[1]: FakeModel(noise=0.1, noise_seed=1),
-            PATHS[2]: FakeModel(noise=0.2, noise_seed=2),
-        })
+        expected_factory = FakeBackendFactory(
+            {
+                PATHS[0]: FakeModel(),
+                PATHS[1]: FakeModel(noise=0.1, noise_seed=1),
+                PATHS[2]: FakeModel(noise=0.2, noise_seed=2),
+            }
+        )
         spec = resolve_run_spec(RunOptions(models_path=models, data=str(questions), no_cache=True))
         finished = list(run_comparison(spec, expected_factory))[-1]
         assert isinstance(finished, RunFinished)
@@ -128,8 +136,19 @@ class TestFakeBackendThroughTheSeam:
         models, _ = _fake_files(tmp_path)
         text = tmp_path / "corpus.txt"
         text.write_text(" ".join(f"w{(i * 7) % 50}" for i in range(200)))
-        code = main(["kld", "--models", str(models), "--text", str(text), "--ctx", "32",
-                     "--no-cache", "--json"])
+        code = main(
+            [
+                "kld",
+                "--models",
+                str(models),
+                "--text",
+                str(text),
+                "--ctx",
+                "32",
+                "--no-cache",
+                "--json",
+            ]
+        )
         report = json.loads(capsys.readouterr().out)
         assert code == ExitCode.OK
         assert [q["label"] for q in report["quants"]] == ["Q1", "Q2"]
@@ -138,8 +157,9 @@ class TestFakeBackendThroughTheSeam:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         models, questions = _fake_files(tmp_path, 'backend = "fak"')
-        code = main(["run", "--models", str(models), "--data", str(questions), "--no-cache",
-                     "--json"])
+        code = main(
+            ["run", "--models", str(models), "--data", str(questions), "--no-cache", "--json"]
+        )
         captured = capsys.readouterr()
         assert code == ExitCode.CONFIG and captured.out == ""
         assert captured.err.strip().splitlines() == [
@@ -152,13 +172,35 @@ class TestOneTranslation:
     """Flags become options once, whichever front end parsed them."""
 
     def test_kld_and_tui_text_flags_give_the_same_corpus_options(self) -> None:
-        flags = ["--text", "a.txt", "--ctx", "64", "--chunks", "3", "--models", "m.toml",
-                 "--set", "s", "--no-cache", "--scoring-threads", "2"]
+        flags = [
+            "--text",
+            "a.txt",
+            "--ctx",
+            "64",
+            "--chunks",
+            "3",
+            "--models",
+            "m.toml",
+            "--set",
+            "s",
+            "--no-cache",
+            "--scoring-threads",
+            "2",
+        ]
         kld = kld_options(parse_command_line(["kld", *flags]))
         tui = kld_options(parse_command_line(["tui", *flags]))
-        assert kld == tui == KldOptions(
-            texts=(Path("a.txt"),), models_path=Path("m.toml"), set_name="s", ctx=64, chunks=3,
-            no_cache=True, scoring_threads=2,
+        assert (
+            kld
+            == tui
+            == KldOptions(
+                texts=(Path("a.txt"),),
+                models_path=Path("m.toml"),
+                set_name="s",
+                ctx=64,
+                chunks=3,
+                no_cache=True,
+                scoring_threads=2,
+            )
         )
 
     def test_kld_top_k_and_tail_samples_reach_the_options(self) -> None:
@@ -176,8 +218,23 @@ class TestOneTranslation:
     ) -> None:
         models, _ = _fake_files(tmp_path)
         prompts = Path(__file__).parent / "data" / "gen-tui-prompts.jsonl"
-        code = main(["run", "--models", str(models), "--task", "prompts", "--data", str(prompts),
-                     "--limit", "3", "--max-new-tokens", "4", "--no-cache", "--json"])
+        code = main(
+            [
+                "run",
+                "--models",
+                str(models),
+                "--task",
+                "prompts",
+                "--data",
+                str(prompts),
+                "--limit",
+                "3",
+                "--max-new-tokens",
+                "4",
+                "--no-cache",
+                "--json",
+            ]
+        )
         captured = capsys.readouterr()
         assert code == ExitCode.OK
         assert json.loads(captured.out)["task"] == "prompts"

@@ -147,7 +147,7 @@ class FakeBackendFactory(LlamaSettingsFactory):
     def for_set(cls, model_set: ModelSet) -> FakeBackendFactory:
         """Fake models for a set's paths (`backend = "fake"` in models.toml): the baseline
         noiseless, the i-th quant (from 1) with noise i * SET_NOISE and its own noise seed."""
-        models = {model_set.baseline.path: FakeModel()}
+        models: dict[str | Path, FakeModel] = {model_set.baseline.path: FakeModel()}
         for i, quant in enumerate(model_set.quants, start=1):
             models[quant.path] = FakeModel(noise=i * cls.SET_NOISE, noise_seed=i)
         return cls(models)

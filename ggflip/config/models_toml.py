@@ -343,7 +343,7 @@ def _parse_backend(table: Mapping[str, Any], where: _Where) -> tuple[str, str] |
         return None
     name = _expect(table["backend"], str, where, "backend")
     if not name.strip():
-        raise where.error("must name a backend (e.g. \"llama\")", "backend")
+        raise where.error('must name a backend (e.g. "llama")', "backend")
     return name, where.place("backend")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray

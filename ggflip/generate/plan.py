@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Generator, Mapping
-from typing import Any
+from collections.abc import Generator
 
 import numpy as np
 from numpy.typing import NDArray
