@@ -6,5 +6,5 @@ The seam: front ends get a factory from `registry.backend_factory(model_set)`, w
 set's `backend` name from models.toml (default "llama"). Modes use only the `BackendFactory`
 protocol; it also answers what keys a baseline (`baseline_numerics`, `numeric_settings`) and how
 many scoring threads to run beside it (`scoring_workers`), so no mode reads llama settings. A new
-backend is one module (a factory class with `for_set`) and one line in `registry.BACKENDS`.
+backend is one module (its factory class) and one line in `registry.BACKENDS`.
 """

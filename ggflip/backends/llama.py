@@ -35,7 +35,7 @@ from ggflip.backends.devices import (
 )
 from ggflip.backends.llama_generate import GreedyGeneration
 from ggflip.backends.numerics import LlamaSettingsFactory
-from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec
+from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf.header import file_identity, read_header
 from ggflip.llama_log import llama_errors_since, mark_llama_log
@@ -366,11 +366,6 @@ def llama_build() -> dict[str, Any]:
 
 class LlamaBackendFactory(LlamaSettingsFactory):
     """Probes GGUF headers with `gguf` and loads models with llama.cpp."""
-
-    @classmethod
-    def for_set(cls, model_set: ModelSet) -> LlamaBackendFactory:
-        """The factory for a set (`ggflip.backends.registry`); every set shares the one build."""
-        return cls()
 
     def build_info(self) -> dict[str, Any]:
         return llama_build()

@@ -7,8 +7,8 @@ how a model runs (`BackendFactory.baseline_numerics`, `numeric_settings`, `scori
 so no mode reads llama settings.
 
 A new backend (say, a llama.cpp server) is one module with a factory class implementing
-`ggflip.backends.base.BackendFactory` and a `for_set(model_set)` constructor, and one line in
-`BACKENDS`.
+`ggflip.backends.base.BackendFactory`, and one line in `BACKENDS`: its name and how to build its
+factory for a set.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from ggflip.config.models_toml import ModelSet
 from ggflip.errors import ConfigError
 
 BACKENDS: Mapping[str, Callable[[ModelSet], BackendFactory]] = {
-    "llama": LlamaBackendFactory.for_set,
+    "llama": lambda model_set: LlamaBackendFactory(),  # one llama.cpp build serves every set
     "fake": FakeBackendFactory.for_set,
 }
-"""Backend names (models.toml's `backend`) to the constructor of their factory for a set."""
+"""Backend names (models.toml's `backend`) to the function that builds their factory for a set."""
 
 
 def backend_factory(model_set: ModelSet) -> BackendFactory:
