@@ -304,20 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
     try:
         if args.command == "run":
-            from ggflip.tasks.generation import is_generation_task
-
-            if is_generation_task(args.task, args.task_file):
-                from ggflip.cli.generate import generate_command
-
-                print(
-                    f"ggflip: {args.task} is a generation task: comparing greedy generations "
-                    "turn by turn (generation mode)",
-                    file=sys.stderr,
-                )
-                return generate_command(args)
-            from ggflip.cli.run import run_command
-
-            return run_command(args)
+            return _run_command(args)
         if args.command == "kld":
             from ggflip.cli.kld import kld_command
 
@@ -356,6 +343,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.DISK)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """`ggflip run`: multiple choice, or generation mode when the task is a generation task
+    (`tasks.generation.is_generation_task`, as the TUI decides), said on stderr."""
+    from ggflip.tasks.generation import is_generation_task
+
+    if is_generation_task(args.task, args.task_file):
+        from ggflip.cli.generate import generate_command
+
+        print(
+            f"ggflip: {args.task} is a generation task: comparing greedy generations turn by "
+            "turn (generation mode)",
+            file=sys.stderr,
+        )
+        return generate_command(args)
+    from ggflip.cli.run import run_command
+
+    return run_command(args)
 
 
 def _discard_stdout() -> None:
