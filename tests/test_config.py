@@ -45,6 +45,10 @@ def test_valid_file_layers_llama_settings() -> None:
         ("nonpositive.toml", r"\[llama\] n_ctx: must be positive, got 0"),
         ("bool_wrong_type.toml", r"\[llama\] flash_attn: expected true or false, got int 1"),
         ("missing_path.toml", r"\[sets.x.baseline\] path: missing required key"),
+        ("backend_wrong_type.toml", r"\[top level\] backend: expected a string, got int 3"),
+        ("backend_empty.toml", r"\[top level\] backend: must name a backend"),
+        ("backend_in_llama.toml", r"\[llama\] backend: unknown key"),
+        ("backend_on_model.toml", r"\[sets.x.baseline\] backend: unknown key"),
     ],
 )
 def test_broken_files_name_file_table_and_key(fixture: str, expected: str) -> None:

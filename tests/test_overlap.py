@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ggflip.backends import threads
+from ggflip.backends.threads import scoring_workers
 from ggflip.cli.main import main
 from ggflip.config.models_toml import LlamaSettings
-from ggflip.runs import pipeline
-from ggflip.runs.pipeline import overlapped, scoring_workers
+from ggflip.runs.pipeline import overlapped
 
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
 
@@ -111,13 +112,13 @@ def test_an_error_surfaces_at_its_batch(where: str) -> None:
 
 
 def test_workers_are_the_cores_llama_cpp_leaves_free(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 16)
     assert scoring_workers(None, LlamaSettings(n_threads=0)) == 1  # every core decodes: one
     assert scoring_workers(None, LlamaSettings(n_threads=12)) == 4
     assert scoring_workers(None, LlamaSettings(n_gpu_layers=99)) == 15  # all cores but one
     assert scoring_workers(3, LlamaSettings(n_threads=0)) == 3
     assert scoring_workers(0, LlamaSettings(n_gpu_layers=99)) == 0
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     assert scoring_workers(None, LlamaSettings(n_gpu_layers=99)) == 1
     assert scoring_workers(None, LlamaSettings(n_threads=1)) == 1
 

@@ -166,3 +166,25 @@ class BackendFactory(Protocol):
             ModelFileError: the model fails to load.
         """
         ...
+
+    def baseline_numerics(self, spec: ModelSpec) -> dict[str, Any]:
+        """What a baseline computed by `open(spec)` depends on beyond its file and inputs (the
+        settings that can change a logit, and `build_info()`), JSON-serializable: every mode's
+        baseline cache key and report hold it (`ggflip.backends.numerics`)."""
+        ...
+
+    def numeric_settings(self, spec: ModelSpec) -> dict[str, Any]:
+        """The settings of `spec` that can change its logits, JSON-serializable: part of a
+        model's key in the run store."""
+        ...
+
+    def scoring_workers(self, requested: int | None, spec: ModelSpec) -> int:
+        """Threads that score one batch while the next decodes: `requested` when given (0: no
+        overlap), else what this backend leaves free while it runs `spec`
+        (`ggflip.backends.threads`)."""
+        ...
+
+    def describe(self, spec: ModelSpec, role: str) -> str:
+        """One line of how `spec` runs (its settings), for a setup view; `role` names the model's
+        part ("baseline")."""
+        ...

@@ -20,7 +20,8 @@ from numpy.typing import NDArray
 
 from ggflip.backends.base import GenerateRequest, Generation, ModelProbe, ScoreRequest
 from ggflip.backends.greedy import generate_by_logits
-from ggflip.config.models_toml import ModelSpec
+from ggflip.backends.numerics import LlamaSettingsFactory
+from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.errors import ModelFileError
 
 FAKE_VOCAB: tuple[str, ...] = (
@@ -149,8 +150,20 @@ class FakeBackend:
         pass
 
 
-class FakeBackendFactory:
+class FakeBackendFactory(LlamaSettingsFactory):
     """Maps model paths to FakeModels; a path not in the map is a missing file."""
+
+    display_name = "fake backend"
+    SET_NOISE = 0.1  # the noise `for_set` gives the first quant; the i-th gets i times as much
+
+    @classmethod
+    def for_set(cls, model_set: ModelSet) -> FakeBackendFactory:
+        """Fake models for a set's paths (`backend = "fake"` in models.toml): the baseline
+        noiseless, the i-th quant (from 1) with noise i * SET_NOISE and its own noise seed."""
+        models: dict[str | Path, FakeModel] = {model_set.baseline.path: FakeModel()}
+        for i, quant in enumerate(model_set.quants, start=1):
+            models[quant.path] = FakeModel(noise=i * cls.SET_NOISE, noise_seed=i)
+        return cls(models)
 
     def __init__(self, models: Mapping[str | Path, FakeModel], n_ctx: int = 4096) -> None:
         self._models = {str(path): model for path, model in models.items()}

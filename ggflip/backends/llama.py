@@ -35,6 +35,7 @@ from ggflip.backends.devices import (
 )
 from ggflip.backends.leases import lease
 from ggflip.backends.llama_generate import GreedyGeneration
+from ggflip.backends.numerics import LlamaSettingsFactory
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf.header import file_identity, read_header
@@ -368,7 +369,7 @@ def llama_build() -> dict[str, Any]:
     return dict(_build)
 
 
-class LlamaBackendFactory:
+class LlamaBackendFactory(LlamaSettingsFactory):
     """Probes GGUF headers with `gguf` and loads models with llama.cpp."""
 
     def build_info(self) -> dict[str, Any]:

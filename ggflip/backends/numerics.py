@@ -23,6 +23,10 @@ Two settings are left out, because they cannot change a result:
 
 The llama.cpp build (`BackendFactory.build_info`: library version, compiled CPU features,
 devices) enters too: another build may carry other kernels.
+
+Modes never read these settings themselves: they ask the backend factory
+(`BackendFactory.baseline_numerics`, `numeric_settings`, `scoring_workers`). `LlamaSettingsFactory`
+answers from `ModelSpec.llama` for every factory whose models run with llama settings.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ggflip.config.models_toml import LlamaSettings
+from ggflip.backends.threads import scoring_workers
+from ggflip.config.models_toml import LlamaSettings, ModelSpec
 
 NUMERIC_SETTINGS: tuple[str, ...] = (
     "n_ctx",
@@ -73,6 +78,39 @@ def baseline_numerics(settings: LlamaSettings, build: Mapping[str, Any]) -> dict
         key and in the report.
     """
     return {"llama": numeric_settings(settings), "build": dict(build)}
+
+
+class LlamaSettingsFactory:
+    """What a factory whose models run with their `ModelSpec.llama` settings says about its
+    numbers and threads; the llama.cpp and fake factories share it (`BackendFactory`'s methods)."""
+
+    display_name = "llama.cpp"
+
+    def build_info(self) -> dict[str, Any]:
+        """Identifies the library computing the logits (each factory says its own)."""
+        raise NotImplementedError
+
+    def baseline_numerics(self, spec: ModelSpec) -> dict[str, Any]:
+        """`baseline_numerics` of the model's llama settings and this factory's build."""
+        return baseline_numerics(spec.llama, self.build_info())
+
+    def numeric_settings(self, spec: ModelSpec) -> dict[str, Any]:
+        """`numeric_settings` of the model's llama settings."""
+        return numeric_settings(spec.llama)
+
+    def scoring_workers(self, requested: int | None, spec: ModelSpec) -> int:
+        """`threads.scoring_workers` beside llama.cpp's threads for this model."""
+        return scoring_workers(requested, spec.llama)
+
+    def describe(self, spec: ModelSpec, role: str) -> str:
+        """One line of the settings the model runs with, for a setup view."""
+        s = spec.llama
+        return (
+            f"{self.display_name} ({role}): n_ctx {s.n_ctx} · n_batch {s.n_batch} · n_ubatch "
+            f"{s.n_ubatch} · threads {s.n_threads or 'all'} · gpu layers {s.n_gpu_layers} · "
+            f"flash_attn {'on' if s.flash_attn else 'off'} · mmap {'on' if s.use_mmap else 'off'} "
+            f"· n_seq_max {s.n_seq_max}"
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -64,9 +64,9 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
-    build = factory.build_info()
-    parts = key_parts(spec, probes[0], build)
+    parts = key_parts(spec, probes[0], factory)
     key = cache_key(parts)
+    model_keys = [model_key(m, p, factory) for m, p in zip(model_set.models, probes)]
     lock = (
         CacheLock(spec.cache_dir, f"run-{key}", "running this same comparison")
         if spec.cache_dir
@@ -81,22 +81,22 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
             lock, read_only = None, True
     try:
         if read_only:
-            session = _read_finished_results(spec, key, probes)
+            session = _read_finished_results(spec, key, model_keys)
         else:
             session = spec.run_store.open() if spec.run_store else None
         progress = [
-            ModelProgress(session, key, model_key(m, p), m.label)
-            for m, p in zip(model_set.models, probes)
+            ModelProgress(session, key, m_key, m.label)
+            for m, m_key in zip(model_set.models, model_keys)
         ]
         if spec.floor:
-            floor_model = floor_key(model_key(model_set.baseline, probes[0]), spec.batch_size)
+            floor_model = floor_key(model_keys[0], spec.batch_size)
             label = floor_label(model_set.baseline.label)
             progress.append(ModelProgress(session, key, floor_model, label))
         if not spec.resume:
             for model_progress in progress:
                 model_progress.forget()
         facts = [file_facts(p) for p in probes]
-        facts[0] = {**facts[0], "computed_with": computed_with(spec, build)}
+        facts[0] = {**facts[0], "computed_with": computed_with(spec, factory)}
         yield from _run(spec, factory, parts, key, progress, facts)
     finally:
         if session:
@@ -124,7 +124,7 @@ def floor_method(spec: RunSpec) -> str:
 
 
 def _read_finished_results(
-    spec: RunSpec, key: str, probes: Sequence[ModelProbe]
+    spec: RunSpec, key: str, model_keys: Sequence[str]
 ) -> StoreSession | None:
     """A cache directory that cannot be written still serves a run it holds entirely: open its
     run store for reading (no lock is needed to read finished results), or refuse.
@@ -135,13 +135,11 @@ def _read_finished_results(
     """
     assert spec.cache_dir is not None
     n = len(spec.questions.questions)
-    counts = [0] * len(probes)
+    counts = [0] * len(model_keys)
     session = None
     if spec.run_store is not None and spec.run_store.path.exists():
         session = spec.run_store.open_read_only()
-        counts = [
-            session.count(key, model_key(m, p)) for m, p in zip(spec.model_set.models, probes)
-        ]
+        counts = [session.count(key, m_key) for m_key in model_keys]
     if BaselineCache(spec.cache_dir).contains(key):
         counts[0] = n
     if not spec.resume or any(count < n for count in counts):

@@ -33,7 +33,7 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError
 from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
-from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
+from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring.topk import BaselineRows, Normalized
 from ggflip.tasks.prompts import PromptSet, letter_tokens
 from ggflip.tasks.questions import QuestionSet
@@ -256,7 +256,7 @@ def score_baseline(
 
             return row_map(question, logits)
 
-        workers = scoring_workers(spec.scoring_threads, model.llama)
+        workers = factory.scoring_workers(spec.scoring_threads, model)
         decode = _decoder(backend, prompts)
         for batch, scored in overlapped(batches, decode, score, workers):
             fresh: dict[int, tuple[int, str | None]] = {
@@ -341,7 +341,7 @@ def score_quant(
             return row_map(question, logits)
 
         if backend is not None:
-            workers = scoring_workers(spec.scoring_threads, model.llama)
+            workers = factory.scoring_workers(spec.scoring_threads, model)
             work = overlapped(batches, _decoder(backend, prompts), score, workers)
         else:
             work = ((batch, []) for batch in batches)

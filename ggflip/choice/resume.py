@@ -12,29 +12,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from ggflip.backends.base import BackendFactory, ModelProbe
-from ggflip.backends.numerics import baseline_numerics, numeric_settings
 from ggflip.choice.cache import BaselineCache
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.store.keys import cache_key
 
 
-def computed_with(spec: RunSpec, build: Mapping[str, Any]) -> dict[str, Any]:
-    """How the baseline's numbers are computed: the llama settings and build that can change
-    them (`baseline_numerics`), the run's grouping of prompts into decodes, and the record kept."""
+def computed_with(spec: RunSpec, factory: BackendFactory) -> dict[str, Any]:
+    """How the baseline's numbers are computed: the settings and build that can change them
+    (`BackendFactory.baseline_numerics`), the run's grouping of prompts into decodes, and the
+    record kept."""
     return {
-        **baseline_numerics(spec.model_set.baseline.llama, build),
+        **factory.baseline_numerics(spec.model_set.baseline),
         "batch_size": spec.batch_size,
         "prefix_reuse": spec.share_prefixes,
         "tail_samples": spec.tail_samples,
     }
 
 
-def key_parts(spec: RunSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict[str, object]:
+def key_parts(spec: RunSpec, base: ModelProbe, factory: BackendFactory) -> dict[str, object]:
     """What the baseline's numbers depend on: the baseline cache key and the run store's run key.
 
     Args:
-        build: the backend factory's `build_info()`.
+        factory: the backend factory the run computes with.
     """
     prompt_set = spec.prompt_set
     return {
@@ -44,14 +44,15 @@ def key_parts(spec: RunSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict
         "prompts": prompt_set.digest(),
         "questions": spec.questions.digest(),
         "top_k": min(spec.resolved_top_k, base.n_vocab),
-        **computed_with(spec, build),
+        **computed_with(spec, factory),
     }
 
 
-def model_key(model: ModelSpec, probe: ModelProbe) -> str:
-    """A model's identity in the run store: label, file identity and the llama settings that can
+def model_key(model: ModelSpec, probe: ModelProbe, factory: BackendFactory) -> str:
+    """A model's identity in the run store: label, file identity and the settings that can
     change its numbers (the build and the run's batching are in the run key)."""
-    blob = json.dumps([model.label, probe.identity, numeric_settings(model.llama)], sort_keys=True)
+    settings = factory.numeric_settings(model)
+    blob = json.dumps([model.label, probe.identity, settings], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -66,12 +67,12 @@ def run_progress(spec: RunSpec, factory: BackendFactory) -> dict[str, int]:
     """
     models = spec.model_set.models
     probes = [factory.probe(model) for model in models]
-    key = cache_key(key_parts(spec, probes[0], factory.build_info()))
+    key = cache_key(key_parts(spec, probes[0], factory))
     done = {model.label: 0 for model in models}
     if spec.run_store is not None and spec.run_store.path.exists():
         with spec.run_store.open_for_reading() as session:
             for model, probe in zip(models, probes):
-                done[model.label] = session.count(key, model_key(model, probe))
+                done[model.label] = session.count(key, model_key(model, probe, factory))
     if spec.cache_dir is not None and BaselineCache(spec.cache_dir).contains(key):
         done[spec.model_set.baseline.label] = len(spec.questions.questions)
     return done

@@ -61,11 +61,11 @@ def generate_command(args: argparse.Namespace) -> int:
     """Run a generation comparison with progress on stderr; print the report."""
     from rich.progress import TaskID
 
-    from ggflip.backends.llama import LlamaBackendFactory
+    from ggflip.backends.registry import backend_factory
 
     spec = resolve_gen_spec(gen_options(args))
     stderr = Console(stderr=True)
-    events = run_generation(spec, LlamaBackendFactory())
+    events = run_generation(spec, backend_factory(spec.model_set))
     next(events)  # GenStarted: files and vocabularies are checked before progress is drawn
     # Which prompts a --limit took decides what the numbers mean: say it before generating.
     stderr.print(f"prompts: {spec.selection}", style="dim", markup=False)

@@ -17,6 +17,7 @@ from typing import Any
 from rich.table import Table
 
 from ggflip.cli.consoles import console
+from ggflip.cli.scoring_flags import add_model_flags
 from ggflip.errors import ExitCode, UsageError
 from ggflip.gguf.header import header_facts, read_header
 
@@ -38,14 +39,10 @@ def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
     quantize.add_argument(
         "--out", type=Path, help="folder for the quants (default: the base's folder)"
     )
-    quantize.add_argument(
-        "--models",
-        type=Path,
-        default=Path("models.toml"),
-        help="models file to add them to (default: ./models.toml)",
-    )
-    quantize.add_argument(
-        "--set", dest="set_name", help="set to add them to (default: the base's name without -F16)"
+    add_model_flags(
+        quantize,
+        models_help="models file to add them to (default: ./models.toml)",
+        set_help="set to add them to (default: the base's name without -F16)",
     )
     quantize.add_argument("--no-models", action="store_true", help="do not touch the models file")
     quantize.add_argument(

@@ -13,7 +13,12 @@ from pathlib import Path
 from rich.console import Console
 
 from ggflip.cli.run import emit_document, progress_bars
-from ggflip.cli.scoring_flags import add_scoring_flags, scoring_threads
+from ggflip.cli.scoring_flags import (
+    add_cache_flags,
+    add_model_flags,
+    add_scoring_flags,
+    add_text_flags,
+)
 from ggflip.corpus.engine import partial_kld_report, run_kld
 from ggflip.corpus.events import (
     BaselineKld,
@@ -26,8 +31,8 @@ from ggflip.corpus.events import (
     QuantKldFinished,
     TextInfo,
 )
-from ggflip.corpus.setup import KldOptions, resolve_kld_spec
-from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES
+from ggflip.corpus.setup import kld_options, resolve_kld_spec
+from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_TAIL_SAMPLES
 from ggflip.errors import ExitCode
 from ggflip.reports.corpus import render_kld_markdown, render_kld_report
 from ggflip.runs.events import BASELINE, BaselineFromCache, ModelLoaded, ModelLoading
@@ -40,35 +45,12 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         "kld",
         help="full-vocabulary KL, PPL and top-token agreement on a text, like llama-perplexity",
     )
-    kld.add_argument(
-        "--models",
-        type=Path,
-        default=Path("models.toml"),
-        help="models file (default: ./models.toml)",
-    )
-    kld.add_argument(
-        "--set", dest="set_name", help="comparison set in the models file (default: its only set)"
-    )
-    kld.add_argument(
-        "--text",
-        type=Path,
-        action="append",
+    add_model_flags(kld)
+    add_text_flags(
+        kld,
+        "UTF-8 text file to score (like llama-perplexity -f), or a folder: each file a "
+        "category, chunked on its own (repeatable)",
         required=True,
-        help=(
-            "UTF-8 text file to score (like llama-perplexity -f), or a folder: each file a "
-            "category, chunked on its own (repeatable)"
-        ),
-    )
-    kld.add_argument(
-        "--ctx",
-        type=int,
-        default=DEFAULT_CTX,
-        help=f"tokens per chunk; the second half is scored (default: {DEFAULT_CTX})",
-    )
-    kld.add_argument(
-        "--chunks",
-        type=int,
-        help="score at most N chunks of each text (default: every full chunk)",
     )
     kld.add_argument(
         "--top-k",
@@ -90,42 +72,19 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     )
     kld.add_argument("--out", type=Path, help="also write the JSON report to this file")
     kld.add_argument("--markdown", type=Path, help="also write the report as Markdown to this file")
-    kld.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
-    )
-    kld.add_argument(
-        "--no-cache", action="store_true", help="neither read nor write the baseline cache"
-    )
+    add_cache_flags(kld, "neither read nor write the baseline cache")
     add_scoring_flags(kld)
-
-
-def kld_options(args: argparse.Namespace) -> KldOptions:
-    """`ggflip kld`'s parsed flags as the engine's typed options."""
-    return KldOptions(
-        texts=tuple(args.text),
-        models_path=args.models,
-        set_name=args.set_name,
-        ctx=args.ctx,
-        chunks=args.chunks,
-        top_k=args.top_k,
-        tail_samples=args.tail_samples,
-        cache_dir=args.cache_dir,
-        no_cache=args.no_cache,
-        scoring_threads=scoring_threads(args),
-    )
 
 
 def kld_command(args: argparse.Namespace) -> int:
     """Run corpus mode with progress on stderr; print the report (JSON or tables)."""
     from rich.progress import TaskID
 
-    from ggflip.backends.llama import LlamaBackendFactory
+    from ggflip.backends.registry import backend_factory
 
     spec = resolve_kld_spec(kld_options(args))
     stderr = Console(stderr=True)
-    events = run_kld(spec, LlamaBackendFactory())
+    events = run_kld(spec, backend_factory(spec.model_set))
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
     baseline: BaselineKld | None = None
     quants: list[QuantKld] = []

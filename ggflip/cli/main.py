@@ -17,7 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ggflip import __version__
-from ggflip.cli.scoring_flags import add_scoring_flags
+from ggflip.cli.scoring_flags import (
+    add_cache_flags,
+    add_model_flags,
+    add_scoring_flags,
+    add_text_flags,
+)
 from ggflip.errors import DiskFullError, ExitCode, GgflipError, RunInterrupted
 
 log = logging.getLogger("ggflip")
@@ -25,15 +30,7 @@ log = logging.getLogger("ggflip")
 
 def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     """The flags `run` and `tui` share: which models, task, questions and caches (defined once)."""
-    parser.add_argument(
-        "--models",
-        type=Path,
-        default=Path("models.toml"),
-        help="models file (default: ./models.toml)",
-    )
-    parser.add_argument(
-        "--set", dest="set_name", help="comparison set in the models file (default: its only set)"
-    )
+    add_model_flags(parser)
     parser.add_argument(
         "--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)"
     )
@@ -81,16 +78,7 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subject", action="append", default=[], help="only this subject (repeatable)"
     )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
-    )
-    parser.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="neither read nor write the baseline cache and the run store",
-    )
+    add_cache_flags(parser, "neither read nor write the baseline cache and the run store")
     parser.add_argument(
         "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
     )
@@ -196,19 +184,12 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         help="where the e key writes the JSON and Markdown report (default: .)",
     )
     # corpus mode: open the KLD run view on this text instead of the setup view
-    tui.add_argument(
-        "--text",
-        type=Path,
-        action="append",
-        help=(
-            "corpus mode: score this UTF-8 text (or each file of this folder, repeatable) like "
-            "`ggflip kld` and show it shaded by KL"
-        ),
+    add_text_flags(
+        tui,
+        "corpus mode: score this UTF-8 text (or each file of this folder, repeatable) like "
+        "`ggflip kld` and show it shaded by KL",
+        required=False,
     )
-    tui.add_argument(
-        "--ctx", type=int, default=512, help="with --text: tokens per chunk (default: 512)"
-    )
-    tui.add_argument("--chunks", type=int, help="with --text: score at most N chunks of each text")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,16 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
     try:
         if args.command == "run":
-            from ggflip.tasks.generation import get_gen_task
-
-            gen_task = None if args.task_file else get_gen_task(args.task)
-            if gen_task is not None:
-                from ggflip.cli.generate import generate_command
-
-                return generate_command(args)
-            from ggflip.cli.run import run_command
-
-            return run_command(args)
+            return _run_command(args)
         if args.command == "kld":
             from ggflip.cli.kld import kld_command
 
@@ -371,6 +343,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.DISK)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """`ggflip run`: multiple choice, or generation mode when the task is a generation task
+    (`tasks.generation.is_generation_task`, as the TUI decides), said on stderr."""
+    from ggflip.tasks.generation import is_generation_task
+
+    if is_generation_task(args.task, args.task_file):
+        from ggflip.cli.generate import generate_command
+
+        print(
+            f"ggflip: {args.task} is a generation task: comparing greedy generations turn by "
+            "turn (generation mode)",
+            file=sys.stderr,
+        )
+        return generate_command(args)
+    from ggflip.cli.run import run_command
+
+    return run_command(args)
 
 
 def _discard_stdout() -> None:

@@ -112,7 +112,7 @@ def progress_bars(console: Console) -> Progress:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a comparison, showing progress on stderr; print the report (JSON or tables)."""
-    from ggflip.backends.llama import LlamaBackendFactory
+    from ggflip.backends.registry import backend_factory
 
     spec = build_run_spec(args)
     stderr = console(stderr=True)
@@ -121,7 +121,7 @@ def run_command(args: argparse.Namespace) -> int:
     floor: QuantSummary | None = None
     skipped: list[SkippedQuestion] = []
     report: Report | None = None
-    events = run_comparison(spec, LlamaBackendFactory())
+    events = run_comparison(spec, backend_factory(spec.model_set))
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
     # Which questions a --limit took decides what the numbers mean: say it before scoring.
     stderr.print(f"questions: {spec.questions.selection}", style="dim", markup=False)

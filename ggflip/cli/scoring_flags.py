@@ -1,10 +1,50 @@
-"""The flags every scoring subcommand shares: how the numpy scoring overlaps llama.cpp's decode."""
+"""The flags several subcommands share, each defined once: which models (`--models`, `--set`),
+the caches, corpus mode's text and chunks, and how the numpy scoring overlaps llama.cpp's decode.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ggflip.corpus.spec import DEFAULT_CTX
 from ggflip.runs.pipeline import requested_workers
+
+
+def add_model_flags(
+    parser: argparse.ArgumentParser,
+    models_help: str = "models file (default: ./models.toml)",
+    set_help: str = "comparison set in the models file (default: its only set)",
+) -> None:
+    """`--models PATH` and `--set NAME` (into `set_name`)."""
+    parser.add_argument("--models", type=Path, default=Path("models.toml"), help=models_help)
+    parser.add_argument("--set", dest="set_name", help=set_help)
+
+
+def add_cache_flags(parser: argparse.ArgumentParser, no_cache_help: str) -> None:
+    """`--cache-dir PATH` and `--no-cache` (whose help says what the subcommand keeps)."""
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="cache directory (default: $GGFLIP_CACHE_DIR or ~/.cache/ggflip)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help=no_cache_help)
+
+
+def add_text_flags(parser: argparse.ArgumentParser, text_help: str, required: bool) -> None:
+    """Corpus mode's `--text` (repeatable), `--ctx` and `--chunks`."""
+    parser.add_argument("--text", type=Path, action="append", required=required, help=text_help)
+    parser.add_argument(
+        "--ctx",
+        type=int,
+        default=DEFAULT_CTX,
+        help=f"tokens per chunk; the second half is scored (default: {DEFAULT_CTX})",
+    )
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        help="score at most N chunks of each text (default: every full chunk)",
+    )
 
 
 def add_scoring_flags(parser: argparse.ArgumentParser) -> None:

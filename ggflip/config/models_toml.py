@@ -5,6 +5,7 @@ of the wrong type or a missing baseline is a `ConfigError` naming the file, the 
 the key. Paths are relative to the TOML file; `~`, `$VARS` and `{cache}` (ggflip's cache
 directory) are expanded.
 
+    backend = "llama"             # what computes the logits (default "llama"; "fake" for tests)
     [llama]                       # defaults for every model
     n_ctx = 2048
     n_threads = 0                 # 0: all cores
@@ -14,6 +15,9 @@ directory) are expanded.
     quants = [ "...Q8_0.gguf", { path = "...Q4_K_M.gguf", label = "Q4" } ]  # ... or a table
     [sets.gemma-270m.llama]       # overrides for this set; a model may carry its own `llama`
     tensor_split = [3, 1]         # GPU shares; rpc_servers = ["host:port", ...] for llama.cpp RPC
+
+A set may name its own `backend`, overriding the top-level one; the name is looked up in
+`ggflip.backends.registry` when the set runs (one backend computes every model of a set).
 
 A model is a plain path string or a table (`path`, optional `label` and `llama`). A model without
 a label gets the one `--baseline/--quant` would give it: its file name without `.gguf` and without
@@ -75,6 +79,9 @@ _NON_NEGATIVE = {"n_threads", "main_gpu"}
 _INT32_MAX = 2**31 - 1  # llama.cpp takes these as 32-bit C ints
 
 
+DEFAULT_BACKEND = "llama"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One GGUF file in a comparison set."""
@@ -83,6 +90,12 @@ class ModelSpec:
     path: Path
     llama: LlamaSettings = field(default_factory=LlamaSettings)
     ref: str = ""  # an `hf://owner/repo/file.gguf` reference; `path` is valid once it is resolved
+
+    def with_context(self, n_ctx: int, n_seq_max: int) -> ModelSpec:
+        """This model with a context of `n_ctx` tokens in `n_seq_max` sequences, other settings
+        kept (corpus mode's one chunk per decode)."""
+        settings = dataclasses.replace(self.llama, n_ctx=n_ctx, n_seq_max=n_seq_max)
+        return dataclasses.replace(self, llama=settings)
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,8 @@ class ModelSet:
     baseline: ModelSpec
     quants: tuple[ModelSpec, ...]
     description: str = ""
+    backend: str = DEFAULT_BACKEND  # the `ggflip.backends.registry` name that computes the logits
+    backend_where: str = ""  # where `backend` was set ("models.toml: [sets.x] backend"), for errors
 
     @property
     def models(self) -> tuple[ModelSpec, ...]:
@@ -129,12 +144,16 @@ class _Where:
     def __init__(self, path: Path, table: str) -> None:
         self.path, self.table = path, table
 
-    def error(self, message: str, key: str | None = None) -> ConfigError:
+    def place(self, key: str | None = None) -> str:
+        """`models.toml: [table] key`, on one line whatever the names hold."""
         where = f"[{self.table}]" + (f" {key}" if key else "")
         where = "".join(
             c if c.isprintable() else repr(c)[1:-1] for c in where
         )  # a name with a newline stays on one line
-        return ConfigError(f"{self.path}: {where}: {message}")
+        return f"{self.path}: {where}"
+
+    def error(self, message: str, key: str | None = None) -> ConfigError:
+        return ConfigError(f"{self.place(key)}: {message}")
 
     def child(self, name: str) -> _Where:
         return _Where(self.path, f"{self.table}.{name}" if self.table else name)
@@ -274,11 +293,13 @@ def _parse_model(
 
 
 def _parse_set(
-    name: str, table: Any, llama: LlamaSettings, where: _Where, config_dir: Path
+    name: str, table: Any, defaults: _SetDefaults, where: _Where, config_dir: Path
 ) -> ModelSet:
     if not isinstance(table, dict):
         raise where.error("expected a table")
-    _check_keys(table, {"description", "baseline", "quants", "llama"}, where)
+    _check_keys(table, {"description", "baseline", "quants", "llama", "backend"}, where)
+    llama = defaults.llama
+    backend, backend_where = _parse_backend(table, where) or defaults.backend
     if "llama" in table:
         llama = _parse_llama(table["llama"], llama, where.child("llama"))
     if "baseline" not in table:
@@ -298,7 +319,32 @@ def _parse_set(
     if duplicates:
         raise where.error(f"labels must be unique, repeated: {', '.join(duplicates)}", "quants")
     description = _expect(table.get("description", ""), str, where, "description")
-    return ModelSet(name=name, baseline=baseline, quants=quants, description=description)
+    return ModelSet(
+        name=name,
+        baseline=baseline,
+        quants=quants,
+        description=description,
+        backend=backend,
+        backend_where=backend_where,
+    )
+
+
+@dataclass(frozen=True)
+class _SetDefaults:
+    """What the top level of the file gives every set: llama settings and the backend."""
+
+    llama: LlamaSettings
+    backend: tuple[str, str]  # the name and where it was set ("" when not set)
+
+
+def _parse_backend(table: Mapping[str, Any], where: _Where) -> tuple[str, str] | None:
+    """The table's `backend` name and where it was set, None when the table has none."""
+    if "backend" not in table:
+        return None
+    name = _expect(table["backend"], str, where, "backend")
+    if not name.strip():
+        raise where.error('must name a backend (e.g. "llama")', "backend")
+    return name, where.place("backend")
 
 
 def _label_unlabelled(parsed: list[tuple[ModelSpec, str | None]]) -> list[ModelSpec]:
@@ -322,14 +368,16 @@ def parse_models_toml(text: str, path: Path) -> ModelsConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
     root = _Where(path, "")
-    _check_keys(document, {"llama", "sets"}, _Where(path, "top level"))
+    top = _Where(path, "top level")
+    _check_keys(document, {"backend", "llama", "sets"}, top)
     llama = _parse_llama(document.get("llama", {}), LlamaSettings(), root.child("llama"))
+    defaults = _SetDefaults(llama, _parse_backend(document, top) or (DEFAULT_BACKEND, ""))
     raw_sets = document.get("sets", {})
     if not isinstance(raw_sets, dict):
-        raise _Where(path, "top level").error("expected a table of sets", "sets")
+        raise top.error("expected a table of sets", "sets")
     config_dir = path.parent
     sets = {
-        name: _parse_set(name, table, llama, root.child(f"sets.{name}"), config_dir)
+        name: _parse_set(name, table, defaults, root.child(f"sets.{name}"), config_dir)
         for name, table in raw_sets.items()
     }
     return ModelsConfig(path=path, sets=sets)

@@ -25,7 +25,6 @@ from collections.abc import Generator
 import numpy as np
 
 from ggflip.backends.base import BackendFactory
-from ggflip.backends.numerics import baseline_numerics
 from ggflip.corpus.cache import (
     CorpusBaseline,
     bytes_per_token,
@@ -79,7 +78,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
         "tail_samples": spec.tail_samples,
         "block_rows": spec.block_rows,
         "chunking": CHUNKING_VERSION,
-        **baseline_numerics(sized(model_set.baseline, spec.ctx).llama, factory.build_info()),
+        **factory.baseline_numerics(sized(model_set.baseline, spec.ctx)),
     }
     key = cache_key(key_parts)
     cached = (

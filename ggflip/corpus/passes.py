@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,16 +25,15 @@ from ggflip.corpus.stats import TokenScores
 from ggflip.corpus.summary import QuantScores, quant_summary
 from ggflip.corpus.texts import chunk_tokens
 from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
-from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
+from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring.acceptance import acceptance_from_top_k
 from ggflip.scoring.topk import BaselineRows, baseline_normalize, kl_rows, normalize
 
 
 def sized(model: ModelSpec, ctx: int) -> ModelSpec:
-    """The model's spec with a llama context of exactly one chunk (other settings from
+    """The model's spec with a context of exactly one chunk in one sequence (other settings from
     models.toml)."""
-    settings = replace(model.llama, n_ctx=ctx, n_seq_max=1)
-    return replace(model, llama=settings)
+    return model.with_context(ctx, 1)
 
 
 def _scored_logits(
@@ -117,7 +115,7 @@ def score_baseline(
         def decode(index: int) -> NDArray[np.float32]:
             return _scored_logits(backend, spec, chunks[index])
 
-        workers = scoring_workers(spec.scoring_threads, model.llama)
+        workers = factory.scoring_workers(spec.scoring_threads, model)
         for index, (rows, target) in overlapped(range(n_chunks), decode, score, workers):
             chunk = chunks[index]
             writer.write_chunk(index, chunk, target_logprob=target, **rows)
@@ -215,7 +213,7 @@ def score_quant(
         def decode(index: int) -> NDArray[np.float32]:
             return _scored_logits(backend, spec, np.asarray(baseline.tokens[index]))
 
-        workers = scoring_workers(spec.scoring_threads, model.llama)
+        workers = factory.scoring_workers(spec.scoring_threads, model)
         for index, _ in overlapped(range(n_chunks), decode, score, workers):
             chunk = np.asarray(baseline.tokens[index])
             span = baseline.rows(index)

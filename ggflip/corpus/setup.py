@@ -7,6 +7,7 @@ Both front ends call `resolve_kld_spec`: the CLI with `ggflip kld`'s flags, the 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ggflip.config.models_toml import default_cache_dir, load_models_toml
 from ggflip.config.resolve import choose_set_name, resolve_model_set
 from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES, KldSpec
 from ggflip.corpus.texts import load_texts
+from ggflip.runs.pipeline import requested_workers
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,28 @@ class KldOptions:
     cache_dir: Path | None = None  # None: the default cache directory
     no_cache: bool = False
     scoring_threads: int | None = None  # None: automatic; 0: no overlap
+
+
+def kld_options(flags: argparse.Namespace) -> KldOptions:
+    """The corpus run that `ggflip kld`'s or `ggflip tui --text`'s flags describe: one translation
+    for both front ends (a flag a subcommand lacks takes its default)."""
+    ctx = getattr(flags, "ctx", None)
+    top_k = getattr(flags, "top_k", None)
+    tail_samples = getattr(flags, "tail_samples", None)
+    return KldOptions(
+        texts=tuple(flags.text),
+        models_path=getattr(flags, "models", None) or Path("models.toml"),
+        set_name=getattr(flags, "set_name", None),
+        ctx=DEFAULT_CTX if ctx is None else ctx,
+        chunks=getattr(flags, "chunks", None),
+        top_k=DEFAULT_CORPUS_TOP_K if top_k is None else top_k,
+        tail_samples=DEFAULT_TAIL_SAMPLES if tail_samples is None else tail_samples,
+        cache_dir=getattr(flags, "cache_dir", None),
+        no_cache=bool(getattr(flags, "no_cache", False)),
+        scoring_threads=requested_workers(
+            bool(getattr(flags, "no_overlap", False)), getattr(flags, "scoring_threads", None)
+        ),
+    )
 
 
 def resolve_kld_spec(options: KldOptions) -> KldSpec:

@@ -31,7 +31,7 @@ from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
 from ggflip.generate.report import GenBaseline
 from ggflip.generate.spec import GenSpec, conversation, plain_prompt, render_chat
 from ggflip.runs.events import BASELINE
-from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
+from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring import stats
 from ggflip.scoring.topk import BaselineRows, baseline_normalize
 from ggflip.store.rundb import BASE, SKIP
@@ -206,7 +206,7 @@ def generate_baseline(
     backend = yield from open_model(factory, model, BASELINE)
     try:
         template = chat_template(spec, backend)
-        workers = scoring_workers(spec.scoring_threads, model.llama)
+        workers = factory.scoring_workers(spec.scoring_threads, model)
         done = 0
         for turn in range(spec.n_turns):
             prompts = _round_prompts(

@@ -65,7 +65,7 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
-    key = cache_key(key_parts(spec, probes[0], factory.build_info()))
+    key = cache_key(key_parts(spec, probes[0], factory))
     units = spec.units()
     yield GenStarted(model_set.name, tuple(m.label for m in model_set.models), len(units))
     differs = template_differences(spec, probes)
@@ -80,7 +80,7 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
     session = spec.run_store.open() if spec.run_store else None
     try:
         stored = [
-            StoredUnits(session, key, model_key(m, p), m.label)
+            StoredUnits(session, key, model_key(m, p, factory), m.label)
             for m, p in zip(model_set.models, probes)
         ]
         if not spec.resume:

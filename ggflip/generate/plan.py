@@ -11,14 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Generator, Mapping
-from typing import Any
+from collections.abc import Generator
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import Backend, BackendFactory, ModelProbe, ScoreRequest
-from ggflip.backends.numerics import baseline_numerics, numeric_settings
 from ggflip.config.models_toml import ModelSpec
 from ggflip.generate.records import GEN_CACHE_FORMAT
 from ggflip.generate.spec import GenSpec
@@ -27,10 +25,10 @@ from ggflip.store.rundb import StoreSession
 from ggflip.tasks.generation import items_digest
 
 
-def key_parts(spec: GenSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict[str, object]:
+def key_parts(spec: GenSpec, base: ModelProbe, factory: BackendFactory) -> dict[str, object]:
     """What the baseline's generations depend on: the cache key and the run store's run key.
 
-    The llama settings and llama.cpp build come from `baseline_numerics`, as in the other modes.
+    The settings and build come from `BackendFactory.baseline_numerics`, as in the other modes.
     """
     n_shots = len(spec.shots)
     return {
@@ -38,7 +36,7 @@ def key_parts(spec: GenSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict
         "format": GEN_CACHE_FORMAT,
         "model": base.identity,
         "vocab": base.vocab_fingerprint,
-        **baseline_numerics(spec.model_set.baseline.llama, build),
+        **factory.baseline_numerics(spec.model_set.baseline),
         "prompt": spec.task.prompt_version(n_shots, spec.chat),
         "items": items_digest(spec.items),
         "shots": items_digest(spec.shots),
@@ -51,10 +49,11 @@ def key_parts(spec: GenSpec, base: ModelProbe, build: Mapping[str, Any]) -> dict
     }
 
 
-def model_key(model: ModelSpec, probe: ModelProbe) -> str:
-    """A model's identity in the run store: label, file identity and the llama settings that can
+def model_key(model: ModelSpec, probe: ModelProbe, factory: BackendFactory) -> str:
+    """A model's identity in the run store: label, file identity and the settings that can
     change its numbers."""
-    blob = json.dumps([model.label, probe.identity, numeric_settings(model.llama)], sort_keys=True)
+    settings = factory.numeric_settings(model)
+    blob = json.dumps([model.label, probe.identity, settings], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

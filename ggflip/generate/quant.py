@@ -32,7 +32,7 @@ from ggflip.generate.records import BaseUnit
 from ggflip.generate.report import GenQuant, summarize
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import QUANT
-from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
+from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.store.rundb import ROW
 
 # A turn's llama.cpp part: the quant's logits at the baseline's generated positions, and the text of
@@ -81,7 +81,7 @@ def compare_quant(
     backend: Backend | None = None
     seconds = 0.0
     rules = answer_rules(spec)
-    workers = scoring_workers(spec.scoring_threads, model.llama)
+    workers = factory.scoring_workers(spec.scoring_threads, model)
     try:
         done = 0
         for batch in batches(spec, units, skips):

@@ -109,6 +109,12 @@ def get_gen_task(name: str) -> GenTask | None:
     return GEN_TASKS.get(name)
 
 
+def is_generation_task(task: str, task_file: Path | None = None) -> bool:
+    """Whether `--task` runs generation mode (gsm8k, prompts, mt_bench) rather than multiple
+    choice: the one place a task picks its mode; a task file is always multiple choice."""
+    return task_file is None and get_gen_task(task) is not None
+
+
 def _where_row(where: str, message: str) -> DataError:
     return DataError(f"{where}: {message}")
 

@@ -22,6 +22,7 @@ from textual.message import Message
 
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
+from ggflip.config.models_toml import ModelSet
 from ggflip.generate.setup import GenOptions
 from ggflip.tui.corpus_view import KldOptions, KldScreen
 from ggflip.tui.gen_view import GenScreen
@@ -89,13 +90,13 @@ class GgflipApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def backend_factory(self) -> BackendFactory:
-        """The injected factory, else llama.cpp's (imported only when a run starts)."""
-        if self._factory is None:
-            from ggflip.backends.llama import LlamaBackendFactory
+    def backend_factory(self, model_set: ModelSet) -> BackendFactory:
+        """The injected factory, else the one `model_set` names (`ggflip.backends.registry`)."""
+        if self._factory is not None:
+            return self._factory
+        from ggflip.backends.registry import backend_factory
 
-            self._factory = LlamaBackendFactory()
-        return self._factory
+        return backend_factory(model_set)
 
     def get_default_screen(self) -> SetupScreen:
         return SetupScreen(self.options)

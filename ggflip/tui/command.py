@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ggflip.choice.setup import RunOptions
+from ggflip.corpus.setup import kld_options
 from ggflip.errors import ExitCode
 from ggflip.generate.setup import GenOptions
 from ggflip.runs.pipeline import requested_workers
@@ -53,22 +54,10 @@ def tui_command(args: argparse.Namespace) -> int:
     """Run the app until the user quits; with `--text`, open straight on corpus mode (KLD run),
     with a generation task on the generation run."""
     from ggflip.tui.app import GgflipApp
-    from ggflip.tui.corpus_view import KldOptions
 
     options = tui_options(args)
     gen = tui_gen_options(args, options)
-    kld = None
-    if getattr(args, "text", None) is not None:
-        kld = KldOptions(
-            texts=tuple(args.text),
-            models_path=options.models_path,
-            set_name=options.set_name,
-            ctx=args.ctx,
-            chunks=args.chunks,
-            cache_dir=options.cache_dir,
-            no_cache=options.no_cache,
-            scoring_threads=options.scoring_threads,
-        )
+    kld = kld_options(args) if getattr(args, "text", None) is not None else None
     GgflipApp(
         options, export_dir=getattr(args, "export_dir", None), kld=kld, gen=None if kld else gen
     ).run()

@@ -131,7 +131,7 @@ class KldScreen(WorkerScreen):
             return "cancelled"
         # run_kld is a generator: closing it stops between chunks, frees the model and a temporary
         # baseline.
-        events = run_kld(spec, self.app.backend_factory())  # type: ignore[attr-defined]
+        events = run_kld(spec, self.app.backend_factory(spec.model_set))  # type: ignore[attr-defined]
         try:
             for event in events:
                 if worker.is_cancelled:

@@ -23,7 +23,7 @@ from ggflip.generate.report import GenBaseline, GenQuant, GenReport, flip_of, su
 from ggflip.generate.setup import GenOptions
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import BASELINE, QUANT
-from ggflip.tasks.generation import get_gen_task
+from ggflip.tasks.generation import is_generation_task
 from ggflip.tui.corpus_live import kl_style
 
 FLIP_LOST, FLIP_GAINED = "correct_to_incorrect", "incorrect_to_correct"
@@ -54,7 +54,7 @@ def gen_options(
     max_new_tokens: int | None = None,
 ) -> GenOptions | None:
     """The setup's choices as a generation run when the task is a generation task, else None."""
-    if options.task_file is not None or get_gen_task(options.task) is None:
+    if not is_generation_task(options.task, options.task_file):
         return None
     return GenOptions(
         task=options.task,

@@ -156,7 +156,7 @@ class GenScreen(WorkerScreen):
         self.post_message(self.SpecResolved(run_id, spec))
         rows: dict[str, list[TurnRow]] = {}
         # run_generation is a generator: closing it stops between batches and frees the model.
-        events = run_generation(spec, self.app.backend_factory())  # type: ignore[attr-defined]
+        events = run_generation(spec, self.app.backend_factory(spec.model_set))  # type: ignore[attr-defined]
         try:
             for event in events:
                 if worker.is_cancelled:

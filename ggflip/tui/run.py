@@ -155,7 +155,7 @@ class RunScreen(WorkerScreen):
         if worker.is_cancelled:
             return "cancelled"
         if self._offer_resume and spec.run_store is not None:
-            stored = run_progress(spec, self.app.backend_factory())  # type: ignore[attr-defined]
+            stored = run_progress(spec, self.app.backend_factory(spec.model_set))  # type: ignore[attr-defined]
             total = len(spec.questions.questions)
             if is_unfinished(stored, total, spec.model_set.baseline.label):
                 self.post_message(self.ResumeOffered(run_id, stored, total))
@@ -163,7 +163,7 @@ class RunScreen(WorkerScreen):
         self.post_message(self.SpecResolved(run_id, spec))
         rows: dict[str, list[QuestionRow]] = {}
         # run_comparison is a generator: closing it stops between batches and frees the model.
-        events = run_comparison(spec, self.app.backend_factory())  # type: ignore[attr-defined]
+        events = run_comparison(spec, self.app.backend_factory(spec.model_set))  # type: ignore[attr-defined]
         try:
             for event in events:
                 if worker.is_cancelled:

@@ -31,6 +31,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from ggflip.backends.registry import backend_factory
 from ggflip.choice.setup import RunOptions, check_options
 from ggflip.config.models_toml import ModelsConfig, ModelSet, load_models_toml
 from ggflip.errors import GgflipError
@@ -227,13 +228,11 @@ class SetupScreen(Screen[None]):
         self.query_one("#set-description", Static).update(
             Text(f"{name}: {model_set.description or 'no description'}")
         )
-        s = model_set.baseline.llama
-        self.query_one("#llama", Static).update(
-            f"llama.cpp (baseline): n_ctx {s.n_ctx} · n_batch {s.n_batch} · n_ubatch {s.n_ubatch} "
-            f"· threads {s.n_threads or 'all'} · gpu layers {s.n_gpu_layers} · flash_attn "
-            f"{'on' if s.flash_attn else 'off'} · mmap {'on' if s.use_mmap else 'off'} · n_seq_max "
-            f"{s.n_seq_max}"
-        )
+        try:
+            runs_with = backend_factory(model_set).describe(model_set.baseline, "baseline")
+        except GgflipError as exc:
+            runs_with = str(exc)
+        self.query_one("#llama", Static).update(Text(runs_with))
         self._draw_models(model_set)
         missing = [m.path for m in model_set.models if m.path not in self.model_info]
         if missing:
