@@ -8,6 +8,7 @@ tables again for each text (its category), whose numbers are those of a run on t
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,15 @@ from rich.console import Console
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
 from ggflip.reports import tables
-from ggflip.reports.tables import Column, Table, metric_column, to_markdown, to_rich
+from ggflip.reports.tables import (
+    Column,
+    Table,
+    html_page,
+    metric_column,
+    to_html,
+    to_markdown,
+    to_rich,
+)
 from ggflip.scoring import formats, metrics
 from ggflip.scoring.formats import sig_pm
 
@@ -211,3 +220,14 @@ def render_kld_markdown(report: KldReport) -> str:
         lines.append("")
     lines += [f"{line}  " for line in _cache_lines(report)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_kld_html(report: KldReport) -> str:
+    """A self-contained HTML page of a corpus report: the same tables as the terminal's."""
+    body = "".join(
+        f"<h2>{html.escape(heading)}</h2>{to_html(summary)}"
+        + (to_html(detail) if detail is not None else "")
+        for _, heading, summary, detail in _tables(report)
+    )
+    lines = "".join(f"<p>{html.escape(line)}</p>" for line in _cache_lines(report))
+    return html_page(_title(report), body + lines)

@@ -50,17 +50,16 @@ def sig(value: float | None, digits: int = 3) -> str:
     return text
 
 
-def sig_pm(value: float | None, unc: float | None, digits: int = 3) -> str:
-    """A value ± its uncertainty, the value with `digits` significant digits and the uncertainty
-    with the same decimals (or two significant digits when it is below them)."""
+def sig_pm(value: float | None, unc: float | None) -> str:
+    """A value ± its uncertainty: the uncertainty with two significant digits and the value to
+    the same decimals; both with significant digits when the uncertainty is zero or unknown."""
     if unknown(value):
         return DASH
-    shown = sig(value, digits)
-    if unknown(unc):
-        return shown
-    decimals = len(shown.split(".")[1]) if "." in shown and "e" not in shown else None
-    spread = f"{unc:.{decimals}f}" if decimals is not None else sig(unc, 2)
-    return f"{shown} ± {spread}"
+    assert value is not None
+    if unknown(unc) or not unc or abs(value) < 1e-4 or not math.isfinite(unc):
+        return sig(value) if unknown(unc) else f"{sig(value)} ± {sig(unc, 2)}"
+    decimals = max(1 - math.floor(math.log10(abs(unc))), 0)
+    return f"{value:.{decimals}f} ± {unc:.{decimals}f}"
 
 
 def count(value: float | None) -> str:
