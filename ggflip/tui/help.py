@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from ggflip.reports import cells as report_cells
 from ggflip.scoring import metrics
 from ggflip.tui import cells, corpus_tables, gen_cells
 
@@ -33,7 +34,8 @@ TABLE_TERMS = (
 
 def legend_rows() -> list[tuple[str, str]]:
     """(header, legend) of every registered metric a run view's table shows, each once: the
-    multiple-choice, generation and corpus views' own columns, then the appended ones."""
+    multiple-choice, generation and corpus views' own columns, then the appended ones, then the
+    rest of the multiple-choice report's summary (McNemar p, acceptance)."""
     names: list[str] = []
     for mode, own in (
         ("choice", cells.OWN_COLUMNS),
@@ -42,6 +44,7 @@ def legend_rows() -> list[tuple[str, str]]:
     ):
         names += [name for _, _, name in own if name]
         names += [m.name for m in cells.appended(mode, own)]
+    names += [c.metric for c in report_cells.SUMMARY_COLUMNS if c.metric]
     entries = [metrics.metric(name) for name in dict.fromkeys(names)]
     return [(m.short, m.legend) for m in entries]
 
