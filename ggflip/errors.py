@@ -8,6 +8,8 @@ it in a notification. Programming errors stay ordinary exceptions.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -90,3 +92,10 @@ class RunInterrupted(GgflipError):
     """The run was stopped by the user (Ctrl-C or a cancel) between questions."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6) -> str:
+    """The hint an error message ends a misspelt name with: "; did you mean 'x'?" (up to `n`
+    names, "or"-joined), or "" when nothing is close enough."""
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -32,6 +32,7 @@ from ggflip.reports.tables import (
     to_markdown,
 )
 from ggflip.scoring.stats import spearman
+from ggflip.store.reading import read_named_file
 
 
 def load_run_report(path: Path) -> dict[str, Any]:
@@ -40,11 +41,10 @@ def load_run_report(path: Path) -> dict[str, Any]:
     Raises:
         DataError: missing, not JSON, or not a ggflip report.
     """
+    text = read_named_file(path, "report", DataError)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: report not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON report ({exc})") from None
     if not isinstance(document, dict) or document.get("schema") not in (SCHEMA, GEN_SCHEMA):
         raise DataError(

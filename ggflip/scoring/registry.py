@@ -6,13 +6,12 @@ which every user imports; see its docstring for what an entry holds.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ggflip.errors import UsageError
+from ggflip.errors import UsageError, did_you_mean
 from ggflip.scoring.formats import FORMATS
 
 MODES = ("choice", "corpus", "generate")
@@ -94,8 +93,7 @@ def metric(name: str) -> Metric:
     """
     if name in REGISTRY:
         return REGISTRY[name]
-    close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, REGISTRY, n=3, cutoff=0.5)
     raise UsageError(f"unknown metric {name!r}{hint} (known: {', '.join(sorted(REGISTRY))})")
 
 
