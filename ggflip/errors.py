@@ -9,7 +9,7 @@ it in a notification. Programming errors stay ordinary exceptions.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import IntEnum
 
 
@@ -99,3 +99,19 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 
     names, "or"-joined), or "" when nothing is close enough."""
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_counts(
+    positive: Mapping[str, int | None], at_least_zero: Mapping[str, int | None] | None = None
+) -> None:
+    """Refuse a flag's count out of its range (None: not given), in the order given.
+
+    Raises:
+        UsageError: naming the flag, the rule and the value.
+    """
+    for flag, value in positive.items():
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    for flag, value in (at_least_zero or {}).items():
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be 0 or more, got {value}")

@@ -107,23 +107,10 @@ def detail_rows(stats: Sequence[KldStats]) -> list[list[str]]:
         ["Mean ln(PPL(Q)/PPL(base))", *[_pm(s.ln_ppl_ratio, s.ln_ppl_ratio_unc, 6) for s in stats]],
         ["Mean PPL(Q)/PPL(base)", *[_pm(s.ppl_ratio, s.ppl_ratio_unc, 6) for s in stats]],
         ["Mean PPL(Q)-PPL(base)", *[_pm(s.ppl_diff, s.ppl_diff_unc, 6) for s in stats]],
-        ["Mean KLD", *[_pm(s.kl_mean, s.kl_mean_unc, 6) for s in stats]],
-        ["Maximum KLD", *[f"{s.kl_max:.6f}" for s in stats]],
     ]
-    for pct in KL_PERCENTILES:
-        key = f"kl_p{pct:g}".replace(".", "_")
-        if pct == 10.0:
-            rows.append(["Median KLD", *[f"{s.kl_median:.6f}" for s in stats]])
-        rows.append([f"{pct:.1f}% KLD", *[f"{s.kl_percentiles[key]:.6f}" for s in stats]])
-    rows.append(["Minimum KLD", *[f"{s.kl_min:.6f}" for s in stats]])
-    rows.append(["Mean Δp", *[_pm(s.dp_mean, s.dp_mean_unc, 3, 100, "%") for s in stats]])
-    rows.append(["Maximum Δp", *[f"{100 * s.dp_max:.3f}%" for s in stats]])
-    for pct in DP_PERCENTILES:
-        key = f"dp_p{pct:g}".replace(".", "_")
-        if pct == 25.0:
-            rows.append(["Median Δp", *[f"{100 * s.dp_median:.3f}%" for s in stats]])
-        rows.append([f"{pct:.1f}% Δp", *[f"{100 * s.dp_percentiles[key]:.3f}%" for s in stats]])
-    rows.append(["Minimum Δp", *[f"{100 * s.dp_min:.3f}%" for s in stats]])
+    flat = [s.to_dict() for s in stats]
+    rows += _spread_rows(flat, "kl", "KLD", KL_PERCENTILES, 10.0, (6, 1.0, ""))
+    rows += _spread_rows(flat, "dp", "Δp", DP_PERCENTILES, 25.0, (3, 100.0, "%"))
     rows.append(["RMS Δp", *[_pm(s.dp_rms, s.dp_rms_unc, 3, 100, "%") for s in stats]])
     rows.append(["Same top p", *[_pm(s.same_top, s.same_top_unc, 3, 100, "%") for s in stats]])
     rows.append(
@@ -132,6 +119,31 @@ def detail_rows(stats: Sequence[KldStats]) -> list[list[str]]:
             *[_pm(s.acceptance_mean, s.acceptance_mean_unc, 3, 100, "%") for s in stats],
         ]
     )
+    return rows
+
+
+def _spread_rows(
+    flat: Sequence[dict[str, Any]],
+    prefix: str,
+    label: str,
+    percentiles: Sequence[float],
+    median_before: float,
+    shown: tuple[int, float, str],
+) -> list[list[str]]:
+    """Mean ± uncertainty, maximum, percentiles (the median before `median_before`) and minimum
+    of one per-token quantity, in llama-perplexity's order; `shown` is (digits, scale, suffix)."""
+    digits, scale, suffix = shown
+
+    def row(name: str, key: str) -> list[str]:
+        return [name, *[f"{scale * s[f'{prefix}_{key}']:.{digits}f}{suffix}" for s in flat]]
+
+    means = [_pm(s[f"{prefix}_mean"], s[f"{prefix}_mean_unc"], digits, scale, suffix) for s in flat]
+    rows = [[f"Mean {label}", *means], row(f"Maximum {label}", "max")]
+    for pct in percentiles:
+        if pct == median_before:
+            rows.append(row(f"Median {label}", "median"))
+        rows.append(row(f"{pct:.1f}% {label}", f"p{pct:g}".replace(".", "_")))
+    rows.append(row(f"Minimum {label}", "min"))
     return rows
 
 

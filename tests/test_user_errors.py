@@ -1,5 +1,5 @@
-"""Reading a file the user named: one error, naming the file, for every way it can fail; and the
-"did you mean" hint every unknown-name error ends with."""
+"""Errors a user can act on: reading a file the user named (one error naming the file for every
+way it can fail), the "did you mean" hint, and flag counts out of range."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from ggflip.corpus.texts import read_corpus
-from ggflip.errors import ConfigError, DataError, ModelFileError, did_you_mean
+from ggflip.errors import (
+    ConfigError,
+    DataError,
+    ModelFileError,
+    UsageError,
+    check_counts,
+    did_you_mean,
+)
 from ggflip.gguf.header import read_header
 from ggflip.reports.pages import load_run_report
 from ggflip.store.reading import read_named_file
@@ -50,3 +57,12 @@ def test_did_you_mean() -> None:
     assert did_you_mean("zzz", ["mmlu", "piqa"]) == ""
     hint = did_you_mean("kl_men", ["kl_mean", "kl_max", "flips"], n=3, cutoff=0.5)
     assert hint == "; did you mean 'kl_mean' or 'kl_max'?"
+
+
+def test_check_counts_boundaries_and_order() -> None:
+    """Positive: 1 passes, 0 fails; at least zero: 0 passes, -1 fails; None is not given."""
+    check_counts({"--a": 1, "--b": None}, {"--c": 0, "--d": None})
+    with pytest.raises(UsageError, match="^--b must be positive, got 0$"):
+        check_counts({"--a": 1, "--b": 0}, {"--c": -1})
+    with pytest.raises(UsageError, match="^--c must be 0 or more, got -1$"):
+        check_counts({"--a": 2}, {"--c": -1})
