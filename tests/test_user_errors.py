@@ -66,3 +66,23 @@ def test_check_counts_boundaries_and_order() -> None:
         check_counts({"--a": 1, "--b": 0}, {"--c": -1})
     with pytest.raises(UsageError, match="^--c must be 0 or more, got -1$"):
         check_counts({"--a": 2}, {"--c": -1})
+
+
+def test_each_error_class_exits_with_its_code() -> None:
+    """Exit codes as the README's table gives them; a subclass without one inherits its parent's."""
+    from ggflip import errors
+
+    expected = {
+        errors.GgflipError: 1,
+        errors.UsageError: 2,
+        errors.ConfigError: 3,
+        errors.ModelFileError: 4,
+        errors.DataError: 5,
+        errors.VocabMismatchError: 6,
+        errors.CacheError: 7,
+        errors.ReadOnlyCacheError: 7,
+        errors.DiskFullError: 8,
+        errors.BackendError: 9,
+        errors.RunInterrupted: 130,
+    }
+    assert {cls: int(cls("x").exit_code) for cls in expected} == expected
