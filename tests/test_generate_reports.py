@@ -16,6 +16,7 @@ from ggflip.config.models_toml import ModelSet
 from ggflip.generate.engine import run_generation
 from ggflip.generate.report import GenReport
 from ggflip.generate.spec import GenSpec
+from ggflip.scoring import formats
 from ggflip.tasks.generation import GEN_TASKS, load_items
 
 DATA = Path(__file__).parent / "data"
@@ -70,7 +71,7 @@ def test_report_renders_a_generation_document(
     assert "Source `prompts.jsonl` (all 12 prompts)" in markdown and "all 12 prompts" in page
     for quant in document["quants"]:
         for text in (page, markdown):
-            assert f"{quant['kl_mean']:.5f}" in text
+            assert formats.sig(quant['kl_mean']) in text
             assert f"{quant['top1_agreement']:.4f}" in text
             assert f"{quant['same_text']:.3f}" in text
             assert f"{quant['n_flips_lost']}↓ {quant['n_flips_gained']}↑" in text

@@ -85,7 +85,7 @@ def _arrays() -> PairedArrays:
 
 def test_registered_metrics_by_hand() -> None:
     a = _arrays()
-    value = {name: m.fn(a) for name, m in metrics.METRICS.items()}
+    value = metrics.compute("choice", a)
     assert value["baseline_accuracy"] == pytest.approx(0.8)
     assert value["accuracy"] == pytest.approx(0.4)
     assert value["delta_accuracy"] == pytest.approx(-0.4)

@@ -15,6 +15,7 @@ from ggflip.cli.main import main
 from ggflip.errors import ExitCode, ModelFileError, UsageError
 from ggflip.gguf.header import parameter_count
 from ggflip.reports.markdown import render_markdown
+from ggflip.scoring import formats
 from tests.tui_helpers import FAKE_MODELS, write_fake_set
 
 
@@ -80,7 +81,7 @@ def test_markdown_summary_of_a_fake_run(tmp_path: Path, monkeypatch: pytest.Monk
     assert text.count("## ") == 2
     worst = max((r for r in q2.rows if r.flip), key=lambda r: r.kl)
     section = text.split("## Q2_K")[1]
-    assert f"| {worst.id} |" in section and f"{worst.kl:.4f}" in section
+    assert f"| {worst.id} |" in section and f"| {formats.sig(worst.kl)} |" in section
 
 
 def test_parameter_count_matches_the_gguf_package(tiny_gguf_dir: Path) -> None:

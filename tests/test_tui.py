@@ -18,6 +18,7 @@ from ggflip.choice.events import RunFinished
 from ggflip.choice.report import Report
 from ggflip.choice.resume import is_unfinished
 from ggflip.choice.setup import resolve_run_spec
+from ggflip.scoring import formats
 from ggflip.tasks.questions import LETTERS
 from ggflip.tui.run import RunScreen
 from ggflip.tui.views import (
@@ -73,7 +74,7 @@ async def test_run_fills_summary_table(fake_dir: Path) -> None:
             assert row[1] == f"{100 * quant.accuracy:.1f}%"
             assert row[3] == f"{100 * quant.flips:.1f}%"
             assert row[4] == f"{quant.n_flips_lost}/{quant.n_flips_gained}"
-            assert row[6] == f"{quant.kl_mean:.4f}"
+            assert row[6] == formats.sig(quant.kl_mean)
             assert row[9] == "40/40"
         assert screen.live is not None and screen.live.state == "finished"
 

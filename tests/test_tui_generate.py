@@ -18,6 +18,7 @@ from ggflip.generate.compare import TurnRow
 from ggflip.generate.engine import run_generation
 from ggflip.generate.report import GenReport, flip_of
 from ggflip.generate.setup import GenOptions, resolve_gen_spec
+from ggflip.scoring import formats
 from ggflip.tui.command import tui_gen_options
 from ggflip.tui.corpus_live import kl_style
 from ggflip.tui.gen_detail import GenDetailScreen
@@ -83,7 +84,7 @@ async def test_summary_table_equals_the_engine_report(fake_dir: Path) -> None:
             assert cells[1] == f"{100 * quant.accuracy:.1f}%"  # type: ignore[operator]
             assert cells[3] == f"{quant.n_flips_lost}/{quant.n_flips_gained}"
             assert cells[4] == f"{100 * quant.same_text:.1f}%"
-            assert cells[6] == f"{quant.kl_mean:.4f}"
+            assert cells[6] == formats.sig(quant.kl_mean)
             assert cells[8] == f"{100 * quant.top1_agreement:.1f}%"
             assert cells[9] == f"{quant.n}/{quant.n}"
         assert report.quants[1].n_flips_lost + report.quants[1].n_flips_gained > 0

@@ -30,6 +30,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "verdict", "verdict_reason", "floor_flips_p", "kl_mean_over_floor",
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "kl_mean_lower_bound",
+          <each registered metric of multiple choice that is not a field above, by name>,
           "rows": [ {"index", "id", "subject", "gold", "base_choice", "base_probs",
                      "quant_choice", "quant_probs", "flip", "changed", "kl",
                      "kl_options", "same_top", "top_margin", "n_tokens",
@@ -74,6 +75,7 @@ from ggflip.store.documents import finite, to_json
 from ggflip.tasks.questions import SkippedRow
 
 SCHEMA = "ggflip.report/1"
+MODE = "choice"
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,10 @@ class QuantSummary:
     verdict_reason: str = ""
     floor_flips_p: float = math.nan
     kl_mean_over_floor: float = math.nan
+    extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
+
+
+QUANT_FIELDS = frozenset(f.name for f in dataclasses.fields(QuantSummary))
 
 
 def summarize_quant(
@@ -153,7 +159,7 @@ def summarize_quant(
 ) -> QuantSummary:
     """Fold a quant's comparison rows into its summary with the registered metrics."""
     arrays = paired_arrays(rows)
-    values = {name: metric.fn(arrays) for name, metric in metrics.METRICS.items()}
+    values = metrics.compute(MODE, arrays)
     n = len(rows)
     return QuantSummary(
         label=label,
@@ -188,6 +194,7 @@ def summarize_quant(
         acceptance_p10=values["acceptance_p10"],
         by_subject=by_subject(rows),
         confidence_buckets=confidence_buckets(rows),
+        extra={k: v for k, v in values.items() if k not in QUANT_FIELDS},
     )
 
 
@@ -289,10 +296,18 @@ class Report:
         for quant, summary in summaries:
             for row_dict, row in zip(quant["rows"], summary.rows):
                 row_dict["changed"] = row.changed
+        document["quants"] = [_flat(quant) for quant in document["quants"]]
+        if document["floor"] is not None:
+            document["floor"] = _flat(document["floor"])
         return document
 
     def to_json(self, indent: int | None = 1) -> str:
         return to_json(self.to_dict(), indent=indent)
+
+
+def _flat(quant: dict[str, Any]) -> dict[str, Any]:
+    """A quant's JSON dict with its extra metrics as keys of their own, after the typed ones."""
+    return metrics.with_extra(quant, quant.pop("extra"), before=None)
 
 
 def report_from_dict(document: dict[str, Any]) -> Report:
@@ -320,8 +335,14 @@ def report_from_dict(document: dict[str, Any]) -> Report:
     def quant_of(quant: dict[str, Any]) -> QuantSummary:
         rows = tuple(QuestionRow(**fields_of(QuestionRow, row)) for row in quant["rows"])
         values = fields_of(QuantSummary, {k: v for k, v in quant.items() if k not in lists})
+        extra = {
+            k: math.nan if v is None else v
+            for k, v in quant.items()
+            if k in metrics.REGISTRY and k not in QUANT_FIELDS
+        }
         return QuantSummary(
             **values,
+            extra=extra,
             margin_buckets=list(quant["margin_buckets"]),
             by_subject=list(quant.get("by_subject", [])),
             confidence_buckets=list(quant.get("confidence_buckets", [])),

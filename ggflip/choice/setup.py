@@ -14,7 +14,7 @@ from ggflip.choice.runstore import RunStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, default_cache_dir
 from ggflip.config.resolve import choose_model_set as resolve_models
-from ggflip.errors import UsageError
+from ggflip.errors import UsageError, check_counts
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.load import load_task_questions, resolve_task
 
@@ -63,20 +63,17 @@ def check_options(options: RunOptions) -> None:
     Raises:
         UsageError: naming the flag and the value.
     """
-    if options.limit is not None and options.limit <= 0:
-        raise UsageError(f"--limit must be positive, got {options.limit}")
+    check_counts({"--limit": options.limit})
     if options.first and options.seed is not None:
         raise UsageError("--first takes the first questions; --seed picks a sample: give one")
-    if options.batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, got {options.batch_size}")
-    if options.top_k is not None and options.top_k <= 0:
-        raise UsageError(f"--top-k must be positive, got {options.top_k}")
-    if options.tail_samples < 0:
-        raise UsageError(f"--tail-samples must be 0 or more, got {options.tail_samples}")
-    if options.scoring_threads is not None and options.scoring_threads < 0:
-        raise UsageError(f"--scoring-threads must be 0 or more, got {options.scoring_threads}")
-    if options.shots is not None and options.shots < 0:
-        raise UsageError(f"--shots must be zero or more, got {options.shots}")
+    check_counts(
+        {"--batch-size": options.batch_size, "--top-k": options.top_k},
+        {
+            "--tail-samples": options.tail_samples,
+            "--scoring-threads": options.scoring_threads,
+            "--shots": options.shots,
+        },
+    )
 
 
 def resolve_run_spec(options: RunOptions) -> RunSpec:

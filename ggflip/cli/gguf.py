@@ -1,9 +1,9 @@
-"""`ggflip quantize`, `ggflip inspect` and `ggflip report`: the GGUF-world subcommands.
+"""`ggflip quantize` and `ggflip inspect`: the GGUF-world subcommands (and, registered beside
+them, `ggflip report` from `ggflip.cli.report`).
 
 Like `ggflip run`, each writes data on stdout (one JSON document with `--json`) and progress
 on stderr, and owns no logic of its own: quantizing is `ggflip.gguf.quantize`, file facts are
-`ggflip.gguf.header.read_header`, models.toml edits are `ggflip.config.patch`, and pages are
-`ggflip.reports.pages`.
+`ggflip.gguf.header.read_header` and models.toml edits are `ggflip.config.patch`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,45 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
 from rich.table import Table
 
 from ggflip.cli.consoles import console
+from ggflip.cli.report import add_report_parser
+from ggflip.cli.report import report_command as report_command  # `main` dispatches through here
 from ggflip.cli.scoring_flags import add_model_flags
 from ggflip.errors import ExitCode, UsageError
 from ggflip.gguf.header import header_facts, read_header
 
+if TYPE_CHECKING:
+    from ggflip.gguf.imatrix import Imatrix
+    from ggflip.gguf.quantize import QuantizedFile
+
 
 def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the quantize, inspect and report subcommands."""
+    _add_quantize_parser(subparsers)
+    inspect = subparsers.add_parser(
+        "inspect", help="show a GGUF's architecture, size, types and vocabulary"
+    )
+    inspect.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE.gguf",
+        help="GGUF files (a split one by its first part) or hf:// references",
+    )
+    inspect.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON document: an object for one file, an array for several",
+    )
+    add_report_parser(subparsers)
+
+
+def _add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the quantize subcommand and its flags."""
     quantize = subparsers.add_parser(
         "quantize", help="make quants of a GGUF with llama.cpp and add them to models.toml"
     )
@@ -53,37 +80,6 @@ def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
     )
     quantize.add_argument(
         "--json", action="store_true", help="write what was made as one JSON document on stdout"
-    )
-
-    inspect = subparsers.add_parser(
-        "inspect", help="show a GGUF's architecture, size, types and vocabulary"
-    )
-    inspect.add_argument(
-        "files",
-        nargs="+",
-        metavar="FILE.gguf",
-        help="GGUF files (a split one by its first part) or hf:// references",
-    )
-    inspect.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON document: an object for one file, an array for several",
-    )
-
-    report = subparsers.add_parser(
-        "report", help="render a run's JSON report as an HTML page with plots, or Markdown"
-    )
-    report.add_argument(
-        "run",
-        type=Path,
-        metavar="RUN.json",
-        help="a report written by `ggflip run --json` or `--out`",
-    )
-    report.add_argument(
-        "--html", type=Path, help="write a self-contained HTML page with plots here"
-    )
-    report.add_argument(
-        "--markdown", type=Path, help="write Markdown tables here (default without --html: stdout)"
     )
 
 
@@ -132,10 +128,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def quantize_command(args: argparse.Namespace) -> int:
     """Make the quants with progress on stderr, add them to models.toml, print what was made."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ggflip.gguf.imatrix import load_imatrix
-    from ggflip.gguf.quantize import quantize_types
 
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     if not types:
@@ -148,6 +141,42 @@ def quantize_command(args: argparse.Namespace) -> int:
     )  # refuse a missing, truncated or vocabulary-less base before llama.cpp sees it
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     stderr = console(stderr=True)
+    made = _quantize_with_progress(args, base, types, out_dir, imatrix, stderr)
+    document: dict[str, Any] = {"base": str(base), "quants": [], "models": None, "set": None}
+    for item in made:
+        header = read_header(item.path)
+        document["quants"].append(
+            {
+                "type": item.qtype,
+                "path": str(item.path),
+                "seconds": round(item.seconds, 2),
+                "file_size": header.file_size,
+                "bits_per_weight": round(header.bits_per_weight, 4),
+            }
+        )
+    if not args.no_models:
+        _add_to_models(args, base, made, document, stderr)
+    if args.json:
+        sys.stdout.write(json.dumps(document, indent=1) + "\n")
+    else:
+        for quant in document["quants"]:
+            print(f"{quant['type']}\t{quant['bits_per_weight']:.2f} bpw\t{quant['path']}")
+    return int(ExitCode.OK)
+
+
+def _quantize_with_progress(
+    args: argparse.Namespace,
+    base: Path,
+    types: list[str],
+    out_dir: Path,
+    imatrix: Imatrix | None,
+    stderr: Console,
+) -> list[QuantizedFile]:
+    """Quantize `base` into each type, one progress bar a type (a kept file shows as done)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ggflip.gguf.quantize import quantize_types
+
     with Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -169,7 +198,7 @@ def quantize_command(args: argparse.Namespace) -> int:
         def tensor(done: int, total: int, name: str) -> None:
             progress.update(bars["current"], completed=done, total=total, tensor=name)
 
-        made = quantize_types(
+        return quantize_types(
             base,
             types,
             out_dir,
@@ -179,40 +208,31 @@ def quantize_command(args: argparse.Namespace) -> int:
             on_tensor=tensor,
             overwrite=args.force,
         )
-    document: dict[str, Any] = {"base": str(base), "quants": [], "models": None, "set": None}
-    for item in made:
-        header = read_header(item.path)
-        document["quants"].append(
-            {
-                "type": item.qtype,
-                "path": str(item.path),
-                "seconds": round(item.seconds, 2),
-                "file_size": header.file_size,
-                "bits_per_weight": round(header.bits_per_weight, 4),
-            }
-        )
-    if not args.no_models:
-        from ggflip.config.patch import add_quants
-        from ggflip.gguf.quantize import quantized_name
 
-        set_name = args.set_name or quantized_name(base, "").removesuffix("-.gguf")
-        existed, before = args.models.exists(), _set_labels(args.models, set_name)
-        config = add_quants(args.models, set_name, base, [(item.qtype, item.path) for item in made])
-        added = [q.label for q in config.sets[set_name].quants if q.label not in before]
-        document["models"], document["set"] = str(args.models), set_name
-        if not existed:
-            what = f"created {args.models} with set '{set_name}' ({len(added)} quants)"
-        elif added:
-            what = f"added {', '.join(added)} to set '{set_name}' in {args.models}"
-        else:
-            what = f"set '{set_name}' in {args.models} already lists them; nothing added"
-        stderr.print(f"{what} (--no-models: leave it alone)", markup=False, highlight=False)
-    if args.json:
-        sys.stdout.write(json.dumps(document, indent=1) + "\n")
+
+def _add_to_models(
+    args: argparse.Namespace,
+    base: Path,
+    made: list[QuantizedFile],
+    document: dict[str, Any],
+    stderr: Console,
+) -> None:
+    """Add the quants to `args.models`, record the file and set in `document`, say what changed."""
+    from ggflip.config.patch import add_quants
+    from ggflip.gguf.quantize import quantized_name
+
+    set_name = args.set_name or quantized_name(base, "").removesuffix("-.gguf")
+    existed, before = args.models.exists(), _set_labels(args.models, set_name)
+    config = add_quants(args.models, set_name, base, [(item.qtype, item.path) for item in made])
+    added = [q.label for q in config.sets[set_name].quants if q.label not in before]
+    document["models"], document["set"] = str(args.models), set_name
+    if not existed:
+        what = f"created {args.models} with set '{set_name}' ({len(added)} quants)"
+    elif added:
+        what = f"added {', '.join(added)} to set '{set_name}' in {args.models}"
     else:
-        for quant in document["quants"]:
-            print(f"{quant['type']}\t{quant['bits_per_weight']:.2f} bpw\t{quant['path']}")
-    return int(ExitCode.OK)
+        what = f"set '{set_name}' in {args.models} already lists them; nothing added"
+    stderr.print(f"{what} (--no-models: leave it alone)", markup=False, highlight=False)
 
 
 def _set_labels(models: Path, set_name: str) -> set[str]:
@@ -234,20 +254,3 @@ def _resolve_base(base: str) -> Path:
 
         return resolve_hf(base)
     return Path(base)
-
-
-def report_command(args: argparse.Namespace) -> int:
-    """Render a saved run report as HTML and/or Markdown."""
-    from ggflip.reports.pages import load_run_report, render_html, render_markdown
-    from ggflip.store.atomic import atomic_write_bytes
-
-    document = load_run_report(args.run)
-    if args.html:
-        atomic_write_bytes(args.html, render_html(document).encode("utf-8"))
-        console(stderr=True).print(f"wrote {args.html}", markup=False, highlight=False)
-    if args.markdown:
-        atomic_write_bytes(args.markdown, render_markdown(document).encode("utf-8"))
-        console(stderr=True).print(f"wrote {args.markdown}", markup=False, highlight=False)
-    if not args.html and not args.markdown:
-        sys.stdout.write(render_markdown(document))
-    return int(ExitCode.OK)

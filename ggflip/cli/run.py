@@ -263,7 +263,7 @@ def tasks_command(args: argparse.Namespace) -> int:
 
 def prepare_demo_command(args: argparse.Namespace) -> int:
     """Build the Gemma 3 270M F16 and its quants into the cache, once."""
-    from ggflip.config.demo import DEMO_QUANT_TYPES, describe, prepare_demo_models
+    from ggflip.demo.models import DEMO_QUANT_TYPES, describe, prepare_demo_models
 
     types = tuple(t.strip() for t in args.types.split(",")) if args.types else DEMO_QUANT_TYPES
     stderr = Console(stderr=True)

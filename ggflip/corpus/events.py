@@ -1,5 +1,5 @@
-"""Typed events and the report of corpus mode (`ggflip kld`); front ends fold them into a UI or
-JSON.
+"""Typed events of corpus mode (`ggflip kld`); front ends fold them into a UI or JSON (the
+report itself, its JSON schema, is `ggflip.corpus.report`).
 
 The engine (`ggflip.corpus.engine.run_kld`) yields, in order: `KldStarted`; for the baseline
 `ModelLoading`/`ModelLoaded` (from `ggflip.runs.events`) or `BaselineFromCache`; `CorpusReady`;
@@ -11,18 +11,42 @@ view (text shaded by KL) can be drawn without the model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ggflip.corpus.stats import KldStats
+from ggflip.corpus.report import (
+    KLD_SCHEMA_VERSION,
+    BaselineKld,
+    CacheInfo,
+    CategoryKld,
+    CategoryPpl,
+    KldReport,
+    QuantKld,
+    TailCheck,
+    TextInfo,
+)
 from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
-from ggflip.store.documents import to_json
 
-KLD_SCHEMA_VERSION = 1
-
+__all__ = [  # the report's classes are re-exported: the events carry them
+    "KLD_SCHEMA_VERSION",
+    "BaselineKld",
+    "BaselineKldFinished",
+    "CacheInfo",
+    "CategoryKld",
+    "CategoryPpl",
+    "ChunkScored",
+    "CorpusReady",
+    "KldEvent",
+    "KldFinished",
+    "KldReport",
+    "KldStarted",
+    "QuantKld",
+    "QuantKldFinished",
+    "TailCheck",
+    "TextInfo",
+]
 
 @dataclass(frozen=True)
 class KldStarted:
@@ -32,20 +56,6 @@ class KldStarted:
     labels: tuple[str, ...]
     source: str
     ctx: int
-
-
-@dataclass(frozen=True)
-class TextInfo:
-    """One text (a category) of the corpus: chunks `first_chunk` .. `first_chunk + n_chunks - 1`
-    of the run are its own, cut from it alone; `tokens_scored` of them are scored."""
-
-    name: str
-    source: str
-    text_sha256: str
-    n_text_tokens: int
-    first_chunk: int
-    n_chunks: int
-    tokens_scored: int
 
 
 @dataclass(frozen=True)
@@ -84,156 +94,6 @@ class ChunkScored:
     p_diff: NDArray[np.float64] | None = None
     same_top: NDArray[np.bool_] | None = None
     nll_base: NDArray[np.float64] | None = None
-
-
-@dataclass(frozen=True)
-class CacheInfo:
-    """Size and fidelity of the compact baseline.
-
-    KL from the cache is the exact KL of the baseline's top K plus the merged tail (a lower
-    bound, short by P(tail)·KL(P|tail || Q|tail) per token) plus an unbiased estimate of that
-    shortfall from `tail_samples` stored draws of the tail; see `QuantKld.tail`.
-    """
-
-    top_k: int
-    tail_samples: int
-    bytes_per_token: int
-    llama_cpp_bytes_per_token: int
-    size_ratio: float
-    file_bytes: int
-    path: str | None
-    tail_mass_mean: float
-    tail_mass_p99: float
-    tail_mass_max: float
-
-
-@dataclass(frozen=True)
-class CategoryPpl:
-    """The baseline's perplexity on one text."""
-
-    name: str
-    ppl: float
-    ppl_unc: float
-
-
-@dataclass(frozen=True)
-class BaselineKld:
-    """The baseline's own numbers."""
-
-    label: str
-    path: str
-    ppl: float
-    ppl_unc: float
-    seconds: float
-    from_cache: bool
-    computed_with: dict[str, Any] = field(default_factory=dict)  # llama settings, build, draws
-    by_category: tuple[CategoryPpl, ...] = ()
-
-
-@dataclass(frozen=True)
-class TailCheck:
-    """How much of a quant's mean KL comes from the cache's tail estimate.
-
-    `kl_mean_lower_bound` uses the top K and the merged tail only (never above the exact mean);
-    `kl_tail_estimate` is the mean estimated shortfall added to it (±`kl_tail_estimate_unc`, the
-    standard error of that estimate). kl_mean = kl_mean_lower_bound + kl_tail_estimate.
-    """
-
-    kl_mean_lower_bound: float
-    kl_tail_estimate: float
-    kl_tail_estimate_unc: float
-
-
-@dataclass(frozen=True)
-class CategoryKld:
-    """One quant's statistics on one text alone (the same set as over the whole corpus)."""
-
-    name: str
-    stats: KldStats
-    tail: TailCheck | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        tail = asdict(self.tail) if self.tail else {}
-        return {"name": self.name, **self.stats.to_dict(), **tail}
-
-
-@dataclass(frozen=True)
-class QuantKld:
-    """One quant's statistics (llama-perplexity's set) over the whole corpus and per text, the
-    cache's tail share, and its time."""
-
-    label: str
-    path: str
-    stats: KldStats
-    seconds: float
-    tail: TailCheck | None = None
-    by_category: tuple[CategoryKld, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        tail = asdict(self.tail) if self.tail else {}
-        return {
-            "label": self.label,
-            "path": self.path,
-            "seconds": self.seconds,
-            **self.stats.to_dict(),
-            **tail,
-            "by_category": [category.to_dict() for category in self.by_category],
-        }
-
-
-@dataclass(frozen=True)
-class KldReport:
-    """The result of `ggflip kld`; `to_json` is the one document `--json` prints:
-
-    ```
-    {"schema", "mode": "kld", "set", "source", "text_sha256", "ctx", "n_chunks", "n_text_tokens",
-     "tokens_scored", "complete",
-     "texts": [{"name", "source", "text_sha256", "n_text_tokens", "first_chunk", "n_chunks",
-                "tokens_scored"}],
-     "cache": null | {<CacheInfo>},
-     "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
-                         "by_category": [{"name", "ppl", "ppl_unc"}]},
-     "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>,
-                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>}]}]}
-    ```
-
-    `by_category` follows `texts`' order, one entry per text, also for a single text.
-    """
-
-    set: str
-    source: str
-    text_sha256: str
-    ctx: int
-    n_chunks: int
-    n_text_tokens: int
-    tokens_scored: int
-    cache: CacheInfo | None
-    baseline: BaselineKld | None
-    quants: tuple[QuantKld, ...] = field(default_factory=tuple)
-    complete: bool = True
-    texts: tuple[TextInfo, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": KLD_SCHEMA_VERSION,
-            "mode": "kld",
-            "set": self.set,
-            "source": self.source,
-            "text_sha256": self.text_sha256,
-            "ctx": self.ctx,
-            "n_chunks": self.n_chunks,
-            "n_text_tokens": self.n_text_tokens,
-            "tokens_scored": self.tokens_scored,
-            "texts": [asdict(text) for text in self.texts],
-            "complete": self.complete,
-            "cache": asdict(self.cache) if self.cache else None,
-            "baseline": asdict(self.baseline) if self.baseline else None,
-            "quants": [quant.to_dict() for quant in self.quants],
-        }
-
-    def to_json(self) -> str:
-        """The report as JSON; NaN and infinities become null."""
-        return to_json(self.to_dict())
 
 
 @dataclass(frozen=True)

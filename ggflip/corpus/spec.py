@@ -12,7 +12,7 @@ from pathlib import Path
 from ggflip.config.models_toml import ModelSet
 from ggflip.corpus.events import TextInfo
 from ggflip.corpus.texts import CorpusText
-from ggflip.errors import UsageError
+from ggflip.errors import UsageError, check_counts
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 
 DEFAULT_CTX = 512
@@ -43,14 +43,10 @@ class KldSpec:
             raise UsageError("give at least one --text FILE or folder")
         if self.ctx < 8:
             raise UsageError(f"--ctx must be at least 8, got {self.ctx}")
-        if self.chunks is not None and self.chunks <= 0:
-            raise UsageError(f"--chunks must be positive, got {self.chunks}")
-        if self.top_k <= 0:
-            raise UsageError(f"--top-k must be positive, got {self.top_k}")
-        if self.tail_samples < 0:
-            raise UsageError(f"--tail-samples must be 0 or more, got {self.tail_samples}")
-        if self.scoring_threads is not None and self.scoring_threads < 0:
-            raise UsageError(f"--scoring-threads must be 0 or more, got {self.scoring_threads}")
+        check_counts(
+            {"--chunks": self.chunks, "--top-k": self.top_k},
+            {"--tail-samples": self.tail_samples, "--scoring-threads": self.scoring_threads},
+        )
 
     @property
     def first_scored(self) -> int:

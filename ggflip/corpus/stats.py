@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -146,22 +147,7 @@ def kld_stats(scores: TokenScores) -> KldStats:
     n = scores.kl.size
     if n == 0:
         raise ValueError("no scored tokens")
-    log_ppl, log_ppl_unc = mean_and_uncertainty(scores.nll)
-    log_base, log_base_unc = mean_and_uncertainty(scores.nll_base)
-    cov = covariance_of_means(scores.nll, scores.nll_base)
-    denominator = log_ppl_unc * log_base_unc
-    correlation = cov / denominator if denominator > 0 else math.nan
-    ln_ratio = log_ppl - log_base
-    ln_ratio_unc = math.sqrt(max(log_ppl_unc**2 + log_base_unc**2 - 2.0 * cov, 0.0))
-    ppl, ppl_base = math.exp(log_ppl), math.exp(log_base)
-    ppl_unc, ppl_base_unc = ppl * log_ppl_unc, ppl_base * log_base_unc
-    ratio = math.exp(ln_ratio)
-    diff_var = ppl_unc**2 + ppl_base_unc**2 - 2.0 * ppl * ppl_base * cov
-    kl_sorted = np.sort(np.asarray(scores.kl, dtype=np.float64))
-    kl_mean, kl_unc = mean_and_uncertainty(scores.kl)
     p_diff = scores.p_diff
-    dp_sorted = np.sort(p_diff)
-    dp_mean, dp_unc = mean_and_uncertainty(p_diff)
     mse, mse_unc = mean_and_uncertainty(p_diff * p_diff)
     rms = math.sqrt(mse)
     same = float(np.count_nonzero(scores.same_top)) / n
@@ -175,29 +161,9 @@ def kld_stats(scores: TokenScores) -> KldStats:
     )
     return KldStats(
         n_tokens=n,
-        ppl=ppl,
-        ppl_unc=ppl_unc,
-        ppl_base=ppl_base,
-        ppl_base_unc=ppl_base_unc,
-        ll_correlation=correlation,
-        ln_ppl_ratio=ln_ratio,
-        ln_ppl_ratio_unc=ln_ratio_unc,
-        ppl_ratio=ratio,
-        ppl_ratio_unc=ratio * ln_ratio_unc,
-        ppl_diff=ppl - ppl_base,
-        ppl_diff_unc=math.sqrt(max(diff_var, 0.0)),
-        kl_mean=kl_mean,
-        kl_mean_unc=kl_unc,
-        kl_max=float(kl_sorted[-1]),
-        kl_median=median(kl_sorted),
-        kl_min=float(kl_sorted[0]),
-        kl_percentiles={_key("kl", p): percentile(kl_sorted, p / 100) for p in KL_PERCENTILES},
-        dp_mean=dp_mean,
-        dp_mean_unc=dp_unc,
-        dp_max=float(dp_sorted[-1]),
-        dp_median=median(dp_sorted),
-        dp_min=float(dp_sorted[0]),
-        dp_percentiles={_key("dp", p): percentile(dp_sorted, p / 100) for p in DP_PERCENTILES},
+        **_perplexities(scores.nll, scores.nll_base),
+        **_distribution("kl", scores.kl, KL_PERCENTILES),
+        **_distribution("dp", p_diff, DP_PERCENTILES),
         dp_rms=rms,
         dp_rms_unc=0.5 / rms * mse_unc if rms > 0 else 0.0,
         same_top=same,
@@ -206,3 +172,49 @@ def kld_stats(scores: TokenScores) -> KldStats:
         acceptance_mean_unc=accepted[1],
         acceptance_p10=accepted[2],
     )
+
+
+def _perplexities(nll: FloatArray, nll_base: FloatArray) -> dict[str, Any]:
+    """The quant's and the baseline's perplexities, their correlation, ratio and difference, each
+    with llama-perplexity's uncertainty (the covariance of the two log-likelihoods included)."""
+    log_ppl, log_ppl_unc = mean_and_uncertainty(nll)
+    log_base, log_base_unc = mean_and_uncertainty(nll_base)
+    cov = covariance_of_means(nll, nll_base)
+    denominator = log_ppl_unc * log_base_unc
+    ln_ratio = log_ppl - log_base
+    ln_ratio_unc = math.sqrt(max(log_ppl_unc**2 + log_base_unc**2 - 2.0 * cov, 0.0))
+    ppl, ppl_base = math.exp(log_ppl), math.exp(log_base)
+    ppl_unc, ppl_base_unc = ppl * log_ppl_unc, ppl_base * log_base_unc
+    ratio = math.exp(ln_ratio)
+    diff_var = ppl_unc**2 + ppl_base_unc**2 - 2.0 * ppl * ppl_base * cov
+    return {
+        "ppl": ppl,
+        "ppl_unc": ppl_unc,
+        "ppl_base": ppl_base,
+        "ppl_base_unc": ppl_base_unc,
+        "ll_correlation": cov / denominator if denominator > 0 else math.nan,
+        "ln_ppl_ratio": ln_ratio,
+        "ln_ppl_ratio_unc": ln_ratio_unc,
+        "ppl_ratio": ratio,
+        "ppl_ratio_unc": ratio * ln_ratio_unc,
+        "ppl_diff": ppl - ppl_base,
+        "ppl_diff_unc": math.sqrt(max(diff_var, 0.0)),
+    }
+
+
+def _distribution(
+    prefix: str, values: NDArray[np.floating], percentiles: tuple[float, ...]
+) -> dict[str, Any]:
+    """`<prefix>_mean` ± its uncertainty, max, median, min and `<prefix>_percentiles` of values."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    mean, unc = mean_and_uncertainty(values)
+    return {
+        f"{prefix}_mean": mean,
+        f"{prefix}_mean_unc": unc,
+        f"{prefix}_max": float(ordered[-1]),
+        f"{prefix}_median": median(ordered),
+        f"{prefix}_min": float(ordered[0]),
+        f"{prefix}_percentiles": {
+            _key(prefix, pct): percentile(ordered, pct / 100) for pct in percentiles
+        },
+    }

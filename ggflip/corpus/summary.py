@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ggflip.corpus.events import (
+from ggflip.corpus.report import (
+    MODE,
     BaselineKld,
     CategoryKld,
     CategoryPpl,
@@ -22,6 +23,7 @@ from ggflip.corpus.events import (
     TextInfo,
 )
 from ggflip.corpus.stats import FloatArray, KldStats, TokenScores, kld_stats, mean_and_uncertainty
+from ggflip.scoring import metrics
 
 
 def text_rows(text: TextInfo, rows_per_chunk: int) -> slice:
@@ -78,8 +80,9 @@ class QuantScores:
     same_top: np.ndarray
     acceptance: FloatArray
 
-    def summary(self, rows: slice) -> tuple[KldStats, TailCheck]:
-        """llama-perplexity's statistics and the tail check over `rows`."""
+    def summary(self, rows: slice) -> tuple[KldStats, TailCheck, dict[str, float]]:
+        """llama-perplexity's statistics, the tail check and the registered corpus metrics beyond
+        them (`extra_metrics`) over `rows`."""
         gap = self.kl_gap[rows]
         n = gap.size
         scores = TokenScores(
@@ -94,7 +97,8 @@ class QuantScores:
             float(gap.mean()),
             float(gap.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
         )
-        return kld_stats(scores), tail
+        stats = kld_stats(scores)
+        return stats, tail, extra_metrics(scores, stats)
 
 
 def quant_summary(
@@ -106,8 +110,15 @@ def quant_summary(
     seconds: float,
 ) -> QuantKld:
     """One quant's statistics over the corpus and on each text."""
-    stats, tail = scores.summary(slice(None))
+    stats, tail, extra = scores.summary(slice(None))
     by_category = tuple(
         CategoryKld(text.name, *scores.summary(text_rows(text, rows_per_chunk))) for text in texts
     )
-    return QuantKld(label, path, stats, seconds, tail, by_category)
+    return QuantKld(label, path, stats, seconds, tail, by_category, extra)
+
+
+def extra_metrics(scores: TokenScores, stats: KldStats) -> dict[str, float]:
+    """The registered corpus metrics with a kernel whose name is not already a key of the
+    statistics or the tail check, from the per-token scores."""
+    typed = {*stats.to_dict(), *TailCheck.__dataclass_fields__}
+    return metrics.extra_values(MODE, scores, typed)

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.errors import DataError, UsageError
+from ggflip.store.reading import read_named_file
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,7 @@ def read_corpus(path: Path) -> str:
         DataError: missing, unreadable or not UTF-8.
     """
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: text file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a text file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read text file: {exc.strerror}") from None
+        text = read_named_file(path, "text file", DataError).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from None
     return text.removesuffix("\n")

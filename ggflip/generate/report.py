@@ -21,6 +21,7 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
           "same_text", "first_divergence": {"median", "p10", "p90", "never"},
           "kl_mean", "kl_question_mean", "kl_p99", "kl_max", "top1_agreement",
           "delta_p_mean", "delta_p_rms",
+          <each registered generation metric that is not a field above, by name>,
           "rows": [ {"index", "id", "turn", "gold", "answers": {rule: [base, quant]},
                      "flip", "changed", "base_text", "quant_text", "base_truncated",
                      "quant_truncated", "n_tokens", "quant_n_tokens", "n_prompt_tokens",
@@ -46,16 +47,18 @@ import dataclasses
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ggflip import __version__
 from ggflip.generate.compare import TurnRow
-from ggflip.scoring import stats
+from ggflip.scoring import metrics, stats
 
 SCHEMA = "ggflip.generate/1"
+MODE = "generate"
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,19 @@ class GenQuant:
     top1_agreement: float
     delta_p_mean: float
     delta_p_rms: float
+    rows: tuple[TurnRow, ...]
+    extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
+
+
+QUANT_FIELDS = frozenset(f.name for f in dataclasses.fields(GenQuant))
+
+
+@dataclass(frozen=True)
+class TokenArrays:
+    """What generation's metric kernels read: per generated token of the baseline (every turn
+    pooled), the teacher-forced KL (n_tokens,), and the turns themselves."""
+
+    kl: NDArray[np.float64]
     rows: tuple[TurnRow, ...]
 
 
@@ -192,6 +208,7 @@ def summarize(
         delta_p_mean=sum(r.delta_p_sum for r in rows) / n_tokens if n_tokens else 0.0,
         delta_p_rms=math.sqrt(sum(r.delta_p_sq_sum for r in rows) / n_tokens) if n_tokens else 0.0,
         rows=tuple(rows),
+        extra=metrics.extra_values(MODE, TokenArrays(token_kl, tuple(rows)), QUANT_FIELDS),
     )
 
 
@@ -247,6 +264,10 @@ class GenReport:
                     if rule and rule in row.answers
                     else None
                 )
+        document["quants"] = [
+            metrics.with_extra(quant, quant.pop("extra"), before="rows")
+            for quant in document["quants"]
+        ]
         return document
 
     def to_json(self, indent: int | None = 1) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ggflip.errors import ModelFileError
+from ggflip.store.reading import read_named_file
 
 GGUF_MAGIC = b"GGUF"
 _EDGE_BYTES = 1 << 20
@@ -204,17 +205,7 @@ def _parse(data: mmap.mmap, path: Path, wanted: Callable[[str], bool]) -> GgufLa
 
 
 def _open_check(path: Path) -> None:
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, expected a .gguf file") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read model file: {exc.strerror}") from None
-    except ValueError as exc:  # e.g. an embedded NUL character
-        raise ModelFileError(f"{path!r}: not a usable file path ({exc})") from None
+    magic = read_named_file(path, "model file", ModelFileError, n_bytes=4)
     if magic != GGUF_MAGIC:
         raise ModelFileError(f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
 

@@ -1,4 +1,5 @@
-"""A corpus report (`ggflip kld`) as terminal tables and as Markdown, from the same cells.
+"""A corpus report (`ggflip kld`) as terminal tables and as Markdown: the tables declared here,
+written by `ggflip.reports.tables`.
 
 Over the whole corpus: a summary table (PPL, KL, same top, acceptance per model) and
 llama-perplexity's full statistics, one column per quant. With several texts, the same two
@@ -7,50 +8,61 @@ tables again for each text (its category), whose numbers are those of a run on t
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from ggflip.corpus.events import KldReport
+from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
+from ggflip.reports import tables
+from ggflip.reports.tables import (
+    Column,
+    Table,
+    html_page,
+    metric_column,
+    to_html,
+    to_markdown,
+    to_rich,
+)
+from ggflip.scoring import formats, metrics
+from ggflip.scoring.formats import sig_pm
 
-SUMMARY_HEADER = [
-    "model",
-    "PPL",
-    "PPL ratio",
-    "KL mean",
-    "KL median",
-    "KL p99",
-    "RMS Δp",
-    "same top",
-    "accept",
-    "accept p10",
-]
+MODE = "corpus"
 
 
 def _pm(value: float, unc: float, digits: int = 4, scale: float = 1.0, suffix: str = "") -> str:
     return f"{scale * value:.{digits}f} ± {scale * unc:.{digits}f}{suffix}"
 
 
-def _summary_cells(label: str, s: KldStats) -> list[str]:
-    return [
-        label,
-        _pm(s.ppl, s.ppl_unc, 3),
-        _pm(s.ppl_ratio, s.ppl_ratio_unc),
-        _pm(s.kl_mean, s.kl_mean_unc, 5),
-        f"{s.kl_median:.5f}",
-        f"{s.kl_percentiles['kl_p99']:.4f}",
-        _pm(s.dp_rms, s.dp_rms_unc, 3, 100, "%"),
-        _pm(s.same_top, s.same_top_unc, 2, 100, "%"),
-        _pm(s.acceptance_mean, s.acceptance_mean_unc, 2, 100, "%"),
-        f"{100 * s.acceptance_p10:.2f}%",
-    ]
+def _pct_pm(name: str, digits: int) -> Column:
+    """A rate ± its uncertainty in percent, from a summary's `name` and `name_unc`."""
+    return Column(
+        metrics.metric(name).label,
+        lambda s: _pm(s[name], s[f"{name}_unc"], digits, 100, "%"),
+        name,
+    )
 
 
-def summary_rows(report: KldReport, category: str | None = None) -> list[list[str]]:
+SUMMARY_COLUMNS = [
+    Column("model", lambda s: s["label"]),
+    Column("PPL", lambda s: _pm(s["ppl"], s["ppl_unc"], 3), "ppl"),
+    Column("PPL ratio", lambda s: _pm(s["ppl_ratio"], s["ppl_ratio_unc"]), "ppl_ratio"),
+    Column("KL mean", lambda s: sig_pm(s["kl_mean"], s["kl_mean_unc"]), "kl_mean"),
+    metric_column("kl_median"),
+    metric_column("kl_p99"),
+    _pct_pm("dp_rms", 3),
+    _pct_pm("same_top", 2),
+    _pct_pm("acceptance_mean", 2),
+    Column("accept p10", lambda s: formats.pct(s["acceptance_p10"], 2), "acceptance_p10"),
+]
+SUMMARY_HEADER = [c.label for c in SUMMARY_COLUMNS]
+
+
+def summary_table(report: KldReport, category: str | None = None, title: str = "") -> Table:
     """The baseline's row (PPL) then one row per quant, over the corpus or over one category."""
-    rows: list[list[str]] = []
+    lead: list[list[str]] = []
     if report.baseline:
         b = report.baseline
         ppl, unc = b.ppl, b.ppl_unc
@@ -58,21 +70,32 @@ def summary_rows(report: KldReport, category: str | None = None) -> list[list[st
             own = next(c for c in b.by_category if c.name == category)
             ppl, unc = own.ppl, own.ppl_unc
         note = " (cached)" if b.from_cache else ""
-        rows.append(
-            [f"{b.label} (baseline){note}", _pm(ppl, unc, 3)] + [""] * (len(SUMMARY_HEADER) - 2)
-        )
-    for label, stats in _stats_of(report, category):
-        rows.append(_summary_cells(label, stats))
-    return rows
+        lead.append([f"{b.label} (baseline){note}", _pm(ppl, unc, 3)])
+    return tables.summary_table(
+        title, MODE, SUMMARY_COLUMNS, _summaries_of(report, category), lead
+    )
 
 
-def _stats_of(report: KldReport, category: str | None) -> list[tuple[str, KldStats]]:
-    """(label, statistics) of each quant, over the corpus or over one category."""
+def summary_rows(report: KldReport, category: str | None = None) -> list[list[str]]:
+    """The summary table's rows (`summary_table`)."""
+    return summary_table(report, category).rows
+
+
+def _summaries_of(report: KldReport, category: str | None) -> list[dict[str, Any]]:
+    """Each quant's summary as its JSON dict (label included), over the corpus or one category."""
     if category is None:
-        return [(q.label, q.stats) for q in report.quants]
+        return [q.to_dict() for q in report.quants]
     return [
-        (q.label, next(c.stats for c in q.by_category if c.name == category)) for q in report.quants
+        {"label": q.label, **next(c for c in q.by_category if c.name == category).to_dict()}
+        for q in report.quants
     ]
+
+
+def _stats_of(report: KldReport, category: str | None) -> list[KldStats]:
+    """Each quant's statistics, over the corpus or over one category."""
+    if category is None:
+        return [q.stats for q in report.quants]
+    return [next(c.stats for c in q.by_category if c.name == category) for q in report.quants]
 
 
 def detail_rows(stats: Sequence[KldStats]) -> list[list[str]]:
@@ -84,23 +107,10 @@ def detail_rows(stats: Sequence[KldStats]) -> list[list[str]]:
         ["Mean ln(PPL(Q)/PPL(base))", *[_pm(s.ln_ppl_ratio, s.ln_ppl_ratio_unc, 6) for s in stats]],
         ["Mean PPL(Q)/PPL(base)", *[_pm(s.ppl_ratio, s.ppl_ratio_unc, 6) for s in stats]],
         ["Mean PPL(Q)-PPL(base)", *[_pm(s.ppl_diff, s.ppl_diff_unc, 6) for s in stats]],
-        ["Mean KLD", *[_pm(s.kl_mean, s.kl_mean_unc, 6) for s in stats]],
-        ["Maximum KLD", *[f"{s.kl_max:.6f}" for s in stats]],
     ]
-    for pct in KL_PERCENTILES:
-        key = f"kl_p{pct:g}".replace(".", "_")
-        if pct == 10.0:
-            rows.append(["Median KLD", *[f"{s.kl_median:.6f}" for s in stats]])
-        rows.append([f"{pct:.1f}% KLD", *[f"{s.kl_percentiles[key]:.6f}" for s in stats]])
-    rows.append(["Minimum KLD", *[f"{s.kl_min:.6f}" for s in stats]])
-    rows.append(["Mean Δp", *[_pm(s.dp_mean, s.dp_mean_unc, 3, 100, "%") for s in stats]])
-    rows.append(["Maximum Δp", *[f"{100 * s.dp_max:.3f}%" for s in stats]])
-    for pct in DP_PERCENTILES:
-        key = f"dp_p{pct:g}".replace(".", "_")
-        if pct == 25.0:
-            rows.append(["Median Δp", *[f"{100 * s.dp_median:.3f}%" for s in stats]])
-        rows.append([f"{pct:.1f}% Δp", *[f"{100 * s.dp_percentiles[key]:.3f}%" for s in stats]])
-    rows.append(["Minimum Δp", *[f"{100 * s.dp_min:.3f}%" for s in stats]])
+    flat = [s.to_dict() for s in stats]
+    rows += _spread_rows(flat, "kl", "KLD", KL_PERCENTILES, 10.0, (6, 1.0, ""))
+    rows += _spread_rows(flat, "dp", "Δp", DP_PERCENTILES, 25.0, (3, 100.0, "%"))
     rows.append(["RMS Δp", *[_pm(s.dp_rms, s.dp_rms_unc, 3, 100, "%") for s in stats]])
     rows.append(["Same top p", *[_pm(s.same_top, s.same_top_unc, 3, 100, "%") for s in stats]])
     rows.append(
@@ -109,6 +119,31 @@ def detail_rows(stats: Sequence[KldStats]) -> list[list[str]]:
             *[_pm(s.acceptance_mean, s.acceptance_mean_unc, 3, 100, "%") for s in stats],
         ]
     )
+    return rows
+
+
+def _spread_rows(
+    flat: Sequence[dict[str, Any]],
+    prefix: str,
+    label: str,
+    percentiles: Sequence[float],
+    median_before: float,
+    shown: tuple[int, float, str],
+) -> list[list[str]]:
+    """Mean ± uncertainty, maximum, percentiles (the median before `median_before`) and minimum
+    of one per-token quantity, in llama-perplexity's order; `shown` is (digits, scale, suffix)."""
+    digits, scale, suffix = shown
+
+    def row(name: str, key: str) -> list[str]:
+        return [name, *[f"{scale * s[f'{prefix}_{key}']:.{digits}f}{suffix}" for s in flat]]
+
+    means = [_pm(s[f"{prefix}_mean"], s[f"{prefix}_mean_unc"], digits, scale, suffix) for s in flat]
+    rows = [[f"Mean {label}", *means], row(f"Maximum {label}", "max")]
+    for pct in percentiles:
+        if pct == median_before:
+            rows.append(row(f"Median {label}", "median"))
+        rows.append(row(f"{pct:.1f}% {label}", f"p{pct:g}".replace(".", "_")))
+    rows.append(row(f"Minimum {label}", "min"))
     return rows
 
 
@@ -151,43 +186,33 @@ def _cache_lines(report: KldReport) -> list[str]:
     return lines
 
 
-def _rich_table(title: str, header: list[str], rows: list[list[str]], edge: bool) -> Table:
-    table = Table(title=title, show_edge=edge)
-    for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
+def _tables(report: KldReport) -> list[tuple[str | None, str, Table, Table | None]]:
+    """Per section (the whole corpus, then each text): its category, heading, summary table and
+    llama-perplexity statistics table (None without quants)."""
+    labels = [q.label for q in report.quants]
+    out = []
+    for category, heading in _sections(report):
+        title = _title(report) if category is None else heading
+        summary = summary_table(report, category, title)
+        detail = None
+        if report.quants:
+            detail = Table(
+                f"llama-perplexity statistics, {heading}",
+                ["statistic", *labels],
+                detail_rows(_stats_of(report, category)),
+            )
+        out.append((category, heading, summary, detail))
+    return out
 
 
 def render_kld_report(report: KldReport, console: Console) -> None:
     """Print the summary and llama-perplexity's statistics over the corpus, then per text."""
-    labels = [q.label for q in report.quants]
-    for category, heading in _sections(report):
-        title = _title(report) if category is None else heading
-        console.print(_rich_table(title, SUMMARY_HEADER, summary_rows(report, category), True))
-        if not report.quants:
-            continue
-        stats = [s for _, s in _stats_of(report, category)]
-        console.print(
-            _rich_table(
-                f"llama-perplexity statistics, {heading}",
-                ["statistic", *labels],
-                detail_rows(stats),
-                False,
-            )
-        )
+    for _, _, summary, detail in _tables(report):
+        console.print(to_rich(summary))
+        if detail is not None:
+            console.print(to_rich(detail, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
 
 
 def render_kld_markdown(report: KldReport) -> str:
@@ -195,19 +220,26 @@ def render_kld_markdown(report: KldReport) -> str:
     lines = [f"# {_title(report)}", ""]
     if len(report.texts) > 1:
         lines += ["Texts (each chunked on its own, as llama-perplexity would chunk it alone):", ""]
-        lines += _markdown_table(
-            ["text", "source", "chunks", "tokens scored"],
-            [[t.name, t.source, str(t.n_chunks), str(t.tokens_scored)] for t in report.texts],
-        )
+        texts = [[t.name, t.source, str(t.n_chunks), str(t.tokens_scored)] for t in report.texts]
+        lines += to_markdown(Table("", ["text", "source", "chunks", "tokens scored"], texts))
         lines.append("")
-    labels = [q.label for q in report.quants]
-    for category, heading in _sections(report):
+    for category, heading, summary, detail in _tables(report):
         lines += [f"## {'Whole corpus' if category is None else heading}", ""]
-        lines += _markdown_table(SUMMARY_HEADER, summary_rows(report, category))
-        if report.quants:
-            stats = [s for _, s in _stats_of(report, category)]
+        lines += to_markdown(summary)
+        if detail is not None:
             lines += ["", "llama-perplexity statistics:", ""]
-            lines += _markdown_table(["statistic", *labels], detail_rows(stats))
+            lines += to_markdown(detail)
         lines.append("")
     lines += [f"{line}  " for line in _cache_lines(report)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_kld_html(report: KldReport) -> str:
+    """A self-contained HTML page of a corpus report: the same tables as the terminal's."""
+    body = "".join(
+        f"<h2>{html.escape(heading)}</h2>{to_html(summary)}"
+        + (to_html(detail) if detail is not None else "")
+        for _, heading, summary, detail in _tables(report)
+    )
+    lines = "".join(f"<p>{html.escape(line)}</p>" for line in _cache_lines(report))
+    return html_page(_title(report), body + lines)

@@ -13,54 +13,90 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from rich.console import Console
+
 from ggflip.generate.report import SCHEMA as GEN_SCHEMA
 from ggflip.generate.report import GenReport
+from ggflip.reports import tables
+from ggflip.reports.tables import (
+    Column,
+    Table,
+    html_figures,
+    html_page,
+    metric_column,
+    to_html,
+    to_markdown,
+    to_rich,
+)
+from ggflip.scoring import metrics
+from ggflip.scoring.formats import DASH, num, sig
 
-__all__ = ["GEN_SCHEMA", "SUMMARY_HEADER", "render_gen_html", "render_gen_markdown"]
+__all__ = [
+    "GEN_SCHEMA",
+    "SUMMARY_HEADER",
+    "render_gen_html",
+    "render_gen_markdown",
+    "render_gen_report",
+    "summary_rows",
+]
 
-SUMMARY_HEADER = [
-    "model",
-    "accuracy (base→quant)",
-    "flips",
-    "same text",
-    "first divergence median (p10–p90)",
-    "KL mean",
-    "KL p99",
-    "top-1",
-    "RMS Δp",
-    "seconds",
+MODE = "generate"
+
+
+def _accuracy(q: dict[str, Any]) -> str:
+    """Accuracy under every answer rule, the baseline's → the quant's."""
+    text = " / ".join(
+        f"{name} {num(s['baseline_accuracy'], 3)}→{num(s['accuracy'], 3)}"
+        for name, s in q["by_rule"].items()
+    )
+    return text or DASH
+
+
+def _divergence(q: dict[str, Any]) -> str:
+    d = q["first_divergence"]
+    return (
+        f"{num(d['median'], 0)} ({num(d['p10'], 0)}–{num(d['p90'], 0)}), never {d['never']}"
+    )
+
+
+SUMMARY_COLUMNS = [
+    Column("model", lambda q: q["label"]),
+    Column("accuracy (base→quant)", _accuracy, "accuracy"),
+    Column("flips", lambda q: f"{q['n_flips_lost']}↓ {q['n_flips_gained']}↑", "n_flips_lost"),
+    Column("same text", lambda q: num(q["same_text"], 3), "same_text"),
+    Column(metrics.metric("first_divergence").label, _divergence, "first_divergence"),
+    metric_column("kl_mean"),
+    metric_column("kl_p99"),
+    Column("top-1", lambda q: num(q["top1_agreement"], 4), "top1_agreement"),
+    Column("RMS Δp", lambda q: num(q["delta_p_rms"], 4), "delta_p_rms"),
+    Column("seconds", lambda q: f"{q['seconds'] or 0:.1f}", "seconds"),
 ]
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None or value != value else f"{value:.{digits}f}"
+def summary_table(document: dict[str, Any], title: str = "") -> Table:
+    """One row per quant: accuracy (every rule), flips, same text, divergence, KL, top-1, time,
+    then the registered metrics these columns do not place."""
+    return tables.summary_table(title, MODE, SUMMARY_COLUMNS, document["quants"])
 
 
 def summary_rows(document: dict[str, Any]) -> list[list[str]]:
-    """One row per quant: accuracy (every rule), flips, same text, divergence, KL, top-1, time."""
-    rows = []
-    for q in document["quants"]:
-        accuracy = " / ".join(
-            f"{name} {_num(s['baseline_accuracy'], 3)}→{_num(s['accuracy'], 3)}"
-            for name, s in q["by_rule"].items()
-        )
-        d = q["first_divergence"]
-        rows.append(
-            [
-                q["label"],
-                accuracy or "–",
-                f"{q['n_flips_lost']}↓ {q['n_flips_gained']}↑",
-                _num(q["same_text"], 3),
-                f"{_num(d['median'], 0)} ({_num(d['p10'], 0)}–{_num(d['p90'], 0)}), "
-                f"never {d['never']}",
-                _num(q["kl_mean"], 5),
-                _num(q["kl_p99"], 4),
-                _num(q["top1_agreement"], 4),
-                _num(q["delta_p_rms"], 4),
-                f"{q['seconds'] or 0:.1f}",
-            ]
-        )
-    return rows
+    """The summary table's rows (`summary_table`)."""
+    return summary_table(document).rows
+
+
+SUMMARY_HEADER = [c.label for c in SUMMARY_COLUMNS]
+
+
+def render_gen_report(report: GenReport, console: Console) -> None:
+    """Print the summary table and the skipped turns on the terminal."""
+    title = f"ggflip generate: set {report.set}, {report.task}, {report.n_turns} turns"
+    if report.baseline is not None and report.baseline.accuracy is not None:
+        title += f", baseline accuracy {report.baseline.accuracy:.3f} ({report.answer_rule})"
+    if not report.complete:
+        title += " (INCOMPLETE: stopped early)"
+    console.print(to_rich(summary_table(report.to_dict(), title)))
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
 
 
 def _flipped(quant: dict[str, Any], rule: str | None, limit: int) -> list[list[str]]:
@@ -77,8 +113,8 @@ def _flipped(quant: dict[str, Any], rule: str | None, limit: int) -> list[list[s
                 row["flip"],
                 str(row["gold"]),
                 f"{base} → {quant_answer}",
-                "–" if row["first_divergence"] is None else str(row["first_divergence"]),
-                _num(row["kl_mean"], 4),
+                DASH if row["first_divergence"] is None else str(row["first_divergence"]),
+                sig(row["kl_mean"]),
             ]
         )
         if len(out) >= limit:
@@ -119,9 +155,7 @@ def render_gen_markdown(report: GenReport | dict[str, Any], flip_rows: int = 10)
         f"Source `{document['source']}`{selection}, prompt `{document['prompt_version']}`.",
         "",
     ]
-    out.append("| " + " | ".join(SUMMARY_HEADER) + " |")
-    out.append("|" + "---|" * len(SUMMARY_HEADER))
-    out += ["| " + " | ".join(row) + " |" for row in summary_rows(document)]
+    out += to_markdown(summary_table(document))
     for q in document["quants"]:
         flipped = _flipped(q, document["answer_rule"], flip_rows)
         if flipped:
@@ -196,24 +230,12 @@ def _kl_plot(axes: Any, document: dict[str, Any]) -> None:
 def render_gen_html(document: dict[str, Any]) -> str:
     """A self-contained HTML page of a generation report: tables, two plots, the flips."""
     esc = html.escape
-
-    def table(header: list[str], rows: list[list[str]]) -> str:
-        head = "".join(f"<th>{esc(h)}</th>" for h in header)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    plots = "".join(
-        f'<figure><img alt="{esc(title)}" src="data:image/png;base64,{png}">'
-        f"<figcaption>{esc(title)}</figcaption></figure>"
-        for title, png in _figures(document).items()
-    )
     flips = ""
     for q in document["quants"]:
         rows = _flipped(q, document["answer_rule"], 50)
         if rows:
-            flips += f"<h2>{esc(q['label'])}: flipped answers</h2>{table(_FLIP_HEADER, rows)}"
+            table = Table("", _FLIP_HEADER, rows)
+            flips += f"<h2>{esc(q['label'])}: flipped answers</h2>{to_html(table)}"
     notes = "".join(f"<li>{esc(n.removeprefix('- '))}</li>" for n in _notes(document))
     base = document.get("baseline") or {}
     accuracy = base.get("accuracy")
@@ -226,24 +248,16 @@ def render_gen_html(document: dict[str, Any]) -> str:
         )
         + ".</p>"
     )
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:.5em}"
-        "img{max-width:520px}figcaption{text-align:center;color:#555}"
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(_title(document))}</title>"
-        f"<style>{style}</style></head><body><h1>{esc(_title(document))}</h1>"
+    return html_page(
+        _title(document),
         f"<p>Prompts: {esc(str(document['source']))} "
         f"{esc(str(document.get('selection') or ''))} "
         f"(prompt {esc(str(document['prompt_version']))}, at most {document['max_new_tokens']} "
         f"new tokens); ggflip {esc(str(document.get('ggflip_version', '')))}.</p>{baseline}"
-        f"{table(SUMMARY_HEADER, summary_rows(document))}{plots}{flips}"
+        f"{to_html(summary_table(document))}{html_figures(_figures(document))}{flips}"
         + (f"<ul>{notes}</ul>" if notes else "")
         + "<p>same text: share of turns generated token for token as the baseline; first "
         "divergence: the first generated token where the two differ; KL: KL(baseline ‖ quant) "
         "over the full vocabulary at every token of the baseline's generation, the quant reading "
-        "the baseline's text (teacher forcing), in nats.</p></body></html>\n"
+        "the baseline's text (teacher forcing), in nats.</p>",
     )

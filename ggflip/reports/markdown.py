@@ -1,5 +1,5 @@
-"""A report as a Markdown summary: the summary table, flips per top-margin bucket, the largest-KL
-flips.
+"""A multiple-choice report as Markdown: the tables of `ggflip.reports.cells`, written as
+Markdown.
 
 Plain text with no terminal dependency, so the TUI's export and any other front end write the
 same document. Rates are shown in percent, KL in nats.
@@ -7,51 +7,10 @@ same document. Rates are shown in percent, KL in nats.
 
 from __future__ import annotations
 
-from ggflip.choice.report import QuantSummary, Report
-from ggflip.reports.cells import (
-    BUCKET_HEADER,
-    CONFIDENCE_HEADER,
-    FLIP_HEADER,
-    SUBJECT_HEADER,
-    SUMMARY_HEADER,
-    VERDICT_HEADER,
-    bucket_rows,
-    confidence_rows,
-    legend_line,
-    subject_rows,
-    summary_rows,
-    verdict_rows,
-)
-from ggflip.reports.cells import flip_rows as flip_rows_of
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _quant_section(q: QuantSummary, flip_rows: int) -> list[str]:
-    lines = [
-        "",
-        f"## {q.label}",
-        "",
-        f"`{q.path}`: {q.n} questions, {q.n_flips_lost + q.n_flips_gained} flips.",
-        "",
-    ]
-    lines += ["Flips by the baseline's top margin:", ""] + _table(BUCKET_HEADER, bucket_rows(q))
-    lines += ["", "Flips by the baseline's confidence (its top option probability):", ""]
-    lines += _table(CONFIDENCE_HEADER, confidence_rows(q))
-    lines += ["", "Subjects, the most damaged first (flip rate, then KL):", ""]
-    lines += _table(SUBJECT_HEADER, subject_rows(q))
-    flipped = flip_rows_of(q, flip_rows)
-    if flipped:
-        lines += ["", "Flips, largest KL first:", ""] + _table(FLIP_HEADER, flipped)
-    return lines
+from ggflip.choice.report import Report
+from ggflip.reports.cells import VERDICT_HEADER, legend_terms, quant_tables, summary_table
+from ggflip.reports.cells import verdict_rows as verdict_rows_of
+from ggflip.reports.tables import Table, legend_line, to_markdown
 
 
 def render_markdown(report: Report, flip_rows: int = 10) -> str:
@@ -71,11 +30,14 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     if report.skipped_rows:
         lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
     lines += [""]
-    lines += _table(SUMMARY_HEADER, summary_rows(report, show_cached=False))
-    lines += ["", f"_{legend_line()}._"]
+    lines += to_markdown(summary_table(report, show_cached=False))
+    lines += ["", f"_{legend_line(legend_terms())}._"]
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]
-        lines += _table(VERDICT_HEADER, verdict_rows(report))
+        lines += to_markdown(Table("", VERDICT_HEADER, verdict_rows_of(report)))
     for q in report.quants:
-        lines += _quant_section(q, flip_rows)
+        flips = q.n_flips_lost + q.n_flips_gained
+        lines += ["", f"## {q.label}", "", f"`{q.path}`: {q.n} questions, {flips} flips."]
+        for lead_in, table in quant_tables(q, None, flip_rows):
+            lines += ["", lead_in, ""] + to_markdown(table)
     return "\n".join(lines) + "\n"

@@ -18,10 +18,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ggflip.choice.report import SCHEMA
+from ggflip.choice.report import SCHEMA, Report, report_from_dict
 from ggflip.errors import DataError
+from ggflip.reports.cells import legend_terms, summary_table
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
+from ggflip.reports.markdown import render_markdown as report_markdown
+from ggflip.reports.tables import (
+    Table,
+    html_figures,
+    html_page,
+    legend_line,
+    to_html,
+    to_markdown,
+)
 from ggflip.scoring.stats import spearman
+from ggflip.store.reading import read_named_file
 
 
 def load_run_report(path: Path) -> dict[str, Any]:
@@ -30,11 +41,10 @@ def load_run_report(path: Path) -> dict[str, Any]:
     Raises:
         DataError: missing, not JSON, or not a ggflip report.
     """
+    text = read_named_file(path, "report", DataError)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: report not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON report ({exc})") from None
     if not isinstance(document, dict) or document.get("schema") not in (SCHEMA, GEN_SCHEMA):
         raise DataError(
@@ -54,56 +64,27 @@ def _size(value: Any) -> str:
     return f"{value / 2**20:,.1f} MiB" if value >= 2**20 else f"{value / 2**10:,.1f} KiB"
 
 
-def summary_rows(document: dict[str, Any]) -> list[list[str]]:
-    """The summary table: one row for the baseline, one per quant."""
-    rows = []
+def _files_row(label: str, model: dict[str, Any]) -> list[str]:
+    low, high = model["accuracy_ci"] or (None, None)
+    return [
+        label,
+        _num(model.get("bits_per_weight"), ".2f"),
+        _size(model.get("file_size")),
+        f"{_num(model['accuracy'], '.1f', 100)} [{_num(low, '.1f', 100)}, "
+        f"{_num(high, '.1f', 100)}]",
+    ]
+
+
+FILES_HEADER = ["model", "bits/weight", "size", "accuracy % [95% CI]"]
+
+
+def files_table(document: dict[str, Any]) -> Table:
+    """Each model's file (bits per weight, size) and accuracy with its 95% interval; the other
+    summary metrics are the report's summary table (`ggflip.reports.cells`)."""
     base = document.get("baseline")
-    if base:
-        low, high = base["accuracy_ci"] or (None, None)
-        rows.append(
-            [
-                f"{base['label']} (baseline)",
-                _num(base.get("bits_per_weight"), ".2f"),
-                _size(base.get("file_size")),
-                f"{_num(base['accuracy'], '.1f', 100)} [{_num(low, '.1f', 100)}, "
-                f"{_num(high, '.1f', 100)}]",
-                "",
-                "",
-                "",
-                "",
-                "",
-            ]
-        )
-    for quant in document["quants"]:
-        low, high = quant["accuracy_ci"] or (None, None)
-        rows.append(
-            [
-                quant["label"],
-                _num(quant.get("bits_per_weight"), ".2f"),
-                _size(quant.get("file_size")),
-                f"{_num(quant['accuracy'], '.1f', 100)} [{_num(low, '.1f', 100)}, "
-                f"{_num(high, '.1f', 100)}]",
-                _num(quant["delta_accuracy"], "+.1f", 100),
-                _num(quant["flips"], ".1f", 100),
-                f"{quant['n_flips_lost']} / {quant['n_flips_gained']}",
-                _num(quant["kl_mean"], ".4f"),
-                _num(quant["same_top"], ".1f", 100),
-            ]
-        )
-    return rows
-
-
-SUMMARY_HEADER = [
-    "model",
-    "bits/weight",
-    "size",
-    "accuracy % [95% CI]",
-    "Δacc pts",
-    "flips %",
-    "c→i / i→c",
-    "KL mean",
-    "same top %",
-]
+    rows = [_files_row(f"{base['label']} (baseline)", base)] if base else []
+    rows += [_files_row(quant["label"], quant) for quant in document["quants"]]
+    return Table("Model files and accuracy intervals", FILES_HEADER, rows)
 
 
 def _buckets_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -123,12 +104,6 @@ def _buckets_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]
             )
         rows.append(row)
     return header, rows
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _title(document: dict[str, Any]) -> str:
@@ -151,19 +126,13 @@ def _correlation_line(document: dict[str, Any]) -> str:
 def render_markdown(document: dict[str, Any]) -> str:
     """The report as Markdown: `ggflip.reports.markdown`'s document, then model files and the
     flips–KL correlation."""
-    from ggflip.choice.report import report_from_dict
-    from ggflip.reports.markdown import render_markdown as report_markdown
-
     if document.get("schema") == GEN_SCHEMA:
         return render_gen_markdown(document)
-    try:
-        text = report_markdown(report_from_dict(document))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"report does not match schema {SCHEMA}: {exc}") from None
+    text = report_markdown(_report(document))
     parts = [
         text,
         "## Model files and accuracy intervals\n",
-        _markdown_table(SUMMARY_HEADER, summary_rows(document)),
+        "\n".join(to_markdown(files_table(document))) + "\n",
         "",
         _correlation_line(document) + "\n",
         (
@@ -205,43 +174,37 @@ def figures(document: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _report(document: dict[str, Any]) -> Report:
+    """The typed report of a multiple-choice document.
+
+    Raises:
+        DataError: the document does not match the schema.
+    """
+    try:
+        return report_from_dict(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"report does not match schema {SCHEMA}: {exc}") from None
+
+
 def render_html(document: dict[str, Any]) -> str:
     """A self-contained HTML page: title, summary table, five plots, bucket table (for a
     generation report: `reports.generation.render_gen_html`)."""
     if document.get("schema") == GEN_SCHEMA:
         return render_gen_html(document)
     esc = html.escape
-
-    def table(header: list[str], rows: list[list[str]]) -> str:
-        head = "".join(f"<th>{esc(h)}</th>" for h in header)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    plots = "".join(
-        f'<figure><img alt="{esc(title)}" src="data:image/png;base64,{png}">'
-        f"<figcaption>{esc(title)}</figcaption></figure>"
-        for title, png in figures(document).items()
-    )
     header, rows = _buckets_table(document)
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:.5em}"
-        "img{max-width:520px}figcaption{text-align:center;color:#555}"
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(_title(document))}</title>"
-        f"<style>{style}</style></head><body><h1>{esc(_title(document))}</h1>"
+    buckets = to_html(Table("", header, rows)) if rows else "<p>no quants</p>"
+    summary = summary_table(_report(document), show_cached=False)
+    return html_page(
+        _title(document),
         f"<p>Questions: {esc(str(document['source']))} "
         f"(prompt {esc(str(document['prompt_version']))}); "
         f"ggflip {esc(str(document.get('ggflip_version', '')))}.</p>"
-        f"{table(SUMMARY_HEADER, summary_rows(document))}"
-        f"<p>{esc(_correlation_line(document))}</p>{plots}"
+        f"{to_html(summary)}<p>{esc(legend_line(legend_terms()))}.</p>"
+        f"{to_html(files_table(document))}"
+        f"<p>{esc(_correlation_line(document))}</p>{html_figures(figures(document))}"
         "<h2>Flip rate by the baseline's top margin</h2>"
-        f"{table(header, rows) if rows else '<p>no quants</p>'}"
+        f"{buckets}"
         "<p>flips: share of questions whose correctness changed; KL: KL(baseline ‖ quant) over the "
-        "full vocabulary at the answer position, in nats.</p></body></html>\n"
+        "full vocabulary at the answer position, in nats.</p>",
     )

@@ -1,35 +1,13 @@
-"""Human-readable rendering of a Report with rich: a summary table, margin buckets, top flips."""
+"""A multiple-choice report on the terminal: the tables of `ggflip.reports.cells`, by rich."""
 
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
 from ggflip.choice.report import Report
-from ggflip.reports.cells import (
-    BUCKET_HEADER,
-    CONFIDENCE_HEADER,
-    FLIP_HEADER,
-    SUBJECT_HEADER,
-    SUMMARY_HEADER,
-    VERDICT_HEADER,
-    bucket_rows,
-    confidence_rows,
-    legend_line,
-    subject_rows,
-    summary_rows,
-    verdict_rows,
-)
-from ggflip.reports.cells import flip_rows as flip_rows_of
-
-
-def _table(title: str, header: list[str], rows: list[list[str]], show_edge: bool = True) -> Table:
-    table = Table(title=title, show_edge=show_edge)
-    for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
+from ggflip.reports.cells import VERDICT_HEADER, legend_terms, quant_tables, summary_table
+from ggflip.reports.cells import verdict_rows as verdict_rows_of
+from ggflip.reports.tables import Table, legend_line, to_rich
 
 
 def render_report(report: Report, console: Console, flip_rows: int = 10) -> None:
@@ -37,41 +15,15 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
     title = f"ggflip: set {report.set}, task {report.task}, {report.n_questions} questions"
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
-    console.print(_table(title, SUMMARY_HEADER, summary_rows(report)))
-    console.print(legend_line(), style="dim", markup=False, highlight=False)
+    console.print(to_rich(summary_table(report, title)))
+    console.print(legend_line(legend_terms()), style="dim", markup=False, highlight=False)
     if report.floor is not None:
-        console.print(
-            _table(
-                f"Against the noise floor ({report.floor_method})",
-                VERDICT_HEADER,
-                verdict_rows(report),
-                show_edge=False,
-            )
+        verdicts = Table(
+            f"Against the noise floor ({report.floor_method})",
+            VERDICT_HEADER,
+            verdict_rows_of(report),
         )
+        console.print(to_rich(verdicts, show_edge=False))
     for q in report.quants:
-        console.print(
-            _table(
-                f"{q.label}: flips by top margin", BUCKET_HEADER, bucket_rows(q), show_edge=False
-            )
-        )
-        console.print(
-            _table(
-                f"{q.label}: flips by the baseline's confidence (top option probability)",
-                CONFIDENCE_HEADER,
-                confidence_rows(q),
-                show_edge=False,
-            )
-        )
-        console.print(
-            _table(
-                f"{q.label}: the {min(flip_rows, len(q.by_subject))} most damaged subjects",
-                SUBJECT_HEADER,
-                subject_rows(q, flip_rows),
-                show_edge=False,
-            )
-        )
-        flipped = flip_rows_of(q, flip_rows)
-        if flipped:
-            console.print(
-                _table(f"{q.label}: flips, largest KL first", FLIP_HEADER, flipped, show_edge=False)
-            )
+        for _, table in quant_tables(q, flip_rows, flip_rows):
+            console.print(to_rich(table, show_edge=False))

@@ -14,14 +14,13 @@ where lm-eval draws new ones per question; one shared prefix is decoded once for
 
 from __future__ import annotations
 
-import difflib
 import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ggflip.errors import DataError, UsageError
+from ggflip.errors import DataError, UsageError, did_you_mean
 from ggflip.tasks.default_prompts import DEFAULT_PROMPTS, EMBEDDED_TEMPLATE
 from ggflip.tasks.sources import SourceSpec, iter_rows, parse_source
 
@@ -266,8 +265,7 @@ def check_fields(assignments: Sequence[str]) -> dict[str, str]:
         if not sep:
             raise UsageError(f"--field {item}: expected NAME=COLUMN, e.g. --field prompt=text")
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(key, known)
             raise UsageError(f"--field {key}=...: unknown field{hint} (fields: {', '.join(known)})")
         fields[key] = value.strip()
     return fields

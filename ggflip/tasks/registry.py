@@ -16,7 +16,6 @@ and listed in the report) when installed, else `cais/mmlu` through the `datasets
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from typing import Any
 
 import tomllib
 
-from ggflip.errors import ConfigError, DataError, UsageError
+from ggflip.errors import ConfigError, DataError, UsageError, did_you_mean
+from ggflip.store.reading import read_named_file
 from ggflip.tasks.rows import FieldMap
 
 LETTER, CLOZE = "letter", "cloze"
@@ -141,6 +141,17 @@ _ARC_FIELDS = FieldMap(
     answer_labels="choices.label",
     id="id",
 )
+_ARC_EASY = Task(
+    name="arc_easy",
+    description="ARC-Easy test set, cloze (Question: ... Answer: <choice>), acc_norm",
+    hf_path="allenai/ai2_arc",
+    hf_config="ARC-Easy",
+    split="test",
+    fields=_ARC_FIELDS,
+    mode=CLOZE,
+    template="Question: {question}\nAnswer:",
+    shot_split="train",
+)
 _GENERIC_FIELDS = FieldMap(
     question="question", choices=("choices",), answer="answer", subject="subject", id="id"
 )
@@ -153,27 +164,12 @@ TASKS: dict[str, Task] = {
         description="MMLU as in the paper: 5-shot, shots from the subject's dev split",
         shots=5,
     ),
-    "arc_easy": Task(
-        name="arc_easy",
-        description="ARC-Easy test set, cloze (Question: ... Answer: <choice>), acc_norm",
-        hf_path="allenai/ai2_arc",
-        hf_config="ARC-Easy",
-        split="test",
-        fields=_ARC_FIELDS,
-        mode=CLOZE,
-        template="Question: {question}\nAnswer:",
-        shot_split="train",
-    ),
-    "arc_challenge": Task(
+    "arc_easy": _ARC_EASY,
+    "arc_challenge": dataclasses.replace(
+        _ARC_EASY,
         name="arc_challenge",
         description="ARC-Challenge test set, cloze (Question: ... Answer: <choice>), acc_norm",
-        hf_path="allenai/ai2_arc",
         hf_config="ARC-Challenge",
-        split="test",
-        fields=_ARC_FIELDS,
-        mode=CLOZE,
-        template="Question: {question}\nAnswer:",
-        shot_split="train",
     ),
     "hellaswag": Task(
         name="hellaswag",
@@ -221,21 +217,14 @@ TASKS: dict[str, Task] = {
         answer_rule=RULE_SUM,
         shot_split="train",
     ),
-    "jsonl": Task(
-        name="jsonl",
-        description="your JSONL file (--data); columns from --field, letter answers",
-        fields=_GENERIC_FIELDS,
-    ),
-    "csv": Task(
-        name="csv",
-        description="your CSV file (--data); columns from --field, letter answers",
-        fields=_GENERIC_FIELDS,
-    ),
-    "parquet": Task(
-        name="parquet",
-        description="your Parquet file (--data); columns from --field, letter answers",
-        fields=_GENERIC_FIELDS,
-    ),
+    **{
+        name: Task(
+            name=name,
+            description=f"your {label} file (--data); columns from --field, letter answers",
+            fields=_GENERIC_FIELDS,
+        )
+        for name, label in (("jsonl", "JSONL"), ("csv", "CSV"), ("parquet", "Parquet"))
+    },
 }
 GENERIC_TASKS = ("jsonl", "csv", "parquet")
 
@@ -247,8 +236,7 @@ def get_task(name: str) -> Task:
         UsageError: unknown task, with a "did you mean" suggestion.
     """
     if name not in TASKS:
-        close = difflib.get_close_matches(name, list(TASKS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(name, TASKS)
         raise UsageError(f"unknown task '{name}'{hint} (tasks: {', '.join(sorted(TASKS))})")
     return TASKS[name]
 
@@ -266,8 +254,7 @@ def with_fields(task: Task, assignments: Mapping[str, str]) -> Task:
     changes: dict[str, Any] = {}
     for key, value in assignments.items():
         if key not in _FIELD_KEYS:
-            close = difflib.get_close_matches(key, sorted(_FIELD_KEYS), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(key, sorted(_FIELD_KEYS))
             raise UsageError(
                 f"--field {key}=...: unknown field '{key}'{hint} (fields: "
                 f"{', '.join(sorted(_FIELD_KEYS))})"
@@ -295,11 +282,10 @@ def load_task_file(path: Path) -> Task:
     Raises:
         ConfigError: missing/unparsable file, unknown key (with "did you mean"), bad value.
     """
+    text = read_named_file(path, "task file", ConfigError)
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: task file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        document = tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read task file: {exc}") from None
     table = document.get("task")
     if not isinstance(table, dict) or set(document) != {"task"}:
@@ -309,8 +295,7 @@ def load_task_file(path: Path) -> Task:
     source = values.pop("source", None)
     for key in values:
         if key not in _TASK_KEYS:
-            close = difflib.get_close_matches(key, sorted(_TASK_KEYS | {"source", "fields"}), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(key, sorted(_TASK_KEYS | {"source", "fields"}))
             raise ConfigError(f"{path}: [task] {key}: unknown key{hint}")
     if "name" not in values:
         values["name"] = path.stem

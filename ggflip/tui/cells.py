@@ -4,30 +4,59 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from ggflip.choice.answers import FLIP_LOST, QuestionRow
+from ggflip.reports.tables import value_of
+from ggflip.scoring import metrics
+from ggflip.scoring.formats import DASH, num, pct, points, sig
+from ggflip.scoring.metrics import Metric
 from ggflip.tasks.questions import LETTERS
 from ggflip.tui.live import LiveRun, ModelState
 
-SUMMARY_COLUMNS = (
-    "model",
-    "acc",
-    "Δacc",
-    "flips",
-    "c→i/i→c",
-    "changes",
-    "KL mean",
-    "KL p99",
-    "same top",
-    "done",
-    "q/s",
-    "ETA",
+# The columns this view places itself: (header, width, the registered metric it shows).
+OWN_COLUMNS = (
+    ("model", 18, ""),
+    ("acc", 6, "accuracy"),
+    ("Δacc", 6, "delta_accuracy"),
+    ("flips", 6, "flips"),
+    ("c→i/i→c", 8, "n_flips_lost"),
+    ("changes", 7, "answer_changes"),
+    ("KL mean", 7, "kl_mean"),
+    ("KL p99", 7, "kl_p99"),
+    ("same top", 8, "same_top"),
 )
-SUMMARY_WIDTHS = (18, 6, 6, 6, 8, 7, 7, 7, 8, 11, 6, 5)
+PROGRESS_COLUMNS = (("done", 11), ("q/s", 6), ("ETA", 5))
+SUMMARY_COLUMNS = (*(c for c, _, _ in OWN_COLUMNS), *(c for c, _ in PROGRESS_COLUMNS))
+SUMMARY_WIDTHS = (*(w for _, w, _ in OWN_COLUMNS), *(w for _, w in PROGRESS_COLUMNS))
 # Under 120 columns the table keeps what judges a quant and drops the rest (the q/s and ETA are
 # in the progress rows' state, the distributions' tails in the report).
 NARROW_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "KL mean", "same top", "done")
 NARROW_WIDTH = 120
+
+
+def appended(mode: str, own: Sequence[tuple[str, int, str]]) -> list[Metric]:
+    """The registered metrics of `mode` a TUI table shows after its `own` columns."""
+    return metrics.appended_columns(mode, [name for _, _, name in own if name])
+
+
+def appended_pairs(mode: str, own: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]:
+    """(header, width) of each appended metric column: its short label, at least 8 wide."""
+    return [(m.short, max(len(m.short), 8)) for m in appended(mode, own)]
+
+
+def appended_cells(mode: str, own: Sequence[tuple[str, int, str]], summary: Any) -> list[str]:
+    """The appended metric columns' cells from a summary (dict, summary object or None)."""
+    return [
+        m.cell(None if summary is None else value_of(summary, m.name))
+        for m in appended(mode, own)
+    ]
+
+
+def column_pairs() -> list[tuple[str, int]]:
+    """Every (column, width) of the per-model table: its own, the appended metrics, progress."""
+    own = [(c, w) for c, w, _ in OWN_COLUMNS]
+    return [*own, *appended_pairs("choice", OWN_COLUMNS), *PROGRESS_COLUMNS]
 
 
 def fit_columns(
@@ -43,7 +72,8 @@ def fit_columns(
 
 def summary_columns(width: int) -> list[tuple[str, int]]:
     """The run view's summary table columns at `width`."""
-    return fit_columns(width, SUMMARY_COLUMNS, SUMMARY_WIDTHS, NARROW_COLUMNS)
+    pairs = column_pairs()
+    return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], NARROW_COLUMNS)
 
 
 FLIP_COLUMNS = ("id", "subject", "gold", "base→quant", "direction", "KL", "margin")
@@ -52,16 +82,6 @@ SORT_NAMES = {
     "kl": "largest KL first",
     "margin": "smallest margin first",
 }
-
-
-def pct(value: float | None) -> str:
-    """A fraction as a percentage with one decimal; "–" when unknown."""
-    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
-
-
-def num(value: float | None, digits: int = 4) -> str:
-    """A number with fixed decimals; "–" when unknown."""
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def duration(seconds: float) -> str:
@@ -77,22 +97,24 @@ def duration(seconds: float) -> str:
 
 
 def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
-    """One row of the per-model table, in SUMMARY_COLUMNS order."""
+    """One row of the per-model table, in `column_pairs` order."""
+    extra = len(appended("choice", OWN_COLUMNS))
     if model.role == "baseline":
         accuracy = live.baseline.accuracy if live.baseline else None
-        cells = [f"{model.label} (base)", pct(accuracy), "", "", "", "", "", "", ""]
+        cells = [f"{model.label} (base)", pct(accuracy), *[""] * (7 + extra)]
     else:
         v = model.values()
         cells = [
             model.label,
             pct(v.get("accuracy")),
-            f"{100 * v['delta_accuracy']:+.1f}" if v else "–",
+            points(v["delta_accuracy"]) if v else DASH,
             pct(v.get("flips")),
-            f"{v['n_flips_lost']}/{v['n_flips_gained']}" if v else "–",
+            f"{v['n_flips_lost']}/{v['n_flips_gained']}" if v else DASH,
             pct(v.get("answer_changes")),
-            num(v.get("kl_mean")),
-            num(v.get("kl_p99")),
+            sig(v.get("kl_mean")),
+            sig(v.get("kl_p99")),
             pct(v.get("same_top")),
+            *appended_cells("choice", OWN_COLUMNS, v or None),
         ]
     done = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
     eta = duration(model.eta(now)) if model.status == "scoring" else ""
@@ -123,8 +145,8 @@ def flip_cells(row: QuestionRow) -> tuple[str, ...]:
         LETTERS[row.gold],
         answers,
         arrow,
-        f"{row.kl:.4f}",
-        f"{row.top_margin:.3f}",
+        sig(row.kl),
+        num(row.top_margin, 3),
     )
 
 

@@ -1,5 +1,7 @@
-"""The KLD run screen's per-text table: one row per text (category) of the corpus, for the quant
-selected above it, live while it is scored and the engine's own numbers once it is done."""
+"""The KLD run screen's tables: the per-model statistics table's columns and cells (the view's own
+from `LiveKld.cells`, then the registered corpus metrics it does not place, from the quant's
+finished summary), and the per-text table: one row per text (category) of the corpus, for the
+quant selected above it, live while it is scored and the engine's own numbers once it is done."""
 
 from __future__ import annotations
 
@@ -7,7 +9,50 @@ from typing import Any
 
 from textual.widgets import DataTable
 
-from ggflip.tui.corpus_live import CATEGORY_COLUMNS, CATEGORY_WIDTHS, LiveKld
+from ggflip.corpus.report import MODE
+from ggflip.tui.cells import appended, appended_cells, appended_pairs
+from ggflip.tui.corpus_live import (
+    CATEGORY_COLUMNS,
+    CATEGORY_WIDTHS,
+    KLD_COLUMNS,
+    KLD_WIDTHS,
+    LiveKld,
+)
+
+# The registered metric each of the statistics table's own columns shows (the last, chunks, none).
+KLD_METRICS = (
+    "",
+    "ppl",
+    "ppl_ratio",
+    "kl_mean",
+    "kl_median",
+    "kl_p99",
+    "kl_max",
+    "same_top",
+    "dp_rms",
+    "",
+)
+OWN_COLUMNS = tuple(zip(KLD_COLUMNS[:-1], KLD_WIDTHS[:-1], KLD_METRICS[:-1]))
+
+
+def kld_columns() -> list[tuple[str, int]]:
+    """Every (column, width) of the statistics table: its own, then the appended metrics, then
+    chunks."""
+    own = [(c, w) for c, w, _ in OWN_COLUMNS]
+    return [*own, *appended_pairs(MODE, OWN_COLUMNS), (KLD_COLUMNS[-1], KLD_WIDTHS[-1])]
+
+
+def kld_cells(live: LiveKld, label: str) -> list[str]:
+    """One row of the statistics table, in `kld_columns` order; an appended metric shows once the
+    quant is finished (the baseline's row leaves them blank)."""
+    own = live.cells(label)
+    model = live.models[label]
+    if model.role == "baseline":
+        extra = [""] * len(appended(MODE, OWN_COLUMNS))
+    else:
+        final = model.final.to_dict() if model.final is not None else None
+        extra = appended_cells(MODE, OWN_COLUMNS, final)
+    return [*own[:-1], *extra, own[-1]]
 
 
 class CategoryTable(DataTable[str]):

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 from ggflip.generate.compare import TurnRow
 from ggflip.generate.extract import INVALID
-from ggflip.generate.report import flip_of
-from ggflip.tui.cells import duration, num, pct
+from ggflip.generate.report import MODE, flip_of
+from ggflip.scoring.formats import DASH, num, pct, sig
+from ggflip.tui.cells import appended, appended_cells, appended_pairs, duration
 from ggflip.tui.gen_live import FLIP_LOST, GenModel, LiveGen
 
-GEN_COLUMNS = (
-    "model",
-    "acc",
-    "Δacc",
-    "c→i/i→c",
-    "same text",
-    "1st div",
-    "KL mean",
-    "KL p99",
-    "top-1",
-    "done",
-    "turns/s",
-    "ETA",
+# The columns this view places itself: (header, width, the registered metric it shows).
+OWN_COLUMNS = (
+    ("model", 18, ""),
+    ("acc", 6, "accuracy"),
+    ("Δacc", 6, "delta_accuracy"),
+    ("c→i/i→c", 8, "n_flips_lost"),
+    ("same text", 9, "same_text"),
+    ("1st div", 7, "first_divergence"),
+    ("KL mean", 8, "kl_mean"),
+    ("KL p99", 7, "kl_p99"),
+    ("top-1", 7, "top1_agreement"),
 )
-GEN_WIDTHS = (18, 6, 6, 8, 9, 7, 8, 7, 7, 9, 7, 5)
+PROGRESS_COLUMNS = (("done", 9), ("turns/s", 7), ("ETA", 5))
+GEN_COLUMNS = (*(c for c, _, _ in OWN_COLUMNS), *(c for c, _ in PROGRESS_COLUMNS))
+GEN_WIDTHS = (*(w for _, w, _ in OWN_COLUMNS), *(w for _, w in PROGRESS_COLUMNS))
+
+
+def gen_columns() -> list[tuple[str, int]]:
+    """Every (column, width) of the per-model table: its own, the appended metrics, progress."""
+    own = [(c, w) for c, w, _ in OWN_COLUMNS]
+    return [*own, *appended_pairs(MODE, OWN_COLUMNS), *PROGRESS_COLUMNS]
+
+
 TURN_COLUMNS = (
     "id",
     "turn",
@@ -41,14 +50,15 @@ TURN_WIDTHS = (16, 4, 8, 13, 4, 7, 7, 6, 6, 7)  # ids: gsm8k-test-1318, mt_bench
 
 
 def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:
-    """One row of the per-model table, in GEN_COLUMNS order."""
+    """One row of the per-model table, in `gen_columns` order."""
+    extra = len(appended(MODE, OWN_COLUMNS))
     if model.role == "baseline":
         accuracy = live.baseline.accuracy if live.baseline else None
-        cells = [f"{model.label} (base)", pct(accuracy), *[""] * 7]
+        cells = [f"{model.label} (base)", pct(accuracy), *[""] * (7 + extra)]
     else:
         v = model.values(live.rule)
         if v is None:
-            cells = [model.label, *["–"] * 8]
+            cells = [model.label, *[DASH] * (8 + extra)]
         else:
             delta = "–"
             if v.accuracy is not None and v.baseline_accuracy is not None:
@@ -61,9 +71,10 @@ def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:
                 f"{v.n_flips_lost}/{v.n_flips_gained}" if live.rule else "–",
                 pct(v.same_text),
                 "never" if median != median else f"{median:.0f}",
-                num(v.kl_mean),
-                num(v.kl_p99),
+                sig(v.kl_mean),
+                sig(v.kl_p99),
                 pct(v.top1_agreement),
+                *appended_cells(MODE, OWN_COLUMNS, v),
             ]
     done = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
     eta = duration(model.eta(now)) if model.status == "generating" else ""
@@ -88,8 +99,8 @@ def turn_cells(live: LiveGen, row: TurnRow) -> tuple[str, ...]:
         f"{_answer(answers[0])}→{_answer(answers[1])}" if rule else "–",
         arrow,
         "same" if row.first_divergence is None else str(row.first_divergence),
-        f"{row.kl_mean:.4f}",
-        f"{row.kl_max:.3f}",
+        sig(row.kl_mean),
+        sig(row.kl_max),
         pct(row.top1_agreement),
         f"{row.n_tokens}/{row.quant_n_tokens}",
     )

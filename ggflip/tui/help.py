@@ -13,7 +13,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from ggflip.reports.cells import LEGEND
+from ggflip.reports import cells as report_cells
+from ggflip.scoring import metrics
+from ggflip.tui import cells, corpus_tables, gen_cells
 
 KEYS = (
     ("Enter", "on a quant's row: its flips; on a flip: the question's detail"),
@@ -25,10 +27,26 @@ KEYS = (
     ("Esc / q", "back to the setup view / quit"),
 )
 TABLE_TERMS = (
-    ("acc", "the model's accuracy; a quant's row is over the questions it has scored so far"),
-    ("KL mean / p99", "mean and 99th percentile of the per-question KL"),
+    ("c→i/i→c", "answers that went correct→incorrect / incorrect→correct"),
     ("margin", "the baseline's best option probability minus its second best"),
 )
+
+
+def legend_rows() -> list[tuple[str, str]]:
+    """(header, legend) of every registered metric a run view's table shows, each once: the
+    multiple-choice, generation and corpus views' own columns, then the appended ones, then the
+    rest of the multiple-choice report's summary (McNemar p, acceptance)."""
+    names: list[str] = []
+    for mode, own in (
+        ("choice", cells.OWN_COLUMNS),
+        ("generate", gen_cells.OWN_COLUMNS),
+        ("corpus", corpus_tables.OWN_COLUMNS),
+    ):
+        names += [name for _, _, name in own if name]
+        names += [m.name for m in cells.appended(mode, own)]
+    names += [c.metric for c in report_cells.SUMMARY_COLUMNS if c.metric]
+    entries = [metrics.metric(name) for name in dict.fromkeys(names)]
+    return [(m.short, m.legend) for m in entries]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -60,7 +78,7 @@ class HelpScreen(ModalScreen[None]):
             return grid
 
         return Group(
-            table("What the numbers mean", (*LEGEND, *TABLE_TERMS)),
+            table("What the numbers mean", (*legend_rows(), *TABLE_TERMS)),
             Text(""),
             table("Keys", KEYS),
         )

@@ -2,7 +2,7 @@
 
 `LiveRun` keeps, per model, how far it got and when, and for each quant the comparison rows
 scored so far, from which the summary metrics are recomputed with the engine's own registry
-(`metrics.METRICS`) while the quant is still running.
+(`metrics.compute`) while the quant is still running.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ModelState:
             self._values = {}
             if self.rows:
                 arrays = paired_arrays(self.rows)
-                self._values = {name: metric.fn(arrays) for name, metric in metrics.METRICS.items()}
+                self._values = metrics.compute("choice", arrays)
                 self._values |= {
                     "n_flips_lost": int(arrays.lost.sum()),
                     "n_flips_gained": int(arrays.gained.sum()),

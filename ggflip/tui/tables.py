@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Label, ProgressBar
 from ggflip.choice.answers import QuestionRow
 from ggflip.tui.cells import (
     FLIP_COLUMNS,
-    SUMMARY_COLUMNS,
+    column_pairs,
     flip_cells,
     summary_cells,
     summary_columns,
@@ -70,9 +70,10 @@ class SummaryTable(DataTable[str]):
         """Update every shown cell from the live state."""
         now = live.clock()
         shown = {column for column, _ in self.columns_shown}
+        columns = column_pairs()
         for label, model in live.models.items():
             if label in self.rows:
-                for column, value in zip(SUMMARY_COLUMNS, summary_cells(live, model, now)):
+                for (column, _), value in zip(columns, summary_cells(live, model, now)):
                     if column in shown:
                         self.update_cell(label, column, value)
 

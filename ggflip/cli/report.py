@@ -1,0 +1,50 @@
+"""`ggflip report`: a saved run's JSON report rendered as an HTML page with plots, or Markdown.
+
+Owns no logic of its own: reading and rendering the report is `ggflip.reports.pages`, writing it
+`ggflip.store.atomic`; the rendered page goes to a file, Markdown to a file or stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ggflip.cli.consoles import console
+from ggflip.errors import ExitCode
+
+
+def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the report subcommand."""
+    report = subparsers.add_parser(
+        "report", help="render a run's JSON report as an HTML page with plots, or Markdown"
+    )
+    report.add_argument(
+        "run",
+        type=Path,
+        metavar="RUN.json",
+        help="a report written by `ggflip run --json` or `--out`",
+    )
+    report.add_argument(
+        "--html", type=Path, help="write a self-contained HTML page with plots here"
+    )
+    report.add_argument(
+        "--markdown", type=Path, help="write Markdown tables here (default without --html: stdout)"
+    )
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Render a saved run report as HTML and/or Markdown."""
+    from ggflip.reports.pages import load_run_report, render_html, render_markdown
+    from ggflip.store.atomic import atomic_write_bytes
+
+    document = load_run_report(args.run)
+    if args.html:
+        atomic_write_bytes(args.html, render_html(document).encode("utf-8"))
+        console(stderr=True).print(f"wrote {args.html}", markup=False, highlight=False)
+    if args.markdown:
+        atomic_write_bytes(args.markdown, render_markdown(document).encode("utf-8"))
+        console(stderr=True).print(f"wrote {args.markdown}", markup=False, highlight=False)
+    if not args.html and not args.markdown:
+        sys.stdout.write(render_markdown(document))
+    return int(ExitCode.OK)
