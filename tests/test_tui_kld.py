@@ -61,7 +61,7 @@ async def test_statistics_table_equals_the_engine_report(fake_dir: Path) -> None
         await settle(pilot)
         screen = kld_screen(app)
         assert screen.live is not None and screen.live.state == "finished"
-        rows = _rows(screen.query_one("#stats", DataTable))
+        rows = _rows(screen.query_one("#summary", DataTable))
         assert set(rows) == {"F16 (base)", "Q8_0", "Q2_K"}
         b = report.baseline
         assert rows["F16 (base)"][1] == f"{b.ppl:.3f}±{b.ppl_unc:.3f}"
@@ -81,9 +81,9 @@ async def test_statistics_table_equals_the_engine_report(fake_dir: Path) -> None
             # The running statistics (kld_stats over the chunks received) agree with the engine's
             # summary.
             model = screen.live.models[quant.label]
-            final, model.final = model.final, None
-            running = model.stats()
-            model.final = final
+            final, model.summary = model.summary, None
+            running = screen.live.stats(quant.label)
+            model.summary = final
             assert (
                 running is not None
                 and running.kl_mean == pytest.approx(s.kl_mean)

@@ -82,7 +82,7 @@ def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
         accuracy = live.baseline.accuracy if live.baseline else None
         cells = [f"{model.label} (base)", pct(accuracy), "", "", "", "", "", "", ""]
     else:
-        v = model.values()
+        v = live.values(model.label)
         cells = [
             model.label,
             pct(v.get("accuracy")),
@@ -104,7 +104,7 @@ def paired_note(live: LiveRun) -> str:
     scored, so say how many and what the baseline scores on those same questions."""
     notes = []
     for model in live.partial():
-        v = model.values()
+        v = live.values(model.label)
         n = len(model.rows)
         notes.append(
             f"{model.label} row: of {n} questions so far; {live.baseline_label} on those {n}: "

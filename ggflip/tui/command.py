@@ -52,8 +52,8 @@ def tui_gen_options(args: argparse.Namespace, options: RunOptions) -> GenOptions
 def tui_command(args: argparse.Namespace) -> int:
     """Run the app until the user quits; with `--text`, open straight on corpus mode (KLD run),
     with a generation task on the generation run."""
+    from ggflip.corpus.setup import KldOptions
     from ggflip.tui.app import GgflipApp
-    from ggflip.tui.corpus_view import KldOptions
 
     options = tui_options(args)
     gen = tui_gen_options(args, options)

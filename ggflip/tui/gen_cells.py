@@ -46,7 +46,7 @@ def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:
         accuracy = live.baseline.accuracy if live.baseline else None
         cells = [f"{model.label} (base)", pct(accuracy), *[""] * 7]
     else:
-        v = model.values(live.rule)
+        v = live.values(model.label)
         if v is None:
             cells = [model.label, *["–"] * 8]
         else:
