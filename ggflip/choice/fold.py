@@ -23,14 +23,22 @@ from ggflip.choice.events import (
 )
 from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
 from ggflip.choice.spec import RunSpec
-from ggflip.runs.fold import Fold, ModelProgress, Note
+from ggflip.runs.fold import EventKinds, Fold, ModelProgress
 from ggflip.scoring import metrics, stats
 
 ChoiceModel = ModelProgress[QuestionRow, QuantSummary]
 
 
-class ChoiceFold(Fold[QuestionRow, QuantSummary, Report]):
+class ChoiceFold(Fold[QuestionRow, BaselineSummary, QuantSummary, Report]):
     """Progress and partial report of a multiple-choice run."""
+
+    EVENTS = EventKinds(
+        baseline_finished=BaselineFinished,
+        quant_finished=QuantFinished,
+        finished=RunFinished,
+        progressed=QuestionScored,
+        restored=Resumed,
+    )
 
     def __init__(self, spec: RunSpec, clock: Callable[[], float]) -> None:
         models = [(m.label, str(m.path)) for m in spec.model_set.models]
@@ -41,42 +49,18 @@ class ChoiceFold(Fold[QuestionRow, QuantSummary, Report]):
             base, *quants = self.models.values()
             floor_model: ChoiceModel = ModelProgress(floor, FLOOR, base.total, base.path)
             self.models = {m.label: m for m in (base, floor_model, *quants)}
-        self.baseline: BaselineSummary | None = None
         self.floor: QuantSummary | None = None
-        self.quants: list[QuantSummary] = []
         self.skipped: list[SkippedQuestion] = []
         self._values: dict[str, tuple[int, dict[str, float]]] = {}
 
     def _fold_mode(self, event: object) -> None:
-        if isinstance(event, QuestionScored):
-            model = self.models[event.label]
-            model.done = event.done
-            if event.row is not None:
-                model.rows.append(event.row)
-        elif isinstance(event, Resumed):
-            self.notes.append(
-                Note(
-                    f"{event.label}: {event.n_restored} of {event.total} questions restored from "
-                    "the run store (--no-resume scores them again)"
-                )
-            )
-        elif isinstance(event, BaselineFinished):
-            self.baseline = event.summary
+        if isinstance(event, (BaselineFinished, QuantFinished)):
             self.skipped += event.skipped
-            self.model_finished(event.summary.label)
-        elif isinstance(event, (FloorFinished, QuantFinished)):
-            self._quant_finished(event)
-        elif isinstance(event, RunFinished):
-            self.finished(event.report)
-
-    def _quant_finished(self, event: FloorFinished | QuantFinished) -> None:
         if isinstance(event, FloorFinished):
             self.floor = event.summary
-        else:
-            self.quants.append(event.summary)
-            self.skipped += event.skipped
-        self.model_finished(event.summary.label, event.summary)
-        self.models[event.summary.label].rows = list(event.summary.rows)
+            self.model_finished(event.summary.label, event.summary)
+        if isinstance(event, (FloorFinished, QuantFinished)):
+            self.models[event.summary.label].rows = list(event.summary.rows)
 
     def _partial_report(self) -> Report:
         return partial_report(self.spec, self.baseline, self.quants, self.skipped, self.floor)

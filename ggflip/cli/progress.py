@@ -80,7 +80,7 @@ class _Bars:
 
 def follow_run(
     events: Iterator[object],
-    fold: Fold[Any, Any, ReportT],
+    fold: Fold[Any, Any, Any, ReportT],
     stderr: Console,
     emit: Callable[[ReportT], None],
 ) -> int:

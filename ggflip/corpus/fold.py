@@ -27,7 +27,7 @@ from ggflip.corpus.events import (
 )
 from ggflip.corpus.spec import KldSpec
 from ggflip.corpus.stats import KldStats, TokenScores, kld_stats, mean_and_uncertainty
-from ggflip.runs.fold import CACHED, Fold, Note
+from ggflip.runs.fold import CACHED, EventKinds, Fold, Note
 
 
 def holds(text: TextInfo, chunk: int) -> bool:
@@ -35,8 +35,14 @@ def holds(text: TextInfo, chunk: int) -> bool:
     return text.first_chunk <= chunk < text.first_chunk + text.n_chunks
 
 
-class CorpusFold(Fold[ChunkScored, QuantKld, KldReport]):
+class CorpusFold(Fold[ChunkScored, BaselineKld, QuantKld, KldReport]):
     """Progress, running statistics and partial report of a corpus run."""
+
+    EVENTS = EventKinds(
+        baseline_finished=BaselineKldFinished,
+        quant_finished=QuantKldFinished,
+        finished=KldFinished,
+    )
 
     UNIT = "chunks"
 
@@ -48,40 +54,31 @@ class CorpusFold(Fold[ChunkScored, QuantKld, KldReport]):
         self.texts: tuple[TextInfo, ...] = ()
         self.pieces: dict[int, tuple[str, ...]] = {}
         self.chunks: dict[str, dict[int, ChunkScored]] = {label: {} for label in self.models}
-        self.baseline: BaselineKld | None = None
-        self.quants: list[QuantKld] = []
 
     def _fold_mode(self, event: object) -> None:
         if isinstance(event, ChunkScored):
             self._chunk_scored(event)
         elif isinstance(event, CorpusReady):
-            self.n_chunks, self.first_scored, self.texts = (
-                event.n_chunks,
-                event.first_scored,
-                event.texts,
-            )
-            for model in self.models.values():
-                model.total = event.n_chunks
-                if model.status == CACHED:
-                    model.done = model.total
-            for text in event.texts:
-                if self.spec.chunks and text.n_chunks < self.spec.chunks:
-                    self.notes.append(
-                        Note(
-                            f"{text.source} holds only {text.n_chunks} chunks of {self.spec.ctx} "
-                            "tokens",
-                            warning=True,
-                        )
-                    )
-        elif isinstance(event, BaselineKldFinished):
-            self.baseline = event.summary
-            self.model_finished(event.summary.label)
+            self._corpus_ready(event)
         elif isinstance(event, QuantKldFinished):
-            self.quants.append(event.summary)
-            self.model_finished(event.summary.label, event.summary)
             self.models[event.summary.label].done = self.n_chunks
-        elif isinstance(event, KldFinished):
-            self.finished(event.report)
+
+    def _corpus_ready(self, event: CorpusReady) -> None:
+        self.n_chunks, self.first_scored = event.n_chunks, event.first_scored
+        self.texts = event.texts
+        for model in self.models.values():
+            model.total = event.n_chunks
+            if model.status == CACHED:
+                model.done = model.total
+        for text in event.texts:
+            if self.spec.chunks and text.n_chunks < self.spec.chunks:
+                self.notes.append(
+                    Note(
+                        f"{text.source} holds only {text.n_chunks} chunks of {self.spec.ctx} "
+                        "tokens",
+                        warning=True,
+                    )
+                )
 
     def _chunk_scored(self, event: ChunkScored) -> None:
         model = self.models[event.label]

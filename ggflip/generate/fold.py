@@ -22,14 +22,22 @@ from ggflip.generate.events import (
 from ggflip.generate.plan import answer_rules, has_gold
 from ggflip.generate.report import GenBaseline, GenQuant, GenReport, summarize
 from ggflip.generate.spec import GenSpec
-from ggflip.runs.fold import Fold, Note
+from ggflip.runs.fold import EventKinds, Fold, Note
 
 
-class GenFold(Fold[TurnRow, GenQuant, GenReport]):
+class GenFold(Fold[TurnRow, GenBaseline, GenQuant, GenReport]):
     """Progress and partial report of a generation run."""
 
+    EVENTS = EventKinds(
+        baseline_finished=GenBaselineFinished,
+        quant_finished=GenQuantFinished,
+        finished=GenFinished,
+        progressed=TurnGenerated,
+        restored=TurnsRestored,
+    )
     WORKING = "generating"
     UNIT = "turns"
+    REDO = "generates"
 
     def __init__(self, spec: GenSpec, clock: Callable[[], float]) -> None:
         self.units = spec.units()
@@ -37,25 +45,11 @@ class GenFold(Fold[TurnRow, GenQuant, GenReport]):
         super().__init__(models, len(self.units), clock)
         self.spec = spec
         self.rule = answer_rules(spec)[0] if has_gold(spec) else None
-        self.baseline: GenBaseline | None = None
-        self.quants: list[GenQuant] = []
         self.template_differs: list[str] = []
         self._running: dict[str, tuple[int, GenQuant]] = {}
 
     def _fold_mode(self, event: object) -> None:
-        if isinstance(event, TurnGenerated):
-            model = self.models[event.label]
-            model.done, model.total = event.done, event.total
-            if event.row is not None:
-                model.rows.append(event.row)
-        elif isinstance(event, TurnsRestored):
-            self.notes.append(
-                Note(
-                    f"{event.label}: {event.n_restored} of {event.total} turns restored from the "
-                    "run store (--no-resume generates them again)"
-                )
-            )
-        elif isinstance(event, ChatTemplateDiffers):
+        if isinstance(event, ChatTemplateDiffers):
             self.template_differs.append(event.label)
             self.notes.append(
                 Note(
@@ -64,16 +58,9 @@ class GenFold(Fold[TurnRow, GenQuant, GenReport]):
                     warning=True,
                 )
             )
-        elif isinstance(event, GenBaselineFinished):
-            self.baseline = event.summary
-            self.model_finished(event.summary.label)
         elif isinstance(event, GenQuantFinished):
-            self.quants.append(event.summary)
-            self.model_finished(event.summary.label, event.summary)
             model = self.models[event.summary.label]
             model.rows, model.done = list(event.summary.rows), event.summary.n
-        elif isinstance(event, GenFinished):
-            self.finished(event.report)
 
     def _partial_report(self) -> GenReport:
         return partial_report(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from ggflip.runs.events import BASELINE, QUANT, BaselineFromCache, ModelLoaded, ModelLoading
 
 RowT = TypeVar("RowT")
+BaselineT = TypeVar("BaselineT")
 SummaryT = TypeVar("SummaryT")
 ReportT = TypeVar("ReportT")
 
@@ -62,15 +63,29 @@ class Note:
     warning: bool = False
 
 
-class Fold(Generic[RowT, SummaryT, ReportT]):
+@dataclass(frozen=True)
+class EventKinds:
+    """Which of a mode's event classes mean what to the shared tally, by the fields they hold."""
+
+    baseline_finished: type  # .summary, with .label
+    quant_finished: type  # .summary, with .label
+    finished: type  # .report
+    progressed: type | None = None  # .label, .done, .total, .row (None for the baseline)
+    restored: type | None = None  # .label, .n_restored, .total
+
+
+class Fold(Generic[RowT, BaselineT, SummaryT, ReportT]):
     """Per-model progress and the partial report of one run, folded from its events.
 
-    A mode subclasses it, names its working state (`WORKING`), its units (`UNIT`) and implements
-    `_fold_mode` (its own events) and `_partial_report`.
+    A mode subclasses it, names its event classes (`EVENTS`), its working state (`WORKING`) and
+    units (`UNIT`, `REDO`: what `--no-resume` does to them), and implements `_partial_report`;
+    `_fold_mode` sees every event after the shared tally, for what only that mode keeps.
     """
 
+    EVENTS: EventKinds
     WORKING = "scoring"
     UNIT = "questions"
+    REDO = "scores"
 
     def __init__(
         self, models: Sequence[tuple[str, str]], total: int, clock: Callable[[], float]
@@ -83,13 +98,15 @@ class Fold(Generic[RowT, SummaryT, ReportT]):
         }
         self.baseline_label = models[0][0]
         self.quant_labels = [label for label, _ in models[1:]]
+        self.baseline: BaselineT | None = None
+        self.quants: list[SummaryT] = []
         self.report: ReportT | None = None
         self.current: str | None = None
         self.state = "running"
         self.notes: list[Note] = []
 
     def fold(self, event: object) -> None:
-        """Take one engine event into the tally."""
+        """Take one engine event into the tally, then into the mode's part."""
         if isinstance(event, ModelLoading):
             self.current = event.label
             self.models[event.label].status = LOADING
@@ -102,10 +119,35 @@ class Fold(Generic[RowT, SummaryT, ReportT]):
             note = f"{event.label}: baseline scores from cache ({event.cache_path})"
             self.notes.append(Note(note))
         else:
-            self._fold_mode(event)
+            self._fold_outcome(event)
+        self._fold_mode(event)
+
+    def _fold_outcome(self, event: object) -> None:
+        """Progress, restored units and finished models and runs, in any mode."""
+        kinds, fields = self.EVENTS, cast(Any, event)  # the fields `EventKinds` names
+        if kinds.progressed is not None and isinstance(event, kinds.progressed):
+            model = self.models[fields.label]
+            model.done, model.total = fields.done, fields.total
+            if fields.row is not None:
+                model.rows.append(fields.row)
+        elif kinds.restored is not None and isinstance(event, kinds.restored):
+            self.notes.append(
+                Note(
+                    f"{fields.label}: {fields.n_restored} of {fields.total} {self.UNIT} restored "
+                    f"from the run store (--no-resume {self.REDO} them again)"
+                )
+            )
+        elif isinstance(event, kinds.baseline_finished):
+            self.baseline = fields.summary
+            self.model_finished(fields.summary.label)
+        elif isinstance(event, kinds.quant_finished):
+            self.quants.append(fields.summary)
+            self.model_finished(fields.summary.label, fields.summary)
+        elif isinstance(event, kinds.finished):
+            self.finished(fields.report)
 
     def _fold_mode(self, event: object) -> None:
-        raise NotImplementedError
+        """What only this mode keeps of `event` (after the shared tally took it)."""
 
     def _partial_report(self) -> ReportT:
         raise NotImplementedError

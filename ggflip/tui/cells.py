@@ -126,21 +126,3 @@ def flip_cells(row: QuestionRow) -> tuple[str, ...]:
         f"{row.kl:.4f}",
         f"{row.top_margin:.3f}",
     )
-
-
-def status_text(live: LiveRun) -> str | None:
-    """The status line: what the run is doing now; None when a failure message is shown instead."""
-    if live.state == "running" and live.current:
-        model = live.models[live.current]
-        verb = "Loading" if model.status == "loading" else "Scoring"
-        return f"{verb} {model.label} ({model.role}): {model.done}/{model.total}"
-    if live.state == "finished":
-        return "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
-    if live.state == "cancelled":
-        return (
-            f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its "
-            "current batch. e: export"
-        )
-    if live.state == "failed":
-        return None
-    return "Checking model files and vocabularies…"

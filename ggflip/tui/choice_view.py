@@ -27,7 +27,6 @@ from ggflip.tui.cells import (
     SORT_NAMES,
     SUMMARY_COLUMNS,
     paired_note,
-    status_text,
     summary_cells,
     summary_columns,
 )
@@ -54,6 +53,7 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
     ChoiceScreen #flips { height: 1fr; }
     """
     STARTING = "Loading questions…"
+    FINISHED = "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
     COLUMNS = SUMMARY_COLUMNS
     LIST_ID = "flips"
 
@@ -99,10 +99,6 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
 
     def run_started(self) -> None:
         self.query_one(FlipTable).forget()
-
-    def status_text(self) -> str | None:
-        assert self.live is not None
-        return status_text(self.live)
 
     def setup_options(self) -> RunOptions:
         return self.options

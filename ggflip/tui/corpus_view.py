@@ -8,7 +8,7 @@ every quant again (the baseline comes back from its cache), and the status line 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,6 +23,7 @@ from ggflip.corpus.events import CorpusReady, KldReport
 from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.spec import KldSpec
 from ggflip.reports.corpus import render_kld_markdown
+from ggflip.runs.fold import ModelProgress
 from ggflip.tui.cells import fit_columns
 from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_NARROW, KLD_WIDTHS, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable
@@ -30,7 +31,6 @@ from ggflip.tui.run import RunScreen, run_bindings
 
 CORPUS_TASK = "kld"
 """The setup view's task name for corpus mode (its Data: the text files or folders)."""
-NO_RUN_STORE = "no run store in corpus mode: r scores the quants again"
 
 __all__ = ["CORPUS_TASK", "KldOptions", "KldScreen"]
 
@@ -57,7 +57,9 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
     KldScreen #tokens-box { height: 1fr; padding: 0 1; }
     KldScreen #legend { height: 1; padding: 0 1; }
     """
-    STARTING = "Reading the text and checking the models…"
+    STARTING = CHECKING = "Reading the text and checking the models…"
+    FINISHED = "Finished: every model scored. n/p: chunk · [/]: quant · e: export · r: re-run"
+    CANCELLED = "e: export · corpus mode keeps no run store: r scores the quants again"
     WHAT = "corpus run"
     COLUMNS = KLD_COLUMNS
 
@@ -98,23 +100,9 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
             self.set_class(len(self.live.texts) > 1, "categories")
             self.query_one(CategoryTable).build(self.live)
 
-    def status_text(self) -> str | None:
-        live = self.live
-        assert live is not None
-        if live.state == "running" and live.current:
-            model = live.models[live.current]
-            verb = "Loading" if model.status == "loading" else "Scoring"
-            return (
-                f"{verb} {model.label} ({model.role}): chunk {model.done}/{model.total} of "
-                f"{live.ctx} tokens"
-            )
-        if live.state == "finished":
-            return "Finished: every model scored. n/p: chunk · [/]: quant · e: export · r: re-run"
-        if live.state == "cancelled":
-            return f"Cancelled: the quants that finished are kept. e: export · {NO_RUN_STORE}"
-        if live.state == "failed":
-            return None
-        return self.STARTING
+    def progress_text(self, model: ModelProgress[Any, Any]) -> str:
+        assert self.live is not None
+        return f"chunk {model.done}/{model.total} of {self.live.ctx} tokens"
 
     def setup_options(self) -> RunOptions:
         o = self.options

@@ -93,21 +93,3 @@ def turn_cells(live: LiveGen, row: TurnRow) -> tuple[str, ...]:
         pct(row.top1_agreement),
         f"{row.n_tokens}/{row.quant_n_tokens}",
     )
-
-
-def status_text(live: LiveGen) -> str | None:
-    """The status line: what the run is doing now; None when a failure message is shown instead."""
-    if live.state == "running" and live.current:
-        model = live.models[live.current]
-        verb = "Loading" if model.status == "loading" else "Generating"
-        return f"{verb} {model.label} ({model.role}): turn {model.done}/{model.total}"
-    if live.state == "finished":
-        return "Finished: every model generated. Enter: the two texts · e: export · r: re-run"
-    if live.state == "cancelled":
-        return (
-            f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its "
-            "current batch. e: export"
-        )
-    if live.state == "failed":
-        return None
-    return "Checking model files and vocabularies…"

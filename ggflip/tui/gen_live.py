@@ -41,6 +41,27 @@ DIVERGENCE_STYLE = "bold reverse"
 END = "∎"  # where a text ends (or an end-of-text token, which has no text)
 
 
+SHARED_OPTIONS = (
+    "task",
+    "models_path",
+    "set_name",
+    "data",
+    "fields",
+    "shots",
+    "shots_from",
+    "limit",
+    "seed",
+    "first",
+    "baseline",
+    "quants",
+    "batch_size",
+    "cache_dir",
+    "no_cache",
+    "scoring_threads",
+)
+"""The choices a generation run and the setup view's `RunOptions` share, by name."""
+
+
 def gen_options(
     options: RunOptions,
     *,
@@ -51,27 +72,13 @@ def gen_options(
     """The setup's choices as a generation run when the task is a generation task, else None."""
     if options.task_file is not None or get_gen_task(options.task) is None:
         return None
-    return GenOptions(
-        task=options.task,
-        models_path=options.models_path,
-        set_name=options.set_name,
-        data=options.data,
-        fields=options.fields,
-        shots=options.shots,
-        shots_from=options.shots_from,
-        limit=options.limit,
-        seed=options.seed,
-        first=options.first,
-        baseline=options.baseline,
-        quants=options.quants,
-        chat=chat,
-        system=system,
-        max_new_tokens=max_new_tokens,
-        batch_size=options.batch_size,
-        cache_dir=options.cache_dir,
-        no_cache=options.no_cache,
-        scoring_threads=options.scoring_threads,
-    )
+    shared = {name: getattr(options, name) for name in SHARED_OPTIONS}
+    return GenOptions(**shared, chat=chat, system=system, max_new_tokens=max_new_tokens)
+
+
+def setup_options(options: GenOptions) -> RunOptions:
+    """A generation run's choices as the setup view shows them (the way back of `gen_options`)."""
+    return RunOptions(**{name: getattr(options, name) for name in SHARED_OPTIONS})
 
 
 GenModel = ModelProgress[TurnRow, GenQuant]

@@ -28,12 +28,18 @@ from ggflip.tui.gen_cells import (
     GEN_WIDTHS,
     TURN_COLUMNS,
     TURN_WIDTHS,
-    status_text,
     summary_cells,
     turn_cells,
 )
 from ggflip.tui.gen_detail import GenDetailScreen
-from ggflip.tui.gen_live import FILTER_NAMES, GEN_SORTS, SORT_NAMES, LiveGen
+from ggflip.tui.gen_live import (
+    FILTER_NAMES,
+    GEN_SORTS,
+    SORT_NAMES,
+    GenModel,
+    LiveGen,
+    setup_options,
+)
 from ggflip.tui.run import RunScreen, run_bindings
 
 
@@ -48,6 +54,8 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     GenScreen #turns { height: 1fr; }
     """
     STARTING = "Loading prompts…"
+    VERB = "Generating"
+    FINISHED = "Finished: every model generated. Enter: the two texts · e: export · r: re-run"
     WHAT = "generation run"
     COLUMNS = GEN_COLUMNS
     LIST_ID = "turns"
@@ -98,30 +106,11 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
             self.sort = "order" if self.live.rule else "kl"
         self._listed_key = ()
 
-    def status_text(self) -> str | None:
-        assert self.live is not None
-        return status_text(self.live)
+    def progress_text(self, model: GenModel) -> str:
+        return f"turn {model.done}/{model.total}"
 
     def setup_options(self) -> RunOptions:
-        o = self.options
-        return RunOptions(
-            models_path=o.models_path,
-            set_name=o.set_name,
-            task=o.task,
-            data=o.data,
-            fields=o.fields,
-            shots=o.shots,
-            shots_from=o.shots_from,
-            limit=o.limit,
-            seed=o.seed,
-            first=o.first,
-            baseline=o.baseline,
-            quants=o.quants,
-            batch_size=o.batch_size,
-            cache_dir=o.cache_dir,
-            no_cache=o.no_cache,
-            scoring_threads=o.scoring_threads,
-        )
+        return setup_options(self.options)
 
     def report_files(self, report: GenReport) -> tuple[str, str]:
         return f"ggflip-{report.set}-{report.task}", render_gen_markdown(report)

@@ -33,7 +33,7 @@ from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
 from ggflip.errors import GgflipError
 from ggflip.runs.events import BASELINE, QUANT
-from ggflip.runs.fold import Fold
+from ggflip.runs.fold import LOADING, Fold, ModelProgress
 from ggflip.tui.export import export_files
 from ggflip.tui.views import ErrorScreen, ResumeScreen
 
@@ -42,7 +42,7 @@ log = logging.getLogger("ggflip.tui")
 
 OptionsT = TypeVar("OptionsT")
 SpecT = TypeVar("SpecT")
-FoldT = TypeVar("FoldT", bound=Fold[Any, Any, Any])
+FoldT = TypeVar("FoldT", bound=Fold[Any, Any, Any, Any])
 
 
 def failure_message(error: BaseException | None, what: str) -> str:
@@ -72,7 +72,7 @@ def run_bindings(
 class ProgressRows(Vertical):
     """A progress bar and a state word per model of the set."""
 
-    def build(self, fold: Fold[Any, Any, Any]) -> None:
+    def build(self, fold: Fold[Any, Any, Any, Any]) -> None:
         """A row per model, replacing any earlier run's."""
         self.remove_children()
         rows = []
@@ -88,7 +88,7 @@ class ProgressRows(Vertical):
             )
         self.mount_all(rows)
 
-    def draw(self, fold: Fold[Any, Any, Any]) -> None:
+    def draw(self, fold: Fold[Any, Any, Any, Any]) -> None:
         """Each model's progress and state; rows not mounted yet are drawn on the next call."""
         for i, model in enumerate(fold.models.values()):
             try:
@@ -153,7 +153,11 @@ class RunScreen(Screen[None], Generic[OptionsT, SpecT, FoldT]):
     RunScreen #log { height: 10; border-top: solid $accent; display: none; }
     RunScreen.show-log #log { display: block; }
     """
-    STARTING = "Checking model files and vocabularies…"
+    STARTING = "Checking model files and vocabularies…"  # until the spec is resolved
+    CHECKING = "Checking model files and vocabularies…"  # until the first model loads
+    VERB = "Scoring"
+    FINISHED = "Finished: every model scored. e: export · r: re-run"
+    CANCELLED = "llama.cpp stops after its current batch. e: export"
     WHAT = "run"  # the run in messages: "The run stopped"
     COLUMNS: tuple[str, ...] = ()
     LIST_ID: str | None = None  # the list under the table that Enter on a quant's row focuses
@@ -244,8 +248,26 @@ class RunScreen(Screen[None], Generic[OptionsT, SpecT, FoldT]):
         """Redraw the widgets under the table from the fold (`force`: rebuild lists)."""
 
     def status_text(self) -> str | None:
-        """The status line; None while a failure message is shown instead."""
-        raise NotImplementedError
+        """The status line: what the run is doing now; None while a failure message is shown
+        instead."""
+        live = self.live
+        assert live is not None
+        if live.state == "running" and live.current:
+            model = live.models[live.current]
+            verb = "Loading" if model.status == LOADING else self.VERB
+            return f"{verb} {model.label} ({model.role}): {self.progress_text(model)}"
+        if live.state == "finished":
+            return self.FINISHED
+        if live.state == "cancelled":
+            n = live.n_finished_quants
+            return f"Cancelled: {n} quant(s) finished and kept; {self.CANCELLED}"
+        if live.state == "failed":
+            return None
+        return self.CHECKING
+
+    def progress_text(self, model: ModelProgress[Any, Any]) -> str:
+        """How far the model the run is on got, for the status line."""
+        return f"{model.done}/{model.total}"
 
     def open_detail(self, key: str) -> None:
         """Enter on a row of the list under the table (LIST_ID)."""
