@@ -32,7 +32,8 @@ from ggflip.tui.cells import (
 )
 from ggflip.tui.damage import DamageScreen
 from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
-from ggflip.tui.run import RunScreen, run_bindings
+from ggflip.tui.run import RunScreen
+from ggflip.tui.run_widgets import run_bindings
 from ggflip.tui.tables import FlipTable
 from ggflip.tui.views import MarginScreen, QuestionDetailScreen, SubjectPicker, direction_text
 

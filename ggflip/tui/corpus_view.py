@@ -27,7 +27,8 @@ from ggflip.runs.fold import ModelProgress
 from ggflip.tui.cells import fit_columns
 from ggflip.tui.corpus_live import KLD_COLUMNS, KLD_NARROW, KLD_WIDTHS, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable
-from ggflip.tui.run import RunScreen, run_bindings
+from ggflip.tui.run import RunScreen
+from ggflip.tui.run_widgets import run_bindings
 
 CORPUS_TASK = "kld"
 """The setup view's task name for corpus mode (its Data: the text files or folders)."""

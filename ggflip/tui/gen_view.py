@@ -40,7 +40,8 @@ from ggflip.tui.gen_live import (
     LiveGen,
     setup_options,
 )
-from ggflip.tui.run import RunScreen, run_bindings
+from ggflip.tui.run import RunScreen
+from ggflip.tui.run_widgets import run_bindings
 
 
 class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):

@@ -4,10 +4,9 @@
 options into a spec (`SpecResolved`), may find an unfinished earlier run (`ResumeOffered`), then
 queues every engine event and posts `EventsArrived`, which a newer one replaces; the handler
 folds the queued events, in order, into the mode's fold (`ggflip.runs.fold`) and redraws from it.
-Worker failures are handled once, in `on_worker_state_changed`. A mode subclasses it with its
-adapter: how options become a spec and events, its fold, the model table's columns and cells,
-the list under the table, the detail view and its report files (`choice_view`, `gen_view`,
-`corpus_view`).
+Worker failures are handled once, in `on_worker_state_changed`. A mode subclasses it and fills
+in its adapter (`run_adapter.ModeAdapter`: spec and events, fold, columns and cells, the list
+under the table and its detail view, report files): `choice_view`, `gen_view`, `corpus_view`.
 """
 
 from __future__ import annotations
@@ -15,130 +14,30 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
+from textual.binding import BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Footer, Header, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.backends.base import BackendFactory
-from ggflip.choice.setup import RunOptions
 from ggflip.errors import GgflipError
-from ggflip.runs.events import BASELINE, QUANT
-from ggflip.runs.fold import LOADING, Fold, ModelProgress
+from ggflip.runs.events import QUANT
 from ggflip.tui.export import export_files
+from ggflip.tui.run_adapter import FoldT, ModeAdapter, OptionsT, SpecT
+from ggflip.tui.run_widgets import ModelTable, ProgressRows, failure_message
 from ggflip.tui.views import ErrorScreen, ResumeScreen
 
 REFRESH_SECONDS = 0.25
 log = logging.getLogger("ggflip.tui")
 
-OptionsT = TypeVar("OptionsT")
-SpecT = TypeVar("SpecT")
-FoldT = TypeVar("FoldT", bound=Fold[Any, Any, Any, Any])
 
-
-def failure_message(error: BaseException | None, what: str) -> str:
-    """The one line a failed run shows: a GgflipError as written, anything else as an internal
-    error (logged with its traceback under `what`)."""
-    if isinstance(error, GgflipError):
-        return str(error)
-    log.error("%s failed", what, exc_info=error)
-    return f"internal error: {type(error).__name__}: {error}"
-
-
-def run_bindings(
-    *mode: BindingType, before: Sequence[BindingType] = (), back: str = "Setup"
-) -> list[BindingType]:
-    """A run screen's keys: `before`, cancel, re-run and export, the mode's own, log and back."""
-    return [
-        *before,
-        Binding("c", "cancel", "Cancel"),
-        Binding("r", "rerun", "Re-run"),
-        Binding("e", "export", "Export"),
-        *mode,
-        Binding("l", "toggle_log", "Log"),
-        Binding("escape", "back", back),
-    ]
-
-
-class ProgressRows(Vertical):
-    """A progress bar and a state word per model of the set."""
-
-    def build(self, fold: Fold[Any, Any, Any, Any]) -> None:
-        """A row per model, replacing any earlier run's."""
-        self.remove_children()
-        rows = []
-        for i, model in enumerate(fold.models.values()):
-            role = " (base)" if model.role == BASELINE else ""
-            rows.append(
-                Horizontal(
-                    Label(f"{model.label}{role}", classes="progress-label"),
-                    ProgressBar(total=model.total or None, show_eta=False, id=f"bar-{i}"),
-                    Label("waiting", id=f"state-{i}", classes="progress-state"),
-                    classes="progress-row",
-                )
-            )
-        self.mount_all(rows)
-
-    def draw(self, fold: Fold[Any, Any, Any, Any]) -> None:
-        """Each model's progress and state; rows not mounted yet are drawn on the next call."""
-        for i, model in enumerate(fold.models.values()):
-            try:
-                bar = self.query_one(f"#bar-{i}", ProgressBar)
-                state = self.query_one(f"#state-{i}", Label)
-            except NoMatches:
-                return
-            bar.update(total=model.total or None, progress=model.done)
-            state.update(model.status)
-
-
-class ModelTable(DataTable["Text | str"]):
-    """A row per model (baseline first): the columns of `columns` that fit, cells from a mode."""
-
-    def __init__(self, columns: Sequence[tuple[str, int]], **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.columns_shown = list(columns)
-        self._add_columns()
-
-    def _add_columns(self) -> None:
-        for column, width in self.columns_shown:
-            self.add_column(column, key=column, width=width)
-
-    def fit(self, columns: Sequence[tuple[str, int]], labels: Sequence[str]) -> bool:
-        """Show `columns`; True when they changed (the rows were remade empty)."""
-        if list(columns) == self.columns_shown:
-            return False
-        self.columns_shown = list(columns)
-        self.clear(columns=True)
-        self._add_columns()
-        self.fill(labels)
-        return True
-
-    def fill(self, labels: Sequence[str]) -> None:
-        """One empty row per model; `draw` fills them."""
-        self.clear()
-        for label in labels:
-            self.add_row(*([""] * len(self.columns_shown)), key=label)
-
-    def draw(self, label: str, names: Sequence[str], cells: Sequence[str]) -> None:
-        """Update one model's shown cells (`names`: every column `cells` follows)."""
-        if label not in self.rows:
-            return
-        shown = {column for column, _ in self.columns_shown}
-        for column, value in zip(names, cells):
-            if column in shown:
-                self.update_cell(label, column, Text(value, no_wrap=True, end=""))
-
-
-class RunScreen(Screen[None], Generic[OptionsT, SpecT, FoldT]):
+class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
     """One engine run going live; a mode's subclass supplies its adapter's parts."""
 
     BINDINGS: ClassVar[list[BindingType]] = []  # each mode's: `run_bindings(...)`
@@ -153,14 +52,6 @@ class RunScreen(Screen[None], Generic[OptionsT, SpecT, FoldT]):
     RunScreen #log { height: 10; border-top: solid $accent; display: none; }
     RunScreen.show-log #log { display: block; }
     """
-    STARTING = "Checking model files and vocabularies…"  # until the spec is resolved
-    CHECKING = "Checking model files and vocabularies…"  # until the first model loads
-    VERB = "Scoring"
-    FINISHED = "Finished: every model scored. e: export · r: re-run"
-    CANCELLED = "llama.cpp stops after its current batch. e: export"
-    WHAT = "run"  # the run in messages: "The run stopped"
-    COLUMNS: tuple[str, ...] = ()
-    LIST_ID: str | None = None  # the list under the table that Enter on a quant's row focuses
 
     class SpecResolved(Message):
         """The options became a spec (questions, prompts or texts loaded); the run starts."""
@@ -199,86 +90,6 @@ class RunScreen(Screen[None], Generic[OptionsT, SpecT, FoldT]):
         self._dirty = False
         self._refreshed_at = 0.0
         self._worker: Worker[str] | None = None
-
-    # --- the mode's adapter ------------------------------------------------------------------
-
-    def resolve(self, options: OptionsT) -> SpecT:
-        """The spec of `options` (in the worker thread: may read files)."""
-        raise NotImplementedError
-
-    def make_fold(self, spec: SpecT) -> FoldT:
-        """A fresh fold for a run of `spec`."""
-        raise NotImplementedError
-
-    def engine(self, spec: SpecT, factory: BackendFactory) -> Iterator[object]:
-        """The engine's event generator for `spec`."""
-        raise NotImplementedError
-
-    def stored_progress(self, spec: SpecT, factory: BackendFactory) -> tuple[dict[str, int], int]:
-        """Units per model an earlier unfinished run left in the run store, and the total ({}
-        when nothing to offer); called in the worker thread."""
-        return {}, 0
-
-    def resumed(self, options: OptionsT, resume: bool) -> OptionsT:
-        """`options` with the user's answer to the resume offer."""
-        return options
-
-    def subtitle(self, spec: SpecT) -> str:
-        raise NotImplementedError
-
-    def table_columns(self, width: int) -> list[tuple[str, int]]:
-        """The model table's (column, width) pairs at a terminal `width` wide."""
-        return [(column, 0) for column in self.COLUMNS]
-
-    def model_cells(self, label: str, now: float) -> Sequence[str]:
-        """One model's row of the table, in COLUMNS order."""
-        raise NotImplementedError
-
-    def compose_view(self) -> ComposeResult:
-        """The widgets under the model table."""
-        yield from ()
-
-    def run_started(self) -> None:
-        """A new run's fold is in `self.live`: reset what the view under the table shows."""
-
-    def event_folded(self, event: object) -> None:
-        """React to one event after the fold took it (most modes need nothing)."""
-
-    def draw_view(self, force: bool) -> None:
-        """Redraw the widgets under the table from the fold (`force`: rebuild lists)."""
-
-    def status_text(self) -> str | None:
-        """The status line: what the run is doing now; None while a failure message is shown
-        instead."""
-        live = self.live
-        assert live is not None
-        if live.state == "running" and live.current:
-            model = live.models[live.current]
-            verb = "Loading" if model.status == LOADING else self.VERB
-            return f"{verb} {model.label} ({model.role}): {self.progress_text(model)}"
-        if live.state == "finished":
-            return self.FINISHED
-        if live.state == "cancelled":
-            n = live.n_finished_quants
-            return f"Cancelled: {n} quant(s) finished and kept; {self.CANCELLED}"
-        if live.state == "failed":
-            return None
-        return self.CHECKING
-
-    def progress_text(self, model: ModelProgress[Any, Any]) -> str:
-        """How far the model the run is on got, for the status line."""
-        return f"{model.done}/{model.total}"
-
-    def open_detail(self, key: str) -> None:
-        """Enter on a row of the list under the table (LIST_ID)."""
-
-    def report_files(self, report: Any) -> tuple[str, str]:
-        """The export's file stem and Markdown text for `report`."""
-        raise NotImplementedError
-
-    def setup_options(self) -> RunOptions | None:
-        """The setup view's values for this run, shown again when Esc goes back to it."""
-        return None
 
     # --- the run -----------------------------------------------------------------------------
 

@@ -125,15 +125,9 @@ class SetupScreen(Screen[None]):
                 yield table
                 yield Static("", id="llama")
                 yield Label("Run", classes="heading")
-                tasks = [(f"{t.name}: {t.description}", t.name) for t in TASKS.values()]
-                tasks += [(f"{t.name}: {t.description}", t.name) for t in GEN_TASKS.values()]
-                tasks.append((f"{CORPUS_TASK}: {CORPUS_DESCRIPTION}", CORPUS_TASK))
-                self._task_names = {name for _, name in tasks}
-                task = (
-                    self.options.task
-                    if self.options.task in self._task_names
-                    else next(iter(TASKS))
-                )
+                tasks = self._task_choices()
+                known = self._task_names = {name for _, name in tasks}
+                task = self.options.task if self.options.task in known else next(iter(TASKS))
                 yield self._field(
                     "Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task")
                 )
@@ -181,6 +175,13 @@ class SetupScreen(Screen[None]):
                 )
                 yield Button("Start  (Enter)", id="start", variant="primary")
         yield Footer()
+
+    @staticmethod
+    def _task_choices() -> list[tuple[str, str]]:
+        """Every task the setup starts: multiple choice, generation, then corpus mode."""
+        tasks = [(f"{t.name}: {t.description}", t.name) for t in TASKS.values()]
+        tasks += [(f"{t.name}: {t.description}", t.name) for t in GEN_TASKS.values()]
+        return [*tasks, (f"{CORPUS_TASK}: {CORPUS_DESCRIPTION}", CORPUS_TASK)]
 
     @staticmethod
     def _field(name: str, widget: Input | Select[str]) -> Horizontal:
