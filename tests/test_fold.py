@@ -176,3 +176,31 @@ def test_no_front_end_folds_events() -> None:
                 bad = {n for n in names if n in EVENT_FOLDING or n.endswith("Finished")}
                 offenders += [f"{path.name}: {name}" for name in sorted(bad)]
     assert offenders == []
+
+
+def test_ctrl_c_in_the_cli_prints_the_folds_partial_report(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ggflip run --task prompts` stopped after Q8_0: exit 130, one JSON document holding the
+    baseline and Q8_0, and one line saying what was kept."""
+    import ggflip.cli.generate as cli_generate
+    from ggflip.cli.main import main
+
+    def interrupted(spec: Any, factory: Any) -> Iterator[object]:
+        for event in run_generation(spec, FakeBackendFactory(FAKE_MODELS)):
+            yield event
+            if isinstance(event, GenQuantFinished):
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_generate, "run_generation", interrupted)
+    code = main(["run", "--task", "prompts", "--data", "prompts.jsonl", "--max-new-tokens", "6",
+                 "--json", "--no-cache"])  # fmt: skip
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert code == 130 and report["complete"] is False
+    assert report["baseline"]["label"] == "F16" and [q["label"] for q in report["quants"]] == [
+        "Q8_0"
+    ]
+    assert "interrupted; the report holds the 1 quant(s) that finished; run the same" in (
+        captured.err.replace("\n", " ")
+    )
