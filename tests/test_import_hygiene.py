@@ -27,6 +27,8 @@ def test_the_list_covers_the_engine_and_the_cli() -> None:
         "ggflip.cli.run",
         "ggflip.choice.setup",
         "ggflip.reports.markdown",
+        "ggflip.runs.fold",
+        "ggflip.cli.progress",
     } <= set(HEADLESS)
 
 

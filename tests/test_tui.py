@@ -16,8 +16,8 @@ from ggflip.choice.answers import FLIP_LOST
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import RunFinished
 from ggflip.choice.report import Report
-from ggflip.choice.resume import is_unfinished
 from ggflip.choice.setup import resolve_run_spec
+from ggflip.runs.resume import is_unfinished
 from ggflip.scoring import formats
 from ggflip.tasks.questions import LETTERS
 from ggflip.tui.run import RunScreen
@@ -258,12 +258,12 @@ async def test_log_records_go_to_the_log_panel(fake_dir: Path) -> None:
         assert any("loaded meta data" in line.text for line in panel.lines)
 
 
-def test_scored_messages_of_one_model_replace_each_other() -> None:
-    """Progress collapses per model and run, never across them."""
-    first = RunScreen.Scored(1, "Q8_0", 3, None)
-    assert first.can_replace(RunScreen.Scored(1, "Q8_0", 4, None))
-    assert not first.can_replace(RunScreen.Scored(1, "Q2_K", 4, None))
-    assert not first.can_replace(RunScreen.Scored(2, "Q8_0", 4, None))
+def test_event_messages_of_one_run_replace_each_other() -> None:
+    """Progress messages collapse within a run (its queue holds every event), never across
+    runs."""
+    first = RunScreen.EventsArrived(1)
+    assert first.can_replace(RunScreen.EventsArrived(1))
+    assert not first.can_replace(RunScreen.EventsArrived(2))
 
 
 @pytest.mark.real_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.setup import RunOptions
@@ -24,7 +25,16 @@ from ggflip.tui.corpus_live import kl_style
 from ggflip.tui.gen_detail import GenDetailScreen
 from ggflip.tui.gen_live import DIVERGENCE_STYLE, token_texts
 from ggflip.tui.gen_view import GenScreen
-from tests.tui_helpers import FAKE_MODELS, fake_app, run_async, settle, write_fake_set
+from ggflip.tui.setup import SetupScreen
+from ggflip.tui.views import ResumeScreen
+from tests.tui_helpers import (
+    FAKE_MODELS,
+    GatedFactory,
+    fake_app,
+    run_async,
+    settle,
+    write_fake_set,
+)
 
 DATA = Path(__file__).parent / "data"
 PROMPTS = "gen-tui-prompts.jsonl"
@@ -52,8 +62,9 @@ def engine_report(options: GenOptions) -> GenReport:
     return report
 
 
-def gen_app(folder: Path, options: GenOptions) -> Any:
-    app = fake_app(RunOptions(models_path=Path("models.toml"), no_cache=True), folder)
+def gen_app(folder: Path, options: GenOptions, factory: FakeBackendFactory | None = None) -> Any:
+    setup = RunOptions(models_path=Path("models.toml"), no_cache=True)
+    app = fake_app(setup, folder, factory=factory)
     app.gen = options
     return app
 
@@ -262,3 +273,43 @@ def test_turn_list_cells_show_no_answer_as_empty_set() -> None:
     cells = dict(zip(TURN_COLUMNS, turn_cells(SimpleNamespace(rule="strict"), row)))  # type: ignore[arg-type]
     assert cells["base→quant"] == "12→∅" and cells["flip"] == "c→i"
     assert len(cells["id"]) <= dict(zip(TURN_COLUMNS, TURN_WIDTHS))["id"]
+
+
+@run_async
+async def test_esc_goes_back_to_the_generation_setup(fake_dir: Path) -> None:
+    """Esc from the generation view shows the setup with the generation task and its prompts."""
+    app = gen_app(fake_dir, gen_options(limit=5))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, SetupScreen)
+        assert app.screen.query_one("#task", Select).value == "prompts"
+        assert app.screen.query_one("#data", Input).value == PROMPTS
+        assert app.screen.query_one("#limit", Input).value == "5"
+
+
+@run_async
+async def test_offers_to_resume_an_unfinished_generation_run(fake_dir: Path) -> None:
+    """A generation run cancelled before its last quant asks first; 'y' resumes and generates
+    only with the missing quant (the baseline from its cache, Q8_0 from the run store)."""
+    options = gen_options(no_cache=False, cache_dir=fake_dir / "cache")
+    gated = GatedFactory("Q2_K")
+    app = gen_app(fake_dir, options, gated)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await asyncio.to_thread(gated.waiting.wait, 30)
+        await pilot.press("c")
+        gated.release.set()
+        await settle(pilot)
+    factory = FakeBackendFactory(FAKE_MODELS)
+    app = gen_app(fake_dir, options, factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ResumeScreen)
+        assert app.screen.stored == {"F16": 12, "Q8_0": 12, "Q2_K": 0}
+        await pilot.press("y")
+        await settle(pilot)
+        screen = gen_screen(app)
+        assert screen.live is not None and screen.live.state == "finished"
+        assert factory.opened == ["Q2_K"]
+    assert json.loads(screen.live.current_report().to_json())["complete"] is True

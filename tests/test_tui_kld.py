@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import ChunkScored, KldFinished, KldReport
 from ggflip.corpus.setup import resolve_kld_spec
 from ggflip.tui.corpus_live import KL_SHADES, kl_style
-from ggflip.tui.corpus_view import KldOptions, KldScreen
+from ggflip.tui.corpus_view import CORPUS_TASK, KldOptions, KldScreen
+from ggflip.tui.setup import SetupScreen
 from ggflip.tui.views import ErrorScreen
 from tests.tui_helpers import FAKE_MODELS, fake_app, run_async, settle, write_fake_set
 
@@ -61,7 +64,7 @@ async def test_statistics_table_equals_the_engine_report(fake_dir: Path) -> None
         await settle(pilot)
         screen = kld_screen(app)
         assert screen.live is not None and screen.live.state == "finished"
-        rows = _rows(screen.query_one("#stats", DataTable))
+        rows = _rows(screen.query_one("#summary", DataTable))
         assert set(rows) == {"F16 (base)", "Q8_0", "Q2_K"}
         b = report.baseline
         assert rows["F16 (base)"][1] == f"{b.ppl:.3f}±{b.ppl_unc:.3f}"
@@ -81,9 +84,9 @@ async def test_statistics_table_equals_the_engine_report(fake_dir: Path) -> None
             # The running statistics (kld_stats over the chunks received) agree with the engine's
             # summary.
             model = screen.live.models[quant.label]
-            final, model.final = model.final, None
-            running = model.stats()
-            model.final = final
+            final, model.summary = model.summary, None
+            running = screen.live.stats(quant.label)
+            model.summary = final
             assert (
                 running is not None
                 and running.kl_mean == pytest.approx(s.kl_mean)
@@ -220,7 +223,6 @@ def test_an_interrupted_kld_reports_the_tokens_it_scored(
 ) -> None:
     """Ctrl-C after the baseline and part of the first quant: the partial report counts the
     baseline's scored tokens, not 0."""
-    import json
 
     import ggflip.cli.kld as cli_kld
     from ggflip.cli.main import main
@@ -238,3 +240,77 @@ def test_an_interrupted_kld_reports_the_tokens_it_scored(
     report = json.loads(capsys.readouterr().out)
     assert report["complete"] is False and report["quants"] == []
     assert report["n_chunks"] == 4 and report["tokens_scored"] == 4 * (CTX - 1 - CTX // 2)
+
+
+@run_async
+async def test_setup_starts_corpus_mode_and_esc_comes_back_to_it(fake_dir: Path) -> None:
+    """The setup view's task "kld" runs corpus mode on the text named in Data (Limit: chunks per
+    text); Esc shows the corpus setup again with those values, not the multiple-choice one."""
+    (fake_dir / "long.txt").write_text(" ".join(f"w{i % 97} t{i % 13}" for i in range(600)))
+    options = dataclasses.replace(
+        write_fake_set(fake_dir), task=CORPUS_TASK, data="long.txt", limit=1
+    )
+    app = fake_app(options, fake_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = kld_screen(app)
+        assert screen.live is not None and screen.live.state == "finished"
+        assert screen.options.texts == (Path("long.txt"),) and screen.live.n_chunks == 1
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, SetupScreen)
+        assert app.screen.query_one("#task", Select).value == CORPUS_TASK
+        assert app.screen.query_one("#data", Input).value == "long.txt"
+        assert app.screen.query_one("#limit", Input).value == "1"
+
+
+@run_async
+async def test_esc_from_tui_text_opens_the_corpus_setup(fake_dir: Path) -> None:
+    """`ggflip tui --text`: Esc goes to the setup of corpus mode with the run's text and chunks
+    (it used to show the multiple-choice setup with all questions)."""
+    app = fake_app(write_fake_set(fake_dir), fake_dir)
+    app.kld = kld_options()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, SetupScreen)
+        assert app.screen.query_one("#task", Select).value == CORPUS_TASK
+        assert app.screen.query_one("#data", Input).value == "corpus.txt"
+        assert app.screen.query_one("#limit", Input).value == "4"
+        await pilot.press("ctrl+s")  # and runs it again as it was
+        await settle(pilot)
+        screen = kld_screen(app)
+        assert screen.live is not None and screen.live.state == "finished"
+        assert screen.options.chunks == 4 and screen.options.ctx == CTX
+
+
+@run_async
+async def test_export_of_a_partial_run_reads_nothing_again(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """e on a cancelled corpus run writes the fold's partial report without resolving the
+    options again (no models.toml or text read on the UI thread)."""
+    app = fake_app(write_fake_set(fake_dir), fake_dir)
+    app.kld = kld_options()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = kld_screen(app)
+        assert screen.live is not None
+        screen.live.report = None  # as if the run had stopped before its end
+        screen.live.state = "cancelled"
+
+        def refused(options: object) -> None:
+            raise AssertionError("export resolved the options again")
+
+        monkeypatch.setattr("ggflip.corpus.setup.resolve_kld_spec", refused)
+        monkeypatch.setattr("ggflip.tui.corpus_view.resolve_kld_spec", refused)
+        await pilot.press("e")
+        await pilot.pause()
+    written = json.loads((fake_dir / "ggflip-kld-fake.json").read_text())
+    assert written["complete"] is False and [q["label"] for q in written["quants"]] == [
+        "Q8_0",
+        "Q2_K",
+    ]

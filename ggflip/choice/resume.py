@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from ggflip.backends.base import BackendFactory, ModelProbe
@@ -76,13 +75,3 @@ def run_progress(spec: RunSpec, factory: BackendFactory) -> dict[str, int]:
     if spec.cache_dir is not None and BaselineCache(spec.cache_dir).contains(key):
         done[spec.model_set.baseline.label] = len(spec.questions.questions)
     return done
-
-
-def is_unfinished(stored: Mapping[str, int], total: int, baseline: str) -> bool:
-    """Whether `run_progress`'s counts show a run that was started and not finished, the one
-    case worth asking about: some quant has stored questions (or the baseline some but not all)
-    while some model still lacks questions. A complete comparison is just read back."""
-    started = any(n for label, n in stored.items() if label != baseline) or (
-        0 < stored[baseline] < total
-    )
-    return started and any(n < total for n in stored.values())

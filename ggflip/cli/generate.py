@@ -1,33 +1,27 @@
 """`ggflip run --task gsm8k|prompts|mt_bench`: the generation mode from the command line.
 
 Owns no generation logic: it turns its flags into `GenOptions`, resolves them into a `GenSpec`
-(as the TUI does), iterates `generate.run_generation`, draws progress on stderr and prints one
-JSON document (`--json`) or a summary table.
+(as the TUI does), follows `generate.run_generation` through its fold
+(`cli.progress.follow_run`) and prints one JSON document (`--json`) or a summary table.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from rich.console import Console
 from rich.table import Table
 
-from ggflip.cli.run import emit_document, progress_bars
+from ggflip.cli.consoles import console
+from ggflip.cli.progress import follow_run
+from ggflip.cli.run import emit_document
 from ggflip.cli.scoring_flags import scoring_threads
-from ggflip.errors import ExitCode
-from ggflip.generate.engine import report as partial_report
 from ggflip.generate.engine import run_generation
-from ggflip.generate.events import (
-    GenBaselineFinished,
-    GenFinished,
-    GenQuantFinished,
-    TurnGenerated,
-    TurnsRestored,
-)
-from ggflip.generate.report import GenBaseline, GenQuant, GenReport
+from ggflip.generate.fold import GenFold
+from ggflip.generate.report import GenReport
 from ggflip.generate.setup import GenOptions, resolve_gen_spec
 from ggflip.reports.generation import SUMMARY_HEADER, summary_rows
-from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
 
 
 def gen_options(args: argparse.Namespace) -> GenOptions:
@@ -59,56 +53,16 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
 
 def generate_command(args: argparse.Namespace) -> int:
     """Run a generation comparison with progress on stderr; print the report."""
-    from rich.progress import TaskID
-
     from ggflip.backends.registry import backend_factory
 
     spec = resolve_gen_spec(gen_options(args))
-    stderr = Console(stderr=True)
+    stderr = console(stderr=True)
     events = run_generation(spec, backend_factory(spec.model_set))
     next(events)  # GenStarted: files and vocabularies are checked before progress is drawn
     # Which prompts a --limit took decides what the numbers mean: say it before generating.
     stderr.print(f"prompts: {spec.selection}", style="dim", markup=False)
-    baseline: GenBaseline | None = None
-    quants: list[GenQuant] = []
-    report: GenReport | None = None
-    try:
-        with progress_bars(stderr) as progress:
-            bars: dict[str, TaskID] = {}
-            for event in events:
-                if isinstance(event, ModelLoading):
-                    bars.setdefault(
-                        event.label, progress.add_task(f"{event.label} ({event.role})", total=None)
-                    )
-                elif isinstance(event, TurnsRestored):
-                    stderr.print(
-                        f"[dim]{event.label}: {event.n_restored} of {event.total} turns restored "
-                        "from the run store (--no-resume generates them again)[/dim]"
-                    )
-                elif isinstance(event, BaselineFromCache):
-                    stderr.print(f"[dim]{event.label}: baseline from cache[/dim]")
-                elif isinstance(event, ModelLoaded):
-                    progress.update(bars[event.label], description=f"{event.label} ({event.role})")
-                elif isinstance(event, TurnGenerated) and event.label in bars:
-                    progress.update(bars[event.label], completed=event.done, total=event.total)
-                elif isinstance(event, GenBaselineFinished):
-                    baseline = event.summary
-                elif isinstance(event, GenQuantFinished):
-                    quants.append(event.summary)
-                elif isinstance(event, GenFinished):
-                    report = event.report
-    except KeyboardInterrupt:
-        events.close()
-        report = partial_report(spec, baseline, quants)
-        _emit(args, report)
-        stderr.print(
-            f"ggflip: error: interrupted; the report holds the {len(quants)} quant(s) that "
-            "finished; run the same command again to resume"
-        )
-        return int(ExitCode.INTERRUPTED)
-    assert report is not None
-    _emit(args, report)
-    return int(ExitCode.OK)
+    fold = GenFold(spec, time.monotonic)
+    return follow_run(events, fold, stderr, lambda report: _emit(args, report))
 
 
 def _emit(args: argparse.Namespace, report: GenReport) -> None:

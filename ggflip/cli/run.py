@@ -1,7 +1,8 @@
-"""`ggflip run` and `ggflip prepare-demo`: build a RunSpec from flags, fold the engine's events.
+"""`ggflip run` and `ggflip prepare-demo`: build a RunSpec from flags, follow the engine's run.
 
-This module owns no scoring logic: it resolves flags into a `RunSpec`, iterates
-`engine.run_comparison`, shows progress on stderr and renders the `Report`.
+This module owns no scoring logic: it resolves flags into a `RunSpec`, hands
+`engine.run_comparison`'s events to `cli.progress.follow_run` (which reads them through the
+mode's fold) and renders the `Report`.
 """
 
 from __future__ import annotations
@@ -9,46 +10,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from ggflip.choice.engine import partial_report, run_comparison
-from ggflip.choice.events import (
-    FLOOR,
-    BaselineFinished,
-    FloorFinished,
-    QuantFinished,
-    QuestionScored,
-    Resumed,
-    RunFinished,
-)
-from ggflip.choice.report import BaselineSummary, QuantSummary, Report, SkippedQuestion
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.fold import ChoiceFold
+from ggflip.choice.report import Report
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.cli.consoles import console
+from ggflip.cli.progress import follow_run
 from ggflip.cli.scoring_flags import scoring_threads
 from ggflip.errors import ExitCode
 from ggflip.reports.terminal import render_report
-from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip")
-
-
-def _name(label: str, role: str) -> str:
-    """A model's name on a progress line: its label and role (the floor's label names its role)."""
-    return label if role == FLOOR else f"{label} ({role})"
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
@@ -97,101 +77,17 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     return spec
 
 
-def progress_bars(console: Console) -> Progress:
-    """The per-model progress bars both `run` and `kld` draw on stderr."""
-    return Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 def run_command(args: argparse.Namespace) -> int:
     """Run a comparison, showing progress on stderr; print the report (JSON or tables)."""
     from ggflip.backends.registry import backend_factory
 
     spec = build_run_spec(args)
     stderr = console(stderr=True)
-    baseline: BaselineSummary | None = None
-    quants: list[QuantSummary] = []
-    floor: QuantSummary | None = None
-    skipped: list[SkippedQuestion] = []
-    report: Report | None = None
     events = run_comparison(spec, backend_factory(spec.model_set))
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
     # Which questions a --limit took decides what the numbers mean: say it before scoring.
     stderr.print(f"questions: {spec.questions.selection}", style="dim", markup=False)
-    try:
-        with progress_bars(stderr) as progress:
-            bars: dict[str, TaskID] = {}
-            for event in events:
-                if isinstance(event, Resumed):
-                    stderr.print(
-                        f"[dim]{event.label}: {event.n_restored} of {event.total} questions "
-                        "restored from the run store (--no-resume scores them again)[/dim]"
-                    )
-                    bars[event.label] = progress.add_task(
-                        _name(event.label, event.role), total=event.total
-                    )
-                elif isinstance(event, ModelLoading):
-                    if event.label in bars:
-                        progress.update(
-                            bars[event.label],
-                            description=f"{_name(event.label, event.role)} loading",
-                        )
-                    else:
-                        bars[event.label] = progress.add_task(
-                            f"{_name(event.label, event.role)} loading", total=None
-                        )
-                elif isinstance(event, ModelLoaded):
-                    progress.update(bars[event.label], description=_name(event.label, event.role))
-                elif isinstance(event, BaselineFromCache):
-                    stderr.print(
-                        f"[dim]{event.label}: baseline scores from cache ({event.cache_path})[/dim]"
-                    )
-                elif isinstance(event, QuestionScored):
-                    progress.update(bars[event.label], completed=event.done, total=event.total)
-                    if not stderr.is_terminal and (
-                        event.done % max(1, event.total // 10) == 0 or event.done == event.total
-                    ):
-                        # Logs and CI: a line per tenth, since a redrawn bar only shows at the end
-                        # there.
-                        print(
-                            f"ggflip: {_name(event.label, event.role)} {event.done}/{event.total}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                elif isinstance(event, BaselineFinished):
-                    baseline = event.summary
-                    skipped += event.skipped
-                elif isinstance(event, FloorFinished):
-                    floor = event.summary
-                elif isinstance(event, QuantFinished):
-                    quants.append(event.summary)
-                    skipped += event.skipped
-                elif isinstance(event, RunFinished):
-                    report = event.report
-    except KeyboardInterrupt:
-        events.close()
-        report = partial_report(spec, baseline, quants, skipped, floor)
-        _emit(args, report)
-        kept = (
-            "; scored questions are kept: run the same command again to resume"
-            if spec.run_store
-            else ""
-        )
-        stderr.print(
-            f"ggflip: error: interrupted; the report holds the {len(quants)} quant(s) that "
-            f"finished{kept}"
-        )
-        return int(ExitCode.INTERRUPTED)
-    assert report is not None
-    _emit(args, report)
-    return int(ExitCode.OK)
+    return follow_run(events, ChoiceFold(spec, time.monotonic), stderr, lambda r: _emit(args, r))
 
 
 def emit_document(

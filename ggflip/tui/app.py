@@ -1,5 +1,5 @@
-"""The ggflip Textual application: the setup view first, then the run view (or the corpus KLD view,
-or the generation run view).
+"""The ggflip Textual application: the setup view first, then the run view of the chosen mode
+(multiple choice, generation or corpus).
 
 The app holds what every screen shares: the backend factory (llama.cpp, or a fake injected by
 tests), the clock the run view measures rates with, the export folder, and the log panel's
@@ -23,12 +23,13 @@ from textual.message import Message
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
 from ggflip.config.models_toml import ModelSet
+from ggflip.corpus.setup import KldOptions
 from ggflip.generate.setup import GenOptions
-from ggflip.tui.corpus_view import KldOptions, KldScreen
+from ggflip.tui.corpus_view import KldScreen
 from ggflip.tui.gen_view import GenScreen
 from ggflip.tui.help import HelpScreen
+from ggflip.tui.run import RunScreen
 from ggflip.tui.setup import SetupScreen
-from ggflip.tui.worker_screen import WorkerScreen
 
 
 class _PanelHandler(logging.Handler):
@@ -121,5 +122,5 @@ class GgflipApp(App[None]):
     def on_ggflip_app_log_line(self, message: LogLine) -> None:
         self.log_lines.append(message.line)
         for screen in self.screen_stack:
-            if isinstance(screen, WorkerScreen):
+            if isinstance(screen, RunScreen):
                 screen.add_log_line(message.line)

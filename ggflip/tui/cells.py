@@ -27,8 +27,6 @@ OWN_COLUMNS = (
     ("same top", 8, "same_top"),
 )
 PROGRESS_COLUMNS = (("done", 11), ("q/s", 6), ("ETA", 5))
-SUMMARY_COLUMNS = (*(c for c, _, _ in OWN_COLUMNS), *(c for c, _ in PROGRESS_COLUMNS))
-SUMMARY_WIDTHS = (*(w for _, w, _ in OWN_COLUMNS), *(w for _, w in PROGRESS_COLUMNS))
 # Under 120 columns the table keeps what judges a quant and drops the rest (the q/s and ETA are
 # in the progress rows' state, the distributions' tails in the report).
 NARROW_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "KL mean", "same top", "done")
@@ -103,7 +101,7 @@ def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
         accuracy = live.baseline.accuracy if live.baseline else None
         cells = [f"{model.label} (base)", pct(accuracy), *[""] * (7 + extra)]
     else:
-        v = model.values()
+        v = live.values(model.label)
         cells = [
             model.label,
             pct(v.get("accuracy")),
@@ -126,7 +124,7 @@ def paired_note(live: LiveRun) -> str:
     scored, so say how many and what the baseline scores on those same questions."""
     notes = []
     for model in live.partial():
-        v = model.values()
+        v = live.values(model.label)
         n = len(model.rows)
         notes.append(
             f"{model.label} row: of {n} questions so far; {live.baseline_label} on those {n}: "
@@ -148,21 +146,3 @@ def flip_cells(row: QuestionRow) -> tuple[str, ...]:
         sig(row.kl),
         num(row.top_margin, 3),
     )
-
-
-def status_text(live: LiveRun) -> str | None:
-    """The status line: what the run is doing now; None when a failure message is shown instead."""
-    if live.state == "running" and live.current:
-        model = live.models[live.current]
-        verb = "Loading" if model.status == "loading" else "Scoring"
-        return f"{verb} {model.label} ({model.role}): {model.done}/{model.total}"
-    if live.state == "finished":
-        return "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
-    if live.state == "cancelled":
-        return (
-            f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its "
-            "current batch. e: export"
-        )
-    if live.state == "failed":
-        return None
-    return "Checking model files and vocabularies…"

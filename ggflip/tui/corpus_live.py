@@ -1,30 +1,23 @@
-"""Live state of a corpus run (`ggflip kld`) for the TUI: folds engine events, no Textual.
+"""What the corpus run view (`ggflip kld`) draws from the engine's fold
+(`corpus.fold.CorpusFold`); no Textual.
 
-Running statistics come from `corpus_stats.kld_stats` over the tokens scored so far, over the
-corpus and per text (category); once a quant finishes, its rows show the engine's own summary.
-The per-token view is a rich Text of one chunk, each scored token's background shaded by its KL
-for the selected quant.
+Table cells show the fold's running statistics, over the corpus and per text (category); once a
+quant finishes, the engine's own summary. The per-token view is a rich Text of one chunk, each
+scored token's background shaded by its KL for the selected quant.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 from rich.text import Text
 
-from ggflip.corpus.events import (
-    BaselineKld,
-    ChunkScored,
-    CorpusReady,
-    KldReport,
-    KldStarted,
-    QuantKld,
-    TextInfo,
-)
-from ggflip.corpus.stats import KldStats, TokenScores, kld_stats, mean_and_uncertainty
+from ggflip.corpus.events import TextInfo
+from ggflip.corpus.fold import CorpusFold, holds
+from ggflip.runs.events import BASELINE
+from ggflip.runs.fold import CACHED
 
 # Upper bounds of the KL shades (nats) and their backgrounds, from "agrees" to "diverges".
 KL_SHADES: tuple[tuple[float, str], ...] = (
@@ -87,129 +80,34 @@ def kl_legend(note: str = "dim: context (not scored)") -> Text:
     return legend
 
 
-def _holds(text: TextInfo, chunk: int) -> bool:
-    return text.first_chunk <= chunk < text.first_chunk + text.n_chunks
-
-
 def _ppl_cell(ppl: float, unc: float) -> str:
     return f"{ppl:.3f}±{unc:.3f}"
 
 
-def _running_ppl(nll: dict[int, NDArray[np.float64]], chunks: list[int]) -> str:
-    """The perplexity over the chunks scored so far, as a cell."""
-    if not chunks:
-        return "–"
-    mean, unc = mean_and_uncertainty(np.concatenate([nll[c] for c in chunks]))
-    return _ppl_cell(math.exp(mean), math.exp(mean) * unc)
+def _running_ppl_cell(value: tuple[float, float] | None) -> str:
+    """A running perplexity as a cell; "–" before any chunk."""
+    return "–" if value is None else _ppl_cell(*value)
 
 
-@dataclass
-class KldModel:
-    """One model's progress and the per-chunk arrays the view needs."""
+class LiveKld(CorpusFold):
+    """The corpus fold and what the KLD run screen draws from it: table cells, the shaded text."""
 
-    label: str
-    role: str
-    status: str = "waiting"
-    done: int = 0
-    total: int = 0
-    nll: dict[int, NDArray[np.float64]] = field(default_factory=dict)
-    nll_base: dict[int, NDArray[np.float64]] = field(default_factory=dict)
-    kl: dict[int, NDArray[np.float64]] = field(default_factory=dict)
-    same_top: dict[int, NDArray[np.bool_]] = field(default_factory=dict)
-    final: QuantKld | None = None
-    baseline: BaselineKld | None = None
-
-    def stats(self, text: TextInfo | None = None) -> KldStats | None:
-        """The engine's summary once finished, else kld_stats over the chunks scored so far; over
-        the corpus, or over one text's chunks."""
-        if self.final is not None:
-            if text is None:
-                return self.final.stats
-            return next(c.stats for c in self.final.by_category if c.name == text.name)
-        order = sorted(c for c in self.kl if text is None or _holds(text, c))
-        if not order:
-            return None
-        return kld_stats(
-            TokenScores(
-                np.concatenate([self.nll[c] for c in order]),
-                np.concatenate([self.nll_base[c] for c in order]),
-                np.concatenate([self.kl[c] for c in order]),
-                np.concatenate([self.same_top[c] for c in order]),
-            )
-        )
-
-
-class LiveKld:
-    """Everything the KLD run screen draws, folded from `run_kld`'s events."""
-
-    def __init__(self, started: KldStarted) -> None:
-        self.set_name, self.source, self.ctx = started.set_name, started.source, started.ctx
-        self.models = {
-            label: KldModel(label, "baseline" if i == 0 else "quant")
-            for i, label in enumerate(started.labels)
-        }
-        self.baseline_label = started.labels[0]
-        self.quant_labels = list(started.labels[1:])
-        self.n_chunks = 0
-        self.first_scored = 0
-        self.pieces: dict[int, tuple[str, ...]] = {}
-        self.texts: tuple[TextInfo, ...] = ()
-        self.state = "running"
-        self.current: str | None = None
-        self.report: KldReport | None = None
-
-    def corpus_ready(self, event: CorpusReady) -> None:
-        self.n_chunks, self.first_scored = event.n_chunks, event.first_scored
-        self.texts = event.texts
-        for model in self.models.values():
-            model.total = event.n_chunks
-
-    def status(self, label: str, status: str) -> None:
-        self.models[label].status = status
-        if status in ("loading", "scoring"):
-            self.current = label
-
-    def chunk_scored(self, event: ChunkScored) -> None:
-        model = self.models[event.label]
-        model.status, model.done, model.total = "scoring", event.chunk + 1, event.n_chunks
-        self.current = event.label
-        self.pieces.setdefault(event.chunk, event.pieces)
-        model.nll[event.chunk] = event.nll
-        if event.kl is not None and event.nll_base is not None and event.same_top is not None:
-            model.kl[event.chunk] = event.kl
-            model.nll_base[event.chunk] = event.nll_base
-            model.same_top[event.chunk] = event.same_top
-
-    def baseline_finished(self, summary: BaselineKld) -> None:
-        model = self.models[summary.label]
-        model.baseline, model.status = summary, "cached" if summary.from_cache else "done"
-        if summary.from_cache:
-            model.done = model.total
-
-    def quant_finished(self, summary: QuantKld) -> None:
-        model = self.models[summary.label]
-        model.final, model.status, model.done = summary, "done", model.total
-
-    def finished(self, report: KldReport) -> None:
-        self.report, self.state, self.current = report, "finished", None
-
-    def stopped(self, state: str) -> None:
-        self.state, self.current = state, None
-        for model in self.models.values():
-            if model.status in ("loading", "scoring"):
-                model.status = state
+    @property
+    def ctx(self) -> int:
+        """Tokens per chunk."""
+        return self.spec.ctx
 
     def cells(self, label: str) -> list[str]:
         """One row of the statistics table, in KLD_COLUMNS order."""
         model = self.models[label]
-        chunks = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
-        if model.role == "baseline":
-            if model.baseline is not None:
-                ppl = _ppl_cell(model.baseline.ppl, model.baseline.ppl_unc)
+        chunks = "cached" if model.status == CACHED else f"{model.done}/{model.total}"
+        if model.role == BASELINE:
+            if self.baseline is not None:
+                ppl = _ppl_cell(self.baseline.ppl, self.baseline.ppl_unc)
             else:
-                ppl = _running_ppl(model.nll, sorted(model.nll))
+                ppl = _running_ppl_cell(self.running_ppl(label))
             return [f"{label} (base)", ppl, "", "", "", "", "", "", "", chunks]
-        s = model.stats()
+        s = self.stats(label)
         if s is None:
             return [label, *["–"] * 8, chunks]
         return [
@@ -225,22 +123,23 @@ class LiveKld:
             chunks,
         ]
 
-    def text_of(self, chunk: int) -> TextInfo | None:
-        """The text (category) a chunk was cut from."""
-        return next((text for text in self.texts if _holds(text, chunk)), None)
+    def kl(self, label: str, chunk: int) -> NDArray[np.float64] | None:
+        """Quant `label`'s per-token KL of one chunk; None until it is scored."""
+        event = self.chunks[label].get(chunk)
+        return None if event is None else event.kl
 
     def category_cells(self, label: str, text: TextInfo) -> list[str]:
         """One row of the per-text table for quant `label`, in CATEGORY_COLUMNS order."""
-        model, base = self.models[label], self.models[self.baseline_label]
-        done = sum(1 for c in model.kl if _holds(text, c))
-        if model.final is not None:
+        scored = self.chunks[label]
+        done = sum(1 for c, e in scored.items() if e.kl is not None and holds(text, c))
+        if self.models[label].summary is not None:
             done = text.n_chunks
-        if base.baseline is not None:
-            own = next(c for c in base.baseline.by_category if c.name == text.name)
+        if self.baseline is not None:
+            own = next(c for c in self.baseline.by_category if c.name == text.name)
             base_ppl = _ppl_cell(own.ppl, own.ppl_unc)
         else:
-            base_ppl = _running_ppl(base.nll, sorted(c for c in base.nll if _holds(text, c)))
-        s = model.stats(text)
+            base_ppl = _running_ppl_cell(self.running_ppl(self.baseline_label, text))
+        s = self.stats(label, text)
         if s is None:
             return [text.name, f"{done}/{text.n_chunks}", base_ppl, *["–"] * 7]
         return [
@@ -262,7 +161,7 @@ class LiveKld:
         pieces = self.pieces.get(chunk)
         if pieces is None:
             return Text("This chunk is not scored yet.", style="dim")
-        kl = self.models[label].kl.get(chunk) if label is not None else None
+        kl = self.kl(label, chunk) if label is not None else None
         text = Text()
         first = self.first_scored + 1
         text.append("".join(pieces[1:first]), style="dim")
@@ -272,7 +171,7 @@ class LiveKld:
 
     def worst_tokens(self, label: str, chunk: int, n: int = 5) -> str:
         """The chunk's `n` tokens of largest KL, as `piece (kl)`."""
-        kl = self.models[label].kl.get(chunk)
+        kl = self.kl(label, chunk)
         pieces = self.pieces.get(chunk)
         if kl is None or pieces is None:
             return ""

@@ -50,7 +50,7 @@ def kld_cells(live: LiveKld, label: str) -> list[str]:
     if model.role == "baseline":
         extra = [""] * len(appended(MODE, OWN_COLUMNS))
     else:
-        final = model.final.to_dict() if model.final is not None else None
+        final = model.summary.to_dict() if model.summary is not None else None
         extra = appended_cells(MODE, OWN_COLUMNS, final)
     return [*own[:-1], *extra, own[-1]]
 

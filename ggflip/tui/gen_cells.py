@@ -22,8 +22,6 @@ OWN_COLUMNS = (
     ("top-1", 7, "top1_agreement"),
 )
 PROGRESS_COLUMNS = (("done", 9), ("turns/s", 7), ("ETA", 5))
-GEN_COLUMNS = (*(c for c, _, _ in OWN_COLUMNS), *(c for c, _ in PROGRESS_COLUMNS))
-GEN_WIDTHS = (*(w for _, w, _ in OWN_COLUMNS), *(w for _, w in PROGRESS_COLUMNS))
 
 
 def gen_columns() -> list[tuple[str, int]]:
@@ -56,7 +54,7 @@ def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:
         accuracy = live.baseline.accuracy if live.baseline else None
         cells = [f"{model.label} (base)", pct(accuracy), *[""] * (7 + extra)]
     else:
-        v = model.values(live.rule)
+        v = live.values(model.label)
         if v is None:
             cells = [model.label, *[DASH] * (8 + extra)]
         else:
@@ -104,21 +102,3 @@ def turn_cells(live: LiveGen, row: TurnRow) -> tuple[str, ...]:
         pct(row.top1_agreement),
         f"{row.n_tokens}/{row.quant_n_tokens}",
     )
-
-
-def status_text(live: LiveGen) -> str | None:
-    """The status line: what the run is doing now; None when a failure message is shown instead."""
-    if live.state == "running" and live.current:
-        model = live.models[live.current]
-        verb = "Loading" if model.status == "loading" else "Generating"
-        return f"{verb} {model.label} ({model.role}): turn {model.done}/{model.total}"
-    if live.state == "finished":
-        return "Finished: every model generated. Enter: the two texts · e: export · r: re-run"
-    if live.state == "cancelled":
-        return (
-            f"Cancelled: {len(live.quants)} quant(s) finished and kept; llama.cpp stops after its "
-            "current batch. e: export"
-        )
-    if live.state == "failed":
-        return None
-    return "Checking model files and vocabularies…"

@@ -1,206 +1,165 @@
-"""The run view: live per-model table, progress, and the flip list of the selected quant.
+"""The one run screen of every mode: the worker, progress, the model table, status, log, export.
 
-The engine runs in one thread worker that only posts messages (`RunScreen.SpecResolved`,
-`RunScreen.EngineEvent`, `RunScreen.Scored`); the handlers here own every state change.
-`Scored` is high-rate and cumulative, so a newer one may replace an older one of the same model.
+`RunScreen` runs the engine in one thread worker that never touches a widget: it resolves the
+options into a spec (`SpecResolved`), may find an unfinished earlier run (`ResumeOffered`), then
+queues every engine event and posts `EventsArrived`, which a newer one replaces; the handler
+folds the queued events, in order, into the mode's fold (`ggflip.runs.fold`) and redraws from it.
+Worker failures are handled once, in `on_worker_state_changed`. A mode subclasses it and fills
+in its adapter (`run_adapter.ModeAdapter`: spec and events, fold, columns and cells, the list
+under the table and its detail view, report files): `choice_view`, `gen_view`, `corpus_view`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections import deque
 from typing import ClassVar
 
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ggflip.choice.answers import QuestionRow
-from ggflip.choice.engine import run_comparison
-from ggflip.choice.events import (
-    BaselineFinished,
-    Event,
-    FloorFinished,
-    QuantFinished,
-    QuestionScored,
-    RunFinished,
-)
-from ggflip.choice.resume import is_unfinished, run_progress
-from ggflip.choice.setup import RunOptions, resolve_run_spec
-from ggflip.choice.spec import RunSpec
+from ggflip.backends.base import BackendFactory
 from ggflip.errors import GgflipError
-from ggflip.runs.events import BaselineFromCache, ModelLoaded, ModelLoading
-from ggflip.tui.cells import SORT_NAMES, paired_note, status_text
-from ggflip.tui.damage import DamageScreen
-from ggflip.tui.export import export_report
-from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
-from ggflip.tui.tables import FlipTable, ModelProgress, SummaryTable
-from ggflip.tui.views import (
-    ErrorScreen,
-    MarginScreen,
-    QuestionDetailScreen,
-    ResumeScreen,
-    SubjectPicker,
-    direction_text,
-)
-from ggflip.tui.worker_screen import REFRESH_SECONDS, WorkerScreen, failure_message
+from ggflip.runs.events import QUANT
+from ggflip.tui.export import export_files
+from ggflip.tui.run_adapter import FoldT, ModeAdapter, OptionsT, SpecT
+from ggflip.tui.run_widgets import ModelTable, ProgressRows, failure_message
+from ggflip.tui.views import ErrorScreen, ResumeScreen
 
+REFRESH_SECONDS = 0.25
 log = logging.getLogger("ggflip.tui")
 
 
-class RunScreen(WorkerScreen):
-    """A comparison running live; flips appear in the list as soon as they are scored."""
+class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
+    """One engine run going live; a mode's subclass supplies its adapter's parts."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "cancel", "Cancel"),
-        Binding("r", "rerun", "Re-run"),
-        Binding("e", "export", "Export"),
-        Binding("m", "margins", "Top margin"),
-        Binding("w", "damage", "Where it hurts", show=False),
-        Binding("d", "direction", "Direction"),
-        Binding("s", "sort", "Sort"),
-        Binding("f", "subject", "Subject"),
-        Binding("l", "toggle_log", "Log"),
-        Binding("escape", "back", "Setup"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = []  # each mode's: `run_bindings(...)`
     DEFAULT_CSS = """
+    RunScreen #status { height: 1; padding: 0 1; background: $boost; }
+    RunScreen #progress { height: auto; padding: 0 1; }
+    RunScreen .progress-row { height: 1; }
+    RunScreen .progress-label { width: 22; }
+    RunScreen .progress-state { width: 16; padding-left: 1; }
+    RunScreen ProgressBar Bar { width: 40; }
     RunScreen #summary { height: auto; max-height: 12; }
-    RunScreen #paired { height: auto; padding: 0 1; display: none; }
-    RunScreen #flip-title { height: auto; padding: 0 1; background: $boost; }
-    RunScreen #flips { height: 1fr; }
+    RunScreen #log { height: 10; border-top: solid $accent; display: none; }
+    RunScreen.show-log #log { display: block; }
     """
 
     class SpecResolved(Message):
-        """The options became a RunSpec (questions loaded); the run is about to start."""
+        """The options became a spec (questions, prompts or texts loaded); the run starts."""
 
-        def __init__(self, run_id: int, spec: RunSpec) -> None:
+        def __init__(self, run_id: int, spec: object) -> None:
             super().__init__()
             self.run_id, self.spec = run_id, spec
 
     class ResumeOffered(Message):
-        """An earlier, unfinished run of the same comparison left scored questions in the run
-        store."""
+        """An earlier, unfinished run of the same comparison left scored units in the run store."""
 
         def __init__(self, run_id: int, stored: dict[str, int], total: int) -> None:
             super().__init__()
             self.run_id, self.stored, self.total = run_id, stored, total
 
-    class EngineEvent(Message):
-        """An engine event other than a scored question."""
+    class EventsArrived(Message):
+        """Engine events of run `run_id` are queued; a newer message of the same run stands for
+        this one (the queue holds them all)."""
 
-        def __init__(self, run_id: int, event: Event) -> None:
+        def __init__(self, run_id: int) -> None:
             super().__init__()
-            self.run_id, self.event = run_id, event
-
-    class Scored(Message):
-        """A model scored questions up to `done`; `rows` is its append-only list of comparison
-        rows."""
-
-        def __init__(
-            self, run_id: int, label: str, done: int, rows: Sequence[QuestionRow] | None
-        ) -> None:
-            super().__init__()
-            self.run_id, self.label, self.done, self.rows = run_id, label, done, rows
+            self.run_id = run_id
 
         def can_replace(self, message: Message) -> bool:
-            # Rows are cumulative, so a later Scored of the same model and run carries everything.
-            return isinstance(message, RunScreen.Scored) and (message.run_id, message.label) == (
-                self.run_id,
-                self.label,
-            )
+            return isinstance(message, RunScreen.EventsArrived) and message.run_id == self.run_id
 
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: OptionsT) -> None:
         super().__init__()
         self.options = options
-        self._offer_resume = options.resume
-        self.live: LiveRun | None = None
+        self._offer_resume = bool(getattr(options, "resume", False))
+        self.live: FoldT | None = None
         self.run_id = 0
         self.selected: str | None = None
         self.follow = True
-        self.direction: str | None = None
-        self.subject: str | None = None
-        self.sort = "scored"
+        self._queue: deque[object] = deque()
+        self._dirty = False
         self._refreshed_at = 0.0
+        self._worker: Worker[str] | None = None
+
+    # --- the run -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("Loading questions…", id="status")
-        yield ModelProgress(id="progress")
-        yield SummaryTable(self.app.size.width, id="summary")
-        yield Static("", id="paired")
-        yield Static("", id="flip-title")
-        yield FlipTable(id="flips")
+        yield Static(self.STARTING, id="status")
+        yield ProgressRows(id="progress")
+        yield ModelTable(self.table_columns(self.app.size.width), id="summary")
+        yield from self.compose_view()
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
         yield Footer()
+
+    def on_mount(self) -> None:
+        log_panel = self.query_one("#log", RichLog)
+        for line in self.app.log_lines:  # type: ignore[attr-defined]
+            log_panel.write(line)
+        self.set_interval(REFRESH_SECONDS, self._refresh_if_dirty)
+        self.start()
 
     def start(self) -> None:
         """Start (or restart) the run in a thread worker."""
         self.run_id += 1
         self.live = None
-        self.query_one("#status", Static).update("Loading questions…")
-        self._worker = self._run(self.run_id, self.options)
+        self._queue = deque()
+        self.query_one("#status", Static).update(self.STARTING)
+        self._worker = self._run(self.run_id, self.options, self._queue)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", name="ggflip run")
-    def _run(self, run_id: int, options: RunOptions) -> str:
-        """Resolve the options and iterate the engine, posting a message per event; stop when
+    def _run(self, run_id: int, options: OptionsT, queue: deque[object]) -> str:
+        """Resolve the options and iterate the engine, queueing its events; stop when
         cancelled."""
         worker = get_current_worker()
-        spec = resolve_run_spec(options)
+        spec = self.resolve(options)
+        # Every mode's spec names its model set, which names its backend (backends.registry).
+        model_set = spec.model_set  # type: ignore[attr-defined]
+        factory: BackendFactory = self.app.backend_factory(model_set)  # type: ignore[attr-defined]
         if worker.is_cancelled:
             return "cancelled"
-        if self._offer_resume and spec.run_store is not None:
-            stored = run_progress(spec, self.app.backend_factory(spec.model_set))  # type: ignore[attr-defined]
-            total = len(spec.questions.questions)
-            if is_unfinished(stored, total, spec.model_set.baseline.label):
+        if self._offer_resume:
+            stored, total = self.stored_progress(spec, factory)
+            if stored:
                 self.post_message(self.ResumeOffered(run_id, stored, total))
                 return "asked"
         self.post_message(self.SpecResolved(run_id, spec))
-        rows: dict[str, list[QuestionRow]] = {}
-        # run_comparison is a generator: closing it stops between batches and frees the model.
-        events = run_comparison(spec, self.app.backend_factory(spec.model_set))  # type: ignore[attr-defined]
+        # The engine is a generator: closing it stops between batches and frees the model.
+        engine_events = self.engine(spec, factory)
         try:
-            for event in events:
+            for event in engine_events:
                 if worker.is_cancelled:
                     return "cancelled"
-                if isinstance(event, QuestionScored):
-                    if event.row is not None:
-                        rows.setdefault(event.label, []).append(event.row)
-                    self.post_message(
-                        self.Scored(run_id, event.label, event.done, rows.get(event.label))
-                    )
-                else:
-                    self.post_message(self.EngineEvent(run_id, event))
+                queue.append(event)
+                self.post_message(self.EventsArrived(run_id))
         finally:
-            events.close()
+            close = getattr(engine_events, "close", None)
+            if close is not None:
+                close()
         return "finished"
-
-    # --- messages from the worker -------------------------------------------------------------
 
     def on_run_screen_spec_resolved(self, message: SpecResolved) -> None:
         if message.run_id != self.run_id:
             return
-        spec = message.spec
-        self.live = LiveRun(spec, self.app.clock)  # type: ignore[attr-defined]
-        self.sub_title = f"{spec.model_set.name} · {spec.task} · {spec.questions.selection}"
-        self.live.state = "running"
-        if self.selected not in self.live.quant_labels:
-            self.selected = self.live.quant_labels[0] if self.live.quant_labels else None
-        self.query_one(ModelProgress).build(self.live)
-        self.query_one(SummaryTable).fill(self.live)
-        self.query_one(FlipTable).forget()
+        spec: SpecT = message.spec  # type: ignore[assignment]
+        live = self.live = self.make_fold(spec)
+        self.sub_title = self.subtitle(spec)
+        if self.selected not in live.quant_labels:
+            self.selected = live.quant_labels[0] if live.quant_labels else None
+        self.query_one(ProgressRows).build(live)
+        self.query_one(ModelTable).fill(list(live.models))
+        self.run_started()
         self._refresh(force=True)
-
-    def on_resize(self, event: events.Resize) -> None:
-        if self.query_one(SummaryTable).fit(event.size.width, self.live) and self.live:
-            if self.selected is not None:
-                self._select(self.selected)
-            self._refresh(force=True)
 
     def on_run_screen_resume_offered(self, message: ResumeOffered) -> None:
         if message.run_id != self.run_id:
@@ -211,40 +170,46 @@ class RunScreen(WorkerScreen):
 
         def answer(resume: bool | None) -> None:
             self._offer_resume = False
-            self.options = dataclasses.replace(self.options, resume=bool(resume))
+            self.options = self.resumed(self.options, bool(resume))
             self.start()
 
         self.app.push_screen(ResumeScreen(message.stored, message.total), answer)
 
-    def on_run_screen_engine_event(self, message: EngineEvent) -> None:
-        if message.run_id != self.run_id or self.live is None:
+    def on_run_screen_events_arrived(self, message: EventsArrived) -> None:
+        live = self.live
+        if message.run_id != self.run_id or live is None:
             return
-        event, live = message.event, self.live
-        if isinstance(event, ModelLoading):
-            live.loading(event.label)
-            if event.role == "quant" and self.follow:
-                self._select(event.label)
-        elif isinstance(event, ModelLoaded):
-            live.loaded(event.label)
-        elif isinstance(event, BaselineFromCache):
-            live.from_cache(event.label)
-        elif isinstance(event, BaselineFinished):
-            live.baseline_finished(event.summary)
-        elif isinstance(event, FloorFinished):
-            live.floor_finished(event.summary)
-        elif isinstance(event, QuantFinished):
-            live.quant_finished(event.summary)
-        elif isinstance(event, RunFinished):
-            live.finished(event.report)
-        self._refresh(force=True)
+        before = self._signature()
+        noted = len(live.notes)
+        while self._queue:
+            event = self._queue.popleft()
+            live.fold(event)
+            self.event_folded(event)
+            self._follow(event)
+        for note in live.notes[noted:]:
+            log.info("%s", note.text)
+            if note.warning:
+                self.notify(note.text, severity="warning", markup=False)
+        if self._signature() != before:
+            self._refresh(force=True)
+        else:
+            self._dirty = True
+            if time.monotonic() - self._refreshed_at >= REFRESH_SECONDS:
+                self._refresh()
 
-    def on_run_screen_scored(self, message: Scored) -> None:
-        if message.run_id != self.run_id or self.live is None:
+    def _follow(self, event: object) -> None:
+        """Show the quant the run just went on to, unless the user chose another one."""
+        label = self.live.current if self.live is not None else None
+        if not self.follow or label is None or label == self.selected:
             return
-        self.live.scored(message.label, message.done, message.rows)
-        self._dirty = True
-        if time.monotonic() - self._refreshed_at >= REFRESH_SECONDS:
-            self._refresh()
+        if getattr(event, "role", None) == QUANT and getattr(event, "label", None) == label:
+            self._select(label)
+
+    def _signature(self) -> tuple[object, ...]:
+        """What, when it changes, redraws everything at once: the run's and each model's state."""
+        live = self.live
+        assert live is not None
+        return (live.state, live.current, *(m.status for m in live.models.values()))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a run's end is handled: cancelled, failed (GgflipError or a bug), or
@@ -258,61 +223,46 @@ class RunScreen(WorkerScreen):
             )
             self._refresh(force=True)
         elif event.state == WorkerState.ERROR:
-            message = failure_message(event.worker.error, "run")
+            message = failure_message(event.worker.error, self.WHAT)
             if self.live is not None:
                 self.live.stopped("failed")
+                self._refresh(force=True)
             self.query_one("#status", Static).update(Text(f"Failed: {message}"))
-            self._refresh(force=True)
-            self.app.push_screen(ErrorScreen(message, title="The run stopped"))
+            self.app.push_screen(ErrorScreen(message, title=f"The {self.WHAT} stopped"))
 
     # --- drawing -----------------------------------------------------------------------------
 
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
+            self._refresh()
+
     def _refresh(self, force: bool = False) -> None:
-        """Redraw status, progress, summary and flip list from the live state."""
-        if self.live is None:
+        """Redraw status, progress, the model table and the view under it from the fold."""
+        live = self.live
+        if live is None:
             return
         self._dirty, self._refreshed_at = False, time.monotonic()
-        self._draw_status()
-        self.query_one(ModelProgress).draw(self.live)
-        self._draw_summary()
-        self._draw_flips(force)
-
-    def _draw_status(self) -> None:
-        assert self.live is not None
-        text = status_text(self.live)
+        text = self.status_text()
         if text is not None:
             self.query_one("#status", Static).update(Text(text))
+        self.query_one(ProgressRows).draw(live)
+        table, now = self.query_one(ModelTable), live.clock()
+        names = [column for column, _ in self.columns()]
+        for label in live.models:
+            table.draw(label, names, self.model_cells(label, now))
+        self.draw_view(force)
 
-    def _draw_summary(self) -> None:
-        live = self.live
-        assert live is not None
-        self.query_one(SummaryTable).draw(live)
-        note = self.query_one("#paired", Static)
-        note.update(Text(paired_note(live), style="dim"))
-        note.display = bool(live.partial())
-
-    def _draw_flips(self, force: bool) -> None:
-        live = self.live
-        assert live is not None
-        title = self.query_one("#flip-title", Static)
-        if self.selected is None:
-            title.update("No quant in this set: nothing to compare.")
-            return
-        rows = live.flips(self.selected, self.direction, self.subject, self.sort)
-        key = (self.selected, self.direction, self.subject, self.sort)
-        self.query_one(FlipTable).show(rows, key, force)
-        model = live.models[self.selected]
-        direction = "both directions" if self.direction is None else direction_text(self.direction)
-        subject = "all subjects" if self.subject is None else self.subject
-        title.update(
-            f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · "
-            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter on a flip: detail"
-        )
+    def on_resize(self, event: events.Resize) -> None:
+        labels = list(self.live.models) if self.live is not None else []
+        if self.query_one(ModelTable).fit(self.table_columns(event.size.width), labels):
+            if self.selected is not None:
+                self._select(self.selected)
+            self._refresh(force=True)
 
     def _select(self, label: str) -> None:
-        """Show `label`'s flips and put the summary cursor on it."""
+        """Show `label` under the table and put the table's cursor on it."""
         self.selected = label
-        table = self.query_one("#summary", DataTable)
+        table = self.query_one(ModelTable)
         if label in table.rows:
             table.move_cursor(row=table.get_row_index(label), animate=False)
 
@@ -328,77 +278,65 @@ class RunScreen(WorkerScreen):
             self._refresh(force=True)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "summary" and self.live is not None:
-            # Enter on a quant's row goes to its flips; Enter there opens a flip's detail.
-            label = event.row_key.value
-            if label in self.live.quant_labels:
-                if label != self.selected:
-                    self.selected, self.follow = label, label == self.live.current
+        live, key = self.live, event.row_key.value
+        if live is None or key is None:
+            return
+        if event.data_table.id == "summary":
+            # Enter on a quant's row goes to its list; Enter there opens a row's detail.
+            if key in live.quant_labels and self.LIST_ID is not None:
+                if key != self.selected:
+                    self.selected, self.follow = key, key == live.current
                     self._refresh(force=True)
-                self.query_one("#flips", DataTable).focus()
+                self.query_one(f"#{self.LIST_ID}", DataTable).focus()
+        elif event.data_table.id == self.LIST_ID and self.selected is not None:
+            self.open_detail(key)
+
+    def add_log_line(self, line: str) -> None:
+        """Append one log line to the log panel."""
+        self.query_one("#log", RichLog).write(line)
+
+    def action_cancel(self) -> None:
+        if self._worker is None or self._worker.is_finished:
+            self.notify("No run is going.", severity="warning")
             return
-        if (
-            event.data_table.id != "flips"
-            or self.live is None
-            or self.selected is None
-            or event.row_key.value is None
-        ):
-            return
-        index = int(event.row_key.value)
-        row = next(r for r in self.live.models[self.selected].rows if r.index == index)
-        self.app.push_screen(
-            QuestionDetailScreen(
-                self.live.question(index), row, self.live.baseline_label, self.selected
-            )
-        )
+        self._worker.cancel()
+
+    def action_rerun(self) -> None:
+        if self._worker is not None and not self._worker.is_finished:
+            self._worker.cancel()
+        self.start()
+
+    def action_back(self) -> None:
+        """Back to the setup view, showing this run's mode and values."""
+        if self._worker is not None and not self._worker.is_finished:
+            self._worker.cancel()
+        options = self.setup_options()
+        stack = self.app.screen_stack
+        restore = getattr(stack[-2], "restore", None) if len(stack) > 1 else None
+        self.dismiss()
+        if options is not None and restore is not None:
+            restore(options)
+
+    def action_toggle_log(self) -> None:
+        self.toggle_class("show-log")
 
     def action_export(self) -> None:
-        """Write the report as JSON (the `--json` document) and as a Markdown summary."""
+        """Write the report as JSON (the `--json` document) and as Markdown, never over an
+        earlier export."""
         if self.live is None:
             self.notify("Nothing to export yet.", severity="warning")
             return
         report = self.live.current_report()
+        stem, markdown = self.report_files(report)
         try:
-            json_path, md_path = export_report(report, self.app.export_dir)  # type: ignore[attr-defined]
+            json_path, md_path = export_files(
+                self.app.export_dir,  # type: ignore[attr-defined]
+                stem,
+                report.to_json(),
+                markdown,
+            )
         except GgflipError as exc:
             self.app.push_screen(ErrorScreen(str(exc), title="Export failed"))
             return
         note = "" if report.complete else " (incomplete run: finished models only)"
         self.notify(f"Wrote {json_path} and {md_path}{note}", title="Exported", markup=False)
-
-    def action_margins(self) -> None:
-        if self.live is None:
-            return
-        charts = [
-            (label, m.margin_buckets())
-            for label, m in self.live.models.items()
-            if m.role == "quant" and m.rows
-        ]
-        self.app.push_screen(MarginScreen(charts))
-
-    def action_damage(self) -> None:
-        """Open the per-subject / per-confidence view of the quant under the cursor."""
-        if self.live is None or self.selected is None:
-            return
-        self.app.push_screen(DamageScreen(self.selected, self.live.models[self.selected].rows))
-
-    def action_direction(self) -> None:
-        self.direction = DIRECTIONS[(DIRECTIONS.index(self.direction) + 1) % len(DIRECTIONS)]
-        self._refresh(force=True)
-
-    def action_sort(self) -> None:
-        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self._refresh(force=True)
-
-    def action_subject(self) -> None:
-        if self.live is None:
-            return
-
-        def chosen(subject: str | None) -> None:
-            self.subject = subject
-            self._refresh(force=True)
-
-        if self.selected is None:
-            return
-        subjects = self.live.flip_subjects(self.selected)
-        self.app.push_screen(SubjectPicker(subjects, self.subject, self.selected), chosen)

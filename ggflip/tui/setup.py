@@ -1,4 +1,5 @@
-"""The setup view: pick a comparison set from models.toml, a task, the questions; Enter starts.
+"""The setup view: pick a comparison set from models.toml, a task, the questions; Enter starts
+the run view of the task's mode (multiple choice, generation, or corpus mode for the task "kld").
 
 Each model's file size and bits per weight (tensor bits / parameter count, from the GGUF header, as
 `ggflip inspect`) are read in a thread worker, so a slow disk never freezes the view.
@@ -34,14 +35,21 @@ from textual.worker import get_current_worker
 from ggflip.backends.registry import backend_factory
 from ggflip.choice.setup import RunOptions, check_options
 from ggflip.config.models_toml import ModelsConfig, ModelSet, load_models_toml
+from ggflip.corpus.setup import KldOptions
 from ggflip.errors import GgflipError
 from ggflip.gguf.header import read_header
 from ggflip.tasks.generation import GEN_TASKS
 from ggflip.tasks.registry import TASKS
+from ggflip.tui.choice_view import ChoiceScreen
+from ggflip.tui.corpus_view import CORPUS_TASK, KldScreen
 from ggflip.tui.gen_live import gen_options
 from ggflip.tui.gen_view import GenScreen
-from ggflip.tui.run import RunScreen
 from ggflip.tui.tables import fitted_widths
+
+CORPUS_DESCRIPTION = (
+    "full-vocabulary KL, PPL and top-token agreement on a text (Data: text files or folders, "
+    "comma-separated; Limit: chunks per text)"
+)
 
 
 def _size(n_bytes: int) -> str:
@@ -102,6 +110,7 @@ class SetupScreen(Screen[None]):
         self.config: ModelsConfig | None = None
         self.model_info: dict[Path, SetupScreen.ModelInfo] = {}
         self.chosen: str | None = None
+        self._task_names: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -117,9 +126,8 @@ class SetupScreen(Screen[None]):
                 yield table
                 yield Static("", id="llama")
                 yield Label("Run", classes="heading")
-                tasks = [(f"{t.name}: {t.description}", t.name) for t in TASKS.values()]
-                tasks += [(f"{t.name}: {t.description}", t.name) for t in GEN_TASKS.values()]
-                known = {name for _, name in tasks}
+                tasks = self._task_choices()
+                known = self._task_names = {name for _, name in tasks}
                 task = self.options.task if self.options.task in known else next(iter(TASKS))
                 yield self._field(
                     "Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task")
@@ -168,6 +176,13 @@ class SetupScreen(Screen[None]):
                 )
                 yield Button("Start  (Enter)", id="start", variant="primary")
         yield Footer()
+
+    @staticmethod
+    def _task_choices() -> list[tuple[str, str]]:
+        """Every task the setup starts: multiple choice, generation, then corpus mode."""
+        tasks = [(f"{t.name}: {t.description}", t.name) for t in TASKS.values()]
+        tasks += [(f"{t.name}: {t.description}", t.name) for t in GEN_TASKS.values()]
+        return [*tasks, (f"{CORPUS_TASK}: {CORPUS_DESCRIPTION}", CORPUS_TASK)]
 
     @staticmethod
     def _field(name: str, widget: Input | Select[str]) -> Horizontal:
@@ -322,6 +337,9 @@ class SetupScreen(Screen[None]):
             self.notify(str(exc), severity="error", markup=False)
             return
         self.options = options
+        if options.task == CORPUS_TASK:
+            self._start_corpus(options)
+            return
         chosen = self.app.gen  # type: ignore[attr-defined]
         gen = gen_options(
             options,
@@ -329,4 +347,44 @@ class SetupScreen(Screen[None]):
             system=chosen.system if chosen else None,
             max_new_tokens=chosen.max_new_tokens if chosen else None,
         )
-        self.app.push_screen(GenScreen(gen) if gen is not None else RunScreen(options))
+        self.app.push_screen(GenScreen(gen) if gen is not None else ChoiceScreen(options))
+
+    def _start_corpus(self, options: RunOptions) -> None:
+        """Open corpus mode on the texts named in Data (the `ggflip tui --text` run's other
+        choices kept)."""
+        texts = tuple(Path(p.strip()) for p in (options.data or "").split(",") if p.strip())
+        if not texts:
+            self.notify(
+                "Corpus mode reads a text: name a file or folder in Data.", severity="error"
+            )
+            return
+        earlier = self.app.kld or KldOptions(texts)  # type: ignore[attr-defined]
+        self.app.push_screen(
+            KldScreen(
+                replace(
+                    earlier,
+                    texts=texts,
+                    models_path=options.models_path,
+                    set_name=options.set_name,
+                    chunks=options.limit,
+                    cache_dir=options.cache_dir,
+                    no_cache=options.no_cache,
+                    scoring_threads=options.scoring_threads,
+                )
+            )
+        )
+
+    def restore(self, options: RunOptions) -> None:
+        """Show `options` in the form again (Esc from a run view: the run's mode and values)."""
+        self.options = options
+        task = self.query_one("#task", Select)
+        if options.task in self._task_names:
+            task.value = options.task
+        self.query_one("#data", Input).value = options.data or ""
+        self.query_one("#limit", Input).value = self._text(options.limit)
+        self.query_one("#seed", Input).value = self._text(options.seed)
+        self.query_one("#subjects", Input).value = ", ".join(options.subjects)
+        self.query_one("#batch", Input).value = str(options.batch_size)
+        if self.config is not None and options.set_name and options.set_name in self.config.sets:
+            sets = self.query_one("#sets", OptionList)
+            sets.highlighted = sets.get_option_index(options.set_name)

@@ -1,8 +1,7 @@
-"""The run view's tables and progress rows, each drawing itself from the live state.
+"""The multiple-choice run view's flip list, drawing itself from the live state.
 
-`SummaryTable` has a row per model and shows the columns that fit the terminal
-(`cells.summary_columns`); `FlipTable` lists one quant's flips and appends rows while they
-arrive, rebuilding only when the filter, order or quant changes.
+`FlipTable` lists one quant's flips and appends rows while they arrive, rebuilding only when the
+filter, order or quant changes (the model table above it is the run screen's `ModelTable`).
 
 Every column gets an explicit width. A DataTable measures auto-width columns on its next idle,
 but keeps the lines it rendered before in caches that do not depend on column widths, so a
@@ -15,19 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.cells import cell_len
-from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
-from textual.widgets import DataTable, Label, ProgressBar
+from textual.widgets import DataTable
 
 from ggflip.choice.answers import QuestionRow
-from ggflip.tui.cells import (
-    FLIP_COLUMNS,
-    column_pairs,
-    flip_cells,
-    summary_cells,
-    summary_columns,
-)
-from ggflip.tui.live import LiveRun
+from ggflip.tui.cells import FLIP_COLUMNS, flip_cells
 
 
 def fitted_widths(labels: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
@@ -36,46 +26,6 @@ def fitted_widths(labels: Sequence[str], rows: Sequence[Sequence[str]]) -> list[
         max([cell_len(label), *(cell_len(row[i]) for row in rows)])
         for i, label in enumerate(labels)
     ]
-
-
-class SummaryTable(DataTable[str]):
-    """A row per model (baseline first) with the summary metrics so far."""
-
-    def __init__(self, width: int, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
-        self.columns_shown = summary_columns(width)
-        for column, column_width in self.columns_shown:
-            self.add_column(column, key=column, width=column_width)
-
-    def fit(self, width: int, live: LiveRun | None) -> bool:
-        """Show the columns that fit `width`; True when they changed (the rows were remade)."""
-        columns = summary_columns(width)
-        if columns == self.columns_shown:
-            return False
-        self.columns_shown = columns
-        self.clear(columns=True)
-        for column, column_width in columns:
-            self.add_column(column, key=column, width=column_width)
-        if live is not None:
-            self.fill(live)
-        return True
-
-    def fill(self, live: LiveRun) -> None:
-        """One empty row per model; `draw` fills them."""
-        self.clear()
-        for label in live.models:
-            self.add_row(*([""] * len(self.columns_shown)), key=label)
-
-    def draw(self, live: LiveRun) -> None:
-        """Update every shown cell from the live state."""
-        now = live.clock()
-        shown = {column for column, _ in self.columns_shown}
-        columns = column_pairs()
-        for label, model in live.models.items():
-            if label in self.rows:
-                for (column, _), value in zip(columns, summary_cells(live, model, now)):
-                    if column in shown:
-                        self.update_cell(label, column, value)
 
 
 class FlipTable(DataTable[str]):
@@ -117,34 +67,3 @@ class FlipTable(DataTable[str]):
     def _add_columns(self) -> None:
         for column, width in zip(FLIP_COLUMNS, self._widths):
             self.add_column(column, key=column, width=width)
-
-
-class ModelProgress(Vertical):
-    """A progress bar and a state word per model of the set."""
-
-    def build(self, live: LiveRun) -> None:
-        """A row per model, replacing any earlier run's."""
-        self.remove_children()
-        rows = []
-        for i, model in enumerate(live.models.values()):
-            role = " (base)" if model.role == "baseline" else ""
-            rows.append(
-                Horizontal(
-                    Label(f"{model.label}{role}", classes="progress-label"),
-                    ProgressBar(total=model.total, show_eta=False, id=f"bar-{i}"),
-                    Label("waiting", id=f"state-{i}", classes="progress-state"),
-                    classes="progress-row",
-                )
-            )
-        self.mount_all(rows)
-
-    def draw(self, live: LiveRun) -> None:
-        """Each model's progress and state; rows not mounted yet are drawn on the next call."""
-        for i, model in enumerate(live.models.values()):
-            try:
-                bar = self.query_one(f"#bar-{i}", ProgressBar)
-                state = self.query_one(f"#state-{i}", Label)
-            except NoMatches:
-                return
-            bar.update(total=model.total, progress=model.done)
-            state.update(model.status)

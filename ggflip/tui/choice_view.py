@@ -1,0 +1,175 @@
+"""Multiple choice's adapter to the one run screen: the summary columns, the flip list of the
+selected quant, a flip's detail, the top-margin and "where it hurts" views, resuming.
+
+Flips appear in the list as soon as they are scored; d, s and f filter and order it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Static
+
+from ggflip.backends.base import BackendFactory
+from ggflip.choice.engine import run_comparison
+from ggflip.choice.report import Report
+from ggflip.choice.resume import run_progress
+from ggflip.choice.setup import RunOptions, resolve_run_spec
+from ggflip.choice.spec import RunSpec
+from ggflip.reports.markdown import render_markdown
+from ggflip.runs.resume import is_unfinished
+from ggflip.tui.cells import (
+    SORT_NAMES,
+    column_pairs,
+    paired_note,
+    summary_cells,
+    summary_columns,
+)
+from ggflip.tui.damage import DamageScreen
+from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
+from ggflip.tui.run import RunScreen
+from ggflip.tui.run_widgets import run_bindings
+from ggflip.tui.tables import FlipTable
+from ggflip.tui.views import MarginScreen, QuestionDetailScreen, SubjectPicker, direction_text
+
+
+class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
+    """A multiple-choice comparison running live."""
+
+    BINDINGS: ClassVar[list[BindingType]] = run_bindings(
+        Binding("m", "margins", "Top margin"),
+        Binding("w", "damage", "Where it hurts", show=False),
+        Binding("d", "direction", "Direction"),
+        Binding("s", "sort", "Sort"),
+        Binding("f", "subject", "Subject"),
+    )
+    DEFAULT_CSS = """
+    ChoiceScreen #paired { height: auto; padding: 0 1; display: none; }
+    ChoiceScreen #flip-title { height: auto; padding: 0 1; background: $boost; }
+    ChoiceScreen #flips { height: 1fr; }
+    """
+    STARTING = "Loading questions…"
+    FINISHED = "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
+    LIST_ID = "flips"
+
+    def __init__(self, options: RunOptions) -> None:
+        super().__init__(options)
+        self.direction: str | None = None
+        self.subject: str | None = None
+        self.sort = "scored"
+
+    def resolve(self, options: RunOptions) -> RunSpec:
+        return resolve_run_spec(options)
+
+    def make_fold(self, spec: RunSpec) -> LiveRun:
+        return LiveRun(spec, self.app.clock)  # type: ignore[attr-defined]
+
+    def engine(self, spec: RunSpec, factory: BackendFactory) -> Iterator[object]:
+        return run_comparison(spec, factory)
+
+    def stored_progress(self, spec: RunSpec, factory: BackendFactory) -> tuple[dict[str, int], int]:
+        if spec.run_store is None:
+            return {}, 0
+        stored, total = run_progress(spec, factory), len(spec.questions.questions)
+        unfinished = is_unfinished(stored, total, spec.model_set.baseline.label)
+        return (stored, total) if unfinished else ({}, 0)
+
+    def resumed(self, options: RunOptions, resume: bool) -> RunOptions:
+        return dataclasses.replace(options, resume=resume)
+
+    def subtitle(self, spec: RunSpec) -> str:
+        return f"{spec.model_set.name} · {spec.task} · {spec.questions.selection}"
+
+    def columns(self) -> list[tuple[str, int]]:
+        return column_pairs()
+
+    def table_columns(self, width: int) -> list[tuple[str, int]]:
+        return summary_columns(width)
+
+    def model_cells(self, label: str, now: float) -> Sequence[str]:
+        assert self.live is not None
+        return summary_cells(self.live, self.live.models[label], now)
+
+    def compose_view(self) -> ComposeResult:
+        yield Static("", id="paired")
+        yield Static("", id="flip-title")
+        yield FlipTable(id="flips")
+
+    def run_started(self) -> None:
+        self.query_one(FlipTable).forget()
+
+    def setup_options(self) -> RunOptions:
+        return self.options
+
+    def report_files(self, report: Report) -> tuple[str, str]:
+        return f"ggflip-{report.set}-{report.task}", render_markdown(report)
+
+    def draw_view(self, force: bool) -> None:
+        live = self.live
+        assert live is not None
+        note = self.query_one("#paired", Static)
+        note.update(Text(paired_note(live), style="dim"))
+        note.display = bool(live.partial())
+        title = self.query_one("#flip-title", Static)
+        if self.selected is None:
+            title.update("No quant in this set: nothing to compare.")
+            return
+        rows = live.flips(self.selected, self.direction, self.subject, self.sort)
+        key = (self.selected, self.direction, self.subject, self.sort)
+        self.query_one(FlipTable).show(rows, key, force)
+        model = live.models[self.selected]
+        direction = "both directions" if self.direction is None else direction_text(self.direction)
+        subject = "all subjects" if self.subject is None else self.subject
+        title.update(
+            f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · "
+            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter on a flip: detail"
+        )
+
+    def open_detail(self, key: str) -> None:
+        live = self.live
+        assert live is not None and self.selected is not None
+        index = int(key)
+        row = next(r for r in live.models[self.selected].rows if r.index == index)
+        self.app.push_screen(
+            QuestionDetailScreen(live.question(index), row, live.baseline_label, self.selected)
+        )
+
+    def action_margins(self) -> None:
+        if self.live is None:
+            return
+        charts = [
+            (label, self.live.margin_buckets(label))
+            for label, m in self.live.models.items()
+            if m.role == "quant" and m.rows
+        ]
+        self.app.push_screen(MarginScreen(charts))
+
+    def action_damage(self) -> None:
+        """Open the per-subject / per-confidence view of the quant under the cursor."""
+        if self.live is None or self.selected is None:
+            return
+        self.app.push_screen(DamageScreen(self.selected, self.live.models[self.selected].rows))
+
+    def action_direction(self) -> None:
+        self.direction = DIRECTIONS[(DIRECTIONS.index(self.direction) + 1) % len(DIRECTIONS)]
+        self._refresh(force=True)
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self._refresh(force=True)
+
+    def action_subject(self) -> None:
+        if self.live is None or self.selected is None:
+            return
+
+        def chosen(subject: str | None) -> None:
+            self.subject = subject
+            self._refresh(force=True)
+
+        subjects = self.live.flip_subjects(self.selected)
+        self.app.push_screen(SubjectPicker(subjects, self.subject, self.selected), chosen)
