@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
+from textual.pilot import Pilot
 
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.engine import run_comparison
@@ -17,10 +19,12 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet
 from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import ChunkScored
+from ggflip.corpus.setup import KldOptions
 from ggflip.corpus.spec import KldSpec
 from ggflip.corpus.texts import CorpusText
 from ggflip.errors import UsageError
 from ggflip.generate.engine import run_generation
+from ggflip.generate.setup import GenOptions
 from ggflip.generate.spec import GenSpec
 from ggflip.reports import cells, corpus, generation, markdown, pages, terminal
 from ggflip.scoring import formats, metrics
@@ -28,6 +32,9 @@ from ggflip.tasks.generation import GEN_TASKS, load_items
 from ggflip.tasks.questions import QuestionSet
 from ggflip.tui import cells as tui_cells
 from ggflip.tui import corpus_tables, gen_cells, help
+from ggflip.tui.run import RunScreen
+from ggflip.tui.run_widgets import ModelTable
+from tests.tui_helpers import fake_app, run_async, settle, start_run, write_fake_set
 
 NAME, LABEL = "kl_p75", "KL p75 (test)"
 DATA = Path(__file__).parent / "data"
@@ -163,3 +170,35 @@ def test_kl_shows_significant_digits() -> None:
     assert formats.sig(0.012345) == "0.0123"
     assert formats.sig(0.99951) == "1.00"
     assert formats.sig_pm(1.20558, 0.02564) == "1.206 ± 0.026"
+
+
+@pytest.mark.parametrize("mode", ["choice", "corpus", "generate"])
+@run_async
+async def test_every_run_screen_shows_it(
+    p75: metrics.Metric, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each mode's run screen builds its model table from the registry: the new column, and the
+    finished quant's value in it."""
+    monkeypatch.chdir(tmp_path)
+    app = fake_app(write_fake_set(tmp_path), tmp_path)
+    if mode == "corpus":
+        (tmp_path / "corpus.txt").write_text(" ".join(f"word{i % 23} t{i % 7}" for i in range(200)))
+        app.kld = KldOptions(texts=(Path("corpus.txt"),), ctx=32, chunks=2, no_cache=True)
+    elif mode == "generate":
+        shutil.copy(DATA / "gen-tui-prompts.jsonl", tmp_path / "prompts.jsonl")
+        app.gen = GenOptions(task="prompts", data="prompts.jsonl", no_cache=True, max_new_tokens=4)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await start_run(pilot) if mode == "choice" else await _settled_screen(pilot)
+        table = screen.query_one(ModelTable)
+        assert "KL p75" in [column for column, _ in table.columns_shown]
+        report = screen.live.current_report() if screen.live is not None else None
+        assert report is not None and report.complete
+        value = report.to_dict()["quants"][-1][NAME]
+        cell = table.get_cell(report.quants[-1].label, "KL p75")
+        assert str(cell) == p75.cell(value) != formats.DASH
+
+
+async def _settled_screen(pilot: Pilot[None]) -> RunScreen:
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, RunScreen)
+    return pilot.app.screen

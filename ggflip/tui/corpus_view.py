@@ -83,7 +83,7 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
         return kld_columns()
 
     def table_columns(self, width: int) -> list[tuple[str, int]]:
-        pairs = kld_columns()
+        pairs = self.columns()
         return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], KLD_NARROW)
 
     def model_cells(self, label: str, now: float) -> Sequence[str]:

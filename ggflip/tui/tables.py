@@ -19,6 +19,11 @@ from textual.widgets import DataTable
 from ggflip.choice.answers import QuestionRow
 from ggflip.tui.cells import FLIP_COLUMNS, flip_cells
 
+# The widest a significant-digit KL cell gets (`0.00123`, `1.23e-5`). Widths only grow, so without
+# this floor the KL column would be as wide as the smallest KL that happened to be drawn before
+# (another quant's flips, shown for one refresh or not, depending on timing).
+KL_CELL_WIDTH = 7
+
 
 def fitted_widths(labels: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
     """Each column's width: its widest cell or its label, in terminal cells."""
@@ -33,7 +38,10 @@ class FlipTable(DataTable[str]):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
-        self._widths = fitted_widths(FLIP_COLUMNS, [])
+        self._widths = [
+            max(width, KL_CELL_WIDTH) if column == "KL" else width
+            for column, width in zip(FLIP_COLUMNS, fitted_widths(FLIP_COLUMNS, []))
+        ]
         self._add_columns()
         self._shown: list[int] = []
         self._shown_key: tuple[object, ...] = ()
