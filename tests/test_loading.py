@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
+from ggflip.choice.engine import run_comparison
 from ggflip.cli.generate import gen_options
 from ggflip.cli.main import parse_command_line
 from ggflip.cli.run import build_run_spec
-from ggflip.choice.engine import run_comparison
 from ggflip.config.models_toml import ModelSpec
 from ggflip.corpus.engine import run_kld
 from ggflip.corpus.setup import kld_options, resolve_kld_spec
