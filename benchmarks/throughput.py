@@ -168,7 +168,7 @@ def child(config: dict) -> dict:
     from ggflip.backends.llama import LlamaBackend, LlamaBackendFactory
     from ggflip.choice.engine import run_comparison
     from ggflip.choice.events import RunFinished
-    from ggflip.choice.loop import Prompts
+    from ggflip.choice.requests import Prompts
     from ggflip.choice.spec import RunSpec
     from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec
     from ggflip.tasks.load import load_task_questions

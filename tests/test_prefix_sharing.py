@@ -73,10 +73,10 @@ def test_cli_answers_and_kl_match_with_and_without_prefix_reuse(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from ggflip.backends import llama
-    from ggflip.choice import loop as scoring_loop
+    from ggflip.choice import requests as scoring_requests
 
     monkeypatch.setattr(
-        scoring_loop, "MIN_SHARED_PREFIX", 1
+        scoring_requests, "MIN_SHARED_PREFIX", 1
     )  # the fixtures' contexts are short: share them anyway
     shared_calls: list[int] = []
     original = llama.LlamaBackend._decode_shared

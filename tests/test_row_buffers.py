@@ -13,7 +13,8 @@ import pytest
 
 from ggflip.backends.base import ScoreRequest
 from ggflip.backends.leases import collect
-from ggflip.backends.llama import LlamaBackend, RowBuffers
+from ggflip.backends.llama import LlamaBackend
+from ggflip.backends.row_buffers import RowBuffers
 from ggflip.config.models_toml import LlamaSettings
 from ggflip.runs.pipeline import overlapped
 

@@ -45,6 +45,7 @@ from ggflip.runs.vocab import check_vocabularies
 from ggflip.scoring import stats
 from ggflip.store.keys import cache_key
 from ggflip.store.locks import CacheLock
+from ggflip.tasks.prompts import PromptSet
 from ggflip.tasks.questions import QuestionSet
 
 log = logging.getLogger("ggflip.choice.engine")
@@ -172,34 +173,16 @@ def _run(
     progress: Sequence[ModelProgress],
     facts: Sequence[dict[str, Any]],
 ) -> Iterator[Event]:
+    """The run's events after its setup: the baseline, the floor, each quant, the report."""
     model_set, questions = spec.model_set, spec.questions
     yield RunStarted(
         model_set.name, tuple(m.label for m in model_set.models), len(questions.questions)
     )
-    cache = BaselineCache(spec.cache_dir) if spec.cache_dir else None
     prompt_set = spec.prompt_set
-    top_k = int(parts["top_k"])  # type: ignore[call-overload]
     n = len(questions.questions)
-    cached = cache.load(key, n, top_k, spec.tail_samples) if cache else None
-    if cached is not None:
-        baseline, base_skips = cached
-        yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
-        baseline_seconds, from_cache = 0.0, True
-    else:
-        started = time.perf_counter()
-        baseline, base_skips = yield from score_baseline(
-            spec, factory, prompt_set, top_k, progress[0]
-        )
-        baseline_seconds, from_cache = time.perf_counter() - started, False
-        if cache:
-            meta = {"key": parts, "set": model_set.name, "baseline": str(model_set.baseline.path)}
-            cache.save(key, baseline, meta, base_skips)
-            try:
-                progress[0].forget()  # the baseline cache holds it now
-            except GgflipError as exc:
-                log.warning(
-                    "could not drop the baseline's stored rows (%s); they are only redundant", exc
-                )
+    baseline, base_skips, baseline_seconds, from_cache = yield from _baseline_scores(
+        spec, factory, prompt_set, parts, key, progress[0]
+    )
     skipped = _skipped(questions, model_set.baseline, base_skips)
     if len(base_skips) == n:
         raise BackendError(
@@ -214,16 +197,9 @@ def _run(
     yield BaselineFinished(baseline_summary, tuple(skipped))
     floor: QuantSummary | None = None
     if spec.floor:
-        floor_model = dataclasses.replace(
-            model_set.baseline, label=floor_label(model_set.baseline.label)
+        floor = yield from _floor(
+            spec, factory, prompt_set, (baseline, base_skips), progress[-1], facts[0]
         )
-        floor_spec = dataclasses.replace(spec, batch_size=floor_batch_size(spec.batch_size))
-        floor, _ = yield from score_quant(
-            floor_spec, factory, floor_model, prompt_set, baseline, base_skips, progress[-1], FLOOR
-        )
-        floor_facts = {k: v for k, v in facts[0].items() if k != "computed_with"}
-        floor = dataclasses.replace(floor, **floor_facts)
-        yield FloorFinished(floor, floor_method(spec))
     quant_summaries: list[QuantSummary] = []
     for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):
         summary, quant_skips = yield from score_quant(
@@ -237,6 +213,61 @@ def _run(
         skipped += quant_skipped
         yield QuantFinished(summary, tuple(quant_skipped))
     yield RunFinished(_report(spec, baseline_summary, quant_summaries, True, skipped, floor))
+
+
+def _baseline_scores(
+    spec: RunSpec,
+    factory: BackendFactory,
+    prompt_set: PromptSet,
+    parts: dict[str, object],
+    key: str,
+    progress: ModelProgress,
+) -> Generator[Event, None, tuple[BaselineScores, dict[int, str], float, bool]]:
+    """The baseline's scores and skips from the cache, or scored (and then cached); returns them
+    with the seconds scoring took and whether they came from the cache."""
+    cache = BaselineCache(spec.cache_dir) if spec.cache_dir else None
+    model_set, n = spec.model_set, len(spec.questions.questions)
+    top_k = int(parts["top_k"])  # type: ignore[call-overload]
+    cached = cache.load(key, n, top_k, spec.tail_samples) if cache else None
+    if cached is not None:
+        yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
+        return cached[0], cached[1], 0.0, True
+    started = time.perf_counter()
+    baseline, base_skips = yield from score_baseline(spec, factory, prompt_set, top_k, progress)
+    seconds = time.perf_counter() - started
+    if cache:
+        meta = {"key": parts, "set": model_set.name, "baseline": str(model_set.baseline.path)}
+        cache.save(key, baseline, meta, base_skips)
+        try:
+            progress.forget()  # the baseline cache holds it now
+        except GgflipError as exc:
+            log.warning(
+                "could not drop the baseline's stored rows (%s); they are only redundant", exc
+            )
+    return baseline, base_skips, seconds, False
+
+
+def _floor(
+    spec: RunSpec,
+    factory: BackendFactory,
+    prompt_set: PromptSet,
+    scored: tuple[BaselineScores, dict[int, str]],
+    progress: ModelProgress,
+    baseline_facts: dict[str, Any],
+) -> Generator[Event, None, QuantSummary]:
+    """The noise floor: the baseline scored again as a quant under the floor's batch size."""
+    floor_model = dataclasses.replace(
+        spec.model_set.baseline, label=floor_label(spec.model_set.baseline.label)
+    )
+    floor_spec = dataclasses.replace(spec, batch_size=floor_batch_size(spec.batch_size))
+    baseline, base_skips = scored
+    floor, _ = yield from score_quant(
+        floor_spec, factory, floor_model, prompt_set, baseline, base_skips, progress, FLOOR
+    )
+    floor_facts = {k: v for k, v in baseline_facts.items() if k != "computed_with"}
+    floor = dataclasses.replace(floor, **floor_facts)
+    yield FloorFinished(floor, floor_method(spec))
+    return floor
 
 
 def _skipped(

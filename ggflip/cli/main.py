@@ -31,6 +31,29 @@ log = logging.getLogger("ggflip")
 def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     """The flags `run` and `tui` share: which models, task, questions and caches (defined once)."""
     add_model_flags(parser)
+    _add_task_flags(parser)
+    _add_sample_flags(parser)
+    add_cache_flags(parser, "neither read nor write the baseline cache and the run store")
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
+    )
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="generation tasks: render prompts with the baseline GGUF's chat template",
+    )
+    parser.add_argument("--system", help="with --chat: a system message before every conversation")
+    add_scoring_flags(parser)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="generation tasks: most tokens generated per turn (default: the task's)",
+    )
+
+
+def _add_task_flags(parser: argparse.ArgumentParser) -> None:
+    """Which task and questions: `--task`, `--task-file`, `--data`, `--field`, `--mode` and the
+    shots."""
     parser.add_argument(
         "--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)"
     )
@@ -64,6 +87,10 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
         "--shots-from",
         help="where shots come from (a file or hf: source; default: the task's dev/train split)",
     )
+
+
+def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
+    """Which of the questions: `--limit` (with `--seed` or `--first`) and `--subject`."""
     parser.add_argument(
         "--limit",
         type=int,
@@ -77,22 +104,6 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--subject", action="append", default=[], help="only this subject (repeatable)"
-    )
-    add_cache_flags(parser, "neither read nor write the baseline cache and the run store")
-    parser.add_argument(
-        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
-    )
-    parser.add_argument(
-        "--chat",
-        action="store_true",
-        help="generation tasks: render prompts with the baseline GGUF's chat template",
-    )
-    parser.add_argument("--system", help="with --chat: a system message before every conversation")
-    add_scoring_flags(parser)
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        help="generation tasks: most tokens generated per turn (default: the task's)",
     )
 
 
@@ -118,6 +129,18 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "--json", action="store_true", help="write the report as one JSON document on stdout"
     )
     run.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    _add_run_scoring_flags(run)
+    run.add_argument(
+        "--rows",
+        type=int,
+        default=10,
+        help="flipped questions listed per quant in the table output (default: 10)",
+    )
+
+
+def _add_run_scoring_flags(run: argparse.ArgumentParser) -> None:
+    """How `run` scores: resume, the baseline record's top K and tail draws, prefix reuse, the
+    noise floor."""
     run.add_argument(
         "--no-resume",
         action="store_true",
@@ -159,12 +182,6 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
             "also score the baseline again under another decode grouping (the noise floor) and "
             "give each quant a verdict; off by default for speed (on in the TUI)"
         ),
-    )
-    run.add_argument(
-        "--rows",
-        type=int,
-        default=10,
-        help="flipped questions listed per quant in the table output (default: 10)",
     )
 
 

@@ -24,7 +24,7 @@ from collections.abc import Generator
 
 import numpy as np
 
-from ggflip.backends.base import BackendFactory
+from ggflip.backends.base import BackendFactory, ModelProbe
 from ggflip.corpus.cache import (
     CorpusBaseline,
     bytes_per_token,
@@ -67,19 +67,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
     yield KldStarted(
         model_set.name, tuple(m.label for m in model_set.models), spec.source, spec.ctx
     )
-    key_parts = {
-        "mode": "kld",
-        "model": probes[0].identity,
-        "vocab": probes[0].vocab_fingerprint,
-        "texts": [text.sha256 for text in spec.texts],
-        "ctx": spec.ctx,
-        "chunks": spec.chunks,
-        "top_k": top_k,
-        "tail_samples": spec.tail_samples,
-        "block_rows": spec.block_rows,
-        "chunking": CHUNKING_VERSION,
-        **factory.baseline_numerics(sized(model_set.baseline, spec.ctx)),
-    }
+    key_parts = _key_parts(spec, probes[0], factory, top_k)
     key = cache_key(key_parts)
     cached = (
         load_baseline(spec.cache_dir, key, None, spec.ctx, top_k, spec.tail_samples)
@@ -89,21 +77,13 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
     texts = _cached_texts(spec, cached) if cached is not None else None
     if texts is None:
         cached = None
-    baseline_info: BaselineKld | None = None
     quants: list[QuantKld] = []
     baseline: CorpusBaseline | None = cached
     try:
         if baseline is not None and texts is not None:
             yield BaselineFromCache(model_set.baseline.label, str(baseline.folder))
             seconds = 0.0
-            yield CorpusReady(
-                sum(text.n_text_tokens for text in texts),
-                baseline.tokens.shape[0],
-                spec.first_scored,
-                spec.rows_per_chunk,
-                True,
-                texts,
-            )
+            yield _ready_from_cache(spec, baseline, texts)
         else:
             started = time.perf_counter()
             baseline, texts = yield from score_baseline(spec, factory, key, key_parts, top_k)
@@ -129,6 +109,39 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
     finally:
         if baseline is not None and spec.cache_dir is None:
             shutil.rmtree(baseline.folder, ignore_errors=True)
+
+
+def _key_parts(
+    spec: KldSpec, probe: ModelProbe, factory: BackendFactory, top_k: int
+) -> dict[str, object]:
+    """What the baseline's compact record depends on: its cache key's parts."""
+    return {
+        "mode": "kld",
+        "model": probe.identity,
+        "vocab": probe.vocab_fingerprint,
+        "texts": [text.sha256 for text in spec.texts],
+        "ctx": spec.ctx,
+        "chunks": spec.chunks,
+        "top_k": top_k,
+        "tail_samples": spec.tail_samples,
+        "block_rows": spec.block_rows,
+        "chunking": CHUNKING_VERSION,
+        **factory.baseline_numerics(sized(spec.model_set.baseline, spec.ctx)),
+    }
+
+
+def _ready_from_cache(
+    spec: KldSpec, baseline: CorpusBaseline, texts: tuple[TextInfo, ...]
+) -> CorpusReady:
+    """The corpus's chunks and texts as the cached baseline entry holds them."""
+    return CorpusReady(
+        sum(text.n_text_tokens for text in texts),
+        baseline.tokens.shape[0],
+        spec.first_scored,
+        spec.rows_per_chunk,
+        True,
+        texts,
+    )
 
 
 def _cached_texts(spec: KldSpec, baseline: CorpusBaseline) -> tuple[TextInfo, ...] | None:

@@ -11,7 +11,7 @@ thread scores it, or when.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,10 +21,11 @@ from ggflip.config.models_toml import ModelSpec
 from ggflip.corpus.cache import BaselineWriter, CorpusBaseline
 from ggflip.corpus.events import ChunkScored, CorpusReady, KldEvent, QuantKld, TextInfo
 from ggflip.corpus.spec import SAMPLING_SEED, KldSpec, text_infos
-from ggflip.corpus.stats import TokenScores
+from ggflip.corpus.stats import FloatArray, TokenScores
 from ggflip.corpus.summary import QuantScores, quant_summary
 from ggflip.corpus.texts import chunk_tokens
-from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
+from ggflip.runs.events import BASELINE, QUANT
+from ggflip.runs.loading import open_model
 from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring.acceptance import acceptance_from_top_k
 from ggflip.scoring.topk import BaselineRows, baseline_normalize, kl_rows, normalize
@@ -77,12 +78,9 @@ def score_baseline(
     """Tokenize, chunk and score the baseline into a new compact entry; returns (baseline,
     texts)."""
     model = spec.model_set.baseline
-    yield ModelLoading(model.label, BASELINE, str(model.path))
-    started = time.perf_counter()
-    backend = factory.open(sized(model, spec.ctx))
+    backend = yield from open_model(factory, sized(model, spec.ctx), BASELINE)
     writer: BaselineWriter | None = None
     try:
-        yield ModelLoaded(model.label, BASELINE, time.perf_counter() - started)
         chunks, local_index, texts = _chunk_texts(spec, backend)
         n_chunks, n_rows = chunks.shape[0], spec.rows_per_chunk
         n_text_tokens = sum(text.n_text_tokens for text in texts)
@@ -91,67 +89,78 @@ def score_baseline(
             spec.cache_dir, key, n_chunks, spec.ctx, n_rows, top_k, spec.tail_samples
         )
 
-        def score(
-            index: int, logits: NDArray[np.float32], row_map: RowMap
-        ) -> tuple[dict[str, np.ndarray], NDArray[np.float64]]:
-            targets = chunks[index][spec.first_scored + 1 :]
-
-            def block_record(block: slice) -> tuple[BaselineRows, NDArray[np.float64]]:
-                # Seeded by the chunk's place in its own text, so a text's tail draws (and KL)
-                # are those of a run on that text alone.
-                seed = [int(local_index[index]), SAMPLING_SEED, block.start]
-                norm, part = baseline_normalize(
-                    logits[block], top_k, spec.tail_samples, np.random.default_rng(seed)
-                )
-                return part, norm.logprobs_at(targets[block])
-
-            done = row_map(block_record, list(_blocks(n_rows, spec.block_rows)))
-            rows = {
-                name: np.concatenate([getattr(part, name) for part, _ in done])
-                for name in BaselineRows.__dataclass_fields__
-            }
-            return rows, np.concatenate([target for _, target in done])
-
         def decode(index: int) -> NDArray[np.float32]:
             return _scored_logits(backend, spec, chunks[index])
 
         workers = factory.scoring_workers(spec.scoring_threads, model)
+        score = _baseline_scorer(spec, chunks, local_index, top_k)
         for index, (rows, target) in overlapped(range(n_chunks), decode, score, workers):
             chunk = chunks[index]
             writer.write_chunk(index, chunk, target_logprob=target, **rows)
+            pieces = _pieces(backend, chunk)
             yield ChunkScored(
-                model.label,
-                BASELINE,
-                index,
-                n_chunks,
-                spec.first_scored,
-                _pieces(backend, chunk),
-                -target,
+                model.label, BASELINE, index, n_chunks, spec.first_scored, pieces, -target
             )
-        meta = {
-            "key": key_parts,
-            "set": spec.model_set.name,
-            "baseline": str(model.path),
-            "source": spec.source,
-            "n_text_tokens": n_text_tokens,
-            "texts": [
-                {
-                    "name": text.name,
-                    "source": text.source,
-                    "sha256": text.text_sha256,
-                    "n_text_tokens": text.n_text_tokens,
-                    "n_chunks": text.n_chunks,
-                }
-                for text in texts
-            ],
-        }
-        baseline = writer.finish(meta)
+        baseline = writer.finish(_baseline_meta(spec, key_parts, texts, n_text_tokens))
         writer = None
     finally:
         backend.close()
         if writer is not None:
             writer.discard()
     return baseline, texts
+
+
+def _baseline_scorer(
+    spec: KldSpec, chunks: NDArray[np.int32], local_index: NDArray[np.int64], top_k: int
+) -> Callable[[int, NDArray[np.float32], RowMap], tuple[dict[str, np.ndarray], FloatArray]]:
+    """The numpy part of a baseline chunk: its record's rows (by field) and the log-probability
+    of each scored position's next token."""
+
+    def score(
+        index: int, logits: NDArray[np.float32], row_map: RowMap
+    ) -> tuple[dict[str, np.ndarray], FloatArray]:
+        targets = chunks[index][spec.first_scored + 1 :]
+
+        def block_record(block: slice) -> tuple[BaselineRows, FloatArray]:
+            # Seeded by the chunk's place in its own text, so a text's tail draws (and KL)
+            # are those of a run on that text alone.
+            seed = [int(local_index[index]), SAMPLING_SEED, block.start]
+            norm, part = baseline_normalize(
+                logits[block], top_k, spec.tail_samples, np.random.default_rng(seed)
+            )
+            return part, norm.logprobs_at(targets[block])
+
+        done = row_map(block_record, list(_blocks(spec.rows_per_chunk, spec.block_rows)))
+        rows = {
+            name: np.concatenate([getattr(part, name) for part, _ in done])
+            for name in BaselineRows.__dataclass_fields__
+        }
+        return rows, np.concatenate([target for _, target in done])
+
+    return score
+
+
+def _baseline_meta(
+    spec: KldSpec, key_parts: dict[str, object], texts: tuple[TextInfo, ...], n_text_tokens: int
+) -> dict[str, object]:
+    """What the cache entry's meta file says about the run that scored it."""
+    return {
+        "key": key_parts,
+        "set": spec.model_set.name,
+        "baseline": str(spec.model_set.baseline.path),
+        "source": spec.source,
+        "n_text_tokens": n_text_tokens,
+        "texts": [
+            {
+                "name": text.name,
+                "source": text.source,
+                "sha256": text.text_sha256,
+                "n_text_tokens": text.n_text_tokens,
+                "n_chunks": text.n_chunks,
+            }
+            for text in texts
+        ],
+    }
 
 
 def _chunk_rows(baseline: CorpusBaseline, span: slice) -> BaselineRows:
@@ -173,74 +182,92 @@ def score_quant(
 ) -> Generator[KldEvent, None, QuantKld]:
     """Score one quant chunk by chunk against the baseline's rows; returns its QuantKld, over the
     corpus and per text."""
-    yield ModelLoading(model.label, QUANT, str(model.path))
-    started = time.perf_counter()
-    backend = factory.open(sized(model, spec.ctx))
+    backend = yield from open_model(factory, sized(model, spec.ctx), QUANT)
     n_chunks = baseline.tokens.shape[0]
     n_rows = n_chunks * spec.rows_per_chunk
-    nll, nll_base, coarse, gap = (
-        np.empty(n_rows),
-        np.empty(n_rows),
-        np.empty(n_rows),
-        np.empty(n_rows),
-    )
+    nll, nll_base, kl_lower, kl_gap, acceptance = (np.empty(n_rows) for _ in range(5))
     same_top = np.empty(n_rows, dtype=bool)
-    accepted = np.empty(n_rows)
+    scores = QuantScores(nll, nll_base, kl_lower, kl_gap, same_top, acceptance)
     try:
-        yield ModelLoaded(model.label, QUANT, time.perf_counter() - started)
         scoring_started = time.perf_counter()
-
-        def score(index: int, logits: NDArray[np.float32], row_map: RowMap) -> None:
-            span = baseline.rows(index)
-            base = _chunk_rows(baseline, span)
-            targets = np.asarray(baseline.tokens[index])[spec.first_scored + 1 :]
-
-            def block_scores(block: slice) -> None:
-                rows = slice(span.start + block.start, span.start + block.stop)
-                part = BaselineRows(
-                    *(getattr(base, name)[block] for name in BaselineRows.__dataclass_fields__)
-                )
-                norm = normalize(logits[block], part.top_ids)
-                coarse[rows], gap[rows] = kl_rows(part, norm)
-                accepted[rows] = acceptance_from_top_k(
-                    part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
-                )
-                nll[rows] = -norm.logprobs_at(targets[block])
-                same_top[rows] = norm.argmax() == part.top_ids[:, 0]
-
-            row_map(block_scores, list(_blocks(spec.rows_per_chunk, spec.block_rows)))
 
         def decode(index: int) -> NDArray[np.float32]:
             return _scored_logits(backend, spec, np.asarray(baseline.tokens[index]))
 
         workers = factory.scoring_workers(spec.scoring_threads, model)
+        score = _quant_scorer(spec, baseline, scores)
         for index, _ in overlapped(range(n_chunks), decode, score, workers):
             chunk = np.asarray(baseline.tokens[index])
             span = baseline.rows(index)
-            nll_base[span] = -np.asarray(baseline.target_logprob[span])
-            scores = TokenScores(
-                nll[span], nll_base[span], coarse[span] + gap[span], same_top[span]
-            )
-            yield ChunkScored(
-                model.label,
-                QUANT,
-                index,
-                n_chunks,
-                spec.first_scored,
-                _pieces(backend, chunk),
-                scores.nll.copy(),
-                scores.kl.copy(),
-                scores.p_diff,
-                scores.same_top.copy(),
-                scores.nll_base.copy(),
-            )
+            scores.nll_base[span] = -np.asarray(baseline.target_logprob[span])
+            yield _quant_chunk(model, spec, index, n_chunks, _pieces(backend, chunk), scores, span)
     finally:
         backend.close()
     return quant_summary(
         model.label,
         str(model.path),
-        QuantScores(nll, nll_base, coarse, gap, same_top, accepted),
+        scores,
         texts,
         spec.rows_per_chunk,
         time.perf_counter() - scoring_started,
+    )
+
+
+def _quant_scorer(
+    spec: KldSpec, baseline: CorpusBaseline, scores: QuantScores
+) -> Callable[[int, NDArray[np.float32], RowMap], None]:
+    """The numpy part of a quant chunk: its rows' NLL, KL (lower bound and gap), acceptance and
+    same-top, written into `scores`."""
+
+    def score(index: int, logits: NDArray[np.float32], row_map: RowMap) -> None:
+        span = baseline.rows(index)
+        base = _chunk_rows(baseline, span)
+        targets = np.asarray(baseline.tokens[index])[spec.first_scored + 1 :]
+
+        def block_scores(block: slice) -> None:
+            rows = slice(span.start + block.start, span.start + block.stop)
+            part = BaselineRows(
+                *(getattr(base, name)[block] for name in BaselineRows.__dataclass_fields__)
+            )
+            norm = normalize(logits[block], part.top_ids)
+            scores.kl_lower[rows], scores.kl_gap[rows] = kl_rows(part, norm)
+            scores.acceptance[rows] = acceptance_from_top_k(
+                part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
+            )
+            scores.nll[rows] = -norm.logprobs_at(targets[block])
+            scores.same_top[rows] = norm.argmax() == part.top_ids[:, 0]
+
+        row_map(block_scores, list(_blocks(spec.rows_per_chunk, spec.block_rows)))
+
+    return score
+
+
+def _quant_chunk(
+    model: ModelSpec,
+    spec: KldSpec,
+    index: int,
+    n_chunks: int,
+    pieces: tuple[str, ...],
+    scores: QuantScores,
+    span: slice,
+) -> ChunkScored:
+    """A quant's scored chunk as an event, with copies of its rows' numbers."""
+    rows = TokenScores(
+        scores.nll[span],
+        scores.nll_base[span],
+        scores.kl_lower[span] + scores.kl_gap[span],
+        scores.same_top[span],
+    )
+    return ChunkScored(
+        model.label,
+        QUANT,
+        index,
+        n_chunks,
+        spec.first_scored,
+        pieces,
+        rows.nll.copy(),
+        rows.kl.copy(),
+        rows.p_diff,
+        rows.same_top.copy(),
+        rows.nll_base.copy(),
     )

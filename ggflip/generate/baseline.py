@@ -25,12 +25,12 @@ from ggflip.generate.plan import (
     batches,
     forced_logits,
     has_gold,
-    open_model,
 )
 from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
 from ggflip.generate.report import GenBaseline
 from ggflip.generate.spec import GenSpec, conversation, plain_prompt, render_chat
 from ggflip.runs.events import BASELINE
+from ggflip.runs.loading import open_model
 from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring import stats
 from ggflip.scoring.topk import BaselineRows, baseline_normalize
@@ -221,27 +221,9 @@ def generate_baseline(
                 for u in batch:
                     if u not in prompts:  # restored, but its batch was not: generate it again
                         prompts[u] = (base_units[u].prompt, base_units[u].shared_prefix)
-                requests = [
-                    GenerateRequest(prompts[u][0], spec.new_tokens, spec.task.stop, prompts[u][1])
-                    for u in batch
-                ]
-                fresh: dict[int, tuple[str, bytes]] = {}
-                work = list(zip(batch, backend.generate(requests)))
-
-                def decode(item: tuple[int, Generation]) -> NDArray[np.float32]:
-                    u, generation = item
-                    return forced_logits(backend, prompts[u][0], generation.tokens, prompts[u][1])
-
-                def score(
-                    item: tuple[int, Generation], logits: NDArray[np.float32], _: RowMap
-                ) -> BaseUnit:
-                    u, generation = item
-                    return _record(spec, backend.n_vocab, u, prompts[u], generation, logits)
-
-                for (u, _), unit in overlapped(work, decode, score, workers):
-                    base_units[u] = unit
-                    fresh[u] = (BASE, encode_unit(unit))
-                stored.record(fresh)
+                fresh = _generate_batch(spec, backend, batch, prompts, workers)
+                base_units.update(fresh)
+                stored.record({u: (BASE, encode_unit(unit)) for u, unit in fresh.items()})
                 for _ in batch:
                     done += 1
                     yield TurnGenerated(model.label, BASELINE, done, len(units), None)
@@ -250,6 +232,32 @@ def generate_baseline(
     if not base_units:
         raise BackendError(f"{model.path}: no prompt fits n_ctx; raise n_ctx in models.toml")
     return base_units, skips
+
+
+def _generate_batch(
+    spec: GenSpec,
+    backend: Backend,
+    batch: list[int],
+    prompts: dict[int, tuple[tuple[int, ...], int]],
+    workers: int,
+) -> dict[int, BaseUnit]:
+    """One batch: the baseline generates, then reads each generation back in one prefill
+    (decoded in this thread, recorded on the scoring threads)."""
+    requests = [
+        GenerateRequest(prompts[u][0], spec.new_tokens, spec.task.stop, prompts[u][1])
+        for u in batch
+    ]
+    work = list(zip(batch, backend.generate(requests)))
+
+    def decode(item: tuple[int, Generation]) -> NDArray[np.float32]:
+        u, generation = item
+        return forced_logits(backend, prompts[u][0], generation.tokens, prompts[u][1])
+
+    def score(item: tuple[int, Generation], logits: NDArray[np.float32], _: RowMap) -> BaseUnit:
+        u, generation = item
+        return _record(spec, backend.n_vocab, u, prompts[u], generation, logits)
+
+    return {u: unit for (u, _), unit in overlapped(work, decode, score, workers)}
 
 
 def baseline_summary(

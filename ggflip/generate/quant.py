@@ -26,12 +26,12 @@ from ggflip.generate.plan import (
     batches,
     forced_logits,
     has_gold,
-    open_model,
 )
 from ggflip.generate.records import BaseUnit
 from ggflip.generate.report import GenQuant, summarize
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import QUANT
+from ggflip.runs.loading import open_model
 from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.store.rundb import ROW
 
@@ -93,42 +93,11 @@ def compare_quant(
             if backend is None:
                 backend = yield from open_model(factory, model, QUANT)
             started = time.perf_counter()
-            requests = [
-                GenerateRequest(
-                    base_units[u].prompt,
-                    spec.new_tokens,
-                    spec.task.stop,
-                    base_units[u].shared_prefix,
-                )
-                for u in batch
-            ]
-            fresh: dict[int, tuple[str, bytes]] = {}
-            work = list(zip(batch, backend.generate(requests)))
-            live = backend
-
-            def decode(item: tuple[int, Generation]) -> _Forced:
-                unit, generation = base_units[item[0]], item[1]
-                logits = forced_logits(live, unit.prompt, unit.tokens, unit.shared_prefix)
-                return logits, live.token_pieces(unit.tokens), live.token_pieces(generation.tokens)
-
-            def score(item: tuple[int, Generation], forced: _Forced, _: RowMap) -> TurnRow:
-                u, generation = item
-                spec_item = spec.items[units[u][0]]
-                return compare_turn(
-                    u,
-                    spec_item.id,
-                    units[u][1],
-                    spec_item.answer,
-                    rules,
-                    base_units[u],
-                    generation,
-                    *forced,
-                )
-
-            for (u, _), row in overlapped(work, decode, score, workers):
-                rows[u] = row
-                fresh[u] = (ROW, json.dumps(dataclasses.asdict(row)).encode())
-            stored.record(fresh)
+            fresh = _compare_batch(spec, backend, units, base_units, batch, rules, workers)
+            rows.update(fresh)
+            stored.record(
+                {u: (ROW, json.dumps(dataclasses.asdict(row)).encode()) for u, row in fresh.items()}
+            )
             seconds += time.perf_counter() - started
             for u in batch:
                 done += 1
@@ -139,3 +108,44 @@ def compare_quant(
     ordered = [rows[u] for u in sorted(rows)]
     rule = rules[0] if has_gold(spec) else None
     return summarize(model.label, str(model.path), ordered, rule, seconds)
+
+
+def _compare_batch(
+    spec: GenSpec,
+    backend: Backend,
+    units: list[tuple[int, int]],
+    base_units: dict[int, BaseUnit],
+    batch: list[int],
+    rules: tuple[str, ...],
+    workers: int,
+) -> dict[int, TurnRow]:
+    """One batch: the quant generates from the baseline's prompts, then reads each baseline
+    generation in one prefill (decoded in this thread, compared on the scoring threads)."""
+    requests = [
+        GenerateRequest(
+            base_units[u].prompt, spec.new_tokens, spec.task.stop, base_units[u].shared_prefix
+        )
+        for u in batch
+    ]
+    work = list(zip(batch, backend.generate(requests)))
+
+    def decode(item: tuple[int, Generation]) -> _Forced:
+        unit, generation = base_units[item[0]], item[1]
+        logits = forced_logits(backend, unit.prompt, unit.tokens, unit.shared_prefix)
+        return logits, backend.token_pieces(unit.tokens), backend.token_pieces(generation.tokens)
+
+    def score(item: tuple[int, Generation], forced: _Forced, _: RowMap) -> TurnRow:
+        u, generation = item
+        spec_item = spec.items[units[u][0]]
+        return compare_turn(
+            u,
+            spec_item.id,
+            units[u][1],
+            spec_item.answer,
+            rules,
+            base_units[u],
+            generation,
+            *forced,
+        )
+
+    return {u: row for (u, _), row in overlapped(work, decode, score, workers)}

@@ -71,19 +71,39 @@ def overlapped(
         Whatever `decode` or `score` raises (Ctrl-C included), at the batch it belongs to: every
         batch before it is yielded first, the batches after it are not scored.
     """
-    clock = _Clock()
     if workers <= 0:
-        try:
-            for batch in batches:
-                with collect() as leases:
-                    logits = clock.time("decode", decode, batch)
-                result = clock.time("score", score, batch, logits, serial_map)
-                del logits
-                yield batch, result
-                leases.give_back()
-        finally:
-            clock.report(workers)
-        return
+        yield from _serial(batches, decode, score)
+    else:
+        yield from _pipelined(batches, decode, score, workers)
+
+
+def _serial(
+    batches: Iterable[Batch],
+    decode: Callable[[Batch], Logits],
+    score: Callable[[Batch, Logits, RowMap], Result],
+) -> Iterator[tuple[Batch, Result]]:
+    """`overlapped` without scoring threads: decode and score in turn in the calling thread."""
+    clock = _Clock()
+    try:
+        for batch in batches:
+            with collect() as leases:
+                logits = clock.time("decode", decode, batch)
+            result = clock.time("score", score, batch, logits, serial_map)
+            del logits
+            yield batch, result
+            leases.give_back()
+    finally:
+        clock.report(0)
+
+
+def _pipelined(
+    batches: Iterable[Batch],
+    decode: Callable[[Batch], Logits],
+    score: Callable[[Batch, Logits, RowMap], Result],
+    workers: int,
+) -> Iterator[tuple[Batch, Result]]:
+    """`overlapped` on `workers` scoring threads: batch i is scored while batch i + 1 decodes."""
+    clock = _Clock()
     rows_pool = ThreadPoolExecutor(workers, thread_name_prefix="ggflip-rows")
     batch_pool = ThreadPoolExecutor(1, thread_name_prefix="ggflip-score")
 
