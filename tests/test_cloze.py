@@ -10,7 +10,7 @@ import pytest
 
 from ggflip.backends.base import ScoreRequest
 from ggflip.backends.fake import FakeBackend, FakeBackendFactory
-from ggflip.choice.answers import score_cloze
+from ggflip.choice.answers import ChoiceScore, compare, score_cloze
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import RunFinished
 from ggflip.choice.report import Report
@@ -77,6 +77,33 @@ def test_score_cloze_sums_and_normalizes_per_character() -> None:
     assert list(score.top_tokens) == [0, 1, 2]
 
 
+def test_norm_rule_answers_per_character_but_probabilities_come_from_the_sums() -> None:
+    """Summed LLs -2 and -17 over 5 and 40 characters: per character -0.4 < -0.425, so the
+    per-character rule picks choice 0 whose continuation is e^15 (3.3 million) times likelier."""
+    question = Question("q", "", "which", ("short", "x" * 40), 1)
+    base_sums, quant_sums = np.array([-2.0, -17.0]), np.array([-3.0, -2.5])
+    lengths = np.array([5.0, 40.0])
+
+    def score(sums: np.ndarray) -> ChoiceScore:
+        return ChoiceScore(sums / lengths, np.array([0]), sums, sums / lengths)
+
+    row = compare(0, question, score(base_sums), score(quant_sums), (0.0, 0.0))
+    # answers by the per-character rule: base -0.4 vs -0.425, quant -0.6 vs -0.0625
+    assert (row.base_choice, row.quant_choice, row.flip) == (0, 1, "incorrect_to_correct")
+    # base: p0 = 1 / (1 + e^-15), by hand; quant: p0 = 1 / (1 + e^0.5)
+    p0 = 1.0 / (1.0 + np.exp(-15.0))
+    q0 = 1.0 / (1.0 + np.exp(0.5))
+    assert row.base_probs == pytest.approx([p0, 1.0 - p0], rel=1e-12)
+    assert row.base_probs[1] == pytest.approx(3.059e-7, rel=1e-3)
+    assert row.quant_probs == pytest.approx([q0, 1.0 - q0], rel=1e-12)
+    assert row.top_margin == pytest.approx(2.0 * p0 - 1.0, rel=1e-12)
+    assert row.confidence == pytest.approx(p0, rel=1e-12)
+    expected_kl = p0 * np.log(p0 / q0) + (1.0 - p0) * np.log((1.0 - p0) / (1.0 - q0))
+    assert row.kl_options == pytest.approx(expected_kl, rel=1e-9)
+    # as p0 -> 1 the option KL tends to -ln q0 = ln(1 + e^0.5)
+    assert row.kl_options == pytest.approx(np.log1p(np.exp(0.5)), abs=1e-5)
+
+
 @pytest.mark.parametrize("rule", ["norm", "sum"])
 def test_engine_cloze_answers_match_hand_computed_logliks(
     fake_set: ModelSet, fake_factory: FakeBackendFactory, rule: str
@@ -115,6 +142,15 @@ def test_engine_cloze_answers_match_hand_computed_logliks(
         row.n_tokens == len(kls) == 2 + 2 + 3
     )  # fake tokens are words: "red apple", "blue sky", "green grass w7"
     assert row.kl == pytest.approx(float(np.mean(kls)), rel=1e-5)
+    # probabilities, margin and option KL from the hand-computed sums under either rule
+    base_probs = np.exp(np.array(base_sums) - np.logaddexp.reduce(base_sums))
+    quant_probs = np.exp(np.array(quant_sums) - np.logaddexp.reduce(quant_sums))
+    assert row.base_probs == pytest.approx(base_probs.tolist(), rel=1e-5)
+    assert row.quant_probs == pytest.approx(quant_probs.tolist(), rel=1e-5)
+    ordered = np.sort(base_probs)
+    assert row.top_margin == pytest.approx(ordered[-1] - ordered[-2], rel=1e-5, abs=1e-9)
+    expected_kl = float(np.sum(base_probs * np.log(base_probs / quant_probs)))
+    assert row.kl_options == pytest.approx(expected_kl, rel=1e-4, abs=1e-9)
     assert report.mode == "cloze" and report.answer_rule == rule
     assert set(report.quants[2].by_rule) == {"sum", "norm"}
     assert report.quants[2].by_rule[rule]["accuracy"] == pytest.approx(report.quants[2].accuracy)

@@ -18,6 +18,7 @@ from ggflip.generate.engine import run_generation
 from ggflip.generate.events import ChatTemplateDiffers, GenFinished, TurnGenerated
 from ggflip.generate.extract import extract, flexible, gold_answer, strict
 from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
+from ggflip.generate.report import index_quantile
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import BaselineFromCache
 from ggflip.scoring.topk import baseline_normalize
@@ -57,6 +58,9 @@ class TestEngine:
         assert self_.n_flips_lost == self_.n_flips_gained == 0
         assert by_label["Q8_0"].kl_mean < by_label["Q2_K"].kl_mean
         assert by_label["Q2_K"].same_text < 1.0
+        diverged = {r.first_divergence for r in by_label["Q2_K"].rows}
+        spread = by_label["Q2_K"].first_divergence
+        assert {spread.median, spread.p10, spread.p90} <= diverged
         document = json.loads(report.to_json())
         assert document["schema"] == "ggflip.generate/1"
         assert "token_kl" not in document["quants"][0]["rows"][0]
@@ -134,6 +138,20 @@ class TestTeacherForcing:
         assert first_divergence([1, 2, 3], [1, 2, 3]) is None
         assert first_divergence([1, 2, 3], [1, 5, 3]) == 1
         assert first_divergence([1, 2, 3], [1, 2]) == 2
+
+    def test_divergence_quantiles_are_observed_indexes(self) -> None:
+        """Sorted 1 1 2 3 4 5 6 9: the median is 3 (4 of 8 at or below), not 3.5; p90 is 9 (8 of 8),
+        not 6.9; p10 is 1."""
+        indexes = [3, 1, 4, 1, 5, 9, 2, 6]
+        assert [index_quantile(indexes, q) for q in (0.5, 0.1, 0.9)] == [3.0, 1.0, 9.0]
+        assert np.isnan(index_quantile([], 0.5))
+        rng = np.random.default_rng(7)
+        for _ in range(200):
+            drawn = sorted(rng.integers(0, 50, size=int(rng.integers(1, 12))).tolist())
+            q = float(rng.choice([0.1, 0.25, 0.5, 0.9, rng.random()]))
+            # the smallest observed value whose share of values at or below it reaches q
+            expected = next(v for v in drawn if sum(x <= v for x in drawn) >= q * len(drawn))
+            assert index_quantile(drawn, q) == expected
 
 
 class TestAnswers:

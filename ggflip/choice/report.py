@@ -47,7 +47,9 @@ the baseline's compact record estimates it: `kl_lower_bound` (top K + merged tai
 the exact KL) plus the sampled tail estimate (`ggflip.scoring.topk`). `computed_with` holds the
 llama settings and build that key the baseline cache (`ggflip.backends.numerics`).
 Cloze rows carry each choice's summed and per-character log-likelihoods; letter rows leave
-those lists empty. `answer_rule` names which of the two picks the cloze answer.
+those lists empty. `answer_rule` names which of the two picks the cloze answer; `base_probs`,
+`quant_probs`, `top_margin` and `kl_options` are the options' sequence probabilities renormalized
+over the options (cloze: a softmax of the sums, under either rule).
 `selection` says which questions `--limit` took ("30 of 14042 questions, stratified by subject
 (seed 0; ...)", "the first 30 ...", "all 40 questions").
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),

@@ -32,7 +32,8 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
 Accuracy and flips use the task's answer rule (`answer_rule`; null for a task without gold
 answers, where those fields are null); `by_rule` has every rule. `flip` is
 "correct_to_incorrect", "incorrect_to_correct" or null. `first_divergence` is over turns whose
-texts differ ("never" counts the identical ones; quantiles null when every text is the same).
+texts differ ("never" counts the identical ones; quantiles are observed token indexes, numpy's
+`inverted_cdf`, and null when every text is the same).
 `kl_mean` is per token over every generated token of the baseline; `kl_question_mean` the
 mean of the per-turn means; p99 and max over tokens. `delta_p_rms` is the RMS of Δp.
 `n_prompt_tokens` counts the turn's prompt as every model read it (BOS and, under the chat
@@ -166,6 +167,13 @@ def _rule_scores(rows: Sequence[TurnRow], rule: str) -> RuleScores | None:
     )
 
 
+def index_quantile(indexes: Sequence[int], q: float) -> float:
+    """The q-quantile of token indexes as an observed index: the smallest one at or below which at
+    least a fraction q of them lie (numpy's `inverted_cdf`, Hyndman and Fan's type 1); nan when
+    there are none."""
+    return float(np.quantile(indexes, q, method="inverted_cdf")) if len(indexes) else math.nan
+
+
 def summarize(
     label: str, path: str, rows: Sequence[TurnRow], rule: str | None, seconds: float
 ) -> GenQuant:
@@ -180,7 +188,7 @@ def summarize(
     graded = sum(r.correct(rule) is not None for r in rows) if rule else 0
     correct = round(main.accuracy * graded) if main else 0
     diverged = [r.first_divergence for r in rows if r.first_divergence is not None]
-    quantile = (lambda q: float(np.quantile(diverged, q))) if diverged else (lambda q: math.nan)
+    median, p10, p90 = (index_quantile(diverged, q) for q in (0.5, 0.1, 0.9))
     return GenQuant(
         label=label,
         path=path,
@@ -199,7 +207,7 @@ def summarize(
         mcnemar_p=stats.mcnemar_exact(lost, gained) if main else None,
         by_rule=by_rule,
         same_text=float(np.mean([r.first_divergence is None for r in rows])) if n else 1.0,
-        first_divergence=Divergence(quantile(0.5), quantile(0.1), quantile(0.9), n - len(diverged)),
+        first_divergence=Divergence(median, p10, p90, n - len(diverged)),
         kl_mean=float(token_kl.mean()) if token_kl.size else 0.0,
         kl_question_mean=float(np.mean([r.kl_mean for r in rows])) if n else 0.0,
         kl_p99=float(np.quantile(token_kl, 0.99)) if token_kl.size else 0.0,
