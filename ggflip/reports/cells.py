@@ -27,7 +27,7 @@ SUMMARY_HEADER = [
     "accept",
     "accept p10",
 ]
-VERDICT_HEADER = ["model", "verdict", "KL / floor", "flips p", "why"]
+VERDICT_HEADER = ["model", "verdict", "KL / floor", "flips p", "KL p", "why"]
 SUBJECT_HEADER = ["subject", "n", "flips", "flip rate [95% CI]", "changes", "KL mean", "accept"]
 CONFIDENCE_HEADER = ["confidence", "n", "flips", "flip rate [95% CI]", "changes", "KL mean"]
 BUCKET_HEADER = ["margin", "n", "flips", "flip rate"]
@@ -107,6 +107,7 @@ def verdict_rows(report: Report) -> list[list[str]]:
             q.verdict or "–",
             "–" if math.isnan(q.kl_mean_over_floor) else f"{q.kl_mean_over_floor:.1f}×",
             "–" if math.isnan(q.floor_flips_p) else f"{q.floor_flips_p:.3g}",
+            "–" if math.isnan(q.floor_kl_p) else f"{q.floor_kl_p:.3g}",
             q.verdict_reason,
         ]
         for q in report.quants
