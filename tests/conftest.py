@@ -55,6 +55,19 @@ def fake_factory() -> FakeBackendFactory:
     )
 
 
+@pytest.fixture
+def ungrouped_factory() -> FakeBackendFactory:
+    """The same fakes without grouping noise: a question scored alone gives what its batch gave,
+    for tests that compute a run's numbers again by hand."""
+    return FakeBackendFactory(
+        {
+            "/m/f16.gguf": FakeModel(batch_noise=0.0),
+            "/m/q8.gguf": FakeModel(noise=0.05, batch_noise=0.0),
+            "/m/q2.gguf": FakeModel(noise=0.6, batch_noise=0.0),
+        }
+    )
+
+
 pytest_plugins = ("tests.fixtures_gguf",)
 
 
