@@ -127,7 +127,8 @@ def _exact_kl_by_hand(quant_label: str) -> list[float]:
 
 @pytest.mark.parametrize("label", ["Q4_K_M", "Q2_K"])
 def test_kl_mean_is_the_exact_kl_computed_by_hand(
-    report: dict, label: str  # type: ignore[type-arg]
+    report: dict,  # type: ignore[type-arg]
+    label: str,
 ) -> None:
     """The report's mean KL against an independent exact computation; the cache's tail estimate
     and the run's decode grouping (4 per call here, 1 by hand) move it by well under 2%."""

@@ -52,9 +52,7 @@ def excess_p(n_quant_only: int, n_floor_only: int) -> float:
 excess_flips_p = excess_p  # the flip test: units flipped by the quant only vs by the floor only
 
 
-def kl_signs(
-    quant_kl: NDArray[np.floating], floor_kl: NDArray[np.floating]
-) -> tuple[int, int]:
+def kl_signs(quant_kl: NDArray[np.floating], floor_kl: NDArray[np.floating]) -> tuple[int, int]:
     """How many paired units have the quant's KL above the floor's, and how many below."""
     q = np.asarray(quant_kl, dtype=np.float64)
     f = np.asarray(floor_kl, dtype=np.float64)
