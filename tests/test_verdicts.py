@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from ggflip.scoring import kernels, stats
+from ggflip.scoring import kernels, metrics, stats
 from ggflip.scoring.acceptance import acceptance_exact, acceptance_from_top_k, acceptance_p10
 from ggflip.scoring.floor import (
     DIFFERENT,
@@ -109,6 +109,26 @@ class TestGroups:
         first = buckets[0]
         assert (first["lo"], first["n"], first["flips"]) == (0.0, 1, 1)
         assert buckets[-1]["n"] == 2 and buckets[-1]["acceptance_mean"] == pytest.approx(0.9)
+
+    @pytest.mark.parametrize("bad", [math.inf, math.nan])
+    def test_a_non_finite_kl_is_kept_in_groups_and_totals_alike(self, bad: float) -> None:
+        """One rule: a subject's mean and the total's both keep a non-finite KL (inf stays inf,
+        nan stays nan); a subject without one keeps its finite mean; nan acceptance is skipped."""
+        kl = np.array([0.1, bad, 0.3, 0.5])
+        groups = by_group(["a", "a", "b", "b"], [False] * 4, [False] * 4, kl,
+                          [0.9, math.nan, 0.8, 0.6])  # fmt: skip
+        by_name = {g["name"]: g for g in groups}
+        arrays = metrics.PairedArrays(
+            *(np.zeros(4, np.int64),) * 3, kl, kl, kl, np.ones(4, bool), np.zeros(4)
+        )
+        total = metrics.METRICS["kl_mean"].fn(arrays)
+        if math.isnan(bad):
+            assert math.isnan(by_name["a"]["kl_mean"]) and math.isnan(total)
+        else:
+            assert by_name["a"]["kl_mean"] == total == math.inf
+            assert groups[0]["name"] == "a"  # an infinite KL is the most damage
+        assert by_name["b"]["kl_mean"] == pytest.approx(0.4)
+        assert by_name["a"]["acceptance_mean"] == pytest.approx(0.9)
 
     def test_lengths_must_agree(self) -> None:
         with pytest.raises(ValueError):
