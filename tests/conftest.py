@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.backends.fake import FakeBackendFactory, FakeModel
+from ggflip.backends.fake import GROUPING_NOISE, FakeBackendFactory, FakeModel
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.tasks.questions import Question, QuestionSet
 
@@ -56,14 +56,14 @@ def fake_factory() -> FakeBackendFactory:
 
 
 @pytest.fixture
-def ungrouped_factory() -> FakeBackendFactory:
-    """The same fakes without grouping noise: a question scored alone gives what its batch gave,
-    for tests that compute a run's numbers again by hand."""
+def grouped_factory() -> FakeBackendFactory:
+    """The same fakes with llama.cpp-like grouping noise: another decode grouping moves the logits
+    a little, so the noise floor is small but not zero."""
     return FakeBackendFactory(
         {
-            "/m/f16.gguf": FakeModel(batch_noise=0.0),
-            "/m/q8.gguf": FakeModel(noise=0.05, batch_noise=0.0),
-            "/m/q2.gguf": FakeModel(noise=0.6, batch_noise=0.0),
+            "/m/f16.gguf": FakeModel(batch_noise=GROUPING_NOISE),
+            "/m/q8.gguf": FakeModel(noise=0.05, batch_noise=GROUPING_NOISE),
+            "/m/q2.gguf": FakeModel(noise=0.6, batch_noise=GROUPING_NOISE),
         }
     )
 

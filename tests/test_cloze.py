@@ -79,9 +79,8 @@ def test_score_cloze_sums_and_normalizes_per_character() -> None:
 
 @pytest.mark.parametrize("rule", ["norm", "sum"])
 def test_engine_cloze_answers_match_hand_computed_logliks(
-    fake_set: ModelSet, ungrouped_factory: FakeBackendFactory, rule: str
+    fake_set: ModelSet, fake_factory: FakeBackendFactory, rule: str
 ) -> None:
-    fake_factory = ungrouped_factory  # each question scored alone by hand, as in its batch
     import dataclasses
 
     task = dataclasses.replace(get_task("arc_easy"), answer_rule=rule)

@@ -61,10 +61,9 @@ def _exact_acceptance(
 
 class TestAcceptance:
     def test_exact_with_the_whole_vocabulary(
-        self, fake_set: ModelSet, fake_questions: QuestionSet, ungrouped_factory: FakeBackendFactory
+        self, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
     ) -> None:
         """With K >= n_vocab the cached acceptance is the exact one."""
-        fake_factory = ungrouped_factory  # question 5 scored alone by hand, as in its batch
         report = _report(RunSpec(fake_set, fake_questions, top_k=4096), fake_factory)
         exact, _ = _exact_acceptance(fake_factory, fake_set, fake_questions, 5)
         assert report.quants[2].rows[5].acceptance == pytest.approx(exact, abs=1e-6)
@@ -106,16 +105,17 @@ def test_per_subject_sums_equal_the_totals(
 
 class TestFloor:
     def test_floor_row_and_verdicts(
-        self, fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+        self, fake_set: ModelSet, fake_questions: QuestionSet, grouped_factory: FakeBackendFactory
     ) -> None:
-        events = list(run_comparison(RunSpec(fake_set, fake_questions, floor=True), fake_factory))
+        spec = RunSpec(fake_set, fake_questions, floor=True)
+        events = list(run_comparison(spec, grouped_factory))
         floors = [e for e in events if isinstance(e, FloorFinished)]
         assert len(floors) == 1
         assert "1 question(s) per llama.cpp call instead of 4" in floors[0].method
         report = events[-1].report  # type: ignore[attr-defined]
         floor = report.floor
         assert floor.label == "F16 (floor)" and floor.n == 40
-        # the fake backend's logits move a little with the grouping: a small floor, not zero
+        # these fakes' logits move a little with the grouping: a small floor, not zero
         by_label = {q.label: q for q in report.quants}
         assert 0 < floor.kl_mean < by_label["Q8_0"].kl_mean / 20
         assert by_label["self"].verdict == INDISTINGUISHABLE

@@ -99,12 +99,12 @@ def _by_hand(
 
 
 def test_rows_match_the_summary(
-    fake_set: ModelSet, fake_questions: QuestionSet, ungrouped_factory: FakeBackendFactory
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
 ) -> None:
     """Every row and the summary against the fake logits read by hand, one question at a time
     (no grouping noise, so a question scored alone gives what the run's batches gave); with
     K >= n_vocab the cache holds the whole distribution, so the KL is exact."""
-    factory = ungrouped_factory
+    factory = fake_factory
     _, report = _run(RunSpec(fake_set, fake_questions), factory)
     q2 = report.quants[2]
     expected = _by_hand(factory, fake_set.baseline, fake_set.quants[2], fake_questions)

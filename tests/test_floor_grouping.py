@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
+from ggflip.backends.fake import GROUPING_NOISE, FakeBackend, FakeBackendFactory, FakeModel
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import FloorFinished, RunFinished
 from ggflip.choice.runstore import RunStore
@@ -95,14 +95,16 @@ def _upper_tail(n: int, k: int) -> float:
     return float(Fraction(sum(math.comb(n, i) for i in range(k, n + 1)), 2**n))
 
 
-def test_the_floor_is_small_but_not_zero(spec: RunSpec, fake_factory: FakeBackendFactory) -> None:
-    """The fake backend's logits move with the decode grouping, as llama.cpp's do: the floor's KL
+def test_the_floor_is_small_but_not_zero(
+    spec: RunSpec, grouped_factory: FakeBackendFactory
+) -> None:
+    """Fakes whose logits move with the decode grouping, as llama.cpp's do: the floor's KL
     is above 0 on every question and far below a quant's; the baseline as its own quant, in the
     baseline's grouping, is bit-identical and indistinguishable."""
     self_quant = dataclasses.replace(spec.model_set.baseline, label="self")
     q8 = ModelSpec("Q8_0", Path("/m/q8.gguf"))
     model_set = dataclasses.replace(spec.model_set, quants=(self_quant, q8))
-    events = _run(dataclasses.replace(spec, model_set=model_set, floor=True), fake_factory)
+    events = _run(dataclasses.replace(spec, model_set=model_set, floor=True), grouped_factory)
     report = events[-1].report  # type: ignore[attr-defined]
     floor_kl = np.array([r.kl for r in report.floor.rows])
     assert (floor_kl > 0).all()
@@ -125,7 +127,12 @@ def test_a_4000_question_verdict_is_exact(tmp_path: Path) -> None:
     model_set = ModelSet(
         "fake", ModelSpec("F16", Path("/m/f16.gguf")), (ModelSpec("Q2", Path("/m/q2.gguf")),)
     )
-    factory = FakeBackendFactory({"/m/f16.gguf": FakeModel(), "/m/q2.gguf": FakeModel(noise=2.0)})
+    factory = FakeBackendFactory(
+        {
+            "/m/f16.gguf": FakeModel(batch_noise=GROUPING_NOISE),
+            "/m/q2.gguf": FakeModel(noise=2.0, batch_noise=GROUPING_NOISE),
+        }
+    )
     events = _run(RunSpec(model_set, questions, batch_size=64, floor=True), factory)
     report = events[-1].report  # type: ignore[attr-defined]
     quant, floor = report.quants[0], report.floor

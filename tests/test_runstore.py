@@ -131,12 +131,9 @@ def test_damaged_rows_are_dropped_and_scored_again(
     tmp_path: Path,
     fake_set: ModelSet,
     fake_questions: QuestionSet,
-    ungrouped_factory: FakeBackendFactory,
+    fake_factory: FakeBackendFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # the damaged rows are scored again in other batches: without grouping noise that gives the
-    # same numbers (with llama.cpp, numbers within the noise floor)
-    fake_factory = ungrouped_factory
     spec = _spec(tmp_path, fake_set, fake_questions)
     _, reference = run_report(spec, fake_factory)
     with closing(sqlite3.connect(tmp_path / STORE_NAME)) as db, db:

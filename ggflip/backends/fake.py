@@ -6,11 +6,13 @@ fake model of the same vocabulary), plus `noise` times a second vector seeded by
 `noise_seed`: noise 0 reproduces the baseline exactly, larger noise drifts further, like a
 coarser quant. A `bias` map can push chosen tokens up to script exact answers in tests.
 
-Like llama.cpp, whose sums run in another order when other sequences share a decode, the logits
-also depend on the grouping: each call adds `batch_noise` times a vector seeded by every request
-of the call and the request's place in it. The same grouping gives the same logits bit for bit;
-another grouping moves them a little (a logit standard deviation of `batch_noise · scale`), so
-the noise floor of a fake model is small but not zero.
+With `batch_noise` (0 by default; `GROUPING_NOISE` is a llama.cpp-like size), the logits also
+depend on the grouping, as llama.cpp's do when other sequences share a decode and its sums run in
+another order: each call adds `batch_noise` times a vector seeded by every request of the call
+and the request's place in it. The same grouping gives the same logits bit for bit; another
+grouping moves them a little (a logit standard deviation of `batch_noise · scale`), so the noise
+floor of such a fake model is small but not zero. Without it a question scored alone gives what
+its batch gave, which tests that recompute a run by hand rely on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ggflip.backends.base import GenerateRequest, Generation, ModelProbe, ScoreR
 from ggflip.backends.greedy import generate_by_logits
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import ModelFileError
+
+GROUPING_NOISE = 0.002  # a logit sd of 0.006 at scale 3: a floor ~1/600 of noise=0.05's KL
 
 FAKE_VOCAB: tuple[str, ...] = (
     "<bos>",
@@ -63,7 +67,7 @@ class FakeModel:
     scale: float = 3.0
     bias: Mapping[int, float] = field(default_factory=dict)
     chat_template: str | None = None
-    batch_noise: float = 0.002
+    batch_noise: float = 0.0
 
 
 class FakeBackend:
