@@ -4,8 +4,9 @@ Per-question KLs of a quant and of the noise floor, drawn from heavy-tailed dist
 (lognormal, a gamma mixture where 5% of hard questions carry the mean, a shared question
 difficulty times each side's own noise); under the null both sides come from one distribution.
 For each of four one-sided paired tests at 5% (the exact sign test the verdict uses, Wilcoxon's
-signed-rank test with its tie-corrected normal approximation, a paired t-test, and a sign-flip
-permutation test of the mean difference), prints how often it calls the quant different: under
+signed-rank test with its tie-corrected normal approximation, a paired t-test, a sign-flip
+permutation test of the mean difference, and the rule the sign test replaced: the quant's mean
+above the floor's 95% interval), prints how often it calls the quant different: under
 the null (should be <= 5%), with the quant's KL 1.5x the floor's on every question, and with 5%
 of the questions 50x worse and the rest like the floor.
 
@@ -25,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ggflip.scoring.floor import excess_p, kl_signs  # noqa: E402
+from ggflip.scoring.stats import mean_interval  # noqa: E402
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -82,11 +84,18 @@ def null_pair(shape: str, n: int, rng: np.random.Generator) -> Pair:
     return difficulty * rng.lognormal(0, 1, n), difficulty * rng.lognormal(0, 1, n)
 
 
+def old_rule_p(quant: np.ndarray, floor: np.ndarray) -> float:
+    """The rule the sign test replaced: 0 (different) when the quant's point mean KL is above the
+    upper end of the floor's 95% interval, else 1; not a p-value, a decision."""
+    return 0.0 if quant.mean() > mean_interval(floor)[1] else 1.0
+
+
 TESTS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "sign (exact)": sign_p,
     "wilcoxon": wilcoxon_p,
     "paired t": t_p,
     "permutation": permutation_p,
+    "old rule": old_rule_p,
 }
 
 
