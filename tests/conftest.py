@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ggflip.backends.fake import FakeBackendFactory, FakeModel
+from ggflip.backends.fake import GROUPING_NOISE, FakeBackendFactory, FakeModel
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.tasks.questions import Question, QuestionSet
 
@@ -51,6 +51,19 @@ def fake_factory() -> FakeBackendFactory:
             "/m/f16.gguf": FakeModel(),
             "/m/q8.gguf": FakeModel(noise=0.05),
             "/m/q2.gguf": FakeModel(noise=0.6),
+        }
+    )
+
+
+@pytest.fixture
+def grouped_factory() -> FakeBackendFactory:
+    """The same fakes with llama.cpp-like grouping noise: another decode grouping moves the logits
+    a little, so the noise floor is small but not zero."""
+    return FakeBackendFactory(
+        {
+            "/m/f16.gguf": FakeModel(batch_noise=GROUPING_NOISE),
+            "/m/q8.gguf": FakeModel(noise=0.05, batch_noise=GROUPING_NOISE),
+            "/m/q2.gguf": FakeModel(noise=0.6, batch_noise=GROUPING_NOISE),
         }
     )
 

@@ -72,49 +72,59 @@ def test_more_noise_means_more_kl_and_changes(
     assert by_label["Q2_K"].answer_changes > 0
 
 
+def _by_hand(
+    factory: FakeBackendFactory, baseline: ModelSpec, quant: ModelSpec, questions: QuestionSet
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Each question scored alone, straight from the fake logits: the baseline's and the quant's
+    option probabilities (each letter as " X" or "X", renormalized) and the full-vocabulary KL."""
+    from ggflip.backends.base import ScoreRequest
+    from ggflip.tasks.prompts import render_prompt
+
+    base, other = factory.open(baseline), factory.open(quant)
+    letters = [[FAKE_VOCAB.index(f" {c}"), FAKE_VOCAB.index(c)] for c in "ABCD"]
+
+    def options(logprobs: np.ndarray) -> np.ndarray:
+        sums = np.array([kernels.logsumexp(logprobs[ids]) for ids in letters])
+        return np.exp(sums - kernels.logsumexp(sums))
+
+    out = []
+    for question in questions.questions:
+        tokens = base.tokenize(render_prompt(question), add_bos=True)
+        request = [ScoreRequest(tuple(tokens), (len(tokens) - 1,))]
+        base_lp = kernels.log_softmax(base.logits(request)[0][0])
+        quant_lp = kernels.log_softmax(other.logits(request)[0][0])
+        kl = float(kernels.kl_divergence(base_lp, quant_lp))
+        out.append((options(base_lp), options(quant_lp), kl))
+    return out
+
+
 def test_rows_match_the_summary(
     fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
 ) -> None:
-    _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
+    """Every row and the summary against the fake logits read by hand, one question at a time
+    (no grouping noise, so a question scored alone gives what the run's batches gave); with
+    K >= n_vocab the cache holds the whole distribution, so the KL is exact."""
+    factory = fake_factory
+    _, report = _run(RunSpec(fake_set, fake_questions), factory)
     q2 = report.quants[2]
-    lost = sum(r.flip == "correct_to_incorrect" for r in q2.rows)
-    gained = sum(r.flip == "incorrect_to_correct" for r in q2.rows)
-    assert (lost, gained) == (q2.n_flips_lost, q2.n_flips_gained)
+    expected = _by_hand(factory, fake_set.baseline, fake_set.quants[2], fake_questions)
+    golds = [q.gold for q in fake_questions.questions]
+    base_ok = [int(np.argmax(b)) == g for (b, _, _), g in zip(expected, golds)]
+    quant_ok = [int(np.argmax(q)) == g for (_, q, _), g in zip(expected, golds)]
+    lost = sum(b and not q for b, q in zip(base_ok, quant_ok))
+    gained = sum(q and not b for b, q in zip(base_ok, quant_ok))
+    assert lost + gained > 0  # the check below has flips to count
+    assert (q2.n_flips_lost, q2.n_flips_gained) == (lost, gained)
     assert q2.flips == pytest.approx((lost + gained) / 40)
-    assert q2.kl_mean == pytest.approx(np.mean([r.kl for r in q2.rows]))
-    for row in q2.rows:
-        assert row.base_choice == int(np.argmax(row.base_probs))
-        assert row.top_margin == pytest.approx(
-            sorted(row.base_probs)[-1] - sorted(row.base_probs)[-2]
-        )
+    assert q2.kl_mean == pytest.approx(math.fsum(kl for _, _, kl in expected) / 40, rel=1e-5)
+    for row, (base_probs, quant_probs, kl) in zip(q2.rows, expected):
+        assert row.base_probs == pytest.approx(base_probs.tolist(), rel=1e-6)
+        assert row.base_choice == int(np.argmax(base_probs))
+        assert row.quant_choice == int(np.argmax(quant_probs))
+        ordered = sorted(base_probs)
+        assert row.top_margin == pytest.approx(ordered[-1] - ordered[-2], rel=1e-6)
+        assert row.kl == pytest.approx(kl, rel=1e-5)
     assert sum(b["n"] for b in q2.margin_buckets) == 40
-
-
-def test_kl_equals_exact_kl_on_the_fake_vocabulary(
-    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
-) -> None:
-    """With K >= n_vocab the cache holds the whole distribution, so the KL is exact."""
-    _, report = _run(RunSpec(fake_set, fake_questions), fake_factory)
-    from ggflip.tasks.prompts import render_prompt
-
-    base = fake_factory.open(fake_set.baseline)
-    q2 = fake_factory.open(fake_set.quants[2])
-    question = fake_questions.questions[5]
-    tokens = base.tokenize(render_prompt(question), add_bos=True)
-    from ggflip.backends.base import ScoreRequest
-
-    request = [ScoreRequest(tuple(tokens), (len(tokens) - 1,))]
-    exact = kernels.kl_divergence(
-        kernels.log_softmax(base.logits(request)[0][0]),
-        kernels.log_softmax(q2.logits(request)[0][0]),
-    )
-    assert report.quants[2].rows[5].kl == pytest.approx(float(exact), rel=1e-5)
-    # The option probabilities by hand: each letter as " X" or "X", renormalized over the options.
-    base_lp = kernels.log_softmax(base.logits(request)[0][0])
-    letters = [kernels.logsumexp(base_lp[[FAKE_VOCAB.index(f" {c}"), FAKE_VOCAB.index(c)]])
-               for c in "ABCD"]  # fmt: skip
-    expected = np.exp(np.array(letters) - kernels.logsumexp(np.array(letters)))
-    assert report.quants[2].rows[5].base_probs == pytest.approx(expected.tolist(), rel=1e-6)
 
 
 def test_baseline_cache_hit_skips_loading(

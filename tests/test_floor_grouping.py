@@ -1,22 +1,27 @@
 """The noise floor regroups the decodes its baseline's numbers came from, whatever batch size an
 earlier run cached a baseline under: the baseline cache key holds the batch size, and the floor's
-rows are named by its own grouping under that key."""
+rows are named by its own grouping under that key. The fake backend's grouping noise gives a real
+(small, non-zero) floor, and the verdict holds at thousands of questions."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from ggflip.backends.fake import FakeBackend, FakeBackendFactory
+from ggflip.backends.fake import GROUPING_NOISE, FakeBackend, FakeBackendFactory, FakeModel
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import FloorFinished, RunFinished
 from ggflip.choice.runstore import RunStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.runs.events import BaselineFromCache
-from ggflip.tasks.questions import QuestionSet
+from ggflip.scoring.floor import DIFFERENT, INDISTINGUISHABLE
+from ggflip.tasks.questions import Question, QuestionSet
 
 FLOOR = "F16 (floor)"
 
@@ -83,3 +88,62 @@ def test_floor_rows_belong_to_their_baseline(spec: RunSpec, recording: Recording
     _run(dataclasses.replace(spec, batch_size=2, floor=True), recording)
     assert recording.backends["F16"].calls == 40 // 2
     assert recording.backends[FLOOR].calls == 40
+
+
+def _upper_tail(n: int, k: int) -> float:
+    """P(X >= k), X ~ Bin(n, 1/2), as an exact fraction summed with math.comb, then rounded."""
+    return float(Fraction(sum(math.comb(n, i) for i in range(k, n + 1)), 2**n))
+
+
+def test_the_floor_is_small_but_not_zero(
+    spec: RunSpec, grouped_factory: FakeBackendFactory
+) -> None:
+    """Fakes whose logits move with the decode grouping, as llama.cpp's do: the floor's KL
+    is above 0 on every question and far below a quant's; the baseline as its own quant, in the
+    baseline's grouping, is bit-identical and indistinguishable."""
+    self_quant = dataclasses.replace(spec.model_set.baseline, label="self")
+    q8 = ModelSpec("Q8_0", Path("/m/q8.gguf"))
+    model_set = dataclasses.replace(spec.model_set, quants=(self_quant, q8))
+    events = _run(dataclasses.replace(spec, model_set=model_set, floor=True), grouped_factory)
+    report = events[-1].report  # type: ignore[attr-defined]
+    floor_kl = np.array([r.kl for r in report.floor.rows])
+    assert (floor_kl > 0).all()
+    assert report.floor.kl_mean < report.quants[1].kl_mean / 20
+    assert max(r.kl for r in report.quants[0].rows) < 1e-9
+    assert report.quants[0].verdict == INDISTINGUISHABLE
+    assert report.quants[1].verdict == DIFFERENT
+
+
+def test_a_4000_question_verdict_is_exact(tmp_path: Path) -> None:
+    """Past 1,024 discordant questions (where 2.0**n overflowed) the run still ends in a report
+    and a verdict, and both p-values equal the exact binomial tails of the rows' counts."""
+    questions = QuestionSet(
+        "memory",
+        tuple(
+            Question(f"q{i}", "s", f"question {i}", ("w1", "w2", "w3", "w4"), i % 4)
+            for i in range(4000)
+        ),
+    )
+    model_set = ModelSet(
+        "fake", ModelSpec("F16", Path("/m/f16.gguf")), (ModelSpec("Q2", Path("/m/q2.gguf")),)
+    )
+    factory = FakeBackendFactory(
+        {
+            "/m/f16.gguf": FakeModel(batch_noise=GROUPING_NOISE),
+            "/m/q2.gguf": FakeModel(noise=2.0, batch_noise=GROUPING_NOISE),
+        }
+    )
+    events = _run(RunSpec(model_set, questions, batch_size=64, floor=True), factory)
+    report = events[-1].report  # type: ignore[attr-defined]
+    quant, floor = report.quants[0], report.floor
+    flipped = [(q.flip is not None, f.flip is not None) for q, f in zip(quant.rows, floor.rows)]
+    b = sum(q and not f for q, f in flipped)
+    c = sum(f and not q for q, f in flipped)
+    assert b + c >= 1024
+    above = sum(q.kl > f.kl for q, f in zip(quant.rows, floor.rows))
+    below = sum(q.kl < f.kl for q, f in zip(quant.rows, floor.rows))
+    assert quant.floor_flips_p == _upper_tail(b + c, b)
+    assert quant.floor_kl_p == _upper_tail(above + below, above)
+    assert quant.verdict == DIFFERENT
+    document = report.to_dict()["quants"][0]
+    assert document["verdict"] == DIFFERENT and "floor_kl_p" in document

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from ggflip.scoring import kernels
+from ggflip.scoring import kernels, metrics, stats
 from ggflip.scoring.acceptance import acceptance_exact, acceptance_from_top_k, acceptance_p10
-from ggflip.scoring.floor import DIFFERENT, INDISTINGUISHABLE, excess_flips_p, verdict
+from ggflip.scoring.floor import (
+    DIFFERENT,
+    INDISTINGUISHABLE,
+    excess_flips_p,
+    excess_p,
+    verdict,
+)
 from ggflip.scoring.groups import by_bucket, by_group
 
 
@@ -102,9 +110,72 @@ class TestGroups:
         assert (first["lo"], first["n"], first["flips"]) == (0.0, 1, 1)
         assert buckets[-1]["n"] == 2 and buckets[-1]["acceptance_mean"] == pytest.approx(0.9)
 
+    @pytest.mark.parametrize("bad", [math.inf, math.nan])
+    def test_a_non_finite_kl_is_kept_in_groups_and_totals_alike(self, bad: float) -> None:
+        """One rule: a subject's mean and the total's both keep a non-finite KL (inf stays inf,
+        nan stays nan); a subject without one keeps its finite mean; nan acceptance is skipped."""
+        kl = np.array([0.1, bad, 0.3, 0.5])
+        groups = by_group(["a", "a", "b", "b"], [False] * 4, [False] * 4, kl,
+                          [0.9, math.nan, 0.8, 0.6])  # fmt: skip
+        by_name = {g["name"]: g for g in groups}
+        arrays = metrics.PairedArrays(
+            *(np.zeros(4, np.int64),) * 3, kl, kl, kl, np.ones(4, bool), np.zeros(4)
+        )
+        total = metrics.METRICS["kl_mean"].fn(arrays)
+        if math.isnan(bad):
+            assert math.isnan(by_name["a"]["kl_mean"]) and math.isnan(total)
+        else:
+            assert by_name["a"]["kl_mean"] == total == math.inf
+            assert groups[0]["name"] == "a"  # an infinite KL is the most damage
+        assert by_name["b"]["kl_mean"] == pytest.approx(0.4)
+        assert by_name["a"]["acceptance_mean"] == pytest.approx(0.9)
+
     def test_lengths_must_agree(self) -> None:
         with pytest.raises(ValueError):
             by_group(["a"], [True, False], [True, False], [0.0, 0.0])
+
+
+def _upper_tail(n: int, k: int) -> Fraction:
+    """P(X >= k), X ~ Bin(n, 1/2), as an exact fraction, summed term by term with math.comb."""
+    return Fraction(sum(math.comb(n, i) for i in range(max(k, 0), n + 1)), 2**n)
+
+
+@functools.cache
+def _sign_test_size(n_untied: int) -> Fraction:
+    """The exact size of the one-sided 5% sign test on n untied units: P(p < 0.05) under the null,
+    the largest upper tail of Bin(n, 1/2) below 1/20, summed down from k = n with exact terms."""
+    whole = 2**n_untied
+    term, tail = 1, 0  # C(n, n)
+    for k in range(n_untied, -1, -1):
+        if 20 * (tail + term) >= whole:
+            break
+        tail += term
+        term = term * k // (n_untied - k + 1)  # C(n, k - 1)
+    return Fraction(tail, whole)
+
+
+def _null_pair(rng: np.random.Generator, shape: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-question KLs of a quant and a floor drawn from one heavy-tailed distribution."""
+    if shape == "lognormal":  # a median of 3e-4, a few questions 100x that
+        return rng.lognormal(-8, 2, n), rng.lognormal(-8, 2, n)
+    if shape == "gamma mixture":  # most questions tiny, 5% hard ones carrying the mean
+
+        def draw() -> np.ndarray:
+            hard = rng.random(n) < 0.05
+            return np.where(hard, rng.gamma(0.5, 1e-2, n), rng.gamma(0.3, 1e-5, n))
+
+        return draw(), draw()
+    if shape == "shared difficulty":  # a hard question is hard for both
+        difficulty = rng.lognormal(-8, 2, n)
+        return difficulty * rng.lognormal(0, 1, n), difficulty * rng.lognormal(0, 1, n)
+    # ties: a third of the questions moved by neither (both KLs exactly 0), like short prompts
+    # that batching leaves bit-identical
+    moved = rng.random(n) < 2 / 3
+    return moved * rng.lognormal(-8, 2, n), moved * rng.lognormal(-8, 2, n)
+
+
+SHAPES = ("lognormal", "gamma mixture", "shared difficulty", "ties")
+SIZES = (50, 120, 300, 1000, 3000)
 
 
 class TestFloorVerdict:
@@ -117,31 +188,107 @@ class TestFloorVerdict:
         # P(X >= 2), X ~ Bin(4, 1/2) = 11/16
         assert excess_flips_p(2, 2) == pytest.approx(11 / 16)
 
-    def test_same_flips_and_kl_inside_the_floor_is_indistinguishable(self) -> None:
+    @pytest.mark.parametrize(
+        ("b", "c"),
+        [(600, 424), (424, 600), (512, 512), (513, 511), (0, 1100), (1100, 0), (2050, 1992)],
+    )
+    def test_exact_at_any_n(self, b: int, c: int) -> None:
+        """b + c from 1,024 to 4,042, against the exact fraction (600 vs 424 overflowed before)."""
+        expected = float(_upper_tail(b + c, b))
+        assert excess_p(b, c) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+        assert stats.binomial_half_tail(b + c, b) == excess_p(b, c)
+        assert stats.mcnemar_exact(b, c) == pytest.approx(
+            float(min(Fraction(1), 2 * _upper_tail(b + c, max(b, c)))), rel=1e-12, abs=1e-300
+        )
+
+    def test_binomial_tail_edges(self) -> None:
+        assert stats.binomial_half_tail(0, 0) == 1.0
+        assert stats.binomial_half_tail(5, 6) == 0.0
+        assert stats.binomial_half_tail(10, 3) == pytest.approx(1 - 56 / 1024)  # 1 + 10 + 45
+        assert stats.binomial_half_tail(2000, 2000) == 0.0  # 2^-2000, below float's range
+
+    def test_same_flips_and_kl_like_the_floor_is_indistinguishable(self) -> None:
         quant = np.array([1, 0, 0, 1, 0, 0, 0, 0], dtype=bool)
         floor = np.array([1, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
-        v = verdict(quant, floor, 0.01, 0.012, (0.008, 0.016))
+        quant_kl = np.array([1, 2, 3, 4, 5, 6, 7, 8]) * 1e-3
+        floor_kl = np.array([2, 1, 4, 3, 6, 5, 8, 7]) * 1e-3
+        v = verdict(quant, floor, quant_kl, floor_kl)
         assert v.verdict == INDISTINGUISHABLE
         assert (v.n_quant_only, v.n_floor_only) == (1, 1)
         assert v.flips_p == pytest.approx(3 / 4)
-        assert v.kl_mean_over_floor == pytest.approx(0.01 / 0.012)
+        assert (v.n_kl_above, v.n_kl_below) == (4, 4)
+        assert v.kl_p == pytest.approx(163 / 256)  # P(X >= 4), X ~ Bin(8, 1/2)
+        assert v.kl_mean_over_floor == pytest.approx(1.0)
 
     def test_many_more_flips_is_different(self) -> None:
         quant = np.zeros(40, dtype=bool)
         quant[:7] = True  # 7 flips the floor does not have
         floor = np.zeros(40, dtype=bool)
-        v = verdict(quant, floor, 0.01, 0.01, (0.005, 0.015))
+        kl = np.linspace(1e-3, 2e-3, 40)
+        v = verdict(quant, floor, kl, kl)
         assert v.verdict == DIFFERENT
         assert v.flips_p == pytest.approx(1 / 128)
+        assert (v.n_kl_above, v.n_kl_below, v.kl_p) == (0, 0, 1.0)  # equal KLs are ties
         assert "flips above" in v.reason and "KL" not in v.reason
 
-    def test_kl_above_the_interval_is_different(self) -> None:
-        none = np.zeros(10, dtype=bool)
-        v = verdict(none, none, 0.05, 0.01, (0.005, 0.015))
-        assert v.verdict == DIFFERENT
-        assert "KL mean" in v.reason and "flips above" not in v.reason
-        assert v.kl_mean_over_floor == pytest.approx(5.0)
+    def test_the_kl_threshold_is_the_sign_test_at_5_percent(self) -> None:
+        """Larger on 9 of 10 units: p = 11/1024, different; on 8 of 10: p = 56/1024, not.
 
-    def test_unpaired_flags_are_refused(self) -> None:
+        The means point the other way in both cases, so a rule on the means (the quant's mean
+        above the floor's, or above the floor's interval) gets both wrong."""
+        none = np.zeros(10, dtype=bool)
+        floor_kl = np.full(10, 1e-3)
+        nine = np.full(10, 1.1e-3)
+        nine[0], floor_kl_nine = 0.0, floor_kl.copy()
+        floor_kl_nine[0] = 1.0  # the floor's one large KL puts its mean far above the quant's
+        v = verdict(none, none, nine, floor_kl_nine)
+        assert v.verdict == DIFFERENT and v.kl_p == pytest.approx(11 / 1024)
+        assert "KL above" in v.reason and "flips above" not in v.reason
+        assert v.kl_mean_over_floor < 0.01
+        eight = np.full(10, 0.9e-3)
+        eight[:8] = 1.1e-3
+        eight[0] = 5.0  # one large KL puts the quant's mean 500x above the floor's
+        v = verdict(none, none, eight, floor_kl)
+        assert (v.n_kl_above, v.n_kl_below) == (8, 2)
+        assert v.verdict == INDISTINGUISHABLE and v.kl_p == pytest.approx(56 / 1024)
+        assert v.kl_mean_over_floor > 400
+
+    def test_non_finite_kl_compares_as_floats_do(self) -> None:
+        none = np.zeros(4, dtype=bool)
+        quant_kl = np.array([math.inf, math.inf, math.nan, 1.0])
+        floor_kl = np.array([1.0, math.inf, 1.0, math.nan])
+        v = verdict(none, none, quant_kl, floor_kl)
+        assert (v.n_kl_above, v.n_kl_below) == (1, 0)  # inf > 1; inf vs inf and nan are ties
+
+    def test_unpaired_units_are_refused(self) -> None:
         with pytest.raises(ValueError):
-            verdict(np.zeros(3, bool), np.zeros(4, bool), 0.0, 0.0, (0.0, 0.0))
+            verdict(np.zeros(3, bool), np.zeros(4, bool), np.zeros(3), np.zeros(3))
+        with pytest.raises(ValueError):
+            verdict(np.zeros(3, bool), np.zeros(3, bool), np.zeros(3), np.zeros(4))
+
+    def test_null_false_positive_rate_is_at_most_5_percent(self) -> None:
+        """1,000 null trials (quant and floor from one heavy-tailed distribution, 50 to 3,000
+        questions): the KL test calls "different" at its exact size (<= 5%), within ±2%."""
+        rng = np.random.default_rng(20240611)
+        rejected, size = 0, Fraction(0)
+        for trial in range(1000):
+            n = SIZES[trial % len(SIZES)]
+            quant_kl, floor_kl = _null_pair(rng, SHAPES[(trial // len(SIZES)) % len(SHAPES)], n)
+            v = verdict(np.zeros(n, bool), np.zeros(n, bool), quant_kl, floor_kl)
+            rejected += v.verdict == DIFFERENT
+            size += _sign_test_size(int((quant_kl != floor_kl).sum()))
+        expected = float(size / 1000)
+        assert 0.03 < expected <= 0.05
+        assert abs(rejected / 1000 - expected) <= 0.02
+
+    @pytest.mark.parametrize("n", [50, 300])
+    def test_a_worse_quant_is_called_different(self, n: int) -> None:
+        """A quant whose KL is 3x the floor's on every question (shared difficulty, its own noise
+        on top): different in at least 95% of 200 trials."""
+        rng = np.random.default_rng(n)
+        called = 0
+        for _ in range(200):
+            quant_kl, floor_kl = _null_pair(rng, "shared difficulty", n)
+            v = verdict(np.zeros(n, bool), np.zeros(n, bool), 3 * quant_kl, floor_kl)
+            called += v.verdict == DIFFERENT
+        assert called >= 190

@@ -5,6 +5,14 @@ are a fixed pseudo-random vector seeded by a hash of the preceding tokens (share
 fake model of the same vocabulary), plus `noise` times a second vector seeded by the model's
 `noise_seed`: noise 0 reproduces the baseline exactly, larger noise drifts further, like a
 coarser quant. A `bias` map can push chosen tokens up to script exact answers in tests.
+
+With `batch_noise` (0 by default; `GROUPING_NOISE` is a llama.cpp-like size), the logits also
+depend on the grouping, as llama.cpp's do when other sequences share a decode and its sums run in
+another order: each call adds `batch_noise` times a vector seeded by every request of the call
+and the request's place in it. The same grouping gives the same logits bit for bit; another
+grouping moves them a little (a logit standard deviation of `batch_noise · scale`), so the noise
+floor of such a fake model is small but not zero. Without it a question scored alone gives what
+its batch gave, which tests that recompute a run by hand rely on.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from ggflip.backends.greedy import generate_by_logits
 from ggflip.backends.numerics import LlamaSettingsFactory
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.errors import ModelFileError
+
+GROUPING_NOISE = 0.002  # a logit sd of 0.006 at scale 3: a floor ~1/600 of noise=0.05's KL
 
 FAKE_VOCAB: tuple[str, ...] = (
     "<bos>",
@@ -59,6 +69,7 @@ class FakeModel:
     scale: float = 3.0
     bias: Mapping[int, float] = field(default_factory=dict)
     chat_template: str | None = None
+    batch_noise: float = 0.0
 
 
 class FakeBackend:
@@ -112,13 +123,25 @@ class FakeBackend:
 
     def logits(self, requests: Sequence[ScoreRequest]) -> list[NDArray[np.float32]]:
         self.calls += 1
+        grouping = _seed("grouping", tuple(tuple(request.tokens) for request in requests))
         out = []
-        for request in requests:
+        for place, request in enumerate(requests):
             if len(request.tokens) > self._n_ctx:
                 raise ValueError("request longer than n_ctx")
-            rows = [self._logits_after(request.tokens[: p + 1]) for p in request.positions]
+            rows = [
+                self._logits_after(request.tokens[: p + 1])
+                + self._grouping_noise(grouping, place, p)
+                for p in request.positions
+            ]
             out.append(np.stack(rows).astype(np.float32))
         return out
+
+    def _grouping_noise(self, grouping: int, place: int, position: int) -> NDArray[np.float64]:
+        """What sharing this call with these other requests adds at one position: tiny, fixed."""
+        if not self._model.batch_noise:
+            return np.zeros(self.n_vocab)
+        rng = np.random.default_rng(_seed("batch", grouping, place, position))
+        return self._model.batch_noise * self._model.scale * rng.standard_normal(self.n_vocab)
 
     def _logits_after(self, prefix: Sequence[int]) -> NDArray[np.float64]:
         n = self.n_vocab
@@ -181,7 +204,10 @@ class FakeBackendFactory(LlamaSettingsFactory):
     def probe(self, spec: ModelSpec) -> ModelProbe:
         model = self._model(spec)
         fingerprint = hashlib.sha256("\n".join(model.vocab).encode()).hexdigest()[:16]
-        identity = f"fake:{spec.path}:{model.noise}:{model.noise_seed}:{sorted(model.bias.items())}"
+        identity = (
+            f"fake:{spec.path}:{model.noise}:{model.noise_seed}:{sorted(model.bias.items())}"
+            f":{model.batch_noise}"
+        )
         template = model.chat_template
         digest = hashlib.sha256(template.encode()).hexdigest()[:16] if template else None
         return ModelProbe(

@@ -27,7 +27,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "by_subject": [{"name", "n", "flips", "flip_rate", "flip_rate_ci", "changes",
                           "answer_changes", "kl_mean", "acceptance_mean"}],
           "confidence_buckets": [{"lo", "hi", <the fields of by_subject but "name">}],
-          "verdict", "verdict_reason", "floor_flips_p", "kl_mean_over_floor",
+          "verdict", "verdict_reason", "floor_flips_p", "floor_kl_p", "kl_mean_over_floor",
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "kl_mean_lower_bound",
           <each registered metric of multiple choice that is not a field above, by name>,
@@ -149,6 +149,7 @@ class QuantSummary:
     verdict: str | None = None
     verdict_reason: str = ""
     floor_flips_p: float = math.nan
+    floor_kl_p: float = math.nan
     kl_mean_over_floor: float = math.nan
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
 
@@ -222,22 +223,22 @@ def confidence_buckets(rows: Sequence[QuestionRow]) -> list[dict[str, Any]]:
 def with_verdict(quant: QuantSummary, floor: QuantSummary) -> QuantSummary:
     """The quant's summary with its verdict against the noise floor (`ggflip.scoring.floor`).
 
-    Flips are paired on the questions both scored.
+    Flips and KLs are paired on the questions both scored.
     """
-    floor_flips = {r.index: r.flip is not None for r in floor.rows}
-    paired = [
-        (r.flip is not None, floor_flips[r.index]) for r in quant.rows if r.index in floor_flips
-    ]
-    quant_flipped = np.array([q for q, _ in paired], dtype=bool)
-    floor_flipped = np.array([f for _, f in paired], dtype=bool)
+    floor_rows = {r.index: r for r in floor.rows}
+    paired = [(r, floor_rows[r.index]) for r in quant.rows if r.index in floor_rows]
     result = floor_verdict.verdict(
-        quant_flipped, floor_flipped, quant.kl_mean, floor.kl_mean, floor.kl_mean_ci
+        np.array([q.flip is not None for q, _ in paired], dtype=bool),
+        np.array([f.flip is not None for _, f in paired], dtype=bool),
+        np.array([q.kl for q, _ in paired], dtype=np.float64),
+        np.array([f.kl for _, f in paired], dtype=np.float64),
     )
     return dataclasses.replace(
         quant,
         verdict=result.verdict,
         verdict_reason=result.reason,
         floor_flips_p=result.flips_p,
+        floor_kl_p=result.kl_p,
         kl_mean_over_floor=result.kl_mean_over_floor,
     )
 

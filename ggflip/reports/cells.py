@@ -36,7 +36,7 @@ SUMMARY_COLUMNS = [
         )
     ),
 ]
-VERDICT_HEADER = ["model", "verdict", "KL / floor", "flips p", "why"]
+VERDICT_HEADER = ["model", "verdict", "KL / floor", "flips p", "KL p", "why"]
 SUBJECT_HEADER = ["subject", "n", "flips", "flip rate [95% CI]", "changes", "KL mean", "accept"]
 CONFIDENCE_HEADER = ["confidence", "n", "flips", "flip rate [95% CI]", "changes", "KL mean"]
 BUCKET_HEADER = ["margin", "n", "flips", "flip rate"]
@@ -71,6 +71,7 @@ def verdict_rows(report: Report) -> list[list[str]]:
             q.verdict or DASH,
             DASH if unknown(q.kl_mean_over_floor) else f"{q.kl_mean_over_floor:.1f}×",
             DASH if unknown(q.floor_flips_p) else f"{q.floor_flips_p:.3g}",
+            DASH if unknown(q.floor_kl_p) else f"{q.floor_kl_p:.3g}",
             q.verdict_reason,
         ]
         for q in report.quants

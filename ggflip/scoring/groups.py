@@ -4,6 +4,13 @@ A group is any label a question carries (MMLU's subject, a corpus category) or a
 value (the baseline's confidence: its top option probability). Every function takes flat
 per-question arrays, so every mode can call it on its own rows; the counts of the groups add
 up to the totals.
+
+One rule for a non-finite KL, here as in the totals (`ggflip.scoring.metrics`): it is kept, never
+dropped. A mean over questions includes every question, so an infinite KL (the quant gives no
+probability to a token the baseline does) makes its group's mean infinite and a nan KL (a broken
+computation) makes it nan, as it does the total's; damage is never hidden by leaving it out.
+Acceptance is different: nan there means "not measured" (no cached distribution), and its mean
+is over the questions that have a finite one (as in the totals).
 """
 
 from __future__ import annotations
@@ -24,8 +31,14 @@ Group = dict[str, Any]
 
 
 def _mean(values: NDArray[np.float64]) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else math.nan
+    """The mean of every value, non-finite ones included; nan when there are none."""
+    return float(values.mean()) if values.size else math.nan
+
+
+def _measured_mean(values: NDArray[np.float64]) -> float:
+    """The mean of the values that were measured (finite); nan when there are none."""
+    measured = values[np.isfinite(values)]
+    return float(measured.mean()) if measured.size else math.nan
 
 
 def _group(
@@ -43,7 +56,7 @@ def _group(
         "changes": int(changed.sum()),
         "answer_changes": float(changed.mean()) if n else 0.0,
         "kl_mean": _mean(kl),
-        "acceptance_mean": _mean(acceptance),
+        "acceptance_mean": _measured_mean(acceptance),
     }
 
 
@@ -88,7 +101,7 @@ def by_group(
         kl_mean = float(group["kl_mean"])
         return (
             -float(group["flip_rate"]),
-            -(kl_mean if math.isfinite(kl_mean) else 0.0),
+            -(0.0 if math.isnan(kl_mean) else kl_mean),  # an infinite KL is the most damage
             str(group["name"]),
         )
 

@@ -89,6 +89,7 @@ class PairedArrays:
 
 
 def _mean(x: NDArray[np.bool_] | NDArray[np.floating]) -> float:
+    """The mean of every value: a non-finite KL is kept, not dropped (`ggflip.scoring.groups`)."""
     return float(np.mean(x)) if np.size(x) else math.nan
 
 

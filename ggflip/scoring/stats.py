@@ -43,23 +43,39 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def binomial_half_tail(n: int, k: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2), exact at any n.
+
+    The binomial coefficients and 2^n are Python integers and the one division at the end is
+    correctly rounded, so any n works (a float 2.0**n overflows at n = 1024) and a probability
+    below float's range comes out as 0.0. The shorter of the two tails is summed.
+    """
+    if n < 0:
+        raise ValueError("n must be 0 or more")
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    lower = k - 1 < n - k  # sum P(X <= k - 1) and subtract when that side is shorter
+    last = k - 1 if lower else n - k  # by symmetry P(X >= k) = P(X <= n - k)
+    term, total = 1, 1  # C(n, 0)
+    for i in range(last):
+        term = term * (n - i) // (i + 1)  # C(n, i + 1), exact
+        total += term
+    whole = 1 << n
+    return (whole - total) / whole if lower else total / whole
+
+
 def mcnemar_exact(n_lost: int, n_gained: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts (binomial test at 1/2).
 
-    p = min(1, 2 · sum_{i <= min(b, c)} C(n, i) / 2^n), in exact integer arithmetic: the binomial
-    coefficients and 2^n are Python integers and the one division at the end is correctly
-    rounded, so any number of discordant pairs works (a float 2.0**n overflows at n = 1024) and
-    a p-value below float's range comes out as 0.0.
+    p = min(1, 2 · P(X <= min(b, c))), X ~ Binomial(b + c, 1/2), exact at any number of
+    discordant pairs (`binomial_half_tail`).
     """
     n = n_lost + n_gained
     if n == 0:
         return 1.0
-    k = min(n_lost, n_gained)
-    term, tail = 1, 1  # C(n, 0)
-    for i in range(k):
-        term = term * (n - i) // (i + 1)  # C(n, i + 1), exact
-        tail += term
-    return min(1.0, (2 * tail) / (1 << n))
+    return min(1.0, 2 * binomial_half_tail(n, n - min(n_lost, n_gained)))
 
 
 def mean_interval(
