@@ -21,6 +21,7 @@ from ggflip.generate.records import BaseUnit, decode_unit, encode_unit
 from ggflip.generate.report import index_quantile
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import BaselineFromCache
+from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import baseline_normalize
 from ggflip.store.rundb import RunStore
 from ggflip.tasks.generation import GEN_TASKS, GenItem, load_items
@@ -113,7 +114,7 @@ class TestTeacherForcing:
         norm, record = baseline_normalize(base_logits, 12, 0, rng)
         unit = BaseUnit(
             (0,), 0, tokens, "", "length", (1.0,) * 5,
-            record, norm.logprobs_at(np.asarray(tokens)),
+            PositionRecord.of(record), norm.logprobs_at(np.asarray(tokens)),
         )  # fmt: skip
         forced = teacher_forced(unit, quant_logits)
 

@@ -12,9 +12,10 @@ the arrays. An entry whose format, checksums, shapes or contents do not match is
 line, deleted and recomputed, never used.
 
 Size per scored position (one per letter question; every continuation token of every choice in
-cloze mode): K int32 ids + K float64 log-probs, the tail mass, and S tail draws (int32 id +
-float64 log-prob), `ggflip.scoring.topk`'s record: 6.4 KiB at K=512, S=32 and 1.1 KiB at cloze's
-default K=64, against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file.
+cloze mode): the argmax, and every mode's record (`ggflip.scoring.record.PositionRecord`): K
+int32 ids + K float64 log-probs, the tail mass, and S tail draws (int32 id + float64 log-prob):
+6.4 KiB at K=512, S=32 and 1.1 KiB at cloze's default K=64, against ~512 KiB for a full
+262,144-token row in llama.cpp's 16-bit KL base file.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ggflip.choice.answers import BaselineScores
+from ggflip.choice.baseline import BaselineScores
 from ggflip.store.atomic import atomic_write_bytes
 from ggflip.store.keys import CACHE_FORMAT
 
@@ -76,9 +77,7 @@ class BaselineCache:
             if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
                 raise ValueError("checksum of the .npz does not match")
             with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-                scores = BaselineScores(
-                    **{name: arrays[name] for name in BaselineScores.__dataclass_fields__}
-                )
+                scores = BaselineScores.of(arrays)
             skips = {int(index): str(reason) for index, reason in meta.get("skipped", {}).items()}
             _check_shapes(scores, n_questions, k, n_samples, skips)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
@@ -106,9 +105,8 @@ class BaselineCache:
         """
         data_path, meta_path = self._paths(key)
         buffer = io.BytesIO()
-        np.savez(
-            buffer, **{name: getattr(scores, name) for name in BaselineScores.__dataclass_fields__}
-        )
+        arrays: dict[str, Any] = scores.named()
+        np.savez(buffer, **arrays)
         blob = buffer.getvalue()
         atomic_write_bytes(data_path, blob)
         document = {

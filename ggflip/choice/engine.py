@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from ggflip.backends.base import BackendFactory, ModelProbe
-from ggflip.choice.answers import BaselineScores
+from ggflip.choice.baseline import BaselineScores
 from ggflip.choice.cache import BaselineCache
 from ggflip.choice.events import (
     FLOOR,

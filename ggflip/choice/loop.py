@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import Backend, BackendFactory
-from ggflip.choice.answers import BaselineScores, ChoiceScore, QuestionRow, compare
+from ggflip.choice.answers import ChoiceScore, QuestionRow, compare
+from ggflip.choice.baseline import BaselineScores
 from ggflip.choice.events import Event, QuestionScored, Resumed
 from ggflip.choice.report import QuantSummary, summarize_quant
 from ggflip.choice.requests import Prompts

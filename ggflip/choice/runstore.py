@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ggflip.choice.answers import BaselineScores, QuestionRow
+from ggflip.choice.answers import QuestionRow
+from ggflip.choice.baseline import BaselineScores
+from ggflip.scoring.record import PositionRecord
 from ggflip.store.rundb import (
     BASE,
     ROW,
@@ -61,18 +63,14 @@ _BASE_HEADER = struct.Struct("<IIII")  # n_options, k, n_rows, n_samples
 
 @dataclass(frozen=True)
 class BaseRecord:
-    """One question's baseline record as stored: option scores and its scored positions' top-K,
-    tail mass and tail draws."""
+    """One question's baseline record as stored: option scores, and its scored positions' argmax
+    and record (top-K, tail mass and tail draws)."""
 
     option_logprobs: np.ndarray
     option_sums: np.ndarray
     option_norms: np.ndarray
     top_token: np.ndarray
-    top_ids: np.ndarray
-    top_logprobs: np.ndarray
-    tail_logmass: np.ndarray
-    sample_ids: np.ndarray
-    sample_logprobs: np.ndarray
+    positions: PositionRecord
 
     @property
     def n_rows(self) -> int:
@@ -84,30 +82,20 @@ class BaseRecord:
         n_options = len(self.option_logprobs)
         if (
             n_options > scores.option_logprobs.shape[1]
-            or self.top_ids.shape[1] != scores.top_ids.shape[1]
-            or self.sample_ids.shape[1] != scores.sample_ids.shape[1]
+            or self.positions.k != scores.positions.k
+            or self.positions.n_samples != scores.positions.n_samples
         ):
             raise ValueError("record of another shape")
         if self.n_rows != scores.n_rows(index):
             raise ValueError(
                 f"record of {self.n_rows} scored positions, the prompts have {scores.n_rows(index)}"
             )
-        start, stop = int(scores.row_offsets[index]), int(scores.row_offsets[index + 1])
+        span = scores.span(index)
         scores.option_logprobs[index, :n_options] = self.option_logprobs
         scores.option_sums[index, :n_options] = self.option_sums
         scores.option_norms[index, :n_options] = self.option_norms
-        for name in _ROW_ARRAYS:
-            getattr(scores, name)[start:stop] = getattr(self, name)
-
-
-_ROW_ARRAYS = (
-    "top_token",
-    "tail_logmass",
-    "top_ids",
-    "top_logprobs",
-    "sample_ids",
-    "sample_logprobs",
-)
+        scores.top_token[span] = self.top_token
+        scores.positions.put(span.start, self.positions)
 
 
 def _layout(n_options: int, k: int, n_rows: int, n_samples: int) -> list[tuple[str, str, int]]:
@@ -128,12 +116,12 @@ def _layout(n_options: int, k: int, n_rows: int, n_samples: int) -> list[tuple[s
 def encode_baseline(scores: BaselineScores, index: int, n_options: int) -> bytes:
     """The baseline's compact record of one question (all its scored positions), as raw
     little-endian arrays."""
-    k, n_samples = scores.top_ids.shape[1], scores.n_samples
-    start, stop = int(scores.row_offsets[index]), int(scores.row_offsets[index + 1])
-    parts = [_BASE_HEADER.pack(n_options, k, stop - start, n_samples)]
-    for name, dtype, _ in _layout(n_options, k, stop - start, n_samples):
-        array = getattr(scores, name)
-        values = array[index, :n_options] if name.startswith("option_") else array[start:stop]
+    k, n_samples = scores.positions.k, scores.n_samples
+    span, arrays = scores.span(index), scores.named()
+    parts = [_BASE_HEADER.pack(n_options, k, span.stop - span.start, n_samples)]
+    for name, dtype, _ in _layout(n_options, k, span.stop - span.start, n_samples):
+        array = arrays[name]
+        values = array[index, :n_options] if name.startswith("option_") else array[span]
         parts.append(values.astype(dtype).tobytes())
     return b"".join(parts)
 
@@ -156,7 +144,13 @@ def decode_baseline(payload: bytes, k: int, n_samples: int) -> BaseRecord:
         arrays[name] = arrays[name].reshape(n_rows, width)
     for name in ("sample_ids", "sample_logprobs"):
         arrays[name] = arrays[name].reshape(n_rows, n_samples)
-    return BaseRecord(**arrays)
+    return BaseRecord(
+        option_logprobs=arrays["option_logprobs"],
+        option_sums=arrays["option_sums"],
+        option_norms=arrays["option_norms"],
+        top_token=arrays["top_token"],
+        positions=PositionRecord.of(arrays),
+    )
 
 
 class ModelProgress:

@@ -2,10 +2,11 @@
 
 llama-perplexity's `--kl-divergence-base` file keeps 16-bit log-probs of the whole vocabulary
 for every scored token (2·n_vocab + 8 bytes: 512 KiB with Gemma's 262,144 tokens). ggflip keeps
-per token: the top K token ids (int32) and log-probs (float64: float32 would round a log-prob of
--10 by ~5e-7, up to 1e-7 of KL), the log of the probability left outside them (float64), the
-log-prob of the actual next token (float64), and S ids drawn from the tail with their log-probs
-(int32 + float64): 12·K + 12·S + 16 bytes, 6,544 bytes at K=512, S=32, 80x smaller for Gemma.
+per token every mode's baseline record (`ggflip.scoring.record.PositionRecord`): the top K token
+ids (int32) and log-probs (float64: float32 would round a log-prob of -10 by ~5e-7, up to 1e-7 of
+KL), the log of the probability left outside them (float64) and S ids drawn from the tail with
+their log-probs (int32 + float64); and the log-prob of the actual next token (float64):
+12·K + 12·S + 16 bytes, 6,544 bytes at K=512, S=32, 80x smaller for Gemma.
 KL from it is the exact KL of the top K plus the merged tail (a lower bound) plus an unbiased
 estimate of the rest from the tail draws (`ggflip.scoring.topk`).
 PPL, Δp and same-top need only the stored values and are exact.
@@ -34,19 +35,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.errors import CacheError, DiskFullError
+from ggflip.scoring.record import PositionRecord
+from ggflip.scoring.topk import BaselineRows
 from ggflip.store.atomic import atomic_write_bytes
 
 CORPUS_CACHE_FORMAT = 2
-ARRAYS = (
-    "tokens",
-    "top_ids",
-    "top_logprobs",
-    "tail_logmass",
-    "target_logprob",
-    "sample_ids",
-    "sample_logprobs",
-)
-log = logging.getLogger("ggflip.choice.cache")
+ARRAYS = ("tokens", "target_logprob", *PositionRecord.NAMES)  # one .npy file each
+log = logging.getLogger("ggflip.corpus.cache")
 
 
 def llama_cpp_bytes_per_token(n_vocab: int) -> int:
@@ -56,31 +51,29 @@ def llama_cpp_bytes_per_token(n_vocab: int) -> int:
 
 def bytes_per_token(k: int, n_samples: int) -> int:
     """Bytes per scored token in ggflip's corpus baseline with top `k` and `n_samples` tail
-    draws."""
-    return 8 * k + 8 * n_samples + 16
+    draws: the baseline record and the next token's log-prob."""
+    return PositionRecord.bytes_per_row(k, n_samples) + np.dtype(np.float64).itemsize
 
 
 @dataclass(frozen=True)
 class CorpusBaseline:
     """The baseline's record of a corpus; rows are scored tokens in chunk order.
 
-    Shapes: tokens (n_chunks, ctx) int32, as decoded (BOS in front); top_ids and top_logprobs
-    (n_rows, K) int32/float64; tail_logmass and target_logprob (n_rows,) float64.
+    Attributes:
+        tokens: (n_chunks, ctx) int32, as decoded (BOS in front).
+        positions: every mode's baseline record of the n_rows scored tokens (memory-mapped).
+        target_logprob: (n_rows,) float64 log-prob of each scored token's next token.
     """
 
     folder: Path
     meta: Mapping[str, Any]
     tokens: NDArray[np.int32]
-    top_ids: NDArray[np.int32]
-    top_logprobs: NDArray[np.float64]
-    tail_logmass: NDArray[np.float64]
+    positions: PositionRecord
     target_logprob: NDArray[np.float64]
-    sample_ids: NDArray[np.int32]
-    sample_logprobs: NDArray[np.float64]
 
     @property
     def rows_per_chunk(self) -> int:
-        return self.top_ids.shape[0] // max(self.tokens.shape[0], 1)
+        return self.positions.n_rows // max(self.tokens.shape[0], 1)
 
     def rows(self, chunk: int) -> slice:
         """The rows of one chunk's scored tokens."""
@@ -128,14 +121,10 @@ class BaselineWriter:
             parent = str(root / "corpus") if root else None
             self.folder = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=parent))
             n_rows = n_chunks * rows_per_chunk
-            shapes: dict[str, tuple[tuple[int, ...], Any]] = {
+            shapes = {
                 "tokens": ((n_chunks, ctx), np.int32),
-                "top_ids": ((n_rows, k), np.int32),
-                "top_logprobs": ((n_rows, k), np.float64),
-                "tail_logmass": ((n_rows,), np.float64),
                 "target_logprob": ((n_rows,), np.float64),
-                "sample_ids": ((n_rows, n_samples), np.int32),
-                "sample_logprobs": ((n_rows, n_samples), np.float64),
+                **PositionRecord.shapes(n_rows, k, n_samples),
             }
             self._arrays = {
                 name: np.lib.format.open_memmap(
@@ -148,14 +137,17 @@ class BaselineWriter:
         self._rows_per_chunk = rows_per_chunk
 
     def write_chunk(
-        self, chunk: int, tokens: NDArray[np.integer], **rows: NDArray[np.generic]
+        self,
+        chunk: int,
+        tokens: NDArray[np.integer],
+        rows: BaselineRows,
+        target_logprob: NDArray[np.float64],
     ) -> None:
-        """Store one chunk's tokens and its scored rows, one keyword per array of `ARRAYS` but
-        tokens."""
+        """Store one chunk's tokens, its scored rows' record and their next tokens' log-probs."""
         self._arrays["tokens"][chunk] = tokens
-        span = slice(chunk * self._rows_per_chunk, (chunk + 1) * self._rows_per_chunk)
-        for name, values in rows.items():
-            self._arrays[name][span] = values
+        start = chunk * self._rows_per_chunk
+        self._arrays["target_logprob"][start : start + self._rows_per_chunk] = target_logprob
+        PositionRecord.of(self._arrays).put(start, rows)
 
     def finish(self, meta: Mapping[str, Any]) -> CorpusBaseline:
         """Flush, checksum and publish the entry (renamed into the cache when it has one)."""
@@ -204,7 +196,13 @@ def open_baseline(folder: Path, *, verify: bool = True) -> CorpusBaseline | None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("corpus baseline %s is damaged (%s); recomputing it", folder, exc)
         return None
-    return CorpusBaseline(folder=folder, meta=meta, **arrays)
+    return CorpusBaseline(
+        folder=folder,
+        meta=meta,
+        tokens=arrays["tokens"],
+        positions=PositionRecord.of(arrays),
+        target_logprob=arrays["target_logprob"],
+    )
 
 
 def load_baseline(
@@ -216,7 +214,7 @@ def load_baseline(
     if baseline is None:
         return None
     chunks_ok = n_chunks is None or baseline.tokens.shape[0] == n_chunks
-    widths = (baseline.tokens.shape[1], baseline.top_ids.shape[1], baseline.sample_ids.shape[1])
+    widths = (baseline.tokens.shape[1], baseline.positions.k, baseline.positions.n_samples)
     if not chunks_ok or widths != (ctx, k, n_samples):
         log.warning("corpus baseline %s has an unexpected shape; recomputing it", baseline.folder)
         return None

@@ -201,7 +201,7 @@ def _report(
     quants: list[QuantKld],
     complete: bool,
 ) -> KldReport:
-    tail_mass = np.exp(np.asarray(baseline.tail_logmass, dtype=np.float64))
+    tail_mass = np.exp(np.asarray(baseline.positions.tail_logmass, dtype=np.float64))
     ours, theirs = bytes_per_token(top_k, spec.tail_samples), llama_cpp_bytes_per_token(n_vocab)
     cache = CacheInfo(
         top_k=top_k,

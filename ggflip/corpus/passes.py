@@ -28,6 +28,7 @@ from ggflip.runs.events import BASELINE, QUANT
 from ggflip.runs.loading import open_model
 from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring.acceptance import acceptance_from_top_k
+from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import BaselineRows, baseline_normalize, kl_rows, normalize
 
 
@@ -96,7 +97,7 @@ def score_baseline(
         score = _baseline_scorer(spec, chunks, local_index, top_k)
         for index, (rows, target) in overlapped(range(n_chunks), decode, score, workers):
             chunk = chunks[index]
-            writer.write_chunk(index, chunk, target_logprob=target, **rows)
+            writer.write_chunk(index, chunk, rows, target)
             pieces = _pieces(backend, chunk)
             yield ChunkScored(
                 model.label, BASELINE, index, n_chunks, spec.first_scored, pieces, -target
@@ -112,13 +113,13 @@ def score_baseline(
 
 def _baseline_scorer(
     spec: KldSpec, chunks: NDArray[np.int32], local_index: NDArray[np.int64], top_k: int
-) -> Callable[[int, NDArray[np.float32], RowMap], tuple[dict[str, np.ndarray], FloatArray]]:
-    """The numpy part of a baseline chunk: its record's rows (by field) and the log-probability
-    of each scored position's next token."""
+) -> Callable[[int, NDArray[np.float32], RowMap], tuple[PositionRecord, FloatArray]]:
+    """The numpy part of a baseline chunk: its rows' record and the log-probability of each
+    scored position's next token."""
 
     def score(
         index: int, logits: NDArray[np.float32], row_map: RowMap
-    ) -> tuple[dict[str, np.ndarray], FloatArray]:
+    ) -> tuple[PositionRecord, FloatArray]:
         targets = chunks[index][spec.first_scored + 1 :]
 
         def block_record(block: slice) -> tuple[BaselineRows, FloatArray]:
@@ -131,10 +132,7 @@ def _baseline_scorer(
             return part, norm.logprobs_at(targets[block])
 
         done = row_map(block_record, list(_blocks(spec.rows_per_chunk, spec.block_rows)))
-        rows = {
-            name: np.concatenate([getattr(part, name) for part, _ in done])
-            for name in BaselineRows.__dataclass_fields__
-        }
+        rows = PositionRecord.concatenate([part for part, _ in done])
         return rows, np.concatenate([target for _, target in done])
 
     return score
@@ -161,16 +159,6 @@ def _baseline_meta(
             for text in texts
         ],
     }
-
-
-def _chunk_rows(baseline: CorpusBaseline, span: slice) -> BaselineRows:
-    """One chunk's baseline rows, read from the memory-mapped entry."""
-    return BaselineRows(
-        **{
-            name: np.asarray(getattr(baseline, name)[span])
-            for name in BaselineRows.__dataclass_fields__
-        }
-    )
 
 
 def score_quant(
@@ -221,14 +209,12 @@ def _quant_scorer(
 
     def score(index: int, logits: NDArray[np.float32], row_map: RowMap) -> None:
         span = baseline.rows(index)
-        base = _chunk_rows(baseline, span)
+        base = baseline.positions[span]
         targets = np.asarray(baseline.tokens[index])[spec.first_scored + 1 :]
 
         def block_scores(block: slice) -> None:
             rows = slice(span.start + block.start, span.start + block.stop)
-            part = BaselineRows(
-                *(getattr(base, name)[block] for name in BaselineRows.__dataclass_fields__)
-            )
+            part = base[block]
             norm = normalize(logits[block], part.top_ids)
             scores.kl_lower[rows], scores.kl_gap[rows] = kl_rows(part, norm)
             scores.acceptance[rows] = acceptance_from_top_k(

@@ -33,7 +33,8 @@ from ggflip.runs.events import BASELINE
 from ggflip.runs.loading import open_model
 from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring import stats
-from ggflip.scoring.topk import BaselineRows, baseline_normalize
+from ggflip.scoring.record import PositionRecord
+from ggflip.scoring.topk import baseline_normalize
 from ggflip.store.rundb import BASE, SKIP
 
 SAMPLING_SEED = 20250705
@@ -124,9 +125,7 @@ def _record(
         )
         parts.append(part)
         targets.append(norm.logprobs_at(ids[start : start + BLOCK_ROWS]))
-    rows = BaselineRows(
-        *(np.concatenate([getattr(p, name) for p in parts]) for name in _ROW_FIELDS)
-    )
+    rows = PositionRecord.concatenate(parts)
     return BaseUnit(
         tokens,
         shared,
@@ -137,9 +136,6 @@ def _record(
         rows,
         np.concatenate(targets),
     )
-
-
-_ROW_FIELDS = tuple(BaselineRows.__dataclass_fields__)
 
 
 def _restore(stored: StoredUnits, n_units: int) -> tuple[dict[int, BaseUnit], dict[int, str]]:

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from ggflip.backends.base import Generation
 from ggflip.generate.extract import extract, gold_answer
 from ggflip.generate.records import BaseUnit
-from ggflip.scoring.topk import BaselineRows, kl_rows, normalize
+from ggflip.scoring.topk import kl_rows, normalize
 
 BLOCK_ROWS = 32
 
@@ -41,7 +41,7 @@ def teacher_forced(unit: BaseUnit, logits: NDArray[np.float32]) -> TeacherForced
     kl, top1, delta_p = np.empty(n), np.empty(n, dtype=bool), np.empty(n)
     for start in range(0, n, BLOCK_ROWS):
         block = slice(start, min(n, start + BLOCK_ROWS))
-        part = BaselineRows(*(getattr(unit.rows, name)[block] for name in _FIELDS))
+        part = unit.rows[block]
         norm = normalize(logits[block], part.top_ids)
         coarse, gap = kl_rows(part, norm)
         kl[block] = coarse + gap
@@ -49,9 +49,6 @@ def teacher_forced(unit: BaseUnit, logits: NDArray[np.float32]) -> TeacherForced
         quant_lp = norm.logprobs_at(targets[block])
         delta_p[block] = np.exp(quant_lp) - np.exp(unit.target_logprob[block])
     return TeacherForced(kl, top1, delta_p)
-
-
-_FIELDS = tuple(BaselineRows.__dataclass_fields__)
 
 
 def first_divergence(base: Sequence[int], quant: Sequence[int]) -> int | None:

@@ -2,8 +2,8 @@
 
 A `BaseUnit` is one turn of one question as the baseline produced it: its prompt tokens (the
 rendering every model reads), its greedy generation (ids, text, finish, logit margins) and,
-per generated token, corpus mode's compact record of the baseline's teacher-forced
-distribution (`ggflip.scoring.topk.BaselineRows`) plus the log-prob of the token itself.
+per generated token, every mode's record of the baseline's teacher-forced distribution
+(`ggflip.scoring.record.PositionRecord`) plus the log-prob of the token itself.
 A quant never loads the baseline: it reads these records.
 
 A unit is stored as one `.npz` payload (raw arrays plus a JSON header), in the run store while
@@ -25,12 +25,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ggflip.scoring.topk import BaselineRows
+from ggflip.scoring.record import PositionRecord
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip.generate.records")
 GEN_CACHE_FORMAT = 3  # in the run key too: a baseline whose prompts read otherwise is not reused
-_ROW_FIELDS = tuple(BaselineRows.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class BaseUnit:
     text: str
     finish: str
     margins: tuple[float, ...]
-    rows: BaselineRows
+    rows: PositionRecord
     target_logprob: NDArray[np.float64]  # (len(tokens),): log p of each generated token
 
 
@@ -58,7 +57,7 @@ def encode_unit(unit: BaseUnit) -> bytes:
         "margins": list(unit.margins),
     }
     buffer = io.BytesIO()
-    arrays: dict[str, Any] = {name: np.asarray(getattr(unit.rows, name)) for name in _ROW_FIELDS}
+    arrays: dict[str, Any] = {name: np.asarray(rows) for name, rows in unit.rows.named().items()}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     arrays["target_logprob"] = np.asarray(unit.target_logprob, dtype=np.float64)
     np.savez(buffer, **arrays)
@@ -70,12 +69,12 @@ def decode_unit(payload: bytes) -> BaseUnit:
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
             header = json.loads(archive["header"].tobytes())
-            rows = BaselineRows(**{name: archive[name] for name in _ROW_FIELDS})
+            rows = PositionRecord.of(archive)
             target = archive["target_logprob"]
     except (OSError, KeyError, json.JSONDecodeError, EOFError) as exc:
         raise ValueError(f"not a generation record: {exc}") from None
     tokens = tuple(int(t) for t in header["tokens"])
-    if rows.top_ids.shape[0] != len(tokens) or target.shape != (len(tokens),):
+    if rows.n_rows != len(tokens) or target.shape != (len(tokens),):
         raise ValueError("record rows do not match its generated tokens")
     return BaseUnit(
         prompt=tuple(int(t) for t in header["prompt"]),
