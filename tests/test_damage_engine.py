@@ -13,7 +13,7 @@ from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import FloorFinished, RunFinished
 from ggflip.choice.report import Report, report_from_dict
-from ggflip.choice.runstore import RunStore
+from ggflip.choice.row_store import RowStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet
 from ggflip.scoring import kernels
@@ -147,7 +147,7 @@ class TestFloor:
             fake_set,
             fake_questions,
             cache_dir=tmp_path,
-            run_store=RunStore.in_cache(tmp_path),
+            run_store=RowStore.in_cache(tmp_path),
             floor=True,
         )
         first = _report(spec, fake_factory)

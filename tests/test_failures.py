@@ -25,7 +25,7 @@ from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.cache import CACHE_FORMAT
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import RunFinished
-from ggflip.choice.runstore import STORE_NAME, RunStore
+from ggflip.choice.row_store import STORE_NAME, RowStore
 from ggflip.choice.spec import RunSpec
 from ggflip.cli.main import main
 from ggflip.config.models_toml import ModelSet
@@ -545,7 +545,7 @@ def test_disk_full_in_the_run_store(
     """SQLite reports the disk full (simulated with max_page_count): exit 8, the store stays
     consistent."""
     monkeypatch.setattr(
-        RunStore, "in_cache", classmethod(lambda cls, root: cls(root / STORE_NAME, max_pages=5))
+        RowStore, "in_cache", classmethod(lambda cls, root: cls(root / STORE_NAME, max_pages=5))
     )
     _fails(
         capsys,
@@ -667,7 +667,7 @@ def test_second_process_on_the_same_run_waits_and_says_so(
     """The run lock is held (as by another process): the run waits, says so, then goes on once it is
     free."""
     spec = RunSpec(
-        fake_set, fake_questions, cache_dir=tmp_path, run_store=RunStore.in_cache(tmp_path)
+        fake_set, fake_questions, cache_dir=tmp_path, run_store=RowStore.in_cache(tmp_path)
     )
     list(run_comparison(spec, fake_factory))
     lock_file = next((tmp_path / "locks").glob("run-*.lock"))

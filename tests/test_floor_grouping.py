@@ -16,7 +16,7 @@ import pytest
 from ggflip.backends.fake import GROUPING_NOISE, FakeBackend, FakeBackendFactory, FakeModel
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import FloorFinished, RunFinished
-from ggflip.choice.runstore import RunStore
+from ggflip.choice.row_store import RowStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.runs.events import BaselineFromCache
@@ -56,7 +56,7 @@ def spec(tmp_path: Path, fake_set: ModelSet, fake_questions: QuestionSet) -> Run
         dataclasses.replace(fake_set, quants=fake_set.quants[:1]),
         fake_questions,
         cache_dir=tmp_path,
-        run_store=RunStore.in_cache(tmp_path),
+        run_store=RowStore.in_cache(tmp_path),
     )
 
 

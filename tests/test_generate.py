@@ -23,7 +23,7 @@ from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import BaselineFromCache
 from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import baseline_normalize
-from ggflip.store.rundb import RunStore
+from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import GEN_TASKS, GenItem, load_items
 
 DATA = Path(__file__).parent / "data"
@@ -35,7 +35,7 @@ def _spec(model_set: ModelSet, tmp: Path | None = None, **kwargs: object) -> Gen
         task=GEN_TASKS["prompts"], items=items, source="test", max_new_tokens=6, batch_size=3
     )
     if tmp is not None:
-        defaults.update(cache_dir=tmp, run_store=RunStore(tmp / "runs.sqlite"))
+        defaults.update(cache_dir=tmp, run_store=RowStore(tmp / "runs.sqlite"))
     defaults.update(kwargs)
     return GenSpec(model_set, **defaults)  # type: ignore[arg-type]
 

@@ -26,7 +26,7 @@ def test_the_list_covers_the_engine_and_the_cli() -> None:
         "ggflip.cli.main",
         "ggflip.cli.run",
         "ggflip.choice.setup",
-        "ggflip.reports.markdown",
+        "ggflip.reports.choice",
         "ggflip.runs.fold",
         "ggflip.cli.progress",
     } <= set(HEADLESS)
@@ -50,8 +50,9 @@ def test_headless_module_does_not_load_textual(module: str) -> None:
 
 
 def test_the_tui_live_state_is_headless_too() -> None:
-    """The TUI's state folding (ggflip.tui.live) is plain Python, testable without Textual."""
-    code = "import sys, ggflip.tui.live; sys.exit(1 if 'textual' in sys.modules else 0)"
+    """The TUI's state folding (ggflip.tui.choice_live) is plain Python, testable without
+    Textual."""
+    code = "import sys, ggflip.tui.choice_live; sys.exit(1 if 'textual' in sys.modules else 0)"
     assert (
         subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, timeout=120).returncode
         == 0

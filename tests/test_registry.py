@@ -26,13 +26,12 @@ from ggflip.errors import UsageError
 from ggflip.generate.engine import run_generation
 from ggflip.generate.setup import GenOptions
 from ggflip.generate.spec import GenSpec
-from ggflip.reports import cells, corpus, generation, markdown, pages, terminal
+from ggflip.reports import choice, corpus, generation, pages
 from ggflip.scoring import formats, metrics
 from ggflip.tasks.generation import GEN_TASKS, load_items
 from ggflip.tasks.questions import QuestionSet
-from ggflip.tui import cells as tui_cells
-from ggflip.tui import corpus_tables, gen_cells, help
-from ggflip.tui.run import RunScreen
+from ggflip.tui import choice_cells, columns, corpus_tables, gen_cells, help
+from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.run_widgets import ModelTable
 from tests.tui_helpers import fake_app, run_async, settle, start_run, write_fake_set
 
@@ -93,16 +92,16 @@ def test_multiple_choice(
     q2 = document["quants"][-1]
     cell = p75.cell(q2[NAME])
     assert q2[NAME] > 0.1 and cell != formats.DASH
-    assert LABEL in _text(lambda c: terminal.render_report(report, c))
-    assert f" {cell} " in _text(lambda c: terminal.render_report(report, c))
-    md = markdown.render_markdown(report)
+    assert LABEL in _text(lambda c: choice.render_report(report, c))
+    assert f" {cell} " in _text(lambda c: choice.render_report(report, c))
+    md = choice.render_markdown(report)
     assert f"| {LABEL} |" in md and f"| {cell} |" in md
     page = pages.render_html(document)
     assert f"<th>{LABEL}</th>" in page and f"<td>{cell}</td>" in page
     assert pages.report_from_dict(document).quants[-1].extra[NAME] == q2[NAME]
-    assert ("KL p75", 8) in tui_cells.column_pairs()
-    assert tui_cells.appended_cells("choice", tui_cells.OWN_COLUMNS, q2) == [cell]
-    assert (LABEL, p75.legend) in cells.legend_terms()
+    assert ("KL p75", 8) in choice_cells.column_pairs()
+    assert columns.appended_cells("choice", choice_cells.OWN_COLUMNS, q2) == [cell]
+    assert (LABEL, p75.legend) in choice.legend_terms()
 
 
 def test_corpus(p75: metrics.Metric, fake_set: ModelSet, fake_factory: FakeBackendFactory) -> None:
@@ -128,7 +127,7 @@ def test_corpus(p75: metrics.Metric, fake_set: ModelSet, fake_factory: FakeBacke
     assert f"<th>{LABEL}</th>" in corpus.render_kld_html(report)
     assert ("KL p75", 8) in corpus_tables.kld_columns()
     final = report.quants[-1].to_dict()
-    assert tui_cells.appended_cells("corpus", corpus_tables.OWN_COLUMNS, final) == [cell]
+    assert columns.appended_cells("corpus", corpus_tables.OWN_COLUMNS, final) == [cell]
 
 
 def test_generation(
@@ -148,7 +147,7 @@ def test_generation(
     assert f"| {LABEL} |" in generation.render_gen_markdown(document)
     assert f"<td>{cell}</td>" in generation.render_gen_html(document)
     assert ("KL p75", 8) in gen_cells.gen_columns()
-    assert tui_cells.appended_cells("generate", gen_cells.OWN_COLUMNS, report.quants[-1]) == [cell]
+    assert columns.appended_cells("generate", gen_cells.OWN_COLUMNS, report.quants[-1]) == [cell]
 
 
 def test_the_help_legend_lists_it_once(p75: metrics.Metric) -> None:

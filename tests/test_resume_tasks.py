@@ -12,7 +12,7 @@ from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.cache import BaselineCache
 from ggflip.choice.events import Resumed
 from ggflip.choice.resume import run_progress
-from ggflip.choice.runstore import RunStore
+from ggflip.choice.row_store import RowStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet
 from ggflip.runs.events import ModelLoading
@@ -72,7 +72,7 @@ def test_stopped_cloze_run_resumes_to_the_same_report(
     ]  # too long for n_ctx: skipped, not an error
     # without a cache dir the baseline lives only in the run store and is rebuilt from its records
     spec = dataclasses.replace(
-        base, cache_dir=tmp_path if cached else None, run_store=RunStore.in_cache(tmp_path)
+        base, cache_dir=tmp_path if cached else None, run_store=RowStore.in_cache(tmp_path)
     )
     stop_after(spec, fake_factory, label, n)
     fake_factory.opened.clear()
@@ -100,7 +100,7 @@ def test_finished_cloze_run_reruns_from_the_store_alone(
         task="hellaswag",
         prompts=prompts,
         batch_size=4,
-        run_store=RunStore.in_cache(tmp_path),
+        run_store=RowStore.in_cache(tmp_path),
     )
     _, first = run_report(spec, fake_factory)
     assert run_progress(spec, fake_factory) == {"F16": 15, "self": 14, "Q8_0": 14, "Q2_K": 14}
@@ -120,7 +120,7 @@ def test_stopped_few_shot_run_resumes_to_the_same_report(
     assert prompts.n_shots == 2 and all(item.prefix_chars for item in prompts.items)
     base = RunSpec(fake_set, fake_questions, prompts=prompts, batch_size=3)
     _, reference = run_report(base, fake_factory)
-    spec = dataclasses.replace(base, cache_dir=tmp_path, run_store=RunStore.in_cache(tmp_path))
+    spec = dataclasses.replace(base, cache_dir=tmp_path, run_store=RowStore.in_cache(tmp_path))
     stop_after(spec, fake_factory, "Q8_0", 20)
     _, resumed = run_report(spec, fake_factory)
     assert_same(reference, resumed)
@@ -133,7 +133,7 @@ def test_zero_and_few_shot_runs_do_not_share_stored_rows(
     fake_questions: QuestionSet,
     fake_factory: FakeBackendFactory,
 ) -> None:
-    store = RunStore.in_cache(tmp_path)
+    store = RowStore.in_cache(tmp_path)
     zero = RunSpec(fake_set, fake_questions, cache_dir=tmp_path, run_store=store)
     few = dataclasses.replace(zero, prompts=_few_shot(fake_questions))
     run_report(zero, fake_factory)
@@ -152,7 +152,7 @@ def test_cloze_baseline_cache_marks_skips_by_empty_rows(
         task="hellaswag",
         prompts=prompts,
         cache_dir=tmp_path,
-        run_store=RunStore.in_cache(tmp_path),
+        run_store=RowStore.in_cache(tmp_path),
     )
     _, first = run_report(spec, fake_factory)
     key = next((tmp_path / "baselines").glob("*.json")).stem

@@ -14,7 +14,7 @@ from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.cli.main import main
 from ggflip.errors import ExitCode, ModelFileError, UsageError
 from ggflip.gguf.header import parameter_count
-from ggflip.reports.markdown import render_markdown
+from ggflip.reports.choice import render_markdown
 from ggflip.scoring import formats
 from tests.tui_helpers import FAKE_MODELS, write_fake_set
 

@@ -20,7 +20,7 @@ from ggflip.choice.setup import resolve_run_spec
 from ggflip.runs.resume import is_unfinished
 from ggflip.scoring import formats
 from ggflip.tasks.questions import LETTERS
-from ggflip.tui.run import RunScreen
+from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.views import (
     ErrorScreen,
     MarginScreen,

@@ -18,10 +18,10 @@ from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import RunFinished
 from ggflip.choice.setup import resolve_run_spec
-from ggflip.tui.cells import pct
+from ggflip.tui.choice_cells import pct
+from ggflip.tui.choice_tables import FlipTable
 from ggflip.tui.help import HelpScreen
-from ggflip.tui.run import RunScreen
-from ggflip.tui.tables import FlipTable
+from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.views import ErrorScreen, MarginScreen, QuestionDetailScreen, SubjectPicker
 from tests.tui_helpers import (
     FAKE_MODELS,

@@ -19,7 +19,7 @@ from ggflip.backends.fake import FakeBackend, FakeBackendFactory, FakeModel
 from ggflip.choice.setup import RunOptions
 from ggflip.config.models_toml import ModelSpec
 from ggflip.tui.app import GgflipApp
-from ggflip.tui.run import RunScreen
+from ggflip.tui.run_screen import RunScreen
 
 FAKE_MODELS = {
     "/m/f16.gguf": FakeModel(),

@@ -36,7 +36,7 @@ from ggflip.choice.report import (
     with_verdict,
 )
 from ggflip.choice.resume import computed_with, key_parts, model_key
-from ggflip.choice.runstore import ModelProgress, StoreSession
+from ggflip.choice.row_store import StoredQuestions, StoreSession
 from ggflip.choice.spec import RunSpec, floor_batch_size
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError, GgflipError, ReadOnlyCacheError
@@ -85,20 +85,20 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
             session = _read_finished_results(spec, key, model_keys)
         else:
             session = spec.run_store.open() if spec.run_store else None
-        progress = [
-            ModelProgress(session, key, m_key, m.label)
+        stored = [
+            StoredQuestions(session, key, m_key, m.label)
             for m, m_key in zip(model_set.models, model_keys)
         ]
         if spec.floor:
             floor_model = floor_key(model_keys[0], spec.batch_size)
             label = floor_label(model_set.baseline.label)
-            progress.append(ModelProgress(session, key, floor_model, label))
+            stored.append(StoredQuestions(session, key, floor_model, label))
         if not spec.resume:
-            for model_progress in progress:
-                model_progress.forget()
+            for model_stored in stored:
+                model_stored.forget()
         facts = [file_facts(p) for p in probes]
         facts[0] = {**facts[0], "computed_with": computed_with(spec, factory)}
-        yield from _run(spec, factory, parts, key, progress, facts)
+        yield from _run(spec, factory, parts, key, stored, facts)
     finally:
         if session:
             session.close()
@@ -170,7 +170,7 @@ def _run(
     factory: BackendFactory,
     parts: dict[str, object],
     key: str,
-    progress: Sequence[ModelProgress],
+    stored: Sequence[StoredQuestions],
     facts: Sequence[dict[str, Any]],
 ) -> Iterator[Event]:
     """The run's events after its setup: the baseline, the floor, each quant, the report."""
@@ -181,7 +181,7 @@ def _run(
     prompt_set = spec.prompt_set
     n = len(questions.questions)
     baseline, base_skips, baseline_seconds, from_cache = yield from _baseline_scores(
-        spec, factory, prompt_set, parts, key, progress[0]
+        spec, factory, prompt_set, parts, key, stored[0]
     )
     skipped = _skipped(questions, model_set.baseline, base_skips)
     if len(base_skips) == n:
@@ -198,12 +198,12 @@ def _run(
     floor: QuantSummary | None = None
     if spec.floor:
         floor = yield from _floor(
-            spec, factory, prompt_set, (baseline, base_skips), progress[-1], facts[0]
+            spec, factory, prompt_set, (baseline, base_skips), stored[-1], facts[0]
         )
     quant_summaries: list[QuantSummary] = []
-    for quant, quant_progress, quant_facts in zip(model_set.quants, progress[1:], facts[1:]):
+    for quant, quant_stored, quant_facts in zip(model_set.quants, stored[1:], facts[1:]):
         summary, quant_skips = yield from score_quant(
-            spec, factory, quant, prompt_set, baseline, base_skips, quant_progress
+            spec, factory, quant, prompt_set, baseline, base_skips, quant_stored
         )
         summary = dataclasses.replace(summary, **quant_facts)
         if floor is not None:
@@ -221,7 +221,7 @@ def _baseline_scores(
     prompt_set: PromptSet,
     parts: dict[str, object],
     key: str,
-    progress: ModelProgress,
+    stored: StoredQuestions,
 ) -> Generator[Event, None, tuple[BaselineScores, dict[int, str], float, bool]]:
     """The baseline's scores and skips from the cache, or scored (and then cached); returns them
     with the seconds scoring took and whether they came from the cache."""
@@ -233,13 +233,13 @@ def _baseline_scores(
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
         return cached[0], cached[1], 0.0, True
     started = time.perf_counter()
-    baseline, base_skips = yield from score_baseline(spec, factory, prompt_set, top_k, progress)
+    baseline, base_skips = yield from score_baseline(spec, factory, prompt_set, top_k, stored)
     seconds = time.perf_counter() - started
     if cache:
         meta = {"key": parts, "set": model_set.name, "baseline": str(model_set.baseline.path)}
         cache.save(key, baseline, meta, base_skips)
         try:
-            progress.forget()  # the baseline cache holds it now
+            stored.forget()  # the baseline cache holds it now
         except GgflipError as exc:
             log.warning(
                 "could not drop the baseline's stored rows (%s); they are only redundant", exc
@@ -252,7 +252,7 @@ def _floor(
     factory: BackendFactory,
     prompt_set: PromptSet,
     scored: tuple[BaselineScores, dict[int, str]],
-    progress: ModelProgress,
+    stored: StoredQuestions,
     baseline_facts: dict[str, Any],
 ) -> Generator[Event, None, QuantSummary]:
     """The noise floor: the baseline scored again as a quant under the floor's batch size."""
@@ -262,7 +262,7 @@ def _floor(
     floor_spec = dataclasses.replace(spec, batch_size=floor_batch_size(spec.batch_size))
     baseline, base_skips = scored
     floor, _ = yield from score_quant(
-        floor_spec, factory, floor_model, prompt_set, baseline, base_skips, progress, FLOOR
+        floor_spec, factory, floor_model, prompt_set, baseline, base_skips, stored, FLOOR
     )
     floor_facts = {k: v for k, v in baseline_facts.items() if k != "computed_with"}
     floor = dataclasses.replace(floor, **floor_facts)

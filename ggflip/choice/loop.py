@@ -21,7 +21,7 @@ from ggflip.choice.baseline import BaselineScores
 from ggflip.choice.events import Event, QuestionScored, Resumed
 from ggflip.choice.report import QuantSummary, summarize_quant
 from ggflip.choice.requests import Prompts
-from ggflip.choice.runstore import BaseRecord, ModelProgress
+from ggflip.choice.row_store import BaseRecord, StoredQuestions
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError
@@ -80,7 +80,7 @@ def score_baseline(
     factory: BackendFactory,
     prompt_set: PromptSet,
     top_k: int,
-    progress: ModelProgress,
+    stored: StoredQuestions,
 ) -> Generator[Event, None, tuple[BaselineScores, dict[int, str]]]:
     """Score the baseline's questions not already stored; returns its scores and {index: reason} of
     skipped ones.
@@ -90,7 +90,7 @@ def score_baseline(
     """
     model, questions = spec.model_set.baseline, spec.questions.questions
     n, max_options = len(questions), max(len(q.choices) for q in questions)
-    restored = progress.restore_baseline(n, top_k, spec.tail_samples)
+    restored = stored.restore_baseline(n, top_k, spec.tail_samples)
     yield from _restored_events(model.label, BASELINE, n, dict.fromkeys(restored))
     if len(restored) == n:
         return _all_restored(restored, n, max_options, top_k, spec.tail_samples)
@@ -100,7 +100,7 @@ def score_baseline(
         baseline = BaselineScores.empty(
             n, max_options, top_k, prompts.rows_per_question(), spec.tail_samples
         )
-        skips = _restore_into(baseline, restored, prompts, progress)
+        skips = _restore_into(baseline, restored, prompts, stored)
         batches = []
         for indexes in _batches(n, spec.batch_size):
             pending = [i for i in indexes if i not in restored]
@@ -115,7 +115,7 @@ def score_baseline(
             for index, answer, blocks, records in scored:
                 baseline.record(index, answer, blocks, records)
                 fresh[index] = (len(questions[index].choices), None)
-            progress.record_baseline(baseline, fresh)
+            stored.record_baseline(baseline, fresh)
             for index in batch.pending:
                 yield QuestionScored(model.label, BASELINE, index + 1, n, None)
     finally:
@@ -140,7 +140,7 @@ def _restore_into(
     baseline: BaselineScores,
     restored: dict[int, BaseRecord | str],
     prompts: Prompts,
-    progress: ModelProgress,
+    stored: StoredQuestions,
 ) -> dict[int, str]:
     """Write the stored records into `baseline`; returns the stored skips. A record that does not
     match this tokenization (its rows, or skipped then and not now) leaves `restored` and the
@@ -158,7 +158,7 @@ def _restore_into(
         except ValueError:
             stale.append(index)
             del restored[index]
-    progress.drop(stale)
+    stored.drop(stale)
     return skips
 
 
@@ -188,14 +188,14 @@ def score_quant(
     prompt_set: PromptSet,
     baseline: BaselineScores,
     base_skips: dict[int, str],
-    progress: ModelProgress,
+    stored: StoredQuestions,
     role: str = QUANT,
 ) -> Generator[Event, None, tuple[QuantSummary, dict[int, str]]]:
     """Score a quant's questions not already stored; returns its summary and its own skipped
     questions. `role` names the pass in its events (a quant, or the noise floor)."""
     questions = spec.questions.questions
     n = len(questions)
-    restored = progress.restore_quant()
+    restored = stored.restore_quant()
     results: dict[int, QuestionRow | str] = dict(restored)
     shown = {i: r if isinstance(r, QuestionRow) else None for i, r in restored.items()}
     yield from _restored_events(model.label, role, n, shown)
@@ -228,7 +228,7 @@ def score_quant(
                 question = questions[index]
                 base_score = baseline.choice_score(index, len(question.choices))
                 fresh[index] = compare(index, question, base_score, quant_score, kl, accepted)
-            progress.record_quant(fresh)
+            stored.record_quant(fresh)
             results.update(fresh)
             for index in batch.pending:
                 item = fresh.get(index)

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ggflip.choice.runstore import RunStore
+from ggflip.choice.row_store import RowStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, default_cache_dir
 from ggflip.config.resolve import choose_model_set as resolve_models
@@ -104,7 +104,7 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         cache_dir=cache_dir,
         top_k=options.top_k,
         batch_size=options.batch_size,
-        run_store=RunStore.in_cache(cache_dir) if cache_dir else None,
+        run_store=RowStore.in_cache(cache_dir) if cache_dir else None,
         resume=options.resume,
         prompts=prompts,
         share_prefixes=options.prefix_reuse,

@@ -24,7 +24,7 @@ from ggflip.cli.consoles import console
 from ggflip.cli.progress import follow_run
 from ggflip.cli.scoring_flags import scoring_threads
 from ggflip.errors import ExitCode
-from ggflip.reports.terminal import render_report
+from ggflip.reports.choice import render_report
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.store.atomic import atomic_write_bytes
 

@@ -35,7 +35,7 @@ from ggflip.runs.pipeline import RowMap, overlapped
 from ggflip.scoring import stats
 from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import baseline_normalize
-from ggflip.store.rundb import BASE, SKIP
+from ggflip.store.rowdb import BASE, SKIP
 
 SAMPLING_SEED = 20250705
 MIN_SHARED_PREFIX = 32

@@ -21,7 +21,7 @@ from ggflip.config.models_toml import ModelSpec
 from ggflip.generate.records import GEN_CACHE_FORMAT
 from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import ModelLoaded, ModelLoading
-from ggflip.store.rundb import StoreSession
+from ggflip.store.rowdb import StoreSession
 from ggflip.tasks.generation import items_digest
 
 

@@ -33,7 +33,7 @@ from ggflip.generate.spec import GenSpec
 from ggflip.runs.events import QUANT
 from ggflip.runs.loading import open_model
 from ggflip.runs.pipeline import RowMap, overlapped
-from ggflip.store.rundb import ROW
+from ggflip.store.rowdb import ROW
 
 # A turn's llama.cpp part: the quant's logits at the baseline's generated positions, and the text of
 # each token of both generations (the vocabulary is read in the decoding thread).

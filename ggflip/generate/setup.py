@@ -14,7 +14,7 @@ from ggflip.config.models_toml import default_cache_dir
 from ggflip.config.resolve import choose_model_set
 from ggflip.errors import UsageError
 from ggflip.generate.spec import DEFAULT_GEN_TOP_K, GenSpec
-from ggflip.store.rundb import RunStore
+from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import (
     GenItem,
     check_fields,
@@ -106,7 +106,7 @@ def resolve_gen_spec(options: GenOptions) -> GenSpec:
         batch_size=options.batch_size,
         top_k=options.top_k or DEFAULT_GEN_TOP_K,
         cache_dir=cache_dir,
-        run_store=RunStore.in_cache(cache_dir) if cache_dir else None,
+        run_store=RowStore.in_cache(cache_dir) if cache_dir else None,
         resume=options.resume,
         scoring_threads=options.scoring_threads,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ggflip.config.models_toml import ModelSet
 from ggflip.errors import DataError
-from ggflip.store.rundb import RunStore
+from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import GenItem, GenTask, render_plain
 
 DEFAULT_GEN_TOP_K = 256
@@ -40,7 +40,7 @@ class GenSpec:
     top_k: int = DEFAULT_GEN_TOP_K
     tail_samples: int = DEFAULT_GEN_TAIL_SAMPLES
     cache_dir: Path | None = None
-    run_store: RunStore | None = None
+    run_store: RowStore | None = None
     resume: bool = True
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
 

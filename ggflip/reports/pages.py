@@ -20,9 +20,9 @@ from typing import Any
 
 from ggflip.choice.report import SCHEMA, Report, report_from_dict
 from ggflip.errors import DataError
-from ggflip.reports.cells import legend_terms, summary_table
+from ggflip.reports.choice import legend_terms, summary_table
+from ggflip.reports.choice import render_markdown as report_markdown
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
-from ggflip.reports.markdown import render_markdown as report_markdown
 from ggflip.reports.tables import (
     Table,
     html_figures,
@@ -80,7 +80,7 @@ FILES_HEADER = ["model", "bits/weight", "size", "accuracy % [95% CI]"]
 
 def files_table(document: dict[str, Any]) -> Table:
     """Each model's file (bits per weight, size) and accuracy with its 95% interval; the other
-    summary metrics are the report's summary table (`ggflip.reports.cells`)."""
+    summary metrics are the report's summary table (`ggflip.reports.choice`)."""
     base = document.get("baseline")
     rows = [_files_row(f"{base['label']} (baseline)", base)] if base else []
     rows += [_files_row(quant["label"], quant) for quant in document["quants"]]
@@ -124,7 +124,7 @@ def _correlation_line(document: dict[str, Any]) -> str:
 
 
 def render_markdown(document: dict[str, Any]) -> str:
-    """The report as Markdown: `ggflip.reports.markdown`'s document, then model files and the
+    """The report as Markdown: `ggflip.reports.choice`'s document, then model files and the
     flips–KL correlation."""
     if document.get("schema") == GEN_SCHEMA:
         return render_gen_markdown(document)

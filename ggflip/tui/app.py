@@ -28,7 +28,7 @@ from ggflip.generate.setup import GenOptions
 from ggflip.tui.corpus_view import KldScreen
 from ggflip.tui.gen_view import GenScreen
 from ggflip.tui.help import HelpScreen
-from ggflip.tui.run import RunScreen
+from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.setup import SetupScreen
 
 

@@ -21,20 +21,20 @@ from ggflip.choice.report import Report
 from ggflip.choice.resume import run_progress
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
-from ggflip.reports.markdown import render_markdown
+from ggflip.reports.choice import render_markdown
 from ggflip.runs.resume import is_unfinished
-from ggflip.tui.cells import (
+from ggflip.tui.choice_cells import (
     SORT_NAMES,
     column_pairs,
     paired_note,
     summary_cells,
     summary_columns,
 )
+from ggflip.tui.choice_live import DIRECTIONS, SORTS, LiveRun
+from ggflip.tui.choice_tables import FlipTable
 from ggflip.tui.damage import DamageScreen
-from ggflip.tui.live import DIRECTIONS, SORTS, LiveRun
-from ggflip.tui.run import RunScreen
+from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.run_widgets import run_bindings
-from ggflip.tui.tables import FlipTable
 from ggflip.tui.views import MarginScreen, QuestionDetailScreen, SubjectPicker, direction_text
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from textual.widgets import DataTable
 
 from ggflip.corpus.report import MODE
-from ggflip.tui.cells import appended, appended_cells, appended_pairs
+from ggflip.tui.columns import appended, appended_cells, appended_pairs
 from ggflip.tui.corpus_live import (
     CATEGORY_COLUMNS,
     CATEGORY_WIDTHS,

@@ -24,10 +24,10 @@ from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.spec import KldSpec
 from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.fold import ModelProgress
-from ggflip.tui.cells import fit_columns
+from ggflip.tui.columns import fit_columns
 from ggflip.tui.corpus_live import KLD_NARROW, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable, kld_cells, kld_columns
-from ggflip.tui.run import RunScreen
+from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.run_widgets import run_bindings
 
 CORPUS_TASK = "kld"

@@ -6,7 +6,7 @@ from ggflip.generate.compare import TurnRow
 from ggflip.generate.extract import INVALID
 from ggflip.generate.report import MODE, flip_of
 from ggflip.scoring.formats import DASH, num, pct, sig
-from ggflip.tui.cells import appended, appended_cells, appended_pairs, duration
+from ggflip.tui.columns import appended, appended_cells, appended_pairs, duration
 from ggflip.tui.gen_live import FLIP_LOST, GenModel, LiveGen
 
 # The columns this view places itself: (header, width, the registered metric it shows).

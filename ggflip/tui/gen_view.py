@@ -39,7 +39,7 @@ from ggflip.tui.gen_live import (
     LiveGen,
     setup_options,
 )
-from ggflip.tui.run import RunScreen
+from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.run_widgets import run_bindings
 
 

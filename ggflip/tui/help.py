@@ -13,9 +13,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from ggflip.reports import cells as report_cells
+from ggflip.reports import choice as report_choice
 from ggflip.scoring import metrics
-from ggflip.tui import cells, corpus_tables, gen_cells
+from ggflip.tui import choice_cells, columns, corpus_tables, gen_cells
 
 KEYS = (
     ("Enter", "on a quant's row: its flips; on a flip: the question's detail"),
@@ -38,13 +38,13 @@ def legend_rows() -> list[tuple[str, str]]:
     rest of the multiple-choice report's summary (McNemar p, acceptance)."""
     names: list[str] = []
     for mode, own in (
-        ("choice", cells.OWN_COLUMNS),
+        ("choice", choice_cells.OWN_COLUMNS),
         ("generate", gen_cells.OWN_COLUMNS),
         ("corpus", corpus_tables.OWN_COLUMNS),
     ):
         names += [name for _, _, name in own if name]
-        names += [m.name for m in cells.appended(mode, own)]
-    names += [c.metric for c in report_cells.SUMMARY_COLUMNS if c.metric]
+        names += [m.name for m in columns.appended(mode, own)]
+    names += [c.metric for c in report_choice.SUMMARY_COLUMNS if c.metric]
     entries = [metrics.metric(name) for name in dict.fromkeys(names)]
     return [(m.short, m.legend) for m in entries]
 

@@ -1,4 +1,4 @@
-"""What a mode supplies to the one run screen (`tui.run.RunScreen`), with the defaults.
+"""What a mode supplies to the one run screen (`tui.run_screen.RunScreen`), with the defaults.
 
 A mode's screen subclasses `RunScreen` and fills in this adapter: how options become a spec and
 the engine's events, its fold, the model table's columns and cells, the widgets under the table

@@ -40,11 +40,11 @@ from ggflip.errors import GgflipError
 from ggflip.gguf.header import read_header
 from ggflip.tasks.generation import GEN_TASKS
 from ggflip.tasks.registry import TASKS
+from ggflip.tui.choice_tables import fitted_widths
 from ggflip.tui.choice_view import ChoiceScreen
 from ggflip.tui.corpus_view import CORPUS_TASK, KldScreen
 from ggflip.tui.gen_live import gen_options
 from ggflip.tui.gen_view import GenScreen
-from ggflip.tui.tables import fitted_widths
 
 CORPUS_DESCRIPTION = (
     "full-vocabulary KL, PPL and top-token agreement on a text (Data: text files or folders, "

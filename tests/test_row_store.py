@@ -14,7 +14,7 @@ from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.events import QuestionScored, Resumed
 from ggflip.choice.resume import run_progress
-from ggflip.choice.runstore import STORE_NAME, RunStore
+from ggflip.choice.row_store import STORE_NAME, RowStore
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet
 from ggflip.errors import DiskFullError
@@ -28,7 +28,7 @@ def _spec(tmp_path: Path, model_set: ModelSet, questions: QuestionSet, **kwargs:
         model_set,
         questions,
         cache_dir=tmp_path,
-        run_store=RunStore.in_cache(tmp_path),
+        run_store=RowStore.in_cache(tmp_path),
         batch_size=3,
         **kwargs,
     )  # type: ignore[arg-type]
@@ -162,7 +162,7 @@ def test_disk_full_in_the_store_keeps_what_was_stored(
         fake_questions,
         cache_dir=tmp_path,
         batch_size=3,
-        run_store=RunStore(tmp_path / STORE_NAME, max_pages=12),
+        run_store=RowStore(tmp_path / STORE_NAME, max_pages=12),
     )
     with pytest.raises(DiskFullError, match="disk full while saving scored questions"):
         list(run_comparison(full, fake_factory))

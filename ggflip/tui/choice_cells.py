@@ -1,18 +1,13 @@
-"""What the run view's text cells say, computed from the live state; plain strings, no Textual."""
+"""What the multiple-choice run view's text cells say, from the live state; plain strings, no
+Textual."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
-
 from ggflip.choice.answers import FLIP_LOST, QuestionRow
-from ggflip.reports.tables import value_of
-from ggflip.scoring import metrics
 from ggflip.scoring.formats import DASH, num, pct, points, sig
-from ggflip.scoring.metrics import Metric
 from ggflip.tasks.questions import LETTERS
-from ggflip.tui.live import LiveRun, ModelState
+from ggflip.tui.choice_live import LiveRun, ModelState
+from ggflip.tui.columns import appended, appended_cells, appended_pairs, duration, fit_columns
 
 # The columns this view places itself: (header, width, the registered metric it shows).
 OWN_COLUMNS = (
@@ -30,42 +25,12 @@ PROGRESS_COLUMNS = (("done", 11), ("q/s", 6), ("ETA", 5))
 # Under 120 columns the table keeps what judges a quant and drops the rest (the q/s and ETA are
 # in the progress rows' state, the distributions' tails in the report).
 NARROW_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "KL mean", "same top", "done")
-NARROW_WIDTH = 120
-
-
-def appended(mode: str, own: Sequence[tuple[str, int, str]]) -> list[Metric]:
-    """The registered metrics of `mode` a TUI table shows after its `own` columns."""
-    return metrics.appended_columns(mode, [name for _, _, name in own if name])
-
-
-def appended_pairs(mode: str, own: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]:
-    """(header, width) of each appended metric column: its short label, at least 8 wide."""
-    return [(m.short, max(len(m.short), 8)) for m in appended(mode, own)]
-
-
-def appended_cells(mode: str, own: Sequence[tuple[str, int, str]], summary: Any) -> list[str]:
-    """The appended metric columns' cells from a summary (dict, summary object or None)."""
-    return [
-        m.cell(None if summary is None else value_of(summary, m.name))
-        for m in appended(mode, own)
-    ]
 
 
 def column_pairs() -> list[tuple[str, int]]:
     """Every (column, width) of the per-model table: its own, the appended metrics, progress."""
     own = [(c, w) for c, w, _ in OWN_COLUMNS]
     return [*own, *appended_pairs("choice", OWN_COLUMNS), *PROGRESS_COLUMNS]
-
-
-def fit_columns(
-    width: int, columns: Sequence[str], widths: Sequence[int], narrow: Sequence[str]
-) -> list[tuple[str, int]]:
-    """A table's (column, width) pairs for a terminal `width` columns wide: all of them from
-    NARROW_WIDTH on, else only the `narrow` ones, with a shorter model column."""
-    pairs = list(zip(columns, widths))
-    if width >= NARROW_WIDTH:
-        return pairs
-    return [(c, 12 if c == "model" else w) for c, w in pairs if c in narrow]
 
 
 def summary_columns(width: int) -> list[tuple[str, int]]:
@@ -80,18 +45,6 @@ SORT_NAMES = {
     "kl": "largest KL first",
     "margin": "smallest margin first",
 }
-
-
-def duration(seconds: float) -> str:
-    """Seconds as m:ss (or XhMM past an hour); "–" when unknown."""
-    if math.isnan(seconds):
-        return "–"
-    whole = round(seconds)
-    return (
-        f"{whole // 60}:{whole % 60:02d}"
-        if whole < 3600
-        else f"{whole // 3600}h{whole % 3600 // 60:02d}"
-    )
 
 
 def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:

@@ -17,7 +17,7 @@ from rich.cells import cell_len
 from textual.widgets import DataTable
 
 from ggflip.choice.answers import QuestionRow
-from ggflip.tui.cells import FLIP_COLUMNS, flip_cells
+from ggflip.tui.choice_cells import FLIP_COLUMNS, flip_cells
 
 # The widest a significant-digit KL cell gets (`0.00123`, `1.23e-5`). Widths only grow, so without
 # this floor the KL column would be as wide as the smallest KL that happened to be drawn before

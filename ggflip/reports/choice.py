@@ -1,17 +1,30 @@
-"""The tables of a multiple-choice report, declared once: the terminal (`terminal`), Markdown
-(`markdown`) and the HTML page (`pages`) write these same tables with `ggflip.reports.tables`.
+"""A multiple-choice report as tables, declared once, and written on the terminal
+(`render_report`, by rich) and as Markdown (`render_markdown`); the HTML page (`pages`) writes the
+same tables, all with `ggflip.reports.tables`.
 
-Rates are shown in percent, KL in nats with significant digits; answers as letters.
+Rates are shown in percent, KL in nats with significant digits; answers as letters. Markdown is
+plain text with no terminal dependency, so the TUI's export and any other front end write the same
+document.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
+
 from ggflip.choice.answers import FLIP_LOST
 from ggflip.choice.report import QuantSummary, Report
 from ggflip.reports import tables
-from ggflip.reports.tables import Column, Table, legend, metric_column
+from ggflip.reports.tables import (
+    Column,
+    Table,
+    legend,
+    legend_line,
+    metric_column,
+    to_markdown,
+    to_rich,
+)
 from ggflip.scoring.formats import DASH, num, pct, sig, unknown
 from ggflip.tasks.questions import LETTERS
 
@@ -178,3 +191,52 @@ def quant_tables(
         title = f"{q.label}: flips, largest KL first"
         sections.append(("Flips, largest KL first:", Table(title, FLIP_HEADER, flipped)))
     return sections
+
+
+def render_report(report: Report, console: Console, flip_rows: int = 10) -> None:
+    """Print the summary table, then per quant its margin buckets and largest-KL flips."""
+    title = f"ggflip: set {report.set}, task {report.task}, {report.n_questions} questions"
+    if not report.complete:
+        title += " (INCOMPLETE: stopped early)"
+    console.print(to_rich(summary_table(report, title)))
+    console.print(legend_line(legend_terms()), style="dim", markup=False, highlight=False)
+    if report.floor is not None:
+        verdicts = Table(
+            f"Against the noise floor ({report.floor_method})",
+            VERDICT_HEADER,
+            verdict_rows(report),
+        )
+        console.print(to_rich(verdicts, show_edge=False))
+    for q in report.quants:
+        for _, table in quant_tables(q, flip_rows, flip_rows):
+            console.print(to_rich(table, show_edge=False))
+
+
+def render_markdown(report: Report, flip_rows: int = 10) -> str:
+    """The report as a Markdown document (a summary, not the per-question data: that is the
+    JSON)."""
+    title = f"# ggflip: set {report.set}, task {report.task}"
+    lines = [title, ""]
+    lines.append(
+        f"{report.selection or f'{report.n_questions} questions'} from `{report.source}`, "
+        f"prompt `{report.prompt_version}`"
+        + (
+            "."
+            if report.complete
+            else "; **incomplete: the run stopped early**, only finished models are listed."
+        )
+    )
+    if report.skipped_rows:
+        lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
+    lines += [""]
+    lines += to_markdown(summary_table(report, show_cached=False))
+    lines += ["", f"_{legend_line(legend_terms())}._"]
+    if report.floor is not None:
+        lines += ["", f"Noise floor: {report.floor_method}.", ""]
+        lines += to_markdown(Table("", VERDICT_HEADER, verdict_rows(report)))
+    for q in report.quants:
+        flips = q.n_flips_lost + q.n_flips_gained
+        lines += ["", f"## {q.label}", "", f"`{q.path}`: {q.n} questions, {flips} flips."]
+        for lead_in, table in quant_tables(q, None, flip_rows):
+            lines += ["", lead_in, ""] + to_markdown(table)
+    return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from ggflip.store.locks import CacheLock
 STORE_FORMAT = 3  # bumped when a stored payload changes meaning; older stores are set aside
 STORE_NAME = "runs.sqlite"
 BASE, ROW, SKIP = "base", "row", "skip"
-log = logging.getLogger("ggflip.store.rundb")
+log = logging.getLogger("ggflip.store.rowdb")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -58,7 +58,7 @@ def _sqlite_error(path: Path, exc: sqlite3.Error) -> Exception:
 
 
 @dataclass(frozen=True)
-class RunStore:
+class RowStore:
     """Where a run store lives; `open()` gives a connection (one per thread and use).
 
     Attributes:
@@ -70,7 +70,7 @@ class RunStore:
     max_pages: int | None = None
 
     @classmethod
-    def in_cache(cls, cache_dir: Path) -> RunStore:
+    def in_cache(cls, cache_dir: Path) -> RowStore:
         """The run store of a cache directory."""
         return cls(cache_dir / STORE_NAME)
 
@@ -167,7 +167,7 @@ class RunStore:
 class StoreSession:
     """One open connection to the run store."""
 
-    def __init__(self, store: RunStore, connection: sqlite3.Connection) -> None:
+    def __init__(self, store: RowStore, connection: sqlite3.Connection) -> None:
         self.store = store
         self._db = connection
 
