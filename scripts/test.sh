@@ -11,6 +11,5 @@ bash scripts/bootstrap.sh
 .venv/bin/lint-imports
 .venv/bin/python -m mypy ggflip
 # Sizes: no module in ggflip/ over 400 lines, no function over 60 (`--list` shows the worklist).
-# enabled once the splits land
-# .venv/bin/python scripts/check_size.py
+.venv/bin/python scripts/check_size.py
 GGFLIP_REAL_MODEL=1 exec .venv/bin/python -m pytest "$@"

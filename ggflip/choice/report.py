@@ -313,47 +313,52 @@ def _flat(quant: dict[str, Any]) -> dict[str, Any]:
     return metrics.with_extra(quant, quant.pop("extra"), before=None)
 
 
+def _fields_of(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `data` that are fields of dataclass `cls`; null floats become nan, lists
+    tuples."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in kinds:
+            continue
+        if value is None and kinds[key].startswith("float"):
+            value = math.nan
+        elif isinstance(value, list):
+            value = tuple(math.nan if v is None else v for v in value)
+        values[key] = value
+    return values
+
+
+_QUANT_LISTS = ("rows", "margin_buckets", "by_subject", "confidence_buckets")
+
+
+def _quant_of(quant: dict[str, Any]) -> QuantSummary:
+    """One quant's (or the floor's) summary from its JSON dict."""
+    rows = tuple(QuestionRow(**_fields_of(QuestionRow, row)) for row in quant["rows"])
+    values = _fields_of(QuantSummary, {k: v for k, v in quant.items() if k not in _QUANT_LISTS})
+    extra = {
+        k: math.nan if v is None else v
+        for k, v in quant.items()
+        if k in metrics.REGISTRY and k not in QUANT_FIELDS
+    }
+    return QuantSummary(
+        **values,
+        extra=extra,
+        margin_buckets=list(quant["margin_buckets"]),
+        by_subject=list(quant.get("by_subject", [])),
+        confidence_buckets=list(quant.get("confidence_buckets", [])),
+        rows=rows,
+    )
+
+
 def report_from_dict(document: dict[str, Any]) -> Report:
     """Rebuild a Report from its JSON document (`Report.to_dict`'s inverse; null floats become nan).
 
     Raises:
         KeyError, TypeError, ValueError: the document lacks a field or has one of the wrong shape.
     """
-
-    def fields_of(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
-        kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        values = {}
-        for key, value in data.items():
-            if key not in kinds:
-                continue
-            if value is None and kinds[key].startswith("float"):
-                value = math.nan
-            elif isinstance(value, list):
-                value = tuple(math.nan if v is None else v for v in value)
-            values[key] = value
-        return values
-
-    lists = ("rows", "margin_buckets", "by_subject", "confidence_buckets")
-
-    def quant_of(quant: dict[str, Any]) -> QuantSummary:
-        rows = tuple(QuestionRow(**fields_of(QuestionRow, row)) for row in quant["rows"])
-        values = fields_of(QuantSummary, {k: v for k, v in quant.items() if k not in lists})
-        extra = {
-            k: math.nan if v is None else v
-            for k, v in quant.items()
-            if k in metrics.REGISTRY and k not in QUANT_FIELDS
-        }
-        return QuantSummary(
-            **values,
-            extra=extra,
-            margin_buckets=list(quant["margin_buckets"]),
-            by_subject=list(quant.get("by_subject", [])),
-            confidence_buckets=list(quant.get("confidence_buckets", [])),
-            rows=rows,
-        )
-
     baseline = document.get("baseline")
-    quants = [quant_of(quant) for quant in document["quants"]]
+    quants = [_quant_of(quant) for quant in document["quants"]]
     floor = document.get("floor")
     return Report(
         set=document["set"],
@@ -363,7 +368,7 @@ def report_from_dict(document: dict[str, Any]) -> Report:
         n_questions=document["n_questions"],
         skipped_rows=tuple(SkippedRow(**row) for row in document.get("skipped_rows", [])),
         cache_top_k=document["cache_top_k"],
-        baseline=BaselineSummary(**fields_of(BaselineSummary, baseline)) if baseline else None,
+        baseline=BaselineSummary(**_fields_of(BaselineSummary, baseline)) if baseline else None,
         quants=tuple(quants),
         complete=document.get("complete", True),
         skipped_questions=tuple(
@@ -373,6 +378,6 @@ def report_from_dict(document: dict[str, Any]) -> Report:
         selection=document.get("selection", ""),
         answer_rule=document.get("answer_rule"),
         n_shots=document.get("n_shots", 0),
-        floor=quant_of(floor) if floor else None,
+        floor=_quant_of(floor) if floor else None,
         floor_method=document.get("floor_method"),
     )

@@ -126,56 +126,60 @@ class SetupScreen(Screen[None]):
                 yield table
                 yield Static("", id="llama")
                 yield Label("Run", classes="heading")
-                tasks = self._task_choices()
-                known = self._task_names = {name for _, name in tasks}
-                task = self.options.task if self.options.task in known else next(iter(TASKS))
-                yield self._field(
-                    "Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task")
-                )
-                yield self._field(
-                    "Data",
-                    Input(
-                        self.options.data or "",
-                        placeholder="the task's default questions (or a JSONL file, hf:NAME…)",
-                        compact=True,
-                        id="data",
-                    ),
-                )
-                yield self._field(
-                    "Limit",
-                    Input(
-                        self._text(self.options.limit),
-                        placeholder="all questions",
-                        type="integer",
-                        compact=True,
-                        id="limit",
-                    ),
-                )
-                yield self._field(
-                    "Seed",
-                    Input(
-                        self._text(self.options.seed),
-                        placeholder="0 (a sample stratified by subject)",
-                        type="integer",
-                        compact=True,
-                        id="seed",
-                    ),
-                )
-                yield self._field(
-                    "Subjects",
-                    Input(
-                        ", ".join(self.options.subjects),
-                        placeholder="all (comma-separated to filter)",
-                        compact=True,
-                        id="subjects",
-                    ),
-                )
-                yield self._field(
-                    "Batch size",
-                    Input(str(self.options.batch_size), type="integer", compact=True, id="batch"),
-                )
+                yield from self._run_fields()
                 yield Button("Start  (Enter)", id="start", variant="primary")
         yield Footer()
+
+    def _run_fields(self) -> ComposeResult:
+        """The run's form fields: task, data, limit, seed, subjects, batch size."""
+        tasks = self._task_choices()
+        known = self._task_names = {name for _, name in tasks}
+        task = self.options.task if self.options.task in known else next(iter(TASKS))
+        yield self._field(
+            "Task", Select(tasks, value=task, allow_blank=False, compact=True, id="task")
+        )
+        yield self._field(
+            "Data",
+            Input(
+                self.options.data or "",
+                placeholder="the task's default questions (or a JSONL file, hf:NAME…)",
+                compact=True,
+                id="data",
+            ),
+        )
+        yield self._field(
+            "Limit",
+            Input(
+                self._text(self.options.limit),
+                placeholder="all questions",
+                type="integer",
+                compact=True,
+                id="limit",
+            ),
+        )
+        yield self._field(
+            "Seed",
+            Input(
+                self._text(self.options.seed),
+                placeholder="0 (a sample stratified by subject)",
+                type="integer",
+                compact=True,
+                id="seed",
+            ),
+        )
+        yield self._field(
+            "Subjects",
+            Input(
+                ", ".join(self.options.subjects),
+                placeholder="all (comma-separated to filter)",
+                compact=True,
+                id="subjects",
+            ),
+        )
+        yield self._field(
+            "Batch size",
+            Input(str(self.options.batch_size), type="integer", compact=True, id="batch"),
+        )
 
     @staticmethod
     def _task_choices() -> list[tuple[str, str]]:
