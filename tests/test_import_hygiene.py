@@ -49,10 +49,20 @@ def test_headless_module_does_not_load_textual(module: str) -> None:
     assert result.returncode == 0, f"{module} imports textual{result.stderr}"
 
 
-def test_the_tui_live_state_is_headless_too() -> None:
-    """The TUI's state folding (ggflip.tui.choice_live) is plain Python, testable without
-    Textual."""
-    code = "import sys, ggflip.tui.choice_live; sys.exit(1 if 'textual' in sys.modules else 0)"
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ggflip.tui.choice_live",
+        "ggflip.tui.choice_cells",
+        "ggflip.tui.columns",
+        "ggflip.tui.gen_live",
+        "ggflip.tui.gen_cells",
+        "ggflip.tui.corpus_live",
+    ],
+)
+def test_the_tui_live_state_and_cells_are_headless_too(module: str) -> None:
+    """The TUI's state folding and cells are plain Python, testable without Textual."""
+    code = f"import sys, {module}; sys.exit(1 if 'textual' in sys.modules else 0)"
     assert (
         subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, timeout=120).returncode
         == 0

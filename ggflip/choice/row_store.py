@@ -1,4 +1,4 @@
-"""Multiple-choice records in the run store, so a stopped run resumes.
+"""Multiple-choice records in the row store (scored rows kept for resume), so a stopped run resumes.
 
 The database (`ggflip.store.rowdb`) holds one row per (run, model, question): the run key is
 the baseline cache key (baseline file, vocabulary, prompt, questions, K, tail draws, the llama

@@ -1,4 +1,6 @@
-"""The run store's database: one SQLite file of checksummed rows, shared by every mode.
+"""The row store: a run's scored rows kept for resume, one SQLite file shared by every mode.
+
+Messages call it the run store (a run's store); the file name and lock name are on disk and stay.
 
 One SQLite database (`<cache>/runs.sqlite`, WAL mode) holds one row per (run, model, index):
 a mode names its run and model keys and stores an opaque payload per question with a kind
