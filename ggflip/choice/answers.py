@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.scoring import kernels, metrics
-from ggflip.scoring.acceptance import acceptance_from_top_k
+from ggflip.scoring.acceptance import acceptance_rows
 from ggflip.scoring.topk import BaselineRows, Normalized, baseline_normalize, kl_rows, normalize
 from ggflip.tasks.questions import Question
 
@@ -286,18 +286,16 @@ class BaselineScores:
     def acceptance_to(self, index: int, blocks: Sequence[Normalized]) -> float:
         """Expected acceptance Σ min(p, q) of question `index`, averaged over its positions.
 
-        From the baseline's top-K form: exact over the top K plus min(P(tail), Q(tail)), an upper
-        bound of the exact value (`ggflip.scoring.acceptance`).
+        Exact over the top K, the tail's share estimated from the tail draws
+        (`ggflip.scoring.acceptance.acceptance_rows`).
         """
-        row, total = int(self.row_offsets[index]), 0.0
+        base, start = self.rows(index), int(self.row_offsets[index])
+        row, total = start, 0.0
         for block in blocks:
             stop = row + len(block.logits)
-            accepted = acceptance_from_top_k(
-                self.top_logprobs[row:stop],
-                self.tail_logmass[row:stop],
-                block.logprobs_at(self.top_ids[row:stop]),
-            )
-            total += float(accepted.sum())
+            span = slice(row - start, stop - start)
+            part = BaselineRows(*(getattr(base, name)[span] for name in base.__dataclass_fields__))
+            total += float(acceptance_rows(part, block).sum())
             row = stop
         if row != self.row_offsets[index + 1]:
             raise ValueError(

@@ -27,7 +27,7 @@ from ggflip.corpus.summary import QuantScores, quant_summary
 from ggflip.corpus.texts import chunk_tokens
 from ggflip.runs.events import BASELINE, QUANT, ModelLoaded, ModelLoading
 from ggflip.runs.pipeline import RowMap, overlapped, scoring_workers
-from ggflip.scoring.acceptance import acceptance_from_top_k
+from ggflip.scoring.acceptance import acceptance_rows
 from ggflip.scoring.topk import BaselineRows, baseline_normalize, kl_rows, normalize
 
 
@@ -204,9 +204,7 @@ def score_quant(
                 )
                 norm = normalize(logits[block], part.top_ids)
                 coarse[rows], gap[rows] = kl_rows(part, norm)
-                accepted[rows] = acceptance_from_top_k(
-                    part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
-                )
+                accepted[rows] = acceptance_rows(part, norm)
                 nll[rows] = -norm.logprobs_at(targets[block])
                 same_top[rows] = norm.argmax() == part.top_ids[:, 0]
 
