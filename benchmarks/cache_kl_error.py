@@ -103,9 +103,11 @@ def compare_rows(
             out["k3"][-1].append(float(bound[0]) + _k3_gap(record, norm))
             out["bound"][-1].append(float(bound[0]))
             out["acc"][-1].append(float(acceptance_rows(record, norm)[0]))
-            bare = BaselineRows(*(getattr(record, f) for f in ("top_ids", "top_logprobs",
-                                                               "tail_logmass")),
-                                record.sample_ids[:, :0], record.sample_logprobs[:, :0])
+            bare = BaselineRows(
+                *(getattr(record, f) for f in ("top_ids", "top_logprobs", "tail_logmass")),
+                record.sample_ids[:, :0],
+                record.sample_logprobs[:, :0],
+            )
             out["acc_bound"][-1].append(float(acceptance_rows(bare, norm)[0]))
     return {name: np.array(values) for name, values in out.items()}
 
@@ -150,8 +152,9 @@ def main() -> int:
     model_set = load_models_toml(args.models).get_set(args.set_name)
     source, known_bad = get_task("mmlu").default_source()
     questions = list(
-        select_questions(load_questions(source, skip_bad_rows=known_bad), limit=args.rows, seed=0)
-        .questions
+        select_questions(
+            load_questions(source, skip_bad_rows=known_bad), limit=args.rows, seed=0
+        ).questions
     )
     wanted = args.quant or ["Q8_0", "Q3_K_M", "Q2_K"]
     quants = [q for q in model_set.quants if any(q.label.startswith(w) for w in wanted)]
