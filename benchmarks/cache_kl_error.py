@@ -153,7 +153,7 @@ def main() -> int:
     source, known_bad = get_task("mmlu").default_source()
     questions = list(
         select_questions(
-            load_questions(source, skip_bad_rows=known_bad), limit=args.rows, seed=0
+            load_questions(source, skip_bad_rows=known_bad), limit=max(args.rows, 64), seed=0
         ).questions
     )
     wanted = args.quant or ["Q8_0", "Q3_K_M", "Q2_K"]

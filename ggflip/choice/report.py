@@ -51,8 +51,8 @@ those lists empty. `answer_rule` names which of the two picks the cloze answer.
 (seed 0; ...)", "the first 30 ...", "all 40 questions").
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
 `file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
-`acceptance` is the expected acceptance rate Σ min(p, q) (an upper bound from the cached top K,
-`ggflip.scoring.acceptance`); `floor` is the baseline scored again under another decode grouping
+`acceptance` is the expected acceptance rate Σ min(p, q) (exact over the cached top K, the tail's
+share estimated from the tail draws, `ggflip.scoring.acceptance`); `floor` is the baseline scored again under another decode grouping
 (`floor_method`), against which each quant's `verdict` is taken (`ggflip.scoring.floor`).
 """
 

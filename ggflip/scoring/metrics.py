@@ -182,7 +182,8 @@ def _acceptance(a: PairedArrays) -> FloatArray:
 @register(
     "acceptance_mean",
     True,
-    "mean expected acceptance Σ min(p, q) of the quant as a speculative draft for the baseline",
+    "mean expected acceptance Σ min(p, q) of the quant as a speculative draft for the baseline"
+    " (the tail's share estimated from the baseline's tail draws)",
 )
 def acceptance_mean(a: PairedArrays) -> float:
     return _mean(_acceptance(a))
