@@ -52,8 +52,9 @@ those lists empty. `answer_rule` names which of the two picks the cloze answer.
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
 `file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
 `acceptance` is the expected acceptance rate Σ min(p, q) (exact over the cached top K, the tail's
-share estimated from the tail draws, `ggflip.scoring.acceptance`); `floor` is the baseline scored again under another decode grouping
-(`floor_method`), against which each quant's `verdict` is taken (`ggflip.scoring.floor`).
+share estimated from the tail draws, `ggflip.scoring.acceptance`); `floor` is the baseline scored
+again under another decode grouping (`floor_method`), against which each quant's `verdict` is
+taken (`ggflip.scoring.floor`).
 """
 
 from __future__ import annotations
