@@ -182,7 +182,7 @@ def _run(
     prompt_set = spec.prompt_set
     top_k = int(parts["top_k"])  # type: ignore[call-overload]
     n = len(questions.questions)
-    cached = cache.load(key, n, top_k, spec.tail_samples) if cache else None
+    cached = cache.load(key, n, top_k, spec.resolved_tail_samples) if cache else None
     if cached is not None:
         baseline, base_skips = cached
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))

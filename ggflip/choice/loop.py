@@ -204,11 +204,11 @@ def score_baseline(
     """
     model, questions = spec.model_set.baseline, spec.questions.questions
     n, max_options = len(questions), max(len(q.choices) for q in questions)
-    restored = progress.restore_baseline(n, top_k, spec.tail_samples)
+    restored = progress.restore_baseline(n, top_k, spec.resolved_tail_samples)
     yield from _restored_events(model.label, BASELINE, n, dict.fromkeys(restored))
     if len(restored) == n:
         counts = [0 if isinstance(r, str) else r.n_rows for _, r in sorted(restored.items())]
-        baseline = BaselineScores.empty(n, max_options, top_k, counts, spec.tail_samples)
+        baseline = BaselineScores.empty(n, max_options, top_k, counts, spec.resolved_tail_samples)
         for index, record in restored.items():
             if isinstance(record, BaseRecord):
                 record.write_into(baseline, index)
@@ -220,7 +220,7 @@ def score_baseline(
         yield ModelLoaded(model.label, BASELINE, time.perf_counter() - started)
         prompts = Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
         baseline = BaselineScores.empty(
-            n, max_options, top_k, prompts.rows_per_question(), spec.tail_samples
+            n, max_options, top_k, prompts.rows_per_question(), spec.resolved_tail_samples
         )
         skips: dict[int, str] = {}
         stale = []

@@ -26,7 +26,7 @@ def computed_with(spec: RunSpec, build: Mapping[str, Any]) -> dict[str, Any]:
         **baseline_numerics(spec.model_set.baseline.llama, build),
         "batch_size": spec.batch_size,
         "prefix_reuse": spec.share_prefixes,
-        "tail_samples": spec.tail_samples,
+        "tail_samples": spec.resolved_tail_samples,
     }
 
 

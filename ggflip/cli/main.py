@@ -153,7 +153,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         default=None,
         help=(
             "baseline tail draws kept per scored position for the KL tail estimate (default: "
-            "32; 0: the lower bound only)"
+            "32 for letter, 128 for cloze tasks; 0: the lower bound only)"
         ),
     )
     run.add_argument(
