@@ -8,8 +8,9 @@ letter prompt, one per question), **cloze** (every token of each option's text a
 and every chosen quant are open together and each row is compared as it is decoded (no full rows
 are kept). For every K asked (default: the modes' defaults, cloze 64, generation 256, letter and
 corpus 512) the baseline row becomes the compact record of `ggflip.scoring.topk` (S draws, seeded
-per row) and ggflip's kernel (`kl_rows`, `acceptance_rows`) is compared with the exact float64
-KL(base || quant) and Σ min(p, q) of the full rows. Printed per quant, kind and K: the exact mean
+per row; S is the mode's default, 128 for cloze and 32 otherwise, unless --tail-samples) and
+ggflip's kernel (`kl_rows`, `acceptance_rows`) is compared with the exact float64 KL(base ||
+quant) and Σ min(p, q) of the full rows. Printed per quant, kind and K: the exact mean
 KL; the per-row relative error |estimate / exact - 1| of ggflip's KL at p50, p90 and p99; the
 max-row ratio (largest estimated row KL / largest exact row KL); the same for the plain "k3" tail
 estimate (mean(r - 1 - ln r), the estimator before the lifted-token split) and for the lower
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ggflip.backends.base import ScoreRequest  # noqa: E402
 from ggflip.backends.llama import LlamaBackendFactory  # noqa: E402
+from ggflip.choice.spec import DEFAULT_CLOZE_TAIL_SAMPLES  # noqa: E402
 from ggflip.config.models_toml import load_models_toml  # noqa: E402
 from ggflip.scoring import kernels  # noqa: E402
 from ggflip.scoring.acceptance import acceptance_exact, acceptance_rows  # noqa: E402
@@ -147,7 +149,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=256, help="rows per kind")
     parser.add_argument("--kinds", default="letter,cloze,corpus")
     parser.add_argument("--ks", default="64,256,512")
-    parser.add_argument("--tail-samples", type=int, default=DEFAULT_TAIL_SAMPLES)
+    parser.add_argument(
+        "--tail-samples", type=int, default=None, help="tail draws (default: the mode's, 128 cloze)"
+    )
     args = parser.parse_args()
     model_set = load_models_toml(args.models).get_set(args.set_name)
     source, known_bad = get_task("mmlu").default_source()
@@ -163,18 +167,23 @@ def main() -> int:
     opened = [(q.label.split()[0], factory.open(q)) for q in quants]
     ks = [int(k) for k in args.ks.split(",")]
     print(
-        f"baseline {model_set.baseline.label}, {args.tail_samples} tail draws; per-row |error| "
+        f"baseline {model_set.baseline.label}; per-row |error| "
         "p50 p90 p99 and max-row ratio of: ggflip's KL | plain k3 | lower bound; acceptance "
         "mean error and p90 |error| in points: draws estimate | min(P_tail, Q_tail) bound"
     )
     for kind in args.kinds.split(","):
+        cloze = kind == "cloze"
+        n_samples = args.tail_samples
+        if n_samples is None:
+            n_samples = DEFAULT_CLOZE_TAIL_SAMPLES if cloze else DEFAULT_TAIL_SAMPLES
+        print(f"{kind}: {n_samples} tail draws", flush=True)
         found: dict[str, list[dict[str, np.ndarray]]] = {label: [] for label, _ in opened}
         for index, request in enumerate(requests(kind, questions, base.tokenize, args.rows)):
             base_logits = base.logits([request])[0]
             for label, backend in opened:
                 quant_logits = backend.logits([request])[0]
                 found[label].append(
-                    compare_rows(base_logits, quant_logits, ks, args.tail_samples, 1000 * index)
+                    compare_rows(base_logits, quant_logits, ks, n_samples, 1000 * index)
                 )
         for label, parts in found.items():
             rows = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
