@@ -192,3 +192,21 @@ def test_shots_change_the_cache_key(
     )
     assert not any(isinstance(e, BaselineFromCache) for e in events)
     assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
+
+
+def test_cloze_defaults_to_a_short_top_k_and_more_tail_draws(
+    fake_set: ModelSet, fake_factory: FakeBackendFactory
+) -> None:
+    """A cloze run keeps K = 64 and S = 128 unless told, a letter run K = 512 and S = 32, and
+    the report says which (README, cache exactness: the S that brings cloze's tail under 5 %)."""
+    questions = _questions()
+    cloze_prompts = render_prompts(get_task("hellaswag"), questions.questions, lambda q: (), 0)
+    cloze = RunSpec(fake_set, questions, task="hellaswag", prompts=cloze_prompts)
+    letter = RunSpec(fake_set, questions)
+    assert (cloze.resolved_top_k, cloze.resolved_tail_samples) == (64, 128)
+    assert (letter.resolved_top_k, letter.resolved_tail_samples) == (512, 32)
+    _, report = _run(cloze, fake_factory)
+    assert report.baseline is not None
+    assert report.baseline.computed_with["tail_samples"] == 128
+    told = RunSpec(fake_set, questions, prompts=cloze_prompts, top_k=16, tail_samples=8)
+    assert (told.resolved_top_k, told.resolved_tail_samples) == (16, 8)

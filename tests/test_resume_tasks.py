@@ -156,7 +156,9 @@ def test_cloze_baseline_cache_marks_skips_by_empty_rows(
     )
     _, first = run_report(spec, fake_factory)
     key = next((tmp_path / "baselines").glob("*.json")).stem
-    loaded = BaselineCache(tmp_path).load(key, len(questions.questions), 64, 32)
+    loaded = BaselineCache(tmp_path).load(
+        key, len(questions.questions), spec.resolved_top_k, spec.resolved_tail_samples
+    )
     assert loaded is not None
     scores, skips = loaded
     assert (

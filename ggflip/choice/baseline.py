@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.choice.answers import TAIL_SAMPLING_SEED, ChoiceScore
-from ggflip.scoring.acceptance import acceptance_from_top_k
+from ggflip.scoring.acceptance import acceptance_rows
 from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import BaselineRows, Normalized, baseline_normalize, kl_rows, normalize
 
@@ -211,17 +211,14 @@ class BaselineScores:
     def acceptance_to(self, index: int, blocks: Sequence[Normalized]) -> float:
         """Expected acceptance Σ min(p, q) of question `index`, averaged over its positions.
 
-        From the baseline's top-K form: exact over the top K plus min(P(tail), Q(tail)), an upper
-        bound of the exact value (`ggflip.scoring.acceptance`).
+        Exact over the top K, the tail's share estimated from the tail draws
+        (`ggflip.scoring.acceptance.acceptance_rows`).
         """
         row, total = int(self.row_offsets[index]), 0.0
         for block in blocks:
             stop = row + len(block.logits)
             part = self.positions[row:stop]
-            accepted = acceptance_from_top_k(
-                part.top_logprobs, part.tail_logmass, block.logprobs_at(part.top_ids)
-            )
-            total += float(accepted.sum())
+            total += float(acceptance_rows(part, block).sum())
             row = stop
         if row != self.row_offsets[index + 1]:
             raise ValueError(

@@ -14,8 +14,8 @@ line, deleted and recomputed, never used.
 Size per scored position (one per letter question; every continuation token of every choice in
 cloze mode): the argmax, and every mode's record (`ggflip.scoring.record.PositionRecord`): K
 int32 ids + K float64 log-probs, the tail mass, and S tail draws (int32 id + float64 log-prob):
-6.4 KiB at K=512, S=32 and 1.1 KiB at cloze's default K=64, against ~512 KiB for a full
-262,144-token row in llama.cpp's 16-bit KL base file.
+12K + 12S + 12 bytes, 6.4 KiB at K=512, S=32 and 2.3 KiB at cloze's default K=64, S=128,
+against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file.
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ def _baseline_scores(
     cache = BaselineCache(spec.cache_dir) if spec.cache_dir else None
     model_set, n = spec.model_set, len(spec.questions.questions)
     top_k = int(parts["top_k"])  # type: ignore[call-overload]
-    cached = cache.load(key, n, top_k, spec.tail_samples) if cache else None
+    cached = cache.load(key, n, top_k, spec.resolved_tail_samples) if cache else None
     if cached is not None:
         yield BaselineFromCache(model_set.baseline.label, str(cache.root if cache else ""))
         return cached[0], cached[1], 0.0, True

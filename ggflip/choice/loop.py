@@ -90,15 +90,15 @@ def score_baseline(
     """
     model, questions = spec.model_set.baseline, spec.questions.questions
     n, max_options = len(questions), max(len(q.choices) for q in questions)
-    restored = stored.restore_baseline(n, top_k, spec.tail_samples)
+    restored = stored.restore_baseline(n, top_k, spec.resolved_tail_samples)
     yield from _restored_events(model.label, BASELINE, n, dict.fromkeys(restored))
     if len(restored) == n:
-        return _all_restored(restored, n, max_options, top_k, spec.tail_samples)
+        return _all_restored(restored, n, max_options, top_k, spec.resolved_tail_samples)
     backend = yield from open_model(factory, model, BASELINE)
     try:
         prompts = Prompts(backend, spec.questions, prompt_set, spec.share_prefixes)
         baseline = BaselineScores.empty(
-            n, max_options, top_k, prompts.rows_per_question(), spec.tail_samples
+            n, max_options, top_k, prompts.rows_per_question(), spec.resolved_tail_samples
         )
         skips = _restore_into(baseline, restored, prompts, stored)
         batches = []

@@ -54,9 +54,10 @@ over the options (cloze: a softmax of the sums, under either rule).
 (seed 0; ...)", "the first 30 ...", "all 40 questions").
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
 `file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
-`acceptance` is the expected acceptance rate Σ min(p, q) (an upper bound from the cached top K,
-`ggflip.scoring.acceptance`); `floor` is the baseline scored again under another decode grouping
-(`floor_method`), against which each quant's `verdict` is taken (`ggflip.scoring.floor`).
+`acceptance` is the expected acceptance rate Σ min(p, q) (exact over the cached top K, the tail's
+share estimated from the tail draws, `ggflip.scoring.acceptance`); `floor` is the baseline scored
+again under another decode grouping (`floor_method`), against which each quant's `verdict` is
+taken (`ggflip.scoring.floor`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def computed_with(spec: RunSpec, factory: BackendFactory) -> dict[str, Any]:
         **factory.baseline_numerics(spec.model_set.baseline),
         "batch_size": spec.batch_size,
         "prefix_reuse": spec.share_prefixes,
-        "tail_samples": spec.tail_samples,
+        "tail_samples": spec.resolved_tail_samples,
     }
 
 

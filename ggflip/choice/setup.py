@@ -15,7 +15,6 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, default_cache_dir
 from ggflip.config.resolve import choose_model_set as resolve_models
 from ggflip.errors import UsageError, check_counts
-from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.load import load_task_questions, resolve_task
 
 log = logging.getLogger("ggflip")
@@ -44,7 +43,7 @@ class RunOptions:
     cache_dir: Path | None = None
     no_cache: bool = False
     top_k: int | None = None
-    tail_samples: int = DEFAULT_TAIL_SAMPLES  # baseline tail draws per scored position
+    tail_samples: int | None = None  # baseline tail draws per scored position (None: default)
     batch_size: int = 4
     resume: bool = True
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts

@@ -164,7 +164,7 @@ def _add_run_scoring_flags(run: argparse.ArgumentParser) -> None:
         default=None,
         help=(
             "baseline tail draws kept per scored position for the KL tail estimate (default: "
-            "32; 0: the lower bound only)"
+            "32 for letter, 128 for cloze tasks; 0: the lower bound only)"
         ),
     )
     run.add_argument(

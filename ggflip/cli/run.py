@@ -25,7 +25,6 @@ from ggflip.cli.progress import follow_run
 from ggflip.cli.scoring_flags import scoring_threads
 from ggflip.errors import ExitCode
 from ggflip.reports.choice import render_report
-from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip")
@@ -53,17 +52,13 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         cache_dir=args.cache_dir,
         no_cache=args.no_cache,
         top_k=args.top_k,
-        tail_samples=_or_default(getattr(args, "tail_samples", None), DEFAULT_TAIL_SAMPLES),
+        tail_samples=getattr(args, "tail_samples", None),
         batch_size=args.batch_size,
         resume=not getattr(args, "no_resume", False),
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
         floor=bool(getattr(args, "floor", False)),
         scoring_threads=scoring_threads(args),
     )
-
-
-def _or_default(value: int | None, default: int) -> int:
-    return default if value is None else value
 
 
 def build_run_spec(args: argparse.Namespace) -> RunSpec:

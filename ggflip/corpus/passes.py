@@ -27,7 +27,7 @@ from ggflip.corpus.texts import chunk_tokens
 from ggflip.runs.events import BASELINE, QUANT
 from ggflip.runs.loading import open_model
 from ggflip.runs.pipeline import RowMap, overlapped
-from ggflip.scoring.acceptance import acceptance_from_top_k
+from ggflip.scoring.acceptance import acceptance_rows
 from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import BaselineRows, baseline_normalize, kl_rows, normalize
 
@@ -217,9 +217,7 @@ def _quant_scorer(
             part = base[block]
             norm = normalize(logits[block], part.top_ids)
             scores.kl_lower[rows], scores.kl_gap[rows] = kl_rows(part, norm)
-            scores.acceptance[rows] = acceptance_from_top_k(
-                part.top_logprobs, part.tail_logmass, norm.logprobs_at(part.top_ids)
-            )
+            scores.acceptance[rows] = acceptance_rows(part, norm)
             scores.nll[rows] = -norm.logprobs_at(targets[block])
             scores.same_top[rows] = norm.argmax() == part.top_ids[:, 0]
 

@@ -262,7 +262,8 @@ _add("top1_agreement", "top-1", "top-1", "fraction", True, "pct", "mean", GENERA
      "tokens of the baseline's generation that are also the quant's most probable")
 _add("acceptance_mean", "accept", "accept", "fraction", True, "pct", "mean", KL_MODES,
      "expected acceptance Σ min(p, q): how often a token drawn from the quant is accepted when "
-     "the baseline verifies it", acceptance_mean)
+     "the baseline verifies it (the tail's share estimated from the baseline's tail draws)",
+     acceptance_mean)
 _add("acceptance_p10", "accept p10", "acc p10", "fraction", True, "pct", "10th percentile",
      KL_MODES, "10th percentile of the expected acceptance", acceptance_p10)
 _add("ppl", "PPL", "PPL", "perplexity", False, "ppl", "exp of the mean NLL", CORPUS,
