@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from rich.console import Console
-from rich.table import Table
-
 from ggflip.cli.consoles import console
 from ggflip.cli.progress import follow_run
 from ggflip.cli.run import emit_document
@@ -21,7 +18,7 @@ from ggflip.generate.engine import run_generation
 from ggflip.generate.fold import GenFold
 from ggflip.generate.report import GenReport
 from ggflip.generate.setup import GenOptions, resolve_gen_spec
-from ggflip.reports.generation import SUMMARY_HEADER, summary_rows
+from ggflip.reports.generation import render_gen_report
 
 
 def gen_options(args: argparse.Namespace) -> GenOptions:
@@ -67,20 +64,3 @@ def generate_command(args: argparse.Namespace) -> int:
 
 def _emit(args: argparse.Namespace, report: GenReport) -> None:
     emit_document(args, report.to_json(), lambda console: render_gen_report(report, console))
-
-
-def render_gen_report(report: GenReport, console: Console) -> None:
-    """The summary table of a generation report."""
-    title = f"ggflip generate: set {report.set}, {report.task}, {report.n_turns} turns"
-    if report.baseline is not None and report.baseline.accuracy is not None:
-        title += f", baseline accuracy {report.baseline.accuracy:.3f} ({report.answer_rule})"
-    if not report.complete:
-        title += " (INCOMPLETE: stopped early)"
-    table = Table(title=title)
-    for column in SUMMARY_HEADER:
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in summary_rows(report.to_dict()):
-        table.add_row(*row)
-    console.print(table)
-    for skipped in report.skipped:
-        console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
