@@ -121,7 +121,7 @@ class TestGroups:
         arrays = metrics.PairedArrays(
             *(np.zeros(4, np.int64),) * 3, kl, kl, kl, np.ones(4, bool), np.zeros(4)
         )
-        total = metrics.METRICS["kl_mean"].fn(arrays)
+        total = metrics.compute("choice", arrays)["kl_mean"]
         if math.isnan(bad):
             assert math.isnan(by_name["a"]["kl_mean"]) and math.isnan(total)
         else:
