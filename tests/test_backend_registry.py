@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,22 +18,10 @@ from ggflip.config.models_toml import ModelSet, ModelSpec, load_models_toml
 from ggflip.corpus.setup import KldOptions, kld_options
 from ggflip.errors import ConfigError, ExitCode
 from ggflip.tasks.generation import is_generation_task
+from tests.test_overlap import _without_timings
 
 DATA = Path(__file__).parent / "data" / "config"
 PATHS = ("/m/f16.gguf", "/m/q1.gguf", "/m/q2.gguf")
-
-
-def _without_timings(value: Any) -> Any:
-    """The report less what a clock decides (seconds, rates, memory)."""
-    if isinstance(value, dict):
-        return {
-            key: _without_timings(item)
-            for key, item in value.items()
-            if not any(word in key for word in ("second", "time", "rss", "per_s", "elapsed"))
-        }
-    if isinstance(value, list):
-        return [_without_timings(item) for item in value]
-    return value
 
 
 def _fake_files(folder: Path, backend_line: str = 'backend = "fake"') -> tuple[Path, Path]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import tomllib
 
-from ggflip.errors import ConfigError
+from ggflip.errors import ConfigError, did_you_mean
 
 
 def default_cache_dir() -> Path:
@@ -126,16 +126,9 @@ class ModelsConfig:
         """The set called `name`; ConfigError with the known names otherwise."""
         if name not in self.sets:
             known = ", ".join(sorted(self.sets)) or "none"
-            hint = _did_you_mean(name, self.sets)
+            hint = did_you_mean(name, self.sets)
             raise ConfigError(f"{self.path}: no set named '{name}'{hint} (sets: {known})")
         return self.sets[name]
-
-
-def _did_you_mean(name: str, choices: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class _Where:
@@ -162,7 +155,7 @@ class _Where:
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: _Where) -> None:
     for key in table:
         if key not in allowed:
-            hint = _did_you_mean(key, allowed)
+            hint = did_you_mean(key, allowed)
             raise where.error(f"unknown key{hint} (allowed: {', '.join(sorted(allowed))})", key)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Generator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +18,6 @@ from ggflip.backends.base import Backend, BackendFactory, ModelProbe, ScoreReque
 from ggflip.config.models_toml import ModelSpec
 from ggflip.generate.records import GEN_CACHE_FORMAT
 from ggflip.generate.spec import GenSpec
-from ggflip.runs.events import ModelLoaded, ModelLoading
 from ggflip.store.rowdb import StoreSession
 from ggflip.tasks.generation import items_digest
 
@@ -96,17 +93,6 @@ def batches(spec: GenSpec, units: list[tuple[int, int]], skips: dict[int, str]) 
         live = [u for u, (_, t) in enumerate(units) if t == turn and u not in skips]
         cut += [live[i : i + spec.batch_size] for i in range(0, len(live), spec.batch_size)]
     return cut
-
-
-def open_model(
-    factory: BackendFactory, model: ModelSpec, role: str
-) -> Generator[object, None, Backend]:
-    """Load a model, yielding its loading and loaded events; returns the backend."""
-    yield ModelLoading(model.label, role, str(model.path))
-    started = time.perf_counter()
-    backend = factory.open(model)
-    yield ModelLoaded(model.label, role, time.perf_counter() - started)
-    return backend
 
 
 def forced_logits(
