@@ -86,3 +86,24 @@ def test_the_readmes_demo_tables_have_the_columns_the_demo_prints() -> None:
     headers = _table_headers(REPO / "README.md")
     assert headers[0] == summary
     assert headers[1] == choice.VERDICT_HEADER
+
+
+def test_every_flag_of_every_subcommand_is_documented() -> None:
+    """Each `--flag` the parser accepts is named in the README or a docs/ page."""
+    import argparse
+
+    from ggflip.cli.main import build_parser
+
+    text = "\n".join(p.read_text() for p in DOCS)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {flag}"
+        for name, subparser in sub.choices.items()
+        for action in subparser._actions
+        for flag in action.option_strings
+        if flag.startswith("--")
+        and flag != "--help"
+        and not re.search(re.escape(flag) + r"(?![\w-])", text)
+    ]
+    assert not missing, f"flags no docs page names: {missing}"
