@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv and install ggflip with its test and demo extras; safe to re-run.
 # llama-cpp-python builds from source the first time (about 5 minutes on 2 cores); pip caches
-# the wheel. For a GPU build set CMAKE_ARGS first (README: "GPU builds").
+# the wheel. For a GPU build set CMAKE_ARGS first (docs/gpu.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python_bin=${PYTHON:-python3}

@@ -198,7 +198,8 @@ def test_cloze_defaults_to_a_short_top_k_and_more_tail_draws(
     fake_set: ModelSet, fake_factory: FakeBackendFactory
 ) -> None:
     """A cloze run keeps K = 64 and S = 128 unless told, a letter run K = 512 and S = 32, and
-    the report says which (README, cache exactness: the S that brings cloze's tail under 5 %)."""
+    the report says which (docs/metrics.md, cache exactness:
+    the S that brings cloze's tail under 5 %)."""
     questions = _questions()
     cloze_prompts = render_prompts(get_task("hellaswag"), questions.questions, lambda q: (), 0)
     cloze = RunSpec(fake_set, questions, task="hellaswag", prompts=cloze_prompts)

@@ -268,7 +268,7 @@ class TestCompactCache:
         meta = (folder / "meta.json").stat().st_size
         # + one header of at most 128 bytes per .npy file (7)
         assert arrays + meta < report.cache.file_bytes <= arrays + meta + 7 * 128
-        # the docstring's and README's "80x smaller" for Gemma's vocabulary at the defaults
+        # the docstring's and docs/modes.md's "80x smaller" for Gemma's vocabulary at the defaults
         assert llama_cpp_bytes_per_token(262144) // bytes_per_token(512, 32) == 80
 
     def test_no_cache_leaves_nothing(

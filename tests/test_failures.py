@@ -1,5 +1,5 @@
-"""One test per row of the README's failure table: each bad input ends in a clear error or a counted
-skip.
+"""One test per row of the failure table in docs/errors.md: each bad input ends in a clear error
+or a counted skip.
 
 CLI tests run `ggflip run` in-process on the tiny generated GGUFs; every error is one
 `ggflip: error:` line on stderr with the exit code of its class and nothing on stdout.

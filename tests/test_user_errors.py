@@ -69,7 +69,8 @@ def test_check_counts_boundaries_and_order() -> None:
 
 
 def test_each_error_class_exits_with_its_code() -> None:
-    """Exit codes as the README's table gives them; a subclass without one inherits its parent's."""
+    """Exit codes as docs/errors.md's table gives them; a subclass without one inherits its
+    parent's."""
     from ggflip import errors
 
     expected = {

@@ -181,11 +181,19 @@ def _figures(document: dict[str, Any]) -> dict[str, str]:
     _survival_plot(axes, document)
     out["Turns still identical to the baseline, by generated token"] = png_base64(figure)
     plt.close(figure)
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    _kl_plot(axes, document)
+    figure = kl_figure(document)
     out["Teacher-forced KL and top-1 agreement per quant"] = png_base64(figure)
     plt.close(figure)
     return out
+
+
+def kl_figure(document: dict[str, Any]) -> Any:
+    """The KL chart as the page draws it: a figure whose height grows with the quants."""
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, kl_plot_height(len(document["quants"]))))
+    _kl_plot(axes, document)
+    return figure
 
 
 def _survival_plot(axes: Any, document: dict[str, Any]) -> None:
@@ -207,24 +215,35 @@ def _survival_plot(axes: Any, document: dict[str, Any]) -> None:
         axes.legend(fontsize=8)
 
 
+def kl_plot_height(n_quants: int) -> float:
+    """Inches for the KL chart: a fixed room for the axis and a row per quant, so the quants'
+    labels (on the y axis, one line each) never touch however many there are."""
+    return 1.4 + 0.42 * max(n_quants, 1)
+
+
 def _kl_plot(axes: Any, document: dict[str, Any]) -> None:
-    """Mean teacher-forced KL per quant (bars, log scale) with its top-1 agreement written on."""
+    """Mean teacher-forced KL per quant as horizontal bars (log scale), the first quant on top,
+    each bar's KL and top-1 agreement written after it: labels of any length stay on their own
+    row instead of crowding one x axis."""
     quants = document["quants"]
-    labels = [q["label"] for q in quants]
     values = [max(q["kl_mean"] or 0.0, 1e-9) for q in quants]
-    bars = axes.bar(labels, values, color="#1f77b4")
+    y = list(range(len(quants)))[::-1]
+    bars = axes.barh(y, values, color="#1f77b4", height=0.6)
     for bar, q in zip(bars, quants):
         axes.annotate(
-            f"top-1 {100 * (q['top1_agreement'] or 0):.1f}%",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            f"{sig(q['kl_mean'])}, top-1 {100 * (q['top1_agreement'] or 0):.1f}%",
+            (bar.get_width(), bar.get_y() + bar.get_height() / 2),
             textcoords="offset points",
-            xytext=(0, 3),
-            ha="center",
+            xytext=(4, 0),
+            va="center",
             fontsize=8,
         )
-    axes.set_yscale("log")
-    axes.set_ylabel("mean KL(baseline ‖ quant) per token, nats (log)")
-    axes.grid(True, axis="y", alpha=0.3)
+    axes.set_yticks(y, [q["label"] for q in quants], fontsize=8)
+    axes.set_xscale("log")
+    if values:  # room after the longest bar for its note (a log axis: a factor, not a length)
+        axes.set_xlim(min(values) / 3, max(values) * 300)
+    axes.set_xlabel("mean KL(baseline ‖ quant) per token, nats (log)")
+    axes.grid(True, axis="x", alpha=0.3)
 
 
 def render_gen_html(document: dict[str, Any]) -> str:

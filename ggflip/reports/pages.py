@@ -1,13 +1,15 @@
 """Pages from a saved run report (`ggflip.report/1` JSON): Markdown tables and an HTML page with
 plots.
 
-The HTML page is self-contained: its four matplotlib figures are PNGs embedded as base64
-`data:` URIs, and it has no script or external link. The figures follow the paper's argument:
-KL against bits per weight (the cost/quality curve), % flips against mean KL with their
-Spearman rank correlation (the headline: distance metrics agree), the flip rate per
-baseline top-margin bucket (flips sit where the baseline was unsure), and accuracy with its
-95% intervals (why accuracy alone hides the damage). The Markdown page carries the same
-tables, for pasting into a model card.
+The HTML page is self-contained: its five matplotlib figures are PNGs embedded as base64
+`data:` URIs, and it has no script or external link. It carries the tables the terminal and the
+Markdown have (the summary with the noise floor's row, the verdicts against the floor). The
+figures follow the paper's argument: KL against bits per weight (the cost/quality curve), % flips
+against mean KL with their Spearman rank correlation (the headline: distance metrics agree), the
+flip rate per baseline top-margin bucket (flips sit where the baseline was unsure), accuracy with
+its 95% intervals (why accuracy alone hides the damage), and the subjects whose flip rate is
+surely high (ranked by its Wilson lower bound). The Markdown page carries the same tables, for
+pasting into a model card.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from ggflip.choice.report import SCHEMA, Report, report_from_dict
 from ggflip.errors import DataError
-from ggflip.reports.choice import legend_terms, summary_table
+from ggflip.reports.choice import VERDICT_HEADER, legend_terms, summary_table, verdict_rows
 from ggflip.reports.choice import render_markdown as report_markdown
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
 from ggflip.reports.tables import (
@@ -79,10 +81,13 @@ FILES_HEADER = ["model", "bits/weight", "size", "accuracy % [95% CI]"]
 
 
 def files_table(document: dict[str, Any]) -> Table:
-    """Each model's file (bits per weight, size) and accuracy with its 95% interval; the other
-    summary metrics are the report's summary table (`ggflip.reports.choice`)."""
+    """Each model's file (bits per weight, size) and accuracy with its 95% interval, the noise
+    floor's row after the baseline's; the other summary metrics are the report's summary table
+    (`ggflip.reports.choice`)."""
     base = document.get("baseline")
     rows = [_files_row(f"{base['label']} (baseline)", base)] if base else []
+    floor = document.get("floor")
+    rows += [_files_row(floor["label"], floor)] if floor else []
     rows += [_files_row(quant["label"], quant) for quant in document["quants"]]
     return Table("Model files and accuracy intervals", FILES_HEADER, rows)
 
@@ -151,6 +156,7 @@ def figures(document: dict[str, Any]) -> dict[str, str]:
     from matplotlib import pyplot as plt
 
     from ggflip.reports.plots import (
+        SUBJECT_CAPTION,
         accuracy_plot,
         flips_vs_kl_plot,
         kl_vs_bpw_plot,
@@ -165,7 +171,7 @@ def figures(document: dict[str, Any]) -> dict[str, str]:
         ("Flips vs KL", flips_vs_kl_plot),
         ("Flip rate by top margin", margin_plot),
         ("Accuracy with 95% intervals", accuracy_plot),
-        ("Flip rate by subject, most damaged quant", subject_plot),
+        (SUBJECT_CAPTION, subject_plot),
     ):
         figure, axes = plt.subplots(figsize=(6.4, 4.2))
         draw(axes, document)
@@ -186,22 +192,35 @@ def _report(document: dict[str, Any]) -> Report:
         raise DataError(f"report does not match schema {SCHEMA}: {exc}") from None
 
 
+def _verdicts_html(report: Report) -> str:
+    """The verdict table against the noise floor, as the terminal and Markdown show it; nothing
+    without a floor."""
+    if report.floor is None:
+        return ""
+    return (
+        f"<h2>Against the noise floor</h2><p>{html.escape(str(report.floor_method))}.</p>"
+        + to_html(Table("", VERDICT_HEADER, verdict_rows(report)))
+    )
+
+
 def render_html(document: dict[str, Any]) -> str:
-    """A self-contained HTML page: title, summary table, five plots, bucket table (for a
+    """A self-contained HTML page: title, summary table (the floor's row included), the
+    verdicts against the floor, model files, five plots, bucket table (for a
     generation report: `reports.generation.render_gen_html`)."""
     if document.get("schema") == GEN_SCHEMA:
         return render_gen_html(document)
     esc = html.escape
     header, rows = _buckets_table(document)
     buckets = to_html(Table("", header, rows)) if rows else "<p>no quants</p>"
-    summary = summary_table(_report(document), show_cached=False)
+    report = _report(document)
+    summary = summary_table(report, show_cached=False)
     return html_page(
         _title(document),
         f"<p>Questions: {esc(str(document['source']))} "
         f"(prompt {esc(str(document['prompt_version']))}); "
         f"ggflip {esc(str(document.get('ggflip_version', '')))}.</p>"
         f"{to_html(summary)}<p>{esc(legend_line(legend_terms()))}.</p>"
-        f"{to_html(files_table(document))}"
+        f"{_verdicts_html(report)}{to_html(files_table(document))}"
         f"<p>{esc(_correlation_line(document))}</p>{html_figures(figures(document))}"
         "<h2>Flip rate by the baseline's top margin</h2>"
         f"{buckets}"

@@ -1,4 +1,5 @@
-"""The four matplotlib plots of a run report, each drawn onto given axes from the report's JSON."""
+"""The matplotlib plots of a run report, each drawn onto given axes from the report's JSON, and
+the geometry check their tests use (`overlaps`: do any two texts' drawn boxes intersect)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ggflip.scoring.stats import spearman
+from ggflip.scoring.stats import spearman, wilson_interval
 
 
 def png_base64(figure: Any) -> str:
@@ -183,21 +184,55 @@ def accuracy_plot(axes: Any, document: dict[str, Any]) -> None:
     axes.grid(True, axis="x", alpha=0.3)
 
 
+def subject_ranking(groups: list[dict[str, Any]], limit: int = 15) -> list[dict[str, Any]]:
+    """The `limit` subjects whose flip rate is surely high: ranked by the lower end of the 95%
+    Wilson interval of the flip rate (ties: more flips, then name), so that one flip in one
+    question (100 %, but a lower end of 21 %) does not outrank 10 flips in 20 questions (30 %).
+    Subjects with no question are left out."""
+
+    def key(group: dict[str, Any]) -> tuple[float, int, str]:
+        low, _ = wilson_interval(int(group["flips"]), int(group["n"]))
+        return (-low, -int(group["flips"]), str(group["name"]))
+
+    return sorted((g for g in groups if g["n"]), key=key)[:limit]
+
+
+SUBJECT_CAPTION = (
+    "Flip rate by subject, most damaged quant: the 15 subjects with the highest lower end of the "
+    "95% Wilson interval (a subject with few questions needs many flips to rank)"
+)
+
+
 def subject_plot(axes: Any, document: dict[str, Any], limit: int = 15) -> None:
-    """The most damaged quant's flip rate per subject (95% Wilson intervals), worst first."""
+    """The most damaged quant's flip rate per subject (95% Wilson intervals), the `limit`
+    subjects with the highest lower bound first (`subject_ranking`)."""
     quants = [q for q in document["quants"] if q.get("by_subject") and q.get("flips") is not None]
     if not quants:
         _empty(axes, "no per-subject breakdown in this report")
         return
     quant = max(quants, key=lambda q: q["flips"])
-    groups = quant["by_subject"][:limit]
-    rates = np.array([100 * (g["flip_rate"] or 0) for g in groups])
-    ci = np.array([[100 * v for v in g["flip_rate_ci"]] for g in groups])
+    groups = subject_ranking(quant["by_subject"], limit)
+    rates = np.array([100 * g["flips"] / g["n"] for g in groups])
+    ci = np.array([[100 * v for v in wilson_interval(g["flips"], g["n"])] for g in groups])
     y = np.arange(len(groups))[::-1]
     axes.barh(y, rates, color="#d62728", alpha=0.8)
-    axes.errorbar(
-        rates, y, xerr=[rates - ci[:, 0], ci[:, 1] - rates], fmt="none", ecolor="#555", capsize=2
+    errors = np.clip([rates - ci[:, 0], ci[:, 1] - rates], 0, None)  # float round-off at 0 or 1
+    axes.errorbar(rates, y, xerr=errors, fmt="none", ecolor="#555", capsize=2)
+    axes.set_yticks(y, [f"{g['name']} ({g['flips']}/{g['n']})" for g in groups], fontsize=7)
+    axes.set_xlabel(
+        f"{quant['label']}: flip rate, % (95% Wilson interval), ranked by the interval's lower end"
     )
-    axes.set_yticks(y, [f"{g['name']} (n={g['n']})" for g in groups], fontsize=7)
-    axes.set_xlabel(f"{quant['label']}: flip rate, % (95% Wilson interval)")
     axes.grid(True, axis="x", alpha=0.3)
+
+
+def overlaps(figure: Any, texts: list[Any]) -> list[tuple[str, str]]:
+    """The pairs of non-empty `texts` whose boxes, as drawn on `figure`, intersect."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    shown = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_text()]
+    return [
+        (a, b)
+        for i, (a, box_a) in enumerate(shown)
+        for b, box_b in shown[i + 1 :]
+        if box_a.overlaps(box_b)
+    ]

@@ -126,7 +126,7 @@ HTML_STYLE = (
     "table{border-collapse:collapse;margin:1em 0}"
     "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
     "td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:.5em}"
-    "img{max-width:520px}figcaption{text-align:center;color:#555}"
+    "img{max-width:520px}figcaption{text-align:center;color:#555;max-width:520px}"
 )
 
 
