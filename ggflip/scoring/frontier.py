@@ -259,10 +259,12 @@ def dominance_note(placed: Placed, by_label: Mapping[str, Point], damage: Damage
     if winner.role != "quant":
         return None
     if SOURCE_MARK in winner.label:
+        source = winner.label.replace(f"({SOURCE_MARK})", "").strip()
         return (
             f"{loser.label} is dominated by {winner.label}: the baseline was rebuilt by "
-            f"dequantizing {winner.label}'s release, so quantizing it to that type again lands "
-            "on nearly the same weights; against a true F16 that quant would not look this good"
+            f"dequantizing the {source} release, so its {source} lands back on nearly the same "
+            f"weights and looks far better than the {source} of a true F16 would; the order of "
+            f"these two says nothing about a true F16"
         )
     if _overlap(loser.damage_interval, winner.damage_interval):
         return (
