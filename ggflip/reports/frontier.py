@@ -74,13 +74,15 @@ def frontier_title(frontier: Mapping[str, Any]) -> str:
     return f"Memory against {frontier['label']}: the frontier (no file both smaller and better)"
 
 
-def memory_line(frontier: Mapping[str, Any]) -> str:
-    """What the memory column counts."""
+def memory_line(frontier: Mapping[str, Any], short: bool = False) -> str:
+    """What the memory column counts (`short`: without the trailing explanation or stop)."""
     if frontier["memory_basis"] == "file_size":
+        if short:
+            return "memory = file size: no KV at this ctx"
         return "memory = file size: no KV at this ctx (the report has no memory estimate)."
     kv = f", KV cache {frontier['kv_type']}" if frontier.get("kv_type") else ""
     ctx = f" at ctx {frontier['ctx']}" if frontier.get("ctx") else ""
-    return f"memory = weights + KV cache + compute buffer{ctx}{kv}."
+    return f"memory = weights + KV cache + compute buffer{ctx}{kv}" + ("" if short else ".")
 
 
 def frontier_lines(frontier: Mapping[str, Any]) -> list[str]:
