@@ -193,8 +193,9 @@ def nothing_fits(frontier: Mapping[str, Any], budget: int, text: str = "") -> Us
         why = "; ".join(f"{m['label']}: {m['reason']}" for m in frontier["left_out"])
         return UsageError(f"no file with a known memory and damage in the reports ({why})")
     return UsageError(
-        f"--budget {text or size_text(budget)}: nothing fits; the smallest file, {least.point.label}, "
-        f"needs {size_text(least.point.memory_bytes)} ({memory_line(frontier, short=True)})"
+        f"--budget {text or size_text(budget)}: nothing fits; the smallest file, "
+        f"{least.point.label}, needs {size_text(least.point.memory_bytes)} "
+        f"({memory_line(frontier, short=True)})"
     )
 
 
