@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.engine import run_comparison
@@ -19,6 +22,8 @@ from ggflip.corpus.texts import CorpusText
 from ggflip.errors import UsageError
 from ggflip.generate.engine import run_generation
 from ggflip.generate.spec import GenSpec
+from ggflip.reports import choice as choice_pages
+from ggflip.reports import pages
 from ggflip.scoring import frontier
 from ggflip.scoring.frontier import Point
 from ggflip.tasks.generation import GEN_TASKS, load_items
@@ -204,3 +209,38 @@ def test_every_mode_s_report_has_the_frontier(
             "the report has neither its memory nor its file size"  # fake files have no size
         }
         assert got["memory_basis"] == "file_size" and got["floor"] is None
+
+
+def _sized_choice_document(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> dict[str, Any]:
+    """A fake run's report with file sizes: F16 and self 1000 bytes, Q8_0 200, Q2_K 300 (so Q2_K,
+    larger and noisier, is beaten by Q8_0)."""
+    report = list(run_comparison(RunSpec(fake_set, fake_questions), fake_factory))[-1].report
+    document = report.to_dict()
+    sizes = {"F16": 1000, "self": 1000, "Q8_0": 200, "Q2_K": 300}
+    for model in [document["baseline"], *document["quants"]]:
+        model["file_size"] = sizes[model["label"]]
+    del document["frontier"]  # as a report saved before it had one: computed when rendered
+    return document
+
+
+def test_the_pages_show_the_frontier(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    document = _sized_choice_document(fake_set, fake_questions, fake_factory)
+    page = pages.render_html(document)
+    assert '<figure class="frontier"><svg' in page
+    svg = page[page.index('<figure class="frontier">') : page.index("</svg>")]
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert {"Q8_0", "Q2_K (beaten by Q8_0)", "self"} <= set(texts)
+    assert "<td>beaten by Q8_0</td>" in page and "<td>200 B</td>" in page
+    markdown = pages.render_markdown(document)
+    assert "## Memory against KL mean: the frontier" in markdown
+    assert "| Q8_0 | 200 B | – |" in markdown and "| ★ frontier |" in markdown
+    assert "memory = file size: no KV at this ctx" in markdown
+    console = Console(width=200, record=True, file=io.StringIO())
+    choice_pages.render_report(pages.report_from_dict(document), console)
+    text = console.export_text()
+    assert "Memory against KL mean: the frontier" in text
+    assert re.search(r"Q2_K +│ +300 B .*│ beaten by Q8_0", text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -152,8 +153,16 @@ def frontier_svg(frontier: Mapping[str, Any]) -> str:
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", bbox_inches="tight")
         plt.close(figure)
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    return inline_svg(buffer.getvalue())
+
+
+def inline_svg(document: str) -> str:
+    """An SVG document as an element for an HTML page: no XML prolog, no metadata, and no
+    namespace URLs (HTML5 parsing puts `<svg>` and `xlink:href` in their namespaces itself), so
+    the page holds no link at all."""
+    svg = document[document.index("<svg") :]
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
+    return re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg)
 
 
 def of_document(document: Mapping[str, Any]) -> Mapping[str, Any]:
