@@ -105,32 +105,31 @@ def frontier_lines(frontier: Mapping[str, Any]) -> list[str]:
 
 
 def render_frontier(frontier: Mapping[str, Any] | None, console: Console) -> None:
-    """Print the frontier table and its lines on a terminal (nothing without a frontier)."""
-    if not frontier or not (frontier["points"] or frontier["left_out"]):
+    """Print the frontier table and its lines on a terminal (nothing when no model could be
+    placed: the JSON's `left_out` says why)."""
+    if not frontier or not frontier["points"]:
         return
-    if frontier["points"]:
-        console.print(to_rich(frontier_table(frontier), show_edge=False))
+    console.print(to_rich(frontier_table(frontier), show_edge=False))
     for line in frontier_lines(frontier):
         console.print(line, style="dim", markup=False, highlight=False)
 
 
 def frontier_markdown(frontier: Mapping[str, Any] | None) -> list[str]:
     """The frontier as a Markdown section (its heading, table and lines); [] without one."""
-    if not frontier or not (frontier["points"] or frontier["left_out"]):
+    if not frontier or not frontier["points"]:
         return []
     lines = ["", f"## {frontier_title(frontier)}", ""]
-    if frontier["points"]:
-        lines += to_markdown(frontier_table(frontier)) + [""]
+    lines += to_markdown(frontier_table(frontier)) + [""]
     return lines + [f"{line}  " for line in frontier_lines(frontier)]
 
 
 def frontier_html(frontier: Mapping[str, Any] | None) -> str:
     """The frontier as an HTML section: heading, the SVG plot, the table and its lines."""
-    if not frontier or not (frontier["points"] or frontier["left_out"]):
+    if not frontier or not frontier["points"]:
         return ""
     esc = html.escape
-    table = to_html(frontier_table(frontier)) if frontier["points"] else ""
-    plot = frontier_svg(frontier) if frontier["points"] else ""
+    table = to_html(frontier_table(frontier))
+    plot = frontier_svg(frontier)
     lines = "".join(f"<p>{esc(line)}</p>" for line in frontier_lines(frontier))
     return (
         f"<h2>{esc(frontier_title(frontier))}</h2>"
