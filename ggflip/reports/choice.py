@@ -214,9 +214,11 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
             console.print(to_rich(table, show_edge=False))
 
 
-def render_markdown(report: Report, flip_rows: int = 10) -> str:
+def render_markdown(
+    report: Report, flip_rows: int = 10, frontier: dict[str, Any] | None = None
+) -> str:
     """The report as a Markdown document (a summary, not the per-question data: that is the
-    JSON)."""
+    JSON); `frontier`: the frontier object to show (default: the report's, by mean KL)."""
     title = f"# ggflip: set {report.set}, task {report.task}"
     lines = [title, ""]
     lines.append(
@@ -236,7 +238,7 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]
         lines += to_markdown(Table("", VERDICT_HEADER, verdict_rows(report)))
-    lines += frontier_markdown(report.to_dict()["frontier"])
+    lines += frontier_markdown(frontier or report.to_dict()["frontier"])
     for q in report.quants:
         flips = q.n_flips_lost + q.n_flips_gained
         lines += ["", f"## {q.label}", "", f"`{q.path}`: {q.n} questions, {flips} flips."]

@@ -23,7 +23,7 @@ from ggflip.scoring.formats import sig
 from ggflip.scoring.frontier import frontier_object
 from ggflip.scoring.registry import REGISTRY
 
-FRONTIER_HEADER = ["model", "memory", "bits/weight", "damage [95% CI]", "frontier"]
+FRONTIER_HEADER = ["model", "memory", "bits/weight", "damage", "frontier"]
 ON_FRONTIER = "★ frontier"
 
 
@@ -67,7 +67,8 @@ def frontier_table(frontier: Mapping[str, Any], title: str = "") -> Table:
         for point in frontier["points"]
     ]
     header = [*FRONTIER_HEADER]
-    header[3] = f"{frontier['label']} [95% CI]"
+    intervals = any(p.get("damage_interval") for p in frontier["points"])
+    header[3] = frontier["label"] + (" [95% CI]" if intervals else "")
     return Table(title or frontier_title(frontier), header, rows)
 
 

@@ -129,7 +129,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     flips–KL correlation."""
     if document.get("schema") == GEN_SCHEMA:
         return render_gen_markdown(document)
-    text = report_markdown(_report(document))
+    text = report_markdown(_report(document), frontier=dict(of_document(document)))
     parts = [
         text,
         "## Model files and accuracy intervals\n",
