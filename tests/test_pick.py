@@ -259,3 +259,53 @@ def _stand_in_memory() -> types.ModuleType:
     module.estimate = estimate  # type: ignore[attr-defined]
     module.parse_kv_type = lambda text: text.lower()  # type: ignore[attr-defined]
     return module
+
+
+def _corpus_report(**changes: Any) -> dict[str, Any]:
+    def quant(label: str, weights: int, kl: float, p999: float, ratio: float) -> dict[str, Any]:
+        return {"label": label, "path": f"/m/{label}.gguf", "memory": _memory(weights),
+                "kl_mean": kl, "kl_mean_unc": kl / 50, "kl_p99_9": p999, "ppl_ratio": ratio}
+
+    document: dict[str, Any] = {
+        "schema": 1, "mode": "kld", "set": "s", "source": "wiki.txt", "text_sha256": "ab12",
+        "ctx": 512, "n_chunks": 20, "tokens_scored": 5000,
+        "baseline": {"label": "F16", "path": "/m/f16.gguf", "memory": _memory(1_000_000)},
+        "quants": [
+            quant("Q8_0", 600_000, 0.002, 0.5, 1.001),
+            quant("Q5_K_M", 400_000, 0.03, 1.5, 1.02),
+            quant("Q4_K_M", 350_000, 0.004, 2.5, 1.004),
+        ],
+    }
+    document.update(changes)
+    return document
+
+
+class TestCorpusReports:
+    def test_by_p99_9_changes_the_pick(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        report = _write(tmp_path / "k.json", _corpus_report())
+        # both fit 900000 - 409600 = 490400 of weights: Q5_K_M and Q4_K_M
+        _, out, _ = _pick(capsys, str(report), "--budget", "900000B", "--json")
+        assert json.loads(out)["pick"] == "Q4_K_M"  # mean KL 0.004 < 0.03
+        _, out, _ = _pick(capsys, str(report), "--budget", "900000B", "--json", "--by", "p99.9")
+        assert json.loads(out)["pick"] == "Q5_K_M"  # KL p99.9 1.5 < 2.5
+        _, out, _ = _pick(capsys, str(report), "--budget", "900000B", "--by", "ppl")
+        assert "Pick Q4_K_M: 759.6 kB, PPL ratio 1.0040" in out
+
+    def test_another_text_is_refused(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        a = _write(tmp_path / "a.json", _corpus_report())
+        b = _write(tmp_path / "b.json", _corpus_report(text_sha256="cd34"))
+        code, _, err = _pick(capsys, str(a), str(b), "--budget", "1GB")
+        assert code == ExitCode.DATA
+        assert "a.json and b.json differ in text_sha256: 'ab12' and 'cd34'" in err
+
+    def test_flips_is_not_a_corpus_metric(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        report = _write(tmp_path / "k.json", _corpus_report())
+        code, _, err = _pick(capsys, str(report), "--budget", "1GB", "--by", "flips")
+        assert code == ExitCode.USAGE
+        assert err.startswith("ggflip: error: --by flips: not a damage metric of a corpus report")
