@@ -309,3 +309,15 @@ class TestCorpusReports:
         code, _, err = _pick(capsys, str(report), "--budget", "1GB", "--by", "flips")
         assert code == ExitCode.USAGE
         assert err.startswith("ggflip: error: --by flips: not a damage metric of a corpus report")
+
+
+def test_ctx_without_memory_estimates_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = _report()
+    for model in [document["baseline"], *document["quants"]]:
+        del model["memory"]
+    report = _write(tmp_path / "r.json", document)
+    code, out, err = _pick(capsys, str(report), "--budget", "1GB", "--ctx", "8192")
+    assert code == ExitCode.USAGE and out == ""
+    assert err.startswith("ggflip: error: --ctx and --kv-type need the reports' memory estimates")

@@ -137,7 +137,17 @@ def memory_module() -> Any:
 
 def at_context(document: Mapping[str, Any], ctx: int | None, kv_type: str | None) -> dict[str, Any]:
     """The report with every model's memory estimated again at `ctx` and `kv_type` (None: the
-    report's own); a model without a memory estimate keeps none."""
+    report's own); a model without a memory estimate keeps none.
+
+    Raises:
+        UsageError: no model of the report has a memory estimate to start from.
+    """
+    if not any((m.get("memory") or {}).get("layout") for _, m in frontier_of.models_of(document)):
+        raise UsageError(
+            "--ctx and --kv-type need the reports' memory estimates, and these reports have none "
+            "(written before ggflip recorded memory): run them again, or leave both out to "
+            "compare file sizes"
+        )
     memory = memory_module()
     kv = memory.parse_kv_type(kv_type) if kv_type else None
 
