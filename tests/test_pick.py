@@ -138,7 +138,7 @@ class TestCommand:
         code, out, _ = _pick(capsys, str(report), "--budget", "780000B")
         assert code == ExitCode.OK
         assert "Pick Q4_K_M (≈ source): 759.6 kB, KL mean 0.00400" in out
-        assert "against the noise floor: indistinguishable (because)" in out
+        assert "not measurably different from the baseline (within its noise floor: because)" in out
         assert "next smaller: Q2_K: 659.6 kB, KL mean 0.450 (saves 100.0 kB, 112× the damage)" in (
             out
         )

@@ -258,9 +258,12 @@ def equivalence_text(chosen: Mapping[str, Any]) -> str:
     if isinstance(equivalence, Mapping) and equivalence.get("verdict"):
         reason = equivalence.get("reason") or equivalence.get("verdict_reason")
         return f"equivalence: {equivalence['verdict']}" + (f" ({reason})" if reason else "")
-    if chosen.get("verdict"):
-        reason = f" ({chosen['verdict_reason']})" if chosen.get("verdict_reason") else ""
-        return f"against the noise floor: {chosen['verdict']}{reason}"
+    verdict = chosen.get("verdict")
+    reason = f": {chosen['verdict_reason']}" if chosen.get("verdict_reason") else ""
+    if verdict == "indistinguishable":
+        return f"not measurably different from the baseline (within its noise floor{reason})"
+    if verdict:
+        return f"measurably different from the baseline (beyond its noise floor{reason})"
     return "no verdict against the baseline in the report (run with --floor)"
 
 
