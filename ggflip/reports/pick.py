@@ -262,8 +262,10 @@ def equivalence_text(chosen: Mapping[str, Any]) -> str:
     reason = f": {chosen['verdict_reason']}" if chosen.get("verdict_reason") else ""
     if verdict == "indistinguishable":
         return f"not measurably different from the baseline (within its noise floor{reason})"
-    if verdict:
+    if verdict == "different":
         return f"measurably different from the baseline (beyond its noise floor{reason})"
+    if verdict:
+        return f"verdict against the noise floor: {verdict}{reason}"
     return "no verdict against the baseline in the report (run with --floor)"
 
 
