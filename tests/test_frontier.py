@@ -244,3 +244,25 @@ def test_the_pages_show_the_frontier(
     text = console.export_text()
     assert "Memory against KL mean: the frontier" in text
     assert re.search(r"Q2_K +│ +300 B .*│ beaten by Q8_0", text)
+
+
+@pytest.mark.parametrize("by", ["kl_mean", "ppl", "p99.9"])
+def test_the_plot_of_every_axis_kind(by: str) -> None:
+    """Log axis (KL), linear (a ratio; a quant at 0), the baseline beside or far from the quants,
+    a floor: each draws an inline SVG with every label."""
+    from ggflip.reports.frontier import frontier_html
+
+    quants = [
+        {"label": "A", "memory": _memory(100), "kl_mean": 0.1, "kl_mean_unc": 0.01,
+         "kl_p99_9": 0.0, "ppl_ratio": 1.02},
+        {"label": "B", "memory": _memory(150), "kl_mean": 0.05, "kl_p99_9": 3.0,
+         "ppl_ratio": 0.99},
+    ]
+    for base_memory in (160, 10_000):
+        document = {"mode": "kld", "quants": quants,
+                    "baseline": {"label": "F16", "memory": _memory(base_memory)}}
+        page = frontier_html(frontier.frontier_object(document, by))
+        assert page.count("<svg") == 1 and "http" not in page
+        texts = re.findall(r"<text[^>]*>([^<]*)</text>", page)
+        assert any(t.startswith("A") for t in texts) and any(t.startswith("B") for t in texts)
+        assert any(t.startswith("F16 (baseline") for t in texts)
