@@ -144,6 +144,10 @@ class TestCommand:
         )
         assert "next larger:  Q8_0: 1.0 MB, KL mean 0.00200 (229.6 kB over the budget" in out
         assert "Q5_K_M is dominated by Q4_K_M (≈ source): the baseline was rebuilt" in out
+        assert "stopped early" not in out
+        partial = _write(tmp_path / "p.json", _report(complete=False))
+        _, out, _ = _pick(capsys, str(report), str(partial), "--budget", "780000B")
+        assert "note: a report stopped early; only the quants it finished are compared." in out
 
     def test_json(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         report = _write(tmp_path / "r.json", _report())

@@ -13,6 +13,7 @@ The `--json` document (schema `ggflip.pick/1`):
      "pick": str,                         # the chosen label
      "chosen": {<frontier point>, "verdict", "verdict_reason", "equivalence"},
      "smaller": null | {<frontier point>}, "larger": null | {<frontier point>},
+     "complete": bool,                    # false when a report stopped early
      "frontier": {<the merged reports' frontier object>}}
 """
 
@@ -120,6 +121,7 @@ def merged(paths: Sequence[Path], documents: Sequence[Mapping[str, Any]]) -> dic
             quants.append({**quant, "label": label})
     out["quants"] = quants
     out["floor"] = next((d["floor"] for d in documents if d.get("floor")), None)
+    out["complete"] = all(d.get("complete", True) for d in documents)
     out.pop("frontier", None)
     return out
 
@@ -239,6 +241,7 @@ def pick_document(
         "chosen": chosen,
         "smaller": _point(frontier, choice.smaller.point.label) if choice.smaller else None,
         "larger": _point(frontier, choice.larger.point.label) if choice.larger else None,
+        "complete": document.get("complete", True),
         "frontier": frontier,
     }
 
@@ -303,6 +306,8 @@ def pick_lines(result: Mapping[str, Any], cell: Callable[[float | None], str]) -
         if any(note.startswith(label) or f" {label}" in note for label in shown | fits)
         and not note.startswith("memory = file size")
     ]
+    if not result.get("complete", True):
+        lines.append("  note: a report stopped early; only the quants it finished are compared.")
     return lines + [f"  left out: {m['label']}: {m['reason']}." for m in frontier["left_out"]]
 
 
