@@ -37,7 +37,8 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
                      "base_sums", "base_norms", "quant_sums", "quant_norms",
                      "kl_lower_bound", "acceptance"} ]
       } ],
-      "floor": null | {<the fields of a quant>}, "floor_method": null | str
+      "floor": null | {<the fields of a quant>}, "floor_method": null | str,
+      "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>}
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
@@ -73,7 +74,7 @@ import numpy as np
 from ggflip import __version__
 from ggflip.choice.answers import QuestionRow, paired_arrays
 from ggflip.scoring import floor as floor_verdict
-from ggflip.scoring import groups, metrics, stats
+from ggflip.scoring import frontier, groups, metrics, stats
 from ggflip.store.documents import finite, to_json
 from ggflip.tasks.questions import SkippedRow
 
@@ -303,6 +304,7 @@ class Report:
         document["quants"] = [_flat(quant) for quant in document["quants"]]
         if document["floor"] is not None:
             document["floor"] = _flat(document["floor"])
+        document["frontier"] = frontier.frontier_object(document)
         return document
 
     def to_json(self, indent: int | None = 1) -> str:

@@ -224,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_gguf_parsers(subparsers)
     from ggflip.cli.kld import add_kld_parser
+    from ggflip.cli.pick import add_pick_parser
 
     add_kld_parser(subparsers)
+    add_pick_parser(subparsers)
     tasks = subparsers.add_parser("tasks", help="list the built-in tasks")
     tasks.add_argument(
         "--json", action="store_true", help="write the list as one JSON document on stdout"
@@ -326,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ggflip.cli.kld import kld_command
 
             return kld_command(args)
+        if args.command == "pick":
+            from ggflip.cli.pick import pick_command
+
+            return pick_command(args)
         if args.command == "tasks":
             from ggflip.cli.run import tasks_command
 

@@ -31,6 +31,10 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
     report.add_argument(
         "--markdown", type=Path, help="write Markdown tables here (default without --html: stdout)"
     )
+    report.add_argument(
+        "--by",
+        help="the frontier's damage metric: kl_mean (default), p99, flips, or a metric name",
+    )
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -39,6 +43,10 @@ def report_command(args: argparse.Namespace) -> int:
     from ggflip.store.atomic import atomic_write_bytes
 
     document = load_run_report(args.run)
+    if args.by:
+        from ggflip.scoring.frontier import frontier_object
+
+        document["frontier"] = frontier_object(document, args.by)
     if args.html:
         atomic_write_bytes(args.html, render_html(document).encode("utf-8"))
         console(stderr=True).print(f"wrote {args.html}", markup=False, highlight=False)

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ggflip.corpus.stats import KldStats
-from ggflip.scoring import metrics
-from ggflip.store.documents import to_json
+from ggflip.scoring import frontier, metrics
+from ggflip.store.documents import finite, to_json
 
 KLD_SCHEMA_VERSION = 1
 MODE = "corpus"
@@ -145,7 +145,8 @@ class KldReport:
      "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
                          "by_category": [{"name", "ppl", "ppl_unc"}]},
      "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>, <extra metrics>,
-                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}]}
+                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}],
+     "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>}}
     ```
 
     `by_category` follows `texts`' order, one entry per text, also for a single text. The extra
@@ -166,7 +167,7 @@ class KldReport:
     texts: tuple[TextInfo, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "schema": KLD_SCHEMA_VERSION,
             "mode": "kld",
             "set": self.set,
@@ -182,6 +183,8 @@ class KldReport:
             "baseline": asdict(self.baseline) if self.baseline else None,
             "quants": [quant.to_dict() for quant in self.quants],
         }
+        document["frontier"] = frontier.frontier_object(finite(document))
+        return document
 
     def to_json(self) -> str:
         """The report as JSON; NaN and infinities become null."""

@@ -26,7 +26,8 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
                      "flip", "changed", "base_text", "quant_text", "base_truncated",
                      "quant_truncated", "n_tokens", "quant_n_tokens", "n_prompt_tokens",
                      "first_divergence", "kl_mean", "kl_max", "top1_agreement"} ]
-      } ]
+      } ],
+      "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>}
     }
 
 Accuracy and flips use the task's answer rule (`answer_rule`; null for a task without gold
@@ -56,7 +57,7 @@ from numpy.typing import NDArray
 
 from ggflip import __version__
 from ggflip.generate.compare import TurnRow
-from ggflip.scoring import metrics, stats
+from ggflip.scoring import frontier, metrics, stats
 
 SCHEMA = "ggflip.generate/1"
 MODE = "generate"
@@ -276,6 +277,7 @@ class GenReport:
             metrics.with_extra(quant, quant.pop("extra"), before="rows")
             for quant in document["quants"]
         ]
+        document["frontier"] = frontier.frontier_object(document)
         return document
 
     def to_json(self, indent: int | None = 1) -> str:

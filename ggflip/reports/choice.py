@@ -16,6 +16,7 @@ from rich.console import Console
 from ggflip.choice.answers import FLIP_LOST
 from ggflip.choice.report import QuantSummary, Report
 from ggflip.reports import tables
+from ggflip.reports.frontier import frontier_markdown, render_frontier
 from ggflip.reports.tables import (
     Column,
     Table,
@@ -207,14 +208,17 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
             verdict_rows(report),
         )
         console.print(to_rich(verdicts, show_edge=False))
+    render_frontier(report.to_dict()["frontier"], console)
     for q in report.quants:
         for _, table in quant_tables(q, flip_rows, flip_rows):
             console.print(to_rich(table, show_edge=False))
 
 
-def render_markdown(report: Report, flip_rows: int = 10) -> str:
+def render_markdown(
+    report: Report, flip_rows: int = 10, frontier: dict[str, Any] | None = None
+) -> str:
     """The report as a Markdown document (a summary, not the per-question data: that is the
-    JSON)."""
+    JSON); `frontier`: the frontier object to show (default: the report's, by mean KL)."""
     title = f"# ggflip: set {report.set}, task {report.task}"
     lines = [title, ""]
     lines.append(
@@ -234,6 +238,7 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]
         lines += to_markdown(Table("", VERDICT_HEADER, verdict_rows(report)))
+    lines += frontier_markdown(frontier or report.to_dict()["frontier"])
     for q in report.quants:
         flips = q.n_flips_lost + q.n_flips_gained
         lines += ["", f"## {q.label}", "", f"`{q.path}`: {q.n} questions, {flips} flips."]

@@ -17,6 +17,7 @@ from rich.console import Console
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
 from ggflip.reports import tables
+from ggflip.reports.frontier import frontier_html, frontier_markdown, render_frontier
 from ggflip.reports.tables import (
     Column,
     Table,
@@ -213,6 +214,7 @@ def render_kld_report(report: KldReport, console: Console) -> None:
             console.print(to_rich(detail, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
+    render_frontier(report.to_dict()["frontier"], console)
 
 
 def render_kld_markdown(report: KldReport) -> str:
@@ -231,6 +233,7 @@ def render_kld_markdown(report: KldReport) -> str:
             lines += to_markdown(detail)
         lines.append("")
     lines += [f"{line}  " for line in _cache_lines(report)]
+    lines += frontier_markdown(report.to_dict()["frontier"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -242,4 +245,4 @@ def render_kld_html(report: KldReport) -> str:
         for _, heading, summary, detail in _tables(report)
     )
     lines = "".join(f"<p>{html.escape(line)}</p>" for line in _cache_lines(report))
-    return html_page(_title(report), body + lines)
+    return html_page(_title(report), body + lines + frontier_html(report.to_dict()["frontier"]))

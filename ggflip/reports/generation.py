@@ -18,6 +18,7 @@ from rich.console import Console
 from ggflip.generate.report import SCHEMA as GEN_SCHEMA
 from ggflip.generate.report import GenReport
 from ggflip.reports import tables
+from ggflip.reports.frontier import frontier_html, frontier_markdown, of_document, render_frontier
 from ggflip.reports.tables import (
     Column,
     Table,
@@ -94,7 +95,9 @@ def render_gen_report(report: GenReport, console: Console) -> None:
         title += f", baseline accuracy {report.baseline.accuracy:.3f} ({report.answer_rule})"
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
-    console.print(to_rich(summary_table(report.to_dict(), title)))
+    document = report.to_dict()
+    console.print(to_rich(summary_table(document, title)))
+    render_frontier(document["frontier"], console)
     for skipped in report.skipped:
         console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
 
@@ -161,6 +164,7 @@ def render_gen_markdown(report: GenReport | dict[str, Any], flip_rows: int = 10)
         if flipped:
             out += ["", f"## {q['label']}: flips", ""]
             out += [f"- `{r[0]}` turn {r[1]} {r[2]}: gold {r[3]}, {r[4]}" for r in flipped]
+    out += frontier_markdown(of_document(document))
     notes = _notes(document)
     if notes:
         out += ["", "## Notes", "", *notes]
@@ -273,7 +277,8 @@ def render_gen_html(document: dict[str, Any]) -> str:
         f"{esc(str(document.get('selection') or ''))} "
         f"(prompt {esc(str(document['prompt_version']))}, at most {document['max_new_tokens']} "
         f"new tokens); ggflip {esc(str(document.get('ggflip_version', '')))}.</p>{baseline}"
-        f"{to_html(summary_table(document))}{html_figures(_figures(document))}{flips}"
+        f"{to_html(summary_table(document))}{frontier_html(of_document(document))}"
+        f"{html_figures(_figures(document))}{flips}"
         + (f"<ul>{notes}</ul>" if notes else "")
         + "<p>same text: share of turns generated token for token as the baseline; first "
         "divergence: the first generated token where the two differ; KL: KL(baseline ‖ quant) "

@@ -24,6 +24,7 @@ from ggflip.choice.report import SCHEMA, Report, report_from_dict
 from ggflip.errors import DataError
 from ggflip.reports.choice import VERDICT_HEADER, legend_terms, summary_table, verdict_rows
 from ggflip.reports.choice import render_markdown as report_markdown
+from ggflip.reports.frontier import frontier_html, of_document
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
 from ggflip.reports.tables import (
     Table,
@@ -133,7 +134,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     flips–KL correlation."""
     if document.get("schema") == GEN_SCHEMA:
         return render_gen_markdown(document)
-    text = report_markdown(_report(document))
+    text = report_markdown(_report(document), frontier=dict(of_document(document)))
     parts = [
         text,
         "## Model files and accuracy intervals\n",
@@ -221,6 +222,7 @@ def render_html(document: dict[str, Any]) -> str:
         f"ggflip {esc(str(document.get('ggflip_version', '')))}.</p>"
         f"{to_html(summary)}<p>{esc(legend_line(legend_terms()))}.</p>"
         f"{_verdicts_html(report)}{to_html(files_table(document))}"
+        f"{frontier_html(of_document(document))}"
         f"<p>{esc(_correlation_line(document))}</p>{html_figures(figures(document))}"
         "<h2>Flip rate by the baseline's top margin</h2>"
         f"{buckets}"

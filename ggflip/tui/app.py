@@ -26,6 +26,7 @@ from ggflip.config.models_toml import ModelSet
 from ggflip.corpus.setup import KldOptions
 from ggflip.generate.setup import GenOptions
 from ggflip.tui.corpus_view import KldScreen
+from ggflip.tui.frontier_view import FrontierScreen
 from ggflip.tui.gen_view import GenScreen
 from ggflip.tui.help import HelpScreen
 from ggflip.tui.run_screen import RunScreen
@@ -56,6 +57,7 @@ class GgflipApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
+        Binding("t", "frontier", "Frontier", show=False),
     ]
 
     class LogLine(Message):
@@ -90,6 +92,14 @@ class GgflipApp(App[None]):
         """`?`: what the numbers mean and the keys."""
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_frontier(self) -> None:
+        """`t`: the memory–damage frontier of the run in view."""
+        live = getattr(self.screen, "live", None)
+        if live is None:
+            self.notify("No run to draw the frontier of yet.", severity="warning")
+            return
+        self.push_screen(FrontierScreen(live.current_report().to_dict()["frontier"]))
 
     def backend_factory(self, model_set: ModelSet) -> BackendFactory:
         """The injected factory, else the one `model_set` names (`ggflip.backends.registry`)."""
