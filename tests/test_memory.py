@@ -230,3 +230,62 @@ def test_gemma_270m_matches_llama_cpp_allocation(kind: str) -> None:
                     _agrees(paths[kind], model, ctx, kv, swa_full=swa_full)
     finally:
         llama_cpp.llama_model_free(model)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from ggflip.cli.main import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_inspect_json_gives_memory_at_the_context(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """3 layers x 1024 cells x 2 x 68 bytes (q8_0) = 417,792 bytes of KV at ctx 1000."""
+    path = write_tiny_gguf(tmp_path / "l.gguf", n_embd=128, n_layer=3, dtype="f16")
+    code, out, err = _cli(
+        capsys, "inspect", str(path), "--ctx", "1000", "--kv-type", "Q8_0", "--json"
+    )
+    assert code == 0, err
+    memory = json.loads(out)["memory"]
+    assert (memory["ctx"], memory["kv_type_k"], memory["kv_bytes"]) == (1000, "q8_0", 417_792)
+    assert memory["total_bytes"] == read_header(path).tensor_bytes + 417_792
+    assert memory["compute_bytes"] is None and memory["swa_full"] is False
+    # Without --ctx: the training context (256 cells for the tiny model), f16.
+    code, out, _ = _cli(capsys, "inspect", str(path), "--json")
+    assert json.loads(out)["memory"]["kv_bytes"] == 3 * 256 * 256
+    code, out, _ = _cli(capsys, "inspect", str(path), "--ctx", "1000")
+    assert code == 0 and "768.0 KiB" in out and "compute buffer" in out
+
+
+def test_inspect_refuses_a_bad_kv_type_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_tiny_gguf(tmp_path / "l.gguf", n_embd=128, n_layer=3, dtype="f16")
+    code, out, err = _cli(capsys, "inspect", str(path), "--kv-type", "q8")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "did you mean 'q8_0'" in err
+    code, out, err = _cli(capsys, "inspect", str(path), "--ctx", "0")
+    assert code == 2 and "--ctx must be positive" in err
+
+
+def test_inspect_names_why_memory_is_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A quantized cache whose block does not divide the head size (8): memory null, reason."""
+    path = write_tiny_gguf(tmp_path / "l.gguf")
+    code, out, _ = _cli(capsys, "inspect", str(path), "--kv-type", "q8_0", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["memory"] is None and "head size 8" in facts["memory_unknown"]
+
+
+def test_split_file_weights_count_every_part(tmp_path: Path) -> None:
+    from tests.split_gguf import write_split
+
+    whole = write_tiny_gguf(tmp_path / "whole.gguf", n_embd=128, n_layer=3, dtype="f16")
+    parts = write_split(whole, tmp_path, "tiny", max_tensors=8)
+    assert len(parts) == 4  # 3 blocks x 9 tensors + 3 others, 8 a part
+    split, single = model_memory(parts[0], 512), model_memory(whole, 512)
+    assert split.weights_bytes == single.weights_bytes == read_header(whole).tensor_bytes
+    assert split.kv_bytes == single.kv_bytes == 3 * 512 * 256
