@@ -100,3 +100,30 @@ def test_generation_report_carries_each_models_probe_memory(fake_set: ModelSet) 
     document = json.loads(events[-1].report.to_json())  # type: ignore[attr-defined]
     assert document["baseline"]["memory"] is None
     assert "does not size" in document["baseline"]["memory_unknown"]
+
+
+@pytest.mark.parametrize(("n_ctx", "n_seq_max"), [(300, 8), (1000, 1)])
+def test_probe_memory_is_what_the_backend_allocates(
+    tmp_path: Path, n_ctx: int, n_seq_max: int
+) -> None:
+    """The memory a report carries equals the KV cache llama.cpp logs when the run's backend
+    opens the model (cells exactly, MiB to llama.cpp's two decimals): a sliding-window file."""
+    from ggflip.backends.llama import LlamaBackendFactory
+    from ggflip.config.models_toml import LlamaSettings
+    from tests.memory_probe import _KV_LINE, MIB, llama_lines, write_tiny_gemma3_gguf
+
+    path = write_tiny_gemma3_gguf(tmp_path / "g.gguf", n_embd=128, n_layer=7)
+    settings = LlamaSettings(n_ctx=n_ctx, n_batch=256, n_threads=1, n_seq_max=n_seq_max)
+    spec = ModelSpec("g", path, settings)
+    factory = LlamaBackendFactory()
+    memory = factory.probe(spec).memory
+    assert memory is not None
+    with llama_lines() as lines:
+        backend = factory.open(spec)
+    backend.close()
+    logged = [(float(m[1]), int(m[2])) for line in lines if (m := _KV_LINE.search(line))]
+    full = memory["kv_bytes"] - memory["kv_swa_bytes"]
+    assert logged == [
+        (round(full / MIB, 2), memory["kv_cells"]),
+        (round(memory["kv_swa_bytes"] / MIB, 2), memory["swa_cells"]),
+    ]
