@@ -102,17 +102,34 @@ def test_generation_report_carries_each_models_probe_memory(fake_set: ModelSet) 
     assert "does not size" in document["baseline"]["memory_unknown"]
 
 
-@pytest.mark.parametrize(("n_ctx", "n_seq_max"), [(300, 8), (1000, 1)])
+def _gemma_f16() -> Path:
+    from ggflip.config.models_toml import load_models_toml
+
+    models = Path(__file__).parents[1] / "models.toml"
+    return load_models_toml(models).get_set("gemma-270m").baseline.path
+
+
+@pytest.mark.parametrize(
+    ("model", "n_ctx", "n_seq_max"),
+    [
+        ("tiny", 300, 8),
+        ("tiny", 1000, 1),
+        pytest.param("gemma", 8192, 8, marks=pytest.mark.real_model),
+    ],
+)
 def test_probe_memory_is_what_the_backend_allocates(
-    tmp_path: Path, n_ctx: int, n_seq_max: int
+    tmp_path: Path, model: str, n_ctx: int, n_seq_max: int
 ) -> None:
     """The memory a report carries equals the KV cache llama.cpp logs when the run's backend
-    opens the model (cells exactly, MiB to llama.cpp's two decimals): a sliding-window file."""
+    opens the model (cells exactly, MiB to llama.cpp's two decimals): sliding-window files."""
     from ggflip.backends.llama import LlamaBackendFactory
     from ggflip.config.models_toml import LlamaSettings
     from tests.memory_probe import _KV_LINE, MIB, llama_lines, write_tiny_gemma3_gguf
 
-    path = write_tiny_gemma3_gguf(tmp_path / "g.gguf", n_embd=128, n_layer=7)
+    if model == "tiny":
+        path = write_tiny_gemma3_gguf(tmp_path / "g.gguf", n_embd=128, n_layer=7)
+    else:
+        path = _gemma_f16()
     settings = LlamaSettings(n_ctx=n_ctx, n_batch=256, n_threads=1, n_seq_max=n_seq_max)
     spec = ModelSpec("g", path, settings)
     factory = LlamaBackendFactory()
