@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ggflip.llama_log import LOGGER_NAME, flush_llama_log, install_llama_log_handler
+from ggflip.llama_log import capture_llama_lines
 
 MIB = 1 << 20
 _KV_LINE = re.compile(
@@ -49,29 +48,9 @@ class Allocation:
         return sum(mib for mib, _, _ in self.kv_caches) * MIB
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def llama_lines() -> Iterator[list[str]]:
+def llama_lines() -> contextlib.AbstractContextManager[list[str]]:
     """Collect every line llama.cpp logs inside the block (through ggflip.llama_log)."""
-    install_llama_log_handler()
-    target = logging.getLogger(LOGGER_NAME)
-    handler, level = _Collect(), target.level
-    target.addHandler(handler)
-    target.setLevel(logging.DEBUG)
-    try:
-        yield handler.lines
-    finally:
-        flush_llama_log()
-        target.removeHandler(handler)
-        target.setLevel(level)
+    return capture_llama_lines(logging.DEBUG)
 
 
 def load_model(path: Path) -> tuple[Any, float]:

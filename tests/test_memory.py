@@ -289,3 +289,22 @@ def test_split_file_weights_count_every_part(tmp_path: Path) -> None:
     split, single = model_memory(parts[0], 512), model_memory(whole, 512)
     assert split.weights_bytes == single.weights_bytes == read_header(whole).tensor_bytes
     assert split.kv_bytes == single.kv_bytes == 3 * 512 * 256
+
+
+def test_inspect_measure_adds_llama_cpps_compute_buffer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--measure: llama.cpp's own KV (to its 0.01 MiB a cache) agrees, and its compute buffer
+    joins the total."""
+    path = write_tiny_gemma3_gguf(tmp_path / "g.gguf", n_embd=128, n_layer=7)
+    code, out, err = _cli(capsys, "inspect", str(path), "--ctx", "1000", "--measure", "--json")
+    assert code == 0, err
+    facts = json.loads(out)
+    memory, allocated = facts["memory"], facts["llama_cpp_allocated"]
+    assert abs(allocated["kv_bytes"] - memory["kv_bytes"]) <= 2 * 0.005 * MIB
+    assert memory["compute_bytes"] == allocated["compute_bytes"] > 0
+    assert memory["total_bytes"] == (
+        memory["weights_bytes"] + memory["kv_bytes"] + memory["compute_bytes"]
+    )
+    code, out, _ = _cli(capsys, "inspect", str(path), "--ctx", "1000", "--measure")
+    assert code == 0 and "(measured by llama.cpp)" in out

@@ -3,7 +3,8 @@ them, `ggflip report` from `ggflip.cli.report`).
 
 Like `ggflip run`, each writes data on stdout (one JSON document with `--json`) and progress
 on stderr, and owns no logic of its own: quantizing is `ggflip.gguf.quantize`, file facts are
-`ggflip.gguf.header.read_header` and models.toml edits are `ggflip.config.patch`.
+`ggflip.gguf.header.read_header` (memory: `ggflip.cli.memory`) and models.toml edits are
+`ggflip.config.patch`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ggflip.cli.consoles import console
+from ggflip.cli.memory import add_memory_flags, check_memory_flags, facts_with_memory, memory_rows
 from ggflip.cli.report import add_report_parser
 from ggflip.cli.report import report_command as report_command  # `main` dispatches through here
 from ggflip.cli.scoring_flags import add_model_flags
-from ggflip.errors import ExitCode, UsageError, check_counts
-from ggflip.gguf.header import GgufHeader, header_facts, read_header
-from ggflip.gguf.memory import format_bytes, memory_or_reason, parse_kv_type
+from ggflip.errors import ExitCode, UsageError
+from ggflip.gguf.header import read_header
 
 if TYPE_CHECKING:
     from ggflip.gguf.imatrix import Imatrix
@@ -47,42 +48,8 @@ def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
         action="store_true",
         help="one JSON document: an object for one file, an array for several",
     )
-    _add_memory_flags(inspect)
+    add_memory_flags(inspect)
     add_report_parser(subparsers)
-
-
-def _add_memory_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that set the context `memory` is computed for."""
-    memory = parser.add_argument_group("memory (weights + KV cache, by llama.cpp's rules)")
-    memory.add_argument(
-        "--ctx",
-        type=int,
-        metavar="N",
-        help="context in tokens (default: the model's training context)",
-    )
-    memory.add_argument(
-        "--kv-type",
-        default="f16",
-        metavar="T",
-        help="KV cache type, as llama.cpp's -ctk/-ctv: f16 (default), q8_0, q4_0, ... "
-        "(quantized V needs flash attention in llama.cpp)",
-    )
-    memory.add_argument(
-        "--kv-type-v", metavar="T", help="a different type for the V cache (default: --kv-type)"
-    )
-    memory.add_argument(
-        "--swa-full",
-        action="store_true",
-        help="size sliding-window layers' cache for the whole context, as llama.cpp's --swa-full",
-    )
-    memory.add_argument(
-        "--parallel",
-        type=int,
-        default=1,
-        metavar="N",
-        help="sequences sharing one unified cache, as llama.cpp's -np with --kv-unified "
-        "(default 1)",
-    )
 
 
 def _add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -119,55 +86,10 @@ def _add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:  # typ
     )
 
 
-def _facts_with_memory(header: GgufHeader, args: argparse.Namespace) -> dict[str, Any]:
-    """`header_facts` plus `memory` (None, with `memory_unknown` saying why, when the file's
-    KV cache cannot be sized) at the flags' context."""
-    facts = header_facts(header)
-    ctx = args.ctx or header.context_length
-    memory: dict[str, Any] | None = None
-    if ctx is None:
-        reason: str | None = "the GGUF gives no context length; pass --ctx"
-    else:
-        memory, reason = memory_or_reason(
-            header,
-            ctx,
-            kv_type_k=args.kv_type,
-            kv_type_v=args.kv_type_v,
-            swa_full=args.swa_full,
-            n_seq_max=args.parallel,
-        )
-    facts["memory"] = memory
-    if reason is not None:
-        facts["memory_unknown"] = reason
-    return facts
-
-
-def _memory_rows(fact: dict[str, Any]) -> list[tuple[str, str]]:
-    """The human table's memory rows: the total at the context, then weights, KV, compute."""
-    memory = fact["memory"]
-    if memory is None:
-        return [("memory", f"unknown: {fact['memory_unknown']}")]
-    kv = format_bytes(memory["kv_bytes"])
-    if memory["swa_cells"]:
-        window = "full-size" if memory["swa_full"] else f"{memory['swa_cells']:,} cells"
-        kv += f" (sliding-window layers {format_bytes(memory['kv_swa_bytes'])}, {window})"
-    types = memory["kv_type_k"] + (
-        f"/{memory['kv_type_v']}" if memory["kv_type_v"] != memory["kv_type_k"] else ""
-    )
-    return [
-        ("memory", f"{format_bytes(memory['total_bytes'])} at ctx {memory['ctx']:,}"),
-        ("  weights", format_bytes(memory["weights_bytes"])),
-        (f"  KV cache ({types})", kv),
-        ("  compute buffer", f"{format_bytes(memory['compute_bytes'])} (not in the total)"),
-    ]
-
-
 def inspect_command(args: argparse.Namespace) -> int:
     """Print each file's facts as a table, or as JSON."""
-    check_counts({"--ctx": args.ctx, "--parallel": args.parallel})
-    args.kv_type = parse_kv_type(args.kv_type)
-    args.kv_type_v = parse_kv_type(args.kv_type_v) if args.kv_type_v else None
-    facts = [_facts_with_memory(read_header(_resolve_base(path)), args) for path in args.files]
+    check_memory_flags(args)
+    facts = [facts_with_memory(read_header(_resolve_base(path)), args) for path in args.files]
     if args.json:
         sys.stdout.write(json.dumps(facts[0] if len(facts) == 1 else facts, indent=1) + "\n")
         return int(ExitCode.OK)
@@ -204,7 +126,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         )
         if len(fact["parts"]) > 1:
             table.add_row("parts", str(len(fact["parts"])))
-        for key, value in _memory_rows(fact):
+        for key, value in memory_rows(fact):
             table.add_row(key, value)
         out.print(table)
     return int(ExitCode.OK)

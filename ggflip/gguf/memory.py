@@ -23,11 +23,13 @@ layers, a sliding window on an architecture whose layer pattern is not known her
 layout marked unknown with the reason; its memory is then refused, never guessed.
 
 `compute_bytes` is llama.cpp's compute buffer (the scratch memory of one ubatch's graph); it is
-only known after llama.cpp plans the graph, so it is None here (see docs/memory.md).
+only known once llama.cpp plans the graph, so it is None here unless measured
+(`ggflip.backends.measure`, `Memory.with_compute`; see docs/memory.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,11 @@ class Memory:
     kv_cells: int = 0
     swa_cells: int = 0
     kv_swa_bytes: int = 0
+
+    def with_compute(self, compute_bytes: int) -> Memory:
+        """This memory with llama.cpp's compute buffer known (measured) and counted in the total."""
+        total = self.weights_bytes + self.kv_bytes + compute_bytes
+        return dataclasses.replace(self, compute_bytes=compute_bytes, total_bytes=total)
 
     def to_json(self) -> dict[str, Any]:
         """The `memory` object of `ggflip inspect --json` and of every report's model entry."""
