@@ -152,6 +152,10 @@ def test_layouts_that_cannot_be_sized_say_why() -> None:
         )
     )
     assert "layer pattern" in str(swa.unknown_reason)
+    chunked = kv_layout(
+        _header("llama4", block_count=2, embedding_length=8, attention__head_count=2)
+    )
+    assert "chunked" in str(chunked.unknown_reason)
     ssm = kv_layout(_header("mamba", block_count=2, embedding_length=8, ssm__state_size=16))
     assert "recurrent" in str(ssm.unknown_reason)
     entry, reason = memory_or_reason(_header("gemma3"), 512)

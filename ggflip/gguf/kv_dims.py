@@ -107,7 +107,10 @@ def _per_layer(value: Any, n_layer: int, name: str) -> tuple[int, ...]:
 def _swa_layers(header: GgufHeader, n_layer: int) -> tuple[int, tuple[bool, ...]]:
     """The window and llama.cpp's per-layer sliding-window flags (set_swa_pattern)."""
     arch, hp = header.architecture, header.hparams
-    n_swa = int(hp.get(f"{arch}.attention.sliding_window") or 0)
+    window = hp.get(f"{arch}.attention.sliding_window")
+    if arch == "llama4" and window is None:  # llama.cpp then uses chunked attention
+        raise ValueError("llama4's chunked-attention cache, which ggflip does not size")
+    n_swa = int(window or 0)
     pattern = hp.get(f"{arch}.attention.sliding_window_pattern")
     if n_swa <= 0:
         return 0, (False,) * n_layer
