@@ -201,7 +201,7 @@ def estimate(
     Raises:
         ModelFileError: the layout is unknown (its reason is in the message).
         UsageError: a non-positive ctx, an unknown cache type, or one whose blocks do not divide
-            the model's cache rows.
+            the model's head size (llama.cpp refuses it too).
     """
     if not layout.known:
         raise ModelFileError(f"cannot size the KV cache: {layout.unknown_reason}")
