@@ -15,6 +15,7 @@ import ctypes
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 LOGGER_NAME = "ggflip.llama"
@@ -121,3 +122,30 @@ def llama_errors_since(mark: int, limit: int = 3) -> list[str]:
         if number > mark and level >= logging.WARNING
     ]
     return errors[-limit:]
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def capture_llama_lines(level: int = logging.INFO) -> Iterator[list[str]]:
+    """Collect every line llama.cpp logs at `level` or above inside the block, in order (the list
+    yielded fills as they come; the last partial line is flushed on exit)."""
+    install_llama_log_handler()
+    lines: list[str] = []
+    handler, old_level = _Collect(lines), logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)  # the records must be created to be seen
+    try:
+        yield lines
+    finally:
+        flush_llama_log()
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

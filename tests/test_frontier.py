@@ -116,7 +116,7 @@ class TestFromDocument:
             "baseline": _model("F16", 1000, None, memory=_memory(1500)),
             "quants": [
                 _model("Q8", 600, 0.01, memory=_memory(900)),
-                _model("Q4", 300, 0.2, memory=None, memory_reason="split file part 2 missing"),
+                _model("Q4", 300, 0.2, memory=None, memory_unknown="split file part 2 missing"),
                 _model("Q3", 250, None, memory=_memory(500)),
                 _model("Q2", 200, 0.5),
             ],
@@ -206,7 +206,7 @@ def test_every_mode_s_report_has_the_frontier(
         labels = {p["label"] for p in got["points"]} | {m["label"] for m in got["left_out"]}
         assert labels == {m["label"] for m in [document["baseline"], *document["quants"]]}
         assert {m["reason"] for m in got["left_out"]} == {
-            "the report has neither its memory nor its file size"  # fake files have no size
+            "memory unknown: this backend does not size models"  # the fake backend's memory_unknown
         }
         assert got["memory_basis"] == "file_size" and got["floor"] is None
 

@@ -37,8 +37,13 @@ from ggflip.backends.numerics import LlamaSettingsFactory
 from ggflip.backends.row_buffers import RowBuffers
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
-from ggflip.gguf.header import file_identity, read_header
+from ggflip.gguf.header import GgufHeader, file_identity, read_header
+from ggflip.gguf.memory import memory_or_reason
 from ggflip.llama_log import llama_errors_since, mark_llama_log
+
+# The sliding-window layers' KV cache at full context size: llama.cpp's context default, set
+# explicitly so that `context_memory` sizes the cache the backend really allocates.
+SWA_FULL = True
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -109,6 +114,7 @@ class LlamaBackend(GreedyGeneration):
         ctx_params.n_threads = settings.resolved_threads()
         ctx_params.n_threads_batch = settings.resolved_threads()
         ctx_params.kv_unified = True
+        ctx_params.swa_full = SWA_FULL
         ctx_params.flash_attn_type = (
             lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
             if settings.flash_attn
@@ -321,6 +327,21 @@ def llama_build() -> dict[str, Any]:
     return dict(_build)
 
 
+def context_memory(header: GgufHeader, settings: LlamaSettings) -> dict[str, Any]:
+    """`memory`/`memory_unknown` of a model as `LlamaBackend` opens it: n_ctx and n_seq_max from
+    `settings` in one unified f16 cache, n_ubatch capped as llama.cpp caps it, `SWA_FULL`."""
+    n_batch = min(settings.n_batch, settings.n_ctx)
+    memory, reason = memory_or_reason(
+        header,
+        settings.n_ctx,
+        swa_full=SWA_FULL,
+        n_seq_max=settings.n_seq_max,
+        n_ubatch=min(settings.n_ubatch, n_batch),
+        kv_unified=True,
+    )
+    return {"memory": memory, "memory_unknown": reason}
+
+
 class LlamaBackendFactory(LlamaSettingsFactory):
     """Probes GGUF headers with `gguf` and loads models with llama.cpp."""
 
@@ -347,6 +368,7 @@ class LlamaBackendFactory(LlamaSettingsFactory):
             file_size=header.file_size,
             n_params=header.n_params,
             chat_template_digest=header.chat_template_digest,
+            **context_memory(header, spec.llama),
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:

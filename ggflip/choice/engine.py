@@ -162,6 +162,7 @@ def file_facts(probe: ModelProbe) -> dict[str, Any]:
         "bits_per_weight": probe.bits_per_weight,
         "file_size": probe.file_size,
         "n_params": probe.n_params,
+        **probe.memory_facts(),
     }
 
 

@@ -11,12 +11,12 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "skipped_questions": [{"index": int, "id": str, "label": str, "reason": str}],
       "mode": "letter" | "cloze", "answer_rule": "sum" | "norm" | null, "n_shots": int,
       "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache",
-                   "bits_per_weight", "file_size", "n_params",
+                   "bits_per_weight", "file_size", "n_params", "memory", "memory_unknown",
                    "computed_with": {"llama", "build", "batch_size", "prefix_reuse",
                                      "tail_samples"}},
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
-          "bits_per_weight", "file_size", "n_params",
+          "bits_per_weight", "file_size", "n_params", "memory", "memory_unknown",
           "accuracy", "accuracy_ci", "baseline_accuracy", "delta_accuracy",
           "flips", "flips_lost", "flips_gained", "n_flips_lost", "n_flips_gained",
           "answer_changes", "mcnemar_p",
@@ -54,7 +54,9 @@ over the options (cloze: a softmax of the sums, under either rule).
 `selection` says which questions `--limit` took ("30 of 14042 questions, stratified by subject
 (seed 0; ...)", "the first 30 ...", "all 40 questions").
 `bits_per_weight` (tensor data bits over weights, as llama.cpp prints it; null when unknown),
-`file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file.
+`file_size` (bytes, all parts of a split GGUF) and `n_params` (weights) describe the model file;
+`memory` is its weights + KV cache at the run's context (`ggflip.gguf.memory.Memory.to_json`;
+null, with `memory_unknown` saying why, when the file's cache cannot be sized).
 `acceptance` is the expected acceptance rate Σ min(p, q) (exact over the cached top K, the tail's
 share estimated from the tail draws, `ggflip.scoring.acceptance`); `floor` is the baseline scored
 again under another decode grouping (`floor_method`), against which each quant's `verdict` is
@@ -107,6 +109,8 @@ class BaselineSummary:
     file_size: int = 0
     n_params: int = 0
     computed_with: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] | None = None
+    memory_unknown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ class QuantSummary:
     bits_per_weight: float = math.nan
     file_size: int = 0
     n_params: int = 0
+    memory: dict[str, Any] | None = None
+    memory_unknown: str | None = None
     by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
     kl_mean_lower_bound: float = math.nan
     acceptance_mean: float = math.nan

@@ -3,7 +3,8 @@ them, `ggflip report` from `ggflip.cli.report`).
 
 Like `ggflip run`, each writes data on stdout (one JSON document with `--json`) and progress
 on stderr, and owns no logic of its own: quantizing is `ggflip.gguf.quantize`, file facts are
-`ggflip.gguf.header.read_header` and models.toml edits are `ggflip.config.patch`.
+`ggflip.gguf.header.read_header` (memory: `ggflip.cli.memory`) and models.toml edits are
+`ggflip.config.patch`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ggflip.cli.consoles import console
+from ggflip.cli.memory import add_memory_flags, check_memory_flags, facts_with_memory, memory_rows
 from ggflip.cli.report import add_report_parser
 from ggflip.cli.report import report_command as report_command  # `main` dispatches through here
 from ggflip.cli.scoring_flags import add_model_flags
 from ggflip.errors import ExitCode, UsageError
-from ggflip.gguf.header import header_facts, read_header
+from ggflip.gguf.header import read_header
 
 if TYPE_CHECKING:
     from ggflip.gguf.imatrix import Imatrix
@@ -46,6 +48,7 @@ def add_gguf_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
         action="store_true",
         help="one JSON document: an object for one file, an array for several",
     )
+    add_memory_flags(inspect)
     add_report_parser(subparsers)
 
 
@@ -85,7 +88,8 @@ def _add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:  # typ
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Print each file's facts as a table, or as JSON."""
-    facts = [header_facts(read_header(_resolve_base(path))) for path in args.files]
+    check_memory_flags(args)
+    facts = [facts_with_memory(read_header(_resolve_base(path)), args) for path in args.files]
     if args.json:
         sys.stdout.write(json.dumps(facts[0] if len(facts) == 1 else facts, indent=1) + "\n")
         return int(ExitCode.OK)
@@ -122,6 +126,8 @@ def inspect_command(args: argparse.Namespace) -> int:
         )
         if len(fact["parts"]) > 1:
             table.add_row("parts", str(len(fact["parts"])))
+        for key, value in memory_rows(fact):
+            table.add_row(key, value)
         out.print(table)
     return int(ExitCode.OK)
 

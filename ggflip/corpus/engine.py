@@ -18,6 +18,7 @@ plus `block_rows` x n_vocab float64 work rows; baseline rows live in a memory-ma
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Generator
@@ -60,7 +61,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
         ModelFileError, VocabMismatchError, DataError, BackendError, CacheError, DiskFullError.
     """
     model_set = spec.model_set
-    probes = [factory.probe(model) for model in model_set.models]
+    probes = [factory.probe(sized(model, spec.ctx)) for model in model_set.models]
     check_vocabularies(model_set, probes)
     n_vocab = probes[0].n_vocab
     top_k = min(spec.top_k, n_vocab)
@@ -98,9 +99,11 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
             cached is not None,
             {name: key_parts[name] for name in ("llama", "build", "tail_samples")},
         )
+        baseline_info = dataclasses.replace(baseline_info, **probes[0].memory_facts())
         yield BaselineKldFinished(baseline_info)
-        for quant in model_set.quants:
+        for quant, probe in zip(model_set.quants, probes[1:]):
             summary = yield from score_quant(spec, factory, quant, baseline, texts)
+            summary = dataclasses.replace(summary, **probe.memory_facts())
             quants.append(summary)
             yield QuantKldFinished(summary)
         yield KldFinished(

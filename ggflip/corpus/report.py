@@ -75,6 +75,8 @@ class BaselineKld:
     from_cache: bool
     computed_with: dict[str, Any] = field(default_factory=dict)  # llama settings, build, draws
     by_category: tuple[CategoryPpl, ...] = ()
+    memory: dict[str, Any] | None = None  # weights + KV at the run's ctx (gguf.memory.Memory)
+    memory_unknown: str | None = None  # why `memory` is null
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class QuantKld:
     tail: TailCheck | None = None
     by_category: tuple[CategoryKld, ...] = ()
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond the stats
+    memory: dict[str, Any] | None = None
+    memory_unknown: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
@@ -125,6 +129,8 @@ class QuantKld:
             "label": self.label,
             "path": self.path,
             "seconds": self.seconds,
+            "memory": self.memory,
+            "memory_unknown": self.memory_unknown,
             **self.stats.to_dict(),
             **tail,
             "by_category": [category.to_dict() for category in self.by_category],
@@ -143,11 +149,16 @@ class KldReport:
                 "tokens_scored"}],
      "cache": null | {<CacheInfo>},
      "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
-                         "by_category": [{"name", "ppl", "ppl_unc"}]},
-     "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>, <extra metrics>,
+                         "by_category": [{"name", "ppl", "ppl_unc"}], "memory",
+                         "memory_unknown"},
+     "quants": [{"label", "path", "seconds", "memory", "memory_unknown", <KldStats.to_dict()>,
+                 <TailCheck>, <extra metrics>,
                  "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}],
      "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>}}
     ```
+
+    `memory` is the model's weights + KV cache at `ctx` (`ggflip.gguf.memory.Memory.to_json`;
+    null, with `memory_unknown` saying why, when its cache cannot be sized).
 
     `by_category` follows `texts`' order, one entry per text, also for a single text. The extra
     metrics are the registered corpus metrics with a kernel that are not a key before them.

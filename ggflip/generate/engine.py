@@ -19,6 +19,7 @@ warning, and the report's `chat_template_differs`), since it would be asked othe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Generator, Sequence
@@ -100,10 +101,12 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
         baseline = baseline_summary(
             spec, base_units, units, time.perf_counter() - started, cached is not None
         )
+        baseline = dataclasses.replace(baseline, **probes[0].memory_facts())
         yield GenBaselineFinished(baseline)
         quants: list[GenQuant] = []
-        for model, rows in zip(model_set.quants, stored[1:]):
+        for model, rows, probe in zip(model_set.quants, stored[1:], probes[1:]):
             summary = yield from compare_quant(spec, factory, model, units, base_units, skips, rows)
+            summary = dataclasses.replace(summary, **probe.memory_facts())
             quants.append(summary)
             yield GenQuantFinished(summary)
         skipped = _skipped(spec, units, skips)

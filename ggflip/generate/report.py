@@ -11,9 +11,10 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
       "chat_template_differs": [label],
       "skipped": [{"index": int, "id": str, "turn": int, "reason": str}],
       "baseline": {"label", "path", "seconds", "from_cache", "n_tokens", "truncated",
-                   "accuracy": float | null, "accuracy_ci": [lo, hi] | null},
+                   "accuracy": float | null, "accuracy_ci": [lo, hi] | null,
+                   "memory", "memory_unknown"},
       "quants": [ {
-          "label", "path", "seconds", "n", "n_tokens", "truncated",
+          "label", "path", "seconds", "n", "n_tokens", "truncated", "memory", "memory_unknown",
           "accuracy", "baseline_accuracy", "accuracy_ci", "flips_lost", "flips_gained",
           "n_flips_lost", "n_flips_gained", "answer_changes", "mcnemar_p",
           "by_rule": {rule: {"accuracy", "baseline_accuracy", "n_flips_lost", "n_flips_gained",
@@ -40,7 +41,9 @@ mean of the per-turn means; p99 and max over tokens. `delta_p_rms` is the RMS of
 `n_prompt_tokens` counts the turn's prompt as every model read it (BOS and, under the chat
 template, its special tokens as single ids). `chat_template_differs` names the quants whose own
 chat template is not the baseline's (under the chat template every model is asked through the
-baseline's).
+baseline's). `memory` is a model's weights + KV cache at the run's n_ctx
+(`ggflip.gguf.memory.Memory.to_json`; null, with `memory_unknown` saying why, when its cache
+cannot be sized).
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class GenBaseline:
     truncated: int
     accuracy: float | None = None
     accuracy_ci: tuple[float, float] | None = None
+    memory: dict[str, Any] | None = None
+    memory_unknown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,8 @@ class GenQuant:
     delta_p_rms: float
     rows: tuple[TurnRow, ...]
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
+    memory: dict[str, Any] | None = None
+    memory_unknown: str | None = None
 
 
 QUANT_FIELDS = frozenset(f.name for f in dataclasses.fields(GenQuant))

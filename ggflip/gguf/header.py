@@ -105,6 +105,8 @@ class GgufHeader:
     chat_template_digest: str | None = None  # sha256 prefix of tokenizer.chat_template
     tensor_types: Mapping[str, int] = field(default_factory=dict)
     parts: tuple[Path, ...] = ()
+    tensor_bytes: int = 0  # the tensor data of every part: what llama.cpp loads as weights
+    hparams: Mapping[str, Any] = field(default_factory=dict)  # the `ARCH.*` metadata keys
 
 
 def split_parts(path: Path) -> tuple[Path, ...]:
@@ -242,10 +244,10 @@ def _check_extents(layout: GgufLayout) -> int:
 
 
 def _header_key(key: str) -> bool:
-    return (
-        key.startswith("general.")
-        or key in ("tokenizer.ggml.tokens", "tokenizer.chat_template")
-        or key.endswith(".context_length")
+    """The tokenizer keys ggflip reads and every non-tokenizer key (general facts and the
+    architecture's hyperparameters, small scalars and per-layer arrays)."""
+    return key in ("tokenizer.ggml.tokens", "tokenizer.chat_template") or not key.startswith(
+        "tokenizer."
     )
 
 
@@ -302,6 +304,7 @@ def read_header(path: Path) -> GgufHeader:
     tensors = [t for layout in layouts for t in layout.tensors]
     n_params = sum(t.n_weights for t in tensors)
     context = fields.get(f"{architecture}.context_length")
+    tensor_bytes = sum(t.n_bytes for t in tensors)
     return GgufHeader(
         path=path,
         architecture=architecture,
@@ -310,7 +313,7 @@ def read_header(path: Path) -> GgufHeader:
         file_size=size,
         n_tensors=len(tensors),
         n_params=n_params,
-        bits_per_weight=8.0 * sum(t.n_bytes for t in tensors) / max(n_params, 1),
+        bits_per_weight=8.0 * tensor_bytes / max(n_params, 1),
         file_type=file_type_name(fields.get("general.file_type")),
         name=_text(fields.get("general.name")),
         context_length=int(context) if isinstance(context, int) else None,
@@ -318,6 +321,8 @@ def read_header(path: Path) -> GgufHeader:
         chat_template_digest=_digest(fields.get("tokenizer.chat_template")),
         tensor_types=dict(Counter(_type_name(t.ggml_type) for t in tensors).most_common()),
         parts=parts,
+        tensor_bytes=tensor_bytes,
+        hparams={k: v for k, v in fields.items() if k.startswith(f"{architecture}.")},
     )
 
 

@@ -19,13 +19,13 @@ The `--json` document (schema `ggflip.pick/1`):
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ggflip.errors import DataError, UsageError
+from ggflip.gguf import memory
 from ggflip.reports.frontier import damage_cell, memory_line, size_text
 from ggflip.scoring import frontier as frontier_of
 from ggflip.scoring.pick import Choice, choose, smallest
@@ -126,17 +126,6 @@ def merged(paths: Sequence[Path], documents: Sequence[Mapping[str, Any]]) -> dic
     return out
 
 
-def memory_module() -> Any:
-    """`ggflip.gguf.memory`, or a UsageError saying this build cannot re-estimate memory."""
-    try:
-        return importlib.import_module("ggflip.gguf.memory")
-    except ImportError:
-        raise UsageError(
-            "--ctx and --kv-type need ggflip's memory estimate (ggflip.gguf.memory), missing "
-            "from this build; leave them out to use each report's own memory"
-        ) from None
-
-
 def at_context(document: Mapping[str, Any], ctx: int | None, kv_type: str | None) -> dict[str, Any]:
     """The report with every model's memory estimated again at `ctx` and `kv_type` (None: the
     report's own); a model without a memory estimate keeps none.
@@ -150,7 +139,6 @@ def at_context(document: Mapping[str, Any], ctx: int | None, kv_type: str | None
             "(written before ggflip recorded memory): run them again, or leave both out to "
             "compare file sizes"
         )
-    memory = memory_module()
     kv = memory.parse_kv_type(kv_type) if kv_type else None
 
     def again(model: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,6 +152,7 @@ def at_context(document: Mapping[str, Any], ctx: int | None, kv_type: str | None
             kv or own.get("kv_type_k", "f16"),
             kv or own.get("kv_type_v"),
             bool(own.get("swa_full", False)),
+            n_ubatch=int(own.get("n_ubatch", memory.DEFAULT_N_UBATCH)),
         )
         return {**model, "memory": estimate.to_json()}
 

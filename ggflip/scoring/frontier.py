@@ -195,7 +195,7 @@ def memory_of(model: Mapping[str, Any], basis: str) -> tuple[int | None, str]:
         return None, "no memory estimate in the report (the others have one)"
     memory = model["memory"]
     if memory is None:
-        why = model.get("memory_reason") or "its size could not be read"
+        why = model.get("memory_unknown") or "its size could not be read"
         return None, f"memory unknown: {why}"
     total = memory.get("total_bytes")
     if isinstance(total, int) and total > 0:
