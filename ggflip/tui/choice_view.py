@@ -23,6 +23,7 @@ from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.reports.choice import render_markdown
 from ggflip.runs.resume import is_unfinished
+from ggflip.tui import help
 from ggflip.tui.choice_cells import (
     SORT_NAMES,
     column_pairs,
@@ -42,11 +43,11 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
     """A multiple-choice comparison running live."""
 
     BINDINGS: ClassVar[list[BindingType]] = run_bindings(
-        Binding("m", "margins", "Top margin"),
-        Binding("w", "damage", "Where it hurts", show=False),
+        Binding("m", "margins", "Margins"),
+        Binding("w", "damage", "Where it hurts"),
         Binding("d", "direction", "Direction"),
-        Binding("s", "sort", "Sort"),
         Binding("f", "subject", "Subject"),
+        Binding("s", "sort", "Sort"),
     )
     DEFAULT_CSS = """
     ChoiceScreen #paired { height: auto; padding: 0 1; display: none; }
@@ -55,6 +56,7 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
     """
     STARTING = "Loading questions…"
     FINISHED = "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
+    HELP_MODE = help.CHOICE
     LIST_ID = "flips"
 
     def __init__(self, options: RunOptions) -> None:

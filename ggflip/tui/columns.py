@@ -28,8 +28,7 @@ def appended_pairs(mode: str, own: Sequence[tuple[str, int, str]]) -> list[tuple
 def appended_cells(mode: str, own: Sequence[tuple[str, int, str]], summary: Any) -> list[str]:
     """The appended metric columns' cells from a summary (dict, summary object or None)."""
     return [
-        m.cell(None if summary is None else value_of(summary, m.name))
-        for m in appended(mode, own)
+        m.cell(None if summary is None else value_of(summary, m.name)) for m in appended(mode, own)
     ]
 
 

@@ -24,6 +24,7 @@ from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.spec import KldSpec
 from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.fold import ModelProgress
+from ggflip.tui import help
 from ggflip.tui.columns import fit_columns
 from ggflip.tui.corpus_live import KLD_NARROW, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable, kld_cells, kld_columns
@@ -62,6 +63,7 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
     FINISHED = "Finished: every model scored. n/p: chunk · [/]: quant · e: export · r: re-run"
     CANCELLED = "e: export · corpus mode keeps no run store: r scores the quants again"
     WHAT = "corpus run"
+    HELP_MODE = help.CORPUS
 
     def __init__(self, options: KldOptions) -> None:
         super().__init__(options)

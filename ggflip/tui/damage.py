@@ -17,10 +17,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ggflip.choice.answers import QuestionRow
 from ggflip.choice.report import by_subject, confidence_buckets
+from ggflip.tui.run_widgets import footer
 from ggflip.tui.views import bar
 
 
@@ -80,4 +81,4 @@ class DamageScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(), VerticalScroll():
             yield Static(self.content())
-        yield Footer()
+        yield footer()

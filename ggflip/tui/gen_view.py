@@ -23,6 +23,7 @@ from ggflip.generate.resume import stored_turns
 from ggflip.generate.setup import GenOptions, resolve_gen_spec
 from ggflip.generate.spec import GenSpec
 from ggflip.reports.generation import render_gen_markdown
+from ggflip.tui import help
 from ggflip.tui.gen_cells import (
     TURN_COLUMNS,
     TURN_WIDTHS,
@@ -57,6 +58,7 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     VERB = "Generating"
     FINISHED = "Finished: every model generated. Enter: the two texts · e: export · r: re-run"
     WHAT = "generation run"
+    HELP_MODE = help.GENERATE
     LIST_ID = "turns"
 
     def __init__(self, options: GenOptions) -> None:

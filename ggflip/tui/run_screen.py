@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, RichLog, Static
+from textual.widgets import DataTable, Header, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.backends.base import BackendFactory
@@ -30,7 +30,7 @@ from ggflip.errors import GgflipError
 from ggflip.runs.events import QUANT
 from ggflip.tui.export import export_files
 from ggflip.tui.run_adapter import FoldT, ModeAdapter, OptionsT, SpecT
-from ggflip.tui.run_widgets import ModelTable, ProgressRows, failure_message
+from ggflip.tui.run_widgets import ModelTable, ProgressRows, failure_message, footer
 from ggflip.tui.views import ErrorScreen, ResumeScreen
 
 REFRESH_SECONDS = 0.25
@@ -100,7 +100,7 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
         yield ModelTable(self.table_columns(self.app.size.width), id="summary")
         yield from self.compose_view()
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
-        yield Footer()
+        yield footer()
 
     def on_mount(self) -> None:
         log_panel = self.query_one("#log", RichLog)

@@ -21,7 +21,6 @@ from textual.screen import Screen
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
     Header,
     Input,
     Label,
@@ -45,6 +44,7 @@ from ggflip.tui.choice_view import ChoiceScreen
 from ggflip.tui.corpus_view import CORPUS_TASK, KldScreen
 from ggflip.tui.gen_live import gen_options
 from ggflip.tui.gen_view import GenScreen
+from ggflip.tui.run_widgets import footer
 
 CORPUS_DESCRIPTION = (
     "full-vocabulary KL, PPL and top-token agreement on a text (Data: text files or folders, "
@@ -68,6 +68,8 @@ def _count(n: int) -> str:
 
 class SetupScreen(Screen[None]):
     """Choose what to compare; Enter (or the Start button) opens the run view."""
+
+    HELP_MODE = "setup"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start", show=False),
@@ -128,7 +130,7 @@ class SetupScreen(Screen[None]):
                 yield Label("Run", classes="heading")
                 yield from self._run_fields()
                 yield Button("Start  (Enter)", id="start", variant="primary")
-        yield Footer()
+        yield footer()
 
     def _run_fields(self) -> ComposeResult:
         """The run's form fields: task, data, limit, seed, subjects, batch size."""

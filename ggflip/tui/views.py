@@ -14,11 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from ggflip.choice.answers import FLIP_LOST, QuestionRow
 from ggflip.tasks.questions import LETTERS, Question
+from ggflip.tui.run_widgets import footer
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -118,7 +119,7 @@ class QuestionDetailScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static(self._content(self.app.size.width), id="detail")
-        yield Footer()
+        yield footer()
 
     def on_resize(self, event: events.Resize) -> None:
         self.query_one("#detail", Static).update(self._content(event.size.width))
@@ -212,7 +213,7 @@ class MarginScreen(ModalScreen[None]):
                 with Grid():
                     for label, buckets in self.charts:
                         yield Static(self._chart(label, buckets, scale))
-        yield Footer()
+        yield footer()
 
     def on_mount(self) -> None:
         self._fit(self.app.size.width)
