@@ -26,7 +26,7 @@ from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.fold import ModelProgress
 from ggflip.tui import help
 from ggflip.tui.columns import fit_columns
-from ggflip.tui.corpus_live import KLD_NARROW, LiveKld, kl_legend
+from ggflip.tui.corpus_live import KLD_PRIORITY, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable, kld_cells, kld_columns
 from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.run_widgets import run_bindings
@@ -43,9 +43,9 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
     BINDINGS: ClassVar[list[BindingType]] = run_bindings(
         before=(
             Binding("n", "chunk(1)", "Next chunk"),
-            Binding("p", "chunk(-1)", "Prev chunk"),
+            Binding("p", "chunk(-1)", "Prev"),
             Binding("right_square_bracket", "quant(1)", "Next quant"),
-            Binding("left_square_bracket", "quant(-1)", "Prev quant"),
+            Binding("left_square_bracket", "quant(-1)", "Prev"),
         )
     )
     DEFAULT_CSS = """
@@ -86,7 +86,7 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
 
     def table_columns(self, width: int) -> list[tuple[str, int]]:
         pairs = self.columns()
-        return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], KLD_NARROW)
+        return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], KLD_PRIORITY)
 
     def model_cells(self, label: str, now: float) -> Sequence[str]:
         assert self.live is not None

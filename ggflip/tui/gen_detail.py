@@ -19,6 +19,7 @@ from textual.widgets import Static
 from ggflip.generate.compare import TurnRow
 from ggflip.generate.report import flip_of
 from ggflip.tui.corpus_live import kl_legend
+from ggflip.tui.gen_cells import answer_cell
 from ggflip.tui.gen_live import DIVERGENCE_STYLE, FLIP_LOST, token_texts
 from ggflip.tui.run_widgets import footer
 from ggflip.tui.views import direction_text
@@ -75,8 +76,8 @@ class GenDetailScreen(ModalScreen[None]):
         )
         if self.rule:
             base, quant = r.answers.get(self.rule, ("", ""))
-            head.append(f"  ·  gold {r.gold or '–'}  ·  {self.rule}: {base or '∅'} → ")
-            head.append(f"{quant or '∅'}  ")
+            head.append(f"  ·  gold {r.gold or '–'}  ·  {self.rule}: {answer_cell(base)} → ")
+            head.append(f"{answer_cell(quant)}  ")
             head.append(
                 direction_text(flip),
                 "bold red" if flip == FLIP_LOST else "bold green" if flip else "bold",

@@ -28,11 +28,13 @@ from ggflip.tui.gen_cells import (
     TURN_COLUMNS,
     TURN_WIDTHS,
     gen_columns,
+    gen_table_columns,
     summary_cells,
     turn_cells,
 )
 from ggflip.tui.gen_detail import GenDetailScreen
 from ggflip.tui.gen_live import (
+    FILTER_COUNTS,
     FILTER_NAMES,
     GEN_SORTS,
     SORT_NAMES,
@@ -60,6 +62,7 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     WHAT = "generation run"
     HELP_MODE = help.GENERATE
     LIST_ID = "turns"
+    LIST_NAME = "turns"
 
     def __init__(self, options: GenOptions) -> None:
         super().__init__(options)
@@ -89,6 +92,9 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     def columns(self) -> list[tuple[str, int]]:
         return gen_columns()
 
+    def table_columns(self, width: int) -> list[tuple[str, int]]:
+        return gen_table_columns(width)
+
     def model_cells(self, label: str, now: float) -> Sequence[str]:
         assert self.live is not None
         return summary_cells(self.live, self.live.models[label], now)
@@ -108,6 +114,12 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
         self._listed_key = ()
 
     def progress_text(self, model: GenModel) -> str:
+        if model.done == 0 and model.status == "generating" and self.live is not None:
+            batch = self.live.spec.batch_size
+            return (
+                f"turn 0/{model.total}; the first {batch} turns generate together, so the count "
+                "moves when they end"
+            )
         return f"turn {model.done}/{model.total}"
 
     def setup_options(self) -> RunOptions:
@@ -140,8 +152,8 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
         self._listed, self._listed_key = indexes, key
         done = len(live.models[self.selected].rows)
         title.update(
-            f"Turns of {self.selected}: {len(rows)} of {done} compared · {FILTER_NAMES[self.shown]}"
-            f" (d) · {SORT_NAMES[self.sort]} (s) · Enter: the two texts"
+            f"Turns of {self.selected}: {len(rows)} {FILTER_COUNTS[self.shown]} of {done} compared"
+            f" · {FILTER_NAMES[self.shown]} (d) · {SORT_NAMES[self.sort]} (s) · Enter: both texts"
         )
 
     def open_detail(self, key: str) -> None:

@@ -32,12 +32,21 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
     CANCELLED = "llama.cpp stops after its current batch. e: export"
     WHAT = "run"  # the run in messages: "The run stopped"
     LIST_ID: str | None = None  # the list under the table that Enter on a quant's row focuses
+    LIST_NAME = "comparison"  # what that list shows, in messages
 
     live: FoldT | None
 
     def resolve(self, options: OptionsT) -> SpecT:
         """The spec of `options` (in the worker thread: may read files)."""
         raise NotImplementedError
+
+    def selectable(self) -> list[str]:
+        """The rows of the model table that Enter and the cursor show under the table: the
+        quants'."""
+        return list(self.live.quant_labels) if self.live is not None else []
+
+    def selection_changed(self) -> None:
+        """Another row is shown under the table (reset what belonged to the one before)."""
 
     def make_fold(self, spec: SpecT) -> FoldT:
         """A fresh fold for a run of `spec`."""
@@ -93,7 +102,8 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
         if live.state == "running" and live.current:
             model = live.models[live.current]
             verb = "Loading" if model.status == LOADING else self.VERB
-            return f"{verb} {model.label} ({model.role}): {self.progress_text(model)}"
+            role = f" ({model.role})" if f"({model.role})" not in model.label else ""
+            return f"{verb} {model.label}{role}: {self.progress_text(model)}"
         if live.state == "finished":
             return self.FINISHED
         if live.state == "cancelled":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -19,9 +19,12 @@ from textual.widgets.option_list import Option
 
 from ggflip.choice.answers import FLIP_LOST, QuestionRow
 from ggflip.tasks.questions import LETTERS, Question
+from ggflip.tui.columns import plural
 from ggflip.tui.run_widgets import footer
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
+LIVE_SECONDS = 0.5  # how often a view over a running quant looks for new rows
+Chart = tuple[str, list[dict[str, float | int]]]  # a quant's label and its margin buckets
 
 
 def bar(fraction: float, width: int) -> str:
@@ -179,7 +182,8 @@ class QuestionDetailScreen(ModalScreen[None]):
 
 
 class MarginScreen(ModalScreen[None]):
-    """Flip rate per baseline top-margin bucket, one bar chart per quant, on a shared scale."""
+    """Flip rate per baseline top-margin bucket, one bar chart per quant, on a shared scale; it
+    follows the run live (`charts` is asked again while the run goes on)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,m,q", "dismiss", "Close")]
     DEFAULT_CSS = """
@@ -191,9 +195,10 @@ class MarginScreen(ModalScreen[None]):
     MarginScreen Grid > Static { height: auto; }
     """
 
-    def __init__(self, charts: Sequence[tuple[str, list[dict[str, float | int]]]]) -> None:
+    def __init__(self, charts: Callable[[], Sequence[Chart]]) -> None:
         super().__init__()
-        self.charts = charts
+        self.charts_now = charts
+        self.charts = list(charts())
 
     def compose(self) -> ComposeResult:
         peak = max(
@@ -215,8 +220,15 @@ class MarginScreen(ModalScreen[None]):
                         yield Static(self._chart(label, buckets, scale))
         yield footer()
 
+    def _follow_run(self) -> None:
+        charts = list(self.charts_now())
+        if charts != self.charts:
+            self.charts = charts
+            self.refresh(recompose=True)
+
     def on_mount(self) -> None:
         self._fit(self.app.size.width)
+        self.set_interval(LIVE_SECONDS, self._follow_run)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width)
@@ -264,7 +276,8 @@ class SubjectPicker(ModalScreen["str | None"]):
     def compose(self) -> ComposeResult:
         options = [Option("all subjects", id=self.ALL)]
         options += [
-            Option(Text(f"{subject}  ({n} flips)"), id=subject) for subject, n in self.subjects
+            Option(Text(f"{subject}  ({plural(n, 'flip')})"), id=subject)
+            for subject, n in self.subjects
         ]
         picker = OptionList(*options)
         picker.border_title = (
