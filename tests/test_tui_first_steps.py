@@ -232,7 +232,11 @@ async def test_the_flip_list_is_never_drawn_with_stale_column_widths(fake_dir: P
 @pytest.mark.parametrize(
     ("mode", "terms", "absent"),
     [
-        ("generate", ("same text", "1st div", "top-1", "∅", "acc k/n", "Tab"), ("McNemar",)),
+        (
+            "generate",
+            ("same text", "1st div", "top-1", "∅", "[invalid]", "acc k/n", "Tab"),
+            ("McNemar",),
+        ),
         ("corpus", ("PPL ratio", "±", "RMS Δp", "n / p", "] / ["), ("c→i", "McNemar")),
         ("choice", ("w", "verdict", "McNemar p", "(floor)"), ("PPL ratio", "1st div")),
     ],

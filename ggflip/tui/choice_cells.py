@@ -26,7 +26,18 @@ OWN_COLUMNS = (
 )
 PROGRESS_COLUMNS = (("done", 11), ("q/s", 6), ("ETA", 5))
 # The columns a narrow terminal keeps first: what judges a quant, then how far the run is.
-PRIORITY = ("model", "acc", "Δacc", "flips", "verdict", "KL mean", "done", "c→i/i→c", "same top")
+PRIORITY = (
+    "model",
+    "acc",
+    "Δacc",
+    "flips",
+    "verdict",
+    "KL mean",
+    "done",
+    "ETA",
+    "c→i/i→c",
+    "same top",
+)
 VERDICT_WORDS = {INDISTINGUISHABLE: "≈ floor", DIFFERENT: "different"}
 
 

@@ -58,7 +58,7 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
     ChoiceScreen #flips { height: 1fr; }
     """
     STARTING = "Loading questions…"
-    FINISHED = "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
+    FINISHED = "Finished. e: export · r: re-run · m: margins · w: where it hurts · ?: help"
     HELP_MODE = help.CHOICE
     LIST_ID = "flips"
     LIST_NAME = "flips"

@@ -60,7 +60,7 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
     KldScreen #legend { height: 1; padding: 0 1; }
     """
     STARTING = CHECKING = "Reading the text and checking the models…"
-    FINISHED = "Finished: every model scored. n/p: chunk · [/]: quant · e: export · r: re-run"
+    FINISHED = "Finished. n/p: chunk · [/]: quant · e: export · r: re-run · ?: help"
     CANCELLED = "e: export · corpus mode keeps no run store: r scores the quants again"
     WHAT = "corpus run"
     HELP_MODE = help.CORPUS

@@ -23,7 +23,7 @@ OWN_COLUMNS = (
 )
 PROGRESS_COLUMNS = (("done", 9), ("turns/s", 7), ("ETA", 5))
 # The columns a narrow terminal keeps first (`columns.fit_columns`).
-PRIORITY = ("model", "acc", "Δacc", "c→i/i→c", "same text", "1st div", "KL mean", "done", "ETA")
+PRIORITY = ("model", "acc", "Δacc", "c→i/i→c", "same text", "KL mean", "done", "1st div", "ETA")
 
 
 def gen_columns() -> list[tuple[str, int]]:

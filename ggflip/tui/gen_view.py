@@ -58,7 +58,7 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     """
     STARTING = "Loading prompts…"
     VERB = "Generating"
-    FINISHED = "Finished: every model generated. Enter: the two texts · e: export · r: re-run"
+    FINISHED = "Finished. Enter: both texts · e: export · r: re-run · ?: help"
     WHAT = "generation run"
     HELP_MODE = help.GENERATE
     LIST_ID = "turns"

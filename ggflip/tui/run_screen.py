@@ -161,10 +161,11 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
         self.query_one(ModelTable).fill(list(live.models))
         labels = self.selectable()
         self.run_started()
+        first = live.quant_labels or labels  # a quant's row first, not the floor's
         if self.selected in labels:
             self._select(self.selected)
-        elif labels:
-            self._select(labels[0])
+        elif first:
+            self._select(first[0])
         else:
             self.selected = None
         self._refresh(force=True)

@@ -73,7 +73,8 @@ class SetupScreen(Screen[None]):
     SetupScreen.narrow #sets-pane { width: 22; }
     SetupScreen.narrow .field { margin-bottom: 0; }
     SetupScreen #sets { height: 1fr; border: none; }
-    SetupScreen #details { padding: 0 1; }
+    SetupScreen #details { padding: 0 1; height: auto; }
+    SetupScreen.narrow #details { height: 1fr; }
     SetupScreen .heading { text-style: bold; padding-top: 1; }
     SetupScreen #models { height: auto; max-height: 12; }
     SetupScreen .field { height: 1; margin-bottom: 1; }
