@@ -48,7 +48,6 @@ __all__ = [  # the report's classes are re-exported: the events carry them
     "TextInfo",
 ]
 
-
 @dataclass(frozen=True)
 class KldStarted:
     """Files and vocabularies are checked; scoring is about to start."""

@@ -158,7 +158,9 @@ def flip_rows(quant: QuantSummary, limit: int) -> list[list[str]]:
     ]
 
 
-def quant_tables(q: QuantSummary, subjects: int | None, flips: int) -> list[tuple[str, Table]]:
+def quant_tables(
+    q: QuantSummary, subjects: int | None, flips: int
+) -> list[tuple[str, Table]]:
     """A quant's section as (Markdown lead-in, table): margin buckets, confidence buckets, the
     `subjects` most damaged subjects (None: all) and the `flips` largest-KL flips (if any)."""
     shown = len(q.by_subject) if subjects is None else min(subjects, len(q.by_subject))

@@ -71,7 +71,9 @@ def summary_table(report: KldReport, category: str | None = None, title: str = "
             ppl, unc = own.ppl, own.ppl_unc
         note = " (cached)" if b.from_cache else ""
         lead.append([f"{b.label} (baseline){note}", _pm(ppl, unc, 3)])
-    return tables.summary_table(title, MODE, SUMMARY_COLUMNS, _summaries_of(report, category), lead)
+    return tables.summary_table(
+        title, MODE, SUMMARY_COLUMNS, _summaries_of(report, category), lead
+    )
 
 
 def summary_rows(report: KldReport, category: str | None = None) -> list[list[str]]:

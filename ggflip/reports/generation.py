@@ -54,7 +54,9 @@ def _accuracy(q: dict[str, Any]) -> str:
 
 def _divergence(q: dict[str, Any]) -> str:
     d = q["first_divergence"]
-    return f"{num(d['median'], 0)} ({num(d['p10'], 0)}–{num(d['p90'], 0)}), never {d['never']}"
+    return (
+        f"{num(d['median'], 0)} ({num(d['p10'], 0)}–{num(d['p90'], 0)}), never {d['never']}"
+    )
 
 
 SUMMARY_COLUMNS = [

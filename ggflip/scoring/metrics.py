@@ -215,334 +215,69 @@ def _add(
     )
 
 
+
 _KL = "KL(baseline ‖ quant) of the full next-token distributions, in nats"
 _PER = "per question at the answer (multiple choice), per token (corpus, generation)"
-_add(
-    "accuracy",
-    "accuracy",
-    "acc",
-    "fraction",
-    True,
-    "pct",
-    "mean",
-    ANSWERS,
-    "share of questions the quant answers correctly (a live row: over those scored so far)",
-    accuracy,
-)
-_add(
-    "baseline_accuracy",
-    "baseline accuracy",
-    "base acc",
-    "fraction",
-    True,
-    "pct",
-    "mean",
-    ANSWERS,
-    "share of questions the baseline answers correctly",
-    baseline_accuracy,
-)
-_add(
-    "delta_accuracy",
-    "Δacc (pt)",
-    "Δacc",
-    "percentage points",
-    True,
-    "points",
-    "difference of means",
-    ANSWERS,
-    "quant accuracy minus baseline accuracy, in percentage points",
-    delta_accuracy,
-)
-_add(
-    "flips",
-    "flips",
-    "flips",
-    "fraction",
-    False,
-    "pct",
-    "mean",
-    CHOICE,
-    "answers that went correct→incorrect (c→i) or incorrect→correct (i→c), % of questions",
-    flips,
-)
-_add(
-    "flips_lost",
-    "c→i rate",
-    "c→i %",
-    "fraction",
-    False,
-    "pct",
-    "mean",
-    ANSWERS,
-    "share of questions that went correct→incorrect",
-    flips_lost,
-)
-_add(
-    "flips_gained",
-    "i→c rate",
-    "i→c %",
-    "fraction",
-    False,
-    "pct",
-    "mean",
-    ANSWERS,
-    "share of questions that went incorrect→correct",
-    flips_gained,
-)
-_add(
-    "n_flips_lost",
-    "c→i",
-    "c→i",
-    "questions",
-    False,
-    "count",
-    "count",
-    ANSWERS,
-    "questions that went correct→incorrect",
-    n_flips_lost,
-)
-_add(
-    "n_flips_gained",
-    "i→c",
-    "i→c",
-    "questions",
-    False,
-    "count",
-    "count",
-    ANSWERS,
-    "questions that went incorrect→correct",
-    n_flips_gained,
-)
-_add(
-    "answer_changes",
-    "changes",
-    "changes",
-    "fraction",
-    False,
-    "pct",
-    "mean",
-    ANSWERS,
-    "answers that differ from the baseline's, wrong→other wrong included",
-    answer_changes,
-)
-_add(
-    "mcnemar_p",
-    "McNemar p",
-    "McNemar p",
-    "p-value",
-    None,
-    "p",
-    "exact test",
-    ANSWERS,
-    "exact test of c→i against i→c: small means the accuracy really changed",
-    mcnemar_p,
-)
-_add(
-    "kl_mean",
-    "KL mean",
-    "KL mean",
-    "nats",
-    False,
-    "kl",
-    "mean",
-    ALL,
-    f"mean {_KL}, {_PER}",
-    kl_mean,
-)
-_add(
-    "kl_mean_lower_bound",
-    "KL mean lower bound",
-    "KL low",
-    "nats",
-    False,
-    "kl",
-    "mean",
-    KL_MODES,
-    "mean top-K + merged-tail KL, never above the exact KL",
-    kl_mean_lower_bound,
-)
-_add(
-    "kl_median",
-    "KL median",
-    "KL med",
-    "nats",
-    False,
-    "kl",
-    "median",
-    KL_MODES,
-    f"median {_KL}",
-    kl_median,
-)
-_add(
-    "kl_p90",
-    "KL p90",
-    "KL p90",
-    "nats",
-    False,
-    "kl",
-    "90th percentile",
-    CHOICE,
-    f"90th percentile of {_KL}",
-    kl_p90,
-)
-_add(
-    "kl_p99",
-    "KL p99",
-    "KL p99",
-    "nats",
-    False,
-    "kl",
-    "99th percentile",
-    ALL,
-    f"99th percentile of {_KL}",
-    kl_p99,
-)
+_add("accuracy", "accuracy", "acc", "fraction", True, "pct", "mean", ANSWERS,
+     "share of questions the quant answers correctly (a live row: over those scored so far)",
+     accuracy)
+_add("baseline_accuracy", "baseline accuracy", "base acc", "fraction", True, "pct", "mean",
+     ANSWERS, "share of questions the baseline answers correctly", baseline_accuracy)
+_add("delta_accuracy", "Δacc (pt)", "Δacc", "percentage points", True, "points",
+     "difference of means", ANSWERS,
+     "quant accuracy minus baseline accuracy, in percentage points", delta_accuracy)
+_add("flips", "flips", "flips", "fraction", False, "pct", "mean", CHOICE,
+     "answers that went correct→incorrect (c→i) or incorrect→correct (i→c), % of questions",
+     flips)
+_add("flips_lost", "c→i rate", "c→i %", "fraction", False, "pct", "mean", ANSWERS,
+     "share of questions that went correct→incorrect", flips_lost)
+_add("flips_gained", "i→c rate", "i→c %", "fraction", False, "pct", "mean", ANSWERS,
+     "share of questions that went incorrect→correct", flips_gained)
+_add("n_flips_lost", "c→i", "c→i", "questions", False, "count", "count", ANSWERS,
+     "questions that went correct→incorrect", n_flips_lost)
+_add("n_flips_gained", "i→c", "i→c", "questions", False, "count", "count", ANSWERS,
+     "questions that went incorrect→correct", n_flips_gained)
+_add("answer_changes", "changes", "changes", "fraction", False, "pct", "mean", ANSWERS,
+     "answers that differ from the baseline's, wrong→other wrong included", answer_changes)
+_add("mcnemar_p", "McNemar p", "McNemar p", "p-value", None, "p", "exact test", ANSWERS,
+     "exact test of c→i against i→c: small means the accuracy really changed", mcnemar_p)
+_add("kl_mean", "KL mean", "KL mean", "nats", False, "kl", "mean", ALL,
+     f"mean {_KL}, {_PER}", kl_mean)
+_add("kl_mean_lower_bound", "KL mean lower bound", "KL low", "nats", False, "kl", "mean",
+     KL_MODES, "mean top-K + merged-tail KL, never above the exact KL", kl_mean_lower_bound)
+_add("kl_median", "KL median", "KL med", "nats", False, "kl", "median", KL_MODES,
+     f"median {_KL}", kl_median)
+_add("kl_p90", "KL p90", "KL p90", "nats", False, "kl", "90th percentile", CHOICE,
+     f"90th percentile of {_KL}", kl_p90)
+_add("kl_p99", "KL p99", "KL p99", "nats", False, "kl", "99th percentile", ALL,
+     f"99th percentile of {_KL}", kl_p99)
 _add("kl_max", "KL max", "KL max", "nats", False, "kl", "max", ALL, f"largest {_KL}", kl_max)
-_add(
-    "kl_options_mean",
-    "KL options",
-    "KL opt",
-    "nats",
-    False,
-    "kl",
-    "mean",
-    CHOICE,
-    "mean KL of the two distributions renormalized over the options",
-    kl_options_mean,
-)
-_add(
-    "kl_question_mean",
-    "KL turn mean",
-    "KL turn",
-    "nats",
-    False,
-    "kl",
-    "mean of turn means",
-    GENERATE,
-    f"mean over turns of each turn's mean {_KL}",
-)
-_add(
-    "same_top",
-    "same top",
-    "same top",
-    "fraction",
-    True,
-    "pct",
-    "mean",
-    KL_MODES,
-    "questions (tokens) where both models' most probable next token is the same",
-    same_top,
-)
-_add(
-    "top1_agreement",
-    "top-1",
-    "top-1",
-    "fraction",
-    True,
-    "pct",
-    "mean",
-    GENERATE,
-    "tokens of the baseline's generation that are also the quant's most probable",
-)
-_add(
-    "acceptance_mean",
-    "accept",
-    "accept",
-    "fraction",
-    True,
-    "pct",
-    "mean",
-    KL_MODES,
-    "expected acceptance Σ min(p, q): how often a token drawn from the quant is accepted when "
-    "the baseline verifies it (the tail's share estimated from the baseline's tail draws)",
-    acceptance_mean,
-)
-_add(
-    "acceptance_p10",
-    "accept p10",
-    "acc p10",
-    "fraction",
-    True,
-    "pct",
-    "10th percentile",
-    KL_MODES,
-    "10th percentile of the expected acceptance",
-    acceptance_p10,
-)
-_add(
-    "ppl",
-    "PPL",
-    "PPL",
-    "perplexity",
-    False,
-    "ppl",
-    "exp of the mean NLL",
-    CORPUS,
-    "the quant's perplexity of the corpus",
-)
-_add(
-    "ppl_ratio",
-    "PPL ratio",
-    "PPL ratio",
-    "ratio",
-    False,
-    "ratio",
-    "exp of the mean NLL gap",
-    CORPUS,
-    "the quant's perplexity over the baseline's",
-)
-_add(
-    "dp_rms",
-    "RMS Δp",
-    "RMS Δp",
-    "fraction",
-    False,
-    "pct",
-    "root mean square",
-    CORPUS,
-    "RMS of Δp, the quant's probability of the actual next token minus the baseline's",
-)
-_add(
-    "delta_p_rms",
-    "RMS Δp",
-    "RMS Δp",
-    "fraction",
-    False,
-    "pct",
-    "root mean square",
-    GENERATE,
-    "RMS of Δp, the quant's probability of the baseline's next token minus the baseline's",
-)
-_add(
-    "same_text",
-    "same text",
-    "same text",
-    "fraction",
-    True,
-    "pct",
-    "mean",
-    GENERATE,
-    "turns the quant generates token for token as the baseline",
-)
-_add(
-    "first_divergence",
-    "first divergence median (p10–p90)",
-    "1st div",
-    "tokens",
-    True,
-    "tokens",
-    "median over the turns that differ",
-    GENERATE,
-    "the first generated token where the two texts differ",
-)
-_add(
-    "seconds",
-    "seconds",
-    "seconds",
-    "seconds",
-    False,
-    "seconds",
-    "sum",
-    ALL,
-    "the quant's wall time",
-)
+_add("kl_options_mean", "KL options", "KL opt", "nats", False, "kl", "mean", CHOICE,
+     "mean KL of the two distributions renormalized over the options", kl_options_mean)
+_add("kl_question_mean", "KL turn mean", "KL turn", "nats", False, "kl", "mean of turn means",
+     GENERATE, f"mean over turns of each turn's mean {_KL}")
+_add("same_top", "same top", "same top", "fraction", True, "pct", "mean", KL_MODES,
+     "questions (tokens) where both models' most probable next token is the same", same_top)
+_add("top1_agreement", "top-1", "top-1", "fraction", True, "pct", "mean", GENERATE,
+     "tokens of the baseline's generation that are also the quant's most probable")
+_add("acceptance_mean", "accept", "accept", "fraction", True, "pct", "mean", KL_MODES,
+     "expected acceptance Σ min(p, q): how often a token drawn from the quant is accepted when "
+     "the baseline verifies it (the tail's share estimated from the baseline's tail draws)",
+     acceptance_mean)
+_add("acceptance_p10", "accept p10", "acc p10", "fraction", True, "pct", "10th percentile",
+     KL_MODES, "10th percentile of the expected acceptance", acceptance_p10)
+_add("ppl", "PPL", "PPL", "perplexity", False, "ppl", "exp of the mean NLL", CORPUS,
+     "the quant's perplexity of the corpus")
+_add("ppl_ratio", "PPL ratio", "PPL ratio", "ratio", False, "ratio", "exp of the mean NLL gap",
+     CORPUS, "the quant's perplexity over the baseline's")
+_add("dp_rms", "RMS Δp", "RMS Δp", "fraction", False, "pct", "root mean square", CORPUS,
+     "RMS of Δp, the quant's probability of the actual next token minus the baseline's")
+_add("delta_p_rms", "RMS Δp", "RMS Δp", "fraction", False, "pct", "root mean square", GENERATE,
+     "RMS of Δp, the quant's probability of the baseline's next token minus the baseline's")
+_add("same_text", "same text", "same text", "fraction", True, "pct", "mean", GENERATE,
+     "turns the quant generates token for token as the baseline")
+_add("first_divergence", "first divergence median (p10–p90)", "1st div", "tokens", True,
+     "tokens", "median over the turns that differ", GENERATE,
+     "the first generated token where the two texts differ")
+_add("seconds", "seconds", "seconds", "seconds", False, "seconds", "sum", ALL,
+     "the quant's wall time")

@@ -73,17 +73,8 @@ def register_metric(
     if format not in FORMATS:
         raise ValueError(f"metric {name!r}: unknown format {format!r} (one of {sorted(FORMATS)})")
     entry = Metric(
-        name,
-        label,
-        unit,
-        higher_is_better,
-        format,
-        aggregation,
-        modes,
-        legend,
-        kernels,
-        short or label,
-        column,
+        name, label, unit, higher_is_better, format, aggregation, modes, legend, kernels,
+        short or label, column,
     )
     REGISTRY[name] = entry
     return entry
