@@ -279,6 +279,12 @@ def test_turn_list_cells_show_no_answer_as_empty_set() -> None:
     cells = dict(zip(TURN_COLUMNS, turn_cells(SimpleNamespace(rule="strict"), row)))  # type: ignore[arg-type]
     assert cells["base→quant"] == "12→∅" and cells["flip"] == "c→i"
     assert len(cells["id"]) <= dict(zip(TURN_COLUMNS, TURN_WIDTHS))["id"]
+    from ggflip.tui.gen_detail import GenDetailScreen
+
+    head = GenDetailScreen(row, "prompt", "strict", "F16", "Q2_K")._head().plain
+    assert (
+        "strict: 12 → ∅" in head and "[invalid]" not in head
+    )  # the detail says what the list does
 
 
 @run_async
