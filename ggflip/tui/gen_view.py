@@ -116,10 +116,7 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     def progress_text(self, model: GenModel) -> str:
         if model.done == 0 and model.status == "generating" and self.live is not None:
             batch = self.live.spec.batch_size
-            return (
-                f"turn 0/{model.total}; the first {batch} turns generate together, so the count "
-                "moves when they end"
-            )
+            return f"turn 0/{model.total} ({batch} generate together; counted when they end)"
         return f"turn {model.done}/{model.total}"
 
     def setup_options(self) -> RunOptions:

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
+from ggflip.runs.events import QUANT
 from ggflip.runs.fold import LOADING, Fold, ModelProgress
 
 OptionsT = TypeVar("OptionsT")
@@ -102,7 +103,8 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
         if live.state == "running" and live.current:
             model = live.models[live.current]
             verb = "Loading" if model.status == LOADING else self.VERB
-            role = f" ({model.role})" if f"({model.role})" not in model.label else ""
+            named = model.role == QUANT or f"({model.role})" in model.label
+            role = "" if named else f" ({model.role})"  # "F16 (baseline)", "Q4_K_M", "F16 (floor)"
             return f"{verb} {model.label}{role}: {self.progress_text(model)}"
         if live.state == "finished":
             return self.FINISHED
