@@ -77,7 +77,7 @@ async def test_run_fills_summary_table(fake_dir: Path) -> None:
             assert row["c→i/i→c"] == f"{quant.n_flips_lost}/{quant.n_flips_gained}"
             assert row["KL mean"] == formats.sig(quant.kl_mean)
             assert row["done"] == "40/40"
-            assert row["verdict"] == "–"  # no floor in this run: nothing to judge against
+        assert "verdict" not in row  # no floor in this run: nothing to judge against
         assert screen.live is not None and screen.live.state == "finished"
 
 

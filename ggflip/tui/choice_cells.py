@@ -47,9 +47,9 @@ def column_pairs() -> list[tuple[str, int]]:
     return [*own, *appended_pairs("choice", OWN_COLUMNS), *PROGRESS_COLUMNS]
 
 
-def summary_columns(width: int) -> list[tuple[str, int]]:
-    """The run view's summary table columns at `width`."""
-    pairs = column_pairs()
+def summary_columns(width: int, floor: bool = True) -> list[tuple[str, int]]:
+    """The run view's summary table columns at `width` (the verdict only with a `floor`)."""
+    pairs = [(c, w) for c, w in column_pairs() if floor or c != "verdict"]
     return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], PRIORITY)
 
 

@@ -107,7 +107,7 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
         return column_pairs()
 
     def table_columns(self, width: int) -> list[tuple[str, int]]:
-        return summary_columns(width)
+        return summary_columns(width, floor=self.options.floor)
 
     def model_cells(self, label: str, now: float) -> Sequence[str]:
         assert self.live is not None

@@ -50,7 +50,8 @@ class ErrorScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     ErrorScreen { align: center middle; }
     ErrorScreen > Vertical {
-        width: 90; height: auto; border: thick $error; background: $surface; padding: 1 2;
+        width: 100%; max-width: 90; height: auto; border: thick $error; background: $surface;
+        padding: 1 2;
     }
     ErrorScreen #error-title { text-style: bold; color: $error; }
     """
@@ -76,7 +77,8 @@ class ResumeScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     ResumeScreen { align: center middle; }
     ResumeScreen > Vertical {
-        width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2;
+        width: 100%; max-width: 80; height: auto; border: thick $accent; background: $surface;
+        padding: 1 2;
     }
     """
 
