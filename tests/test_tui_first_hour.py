@@ -245,7 +245,13 @@ def test_tables_keep_their_key_columns_at_80(fake_dir: Path) -> None:
     assert "done" in choice
     gen = [c for c, _ in gen_cells.gen_table_columns(80)]
     assert gen == ["model", "acc", "Δacc", "c→i/i→c", "same text", "KL mean", "done"]
-    for pairs in (choice_cells.summary_columns(80), gen_cells.gen_table_columns(80)):
+    turns = [c for c, _ in gen_cells.turn_table_columns(80)]
+    assert turns[:6] == ["id", "turn", "gold", "base→quant", "flip", "1st div"]
+    for pairs in (
+        choice_cells.summary_columns(80),
+        gen_cells.gen_table_columns(80),
+        gen_cells.turn_table_columns(80),
+    ):
         assert sum(w + 2 for _, w in pairs) <= 79
     assert fit_columns(30, ["a", "b", "c"], [10, 10, 10], ["c", "a"]) == [("a", 10), ("c", 10)]
 

@@ -53,6 +53,12 @@ TURN_COLUMNS = (
 # Fixed widths: a column sized by its content would change width as rows arrive, so the screen
 # (and a snapshot of it) would depend on when it was drawn.
 TURN_WIDTHS = (16, 4, 8, 13, 4, 7, 7, 6, 6, 7)  # ids: gsm8k-test-1318, mt_bench's 81
+TURN_PRIORITY = ("id", "gold", "base→quant", "flip", "1st div", "KL mean", "turn", "KL max")
+
+
+def turn_table_columns(width: int) -> list[tuple[str, int]]:
+    """The turn list's columns that fit `width`, the ones that tell what happened first."""
+    return fit_columns(width - 1, TURN_COLUMNS, TURN_WIDTHS, TURN_PRIORITY)  # its scrollbar
 
 
 def summary_cells(live: LiveGen, model: GenModel, now: float) -> list[str]:

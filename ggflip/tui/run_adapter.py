@@ -86,6 +86,11 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
         """The widgets under the model table."""
         yield from ()
 
+    def view_resized(self, width: int) -> bool:
+        """The terminal is now `width` wide: fit the view under the table; True when it must be
+        drawn again."""
+        return False
+
     def run_started(self) -> None:
         """A new run's fold is in `self.live`: reset what the view under the table shows."""
 

@@ -264,9 +264,10 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.height < self.SHORT_HEIGHT, "short")
         labels = list(self.live.models) if self.live is not None else []
-        if self.query_one(ModelTable).fit(self.table_columns(event.size.width), labels):
-            if self.selected is not None:
-                self._select(self.selected)
+        refit = self.query_one(ModelTable).fit(self.table_columns(event.size.width), labels)
+        if refit and self.selected is not None:
+            self._select(self.selected)
+        if self.view_resized(event.size.width) or refit:
             self._refresh(force=True)
 
     def _select(self, label: str) -> None:

@@ -88,7 +88,8 @@ class ProgressRows(Vertical):
 
 
 class ModelTable(DataTable["Text | str"]):
-    """A row per model (baseline first): the columns of `columns` that fit, cells from a mode."""
+    """A table whose columns are those that fit the terminal (`fit`): the model table (a row per
+    model, baseline first, cells from a mode) and generation's turn list."""
 
     def __init__(self, columns: Sequence[tuple[str, int]], **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
