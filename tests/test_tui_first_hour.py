@@ -299,3 +299,27 @@ async def test_help_follows_the_view(fake_dir: Path) -> None:
         console.print(app.screen._content())
         text = console.export_text()
         assert "PPL ratio" in text and "McNemar" not in text
+
+
+def test_generation_status_explains_a_first_batch_at_zero(fake_dir: Path) -> None:
+    """Before its first batch of turns ends a quant reads 0 done: the status line says why,
+    instead of a bare `turn 0/12` and no ETA."""
+    import shutil
+
+    from ggflip.generate.setup import GenOptions, resolve_gen_spec
+    from ggflip.tui.gen_live import LiveGen
+    from ggflip.tui.gen_view import GenScreen
+
+    shutil.copy(Path(__file__).parent / "data" / "gen-tui-prompts.jsonl", fake_dir / "p.jsonl")
+    write_fake_set(fake_dir)
+    options = GenOptions(task="prompts", data="p.jsonl", no_cache=True, batch_size=12)
+    live = LiveGen(resolve_gen_spec(options), lambda: 0.0)
+    live.state, live.current = "running", "Q8_0"
+    live.models["Q8_0"].status = "generating"
+    screen = GenScreen(options)
+    screen.live = live
+    assert screen.status_text() == (
+        "Generating Q8_0: turn 0/12 (12 generate together; counted when they end)"
+    )
+    live.models["Q8_0"].done = 12
+    assert screen.status_text() == "Generating Q8_0: turn 12/12"
