@@ -151,7 +151,7 @@ def test_generation(
 
 
 def test_the_help_legend_lists_it_once(p75: metrics.Metric) -> None:
-    assert help.legend_rows().count(("KL p75", p75.legend)) == 1
+    assert help.legend_rows("generate").count(("KL p75", p75.legend)) == 1
 
 
 def test_unknown_names_suggest_the_closest() -> None:

@@ -32,6 +32,7 @@ from tests.tui_helpers import (
     FAKE_MODELS,
     GatedFactory,
     fake_app,
+    named_rows,
     run_async,
     settle,
     start_run,
@@ -65,17 +66,18 @@ async def test_run_fills_summary_table(fake_dir: Path) -> None:
     app = fake_app(write_fake_set(fake_dir), fake_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await start_run(pilot)
-        rows = {row[0]: row for row in _rows(screen.query_one("#summary", DataTable))}
+        rows = named_rows(screen.query_one("#summary", DataTable))
         assert set(rows) == {"F16 (base)", "Q8_0", "Q2_K"}
         assert expected.baseline is not None
-        assert rows["F16 (base)"][1] == f"{100 * expected.baseline.accuracy:.1f}%"
+        assert rows["F16 (base)"]["acc"] == f"{100 * expected.baseline.accuracy:.1f}%"
         for quant in expected.quants:
             row = rows[quant.label]
-            assert row[1] == f"{100 * quant.accuracy:.1f}%"
-            assert row[3] == f"{100 * quant.flips:.1f}%"
-            assert row[4] == f"{quant.n_flips_lost}/{quant.n_flips_gained}"
-            assert row[6] == formats.sig(quant.kl_mean)
-            assert row[9] == "40/40"
+            assert row["acc"] == f"{100 * quant.accuracy:.1f}%"
+            assert row["flips"] == f"{100 * quant.flips:.1f}%"
+            assert row["c→i/i→c"] == f"{quant.n_flips_lost}/{quant.n_flips_gained}"
+            assert row["KL mean"] == formats.sig(quant.kl_mean)
+            assert row["done"] == "40/40"
+        assert "verdict" not in row  # no floor in this run: nothing to judge against
         assert screen.live is not None and screen.live.state == "finished"
 
 
@@ -280,9 +282,10 @@ async def test_real_gemma_against_itself_in_the_tui(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await start_run(pilot)
         assert screen.live is not None and screen.live.state == "finished", app.log_lines
-        rows = {row[0]: row for row in _rows(screen.query_one("#summary", DataTable))}
+        rows = named_rows(screen.query_one("#summary", DataTable))
         # KL shows significant digits: the self KL is float64 round-off, far below 1e-12.
-        assert rows["F16 (self)"][3] == "0.0%" and 0.0 <= float(rows["F16 (self)"][6]) < 1e-12
+        self_row = rows["F16 (self)"]
+        assert self_row["flips"] == "0.0%" and 0.0 <= float(self_row["KL mean"]) < 1e-12
         assert screen.query_one("#flips", DataTable).row_count == 0
         assert any(" ggflip.llama " in line for line in app.log_lines)
 

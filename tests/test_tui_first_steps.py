@@ -193,10 +193,11 @@ async def test_question_mark_opens_the_legend(fake_dir: Path) -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         console = Console(width=110, record=True, file=io.StringIO())
-        console.print(HelpScreen._content())
+        console.print(app.screen._content())
         text = console.export_text()
-        for term in ("flips", "c→i", "changes", "McNemar p", "KL", "same top"):
+        for term in ("flips", "c→i", "changes", "McNemar p", "KL", "same top", "verdict", "w "):
             assert term in text
+        assert "PPL ratio" not in text and "same text" not in text
         await pilot.press("escape")
         assert isinstance(app.screen, RunScreen)
 
@@ -226,3 +227,28 @@ async def test_the_flip_list_is_never_drawn_with_stale_column_widths(fake_dir: P
     for line in (*early, *late):
         assert line.split()[0] in {r.id for r in rows}
     assert [line.split()[0] for line in late] == [r.id for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("mode", "terms", "absent"),
+    [
+        (
+            "generate",
+            ("same text", "1st div", "top-1", "∅", "[invalid]", "acc k/n", "Tab"),
+            ("McNemar",),
+        ),
+        ("corpus", ("PPL ratio", "±", "RMS Δp", "n / p", "] / ["), ("c→i", "McNemar")),
+        ("choice", ("w", "verdict", "McNemar p", "(floor)"), ("PPL ratio", "1st div")),
+    ],
+)
+def test_each_view_has_its_own_legend(
+    mode: str, terms: tuple[str, ...], absent: tuple[str, ...]
+) -> None:
+    """`?` in the corpus or generation view explains that view's columns, not multiple choice's."""
+    console = Console(width=110, record=True, file=io.StringIO())
+    console.print(HelpScreen(mode)._content())
+    text = console.export_text()
+    for term in terms:
+        assert term in text, term
+    for term in absent:
+        assert term not in text, term

@@ -31,6 +31,7 @@ from tests.tui_helpers import (
     FAKE_MODELS,
     GatedFactory,
     fake_app,
+    named_rows,
     run_async,
     settle,
     write_fake_set,
@@ -89,15 +90,20 @@ async def test_summary_table_equals_the_engine_report(fake_dir: Path) -> None:
         await settle(pilot)
         screen = gen_screen(app)
         assert screen.live is not None and screen.live.state == "finished"
-        table = screen.query_one("#summary", DataTable)
+        rows = named_rows(screen.query_one("#summary", DataTable))
         for quant in report.quants:
-            cells = [str(c) for c in table.get_row(quant.label)]
-            assert cells[1] == f"{100 * quant.accuracy:.1f}%"  # type: ignore[operator]
-            assert cells[3] == f"{quant.n_flips_lost}/{quant.n_flips_gained}"
-            assert cells[4] == f"{100 * quant.same_text:.1f}%"
-            assert cells[6] == formats.sig(quant.kl_mean)
-            assert cells[8] == f"{100 * quant.top1_agreement:.1f}%"
-            assert cells[9] == f"{quant.n}/{quant.n}"
+            cells = rows[quant.label]
+            # accuracy with its count: correct answers of the turns that have a gold answer
+            graded = [r for r in quant.rows if r.gold is not None]
+            rule = report.answer_rule
+            assert rule is not None
+            correct = sum(r.answers[rule][1] == r.gold for r in graded)
+            assert cells["acc"] == f"{100 * correct / len(graded):.1f}% {correct}/{len(graded)}"
+            assert cells["c→i/i→c"] == f"{quant.n_flips_lost}/{quant.n_flips_gained}"
+            assert cells["same text"] == f"{100 * quant.same_text:.1f}%"
+            assert cells["KL mean"] == formats.sig(quant.kl_mean)
+            assert cells["top-1"] == f"{100 * quant.top1_agreement:.1f}%"
+            assert cells["done"] == f"{quant.n}/{quant.n}"
         assert report.quants[1].n_flips_lost + report.quants[1].n_flips_gained > 0
 
 
@@ -273,6 +279,12 @@ def test_turn_list_cells_show_no_answer_as_empty_set() -> None:
     cells = dict(zip(TURN_COLUMNS, turn_cells(SimpleNamespace(rule="strict"), row)))  # type: ignore[arg-type]
     assert cells["base→quant"] == "12→∅" and cells["flip"] == "c→i"
     assert len(cells["id"]) <= dict(zip(TURN_COLUMNS, TURN_WIDTHS))["id"]
+    from ggflip.tui.gen_detail import GenDetailScreen
+
+    head = GenDetailScreen(row, "prompt", "strict", "F16", "Q2_K")._head().plain
+    assert (
+        "strict: 12 → ∅" in head and "[invalid]" not in head
+    )  # the detail says what the list does
 
 
 @run_async

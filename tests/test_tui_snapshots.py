@@ -8,6 +8,7 @@ screen.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,10 @@ class TestRunView:
     def test_finished_run_with_flips(
         self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
     ) -> None:
-        """The run view after the run: per-model table, progress bars, and the flip list of the last
-        quant."""
-        app = fake_app(write_fake_set(fake_dir), fake_dir)
+        """The run view after the run, with the noise floor as the TUI scores it by default:
+        per-model table with each quant's verdict, progress bars (not at 24 rows), and the flip
+        list of the last quant."""
+        app = fake_app(dataclasses.replace(write_fake_set(fake_dir), floor=True), fake_dir)
         assert snap_compare(app, terminal_size=size, run_before=start_run)
 
 
@@ -180,3 +182,30 @@ class TestGenView:
     ) -> None:
         """Enter on a flip: the prompt, both generations, KL shading and the first divergence."""
         assert snap_compare(_gen_app(fake_dir), terminal_size=size, run_before=_open_gen_detail)
+
+
+async def _open_help(pilot: Pilot[Any]) -> None:
+    await settle(pilot)
+    await pilot.press("question_mark")
+    await settle(pilot)
+
+
+class TestHelpPerView:
+    @SIZES
+    def test_corpus_legend_and_keys(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
+        """? in the corpus view: PPL ratio ±, RMS Δp and the chunk keys, not multiple choice's."""
+        (fake_dir / "corpus.txt").write_text(
+            " ".join(f"word{(i * 7) % 41} thing{i % 13}" for i in range(150))
+        )
+        app = fake_app(write_fake_set(fake_dir), fake_dir)
+        app.kld = KldOptions(texts=(Path("corpus.txt"),), ctx=64, chunks=3, no_cache=True)
+        assert snap_compare(app, terminal_size=size, run_before=_open_help)
+
+    @SIZES
+    def test_generation_legend_and_keys(
+        self, snap_compare: SnapCompare, fake_dir: Path, size: tuple[int, int]
+    ) -> None:
+        """? in the generation view: same text, 1st div, top-1, ∅ and the turn list's keys."""
+        assert snap_compare(_gen_app(fake_dir), terminal_size=size, run_before=_open_help)

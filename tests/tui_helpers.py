@@ -157,3 +157,11 @@ class PausingFactory(FakeBackendFactory):
 
         backend.logits = pausing_logits  # type: ignore[method-assign]
         return backend
+
+
+def named_rows(table: DataTable) -> dict[str, dict[str, str]]:
+    """A table's shown cells by the row's first cell and the column's label (which columns show
+    depends on the terminal's width)."""
+    labels = [str(column.label) for column in table.ordered_columns]
+    rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return {row[0]: dict(zip(labels, row)) for row in rows}

@@ -228,19 +228,27 @@ def confidence_buckets(rows: Sequence[QuestionRow]) -> list[dict[str, Any]]:
     return groups.by_bucket([r.confidence for r in rows], *_damage(rows))
 
 
-def with_verdict(quant: QuantSummary, floor: QuantSummary) -> QuantSummary:
-    """The quant's summary with its verdict against the noise floor (`ggflip.scoring.floor`).
-
-    Flips and KLs are paired on the questions both scored.
-    """
-    floor_rows = {r.index: r for r in floor.rows}
-    paired = [(r, floor_rows[r.index]) for r in quant.rows if r.index in floor_rows]
-    result = floor_verdict.verdict(
+def verdict_of(
+    quant_rows: Sequence[QuestionRow], floor_rows: Sequence[QuestionRow]
+) -> floor_verdict.Verdict:
+    """The verdict of a quant's rows against the floor's, paired on the questions both scored
+    (the TUI asks it of a quant scored part-way too)."""
+    by_index = {r.index: r for r in floor_rows}
+    paired = [(r, by_index[r.index]) for r in quant_rows if r.index in by_index]
+    return floor_verdict.verdict(
         np.array([q.flip is not None for q, _ in paired], dtype=bool),
         np.array([f.flip is not None for _, f in paired], dtype=bool),
         np.array([q.kl for q, _ in paired], dtype=np.float64),
         np.array([f.kl for _, f in paired], dtype=np.float64),
     )
+
+
+def with_verdict(quant: QuantSummary, floor: QuantSummary) -> QuantSummary:
+    """The quant's summary with its verdict against the noise floor (`ggflip.scoring.floor`).
+
+    Flips and KLs are paired on the questions both scored.
+    """
+    result = verdict_of(quant.rows, floor.rows)
     return dataclasses.replace(
         quant,
         verdict=result.verdict,

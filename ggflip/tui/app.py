@@ -28,7 +28,7 @@ from ggflip.generate.setup import GenOptions
 from ggflip.tui.corpus_view import KldScreen
 from ggflip.tui.frontier_view import FrontierScreen
 from ggflip.tui.gen_view import GenScreen
-from ggflip.tui.help import HelpScreen
+from ggflip.tui.help import CHOICE, HelpScreen
 from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.setup import SetupScreen
 
@@ -90,8 +90,10 @@ class GgflipApp(App[None]):
 
     def action_help(self) -> None:
         """`?`: what the numbers mean and the keys."""
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+        if isinstance(self.screen, HelpScreen):
+            return
+        modes = [getattr(screen, "HELP_MODE", None) for screen in self.screen_stack]
+        self.push_screen(HelpScreen(next((m for m in reversed(modes) if m), CHOICE)))
 
     def action_frontier(self) -> None:
         """`t`: the memory–damage frontier of the run in view."""

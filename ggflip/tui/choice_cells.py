@@ -4,6 +4,8 @@ Textual."""
 from __future__ import annotations
 
 from ggflip.choice.answers import FLIP_LOST, QuestionRow
+from ggflip.runs.events import QUANT
+from ggflip.scoring.floor import DIFFERENT, INDISTINGUISHABLE
 from ggflip.scoring.formats import DASH, num, pct, points, sig
 from ggflip.tasks.questions import LETTERS
 from ggflip.tui.choice_live import LiveRun, ModelState
@@ -20,11 +22,23 @@ OWN_COLUMNS = (
     ("KL mean", 7, "kl_mean"),
     ("KL p99", 7, "kl_p99"),
     ("same top", 8, "same_top"),
+    ("verdict", 9, ""),
 )
 PROGRESS_COLUMNS = (("done", 11), ("q/s", 6), ("ETA", 5))
-# Under 120 columns the table keeps what judges a quant and drops the rest (the q/s and ETA are
-# in the progress rows' state, the distributions' tails in the report).
-NARROW_COLUMNS = ("model", "acc", "Δacc", "flips", "c→i/i→c", "KL mean", "same top", "done")
+# The columns a narrow terminal keeps first: what judges a quant, then how far the run is.
+PRIORITY = (
+    "model",
+    "acc",
+    "Δacc",
+    "flips",
+    "verdict",
+    "KL mean",
+    "done",
+    "ETA",
+    "c→i/i→c",
+    "same top",
+)
+VERDICT_WORDS = {INDISTINGUISHABLE: "≈ floor", DIFFERENT: "different"}
 
 
 def column_pairs() -> list[tuple[str, int]]:
@@ -33,10 +47,10 @@ def column_pairs() -> list[tuple[str, int]]:
     return [*own, *appended_pairs("choice", OWN_COLUMNS), *PROGRESS_COLUMNS]
 
 
-def summary_columns(width: int) -> list[tuple[str, int]]:
-    """The run view's summary table columns at `width`."""
-    pairs = column_pairs()
-    return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], NARROW_COLUMNS)
+def summary_columns(width: int, floor: bool = True) -> list[tuple[str, int]]:
+    """The run view's summary table columns at `width` (the verdict only with a `floor`)."""
+    pairs = [(c, w) for c, w in column_pairs() if floor or c != "verdict"]
+    return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], PRIORITY)
 
 
 FLIP_COLUMNS = ("id", "subject", "gold", "base→quant", "direction", "KL", "margin")
@@ -52,7 +66,7 @@ def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
     extra = len(appended("choice", OWN_COLUMNS))
     if model.role == "baseline":
         accuracy = live.baseline.accuracy if live.baseline else None
-        cells = [f"{model.label} (base)", pct(accuracy), *[""] * (7 + extra)]
+        cells = [f"{model.label} (base)", pct(accuracy), *[""] * (8 + extra)]
     else:
         v = live.values(model.label)
         cells = [
@@ -65,11 +79,20 @@ def summary_cells(live: LiveRun, model: ModelState, now: float) -> list[str]:
             sig(v.get("kl_mean")),
             sig(v.get("kl_p99")),
             pct(v.get("same_top")),
+            verdict_cell(live, model),
             *appended_cells("choice", OWN_COLUMNS, v or None),
         ]
     done = "cached" if model.status == "cached" else f"{model.done}/{model.total}"
     eta = duration(model.eta(now)) if model.status == "scoring" else ""
     return [*cells, done, num(model.rate(now), 1), eta]
+
+
+def verdict_cell(live: LiveRun, model: ModelState) -> str:
+    """A quant's verdict against the floor ("" on the floor's own row, – before there is one)."""
+    if model.role != QUANT:
+        return ""
+    verdict = live.verdict(model.label)
+    return DASH if verdict is None else VERDICT_WORDS.get(verdict, verdict)
 
 
 def paired_note(live: LiveRun) -> str:

@@ -6,8 +6,12 @@ the engine's events) plus the flip list's filters and orders and the subjects' f
 
 from __future__ import annotations
 
+from typing import Any
+
 from ggflip.choice.answers import FLIP_GAINED, FLIP_LOST, QuestionRow
+from ggflip.choice.events import FLOOR
 from ggflip.choice.fold import ChoiceFold, ChoiceModel
+from ggflip.choice.report import verdict_of
 from ggflip.runs.events import QUANT
 from ggflip.tasks.questions import Question
 
@@ -21,7 +25,28 @@ ModelState = ChoiceModel
 
 class LiveRun(ChoiceFold):
     """The multiple-choice fold and the run view's questions to it: flips, subjects, partial
-    quants."""
+    quants, verdicts."""
+
+    _verdicts: dict[str, tuple[int, str]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._verdicts = {}
+
+    def verdict(self, label: str) -> str | None:
+        """Quant `label`'s verdict against the noise floor: the engine's once it finished, else
+        the same test over the questions it has scored so far; None before the floor is done
+        (or without one) or before any question."""
+        model = self.models[label]
+        if model.summary is not None:
+            return model.summary.verdict
+        if self.floor is None or not model.rows:
+            return None
+        cached = self._verdicts.get(label)
+        if cached is None or cached[0] != len(model.rows):
+            cached = (len(model.rows), verdict_of(model.rows, self.floor.rows).verdict)
+            self._verdicts[label] = cached
+        return cached[1]
 
     def question(self, index: int) -> Question:
         """The question at `index` of the run."""
@@ -54,10 +79,12 @@ class LiveRun(ChoiceFold):
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
     def partial(self) -> list[ModelState]:
-        """The quants scored part-way (neither waiting nor done): their rows cover fewer questions
-        than the baseline's row."""
+        """The quants (and the floor) scored part-way (neither waiting nor done): their rows
+        cover fewer questions than the baseline's row."""
         return [
             model
             for model in self.models.values()
-            if model.role == QUANT and model.summary is None and 0 < len(model.rows) < model.total
+            if model.role in (QUANT, FLOOR)
+            and model.summary is None
+            and 0 < len(model.rows) < model.total
         ]

@@ -17,12 +17,15 @@ from textual.widgets import Static
 
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.engine import run_comparison
+from ggflip.choice.events import FLOOR
 from ggflip.choice.report import Report
 from ggflip.choice.resume import run_progress
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.reports.choice import render_markdown
+from ggflip.runs.events import QUANT
 from ggflip.runs.resume import is_unfinished
+from ggflip.tui import help
 from ggflip.tui.choice_cells import (
     SORT_NAMES,
     column_pairs,
@@ -32,6 +35,7 @@ from ggflip.tui.choice_cells import (
 )
 from ggflip.tui.choice_live import DIRECTIONS, SORTS, LiveRun
 from ggflip.tui.choice_tables import FlipTable
+from ggflip.tui.columns import plural
 from ggflip.tui.damage import DamageScreen
 from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.run_widgets import run_bindings
@@ -42,11 +46,11 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
     """A multiple-choice comparison running live."""
 
     BINDINGS: ClassVar[list[BindingType]] = run_bindings(
-        Binding("m", "margins", "Top margin"),
-        Binding("w", "damage", "Where it hurts", show=False),
+        Binding("m", "margins", "Margins"),
+        Binding("w", "damage", "Where it hurts"),
         Binding("d", "direction", "Direction"),
-        Binding("s", "sort", "Sort"),
         Binding("f", "subject", "Subject"),
+        Binding("s", "sort", "Sort"),
     )
     DEFAULT_CSS = """
     ChoiceScreen #paired { height: auto; padding: 0 1; display: none; }
@@ -54,14 +58,28 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
     ChoiceScreen #flips { height: 1fr; }
     """
     STARTING = "Loading questions…"
-    FINISHED = "Finished: every model scored. e: export · r: re-run · m: top margins · ?: legend"
+    FINISHED = "Finished. e: export · r: re-run · m: margins · w: where it hurts · ?: help"
+    HELP_MODE = help.CHOICE
     LIST_ID = "flips"
+    LIST_NAME = "flips"
 
     def __init__(self, options: RunOptions) -> None:
         super().__init__(options)
         self.direction: str | None = None
         self.subject: str | None = None
         self.sort = "scored"
+
+    def selectable(self) -> list[str]:
+        """The quants' rows and the floor's (its flips are what batching alone does)."""
+        live = self.live
+        if live is None:
+            return []
+        return [label for label, m in live.models.items() if m.role in (QUANT, FLOOR)]
+
+    def selection_changed(self) -> None:
+        """A subject filter belongs to the quant it was picked for: another quant starts on all
+        subjects (its own flips may be elsewhere)."""
+        self.subject = None
 
     def resolve(self, options: RunOptions) -> RunSpec:
         return resolve_run_spec(options)
@@ -89,7 +107,7 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
         return column_pairs()
 
     def table_columns(self, width: int) -> list[tuple[str, int]]:
-        return summary_columns(width)
+        return summary_columns(width, floor=self.options.floor)
 
     def model_cells(self, label: str, now: float) -> Sequence[str]:
         assert self.live is not None
@@ -126,8 +144,8 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
         direction = "both directions" if self.direction is None else direction_text(self.direction)
         subject = "all subjects" if self.subject is None else self.subject
         title.update(
-            f"Flips of {self.selected}: {len(rows)} of {model.done} scored · {direction} (d) · "
-            f"{subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter on a flip: detail"
+            f"{self.selected}: {plural(len(rows), 'flip')} in {model.done} scored · "
+            f"{direction} (d) · {subject} (f) · {SORT_NAMES[self.sort]} (s) · Enter: detail"
         )
 
     def open_detail(self, key: str) -> None:
@@ -140,20 +158,26 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
         )
 
     def action_margins(self) -> None:
-        if self.live is None:
-            return
-        charts = [
-            (label, self.live.margin_buckets(label))
-            for label, m in self.live.models.items()
-            if m.role == "quant" and m.rows
+        if self.live is not None:
+            self.app.push_screen(MarginScreen(self._margin_charts))
+
+    def _margin_charts(self) -> list[tuple[str, list[dict[str, float | int]]]]:
+        """Each quant's flip rate per margin bucket over its rows so far."""
+        live = self.live
+        if live is None:
+            return []
+        return [
+            (label, live.margin_buckets(label))
+            for label, m in live.models.items()
+            if m.role == QUANT and m.rows
         ]
-        self.app.push_screen(MarginScreen(charts))
 
     def action_damage(self) -> None:
-        """Open the per-subject / per-confidence view of the quant under the cursor."""
+        """Open the per-subject / per-confidence view of the quant under the cursor (live)."""
         if self.live is None or self.selected is None:
             return
-        self.app.push_screen(DamageScreen(self.selected, self.live.models[self.selected].rows))
+        model = self.live.models[self.selected]
+        self.app.push_screen(DamageScreen(self.selected, lambda: model.rows))
 
     def action_direction(self) -> None:
         self.direction = DIRECTIONS[(DIRECTIONS.index(self.direction) + 1) % len(DIRECTIONS)]

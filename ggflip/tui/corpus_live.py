@@ -41,7 +41,9 @@ KLD_COLUMNS = (
     "chunks",
 )
 KLD_WIDTHS = (18, 12, 13, 15, 6, 6, 6, 11, 6, 6)
-KLD_NARROW = ("model", "PPL ratio", "KL mean", "KL p99", "same top", "chunks")
+CONTEXT_TAIL = 16  # context tokens shown before a chunk's scored ones
+# The columns a narrow terminal keeps first (`columns.fit_columns`).
+KLD_PRIORITY = ("model", "PPL ratio", "KL mean", "same top", "chunks", "KL p99", "RMS Δp", "PPL")
 CATEGORY_COLUMNS = (
     "text",
     "chunks",
@@ -156,15 +158,19 @@ class LiveKld(CorpusFold):
         ]
 
     def token_text(self, label: str | None, chunk: int) -> Text:
-        """The chunk's text: context dim, each scored token shaded by `label`'s KL (plain if not
-        scored yet)."""
+        """The chunk's text: the end of its context dim (the rest counted), each scored token
+        shaded by `label`'s KL (plain if not scored yet)."""
         pieces = self.pieces.get(chunk)
         if pieces is None:
             return Text("This chunk is not scored yet.", style="dim")
         kl = self.kl(label, chunk) if label is not None else None
         text = Text()
         first = self.first_scored + 1
-        text.append("".join(pieces[1:first]), style="dim")
+        context = pieces[1:first]
+        if len(context) > CONTEXT_TAIL:  # the scored tokens are what to see, on any terminal
+            text.append(f"[{len(context) - CONTEXT_TAIL} context tokens] …", style="dim italic")
+            context = context[-CONTEXT_TAIL:]
+        text.append("".join(context), style="dim")
         for j, piece in enumerate(pieces[first:]):
             text.append(piece, style=kl_style(float(kl[j])) if kl is not None else "")
         return text

@@ -24,8 +24,9 @@ from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.spec import KldSpec
 from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.fold import ModelProgress
+from ggflip.tui import help
 from ggflip.tui.columns import fit_columns
-from ggflip.tui.corpus_live import KLD_NARROW, LiveKld, kl_legend
+from ggflip.tui.corpus_live import KLD_PRIORITY, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable, kld_cells, kld_columns
 from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.run_widgets import run_bindings
@@ -42,9 +43,9 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
     BINDINGS: ClassVar[list[BindingType]] = run_bindings(
         before=(
             Binding("n", "chunk(1)", "Next chunk"),
-            Binding("p", "chunk(-1)", "Prev chunk"),
+            Binding("p", "chunk(-1)", "Prev"),
             Binding("right_square_bracket", "quant(1)", "Next quant"),
-            Binding("left_square_bracket", "quant(-1)", "Prev quant"),
+            Binding("left_square_bracket", "quant(-1)", "Prev"),
         )
     )
     DEFAULT_CSS = """
@@ -59,9 +60,10 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
     KldScreen #legend { height: 1; padding: 0 1; }
     """
     STARTING = CHECKING = "Reading the text and checking the models…"
-    FINISHED = "Finished: every model scored. n/p: chunk · [/]: quant · e: export · r: re-run"
+    FINISHED = "Finished. n/p: chunk · [/]: quant · e: export · r: re-run · ?: help"
     CANCELLED = "e: export · corpus mode keeps no run store: r scores the quants again"
     WHAT = "corpus run"
+    HELP_MODE = help.CORPUS
 
     def __init__(self, options: KldOptions) -> None:
         super().__init__(options)
@@ -84,7 +86,7 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
 
     def table_columns(self, width: int) -> list[tuple[str, int]]:
         pairs = self.columns()
-        return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], KLD_NARROW)
+        return fit_columns(width, [c for c, _ in pairs], [w for _, w in pairs], KLD_PRIORITY)
 
     def model_cells(self, label: str, now: float) -> Sequence[str]:
         assert self.live is not None

@@ -7,7 +7,7 @@ Both tables come from the engine's own breakdown (`ggflip.choice.report.by_subje
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
@@ -17,11 +17,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ggflip.choice.answers import QuestionRow
 from ggflip.choice.report import by_subject, confidence_buckets
-from ggflip.tui.views import bar
+from ggflip.tui.run_widgets import footer
+from ggflip.tui.views import LIVE_SECONDS, bar
 
 
 def damage_table(title: str, first: str, groups: Sequence[dict[str, Any]]) -> Table:
@@ -54,9 +55,10 @@ class DamageScreen(ModalScreen[None]):
     DamageScreen > Vertical { width: 100%; height: 100%; background: $surface; }
     """
 
-    def __init__(self, label: str, rows: Sequence[QuestionRow]) -> None:
+    def __init__(self, label: str, rows: Callable[[], Sequence[QuestionRow]]) -> None:
         super().__init__()
-        self.label, self.rows = label, rows
+        self.label, self.rows_now = label, rows
+        self.rows = list(rows())
 
     def content(self) -> RenderableType:
         """Both tables, or a line saying nothing is scored yet."""
@@ -79,5 +81,15 @@ class DamageScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(), VerticalScroll():
-            yield Static(self.content())
-        yield Footer()
+            yield Static(self.content(), id="damage")
+        yield footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(LIVE_SECONDS, self._follow_run)
+
+    def _follow_run(self) -> None:
+        """Redraw when the quant scored more questions (the view follows the run live)."""
+        rows = self.rows_now()
+        if len(rows) != len(self.rows):
+            self.rows = list(rows)
+            self.query_one("#damage", Static).update(self.content())

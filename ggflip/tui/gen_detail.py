@@ -14,12 +14,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ggflip.generate.compare import TurnRow
 from ggflip.generate.report import flip_of
 from ggflip.tui.corpus_live import kl_legend
+from ggflip.tui.gen_cells import answer_cell
 from ggflip.tui.gen_live import DIVERGENCE_STYLE, FLIP_LOST, token_texts
+from ggflip.tui.run_widgets import footer
 from ggflip.tui.views import direction_text
 
 
@@ -63,7 +65,7 @@ class GenDetailScreen(ModalScreen[None]):
                     yield Static(title, classes="gen-side-title")
                     yield Static(quant_text, id="gen-quant-text")
             yield Static(self._legend(), id="gen-legend")
-        yield Footer()
+        yield footer()
 
     def _head(self) -> Text:
         r = self.row
@@ -74,8 +76,8 @@ class GenDetailScreen(ModalScreen[None]):
         )
         if self.rule:
             base, quant = r.answers.get(self.rule, ("", ""))
-            head.append(f"  ·  gold {r.gold or '–'}  ·  {self.rule}: {base or '∅'} → ")
-            head.append(f"{quant or '∅'}  ")
+            head.append(f"  ·  gold {r.gold or '–'}  ·  {self.rule}: {answer_cell(base)} → ")
+            head.append(f"{answer_cell(quant)}  ")
             head.append(
                 direction_text(flip),
                 "bold red" if flip == FLIP_LOST else "bold green" if flip else "bold",

@@ -31,6 +31,13 @@ FILTER_NAMES = {
     "diverged": "texts that differ",
     "all": "every turn",
 }
+FILTER_COUNTS = {  # "Turns of Q: 3 flipped of 12 compared"
+    "flips": "flipped",
+    FLIP_LOST: "correct→incorrect",
+    FLIP_GAINED: "incorrect→correct",
+    "diverged": "differing",
+    "all": "shown",
+}
 GEN_SORTS = ("order", "kl", "divergence")
 SORT_NAMES = {
     "order": "in generation order",

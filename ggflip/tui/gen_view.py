@@ -17,21 +17,25 @@ from textual.widgets import DataTable, Static
 
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
+from ggflip.generate.compare import TurnRow
 from ggflip.generate.engine import run_generation
 from ggflip.generate.report import GenReport
 from ggflip.generate.resume import stored_turns
 from ggflip.generate.setup import GenOptions, resolve_gen_spec
 from ggflip.generate.spec import GenSpec
 from ggflip.reports.generation import render_gen_markdown
+from ggflip.tui import help
 from ggflip.tui.gen_cells import (
     TURN_COLUMNS,
-    TURN_WIDTHS,
     gen_columns,
+    gen_table_columns,
     summary_cells,
     turn_cells,
+    turn_table_columns,
 )
 from ggflip.tui.gen_detail import GenDetailScreen
 from ggflip.tui.gen_live import (
+    FILTER_COUNTS,
     FILTER_NAMES,
     GEN_SORTS,
     SORT_NAMES,
@@ -40,7 +44,7 @@ from ggflip.tui.gen_live import (
     setup_options,
 )
 from ggflip.tui.run_screen import RunScreen
-from ggflip.tui.run_widgets import run_bindings
+from ggflip.tui.run_widgets import ModelTable, run_bindings
 
 
 class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
@@ -55,9 +59,11 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     """
     STARTING = "Loading prompts…"
     VERB = "Generating"
-    FINISHED = "Finished: every model generated. Enter: the two texts · e: export · r: re-run"
+    FINISHED = "Finished. Enter: both texts · e: export · r: re-run · ?: help"
     WHAT = "generation run"
+    HELP_MODE = help.GENERATE
     LIST_ID = "turns"
+    LIST_NAME = "turns"
 
     def __init__(self, options: GenOptions) -> None:
         super().__init__(options)
@@ -87,16 +93,19 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
     def columns(self) -> list[tuple[str, int]]:
         return gen_columns()
 
+    def table_columns(self, width: int) -> list[tuple[str, int]]:
+        return gen_table_columns(width)
+
     def model_cells(self, label: str, now: float) -> Sequence[str]:
         assert self.live is not None
         return summary_cells(self.live, self.live.models[label], now)
 
     def compose_view(self) -> ComposeResult:
         yield Static("", id="turn-title")
-        turns: DataTable[str] = DataTable(id="turns", cursor_type="row", zebra_stripes=True)
-        for column, width in zip(TURN_COLUMNS, TURN_WIDTHS):
-            turns.add_column(column, key=column, width=width)
-        yield turns
+        yield ModelTable(turn_table_columns(self.app.size.width), id="turns")
+
+    def view_resized(self, width: int) -> bool:
+        return self.query_one("#turns", ModelTable).fit(turn_table_columns(width), [])
 
     def run_started(self) -> None:
         assert self.live is not None
@@ -106,6 +115,9 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
         self._listed_key = ()
 
     def progress_text(self, model: GenModel) -> str:
+        if model.done == 0 and model.status == "generating" and self.live is not None:
+            batch = self.live.spec.batch_size
+            return f"turn 0/{model.total} ({batch} generate together; counted when they end)"
         return f"turn {model.done}/{model.total}"
 
     def setup_options(self) -> RunOptions:
@@ -129,18 +141,25 @@ class GenScreen(RunScreen[GenOptions, GenSpec, LiveGen]):
             cursor = table.cursor_row
             table.clear()
             for r in rows:
-                table.add_row(*map(Text, turn_cells(live, r)), key=str(r.index))
+                table.add_row(*self._turn_row(r), key=str(r.index))
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
         else:
             for r in rows[len(self._listed) :]:
-                table.add_row(*map(Text, turn_cells(live, r)), key=str(r.index))
+                table.add_row(*self._turn_row(r), key=str(r.index))
         self._listed, self._listed_key = indexes, key
         done = len(live.models[self.selected].rows)
         title.update(
-            f"Turns of {self.selected}: {len(rows)} of {done} compared · {FILTER_NAMES[self.shown]}"
-            f" (d) · {SORT_NAMES[self.sort]} (s) · Enter: the two texts"
+            f"Turns of {self.selected}: {len(rows)} {FILTER_COUNTS[self.shown]} of {done} compared"
+            f" · {FILTER_NAMES[self.shown]} (d) · {SORT_NAMES[self.sort]} (s) · Enter: both texts"
         )
+
+    def _turn_row(self, row: TurnRow) -> list[Text]:
+        """A turn's cells in the columns the list shows at this width."""
+        assert self.live is not None
+        shown = {column for column, _ in self.query_one("#turns", ModelTable).columns_shown}
+        cells = zip(TURN_COLUMNS, turn_cells(self.live, row))
+        return [Text(cell) for column, cell in cells if column in shown]
 
     def open_detail(self, key: str) -> None:
         live = self.live

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions
+from ggflip.runs.events import QUANT
 from ggflip.runs.fold import LOADING, Fold, ModelProgress
 
 OptionsT = TypeVar("OptionsT")
@@ -32,12 +33,21 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
     CANCELLED = "llama.cpp stops after its current batch. e: export"
     WHAT = "run"  # the run in messages: "The run stopped"
     LIST_ID: str | None = None  # the list under the table that Enter on a quant's row focuses
+    LIST_NAME = "comparison"  # what that list shows, in messages
 
     live: FoldT | None
 
     def resolve(self, options: OptionsT) -> SpecT:
         """The spec of `options` (in the worker thread: may read files)."""
         raise NotImplementedError
+
+    def selectable(self) -> list[str]:
+        """The rows of the model table that Enter and the cursor show under the table: the
+        quants'."""
+        return list(self.live.quant_labels) if self.live is not None else []
+
+    def selection_changed(self) -> None:
+        """Another row is shown under the table (reset what belonged to the one before)."""
 
     def make_fold(self, spec: SpecT) -> FoldT:
         """A fresh fold for a run of `spec`."""
@@ -76,6 +86,11 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
         """The widgets under the model table."""
         yield from ()
 
+    def view_resized(self, width: int) -> bool:
+        """The terminal is now `width` wide: fit the view under the table; True when it must be
+        drawn again."""
+        return False
+
     def run_started(self) -> None:
         """A new run's fold is in `self.live`: reset what the view under the table shows."""
 
@@ -93,7 +108,9 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
         if live.state == "running" and live.current:
             model = live.models[live.current]
             verb = "Loading" if model.status == LOADING else self.VERB
-            return f"{verb} {model.label} ({model.role}): {self.progress_text(model)}"
+            named = model.role == QUANT or f"({model.role})" in model.label
+            role = "" if named else f" ({model.role})"  # "F16 (baseline)", "Q4_K_M", "F16 (floor)"
+            return f"{verb} {model.label}{role}: {self.progress_text(model)}"
         if live.state == "finished":
             return self.FINISHED
         if live.state == "cancelled":

@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, RichLog, Static
+from textual.widgets import DataTable, Header, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ggflip.backends.base import BackendFactory
@@ -30,7 +30,7 @@ from ggflip.errors import GgflipError
 from ggflip.runs.events import QUANT
 from ggflip.tui.export import export_files
 from ggflip.tui.run_adapter import FoldT, ModeAdapter, OptionsT, SpecT
-from ggflip.tui.run_widgets import ModelTable, ProgressRows, failure_message
+from ggflip.tui.run_widgets import ModelTable, ProgressRows, failure_message, footer
 from ggflip.tui.views import ErrorScreen, ResumeScreen
 
 REFRESH_SECONDS = 0.25
@@ -51,7 +51,9 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
     RunScreen #summary { height: auto; max-height: 12; }
     RunScreen #log { height: 10; border-top: solid $accent; display: none; }
     RunScreen.show-log #log { display: block; }
+    RunScreen.short #progress { display: none; }
     """
+    SHORT_HEIGHT = 30  # under this many rows the progress bars go (the table's done column stays)
 
     class SpecResolved(Message):
         """The options became a spec (questions, prompts or texts loaded); the run starts."""
@@ -100,9 +102,10 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
         yield ModelTable(self.table_columns(self.app.size.width), id="summary")
         yield from self.compose_view()
         yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
-        yield Footer()
+        yield footer()
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.height < self.SHORT_HEIGHT, "short")
         log_panel = self.query_one("#log", RichLog)
         for line in self.app.log_lines:  # type: ignore[attr-defined]
             log_panel.write(line)
@@ -154,11 +157,17 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
         spec: SpecT = message.spec  # type: ignore[assignment]
         live = self.live = self.make_fold(spec)
         self.sub_title = self.subtitle(spec)
-        if self.selected not in live.quant_labels:
-            self.selected = live.quant_labels[0] if live.quant_labels else None
         self.query_one(ProgressRows).build(live)
         self.query_one(ModelTable).fill(list(live.models))
+        labels = self.selectable()
         self.run_started()
+        first = live.quant_labels or labels  # a quant's row first, not the floor's
+        if self.selected in labels:
+            self._select(self.selected)
+        elif first:
+            self._select(first[0])
+        else:
+            self.selected = None
         self._refresh(force=True)
 
     def on_run_screen_resume_offered(self, message: ResumeOffered) -> None:
@@ -253,15 +262,17 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
         self.draw_view(force)
 
     def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < self.SHORT_HEIGHT, "short")
         labels = list(self.live.models) if self.live is not None else []
-        if self.query_one(ModelTable).fit(self.table_columns(event.size.width), labels):
-            if self.selected is not None:
-                self._select(self.selected)
+        refit = self.query_one(ModelTable).fit(self.table_columns(event.size.width), labels)
+        if refit and self.selected is not None:
+            self._select(self.selected)
+        if self.view_resized(event.size.width) or refit:
             self._refresh(force=True)
 
     def _select(self, label: str) -> None:
         """Show `label` under the table and put the table's cursor on it."""
-        self.selected = label
+        self._choose(label)
         table = self.query_one(ModelTable)
         if label in table.rows:
             table.move_cursor(row=table.get_row_index(label), animate=False)
@@ -272,10 +283,16 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
         if event.data_table.id != "summary" or self.live is None:
             return
         label = event.row_key.value
-        if label in self.live.quant_labels and label != self.selected:
-            self.selected = label
+        if label in self.selectable() and label != self.selected:
+            self._choose(label)
             self.follow = label == self.live.current
             self._refresh(force=True)
+
+    def _choose(self, label: str) -> None:
+        """`label` is the row shown under the table from now on."""
+        if label != self.selected:
+            self.selected = label
+            self.selection_changed()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         live, key = self.live, event.row_key.value
@@ -283,10 +300,18 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
             return
         if event.data_table.id == "summary":
             # Enter on a quant's row goes to its list; Enter there opens a row's detail.
-            if key in live.quant_labels and self.LIST_ID is not None:
+            if key in self.selectable():
                 if key != self.selected:
-                    self.selected, self.follow = key, key == live.current
+                    self._choose(key)
+                    self.follow = key == live.current
                     self._refresh(force=True)
+            elif self.selected is not None:
+                self.notify(
+                    f"{key} is what the other rows are compared with; Enter on a quant's row "
+                    f"shows its {self.LIST_NAME}. Showing {self.selected}'s.",
+                    markup=False,
+                )
+            if self.LIST_ID is not None:
                 self.query_one(f"#{self.LIST_ID}", DataTable).focus()
         elif event.data_table.id == self.LIST_ID and self.selected is not None:
             self.open_detail(key)

@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Label, ProgressBar
+from textual.widgets import DataTable, Footer, Label, ProgressBar
 
 from ggflip.errors import GgflipError
 from ggflip.runs.events import BASELINE
@@ -35,16 +35,25 @@ def failure_message(error: BaseException | None, what: str) -> str:
 def run_bindings(
     *mode: BindingType, before: Sequence[BindingType] = (), back: str = "Setup"
 ) -> list[BindingType]:
-    """A run screen's keys: `before`, cancel, re-run and export, the mode's own, log and back."""
+    """A run screen's keys, in the footer's order: help, quit and back first (a narrow footer
+    cuts its end), `before`, export and cancel, the mode's own, re-run and log."""
     return [
-        *before,
-        Binding("c", "cancel", "Cancel"),
-        Binding("r", "rerun", "Re-run"),
-        Binding("e", "export", "Export"),
-        *mode,
-        Binding("l", "toggle_log", "Log"),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit"),
         Binding("escape", "back", back),
+        *before,
+        Binding("e", "export", "Export"),
+        Binding("c", "cancel", "Cancel"),
+        *mode,
+        Binding("r", "rerun", "Re-run"),
+        Binding("l", "toggle_log", "Log"),
     ]
+
+
+def footer() -> Footer:
+    """Every view's footer: compact, and without the command palette's entry (ctrl+p still opens
+    it), so a view's keys fit."""
+    return Footer(compact=True, show_command_palette=False)
 
 
 class ProgressRows(Vertical):
@@ -79,7 +88,8 @@ class ProgressRows(Vertical):
 
 
 class ModelTable(DataTable["Text | str"]):
-    """A row per model (baseline first): the columns of `columns` that fit, cells from a mode."""
+    """A table whose columns are those that fit the terminal (`fit`): the model table (a row per
+    model, baseline first, cells from a mode) and generation's turn list."""
 
     def __init__(self, columns: Sequence[tuple[str, int]], **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)

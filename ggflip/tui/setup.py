@@ -21,7 +21,6 @@ from textual.screen import Screen
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
     Header,
     Input,
     Label,
@@ -45,6 +44,13 @@ from ggflip.tui.choice_view import ChoiceScreen
 from ggflip.tui.corpus_view import CORPUS_TASK, KldScreen
 from ggflip.tui.gen_live import gen_options
 from ggflip.tui.gen_view import GenScreen
+from ggflip.tui.run_widgets import footer
+from ggflip.tui.setup_models import MODEL_COLUMNS, model_rows
+
+DEMO_LIMIT = 300
+"""The Limit the form shows when none was given: the demo's sample (`scripts/demo.sh`), so one
+Enter never starts a whole-benchmark run (14,042 MMLU questions); clear it to use them all."""
+LIMIT_PLACEHOLDERS = {"choice": "all questions", "generate": "all prompts", "kld": "all chunks"}
 
 CORPUS_DESCRIPTION = (
     "full-vocabulary KL, PPL and top-token agreement on a text (Data: text files or folders, "
@@ -52,22 +58,10 @@ CORPUS_DESCRIPTION = (
 )
 
 
-def _size(n_bytes: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.1f} {unit}"
-    return f"{n_bytes} B"
-
-
-def _count(n: int) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(n)
-
-
 class SetupScreen(Screen[None]):
     """Choose what to compare; Enter (or the Start button) opens the run view."""
+
+    HELP_MODE = "setup"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start", show=False),
@@ -79,13 +73,15 @@ class SetupScreen(Screen[None]):
     SetupScreen.narrow #sets-pane { width: 22; }
     SetupScreen.narrow .field { margin-bottom: 0; }
     SetupScreen #sets { height: 1fr; border: none; }
-    SetupScreen #details { padding: 0 1; }
+    SetupScreen #details { padding: 0 1; height: auto; }
+    SetupScreen.narrow #details { height: 1fr; }
     SetupScreen .heading { text-style: bold; padding-top: 1; }
     SetupScreen #models { height: auto; max-height: 12; }
     SetupScreen .field { height: 1; margin-bottom: 1; }
     SetupScreen .field Label { width: 14; }
     SetupScreen .field Input, SetupScreen .field Select { width: 1fr; max-width: 60; }
-    SetupScreen #start { dock: bottom; margin-top: 1; }
+    SetupScreen #form { width: 1fr; }
+    SetupScreen #start { margin: 0 1; }
     """
 
     class ModelInfo(Message):
@@ -118,17 +114,18 @@ class SetupScreen(Screen[None]):
             with Vertical(id="sets-pane"):
                 yield Label("Comparison sets", classes="heading")
                 yield OptionList(id="sets")
-            # The form scrolls on a short terminal; the Start button stays docked in view.
-            with VerticalScroll(id="details"):
-                yield Static("", id="set-description", classes="heading")
-                table: DataTable[str] = DataTable(id="models", cursor_type="none")
-                table.can_focus = False
-                yield table
-                yield Static("", id="llama")
-                yield Label("Run", classes="heading")
-                yield from self._run_fields()
-                yield Button("Start  (Enter)", id="start", variant="primary")
-        yield Footer()
+            # The form scrolls on a short terminal; the Start button stays in view below it.
+            with Vertical(id="form"):
+                with VerticalScroll(id="details"):
+                    yield Static("", id="set-description", classes="heading")
+                    table: DataTable[str] = DataTable(id="models", cursor_type="none")
+                    table.can_focus = False
+                    yield table
+                    yield Static("", id="llama")
+                    yield Label("Run", classes="heading")
+                    yield from self._run_fields()
+                yield Button("Start  (Enter)", id="start", variant="primary", compact=True)
+        yield footer()
 
     def _run_fields(self) -> ComposeResult:
         """The run's form fields: task, data, limit, seed, subjects, batch size."""
@@ -150,8 +147,8 @@ class SetupScreen(Screen[None]):
         yield self._field(
             "Limit",
             Input(
-                self._text(self.options.limit),
-                placeholder="all questions",
+                self._text(DEMO_LIMIT if self.options.limit is None else self.options.limit),
+                placeholder=self._limit_placeholder(task),
                 type="integer",
                 compact=True,
                 id="limit",
@@ -180,6 +177,17 @@ class SetupScreen(Screen[None]):
             "Batch size",
             Input(str(self.options.batch_size), type="integer", compact=True, id="batch"),
         )
+
+    def _limit_placeholder(self, task: str) -> str:
+        """What an empty Limit means for `task`: every question, prompt or chunk."""
+        if task == CORPUS_TASK:
+            return LIMIT_PLACEHOLDERS["kld"]
+        generation = gen_options(replace(self.options, task=task)) is not None
+        return LIMIT_PLACEHOLDERS["generate" if generation else "choice"]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "task" and isinstance(event.value, str):
+            self.query_one("#limit", Input).placeholder = self._limit_placeholder(event.value)
 
     @staticmethod
     def _task_choices() -> list[tuple[str, str]]:
@@ -258,25 +266,9 @@ class SetupScreen(Screen[None]):
             self._read_model_info(missing)
 
     def _draw_models(self, model_set: ModelSet) -> None:
-        rows = []
-        for i, model in enumerate(model_set.models):
-            info = self.model_info.get(model.path)
-            if info is None:
-                size, bpw, note = "…", "…", ""
-            elif info.problem:
-                size, bpw, note = "–", "–", info.problem
-            else:
-                assert info.size is not None and info.n_params and info.bits_per_weight is not None
-                size, bpw, note = (
-                    _size(info.size),
-                    f"{info.bits_per_weight:.2f}",
-                    f"{_count(info.n_params)} weights",
-                )
-            rows.append(
-                ("baseline" if i == 0 else "quant", model.label, model.path.name, size, bpw, note)
-            )
+        rows = model_rows(model_set, self.model_info)
         # Explicit widths, fitted to what was read (see `tables`: auto widths race the render).
-        labels = ("role", "label", "file", "size", "bits/weight", "")
+        labels = MODEL_COLUMNS
         table = self.query_one("#models", DataTable)
         table.clear(columns=True)
         for label, width in zip(labels, fitted_widths(labels, rows)):

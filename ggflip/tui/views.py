@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -14,13 +14,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from ggflip.choice.answers import FLIP_LOST, QuestionRow
 from ggflip.tasks.questions import LETTERS, Question
+from ggflip.tui.columns import plural
+from ggflip.tui.run_widgets import footer
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
+LIVE_SECONDS = 0.5  # how often a view over a running quant looks for new rows
+Chart = tuple[str, list[dict[str, float | int]]]  # a quant's label and its margin buckets
 
 
 def bar(fraction: float, width: int) -> str:
@@ -46,7 +50,8 @@ class ErrorScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     ErrorScreen { align: center middle; }
     ErrorScreen > Vertical {
-        width: 90; height: auto; border: thick $error; background: $surface; padding: 1 2;
+        width: 100%; max-width: 90; height: auto; border: thick $error; background: $surface;
+        padding: 1 2;
     }
     ErrorScreen #error-title { text-style: bold; color: $error; }
     """
@@ -72,7 +77,8 @@ class ResumeScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     ResumeScreen { align: center middle; }
     ResumeScreen > Vertical {
-        width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2;
+        width: 100%; max-width: 80; height: auto; border: thick $accent; background: $surface;
+        padding: 1 2;
     }
     """
 
@@ -118,7 +124,7 @@ class QuestionDetailScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static(self._content(self.app.size.width), id="detail")
-        yield Footer()
+        yield footer()
 
     def on_resize(self, event: events.Resize) -> None:
         self.query_one("#detail", Static).update(self._content(event.size.width))
@@ -178,7 +184,8 @@ class QuestionDetailScreen(ModalScreen[None]):
 
 
 class MarginScreen(ModalScreen[None]):
-    """Flip rate per baseline top-margin bucket, one bar chart per quant, on a shared scale."""
+    """Flip rate per baseline top-margin bucket, one bar chart per quant, on a shared scale; it
+    follows the run live (`charts` is asked again while the run goes on)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,m,q", "dismiss", "Close")]
     DEFAULT_CSS = """
@@ -190,9 +197,10 @@ class MarginScreen(ModalScreen[None]):
     MarginScreen Grid > Static { height: auto; }
     """
 
-    def __init__(self, charts: Sequence[tuple[str, list[dict[str, float | int]]]]) -> None:
+    def __init__(self, charts: Callable[[], Sequence[Chart]]) -> None:
         super().__init__()
-        self.charts = charts
+        self.charts_now = charts
+        self.charts = list(charts())
 
     def compose(self) -> ComposeResult:
         peak = max(
@@ -212,10 +220,17 @@ class MarginScreen(ModalScreen[None]):
                 with Grid():
                     for label, buckets in self.charts:
                         yield Static(self._chart(label, buckets, scale))
-        yield Footer()
+        yield footer()
+
+    def _follow_run(self) -> None:
+        charts = list(self.charts_now())
+        if charts != self.charts:
+            self.charts = charts
+            self.refresh(recompose=True)
 
     def on_mount(self) -> None:
         self._fit(self.app.size.width)
+        self.set_interval(LIVE_SECONDS, self._follow_run)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width)
@@ -263,7 +278,8 @@ class SubjectPicker(ModalScreen["str | None"]):
     def compose(self) -> ComposeResult:
         options = [Option("all subjects", id=self.ALL)]
         options += [
-            Option(Text(f"{subject}  ({n} flips)"), id=subject) for subject, n in self.subjects
+            Option(Text(f"{subject}  ({plural(n, 'flip')})"), id=subject)
+            for subject, n in self.subjects
         ]
         picker = OptionList(*options)
         picker.border_title = (
