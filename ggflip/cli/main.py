@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn, TextIO
 
 from ggflip import __version__
 from ggflip.cli.scoring_flags import (
@@ -209,9 +210,21 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line, the hint first: `ggflip: error: MESSAGE (ggflip run
+    --help lists every flag)`, exit 2, instead of the whole usage before the message. Subcommand
+    parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            int(ExitCode.USAGE),
+            f"ggflip: error: {message} ({self.prog} --help lists every flag)\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ggflip",
         description="What quantization really did to a local LLM: flips and KL against the F16.",
     )
@@ -266,7 +279,7 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line; an unknown flag close to a known one gets "did you mean".
 
     Raises:
-        SystemExit: 2 on a usage error, after argparse printed the usage and the error.
+        SystemExit: 2 on a usage error, after one line naming it (`_Parser.error`).
     """
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -286,13 +299,26 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     raise AssertionError("unreachable: argparse's error() exits")
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever `sys.stderr` is when a record comes: while rich draws
+    progress bars on a terminal that is its proxy, so a warning (a busy machine, say) prints
+    above the bars instead of inside one."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
 def _setup_logging(verbose: bool, log_file: Path | None, to_stderr: bool = True) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_ggflip", False)]:
         root.removeHandler(handler)
         handler.close()
     root.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
-    stderr = logging.StreamHandler(sys.stderr)
+    stderr = _CurrentStderr()
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stderr.setFormatter(logging.Formatter("ggflip: %(levelname)s: %(message)s"))
     llama_quiet = logging.Filter()
