@@ -363,10 +363,10 @@ def test_a_warning_during_progress_prints_above_the_bars() -> None:
 
     from rich.console import Console
 
-    from ggflip.cli.main import _setup_logging
+    from ggflip.cli.logs import setup_logging
     from ggflip.cli.progress import progress_bars
 
-    _setup_logging(False, None)
+    setup_logging(False, None)
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=100, color_system=None)
     try:
@@ -376,6 +376,6 @@ def test_a_warning_during_progress_prints_above_the_bars() -> None:
             logging.getLogger("ggflip.backends.busy").warning("the machine is busy")
             progress.update(task, completed=10)
     finally:
-        _setup_logging(False, None, to_stderr=False)
+        setup_logging(False, None, to_stderr=False)
     lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", screen.getvalue()).splitlines()
     assert "ggflip: WARNING: the machine is busy" in [line.strip() for line in lines]

@@ -15,9 +15,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import NoReturn
 
 from ggflip import __version__
+from ggflip.cli.logs import setup_logging
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
     add_model_flags,
@@ -299,52 +300,13 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     raise AssertionError("unreachable: argparse's error() exits")
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler writing to whatever `sys.stderr` is when a record comes: while rich draws
-    progress bars on a terminal that is its proxy, so a warning (a busy machine, say) prints
-    above the bars instead of inside one."""
-
-    def __init__(self) -> None:
-        logging.Handler.__init__(self)
-
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-
-def _setup_logging(verbose: bool, log_file: Path | None, to_stderr: bool = True) -> None:
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_ggflip", False)]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
-    stderr = _CurrentStderr()
-    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter("ggflip: %(levelname)s: %(message)s"))
-    llama_quiet = logging.Filter()
-    if not verbose:
-        llama_quiet.filter = lambda record: not record.name.startswith("ggflip.llama")  # type: ignore[method-assign]
-        stderr.addFilter(llama_quiet)
-    # The TUI draws on the terminal: its log goes to its log panel (and the file), never to stderr.
-    handlers: list[logging.Handler] = [stderr] if to_stderr else []
-    if log_file:
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(
-            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
-        )
-        handlers.append(file_handler)
-    for handler in handlers:
-        handler._ggflip = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ggflip` command; returns the process exit code."""
     args = parse_command_line(argv)
     tui = args.command == "tui" or (
         args.command is None and sys.stdout.isatty() and sys.stdin.isatty()
     )
-    _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
+    setup_logging(args.verbose, args.log_file, to_stderr=not tui)
     try:
         if args.command == "run":
             return _run_command(args)
