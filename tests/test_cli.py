@@ -379,3 +379,30 @@ def test_a_warning_during_progress_prints_above_the_bars() -> None:
         setup_logging(False, None, to_stderr=False)
     lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", screen.getvalue()).splitlines()
     assert "ggflip: WARNING: the machine is busy" in [line.strip() for line in lines]
+
+
+def test_every_cli_console_is_wide_when_piped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """prepare-demo's progress on a pipe keeps a long path on one line (not folded at 80), and
+    no CLI module builds a rich Console other than through cli.consoles."""
+    import re
+
+    import ggflip.demo.models as demo
+
+    path = "/a/very/long/cache/folder/" + "x" * 90 + "/gemma-3-270m-F16.gguf"
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+    def prepare(types: object, progress: object) -> dict[str, Path]:
+        progress(f"F16: reusing {path}")  # type: ignore[operator]
+        return {}
+
+    monkeypatch.setattr(demo, "prepare_demo_models", prepare)
+    monkeypatch.setattr(demo, "describe", lambda paths: "")
+    assert main(["prepare-demo"]) == ExitCode.OK
+    assert f"F16: reusing {path}\n" in capsys.readouterr().err
+    cli = Path(__file__).parents[1] / "ggflip" / "cli"
+    builders = {
+        p.name for p in cli.glob("*.py") if re.search(r"\bConsole\(", p.read_text(encoding="utf-8"))
+    }
+    assert builders == {"consoles.py"}
