@@ -71,7 +71,7 @@ def test_report_renders_a_generation_document(
     assert "Source `prompts.jsonl` (all 12 prompts)" in markdown and "all 12 prompts" in page
     for quant in document["quants"]:
         for text in (page, markdown):
-            assert formats.sig(quant['kl_mean']) in text
+            assert formats.sig(quant["kl_mean"]) in text
             assert f"{quant['top1_agreement']:.4f}" in text
             assert f"{quant['same_text']:.3f}" in text
             assert f"{quant['n_flips_lost']}↓ {quant['n_flips_gained']}↑" in text
@@ -84,3 +84,14 @@ def test_report_renders_a_generation_document(
     assert "<script" not in page and "http" not in page.replace("ggflip", "")
     assert main(["report", str(gen_json)]) == 0  # no --html/--markdown: Markdown on stdout
     assert capsys.readouterr().out.startswith("# ggflip generate: fake, prompts (12 turns)")
+
+
+def test_a_source_marked_label_is_explained_in_generation_reports(gen_json: Path) -> None:
+    """A quant labelled `(≈ source)` gets the note among the Markdown's notes; none without."""
+    from ggflip.reports.generation import render_gen_markdown
+    from ggflip.reports.tables import SOURCE_NOTE
+
+    document = json.loads(gen_json.read_text())
+    assert SOURCE_NOTE not in render_gen_markdown(document)
+    document["quants"][1]["label"] = "Q4_K_M (≈ source)"
+    assert f"- {SOURCE_NOTE}" in render_gen_markdown(document).splitlines()

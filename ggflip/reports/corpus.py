@@ -71,9 +71,7 @@ def summary_table(report: KldReport, category: str | None = None, title: str = "
             ppl, unc = own.ppl, own.ppl_unc
         note = " (cached)" if b.from_cache else ""
         lead.append([f"{b.label} (baseline){note}", _pm(ppl, unc, 3)])
-    return tables.summary_table(
-        title, MODE, SUMMARY_COLUMNS, _summaries_of(report, category), lead
-    )
+    return tables.summary_table(title, MODE, SUMMARY_COLUMNS, _summaries_of(report, category), lead)
 
 
 def summary_rows(report: KldReport, category: str | None = None) -> list[list[str]]:
@@ -213,6 +211,8 @@ def render_kld_report(report: KldReport, console: Console) -> None:
             console.print(to_rich(detail, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
+    if note := tables.source_note(q.label for q in report.quants):
+        console.print(note, markup=False, highlight=False)
 
 
 def render_kld_markdown(report: KldReport) -> str:
@@ -231,6 +231,8 @@ def render_kld_markdown(report: KldReport) -> str:
             lines += to_markdown(detail)
         lines.append("")
     lines += [f"{line}  " for line in _cache_lines(report)]
+    if note := tables.source_note(q.label for q in report.quants):
+        lines += ["", note]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -54,9 +54,7 @@ def _accuracy(q: dict[str, Any]) -> str:
 
 def _divergence(q: dict[str, Any]) -> str:
     d = q["first_divergence"]
-    return (
-        f"{num(d['median'], 0)} ({num(d['p10'], 0)}–{num(d['p90'], 0)}), never {d['never']}"
-    )
+    return f"{num(d['median'], 0)} ({num(d['p10'], 0)}–{num(d['p90'], 0)}), never {d['never']}"
 
 
 SUMMARY_COLUMNS = [
@@ -97,6 +95,8 @@ def render_gen_report(report: GenReport, console: Console) -> None:
     console.print(to_rich(summary_table(report.to_dict(), title)))
     for skipped in report.skipped:
         console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
+    if note := tables.source_note(q.label for q in report.quants):
+        console.print(note, markup=False, highlight=False)
 
 
 def _flipped(quant: dict[str, Any], rule: str | None, limit: int) -> list[list[str]]:
@@ -143,6 +143,8 @@ def _notes(document: dict[str, Any]) -> list[str]:
         "baseline's)"
         for label in document.get("chat_template_differs", ())
     ]
+    if note := tables.source_note(q["label"] for q in document["quants"]):
+        notes.append(f"- {note}")
     return notes
 
 
