@@ -33,6 +33,16 @@ log = logging.getLogger("ggflip")
 def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     """The flags `run` and `tui` share: which models, task, questions and caches (defined once)."""
     add_model_flags(parser)
+    parser.add_argument(
+        "--baseline",
+        help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)",
+    )
+    parser.add_argument(
+        "--quant",
+        action="append",
+        default=[],
+        help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
+    )
     _add_task_flags(parser)
     _add_sample_flags(parser)
     add_cache_flags(parser, "neither read nor write the baseline cache and the run store")
@@ -112,16 +122,6 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
 def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
     _add_question_flags(run)
-    run.add_argument(
-        "--baseline",
-        help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)",
-    )
-    run.add_argument(
-        "--quant",
-        action="append",
-        default=[],
-        help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
-    )
     run.add_argument(
         "--skip-bad-rows",
         action="store_true",
