@@ -17,8 +17,8 @@ from ggflip.backends.fake import FakeBackendFactory
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.report import Report
 from ggflip.choice.setup import resolve_run_spec
-from ggflip.reports.choice import accuracy_noise_note, render_markdown, render_report
-from ggflip.reports.tables import SOURCE_NOTE
+from ggflip.reports.choice import render_markdown, render_report
+from ggflip.reports.notes import SOURCE_NOTE, accuracy_noise_note
 from tests.tui_helpers import FAKE_MODELS, write_fake_set
 
 
@@ -65,7 +65,7 @@ def test_flips_hidden_by_accuracy_are_said_in_words(report: Report) -> None:
         floor_flips_p=1e-20,
     )
     hidden = _with(hidden, "Q8_0", n_flips_lost=9, n_flips_gained=0, mcnemar_p=0.0039)
-    note = accuracy_noise_note(hidden)
+    note = accuracy_noise_note(hidden.quants, with_floor=True)
     assert note == (
         "Accuracy is within noise here, flips are not: Q2_K -2.7 pt (McNemar p = 0.46) with "
         "29.3% of answers flipped (48 c→i, 40 i→c). Answers lost and regained cancel out in "
@@ -82,7 +82,7 @@ def test_no_sentence_when_accuracy_tells_or_flips_are_floor_noise(report: Report
     none = _with(report, "Q2_K", n_flips_lost=0, n_flips_gained=0, mcnemar_p=1.0)
     for case in (significant, floorlike, none):
         case = _with(case, "Q8_0", n_flips_lost=0, n_flips_gained=0)
-        assert accuracy_noise_note(case) == ""
+        assert accuracy_noise_note(case.quants, with_floor=True) == ""
         assert "within noise" not in _terminal(case)
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from ggflip.choice.answers import FLIP_LOST
 from ggflip.choice.report import QuantSummary, Report
-from ggflip.reports import tables
+from ggflip.reports import notes, tables
 from ggflip.reports.tables import (
     Column,
     Table,
@@ -25,8 +25,7 @@ from ggflip.reports.tables import (
     to_markdown,
     to_rich,
 )
-from ggflip.scoring.floor import ALPHA
-from ggflip.scoring.formats import DASH, num, pct, points, sig, unknown
+from ggflip.scoring.formats import DASH, num, pct, sig, unknown
 from ggflip.tasks.questions import LETTERS
 
 MODE = "choice"
@@ -108,31 +107,6 @@ def verdict_rows(report: Report) -> list[list[str]]:
 
 def _n_flips(q: QuantSummary) -> int:
     return q.n_flips_lost + q.n_flips_gained
-
-
-def accuracy_noise_note(report: Report) -> str:
-    """In words, when accuracy would rank the quants wrongly: those whose Δacc is within chance
-    (McNemar p >= ALPHA) while their flips are not (significantly more than the floor's, or any
-    flip without a floor); "" when there is none."""
-    hidden = [
-        q
-        for q in report.quants
-        if _n_flips(q)
-        and not unknown(q.mcnemar_p)
-        and q.mcnemar_p >= ALPHA
-        and (report.floor is None or (not unknown(q.floor_flips_p) and q.floor_flips_p < ALPHA))
-    ]
-    if not hidden:
-        return ""
-    each = "; ".join(
-        f"{q.label} {points(q.delta_accuracy)} pt (McNemar p = {q.mcnemar_p:.2g}) with "
-        f"{pct(q.flips)} of answers flipped ({q.n_flips_lost} c→i, {q.n_flips_gained} i→c)"
-        for q in hidden
-    )
-    return (
-        f"Accuracy is within noise here, flips are not: {each}. Answers lost and regained cancel "
-        "out in accuracy, so rank these by flips and KL, not by accuracy."
-    )
 
 
 def _interval(group: dict[str, Any]) -> str:
@@ -237,8 +211,8 @@ def quant_tables(q: QuantSummary, subjects: int | None, flips: int) -> list[tupl
 
 def _notes(report: Report) -> list[str]:
     """What the summary table needs said under it: accuracy within noise, `(≈ source)`."""
-    labels = [q.label for q in report.quants]
-    return [n for n in (accuracy_noise_note(report), tables.source_note(labels)) if n]
+    noise = notes.accuracy_noise_note(report.quants, report.floor is not None)
+    return [n for n in (noise, notes.source_note(q.label for q in report.quants)) if n]
 
 
 def render_report(report: Report, console: Console, flip_rows: int = 10) -> None:

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
-from ggflip.reports import tables
+from ggflip.reports import notes, tables
 from ggflip.reports.tables import (
     Column,
     Table,
@@ -211,7 +211,7 @@ def render_kld_report(report: KldReport, console: Console) -> None:
             console.print(to_rich(detail, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
-    if note := tables.source_note(q.label for q in report.quants):
+    if note := notes.source_note(q.label for q in report.quants):
         console.print(note, markup=False, highlight=False)
 
 
@@ -231,7 +231,7 @@ def render_kld_markdown(report: KldReport) -> str:
             lines += to_markdown(detail)
         lines.append("")
     lines += [f"{line}  " for line in _cache_lines(report)]
-    if note := tables.source_note(q.label for q in report.quants):
+    if note := notes.source_note(q.label for q in report.quants):
         lines += ["", note]
     return "\n".join(lines).rstrip() + "\n"
 

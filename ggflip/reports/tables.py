@@ -76,20 +76,6 @@ def summary_table(
     return Table(title, [c.label for c in shown], rows)
 
 
-SOURCE_MARK = "(≈ source)"
-SOURCE_NOTE = (
-    f"{SOURCE_MARK}: the baseline was made from this quant's own source file (the demo's F16 is "
-    "the Q4_K_M release dequantized), so re-quantizing lands back on nearly the same weights: "
-    "this row shows far less damage than the type does to a true F16."
-)
-
-
-def source_note(labels: Iterable[str]) -> str:
-    """The explanation of `(≈ source)` when a model's label carries it (models.toml marks a quant
-    the baseline was rebuilt from), else ""."""
-    return SOURCE_NOTE if any(SOURCE_MARK in label for label in labels) else ""
-
-
 def legend(mode: str, columns: Sequence[Column]) -> list[tuple[str, str]]:
     """(header, legend) of each metric column of a `mode` table, appended ones included."""
     return [
