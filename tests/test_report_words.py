@@ -119,3 +119,18 @@ def test_seconds_per_model_and_the_verdict_beside_the_floor(report: Report) -> N
     q8 = next(line for line in markdown.splitlines() if line.startswith("| Q8_0 | different"))
     assert "| 4 vs 1 | 0.0340 vs 2.50e-6 |" in q8
     assert "×" not in markdown and "×" not in _terminal(timed)
+
+
+def test_skipped_rows_are_counted_once_in_the_markdown(report: Report) -> None:
+    """The selection carries `N of M rows valid`; the old separate line is left out then (and
+    kept for a report whose selection does not say it)."""
+    from ggflip.choice.report import SkippedRow
+
+    skipped = (SkippedRow("q.jsonl:3", "no answer"), SkippedRow("q.jsonl:9", "not JSON"))
+    counted = dataclasses.replace(
+        report, skipped_rows=skipped, selection="all 40 questions; 40 of 42 rows valid"
+    )
+    markdown = render_markdown(counted)
+    assert markdown.count("40 of 42 rows valid") == 1 and "malformed rows skipped" not in markdown
+    older = dataclasses.replace(counted, selection="all 40 questions")
+    assert "2 malformed rows skipped." in render_markdown(older)

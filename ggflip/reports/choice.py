@@ -250,7 +250,7 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
             else "; **incomplete: the run stopped early**, only finished models are listed."
         )
     )
-    if report.skipped_rows:
+    if report.skipped_rows and "rows valid" not in report.selection:  # older reports: the count
         lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
     lines += [""]
     lines += to_markdown(summary_table(report, show_cached=False))
