@@ -58,3 +58,40 @@ def test_link_models_mirrors_files_and_writes_stay_beside_the_links(tmp_path: Pa
     (mirror / "m" / "b.gguf").write_bytes(b"new")
     assert listing(real) == before and (real / "m" / "a.gguf").read_bytes() == b"real"
     assert sorted(listing(mirror)) == ["m/a.gguf", "m/b.gguf"]
+
+
+def _inner_session(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """A pytest session with the sandbox plugin whose "real" cache is a folder under tmp_path
+    holding one demo file, running one test with `body`."""
+    real = tmp_path / "real-cache"
+    (real / "models" / "m").mkdir(parents=True)
+    (real / "models" / "m" / "a.gguf").write_bytes(b"real")
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "test_inner.py").write_text(
+        "from tests.hermetic import sandbox\n\n\ndef test_it():\n    box = sandbox()\n" + body
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GGFLIP_CACHE_DIR": str(real)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.hermetic", "-p"]
+    command += ["no:cacheprovider", str(inner)]
+    return subprocess.run(command, env=env, cwd=inner, capture_output=True, text=True)
+
+
+def test_a_write_into_the_real_models_fails_the_session(tmp_path: Path) -> None:
+    """The guard itself: a test that passes but wrote into the real cache's models/ fails the
+    session, naming the file; one that wrote through the sandbox's link does not."""
+    bad = _inner_session(
+        tmp_path, '    (box.real_cache / "models" / "m" / "b.gguf").write_text("x")\n'
+    )
+    assert bad.returncode == 1 and "1 passed" in bad.stdout
+    assert (
+        f"a test changed the real cache {tmp_path / 'real-cache' / 'models'}: m/b.gguf"
+        in bad.stdout
+    )
+    good = _inner_session(
+        tmp_path / "again",
+        '    (box.cache / "models" / "m" / "a.gguf").unlink()\n'
+        '    (box.cache / "models" / "m" / "b.gguf").write_text("x")\n',
+    )
+    assert good.returncode == 0, good.stdout
+    assert (tmp_path / "again" / "real-cache" / "models" / "m" / "a.gguf").read_bytes() == b"real"
