@@ -30,7 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kld_vs_llama_perplexity import llama_perplexity_binary, run_llama, timed  # noqa: E402
+from kld_vs_llama_perplexity import (  # noqa: E402
+    llama_perplexity_binary,
+    run_llama,
+    text_lines,
+    timed,
+)
 
 from ggflip.config.models_toml import default_cache_dir, load_models_toml  # noqa: E402
 
@@ -123,6 +128,10 @@ def main() -> None:
 
     report = ours["report"]
     print(f"ggflip kld over {', '.join(names)}: --ctx {args.ctx} --chunks {args.chunks}")
+    for name in names:  # what each side read of each text: sha256, tokens, chunks
+        mine = next(t for t in report["texts"] if t["name"] == name)
+        single = {"report": {**mine, "ctx": report["ctx"]}}
+        print("\n".join(f"{name}: {line}" for line in text_lines(single, theirs[name])))
     base_rows = {row["name"]: row for row in report["baseline"]["by_category"]}
     print(f"{'text':16} {'model':6} {'ggflip':>22} {'llama-perplexity':>22} {'z':>5}  metric")
     for name in names:

@@ -58,6 +58,56 @@ LLAMA_LINES = {
 }
 
 
+CHUNKS_LINE = re.compile(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+)")
+
+
+def text_identity(text: Path, baseline: Path) -> dict:
+    """What a tool is given, recorded when its stage runs: the text's sha256 as both tools read it
+    (UTF-8, one trailing newline dropped, as llama-perplexity's `-f` and ggflip do; ggflip's
+    report holds the same digest as `text_sha256`) and its token count under the baseline's
+    tokenizer with BOS (ggflip's `n_text_tokens`). Two different files under one name show up
+    here, not as a "mismatch" in the numbers."""
+    import llama_cpp
+
+    from ggflip.corpus.texts import read_corpus
+
+    content = read_corpus(text)
+    vocab = llama_cpp.Llama(model_path=str(baseline), vocab_only=True, verbose=False)
+    tokens = vocab.tokenize(content.encode("utf-8"), add_bos=True, special=False)
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+    return {"path": str(text), "sha256": digest, "tokens": len(tokens)}
+
+
+def llama_chunks(log: Path) -> tuple[int, int] | None:
+    """(chunks, n_ctx) from llama-perplexity's "calculating perplexity over N chunks, n_ctx=C"
+    line, None when its log has none."""
+    match = CHUNKS_LINE.search(log.read_text(errors="replace")) if log.exists() else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def text_lines(ours: dict, theirs: dict) -> list[str]:
+    """The text each side read, one line each: sha256, tokens, chunks x context; and a warning
+    line when the digests differ."""
+    report = ours["report"]
+    lines = [
+        f"text read by ggflip:           sha256 {report['text_sha256'][:16]}, "
+        f"{report['n_text_tokens']} tokens, {report['n_chunks']} chunks x {report['ctx']}"
+    ]
+    text = theirs.get("text")
+    if text is None:
+        lines.append("text read by llama-perplexity: not recorded (a stored result; rerun it)")
+        return lines
+    chunks = theirs.get("chunks")
+    shape = f"{chunks[0]} chunks x {chunks[1]}" if chunks else "chunks not in its log"
+    lines.append(
+        f"text read by llama-perplexity: sha256 {text['sha256'][:16]}, {text['tokens']} tokens, "
+        f"{shape} ({text['path']})"
+    )
+    if text["sha256"] != report["text_sha256"]:
+        lines.append("WARNING: the two tools read different texts; their numbers do not compare")
+    return lines
+
+
 def timed(
     cmd: list[str], log: Path, env: dict[str, str] | None = None, stdout: Path | None = None
 ) -> dict[str, float]:
@@ -294,6 +344,8 @@ def run_llama(
         "ppl_only_usage": ppl_only,
         "base_usage": base_usage,
         "baseline_bytes": base_file.stat().st_size,
+        "text": text_identity(text, baseline),
+        "chunks": llama_chunks(work / "llama-base.log"),
         "quants": {},
     }
     for label, path in quants.items():
@@ -532,6 +584,8 @@ def print_table(ours: dict, theirs: dict, exact: dict | None, args: argparse.Nam
         f"corpus {report['source']}: {report['n_chunks']} chunks x {report['ctx']} tokens, "
         f"{report['tokens_scored']} scored tokens"
     )
+    for line in text_lines(ours, theirs):
+        print(line)
     print(
         f"{'quant':8} {'tool':8} {'mean KL':>22} {'median KL':>10} {'same top %':>16} "
         f"{'PPL ratio':>20} {'PPL(Q)':>18}"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, from a fresh clone: install, build the real Gemma 3 270M files for the
-# integration tests (once, into ~/.cache/ggflip), then run every test. Extra flags go to pytest.
+# integration tests (once, into ggflip's cache: $GGFLIP_CACHE_DIR, else ~/.cache/ggflip), then run
+# every test. Tests read those files through links and write only under a temporary folder
+# (tests/hermetic.py), never into the cache. Extra flags go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake model set with questions, and the tiny real GGUF files."""
+"""Shared fixtures: a fake model set with questions, and the tiny real GGUF files; every test
+writes only under a temporary folder (tests/hermetic.py)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def grouped_factory() -> FakeBackendFactory:
     )
 
 
-pytest_plugins = ("tests.fixtures_gguf",)
+pytest_plugins = ("tests.hermetic", "tests.fixtures_gguf")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

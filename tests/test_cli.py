@@ -314,7 +314,95 @@ def test_a_near_miss_flag_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as info:
         main(["run", "--set", "x", "--limt", "3"])
     assert info.value.code == 2
-    assert "unrecognized argument --limt; did you mean --limit?" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "ggflip: error: unrecognized argument --limt; did you mean --limit? "
+        "(ggflip run --help lists every flag)\n"
+    )
     with pytest.raises(SystemExit):
         main(["run", "--zzzzzz"])
     assert "did you mean" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--limit", "x"], "argument --limit: invalid int value: 'x' (ggflip run --help"),
+        (["kld", "--ctx", "8"], "the following arguments are required: --text (ggflip kld --help"),
+        (["bogus"], "argument command: invalid choice: 'bogus' (choose from 'run', "),
+    ],
+)
+def test_argparse_errors_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every usage error argparse finds is one `ggflip: error:` line, no usage block before it."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == ExitCode.USAGE and err.count("\n") == 1
+    assert err.startswith(f"ggflip: error: {message}") and "usage:" not in err
+
+
+def test_an_unknown_task_lists_generation_tasks_and_suggests_them(
+    tiny_models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--models", str(tiny_models), "--task", "gsm8kk", "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE and err.count("\n") == 1
+    assert err.startswith("ggflip: error: unknown task 'gsm8kk'; did you mean 'gsm8k'? (tasks: ")
+    listed = err.split("(tasks: ")[1].rstrip(")\n").split(", ")
+    assert {"gsm8k", "prompts", "mt_bench", "mmlu", "hellaswag"} <= set(listed)
+    assert listed == sorted(listed)
+
+
+def test_a_warning_during_progress_prints_above_the_bars() -> None:
+    """A log warning while bars are drawn on a terminal (the busy-machine warning comes as the
+    first model loads) goes through rich's stderr proxy: a line of its own above the bars."""
+    import io
+    import logging
+    import re
+
+    from rich.console import Console
+
+    from ggflip.cli.logs import setup_logging
+    from ggflip.cli.progress import progress_bars
+
+    setup_logging(False, None)
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100, color_system=None)
+    try:
+        with progress_bars(terminal) as progress:
+            task = progress.add_task("Q8_0 (quant)", total=10)
+            progress.update(task, completed=3)
+            logging.getLogger("ggflip.backends.busy").warning("the machine is busy")
+            progress.update(task, completed=10)
+    finally:
+        setup_logging(False, None, to_stderr=False)
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", screen.getvalue()).splitlines()
+    assert "ggflip: WARNING: the machine is busy" in [line.strip() for line in lines]
+
+
+def test_every_cli_console_is_wide_when_piped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """prepare-demo's progress on a pipe keeps a long path on one line (not folded at 80), and
+    no CLI module builds a rich Console other than through cli.consoles."""
+    import re
+
+    import ggflip.demo.models as demo
+
+    path = "/a/very/long/cache/folder/" + "x" * 90 + "/gemma-3-270m-F16.gguf"
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+    def prepare(types: object, progress: object) -> dict[str, Path]:
+        progress(f"F16: reusing {path}")  # type: ignore[operator]
+        return {}
+
+    monkeypatch.setattr(demo, "prepare_demo_models", prepare)
+    monkeypatch.setattr(demo, "describe", lambda paths: "")
+    assert main(["prepare-demo"]) == ExitCode.OK
+    assert f"F16: reusing {path}\n" in capsys.readouterr().err
+    cli = Path(__file__).parents[1] / "ggflip" / "cli"
+    builders = {
+        p.name for p in cli.glob("*.py") if re.search(r"\bConsole\(", p.read_text(encoding="utf-8"))
+    }
+    assert builders == {"consoles.py"}

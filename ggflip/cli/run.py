@@ -148,7 +148,7 @@ def tasks_command(args: argparse.Namespace) -> int:
         table.add_row(
             str(row["name"]), str(mode), str(row["shots"]), str(source), str(row["description"])
         )
-    Console().print(table)
+    console().print(table)
     return int(ExitCode.OK)
 
 
@@ -157,7 +157,7 @@ def prepare_demo_command(args: argparse.Namespace) -> int:
     from ggflip.demo.models import DEMO_QUANT_TYPES, describe, prepare_demo_models
 
     types = tuple(t.strip() for t in args.types.split(",")) if args.types else DEMO_QUANT_TYPES
-    stderr = Console(stderr=True)
+    stderr = console(stderr=True)
     paths = prepare_demo_models(types=types, progress=lambda message: stderr.print(message))
     print(describe(paths), file=sys.stderr)
     for label, path in paths.items():

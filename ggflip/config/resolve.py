@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from ggflip.config.from_files import model_set_from_files
+from ggflip.config.from_files import CLI_SET_NAME, model_set_from_files
 from ggflip.config.models_toml import ModelsConfig, ModelSet, ModelSpec, load_models_toml
 from ggflip.errors import UsageError
 from ggflip.gguf.hf import resolve_hf
@@ -55,7 +55,7 @@ def choose_model_set(
         UsageError: both or half of the two ways given; ConfigError, ModelFileError: as loaded.
     """
     if baseline is not None or quants:
-        if set_name is not None:
+        if set_name not in (None, CLI_SET_NAME):  # the files' own set, as a setup form names it
             raise UsageError(
                 "--set and --baseline/--quant are alternatives: use a models.toml set or name the "
                 "files"
@@ -70,3 +70,18 @@ def choose_model_set(
         config = load_models_toml(models_path)
         model_set = config.get_set(choose_set_name(config, set_name, models_path))
     return resolve_model_set(model_set)
+
+
+def models_for_setup(
+    models_path: Path, baseline: str | None, quants: Sequence[str]
+) -> ModelsConfig:
+    """The sets a setup form offers: the models file's, or with `--baseline`/`--quant` the one
+    set those files make (`hf://` resolved; running it by its name keeps the files).
+
+    Raises:
+        UsageError, ConfigError, ModelFileError: as `choose_model_set` and `load_models_toml`.
+    """
+    if baseline is None and not quants:
+        return load_models_toml(models_path)
+    model_set = choose_model_set(models_path, None, baseline, quants)
+    return ModelsConfig(Path("--baseline/--quant"), {model_set.name: model_set})

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from ggflip.config.models_toml import default_cache_dir
 from ggflip.config.resolve import choose_model_set
-from ggflip.errors import UsageError
+from ggflip.errors import DataError, UsageError
 from ggflip.generate.spec import DEFAULT_GEN_TOP_K, GenSpec
 from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import (
     GenItem,
+    GenTask,
     check_fields,
     default_source,
     get_gen_task,
@@ -25,6 +26,7 @@ from ggflip.tasks.generation import (
     select,
     shot_source,
 )
+from ggflip.tasks.sources import hub_unreachable
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,22 @@ def _check(options: GenOptions) -> None:
         raise UsageError(f"--shots must be 0 or more, got {options.shots}")
 
 
+def _hub_shots(task: GenTask, source: str, n_shots: int) -> str:
+    """The task's shot split; with local prompts and the Hub out of reach, a DataError naming the
+    fix at once (before `datasets` retries for half a minute and any model loads).
+
+    Raises:
+        DataError: no shot source, or a Hub one that cannot be reached while --data is local.
+    """
+    where = shot_source(task, source)
+    if not source.startswith("hf:") and (why := hub_unreachable()):
+        raise DataError(
+            f"{task.name} takes its {n_shots} shots from {where}, and the Hugging Face Hub is out "
+            f"of reach ({why}): pass --shots-from FILE (rows like --data's) or --shots 0"
+        )
+    return where
+
+
 def resolve_gen_spec(options: GenOptions) -> GenSpec:
     """Load the models file, the prompts and the shots, and build the GenSpec both front ends run.
 
@@ -90,7 +108,7 @@ def resolve_gen_spec(options: GenOptions) -> GenSpec:
     n_shots = task.shots if options.shots is None else options.shots
     shots: tuple[GenItem, ...] = ()
     if n_shots:
-        where = options.shots_from or shot_source(task, source)
+        where = options.shots_from or _hub_shots(task, source, n_shots)
         shots = pick_shots(load_items(task, where, fields), n_shots, where)
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return GenSpec(

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from ggflip.choice.answers import FLIP_LOST
 from ggflip.choice.report import QuantSummary, Report
-from ggflip.reports import tables
+from ggflip.reports import notes, tables
 from ggflip.reports.frontier import frontier_markdown, render_frontier
 from ggflip.reports.tables import (
     Column,
@@ -47,10 +47,19 @@ SUMMARY_COLUMNS = [
             "same_top",
             "acceptance_mean",
             "acceptance_p10",
+            "seconds",
         )
     ),
 ]
-VERDICT_HEADER = ["model", "verdict", "KL / floor", "flips p", "KL p", "why"]
+VERDICT_HEADER = [
+    "model",
+    "verdict",
+    "flips vs floor",
+    "KL mean vs floor",
+    "flips p",
+    "KL p",
+    "why",
+]
 SUBJECT_HEADER = ["subject", "n", "flips", "flip rate [95% CI]", "changes", "KL mean", "accept"]
 CONFIDENCE_HEADER = ["confidence", "n", "flips", "flip rate [95% CI]", "changes", "KL mean"]
 BUCKET_HEADER = ["margin", "n", "flips", "flip rate"]
@@ -70,26 +79,35 @@ def summary_table(report: Report, title: str = "", show_cached: bool = True) -> 
     if report.baseline:
         b = report.baseline
         role = "baseline, cached" if b.from_cache and show_cached else "baseline"
-        lead.append([f"{b.label} ({role})", pct(b.accuracy)])
+        shown = [c.metric for c in tables.with_appended(MODE, SUMMARY_COLUMNS)]
+        lead.append([f"{b.label} ({role})", pct(b.accuracy), *[""] * (len(shown) - 2)])
+        lead[0][shown.index("seconds")] = metric_column("seconds").cell(b)
     quants = [*([report.floor] if report.floor else []), *report.quants]
     return tables.summary_table(title, MODE, SUMMARY_COLUMNS, quants, lead)
 
 
 def verdict_rows(report: Report) -> list[list[str]]:
-    """Each quant's verdict against the noise floor; empty without a floor."""
-    if report.floor is None:
+    """Each quant's verdict against the noise floor, with its flips and KL mean beside the
+    floor's (a ratio to a floor of 1e-6 says nothing); empty without a floor."""
+    floor = report.floor
+    if floor is None:
         return []
     return [
         [
             q.label,
             q.verdict or DASH,
-            DASH if unknown(q.kl_mean_over_floor) else f"{q.kl_mean_over_floor:.1f}×",
+            f"{_n_flips(q)} vs {_n_flips(floor)}",
+            f"{sig(q.kl_mean)} vs {sig(floor.kl_mean)}",
             DASH if unknown(q.floor_flips_p) else f"{q.floor_flips_p:.3g}",
             DASH if unknown(q.floor_kl_p) else f"{q.floor_kl_p:.3g}",
             q.verdict_reason,
         ]
         for q in report.quants
     ]
+
+
+def _n_flips(q: QuantSummary) -> int:
+    return q.n_flips_lost + q.n_flips_gained
 
 
 def _interval(group: dict[str, Any]) -> str:
@@ -159,9 +177,7 @@ def flip_rows(quant: QuantSummary, limit: int) -> list[list[str]]:
     ]
 
 
-def quant_tables(
-    q: QuantSummary, subjects: int | None, flips: int
-) -> list[tuple[str, Table]]:
+def quant_tables(q: QuantSummary, subjects: int | None, flips: int) -> list[tuple[str, Table]]:
     """A quant's section as (Markdown lead-in, table): margin buckets, confidence buckets, the
     `subjects` most damaged subjects (None: all) and the `flips` largest-KL flips (if any)."""
     shown = len(q.by_subject) if subjects is None else min(subjects, len(q.by_subject))
@@ -194,12 +210,20 @@ def quant_tables(
     return sections
 
 
+def _notes(report: Report) -> list[str]:
+    """What the summary table needs said under it: accuracy within noise, `(≈ source)`."""
+    noise = notes.accuracy_noise_note(report.quants, report.floor is not None)
+    return [n for n in (noise, notes.source_note(q.label for q in report.quants)) if n]
+
+
 def render_report(report: Report, console: Console, flip_rows: int = 10) -> None:
     """Print the summary table, then per quant its margin buckets and largest-KL flips."""
     title = f"ggflip: set {report.set}, task {report.task}, {report.n_questions} questions"
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
     console.print(to_rich(summary_table(report, title)))
+    for note in _notes(report):
+        console.print(note, markup=False, highlight=False)
     console.print(legend_line(legend_terms()), style="dim", markup=False, highlight=False)
     if report.floor is not None:
         verdicts = Table(
@@ -230,10 +254,12 @@ def render_markdown(
             else "; **incomplete: the run stopped early**, only finished models are listed."
         )
     )
-    if report.skipped_rows:
+    if report.skipped_rows and "rows valid" not in report.selection:  # older reports: the count
         lines.append(f"{len(report.skipped_rows)} malformed rows skipped.")
     lines += [""]
     lines += to_markdown(summary_table(report, show_cached=False))
+    for note in _notes(report):
+        lines += ["", note]
     lines += ["", f"_{legend_line(legend_terms())}._"]
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]

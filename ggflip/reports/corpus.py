@@ -16,7 +16,7 @@ from rich.console import Console
 
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
-from ggflip.reports import tables
+from ggflip.reports import notes, tables
 from ggflip.reports.frontier import frontier_html, frontier_markdown, render_frontier
 from ggflip.reports.tables import (
     Column,
@@ -72,9 +72,7 @@ def summary_table(report: KldReport, category: str | None = None, title: str = "
             ppl, unc = own.ppl, own.ppl_unc
         note = " (cached)" if b.from_cache else ""
         lead.append([f"{b.label} (baseline){note}", _pm(ppl, unc, 3)])
-    return tables.summary_table(
-        title, MODE, SUMMARY_COLUMNS, _summaries_of(report, category), lead
-    )
+    return tables.summary_table(title, MODE, SUMMARY_COLUMNS, _summaries_of(report, category), lead)
 
 
 def summary_rows(report: KldReport, category: str | None = None) -> list[list[str]]:
@@ -215,6 +213,8 @@ def render_kld_report(report: KldReport, console: Console) -> None:
     for line in _cache_lines(report):
         console.print(line)
     render_frontier(report.to_dict()["frontier"], console)
+    if note := notes.source_note(q.label for q in report.quants):
+        console.print(note, markup=False, highlight=False)
 
 
 def render_kld_markdown(report: KldReport) -> str:
@@ -234,6 +234,8 @@ def render_kld_markdown(report: KldReport) -> str:
         lines.append("")
     lines += [f"{line}  " for line in _cache_lines(report)]
     lines += frontier_markdown(report.to_dict()["frontier"])
+    if note := notes.source_note(q.label for q in report.quants):
+        lines += ["", note]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from ggflip.generate.report import SCHEMA as GEN_SCHEMA
 from ggflip.generate.report import GenReport
-from ggflip.reports import tables
+from ggflip.reports import notes, tables
 from ggflip.reports.frontier import frontier_html, frontier_markdown, of_document, render_frontier
 from ggflip.reports.tables import (
     Column,
@@ -55,9 +55,7 @@ def _accuracy(q: dict[str, Any]) -> str:
 
 def _divergence(q: dict[str, Any]) -> str:
     d = q["first_divergence"]
-    return (
-        f"{num(d['median'], 0)} ({num(d['p10'], 0)}–{num(d['p90'], 0)}), never {d['never']}"
-    )
+    return f"{num(d['median'], 0)} ({num(d['p10'], 0)}–{num(d['p90'], 0)}), never {d['never']}"
 
 
 SUMMARY_COLUMNS = [
@@ -100,6 +98,12 @@ def render_gen_report(report: GenReport, console: Console) -> None:
     render_frontier(document["frontier"], console)
     for skipped in report.skipped:
         console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
+    for note in (
+        notes.accuracy_noise_note(report.quants, with_floor=False),
+        notes.source_note(q.label for q in report.quants),
+    ):
+        if note:
+            console.print(note, markup=False, highlight=False)
 
 
 def _flipped(quant: dict[str, Any], rule: str | None, limit: int) -> list[list[str]]:
@@ -138,15 +142,17 @@ def _title(document: dict[str, Any]) -> str:
 
 
 def _notes(document: dict[str, Any]) -> list[str]:
-    notes = [
+    lines = [
         f"- `{s['id']}` turn {s['turn'] + 1} skipped: {s['reason']}" for s in document["skipped"]
     ]
-    notes += [
+    lines += [
         f"- {label}: its own chat template differs from the baseline's (asked through the "
         "baseline's)"
         for label in document.get("chat_template_differs", ())
     ]
-    return notes
+    if note := notes.source_note(q["label"] for q in document["quants"]):
+        lines.append(f"- {note}")
+    return lines
 
 
 def render_gen_markdown(report: GenReport | dict[str, Any], flip_rows: int = 10) -> str:
@@ -159,15 +165,16 @@ def render_gen_markdown(report: GenReport | dict[str, Any], flip_rows: int = 10)
         "",
     ]
     out += to_markdown(summary_table(document))
+    if noise := notes.accuracy_noise_note(document["quants"], with_floor=False):
+        out += ["", noise]
     for q in document["quants"]:
         flipped = _flipped(q, document["answer_rule"], flip_rows)
         if flipped:
             out += ["", f"## {q['label']}: flips", ""]
             out += [f"- `{r[0]}` turn {r[1]} {r[2]}: gold {r[3]}, {r[4]}" for r in flipped]
     out += frontier_markdown(of_document(document))
-    notes = _notes(document)
-    if notes:
-        out += ["", "## Notes", "", *notes]
+    if lines := _notes(document):
+        out += ["", "## Notes", "", *lines]
     return "\n".join(out) + "\n"
 
 
@@ -259,7 +266,7 @@ def render_gen_html(document: dict[str, Any]) -> str:
         if rows:
             table = Table("", _FLIP_HEADER, rows)
             flips += f"<h2>{esc(q['label'])}: flipped answers</h2>{to_html(table)}"
-    notes = "".join(f"<li>{esc(n.removeprefix('- '))}</li>" for n in _notes(document))
+    items = "".join(f"<li>{esc(n.removeprefix('- '))}</li>" for n in _notes(document))
     base = document.get("baseline") or {}
     accuracy = base.get("accuracy")
     baseline = (
@@ -279,7 +286,7 @@ def render_gen_html(document: dict[str, Any]) -> str:
         f"new tokens); ggflip {esc(str(document.get('ggflip_version', '')))}.</p>{baseline}"
         f"{to_html(summary_table(document))}{frontier_html(of_document(document))}"
         f"{html_figures(_figures(document))}{flips}"
-        + (f"<ul>{notes}</ul>" if notes else "")
+        + (f"<ul>{items}</ul>" if items else "")
         + "<p>same text: share of turns generated token for token as the baseline; first "
         "divergence: the first generated token where the two differ; KL: KL(baseline ‖ quant) "
         "over the full vocabulary at every token of the baseline's generation, the quant reading "

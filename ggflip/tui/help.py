@@ -30,6 +30,7 @@ RUN_KEYS = (
     ("c / r", "cancel (between batches; finished models are kept) / re-run"),
     ("e", "export the JSON report and a Markdown summary (never over an earlier export)"),
     ("l", "llama.cpp's log"),
+    ("t", "which file to run: each model's memory against its damage, the frontier marked"),
     ("Esc / q", "back to the setup view, with this run's values / quit"),
     ("?", "this help"),
 )

@@ -33,7 +33,8 @@ from textual.worker import get_current_worker
 
 from ggflip.backends.registry import backend_factory
 from ggflip.choice.setup import RunOptions, check_options
-from ggflip.config.models_toml import ModelsConfig, ModelSet, load_models_toml
+from ggflip.config.models_toml import ModelsConfig, ModelSet
+from ggflip.config.resolve import models_for_setup
 from ggflip.corpus.setup import KldOptions
 from ggflip.errors import GgflipError
 from ggflip.gguf.header import read_header
@@ -210,9 +211,9 @@ class SetupScreen(Screen[None]):
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 100 or self.app.size.height < 30, "narrow")
         self.sub_title = str(self.options.models_path)
-        sets = self.query_one("#sets", OptionList)
+        sets, o = self.query_one("#sets", OptionList), self.options
         try:
-            self.config = load_models_toml(self.options.models_path)
+            self.config = models_for_setup(o.models_path, o.baseline, o.quants)
         except GgflipError as exc:
             self.query_one("#set-description", Static).update(
                 Text(f"Cannot open the models file: {exc}")
