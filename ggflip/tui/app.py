@@ -57,7 +57,7 @@ class GgflipApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
-        Binding("t", "frontier", "Frontier"),
+        Binding("t", "frontier", "Frontier", show=False),
     ]
 
     class LogLine(Message):
