@@ -13,17 +13,26 @@ from textual.widgets import Static
 from ggflip.backends.base import ModelProbe
 from ggflip.backends.fake import FakeBackendFactory
 from ggflip.config.models_toml import ModelSpec
+from ggflip.gguf.memory import KvLayout, estimate
 from ggflip.tui.frontier_view import FrontierScreen, frontier_content
 from tests.tui_helpers import FAKE_MODELS, fake_app, run_async, settle, start_run, write_fake_set
 
 SIZES = {"/m/f16.gguf": 1_000_000, "/m/q8.gguf": 200_000, "/m/q2.gguf": 300_000}
+# One layer whose K and V cells are 32 wide: (32 + 32) x 2 bytes of f16 KV a cell.
+LAYOUT = KvLayout("llama", (32,), (32,), (False,), 32, 32)
+KV_AT_2048 = 2048 * (32 + 32) * 2
 
 
 class SizedFactory(FakeBackendFactory):
-    """The fakes with file sizes: Q2_K is larger and noisier than Q8_0, so Q8_0 beats it."""
+    """The fakes with weights and a KV cache: Q2_K is larger and noisier than Q8_0, so Q8_0
+    beats it."""
 
     def probe(self, spec: ModelSpec) -> ModelProbe:
-        return dataclasses.replace(super().probe(spec), file_size=SIZES[str(spec.path)])
+        weights = SIZES[str(spec.path)]
+        memory = estimate(weights, LAYOUT, 2048).to_json()
+        return dataclasses.replace(
+            super().probe(spec), file_size=weights, memory=memory, memory_unknown=None
+        )
 
 
 @run_async
@@ -42,10 +51,9 @@ async def test_t_shows_the_frontier_of_the_run(
         console.print(frontier_content(app.screen.frontier))
         text = console.export_text()
         assert "Memory against KL mean" in text and "beaten by Q8_0" in text
-        assert "memory = file size: no KV at this ctx" in text
         points = {p["label"]: p for p in app.screen.frontier["points"]}
         assert points["Q2_K"]["dominated_by"] == "Q8_0" and points["Q8_0"]["on_frontier"]
-        assert points["Q8_0"]["memory_bytes"] == 200_000
+        assert points["Q8_0"]["memory_bytes"] == 200_000 + KV_AT_2048
         await pilot.press("t")
         await settle(pilot)
         assert not isinstance(app.screen, FrontierScreen)
