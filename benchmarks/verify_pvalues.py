@@ -46,6 +46,20 @@ def close(reported: float, exact: Fraction) -> bool:
     return abs(Fraction(reported) - exact) <= abs(exact) * Fraction(1, 10**12)
 
 
+def log10_of(exact: Fraction) -> float:
+    """log10 of an exact fraction of any size (Python's log10 takes integers of any size)."""
+    return math.log10(exact.numerator) - math.log10(exact.denominator)
+
+
+def check_log10(model: dict, key: str, exact: Fraction, problems: list[str]) -> str:
+    """The report's log10 p-value (written where the p-value underflows) against the exact one."""
+    if key not in model or model[key] is None:
+        return ""
+    if abs(model[key] - log10_of(exact)) > 1e-9:
+        problems.append(f"{model['label']}: {key} {model[key]} != {log10_of(exact)}")
+    return f" log10 p={log10_of(exact):.4f} (report {model[key]:.4f})"
+
+
 def check(report: dict) -> list[str]:
     problems: list[str] = []
     floor = report.get("floor")
@@ -71,8 +85,12 @@ def check(report: dict) -> list[str]:
             pf, pk = upper_tail(fb + fc, fb), upper_tail(kb + kc, kb)
             line += (
                 f"; vs floor on {len(paired)}: flips {fb} vs {fc} p={float(pf):.6g}"
-                f" (report {model['floor_flips_p']:.6g}); KL larger on {kb}, smaller on {kc}"
-                f" p={float(pk):.6g} (report {model['floor_kl_p']:.6g}); verdict {model['verdict']}"
+                f" (report {model['floor_flips_p']:.6g})"
+                + check_log10(model, "floor_flips_log10_p", pf, problems)
+                + f"; KL larger on {kb}, smaller on {kc} p={float(pk):.6g}"
+                f" (report {model['floor_kl_p']:.6g})"
+                + check_log10(model, "floor_kl_log10_p", pk, problems)
+                + f"; verdict {model['verdict']}"
             )
             if not close(model["floor_flips_p"], pf):
                 problems.append(f"{model['label']}: floor_flips_p differs")

@@ -208,19 +208,20 @@ def test_every_mode_s_report_has_the_frontier(
         assert {m["reason"] for m in got["left_out"]} == {
             "memory unknown: this backend does not size models"  # the fake backend's memory_unknown
         }
-        assert got["memory_basis"] == "file_size" and got["floor"] is None
+        assert got["memory_basis"] == "total_bytes" and got["floor"] is None
 
 
 def _sized_choice_document(
     fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
 ) -> dict[str, Any]:
-    """A fake run's report with file sizes: F16 and self 1000 bytes, Q8_0 200, Q2_K 300 (so Q2_K,
-    larger and noisier, is beaten by Q8_0)."""
+    """A fake run's report as one saved before ggflip recorded memory, with file sizes: F16 and
+    self 1000 bytes, Q8_0 200, Q2_K 300 (so Q2_K, larger and noisier, is beaten by Q8_0)."""
     report = list(run_comparison(RunSpec(fake_set, fake_questions), fake_factory))[-1].report
     document = report.to_dict()
     sizes = {"F16": 1000, "self": 1000, "Q8_0": 200, "Q2_K": 300}
     for model in [document["baseline"], *document["quants"]]:
         model["file_size"] = sizes[model["label"]]
+        del model["memory"], model["memory_unknown"]
     del document["frontier"]  # as a report saved before it had one: computed when rendered
     return document
 

@@ -168,7 +168,7 @@ class TestCommand:
         assert code == ExitCode.USAGE and out == ""
         assert err == (
             "ggflip: error: --budget 600kB: nothing fits; the smallest file, Q2_K, needs 659.6 kB "
-            "(memory = weights + KV cache + compute buffer at ctx 4096, KV cache f16)\n"
+            "(memory = weights + KV cache at ctx 4096, KV cache f16)\n"
         )
 
     @pytest.mark.parametrize(

@@ -73,10 +73,10 @@ class TestFloorAndVerdicts:
         verdicts = _rows_of(page, "model", "verdict")
         assert len(verdicts) == len(document["quants"]) == 2
         for row, quant in zip(verdicts, document["quants"]):
-            cells = [c.removeprefix("<td>") for c in row.split("</td>")[:5]]
+            cells = [c.removeprefix("<td>") for c in row.split("</td>")[:6]]
             assert cells[0] == quant["label"] and cells[1] == quant["verdict"]
-            assert cells[3] == f"{quant['floor_flips_p']:.3g}"
-            assert cells[4] == f"{quant['floor_kl_p']:.3g}"
+            assert cells[4] == f"{quant['floor_flips_p']:.3g}"
+            assert cells[5] == f"{quant['floor_kl_p']:.3g}"
 
     def test_without_a_floor_there_is_no_verdict_table(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -207,6 +207,29 @@ class TestFloorVerdict:
         assert stats.binomial_half_tail(10, 3) == pytest.approx(1 - 56 / 1024)  # 1 + 10 + 45
         assert stats.binomial_half_tail(2000, 2000) == 0.0  # 2^-2000, below float's range
 
+    @pytest.mark.parametrize(
+        ("b", "c"), [(1326, 0), (2700, 0), (1700, 900), (600, 424), (3, 9), (0, 5)]
+    )
+    def test_log10_p_is_finite_where_p_underflows(self, b: int, c: int) -> None:
+        """log10 of the exact tail, from the exact fraction's numerator and denominator (Python's
+        log10 of an integer of any size), also where the float p-value is 0.0."""
+        exact = _upper_tail(b + c, b)
+        expected = math.log10(exact.numerator) - math.log10(exact.denominator)
+        assert stats.binomial_half_tail_log10(b + c, b) == pytest.approx(expected, abs=1e-9)
+        mcnemar = min(Fraction(1), 2 * _upper_tail(b + c, max(b, c)))
+        assert stats.mcnemar_exact_log10(b, c) == pytest.approx(
+            math.log10(mcnemar.numerator) - math.log10(mcnemar.denominator), abs=1e-9
+        )
+
+    def test_a_p_value_below_floats_range_is_written_from_its_log(self) -> None:
+        # 2^-1326 = 10^-399.1658 (1326 x log10 2): 6.83e-400, never "0"
+        assert stats.p_text(0.0, stats.binomial_half_tail_log10(1326, 1326)) == "6.83e-400"
+        assert stats.p_text(0.03125, math.log10(0.03125)) == "0.0312"
+        assert stats.p_text(0.0, -299.99999) == "1e-300"  # 10^0.00001 = 1.00002
+        assert stats.p_text(0.0, -300.0000001) == "1e-300"  # 9.9999998e-301 rounds up
+        v = verdict(np.ones(1326, bool), np.zeros(1326, bool), np.ones(1326), np.zeros(1326))
+        assert v.flips_p == 0.0 and "p = 6.83e-400, 1326 vs 0" in v.reason
+
     def test_same_flips_and_kl_like_the_floor_is_indistinguishable(self) -> None:
         quant = np.array([1, 0, 0, 1, 0, 0, 0, 0], dtype=bool)
         floor = np.array([1, 0, 1, 0, 0, 0, 0, 0], dtype=bool)

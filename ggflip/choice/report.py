@@ -28,6 +28,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
                           "answer_changes", "kl_mean", "acceptance_mean"}],
           "confidence_buckets": [{"lo", "hi", <the fields of by_subject but "name">}],
           "verdict", "verdict_reason", "floor_flips_p", "floor_kl_p", "kl_mean_over_floor",
+          "floor_flips_log10_p", "floor_kl_log10_p",
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "kl_mean_lower_bound",
           <each registered metric of multiple choice that is not a field above, by name>,
@@ -159,6 +160,9 @@ class QuantSummary:
     floor_flips_p: float = math.nan
     floor_kl_p: float = math.nan
     kl_mean_over_floor: float = math.nan
+    # log10 of the two p-values: finite where a p-value underflows to 0.0 at large n
+    floor_flips_log10_p: float = math.nan
+    floor_kl_log10_p: float = math.nan
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
 
 
@@ -256,6 +260,8 @@ def with_verdict(quant: QuantSummary, floor: QuantSummary) -> QuantSummary:
         floor_flips_p=result.flips_p,
         floor_kl_p=result.kl_p,
         kl_mean_over_floor=result.kl_mean_over_floor,
+        floor_flips_log10_p=result.flips_log10_p,
+        floor_kl_log10_p=result.kl_log10_p,
     )
 
 
@@ -318,6 +324,11 @@ class Report:
         document["quants"] = [_flat(quant) for quant in document["quants"]]
         if document["floor"] is not None:
             document["floor"] = _flat(document["floor"])
+        for model in [document["baseline"], *document["quants"], document["floor"]]:
+            if model and model.get("memory") is None and model.get("memory_unknown") is None:
+                # read from a report saved before ggflip recorded memory: keep it that way, so
+                # the frontier goes by file size and says so
+                model.pop("memory", None), model.pop("memory_unknown", None)
         document["frontier"] = frontier.frontier_object(document)
         return document
 

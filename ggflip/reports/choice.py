@@ -27,6 +27,7 @@ from ggflip.reports.tables import (
     to_rich,
 )
 from ggflip.scoring.formats import DASH, num, pct, sig, unknown
+from ggflip.scoring.stats import p_text
 from ggflip.tasks.questions import LETTERS
 
 MODE = "choice"
@@ -98,8 +99,8 @@ def verdict_rows(report: Report) -> list[list[str]]:
             q.verdict or DASH,
             f"{_n_flips(q)} vs {_n_flips(floor)}",
             f"{sig(q.kl_mean)} vs {sig(floor.kl_mean)}",
-            DASH if unknown(q.floor_flips_p) else f"{q.floor_flips_p:.3g}",
-            DASH if unknown(q.floor_kl_p) else f"{q.floor_kl_p:.3g}",
+            DASH if unknown(q.floor_flips_p) else p_text(q.floor_flips_p, q.floor_flips_log10_p),
+            DASH if unknown(q.floor_kl_p) else p_text(q.floor_kl_p, q.floor_kl_log10_p),
             q.verdict_reason,
         ]
         for q in report.quants

@@ -84,7 +84,10 @@ def memory_line(frontier: Mapping[str, Any], short: bool = False) -> str:
         return "memory = file size: no KV at this ctx (the report has no memory estimate)."
     kv = f", KV cache {frontier['kv_type']}" if frontier.get("kv_type") else ""
     ctx = f" at ctx {frontier['ctx']}" if frontier.get("ctx") else ""
-    return f"memory = weights + KV cache + compute buffer{ctx}{kv}" + ("" if short else ".")
+    line = f"memory = weights + KV cache{ctx}{kv}"
+    if short:
+        return line
+    return line + " (llama.cpp's compute buffer is not counted: `ggflip inspect FILE --measure`)."
 
 
 def frontier_lines(frontier: Mapping[str, Any]) -> list[str]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ggflip.scoring.stats import binomial_half_tail
+from ggflip.scoring.stats import binomial_half_tail, binomial_half_tail_log10, p_text
 
 INDISTINGUISHABLE = "indistinguishable"
 DIFFERENT = "different"
@@ -74,6 +74,9 @@ class Verdict:
     n_kl_above: int
     n_kl_below: int
     kl_mean_over_floor: float
+    # log10 of each p-value, finite where the p-value itself underflows to 0.0 (n >~ 1,075)
+    flips_log10_p: float = 0.0
+    kl_log10_p: float = 0.0
 
 
 def verdict(
@@ -100,19 +103,24 @@ def verdict(
     flips_p = excess_p(b, c)
     above, below = kl_signs(quant_kl, floor_kl)
     kl_p = excess_p(above, below)
+    flips_log10 = binomial_half_tail_log10(b + c, b)
+    kl_log10 = binomial_half_tail_log10(above + below, above)
     reasons = []
     if flips_p < ALPHA:
-        reasons.append(f"flips above the floor's (one-sided exact p = {flips_p:.3g}, {b} vs {c})")
+        reasons.append(
+            f"flips above the floor's (one-sided exact p = {p_text(flips_p, flips_log10)}, "
+            f"{b} vs {c})"
+        )
     if kl_p < ALPHA:
         reasons.append(
-            f"KL above the floor's (sign test p = {kl_p:.3g}, larger on {above} units, "
-            f"smaller on {below})"
+            f"KL above the floor's (sign test p = {p_text(kl_p, kl_log10)}, larger on {above} "
+            f"units, smaller on {below})"
         )
     floor_mean = float(np.mean(floor_kl)) if np.size(floor_kl) else math.nan
     quant_mean = float(np.mean(quant_kl)) if np.size(quant_kl) else math.nan
     ratio = quant_mean / floor_mean if floor_mean > 0 else math.nan
     numbers = (flips_p, b, c, kl_p, above, below, ratio)
     if reasons:
-        return Verdict(DIFFERENT, "; ".join(reasons), *numbers)
+        return Verdict(DIFFERENT, "; ".join(reasons), *numbers, flips_log10, kl_log10)
     reason = f"flips (p = {flips_p:.3g}) and KL (p = {kl_p:.3g}) not above the floor's"
-    return Verdict(INDISTINGUISHABLE, reason, *numbers)
+    return Verdict(INDISTINGUISHABLE, reason, *numbers, flips_log10, kl_log10)

@@ -43,27 +43,65 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def binomial_half_tail(n: int, k: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2), exact at any n.
+def _half_tail(n: int, k: int) -> int:
+    """The integer m with P(X >= k) = m / 2^n, X ~ Binomial(n, 1/2), exactly.
 
-    The binomial coefficients and 2^n are Python integers and the one division at the end is
-    correctly rounded, so any n works (a float 2.0**n overflows at n = 1024) and a probability
-    below float's range comes out as 0.0. The shorter of the two tails is summed.
+    The shorter of the two tails is summed (binomial coefficients are Python integers).
     """
     if n < 0:
         raise ValueError("n must be 0 or more")
     if k <= 0:
-        return 1.0
+        return 1 << n
     if k > n:
-        return 0.0
+        return 0
     lower = k - 1 < n - k  # sum P(X <= k - 1) and subtract when that side is shorter
     last = k - 1 if lower else n - k  # by symmetry P(X >= k) = P(X <= n - k)
     term, total = 1, 1  # C(n, 0)
     for i in range(last):
         term = term * (n - i) // (i + 1)  # C(n, i + 1), exact
         total += term
-    whole = 1 << n
-    return (whole - total) / whole if lower else total / whole
+    return (1 << n) - total if lower else total
+
+
+def binomial_half_tail(n: int, k: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2), exact at any n.
+
+    The tail is an exact integer over 2^n and the one division at the end is correctly rounded,
+    so any n works (a float 2.0**n overflows at n = 1024) and a probability below float's range
+    comes out as 0.0: `binomial_half_tail_log10` gives its size then.
+    """
+    return _half_tail(n, k) / (1 << n)
+
+
+def _log10_ratio(numerator: int, n: int) -> float:
+    """log10(numerator / 2^n) of an exact integer numerator (-inf for 0), at any size."""
+    return -math.inf if numerator == 0 else math.log10(numerator) - n * math.log10(2)
+
+
+def binomial_half_tail_log10(n: int, k: int) -> float:
+    """log10 P(X >= k), X ~ Binomial(n, 1/2): the same exact tail as `binomial_half_tail`,
+    finite where that one underflows to 0.0 (2^-1326 is 10^-399.2); -inf only when k > n."""
+    return _log10_ratio(_half_tail(n, k), n)
+
+
+def mcnemar_exact_log10(n_lost: int, n_gained: int) -> float:
+    """log10 of `mcnemar_exact`'s p-value, finite at any count."""
+    n = n_lost + n_gained
+    if n == 0:
+        return 0.0
+    return min(0.0, _log10_ratio(2 * _half_tail(n, n - min(n_lost, n_gained)), n))
+
+
+def p_text(p: float, log10_p: float | None = None) -> str:
+    """A p-value in three significant digits; one below float's range from its log10
+    (`2.1e-400`), never a bare 0."""
+    if p > 0 or log10_p is None or not math.isfinite(log10_p):
+        return f"{p:.3g}"
+    exponent = math.floor(log10_p)
+    mantissa = 10 ** (log10_p - exponent)
+    if mantissa >= 9.995:  # rounds up to the next power of ten
+        mantissa, exponent = 1.0, exponent + 1
+    return f"{mantissa:.3g}e{exponent}"
 
 
 def mcnemar_exact(n_lost: int, n_gained: int) -> float:
