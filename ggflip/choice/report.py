@@ -28,6 +28,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
                           "answer_changes", "kl_mean", "acceptance_mean"}],
           "confidence_buckets": [{"lo", "hi", <the fields of by_subject but "name">}],
           "verdict", "verdict_reason", "floor_flips_p", "floor_kl_p", "kl_mean_over_floor",
+          "equivalence": {"verdict", "n_more", "criteria": {...}} (`ggflip.scoring.criteria`),
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "kl_mean_lower_bound",
           <each registered metric of multiple choice that is not a field above, by name>,
@@ -74,6 +75,8 @@ from ggflip import __version__
 from ggflip.choice.answers import QuestionRow, paired_arrays
 from ggflip.scoring import floor as floor_verdict
 from ggflip.scoring import groups, metrics, stats
+from ggflip.scoring.criteria import answer_equivalence
+from ggflip.scoring.equivalence import Margins
 from ggflip.store.documents import finite, to_json
 from ggflip.tasks.questions import SkippedRow
 
@@ -152,6 +155,7 @@ class QuantSummary:
     floor_flips_p: float = math.nan
     floor_kl_p: float = math.nan
     kl_mean_over_floor: float = math.nan
+    equivalence: dict[str, Any] | None = None  # ggflip.scoring.criteria's object
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
 
 
@@ -242,6 +246,13 @@ def with_verdict(quant: QuantSummary, floor: QuantSummary) -> QuantSummary:
         floor_kl_p=result.kl_p,
         kl_mean_over_floor=result.kl_mean_over_floor,
     )
+
+
+def with_equivalence(quant: QuantSummary, margins: Margins) -> QuantSummary:
+    """The quant's summary with its equivalence to the baseline (`ggflip.scoring.criteria`)."""
+    kl = np.array([r.kl for r in quant.rows], dtype=np.float64)
+    found = answer_equivalence(quant.n, quant.n_flips_lost, quant.n_flips_gained, kl, margins)
+    return dataclasses.replace(quant, equivalence=found)
 
 
 def _by_rule(rows: Sequence[QuestionRow]) -> dict[str, dict[str, float]]:

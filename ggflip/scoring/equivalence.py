@@ -138,24 +138,20 @@ def _n_more(n: int, verdict: str, statistics: Sequence[float]) -> int | None:
 # Tango's score test of a paired difference --------------------------------------------------
 
 
-def tango_z(n: Any, lost: Any, gained: Any, delta: float) -> Any:
-    """Tango's score statistic for H0: p_gained - p_lost = delta (numpy-broadcastable counts).
+def tango_z(n: int, lost: int, gained: int, delta: float) -> float:
+    """Tango's score statistic for H0: p_gained - p_lost = delta.
 
     With q the probability of a lost pair and q + delta of a gained one, the restricted MLE of q
     is the root of 2n·q² + (-(g + l) + (2n - g + l)·delta)·q - l·delta·(1 - delta) = 0, and
     Z = (g - l - n·delta) / sqrt(n·(2q + delta·(1 - delta))). Z falls as delta rises; 0 where
     the variance is 0 (no discordance under H0 and delta = 0).
     """
-    n, lost, gained = (np.asarray(x, dtype=np.float64) for x in (n, lost, gained))
     a = 2.0 * n
     b = -(gained + lost) + (2.0 * n - gained + lost) * delta
     c = -lost * delta * (1.0 - delta)
-    q = (-b + np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0))) / (2.0 * a)
+    q = (-b + math.sqrt(max(b * b - 4.0 * a * c, 0.0))) / (2.0 * a)
     variance = n * (2.0 * q + delta * (1.0 - delta))
-    numerator = gained - lost - n * delta
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(variance > 0, numerator / np.sqrt(np.maximum(variance, 1e-300)), 0.0)
-    return z
+    return (gained - lost - n * delta) / math.sqrt(variance) if variance > 0 else 0.0
 
 
 def _tango_bound(n: int, lost: int, gained: int, target: float) -> float:
@@ -163,14 +159,16 @@ def _tango_bound(n: int, lost: int, gained: int, target: float) -> float:
     low, high = -1.0, 1.0
     for _ in range(60):
         mid = (low + high) / 2
-        if float(tango_z(n, lost, gained, mid)) > target:
+        if tango_z(n, lost, gained, mid) > target:
             low = mid
         else:
             high = mid
     return (low + high) / 2
 
 
-def accuracy_tost(n: int, lost: int, gained: int, margin: float) -> Criterion:
+def accuracy_tost(
+    n: int, lost: int, gained: int, margin: float, unit: str = "questions"
+) -> Criterion:
     """Is the quant's accuracy within ±margin of the baseline's on the same n questions?
 
     Args:
@@ -184,10 +182,10 @@ def accuracy_tost(n: int, lost: int, gained: int, margin: float) -> Criterion:
     if not 0 < margin < 1 or min(lost, gained) < 0 or lost + gained > n:
         raise ValueError(f"accuracy TOST: n={n}, lost={lost}, gained={gained}, margin={margin}")
     if n == 0:
-        return Criterion("delta_accuracy", margin, TANGO, "questions", 0, math.nan,
+        return Criterion("delta_accuracy", margin, TANGO, unit, 0, math.nan,
                          (-1.0, 1.0), 1.0, 1.0, 1.0, UNDECIDED, None)
-    z_low = float(tango_z(n, lost, gained, -margin))  # H0 δ <= -m is rejected when large
-    z_high = float(tango_z(n, lost, gained, margin))  # H0 δ >= m is rejected when small
+    z_low = tango_z(n, lost, gained, -margin)  # H0 δ <= -m is rejected when large
+    z_high = tango_z(n, lost, gained, margin)  # H0 δ >= m is rejected when small
     p_lower, p_upper = normal_sf(z_low), normal_sf(-z_high)
     p_beyond = min(normal_sf(z_high), normal_sf(-z_low))
     verdict = _verdict(p_lower, p_upper, p_beyond)
@@ -197,7 +195,7 @@ def accuracy_tost(n: int, lost: int, gained: int, margin: float) -> Criterion:
     else:
         needed = [z_high if estimate >= margin else -z_low]
     ci = (_tango_bound(n, lost, gained, Z), _tango_bound(n, lost, gained, -Z))
-    return Criterion("delta_accuracy", margin, TANGO, "questions", n, estimate, ci,
+    return Criterion("delta_accuracy", margin, TANGO, unit, n, estimate, ci,
                      p_lower, p_upper, p_beyond, verdict, _n_more(n, verdict, needed))
 
 
