@@ -13,7 +13,7 @@ from typing import Any
 
 from ggflip.corpus.stats import KldStats
 from ggflip.scoring import metrics
-from ggflip.store.documents import to_json
+from ggflip.store.documents import finite, to_json
 
 KLD_SCHEMA_VERSION = 1
 MODE = "corpus"
@@ -118,6 +118,7 @@ class QuantKld:
     tail: TailCheck | None = None
     by_category: tuple[CategoryKld, ...] = ()
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond the stats
+    equivalence: dict[str, Any] | None = None  # over the chunks (`ggflip.scoring.criteria`)
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
@@ -127,6 +128,7 @@ class QuantKld:
             "seconds": self.seconds,
             **self.stats.to_dict(),
             **tail,
+            "equivalence": finite(self.equivalence),
             "by_category": [category.to_dict() for category in self.by_category],
         }
         return metrics.with_extra(document, self.extra, before="by_category")
@@ -144,12 +146,17 @@ class KldReport:
      "cache": null | {<CacheInfo>},
      "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
                          "by_category": [{"name", "ppl", "ppl_unc"}]},
-     "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>, <extra metrics>,
+     "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>,
+                 "equivalence": {"verdict", "n_more", "criteria": {"kl_mean": {...}}},
+                 <extra metrics>,
                  "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}]}
     ```
 
-    `by_category` follows `texts`' order, one entry per text, also for a single text. The extra
-    metrics are the registered corpus metrics with a kernel that are not a key before them.
+    `equivalence` judges the mean KL over the chunks, each chunk's mean KL one independent unit
+    (tokens within a chunk share their context, so they are not independent;
+    `ggflip.scoring.criteria`). `by_category` follows `texts`' order, one entry per text, also
+    for a single text. The extra metrics are the registered corpus metrics with a kernel that are
+    not a key before them.
     """
 
     set: str
