@@ -17,6 +17,7 @@ from rich.console import Console
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
 from ggflip.reports import tables
+from ggflip.reports.equivalence import equivalence_table
 from ggflip.reports.tables import (
     Column,
     Table,
@@ -211,6 +212,9 @@ def render_kld_report(report: KldReport, console: Console) -> None:
         console.print(to_rich(summary))
         if detail is not None:
             console.print(to_rich(detail, show_edge=False))
+    equivalent = equivalence_table(report.quants)
+    if equivalent is not None:
+        console.print(to_rich(equivalent, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
 
@@ -230,6 +234,9 @@ def render_kld_markdown(report: KldReport) -> str:
             lines += ["", "llama-perplexity statistics:", ""]
             lines += to_markdown(detail)
         lines.append("")
+    equivalent = equivalence_table(report.quants, "Equivalence to the baseline over the chunks")
+    if equivalent is not None:
+        lines += [f"{equivalent.title} (90 % intervals):", ""] + to_markdown(equivalent) + [""]
     lines += [f"{line}  " for line in _cache_lines(report)]
     return "\n".join(lines).rstrip() + "\n"
 

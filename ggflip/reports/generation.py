@@ -18,6 +18,7 @@ from rich.console import Console
 from ggflip.generate.report import SCHEMA as GEN_SCHEMA
 from ggflip.generate.report import GenReport
 from ggflip.reports import tables
+from ggflip.reports.equivalence import equivalence_table
 from ggflip.reports.tables import (
     Column,
     Table,
@@ -94,7 +95,11 @@ def render_gen_report(report: GenReport, console: Console) -> None:
         title += f", baseline accuracy {report.baseline.accuracy:.3f} ({report.answer_rule})"
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
-    console.print(to_rich(summary_table(report.to_dict(), title)))
+    document = report.to_dict()
+    console.print(to_rich(summary_table(document, title)))
+    equivalent = equivalence_table(document["quants"])
+    if equivalent is not None:
+        console.print(to_rich(equivalent, show_edge=False))
     for skipped in report.skipped:
         console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
 
@@ -156,6 +161,9 @@ def render_gen_markdown(report: GenReport | dict[str, Any], flip_rows: int = 10)
         "",
     ]
     out += to_markdown(summary_table(document))
+    equivalent = equivalence_table(document["quants"])
+    if equivalent is not None:
+        out += ["", f"{equivalent.title}:", ""] + to_markdown(equivalent)
     for q in document["quants"]:
         flipped = _flipped(q, document["answer_rule"], flip_rows)
         if flipped:
