@@ -119,6 +119,7 @@ class QuantKld:
     by_category: tuple[CategoryKld, ...] = ()
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond the stats
     equivalence: dict[str, Any] | None = None  # over the chunks (`ggflip.scoring.criteria`)
+    chunk_kl: tuple[float, ...] = ()  # each chunk's mean KL, in the run's chunk order
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
@@ -129,6 +130,7 @@ class QuantKld:
             **self.stats.to_dict(),
             **tail,
             "equivalence": finite(self.equivalence),
+            "chunk_kl": finite(list(self.chunk_kl)),
             "by_category": [category.to_dict() for category in self.by_category],
         }
         return metrics.with_extra(document, self.extra, before="by_category")
@@ -148,15 +150,17 @@ class KldReport:
                          "by_category": [{"name", "ppl", "ppl_unc"}]},
      "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>,
                  "equivalence": {"verdict", "n_more", "criteria": {"kl_mean": {...}}},
+                 "chunk_kl": [float],
                  <extra metrics>,
                  "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}]}
     ```
 
     `equivalence` judges the mean KL over the chunks, each chunk's mean KL one independent unit
     (tokens within a chunk share their context, so they are not independent;
-    `ggflip.scoring.criteria`). `by_category` follows `texts`' order, one entry per text, also
-    for a single text. The extra metrics are the registered corpus metrics with a kernel that are
-    not a key before them.
+    `ggflip.scoring.criteria`); `chunk_kl` holds those units, one per chunk in the run's order,
+    which quant-against-quant comparisons pair (`ggflip.scoring.versus`). `by_category` follows
+    `texts`' order, one entry per text, also for a single text. The extra metrics are the
+    registered corpus metrics with a kernel that are not a key before them.
     """
 
     set: str

@@ -120,7 +120,9 @@ def quant_summary(
     )
     chunk_kl = (scores.kl_lower + scores.kl_gap).reshape(-1, rows_per_chunk).mean(axis=1)
     equivalence = kl_equivalence(chunk_kl, margins, unit="chunks")
-    return QuantKld(label, path, stats, seconds, tail, by_category, extra, equivalence)
+    return QuantKld(
+        label, path, stats, seconds, tail, by_category, extra, equivalence, tuple(chunk_kl.tolist())
+    )
 
 
 def extra_metrics(scores: TokenScores, stats: KldStats) -> dict[str, float]:
