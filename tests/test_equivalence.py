@@ -185,3 +185,23 @@ def test_f16_against_itself_is_equivalent(
     assert document["quants"][0]["equivalence"]["criteria"]["accuracy"]["verdict"] == verdict
     assert report_from_dict(document).quants[0].equivalence == document["quants"][0]["equivalence"]
     assert undecided == 228
+
+
+def test_generation_is_judged_over_turns(
+    fake_set: ModelSet, fake_factory: FakeBackendFactory
+) -> None:
+    """7 prompts with gold answers: accuracy and flips over the graded turns, KL over every turn's
+    mean; the baseline against itself (0 discordant, KL 0) is equivalent within ±50 points."""
+    from tests.test_generate import _report, _spec
+
+    margins = eq.Margins(accuracy=0.5, flips=0.5, kl=0.01)
+    report = _report(_spec(fake_set, margins=margins), fake_factory)
+    found = {q.label: q.equivalence for q in report.quants}
+    assert found["self"]["verdict"] == eq.EQUIVALENT
+    assert list(found["self"]["criteria"]) == ["accuracy", "flips", "kl_mean"]
+    assert {c["unit"] for c in found["self"]["criteria"].values()} == {"turns"}
+    turn_kl = [r.kl_mean for r in report.quants[-1].rows]
+    assert found["Q2_K"]["criteria"]["kl_mean"]["estimate"] == pytest.approx(np.mean(turn_kl))
+    assert found["Q2_K"]["verdict"] != eq.EQUIVALENT
+    document = json.loads(report.to_json())
+    assert document["quants"][0]["equivalence"]["verdict"] == eq.EQUIVALENT

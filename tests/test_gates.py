@@ -139,3 +139,19 @@ class TestExitCode:
         ]
         assert captured.err.count("ggflip: fail-if:") == 2
         assert main([*base, "--fail-if", "kl_mean<0"]) == ExitCode.OK
+
+
+def test_margin_flags_reach_the_report_and_bad_ones_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models, questions = _fake_files(tmp_path)
+    base = ["run", "--models", str(models), "--data", str(questions), "--no-cache"]
+    code = main([*base, "--json", "--margin-accuracy", "5", "--margin-flips", "3"])
+    assert code == ExitCode.OK
+    criteria = json.loads(capsys.readouterr().out)["quants"][0]["equivalence"]["criteria"]
+    assert (criteria["accuracy"]["margin"], criteria["flips"]["margin"]) == (0.05, 0.03)
+    assert criteria["kl_mean"]["margin"] == 0.01  # the default
+    assert main([*base, "--margin-accuracy", "0"]) == ExitCode.USAGE
+    assert capsys.readouterr().err.strip() == (
+        "ggflip: error: --margin-accuracy must be between 0 and 100 (exclusive), got 0"
+    )
