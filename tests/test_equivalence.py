@@ -205,3 +205,27 @@ def test_generation_is_judged_over_turns(
     assert found["Q2_K"]["verdict"] != eq.EQUIVALENT
     document = json.loads(report.to_json())
     assert document["quants"][0]["equivalence"]["verdict"] == eq.EQUIVALENT
+
+
+def test_undecided_shows_its_sample_size_in_the_report(
+    fake_set: ModelSet, fake_questions: QuestionSet, fake_factory: FakeBackendFactory
+) -> None:
+    """The baseline against itself on 40 questions, default margins: accuracy needs 228 more
+    (above), flips 0.98^n < 0.05 from n = 149 (109 more), KL 0 is equivalent: the row says 228."""
+    from ggflip.reports.choice import render_markdown
+    from ggflip.reports.equivalence import verdict_text
+
+    spec = RunSpec(fake_set, fake_questions)
+    report = [e for e in run_comparison(spec, fake_factory) if isinstance(e, RunFinished)][0]
+    itself = report.report.quants[0].equivalence
+    assert itself is not None
+    assert itself["criteria"]["flips"]["n_more"] == 149 - 40
+    assert verdict_text(itself) == "undecided — about 228 more questions would decide"
+    markdown = render_markdown(report.report)
+    row = [line for line in markdown.splitlines() if line.startswith("| self |")][-1]
+    assert "undecided — about 228 more questions would decide" in row
+    header = "| model | equivalence | Δacc (±1 pt) | flips (≤ 2%) | KL mean (≤ 0.01 nats) |"
+    assert header in markdown
+    on_edge = {"verdict": "undecided", "n_more": None, "criteria": {
+        "accuracy": {"verdict": "undecided", "n_more": None, "unit": "questions"}}}
+    assert verdict_text(on_edge) == "undecided — Δacc on its margin: no n decides"

@@ -101,6 +101,11 @@ def add_verdict_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NATS",
         help=f"equivalence: the mean KL allowed, in nats (default: {defaults.kl:g})",
     )
+    add_fail_if_flag(parser)
+
+
+def add_fail_if_flag(parser: argparse.ArgumentParser) -> None:
+    """`--fail-if COND` (repeatable; `ggflip.scoring.gates`): for `run`, `kld` and `pick`."""
     parser.add_argument(
         "--fail-if",
         action="append",

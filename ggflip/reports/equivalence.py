@@ -28,7 +28,12 @@ def verdict_text(equivalence: Mapping[str, Any] | None) -> str:
     units = {c["unit"] for c in equivalence.get("criteria", {}).values()}
     unit = units.pop() if len(units) == 1 else "units"
     if n_more is None:
-        return f"{verdict} — an estimate sits on its margin"
+        stuck = [
+            dict(CRITERIA).get(name, name)
+            for name, c in equivalence.get("criteria", {}).items()
+            if c["verdict"] == UNDECIDED and c.get("n_more") is None
+        ]
+        return f"{verdict} — {', '.join(stuck) or 'an estimate'} on its margin: no n decides"
     return f"{verdict} — about {n_more:,} more {unit} would decide"
 
 

@@ -281,16 +281,22 @@ def rate_bound(n: int, events: int, margin: float, metric: str = "flips",
 
 
 def _exact_n_more(n: int, rate: float, margin: float, estimate: int) -> int:
-    """The score test's estimate of further units, raised until the exact test at the same rate
-    decides (10 % a step, 40 steps at most)."""
-    total = n + estimate
-    for _ in range(40):
+    """The score test's estimate of further units, moved to where the exact test at the same
+    rate first decides: 10 % steps up until it does (40 at most), then bisection."""
+    def decided(total: int) -> bool:
         events = round(rate * total)
-        if _verdict(None, binomial_cdf(total, events, margin),
-                    binomial_sf(total, events, margin)) != UNDECIDED:
+        p_upper, p_beyond = binomial_cdf(total, events, margin), binomial_sf(total, events, margin)
+        return _verdict(None, p_upper, p_beyond) != UNDECIDED
+
+    low, high = n, n + estimate
+    for _ in range(40):
+        if decided(high):
             break
-        total = math.ceil(total * 1.1)
-    return total - n
+        low, high = high, math.ceil(high * 1.1)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if decided(mid) else (mid, high)
+    return max(1, high - n)
 
 
 # A bound on a mean ---------------------------------------------------------------------------
