@@ -226,6 +226,10 @@ def test_undecided_shows_its_sample_size_in_the_report(
     assert "undecided — about 228 more questions would decide" in row
     header = "| model | equivalence | Δacc (±1 pt) | flips (≤ 2%) | KL mean (≤ 0.01 nats) |"
     assert header in markdown
+    from ggflip.reports.pages import render_html
+
+    page = render_html(json.loads(report.report.to_json()))
+    assert "<td>undecided — about 228 more questions would decide</td>" in page
     on_edge = {"verdict": "undecided", "n_more": None, "criteria": {
         "accuracy": {"verdict": "undecided", "n_more": None, "unit": "questions"}}}
     assert verdict_text(on_edge) == "undecided — Δacc on its margin: no n decides"

@@ -22,6 +22,7 @@ from ggflip.choice.report import SCHEMA, Report, report_from_dict
 from ggflip.errors import DataError
 from ggflip.reports.choice import legend_terms, summary_table
 from ggflip.reports.choice import render_markdown as report_markdown
+from ggflip.reports.equivalence import equivalence_table
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
 from ggflip.reports.tables import (
     Table,
@@ -195,13 +196,16 @@ def render_html(document: dict[str, Any]) -> str:
     header, rows = _buckets_table(document)
     buckets = to_html(Table("", header, rows)) if rows else "<p>no quants</p>"
     summary = summary_table(_report(document), show_cached=False)
+    models = [*([document["floor"]] if document.get("floor") else []), *document["quants"]]
+    equivalent = equivalence_table(models)
     return html_page(
         _title(document),
         f"<p>Questions: {esc(str(document['source']))} "
         f"(prompt {esc(str(document['prompt_version']))}); "
         f"ggflip {esc(str(document.get('ggflip_version', '')))}.</p>"
         f"{to_html(summary)}<p>{esc(legend_line(legend_terms()))}.</p>"
-        f"{to_html(files_table(document))}"
+        + (f"<h2>{esc(equivalent.title)}</h2>{to_html(equivalent)}" if equivalent else "")
+        + f"{to_html(files_table(document))}"
         f"<p>{esc(_correlation_line(document))}</p>{html_figures(figures(document))}"
         "<h2>Flip rate by the baseline's top margin</h2>"
         f"{buckets}"
