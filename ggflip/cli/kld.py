@@ -70,7 +70,7 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     kld.add_argument("--markdown", type=Path, help="also write the report as Markdown to this file")
     add_cache_flags(kld, "neither read nor write the baseline cache")
     add_scoring_flags(kld)
-    add_verdict_flags(kld)
+    add_verdict_flags(kld, answers=False)
 
 
 def kld_command(args: argparse.Namespace) -> int:

@@ -76,9 +76,22 @@ def scoring_threads(args: argparse.Namespace) -> int | None:
     )
 
 
-def add_verdict_flags(parser: argparse.ArgumentParser) -> None:
-    """The equivalence margins (`--margin-accuracy`, `--margin-flips`, `--margin-kl`) and
-    `--fail-if` (see `ggflip.scoring.equivalence` and `ggflip.scoring.gates`)."""
+def add_verdict_flags(parser: argparse.ArgumentParser, answers: bool = True) -> None:
+    """The equivalence margins (`--margin-accuracy` and `--margin-flips` where there are answers,
+    `--margin-kl`) and `--fail-if` (`ggflip.scoring.equivalence`, `ggflip.scoring.gates`)."""
+    defaults = DEFAULT_MARGINS
+    if answers:
+        _add_answer_margins(parser)
+    parser.add_argument(
+        "--margin-kl",
+        type=float,
+        metavar="NATS",
+        help=f"equivalence: the mean KL allowed, in nats (default: {defaults.kl:g})",
+    )
+    add_fail_if_flag(parser)
+
+
+def _add_answer_margins(parser: argparse.ArgumentParser) -> None:
     defaults = DEFAULT_MARGINS
     parser.add_argument(
         "--margin-accuracy",
@@ -95,13 +108,6 @@ def add_verdict_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PERCENT",
         help=f"equivalence: the flip rate allowed, in percent (default: {100 * defaults.flips:g})",
     )
-    parser.add_argument(
-        "--margin-kl",
-        type=float,
-        metavar="NATS",
-        help=f"equivalence: the mean KL allowed, in nats (default: {defaults.kl:g})",
-    )
-    add_fail_if_flag(parser)
 
 
 def add_fail_if_flag(parser: argparse.ArgumentParser) -> None:
