@@ -155,3 +155,12 @@ def test_margin_flags_reach_the_report_and_bad_ones_are_refused(
     assert capsys.readouterr().err.strip() == (
         "ggflip: error: --margin-accuracy must be between 0 and 100 (exclusive), got 0"
     )
+
+
+def test_verdicts_a_mode_never_gives_are_refused() -> None:
+    with pytest.raises(UsageError, match="the noise floor's verdict is multiple choice's only"):
+        parse_gate("verdict=different", "corpus")
+    with pytest.raises(UsageError, match="corpus mode has no answers, only kl_mean"):
+        parse_gate("equivalence.flips!=equivalent", "corpus")
+    assert parse_gate("equivalence.kl_mean!=equivalent", "corpus").name == "equivalence.kl_mean"
+    assert parse_gate("verdict=different", "choice").value == "different"

@@ -75,6 +75,15 @@ def _split(text: str) -> tuple[str, str, str]:
     )
 
 
+def _check_mode(text: str, base: str, criterion: str, mode: str | None) -> None:
+    """Refuse a verdict `mode` never gives: the floor's outside multiple choice, an answer
+    criterion in corpus mode."""
+    if mode not in (None, "choice") and base == "verdict":
+        raise UsageError(f"--fail-if {text!r}: the noise floor's verdict is multiple choice's only")
+    if mode == "corpus" and criterion in ("accuracy", "flips"):
+        raise UsageError(f"--fail-if {text!r}: corpus mode has no answers, only kl_mean")
+
+
 def parse_gate(text: str, mode: str | None = None) -> Gate:
     """A `--fail-if` condition, checked against the registry (and `mode`'s metrics if given).
 
@@ -88,6 +97,7 @@ def parse_gate(text: str, mode: str | None = None) -> Gate:
         if criterion and criterion not in CRITERIA:
             hint = did_you_mean(criterion, CRITERIA)
             raise UsageError(f"--fail-if {text!r}: no criterion {criterion!r}{hint}")
+        _check_mode(text, base, criterion, mode)
         words = VERDICT_WORDS[base]
         if raw not in words or op not in ("=", "!="):
             raise UsageError(
