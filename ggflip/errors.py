@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     CACHE = 7
     DISK = 8
     BACKEND = 9
+    THRESHOLD = 10  # a --fail-if condition was met: the report was written
     INTERRUPTED = 130
 
 

@@ -33,11 +33,11 @@ from ggflip.choice.report import (
     QuantSummary,
     Report,
     SkippedQuestion,
-    with_verdict,
 )
 from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.row_store import StoredQuestions, StoreSession
 from ggflip.choice.spec import RunSpec, floor_batch_size
+from ggflip.choice.verdicts import with_equivalence, with_verdict
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError, GgflipError, ReadOnlyCacheError
 from ggflip.runs.events import BaselineFromCache
@@ -206,7 +206,7 @@ def _run(
         summary, quant_skips = yield from score_quant(
             spec, factory, quant, prompt_set, baseline, base_skips, quant_stored
         )
-        summary = dataclasses.replace(summary, **quant_facts)
+        summary = with_equivalence(dataclasses.replace(summary, **quant_facts), spec.margins)
         if floor is not None:
             summary = with_verdict(summary, floor)
         quant_summaries.append(summary)
@@ -266,7 +266,7 @@ def _floor(
         floor_spec, factory, floor_model, prompt_set, baseline, base_skips, stored, FLOOR
     )
     floor_facts = {k: v for k, v in baseline_facts.items() if k != "computed_with"}
-    floor = dataclasses.replace(floor, **floor_facts)
+    floor = with_equivalence(dataclasses.replace(floor, **floor_facts), spec.margins)
     yield FloorFinished(floor, floor_method(spec))
     return floor
 

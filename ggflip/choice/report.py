@@ -29,6 +29,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
           "confidence_buckets": [{"lo", "hi", <the fields of by_subject but "name">}],
           "verdict", "verdict_reason", "floor_flips_p", "floor_kl_p", "kl_mean_over_floor",
           "floor_flips_log10_p", "floor_kl_log10_p",
+          "equivalence": {"verdict", "n_more", "criteria": {...}} (`ggflip.scoring.criteria`),
           "by_rule": {} | {"sum": {"baseline_accuracy", "accuracy", "flips"}, "norm": {...}},
           "kl_mean_lower_bound",
           <each registered metric of multiple choice that is not a field above, by name>,
@@ -76,7 +77,6 @@ import numpy as np
 
 from ggflip import __version__
 from ggflip.choice.answers import QuestionRow, paired_arrays
-from ggflip.scoring import floor as floor_verdict
 from ggflip.scoring import frontier, groups, metrics, stats
 from ggflip.store.documents import finite, to_json
 from ggflip.tasks.questions import SkippedRow
@@ -163,6 +163,7 @@ class QuantSummary:
     # log10 of the two p-values: finite where a p-value underflows to 0.0 at large n
     floor_flips_log10_p: float = math.nan
     floor_kl_log10_p: float = math.nan
+    equivalence: dict[str, Any] | None = None  # ggflip.scoring.criteria's object
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
 
 
@@ -230,39 +231,6 @@ def by_subject(rows: Sequence[QuestionRow]) -> list[dict[str, Any]]:
 def confidence_buckets(rows: Sequence[QuestionRow]) -> list[dict[str, Any]]:
     """The same per bucket of the baseline's confidence (its top option probability)."""
     return groups.by_bucket([r.confidence for r in rows], *_damage(rows))
-
-
-def verdict_of(
-    quant_rows: Sequence[QuestionRow], floor_rows: Sequence[QuestionRow]
-) -> floor_verdict.Verdict:
-    """The verdict of a quant's rows against the floor's, paired on the questions both scored
-    (the TUI asks it of a quant scored part-way too)."""
-    by_index = {r.index: r for r in floor_rows}
-    paired = [(r, by_index[r.index]) for r in quant_rows if r.index in by_index]
-    return floor_verdict.verdict(
-        np.array([q.flip is not None for q, _ in paired], dtype=bool),
-        np.array([f.flip is not None for _, f in paired], dtype=bool),
-        np.array([q.kl for q, _ in paired], dtype=np.float64),
-        np.array([f.kl for _, f in paired], dtype=np.float64),
-    )
-
-
-def with_verdict(quant: QuantSummary, floor: QuantSummary) -> QuantSummary:
-    """The quant's summary with its verdict against the noise floor (`ggflip.scoring.floor`).
-
-    Flips and KLs are paired on the questions both scored.
-    """
-    result = verdict_of(quant.rows, floor.rows)
-    return dataclasses.replace(
-        quant,
-        verdict=result.verdict,
-        verdict_reason=result.reason,
-        floor_flips_p=result.flips_p,
-        floor_kl_p=result.kl_p,
-        kl_mean_over_floor=result.kl_mean_over_floor,
-        floor_flips_log10_p=result.flips_log10_p,
-        floor_kl_log10_p=result.kl_log10_p,
-    )
 
 
 def _by_rule(rows: Sequence[QuestionRow]) -> dict[str, dict[str, float]]:

@@ -15,6 +15,7 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, default_cache_dir
 from ggflip.config.resolve import choose_model_set as resolve_models
 from ggflip.errors import UsageError, check_counts
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.tasks.load import load_task_questions, resolve_task
 
 log = logging.getLogger("ggflip")
@@ -49,6 +50,7 @@ class RunOptions:
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
     floor: bool = False  # score the baseline a second time as the noise floor
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
+    margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:
@@ -110,4 +112,5 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         tail_samples=options.tail_samples,
         floor=options.floor,
         scoring_threads=options.scoring_threads,
+        margins=options.margins,
     )

@@ -11,12 +11,13 @@ import argparse
 import time
 
 from ggflip.cli.consoles import console
+from ggflip.cli.gates import fail_if_gates, gated, keeping
 from ggflip.cli.progress import follow_run
 from ggflip.cli.run import emit_document
-from ggflip.cli.scoring_flags import scoring_threads
+from ggflip.cli.scoring_flags import margins, scoring_threads
 from ggflip.generate.engine import run_generation
 from ggflip.generate.fold import GenFold
-from ggflip.generate.report import GenReport
+from ggflip.generate.report import MODE, GenReport
 from ggflip.generate.setup import GenOptions, resolve_gen_spec
 from ggflip.reports.generation import render_gen_report
 
@@ -45,6 +46,7 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
         no_cache=args.no_cache,
         resume=not getattr(args, "no_resume", False),
         scoring_threads=scoring_threads(args),
+        margins=margins(args),
     )
 
 
@@ -52,6 +54,7 @@ def generate_command(args: argparse.Namespace) -> int:
     """Run a generation comparison with progress on stderr; print the report."""
     from ggflip.backends.registry import backend_factory
 
+    gates = fail_if_gates(args, MODE)
     spec = resolve_gen_spec(gen_options(args))
     stderr = console(stderr=True)
     events = run_generation(spec, backend_factory(spec.model_set))
@@ -59,7 +62,9 @@ def generate_command(args: argparse.Namespace) -> int:
     # Which prompts a --limit took decides what the numbers mean: say it before generating.
     stderr.print(f"prompts: {spec.selection}", style="dim", markup=False)
     fold = GenFold(spec, time.monotonic)
-    return follow_run(events, fold, stderr, lambda report: _emit(args, report))
+    reports: list[GenReport] = []
+    code = follow_run(events, fold, stderr, keeping(lambda report: _emit(args, report), reports))
+    return gated(code, gates, reports[-1].to_dict() if reports else None)
 
 
 def _emit(args: argparse.Namespace, report: GenReport) -> None:

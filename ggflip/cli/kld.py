@@ -9,10 +9,12 @@ llama-perplexity-style tables on stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 from ggflip.cli.consoles import console
+from ggflip.cli.gates import fail_if_gates, gated, keeping
 from ggflip.cli.progress import follow_run
 from ggflip.cli.run import emit_document
 from ggflip.cli.scoring_flags import (
@@ -20,10 +22,13 @@ from ggflip.cli.scoring_flags import (
     add_model_flags,
     add_scoring_flags,
     add_text_flags,
+    add_verdict_flags,
+    margins,
 )
 from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import KldReport
 from ggflip.corpus.fold import CorpusFold
+from ggflip.corpus.report import MODE
 from ggflip.corpus.setup import kld_options, resolve_kld_spec
 from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_TAIL_SAMPLES
 from ggflip.reports.corpus import render_kld_markdown, render_kld_report
@@ -65,17 +70,22 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     kld.add_argument("--markdown", type=Path, help="also write the report as Markdown to this file")
     add_cache_flags(kld, "neither read nor write the baseline cache")
     add_scoring_flags(kld)
+    add_verdict_flags(kld, answers=False)
 
 
 def kld_command(args: argparse.Namespace) -> int:
     """Run corpus mode with progress on stderr; print the report (JSON or tables)."""
     from ggflip.backends.registry import backend_factory
 
-    spec = resolve_kld_spec(kld_options(args))
+    gates = fail_if_gates(args, MODE)
+    spec = resolve_kld_spec(dataclasses.replace(kld_options(args), margins=margins(args)))
     events = run_kld(spec, backend_factory(spec.model_set))
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
     fold = CorpusFold(spec, time.monotonic)
-    return follow_run(events, fold, console(stderr=True), lambda report: _emit(args, report))
+    reports: list[KldReport] = []
+    emit = keeping(lambda report: _emit(args, report), reports)
+    code = follow_run(events, fold, console(stderr=True), emit)
+    return gated(code, gates, reports[-1].to_dict() if reports else None)
 
 
 def _emit(args: argparse.Namespace, report: KldReport) -> None:

@@ -24,6 +24,7 @@ from ggflip.cli.scoring_flags import (
     add_model_flags,
     add_scoring_flags,
     add_text_flags,
+    add_verdict_flags,
 )
 from ggflip.errors import DiskFullError, ExitCode, GgflipError, RunInterrupted
 
@@ -132,6 +133,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     )
     run.add_argument("--out", type=Path, help="also write the JSON report to this file")
     _add_run_scoring_flags(run)
+    add_verdict_flags(run)
     run.add_argument(
         "--rows",
         type=int,

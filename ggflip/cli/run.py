@@ -17,13 +17,14 @@ from rich.console import Console
 
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.fold import ChoiceFold
-from ggflip.choice.report import Report
+from ggflip.choice.report import MODE, Report
 from ggflip.choice.setup import RunOptions, resolve_run_spec
 from ggflip.choice.spec import RunSpec
 from ggflip.cli.consoles import console
+from ggflip.cli.gates import fail_if_gates, gated, keeping
 from ggflip.cli.progress import follow_run
-from ggflip.cli.scoring_flags import scoring_threads
-from ggflip.errors import ExitCode
+from ggflip.cli.scoring_flags import margins, scoring_threads
+from ggflip.errors import ExitCode, UsageError
 from ggflip.reports.choice import render_report
 from ggflip.store.atomic import atomic_write_bytes
 
@@ -58,6 +59,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
         floor=bool(getattr(args, "floor", False)),
         scoring_threads=scoring_threads(args),
+        margins=margins(args),
     )
 
 
@@ -76,13 +78,19 @@ def run_command(args: argparse.Namespace) -> int:
     """Run a comparison, showing progress on stderr; print the report (JSON or tables)."""
     from ggflip.backends.registry import backend_factory
 
+    gates = fail_if_gates(args, MODE)
+    if any(gate.name == "verdict" for gate in gates) and not getattr(args, "floor", False):
+        raise UsageError("--fail-if verdict=... needs --floor: the verdict is against the floor")
     spec = build_run_spec(args)
     stderr = console(stderr=True)
     events = run_comparison(spec, backend_factory(spec.model_set))
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
     # Which questions a --limit took decides what the numbers mean: say it before scoring.
     stderr.print(f"questions: {spec.questions.selection}", style="dim", markup=False)
-    return follow_run(events, ChoiceFold(spec, time.monotonic), stderr, lambda r: _emit(args, r))
+    reports: list[Report] = []
+    emit = keeping(lambda report: _emit(args, report), reports)
+    code = follow_run(events, ChoiceFold(spec, time.monotonic), stderr, emit)
+    return gated(code, gates, reports[-1].to_dict() if reports else None)
 
 
 def emit_document(

@@ -1,5 +1,6 @@
 """The flags several subcommands share, each defined once: which models (`--models`, `--set`),
-the caches, corpus mode's text and chunks, and how the numpy scoring overlaps llama.cpp's decode.
+the caches, corpus mode's text and chunks, how the numpy scoring overlaps llama.cpp's decode, and
+the equivalence margins with `--fail-if`.
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ import argparse
 from pathlib import Path
 
 from ggflip.corpus.spec import DEFAULT_CTX
+from ggflip.errors import UsageError
 from ggflip.runs.pipeline import requested_workers
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 
 
 def add_model_flags(
@@ -70,4 +73,74 @@ def scoring_threads(args: argparse.Namespace) -> int | None:
     """The scoring threads the flags ask for: None (automatic), or a count (0: no overlap)."""
     return requested_workers(
         bool(getattr(args, "no_overlap", False)), getattr(args, "scoring_threads", None)
+    )
+
+
+def add_verdict_flags(parser: argparse.ArgumentParser, answers: bool = True) -> None:
+    """The equivalence margins (`--margin-accuracy` and `--margin-flips` where there are answers,
+    `--margin-kl`) and `--fail-if` (`ggflip.scoring.equivalence`, `ggflip.scoring.gates`)."""
+    defaults = DEFAULT_MARGINS
+    if answers:
+        _add_answer_margins(parser)
+    parser.add_argument(
+        "--margin-kl",
+        type=float,
+        metavar="NATS",
+        help=f"equivalence: the mean KL allowed, in nats (default: {defaults.kl:g})",
+    )
+    add_fail_if_flag(parser)
+
+
+def _add_answer_margins(parser: argparse.ArgumentParser) -> None:
+    defaults = DEFAULT_MARGINS
+    parser.add_argument(
+        "--margin-accuracy",
+        type=float,
+        metavar="POINTS",
+        help=(
+            "equivalence: the accuracy difference allowed, in percentage points (default: "
+            f"±{100 * defaults.accuracy:g})"
+        ),
+    )
+    parser.add_argument(
+        "--margin-flips",
+        type=float,
+        metavar="PERCENT",
+        help=f"equivalence: the flip rate allowed, in percent (default: {100 * defaults.flips:g})",
+    )
+
+
+def add_fail_if_flag(parser: argparse.ArgumentParser) -> None:
+    """`--fail-if COND` (repeatable; `ggflip.scoring.gates`): for `run`, `kld` and `pick`."""
+    parser.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="COND",
+        help=(
+            "exit with code 10 when any quant meets COND (NAME OP VALUE, OP one of > >= < <= = "
+            "!=; NAME a metric, verdict or equivalence), e.g. kl_mean>0.01, verdict=different, "
+            "equivalence!=equivalent (repeatable; the report is written first)"
+        ),
+    )
+
+
+def margins(args: argparse.Namespace) -> Margins:
+    """The equivalence margins the flags ask for, as fractions (points and percent / 100).
+
+    Raises:
+        UsageError: a margin not in (0, 100) points or percent, or a KL margin not positive.
+    """
+    accuracy = getattr(args, "margin_accuracy", None)
+    flips = getattr(args, "margin_flips", None)
+    kl = getattr(args, "margin_kl", None)
+    for flag, value in (("--margin-accuracy", accuracy), ("--margin-flips", flips)):
+        if value is not None and not 0 < value < 100:
+            raise UsageError(f"{flag} must be between 0 and 100 (exclusive), got {value:g}")
+    if kl is not None and not kl > 0:
+        raise UsageError(f"--margin-kl must be positive, got {kl:g}")
+    return Margins(
+        accuracy=DEFAULT_MARGINS.accuracy if accuracy is None else accuracy / 100,
+        flips=DEFAULT_MARGINS.flips if flips is None else flips / 100,
+        kl=DEFAULT_MARGINS.kl if kl is None else kl,
     )

@@ -198,6 +198,7 @@ def score_quant(
         texts,
         spec.rows_per_chunk,
         time.perf_counter() - scoring_started,
+        spec.margins,
     )
 
 

@@ -122,6 +122,8 @@ class QuantKld:
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond the stats
     memory: dict[str, Any] | None = None
     memory_unknown: str | None = None
+    equivalence: dict[str, Any] | None = None  # over the chunks (`ggflip.scoring.criteria`)
+    chunk_kl: tuple[float, ...] = ()  # each chunk's mean KL, in the run's chunk order
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
@@ -133,6 +135,8 @@ class QuantKld:
             "memory_unknown": self.memory_unknown,
             **self.stats.to_dict(),
             **tail,
+            "equivalence": finite(self.equivalence),
+            "chunk_kl": finite(list(self.chunk_kl)),
             "by_category": [category.to_dict() for category in self.by_category],
         }
         return metrics.with_extra(document, self.extra, before="by_category")
@@ -152,7 +156,10 @@ class KldReport:
                          "by_category": [{"name", "ppl", "ppl_unc"}], "memory",
                          "memory_unknown"},
      "quants": [{"label", "path", "seconds", "memory", "memory_unknown", <KldStats.to_dict()>,
-                 <TailCheck>, <extra metrics>,
+                 <TailCheck>,
+                 "equivalence": {"verdict", "n_more", "criteria": {"kl_mean": {...}}},
+                 "chunk_kl": [float],
+                 <extra metrics>,
                  "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}],
      "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>}}
     ```
@@ -160,8 +167,12 @@ class KldReport:
     `memory` is the model's weights + KV cache at `ctx` (`ggflip.gguf.memory.Memory.to_json`;
     null, with `memory_unknown` saying why, when its cache cannot be sized).
 
-    `by_category` follows `texts`' order, one entry per text, also for a single text. The extra
-    metrics are the registered corpus metrics with a kernel that are not a key before them.
+    `equivalence` judges the mean KL over the chunks, each chunk's mean KL one independent unit
+    (tokens within a chunk share their context, so they are not independent;
+    `ggflip.scoring.criteria`); `chunk_kl` holds those units, one per chunk in the run's order,
+    which quant-against-quant comparisons pair (`ggflip.scoring.versus`). `by_category` follows
+    `texts`' order, one entry per text, also for a single text. The extra metrics are the
+    registered corpus metrics with a kernel that are not a key before them.
     """
 
     set: str

@@ -16,6 +16,7 @@ from ggflip.config.resolve import choose_set_name, resolve_model_set
 from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES, KldSpec
 from ggflip.corpus.texts import load_texts
 from ggflip.runs.pipeline import requested_workers
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class KldOptions:
     cache_dir: Path | None = None  # None: the default cache directory
     no_cache: bool = False
     scoring_threads: int | None = None  # None: automatic; 0: no overlap
+    margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
 
 
 def kld_options(flags: argparse.Namespace) -> KldOptions:
@@ -77,4 +79,5 @@ def resolve_kld_spec(options: KldOptions) -> KldSpec:
         top_k=options.top_k,
         tail_samples=options.tail_samples,
         scoring_threads=options.scoring_threads,
+        margins=options.margins,
     )

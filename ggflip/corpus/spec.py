@@ -13,6 +13,7 @@ from ggflip.config.models_toml import ModelSet
 from ggflip.corpus.events import TextInfo
 from ggflip.corpus.texts import CorpusText
 from ggflip.errors import UsageError, check_counts
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 
 DEFAULT_CTX = 512
@@ -37,6 +38,7 @@ class KldSpec:
     tail_samples: int = DEFAULT_TAIL_SAMPLES
     block_rows: int = 32
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
+    margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
 
     def __post_init__(self) -> None:
         if not self.texts:

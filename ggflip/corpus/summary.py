@@ -24,6 +24,8 @@ from ggflip.corpus.report import (
 )
 from ggflip.corpus.stats import FloatArray, KldStats, TokenScores, kld_stats, mean_and_uncertainty
 from ggflip.scoring import metrics
+from ggflip.scoring.criteria import kl_equivalence
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 
 
 def text_rows(text: TextInfo, rows_per_chunk: int) -> slice:
@@ -108,13 +110,20 @@ def quant_summary(
     texts: Sequence[TextInfo],
     rows_per_chunk: int,
     seconds: float,
+    margins: Margins = DEFAULT_MARGINS,
 ) -> QuantKld:
-    """One quant's statistics over the corpus and on each text."""
+    """One quant's statistics over the corpus and on each text, and its equivalence over the
+    chunks (each chunk's mean KL a unit)."""
     stats, tail, extra = scores.summary(slice(None))
     by_category = tuple(
         CategoryKld(text.name, *scores.summary(text_rows(text, rows_per_chunk))) for text in texts
     )
-    return QuantKld(label, path, stats, seconds, tail, by_category, extra)
+    chunk_kl = (scores.kl_lower + scores.kl_gap).reshape(-1, rows_per_chunk).mean(axis=1)
+    equivalence = kl_equivalence(chunk_kl, margins, unit="chunks")
+    return QuantKld(
+        label, path, stats, seconds, tail, by_category, extra,
+        equivalence=equivalence, chunk_kl=tuple(chunk_kl.tolist()),
+    )
 
 
 def extra_metrics(scores: TokenScores, stats: KldStats) -> dict[str, float]:

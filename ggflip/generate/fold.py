@@ -82,6 +82,8 @@ class GenFold(Fold[TurnRow, GenBaseline, GenQuant, GenReport]):
         cached = self._running.get(label)
         if cached is None or cached[0] != len(model.rows):
             ordered = sorted(model.rows, key=lambda r: r.index)
-            cached = (len(model.rows), summarize(label, model.path, ordered, self.rule, 0.0))
+            cached = (len(model.rows), summarize(
+                label, model.path, ordered, self.rule, 0.0, self.spec.margins
+            ))
             self._running[label] = cached
         return cached[1]

@@ -107,7 +107,7 @@ def compare_quant(
             backend.close()
     ordered = [rows[u] for u in sorted(rows)]
     rule = rules[0] if has_gold(spec) else None
-    return summarize(model.label, str(model.path), ordered, rule, seconds)
+    return summarize(model.label, str(model.path), ordered, rule, seconds, spec.margins)
 
 
 def _compare_batch(

@@ -22,6 +22,8 @@ Schema `ggflip.generate/1`. Rates are fractions in [0, 1]; non-finite floats are
           "same_text", "first_divergence": {"median", "p10", "p90", "never"},
           "kl_mean", "kl_question_mean", "kl_p99", "kl_max", "top1_agreement",
           "delta_p_mean", "delta_p_rms",
+          "equivalence": {"verdict", "n_more", "criteria"} (`ggflip.scoring.criteria`: accuracy,
+                          flips and KL over the turns with gold, KL alone without),
           <each registered generation metric that is not a field above, by name>,
           "rows": [ {"index", "id", "turn", "gold", "answers": {rule: [base, quant]},
                      "flip", "changed", "base_text", "quant_text", "base_truncated",
@@ -61,6 +63,8 @@ from numpy.typing import NDArray
 from ggflip import __version__
 from ggflip.generate.compare import TurnRow
 from ggflip.scoring import frontier, metrics, stats
+from ggflip.scoring.criteria import answer_equivalence, kl_equivalence
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 
 SCHEMA = "ggflip.generate/1"
 MODE = "generate"
@@ -136,6 +140,7 @@ class GenQuant:
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
     memory: dict[str, Any] | None = None
     memory_unknown: str | None = None
+    equivalence: dict[str, Any] | None = None  # ggflip.scoring.criteria's object
 
 
 QUANT_FIELDS = frozenset(f.name for f in dataclasses.fields(GenQuant))
@@ -183,7 +188,12 @@ def index_quantile(indexes: Sequence[int], q: float) -> float:
 
 
 def summarize(
-    label: str, path: str, rows: Sequence[TurnRow], rule: str | None, seconds: float
+    label: str,
+    path: str,
+    rows: Sequence[TurnRow],
+    rule: str | None,
+    seconds: float,
+    margins: Margins = DEFAULT_MARGINS,
 ) -> GenQuant:
     """A quant's summary over its compared turns."""
     token_kl = np.concatenate([np.asarray(r.token_kl) for r in rows]) if rows else np.zeros(0)
@@ -225,7 +235,18 @@ def summarize(
         delta_p_rms=math.sqrt(sum(r.delta_p_sq_sum for r in rows) / n_tokens) if n_tokens else 0.0,
         rows=tuple(rows),
         extra=metrics.extra_values(MODE, TokenArrays(token_kl, tuple(rows)), QUANT_FIELDS),
+        equivalence=_equivalence(rows, graded, lost, gained, main is not None, margins),
     )
+
+
+def _equivalence(
+    rows: Sequence[TurnRow], graded: int, lost: int, gained: int, gold: bool, margins: Margins
+) -> dict[str, Any]:
+    """Accuracy, flips and KL over turns with gold answers; KL alone without."""
+    turn_kl = np.array([r.kl_mean for r in rows], dtype=np.float64)
+    if gold:
+        return answer_equivalence(graded, lost, gained, turn_kl, margins, unit="turns")
+    return kl_equivalence(turn_kl, margins, unit="turns")
 
 
 def _top1(rows: Sequence[TurnRow]) -> float:

@@ -14,6 +14,7 @@ from ggflip.config.models_toml import default_cache_dir
 from ggflip.config.resolve import choose_model_set
 from ggflip.errors import DataError, UsageError
 from ggflip.generate.spec import DEFAULT_GEN_TOP_K, GenSpec
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import (
     GenItem,
@@ -54,6 +55,7 @@ class GenOptions:
     no_cache: bool = False
     resume: bool = True
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
+    margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
 
 
 def _check(options: GenOptions) -> None:
@@ -127,4 +129,5 @@ def resolve_gen_spec(options: GenOptions) -> GenSpec:
         run_store=RowStore.in_cache(cache_dir) if cache_dir else None,
         resume=options.resume,
         scoring_threads=options.scoring_threads,
+        margins=options.margins,
     )

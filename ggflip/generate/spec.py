@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ggflip.config.models_toml import ModelSet
 from ggflip.errors import DataError
+from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import GenItem, GenTask, render_plain
 
@@ -43,6 +44,7 @@ class GenSpec:
     run_store: RowStore | None = None
     resume: bool = True
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
+    margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
 
     @property
     def new_tokens(self) -> int:

@@ -16,6 +16,7 @@ from rich.console import Console
 from ggflip.choice.answers import FLIP_LOST
 from ggflip.choice.report import QuantSummary, Report
 from ggflip.reports import notes, tables
+from ggflip.reports.equivalence import equivalence_table
 from ggflip.reports.frontier import frontier_markdown, render_frontier
 from ggflip.reports.tables import (
     Column,
@@ -65,6 +66,11 @@ SUBJECT_HEADER = ["subject", "n", "flips", "flip rate [95% CI]", "changes", "KL 
 CONFIDENCE_HEADER = ["confidence", "n", "flips", "flip rate [95% CI]", "changes", "KL mean"]
 BUCKET_HEADER = ["margin", "n", "flips", "flip rate"]
 FLIP_HEADER = ["id", "subject", "gold", "base→quant", "direction", "KL", "margin"]
+
+
+def _models(report: Report) -> list[QuantSummary]:
+    """The floor (if any), then each quant."""
+    return [*([report.floor] if report.floor else []), *report.quants]
 
 
 def legend_terms() -> list[tuple[str, str]]:
@@ -233,6 +239,9 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
             verdict_rows(report),
         )
         console.print(to_rich(verdicts, show_edge=False))
+    equivalent = equivalence_table(_models(report))
+    if equivalent is not None:
+        console.print(to_rich(equivalent, show_edge=False))
     render_frontier(report.to_dict()["frontier"], console)
     for q in report.quants:
         for _, table in quant_tables(q, flip_rows, flip_rows):
@@ -265,6 +274,9 @@ def render_markdown(
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]
         lines += to_markdown(Table("", VERDICT_HEADER, verdict_rows(report)))
+    equivalent = equivalence_table(_models(report))
+    if equivalent is not None:
+        lines += ["", f"{equivalent.title}:", ""] + to_markdown(equivalent)
     lines += frontier_markdown(frontier or report.to_dict()["frontier"])
     for q in report.quants:
         flips = q.n_flips_lost + q.n_flips_gained

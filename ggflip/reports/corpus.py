@@ -17,6 +17,7 @@ from rich.console import Console
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
 from ggflip.reports import notes, tables
+from ggflip.reports.equivalence import equivalence_table
 from ggflip.reports.frontier import frontier_html, frontier_markdown, render_frontier
 from ggflip.reports.tables import (
     Column,
@@ -210,6 +211,9 @@ def render_kld_report(report: KldReport, console: Console) -> None:
         console.print(to_rich(summary))
         if detail is not None:
             console.print(to_rich(detail, show_edge=False))
+    equivalent = equivalence_table(report.quants)
+    if equivalent is not None:
+        console.print(to_rich(equivalent, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
     render_frontier(report.to_dict()["frontier"], console)
@@ -232,6 +236,9 @@ def render_kld_markdown(report: KldReport) -> str:
             lines += ["", "llama-perplexity statistics:", ""]
             lines += to_markdown(detail)
         lines.append("")
+    equivalent = equivalence_table(report.quants, "Equivalence to the baseline over the chunks")
+    if equivalent is not None:
+        lines += [f"{equivalent.title} (90 % intervals):", ""] + to_markdown(equivalent) + [""]
     lines += [f"{line}  " for line in _cache_lines(report)]
     lines += frontier_markdown(report.to_dict()["frontier"])
     if note := notes.source_note(q.label for q in report.quants):

@@ -18,6 +18,7 @@ from rich.console import Console
 from ggflip.generate.report import SCHEMA as GEN_SCHEMA
 from ggflip.generate.report import GenReport
 from ggflip.reports import notes, tables
+from ggflip.reports.equivalence import equivalence_table
 from ggflip.reports.frontier import frontier_html, frontier_markdown, of_document, render_frontier
 from ggflip.reports.tables import (
     Column,
@@ -95,6 +96,9 @@ def render_gen_report(report: GenReport, console: Console) -> None:
         title += " (INCOMPLETE: stopped early)"
     document = report.to_dict()
     console.print(to_rich(summary_table(document, title)))
+    equivalent = equivalence_table(document["quants"])
+    if equivalent is not None:
+        console.print(to_rich(equivalent, show_edge=False))
     render_frontier(document["frontier"], console)
     for skipped in report.skipped:
         console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
@@ -167,6 +171,9 @@ def render_gen_markdown(report: GenReport | dict[str, Any], flip_rows: int = 10)
     out += to_markdown(summary_table(document))
     if noise := notes.accuracy_noise_note(document["quants"], with_floor=False):
         out += ["", noise]
+    equivalent = equivalence_table(document["quants"])
+    if equivalent is not None:
+        out += ["", f"{equivalent.title}:", ""] + to_markdown(equivalent)
     for q in document["quants"]:
         flipped = _flipped(q, document["answer_rule"], flip_rows)
         if flipped:

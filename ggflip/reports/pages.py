@@ -24,6 +24,7 @@ from ggflip.choice.report import SCHEMA, Report, report_from_dict
 from ggflip.errors import DataError
 from ggflip.reports.choice import VERDICT_HEADER, legend_terms, summary_table, verdict_rows
 from ggflip.reports.choice import render_markdown as report_markdown
+from ggflip.reports.equivalence import equivalence_table
 from ggflip.reports.frontier import frontier_html, of_document
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
 from ggflip.reports.tables import (
@@ -215,13 +216,17 @@ def render_html(document: dict[str, Any]) -> str:
     buckets = to_html(Table("", header, rows)) if rows else "<p>no quants</p>"
     report = _report(document)
     summary = summary_table(report, show_cached=False)
+    models = [*([document["floor"]] if document.get("floor") else []), *document["quants"]]
+    equivalent = equivalence_table(models)
     return html_page(
         _title(document),
         f"<p>Questions: {esc(str(document['source']))} "
         f"(prompt {esc(str(document['prompt_version']))}); "
         f"ggflip {esc(str(document.get('ggflip_version', '')))}.</p>"
         f"{to_html(summary)}<p>{esc(legend_line(legend_terms()))}.</p>"
-        f"{_verdicts_html(report)}{to_html(files_table(document))}"
+        f"{_verdicts_html(report)}"
+        + (f"<h2>{esc(equivalent.title)}</h2>{to_html(equivalent)}" if equivalent else "")
+        + f"{to_html(files_table(document))}"
         f"{frontier_html(of_document(document))}"
         f"<p>{esc(_correlation_line(document))}</p>{html_figures(figures(document))}"
         "<h2>Flip rate by the baseline's top margin</h2>"

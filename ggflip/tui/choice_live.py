@@ -11,7 +11,7 @@ from typing import Any
 from ggflip.choice.answers import FLIP_GAINED, FLIP_LOST, QuestionRow
 from ggflip.choice.events import FLOOR
 from ggflip.choice.fold import ChoiceFold, ChoiceModel
-from ggflip.choice.report import verdict_of
+from ggflip.choice.verdicts import verdict_of
 from ggflip.runs.events import QUANT
 from ggflip.tasks.questions import Question
 
