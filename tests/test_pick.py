@@ -228,3 +228,63 @@ class TestCommand:
         assert code == ExitCode.OK
         assert "memory = file size: no KV at this ctx" in out
         assert "Pick Q4_K_M (≈ source): 355.0 kB" in out
+
+
+class TestCompareAndFailIf:
+    @staticmethod
+    def _with_rows() -> dict[str, Any]:
+        """Q8_0 right on questions 0-29 of 40 (gold 0), Q5_K_M on 0-19 and 30-31: Q8_0 only right
+        on 10, Q5_K_M only on 2; KL 0.01 against 0.02 on every question."""
+        document = _report()
+        right = {"Q8_0": set(range(30)), "Q5_K_M": set(range(20)) | {30, 31}}
+        kl = {"Q8_0": 0.01, "Q5_K_M": 0.02}
+        for quant in document["quants"]:
+            label = quant["label"]
+            if label in right:
+                quant["rows"] = [
+                    {"index": i, "gold": 0, "quant_choice": 0 if i in right[label] else 1,
+                     "kl": kl[label]}
+                    for i in range(40)
+                ]
+        return document
+
+    def test_compare_pairs_the_two_quants(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        report = _write(tmp_path / "r.json", self._with_rows())
+        code, out, _ = _pick(capsys, str(report), "--compare", "Q8_0", "Q5_K_M", "--json")
+        compared = json.loads(out)["compare"]
+        assert code == ExitCode.OK and compared["n"] == 40
+        assert (compared["accuracy"]["a_only"], compared["accuracy"]["b_only"]) == (10, 2)
+        # two-sided exact McNemar on 10 vs 2: 2 * (1 + 12 + 66) / 4096
+        assert compared["accuracy"]["mcnemar_p"] == pytest.approx(2 * 79 / 4096, rel=1e-12)
+        assert compared["kl"]["difference"] == pytest.approx(-0.01)
+        assert compared["kl"]["lower"] == "Q8_0"
+
+    def test_a_label_without_its_note_names_the_quant(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        document = self._with_rows()
+        document["quants"][2]["rows"] = document["quants"][0]["rows"]
+        report = _write(tmp_path / "r.json", document)
+        code, out, _ = _pick(capsys, str(report), "--compare", "Q4_K_M", "Q5_K_M", "--json")
+        assert code == ExitCode.OK and json.loads(out)["compare"]["n"] == 40
+
+    def test_fail_if_names_each_quant_over_the_threshold(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        report = _write(tmp_path / "r.json", _report())
+        code, out, err = _pick(capsys, str(report), "--budget", "6GB", "--fail-if", "kl_mean>0.01")
+        assert code == ExitCode.THRESHOLD and "Pick" in out
+        failing = [line.split(":")[2].strip() for line in err.splitlines()]
+        assert failing == ["Q5_K_M", "Q2_K"]  # KL 0.03 and 0.45; Q8_0 0.002, Q4_K_M 0.004 pass
+
+    def test_neither_budget_nor_compare_is_one_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        report = _write(tmp_path / "r.json", _report())
+        code, out, err = _pick(capsys, str(report))
+        assert code == ExitCode.USAGE and out == ""
+        assert err.strip().splitlines() == [
+            "ggflip: error: pick needs --budget SIZE (e.g. 6GB), --compare A B, or both"
+        ]

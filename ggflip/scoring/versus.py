@@ -41,6 +41,10 @@ def _quant(report: Mapping[str, Any], label: str) -> Mapping[str, Any]:
     for quant in models:
         if quant.get("label") == label:
             return quant  # type: ignore[no-any-return]
+    # a label without its note: "Q4_K_M" names "Q4_K_M (≈ source)" when it is the only such one
+    noted = [q for q in models if str(q.get("label", "")).split(" (")[0] == label]
+    if len(noted) == 1:
+        return noted[0]  # type: ignore[no-any-return]
     labels = [str(q.get("label")) for q in models]
     hint = did_you_mean(label, labels)
     raise UsageError(f"no quant {label!r} in the report{hint} (quants: {', '.join(labels)})")
