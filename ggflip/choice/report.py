@@ -16,7 +16,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
                                      "tail_samples"}},
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
-          "bits_per_weight", "file_size", "n_params",
+          "bits_per_weight", "file_size", "n_params", "settings": {name: value},
           "accuracy", "accuracy_ci", "baseline_accuracy", "delta_accuracy",
           "flips", "flips_lost", "flips_gained", "n_flips_lost", "n_flips_gained",
           "answer_changes", "mcnemar_p",
@@ -152,6 +152,7 @@ class QuantSummary:
     floor_flips_p: float = math.nan
     floor_kl_p: float = math.nan
     kl_mean_over_floor: float = math.nan
+    settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
 
 

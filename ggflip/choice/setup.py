@@ -28,6 +28,7 @@ class RunOptions:
     set_name: str | None = None
     baseline: str | None = None  # instead of a set: a GGUF path or hf:// reference ...
     quants: tuple[str, ...] = field(default=())  # ... and its quants: files, folders, globs, hf://
+    quant_settings: tuple[str, ...] = field(default=())  # the baseline's file, other settings
     task: str = "mmlu"
     task_file: Path | None = None  # a TOML task file, overriding `task`
     fields: tuple[str, ...] = field(default=())  # NAME=COLUMN mappings (--field)
@@ -53,7 +54,13 @@ class RunOptions:
 
 def choose_model_set(options: RunOptions) -> ModelSet:
     """The run's models: `config.resolve.choose_model_set` of its options."""
-    return resolve_models(options.models_path, options.set_name, options.baseline, options.quants)
+    return resolve_models(
+        options.models_path,
+        options.set_name,
+        options.baseline,
+        options.quants,
+        options.quant_settings,
+    )
 
 
 def check_options(options: RunOptions) -> None:

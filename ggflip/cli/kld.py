@@ -18,6 +18,7 @@ from ggflip.cli.run import emit_document
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
     add_model_flags,
+    add_quant_settings_flag,
     add_scoring_flags,
     add_text_flags,
 )
@@ -37,6 +38,7 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         help="full-vocabulary KL, PPL and top-token agreement on a text, like llama-perplexity",
     )
     add_model_flags(kld)
+    add_quant_settings_flag(kld)
     add_text_flags(
         kld,
         "UTF-8 text file to score (like llama-perplexity -f), or a folder: each file a "

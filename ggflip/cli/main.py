@@ -20,6 +20,7 @@ from ggflip import __version__
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
     add_model_flags,
+    add_quant_settings_flag,
     add_scoring_flags,
     add_text_flags,
 )
@@ -31,6 +32,7 @@ log = logging.getLogger("ggflip")
 def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     """The flags `run` and `tui` share: which models, task, questions and caches (defined once)."""
     add_model_flags(parser)
+    add_quant_settings_flag(parser)
     _add_task_flags(parser)
     _add_sample_flags(parser)
     add_cache_flags(parser, "neither read nor write the baseline cache and the run store")

@@ -37,6 +37,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         set_name=args.set_name,
         baseline=getattr(args, "baseline", None),
         quants=tuple(getattr(args, "quant", ())),
+        quant_settings=tuple(getattr(args, "quant_settings", None) or ()),
         task=args.task,
         task_file=getattr(args, "task_file", None),
         fields=tuple(getattr(args, "field", ())),

@@ -21,6 +21,22 @@ def add_model_flags(
     parser.add_argument("--set", dest="set_name", help=set_help)
 
 
+def add_quant_settings_flag(parser: argparse.ArgumentParser) -> None:
+    """`--quant-settings NAME=VALUE,...` (repeatable, into `quant_settings`): the baseline's own
+    file under other llama settings as one more quant (`ggflip.config.settings_quants`)."""
+    parser.add_argument(
+        "--quant-settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE,...",
+        help=(
+            "also compare the baseline's file under these llama settings, as a quant labelled by "
+            "what differs (e.g. type_k=q8_0,type_v=q8_0,flash_attn=on: a q8_0 KV cache; "
+            "repeatable)"
+        ),
+    )
+
+
 def add_cache_flags(parser: argparse.ArgumentParser, no_cache_help: str) -> None:
     """`--cache-dir PATH` and `--no-cache` (whose help says what the subcommand keeps)."""
     parser.add_argument(

@@ -21,10 +21,12 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Generator
+from dataclasses import replace
 
 import numpy as np
 
 from ggflip.backends.base import BackendFactory, ModelProbe
+from ggflip.config.labels import settings_diff
 from ggflip.corpus.cache import (
     CorpusBaseline,
     bytes_per_token,
@@ -101,6 +103,9 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
         yield BaselineKldFinished(baseline_info)
         for quant in model_set.quants:
             summary = yield from score_quant(spec, factory, quant, baseline, texts)
+            summary = replace(
+                summary, settings=settings_diff(model_set.baseline.llama, quant.llama)
+            )
             quants.append(summary)
             yield QuantKldFinished(summary)
         yield KldFinished(

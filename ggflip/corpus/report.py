@@ -118,12 +118,14 @@ class QuantKld:
     tail: TailCheck | None = None
     by_category: tuple[CategoryKld, ...] = ()
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond the stats
+    settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
         document = {
             "label": self.label,
             "path": self.path,
+            "settings": self.settings,
             "seconds": self.seconds,
             **self.stats.to_dict(),
             **tail,

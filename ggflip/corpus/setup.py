@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ggflip.config.models_toml import default_cache_dir, load_models_toml
 from ggflip.config.resolve import choose_set_name, resolve_model_set
+from ggflip.config.settings_quants import with_settings_quants
 from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_CTX, DEFAULT_TAIL_SAMPLES, KldSpec
 from ggflip.corpus.texts import load_texts
 from ggflip.runs.pipeline import requested_workers
@@ -26,6 +27,7 @@ class KldOptions:
     texts: tuple[Path, ...]
     models_path: Path = Path("models.toml")
     set_name: str | None = None  # None: the models file's only set
+    quant_settings: tuple[str, ...] = ()  # the baseline's file under other settings, as quants
     ctx: int = DEFAULT_CTX
     chunks: int | None = None  # at most this many chunks of each text; None: every full chunk
     top_k: int = DEFAULT_CORPUS_TOP_K
@@ -45,6 +47,7 @@ def kld_options(flags: argparse.Namespace) -> KldOptions:
         texts=tuple(flags.text),
         models_path=getattr(flags, "models", None) or Path("models.toml"),
         set_name=getattr(flags, "set_name", None),
+        quant_settings=tuple(getattr(flags, "quant_settings", None) or ()),
         ctx=DEFAULT_CTX if ctx is None else ctx,
         chunks=getattr(flags, "chunks", None),
         top_k=DEFAULT_CORPUS_TOP_K if top_k is None else top_k,
@@ -66,7 +69,9 @@ def resolve_kld_spec(options: KldOptions) -> KldSpec:
     """
     config = load_models_toml(options.models_path)
     name = choose_set_name(config, options.set_name, options.models_path)
-    model_set = resolve_model_set(config.get_set(name))
+    model_set = resolve_model_set(
+        with_settings_quants(config.get_set(name), options.quant_settings)
+    )
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return KldSpec(
         model_set=model_set,

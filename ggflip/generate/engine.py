@@ -19,11 +19,13 @@ warning, and the report's `chat_template_differs`), since it would be asked othe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Generator, Sequence
 
 from ggflip.backends.base import BackendFactory, ModelProbe
+from ggflip.config.labels import settings_diff
 from ggflip.generate.baseline import baseline_summary, generate_baseline
 from ggflip.generate.events import (
     ChatTemplateDiffers,
@@ -104,6 +106,8 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
         quants: list[GenQuant] = []
         for model, rows in zip(model_set.quants, stored[1:]):
             summary = yield from compare_quant(spec, factory, model, units, base_units, skips, rows)
+            diff = settings_diff(model_set.baseline.llama, model.llama)
+            summary = dataclasses.replace(summary, settings=diff)
             quants.append(summary)
             yield GenQuantFinished(summary)
         skipped = _skipped(spec, units, skips)

@@ -128,6 +128,7 @@ class GenQuant:
     delta_p_rms: float
     rows: tuple[TurnRow, ...]
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
+    settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
 
 
 QUANT_FIELDS = frozenset(f.name for f in dataclasses.fields(GenQuant))
