@@ -217,6 +217,12 @@ def test_run_with_quant_settings_end_to_end(
     assert q4["settings"]["type_k"] == "q4_0"
     assert q8["path"] == q4["path"] == report["baseline"]["path"]
     assert 0 < q8["kl_mean"] < q4["kl_mean"]
+    main([*args[:-1], "--out", str(tmp_path / "r.json")])
+    text = " ".join(capsys.readouterr().out.split())  # the terminal wraps long lines
+    assert (
+        "wide-F16 · KV q4_0 · flash attn on: llama settings unlike the baseline's: n_threads = 1, "
+        "flash_attn = true, type_k = q4_0, type_v = q4_0"
+    ) in text
 
 
 def test_run_store_keys_a_model_by_its_settings(wide_gguf: Path) -> None:
@@ -245,3 +251,19 @@ def test_cli_bad_cache_type_is_one_line(
     assert code == ExitCode.USAGE
     assert len(err.splitlines()) == 1
     assert "unknown KV-cache type 'q7_0'" in err and "(valid: f32, f16, bf16, q8_0" in err
+
+
+def test_reports_state_each_differing_setting() -> None:
+    """Every format writes one line per quant whose settings differ, naming each setting."""
+    from ggflip.reports.tables import settings_lines
+
+    lines = settings_lines(
+        [
+            ("Q4_K_M", {}),
+            ("F16 · KV q8_0", {"flash_attn": True, "type_k": "q8_0", "type_v": "q8_0"}),
+        ]
+    )
+    assert lines == [
+        "F16 · KV q8_0: llama settings unlike the baseline's: flash_attn = true, type_k = q8_0, "
+        "type_v = q8_0"
+    ]

@@ -22,6 +22,7 @@ from ggflip.reports.tables import (
     legend,
     legend_line,
     metric_column,
+    settings_lines,
     to_markdown,
     to_rich,
 )
@@ -200,6 +201,8 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
         title += " (INCOMPLETE: stopped early)"
     console.print(to_rich(summary_table(report, title)))
     console.print(legend_line(legend_terms()), style="dim", markup=False, highlight=False)
+    for line in settings_lines((q.label, q.settings) for q in report.quants):
+        console.print(line, markup=False, highlight=False)
     if report.floor is not None:
         verdicts = Table(
             f"Against the noise floor ({report.floor_method})",
@@ -231,6 +234,8 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     lines += [""]
     lines += to_markdown(summary_table(report, show_cached=False))
     lines += ["", f"_{legend_line(legend_terms())}._"]
+    settings = settings_lines((q.label, q.settings) for q in report.quants)
+    lines += ["", *(f"{line}  " for line in settings)] if settings else []
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]
         lines += to_markdown(Table("", VERDICT_HEADER, verdict_rows(report)))

@@ -22,6 +22,7 @@ from ggflip.reports.tables import (
     Table,
     html_page,
     metric_column,
+    settings_lines,
     to_html,
     to_markdown,
     to_rich,
@@ -167,7 +168,7 @@ def _sections(report: KldReport) -> list[tuple[str | None, str]]:
 
 
 def _cache_lines(report: KldReport) -> list[str]:
-    lines = []
+    lines = settings_lines((q.label, q.settings) for q in report.quants)
     if report.cache:
         c = report.cache
         lines.append(

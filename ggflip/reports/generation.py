@@ -24,6 +24,7 @@ from ggflip.reports.tables import (
     html_figures,
     html_page,
     metric_column,
+    settings_lines,
     to_html,
     to_markdown,
     to_rich,
@@ -95,6 +96,8 @@ def render_gen_report(report: GenReport, console: Console) -> None:
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
     console.print(to_rich(summary_table(report.to_dict(), title)))
+    for line in settings_lines((q.label, q.settings) for q in report.quants):
+        console.print(line, markup=False, highlight=False)
     for skipped in report.skipped:
         console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
 
@@ -137,6 +140,10 @@ def _title(document: dict[str, Any]) -> str:
 def _notes(document: dict[str, Any]) -> list[str]:
     notes = [
         f"- `{s['id']}` turn {s['turn'] + 1} skipped: {s['reason']}" for s in document["skipped"]
+    ]
+    notes += [
+        f"- {line}"
+        for line in settings_lines((q["label"], q.get("settings", {})) for q in document["quants"])
     ]
     notes += [
         f"- {label}: its own chat template differs from the baseline's (asked through the "

@@ -28,6 +28,7 @@ from ggflip.reports.tables import (
     html_figures,
     html_page,
     legend_line,
+    settings_lines,
     to_html,
     to_markdown,
 )
@@ -186,6 +187,10 @@ def _report(document: dict[str, Any]) -> Report:
         raise DataError(f"report does not match schema {SCHEMA}: {exc}") from None
 
 
+def _settings(document: dict[str, Any]) -> list[str]:
+    return settings_lines((q["label"], q.get("settings", {})) for q in document["quants"])
+
+
 def render_html(document: dict[str, Any]) -> str:
     """A self-contained HTML page: title, summary table, five plots, bucket table (for a
     generation report: `reports.generation.render_gen_html`)."""
@@ -201,7 +206,8 @@ def render_html(document: dict[str, Any]) -> str:
         f"(prompt {esc(str(document['prompt_version']))}); "
         f"ggflip {esc(str(document.get('ggflip_version', '')))}.</p>"
         f"{to_html(summary)}<p>{esc(legend_line(legend_terms()))}.</p>"
-        f"{to_html(files_table(document))}"
+        + "".join(f"<p>{esc(line)}</p>" for line in _settings(document))
+        + f"{to_html(files_table(document))}"
         f"<p>{esc(_correlation_line(document))}</p>{html_figures(figures(document))}"
         "<h2>Flip rate by the baseline's top margin</h2>"
         f"{buckets}"

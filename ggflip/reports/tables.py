@@ -148,3 +148,19 @@ def html_figures(figures: Mapping[str, str]) -> str:
         for title, png in figures.items()
     )
 
+
+def settings_lines(quants: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """One line per quant whose llama settings differ from the baseline's (a quant of the same
+    file under a quantized KV cache, flash attention, GPU layers...): every differing setting."""
+    lines = []
+    for label, settings in quants:
+        if settings:
+            shown = ", ".join(f"{name} = {_setting(value)}" for name, value in settings.items())
+            lines.append(f"{label}: llama settings unlike the baseline's: {shown}")
+    return lines
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
