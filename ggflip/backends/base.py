@@ -7,7 +7,7 @@ llama.cpp backend and the fake backend are interchangeable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -116,6 +116,18 @@ class Backend(Protocol):
         Returns:
             One float32 array per request, shape (len(request.positions), n_vocab),
             row j holding the logits after `request.tokens[: positions[j] + 1]`.
+        """
+        ...
+
+    def logits_slices(self, request: ScoreRequest) -> Iterator[NDArray[np.float32]]:
+        """The logits of one long request, a slice at a time: memory that does not grow with
+        the request's length times the vocabulary.
+
+        Yields:
+            Consecutive float32 arrays of shape (rows, n_vocab) that, concatenated, equal
+            `logits([request])[0]` (the same decodes, so the same numbers); each holds at most
+            one decode's rows (llama.cpp: at most n_batch). No other call may be made on the
+            backend until the iterator is exhausted or closed.
         """
         ...
 

@@ -132,7 +132,8 @@ class LlamaSettingsFactory:
             f"{self.display_name} ({role}): n_ctx {s.n_ctx} · n_batch {s.n_batch} · n_ubatch "
             f"{s.n_ubatch} · threads {s.n_threads or 'all'} · gpu layers {s.n_gpu_layers} · "
             f"flash_attn {'on' if s.flash_attn else 'off'} · mmap {'on' if s.use_mmap else 'off'} "
-            f"· n_seq_max {s.n_seq_max} · KV cache K {s.type_k} V {s.type_v}"
+            f"· n_seq_max {s.n_seq_max}"
+            + ("" if s.type_k == s.type_v == "f16" else f" · KV cache K {s.type_k} V {s.type_v}")
         )
 
 

@@ -57,6 +57,15 @@ def add_text_flags(parser: argparse.ArgumentParser, text_help: str, required: bo
         help=f"tokens per chunk; the second half is scored (default: {DEFAULT_CTX})",
     )
     parser.add_argument(
+        "--score-from",
+        type=int,
+        metavar="POS",
+        help=(
+            "score each chunk from this position on (default: ctx/2, as llama-perplexity; 0: "
+            "every position, so KL by position covers the whole context)"
+        ),
+    )
+    parser.add_argument(
         "--chunks",
         type=int,
         help="score at most N chunks of each text (default: every full chunk)",

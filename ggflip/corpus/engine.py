@@ -131,6 +131,8 @@ def _key_parts(
         "tail_samples": spec.tail_samples,
         "block_rows": spec.block_rows,
         "chunking": CHUNKING_VERSION,
+        # Only when it is not llama-perplexity's ctx/2, so keys made before it still match.
+        **({} if spec.first_scored == spec.ctx // 2 else {"score_from": spec.first_scored}),
         **factory.baseline_numerics(sized(spec.model_set.baseline, spec.ctx)),
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ggflip.corpus.positions import PositionBucket
 from ggflip.corpus.stats import KldStats
 from ggflip.scoring import metrics
 from ggflip.store.documents import to_json
@@ -119,6 +120,7 @@ class QuantKld:
     by_category: tuple[CategoryKld, ...] = ()
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond the stats
     settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
+    by_position: tuple[PositionBucket, ...] = ()  # KL by position in the chunk
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
@@ -130,6 +132,7 @@ class QuantKld:
             **self.stats.to_dict(),
             **tail,
             "by_category": [category.to_dict() for category in self.by_category],
+            "by_position": [bucket.to_dict() for bucket in self.by_position],
         }
         return metrics.with_extra(document, self.extra, before="by_category")
 
@@ -146,12 +149,17 @@ class KldReport:
      "cache": null | {<CacheInfo>},
      "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
                          "by_category": [{"name", "ppl", "ppl_unc"}]},
-     "quants": [{"label", "path", "seconds", <KldStats.to_dict()>, <TailCheck>, <extra metrics>,
-                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}]}
+     "quants": [{"label", "path", "settings": {name: value}, "seconds", <KldStats.to_dict()>,
+                 <TailCheck>, <extra metrics>,
+                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}],
+                 "by_position": [{"lo", "hi", "n_tokens", "kl_mean", "same_top",
+                                  "ppl_ratio"}]}]}
     ```
 
     `by_category` follows `texts`' order, one entry per text, also for a single text. The extra
     metrics are the registered corpus metrics with a kernel that are not a key before them.
+    `settings` holds the quant's llama settings unlike the baseline's (a KV-cache type...);
+    `by_position` the position buckets holding scored tokens (`ggflip.corpus.positions`).
     """
 
     set: str

@@ -30,6 +30,7 @@ class KldOptions:
     quant_settings: tuple[str, ...] = ()  # the baseline's file under other settings, as quants
     ctx: int = DEFAULT_CTX
     chunks: int | None = None  # at most this many chunks of each text; None: every full chunk
+    score_from: int | None = None  # a chunk's first scored position; None: ctx/2
     top_k: int = DEFAULT_CORPUS_TOP_K
     tail_samples: int = DEFAULT_TAIL_SAMPLES
     cache_dir: Path | None = None  # None: the default cache directory
@@ -50,6 +51,7 @@ def kld_options(flags: argparse.Namespace) -> KldOptions:
         quant_settings=tuple(getattr(flags, "quant_settings", None) or ()),
         ctx=DEFAULT_CTX if ctx is None else ctx,
         chunks=getattr(flags, "chunks", None),
+        score_from=getattr(flags, "score_from", None),
         top_k=DEFAULT_CORPUS_TOP_K if top_k is None else top_k,
         tail_samples=DEFAULT_TAIL_SAMPLES if tail_samples is None else tail_samples,
         cache_dir=getattr(flags, "cache_dir", None),
@@ -78,6 +80,7 @@ def resolve_kld_spec(options: KldOptions) -> KldSpec:
         texts=load_texts(options.texts),
         ctx=options.ctx,
         chunks=options.chunks,
+        score_from=options.score_from,
         cache_dir=cache_dir,
         top_k=options.top_k,
         tail_samples=options.tail_samples,

@@ -37,12 +37,18 @@ class KldSpec:
     tail_samples: int = DEFAULT_TAIL_SAMPLES
     block_rows: int = 32
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
+    score_from: int | None = None  # a chunk's first scored position; None: ctx/2 (llama's)
 
     def __post_init__(self) -> None:
         if not self.texts:
             raise UsageError("give at least one --text FILE or folder")
         if self.ctx < 8:
             raise UsageError(f"--ctx must be at least 8, got {self.ctx}")
+        if self.score_from is not None and not 0 <= self.score_from <= self.ctx - 2:
+            raise UsageError(
+                f"--score-from must be between 0 and ctx - 2 = {self.ctx - 2}, got "
+                f"{self.score_from}"
+            )
         check_counts(
             {"--chunks": self.chunks, "--top-k": self.top_k},
             {"--tail-samples": self.tail_samples, "--scoring-threads": self.scoring_threads},
@@ -50,12 +56,13 @@ class KldSpec:
 
     @property
     def first_scored(self) -> int:
-        """Position of the first scored logits row (llama.cpp's `first = n_ctx/2`)."""
-        return self.ctx // 2
+        """Position of the first scored logits row (llama.cpp's `first = n_ctx/2`, or
+        `score_from`: 0 scores every position, so KL by position covers the whole context)."""
+        return self.ctx // 2 if self.score_from is None else self.score_from
 
     @property
     def rows_per_chunk(self) -> int:
-        """Scored tokens per chunk: ctx - 1 - ctx/2."""
+        """Scored tokens per chunk: ctx - 1 - first_scored."""
         return self.ctx - 1 - self.first_scored
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ggflip.corpus.positions import position_buckets
 from ggflip.corpus.report import (
     MODE,
     BaselineKld,
@@ -106,15 +107,24 @@ def quant_summary(
     path: str,
     scores: QuantScores,
     texts: Sequence[TextInfo],
-    rows_per_chunk: int,
+    chunking: tuple[int, int],
     seconds: float,
 ) -> QuantKld:
-    """One quant's statistics over the corpus and on each text."""
+    """One quant's statistics over the corpus, on each text and by position; `chunking` is
+    (first scored position, ctx)."""
+    first_scored, ctx = chunking
+    rows_per_chunk = ctx - 1 - first_scored
     stats, tail, extra = scores.summary(slice(None))
     by_category = tuple(
         CategoryKld(text.name, *scores.summary(text_rows(text, rows_per_chunk))) for text in texts
     )
-    return QuantKld(label, path, stats, seconds, tail, by_category, extra)
+    kl = scores.kl_lower + scores.kl_gap
+    by_position = position_buckets(
+        kl, scores.same_top, scores.nll, scores.nll_base, first_scored, ctx
+    )
+    return QuantKld(
+        label, path, stats, seconds, tail, by_category, extra, by_position=by_position
+    )
 
 
 def extra_metrics(scores: TokenScores, stats: KldStats) -> dict[str, float]:

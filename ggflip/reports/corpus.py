@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ggflip.corpus.positions import PositionBucket, bucket_label
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
 from ggflip.reports import tables
@@ -167,6 +168,21 @@ def _sections(report: KldReport) -> list[tuple[str | None, str]]:
     return sections
 
 
+def position_table(report: KldReport) -> Table | None:
+    """KL by position: a line per quant, a column per position bucket holding scored tokens
+    (`ggflip.corpus.positions`), each cell KL mean · same top · PPL ratio; None without quants."""
+    if not report.quants or not report.quants[0].by_position:
+        return None
+    buckets = [(b.lo, b.hi, b.n_tokens) for b in report.quants[0].by_position]
+    header = ["model", *(f"{bucket_label(lo, hi)} ({n:,} tok)" for lo, hi, n in buckets)]
+    rows = [[q.label, *map(_position_cell, q.by_position)] for q in report.quants]
+    return Table("KL by position in the chunk: KL mean · same top · PPL ratio", header, rows)
+
+
+def _position_cell(bucket: PositionBucket) -> str:
+    return f"{bucket.kl_mean:.5f} · {bucket.same_top:.1%} · ×{bucket.ppl_ratio:.4f}"
+
+
 def _cache_lines(report: KldReport) -> list[str]:
     lines = settings_lines((q.label, q.settings) for q in report.quants)
     if report.cache:
@@ -212,6 +228,9 @@ def render_kld_report(report: KldReport, console: Console) -> None:
         console.print(to_rich(summary))
         if detail is not None:
             console.print(to_rich(detail, show_edge=False))
+    positions = position_table(report)
+    if positions is not None:
+        console.print(to_rich(positions, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
 
@@ -231,6 +250,9 @@ def render_kld_markdown(report: KldReport) -> str:
             lines += ["", "llama-perplexity statistics:", ""]
             lines += to_markdown(detail)
         lines.append("")
+    positions = position_table(report)
+    if positions is not None:
+        lines += ["## KL by position", "", *to_markdown(positions), ""]
     lines += [f"{line}  " for line in _cache_lines(report)]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -242,5 +264,8 @@ def render_kld_html(report: KldReport) -> str:
         + (to_html(detail) if detail is not None else "")
         for _, heading, summary, detail in _tables(report)
     )
+    positions = position_table(report)
+    if positions is not None:
+        body += f"<h2>KL by position</h2>{to_html(positions)}"
     lines = "".join(f"<p>{html.escape(line)}</p>" for line in _cache_lines(report))
     return html_page(_title(report), body + lines)

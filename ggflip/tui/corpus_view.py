@@ -156,7 +156,15 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
             )
         )
         worst = live.worst_tokens(self.selected, self.chunk)
-        self.query_one("#worst", Static).update(Text(f"largest KL: {worst}" if worst else ""))
+        lines = [f"largest KL: {worst}"] if worst else []
+        summary = live.models[self.selected].summary
+        if summary is not None and len(summary.by_position) > 1:  # one bucket: the table above
+            cells = (
+                f"{b.label} {b.kl_mean:.5f} · {b.same_top:.1%} · ×{b.ppl_ratio:.4f}"
+                for b in summary.by_position
+            )
+            lines.append("KL by position (KL · same top · PPL ratio): " + " │ ".join(cells))
+        self.query_one("#worst", Static).update(Text("\n".join(lines)))
         self.query_one("#tokens", Static).update(live.token_text(self.selected, self.chunk))
 
     def action_chunk(self, step: int) -> None:
