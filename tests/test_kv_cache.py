@@ -69,6 +69,11 @@ class TestModelsToml:
         assert model_set.quants[0].path == model_set.baseline.path
         assert model_set.quants[0].llama.type_v == "q8_0"
 
+    def test_the_same_file_and_settings_again_is_numbered(self, tmp_path: Path) -> None:
+        text = '[sets.s]\nbaseline = "m.gguf"\nquants = ["m.gguf"]\n'
+        model_set = parse_models_toml(text, tmp_path / "models.toml").get_set("s")
+        assert [m.label for m in model_set.models] == ["m", "m (2)"]
+
     def test_quantized_v_without_flash_attn_is_one_line(self, tmp_path: Path) -> None:
         text = (
             '[sets.s]\nbaseline = "a.gguf"\n'

@@ -158,3 +158,25 @@ class TestSlicedCorpusRun:
         assert other.rows_per_chunk == 599
         with pytest.raises(UsageError, match="--score-from must be between 0 and ctx - 2 = 598"):
             KldSpec(fake_set, (LONG,), ctx=600, score_from=599)
+
+
+def test_ctx_beyond_the_trained_context_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tiny model is trained for 256 tokens (its `llama.context_length`): --ctx 512 is one
+    line naming the model and its limit."""
+    from ggflip.cli.main import main
+    from ggflip.errors import ExitCode
+
+    model = write_tiny_gguf(tmp_path / "m.gguf")
+    text = tmp_path / "t.txt"
+    text.write_text("What is the Answer " * 400)
+    (tmp_path / "models.toml").write_text(f'[sets.s]\nbaseline = "{model}"\nquants = ["{model}"]\n')
+    code = main(["kld", "--models", str(tmp_path / "models.toml"), "--text", str(text),
+                 "--ctx", "512", "--no-cache"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == ExitCode.USAGE
+    assert err.splitlines() == [
+        "ggflip: error: --ctx 512 is beyond m's trained context of 256 tokens (m.gguf); give "
+        "--ctx 256 or less"
+    ]

@@ -82,6 +82,7 @@ class ModelProbe:
     file_size: int = 0
     n_params: int = 0
     chat_template_digest: str | None = None  # a digest of tokenizer.chat_template, None if none
+    context_length: int | None = None  # the trained context (`<arch>.context_length`), if known
 
 
 class Backend(Protocol):

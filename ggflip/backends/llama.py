@@ -388,6 +388,7 @@ class LlamaBackendFactory(LlamaSettingsFactory):
             file_size=header.file_size,
             n_params=header.n_params,
             chat_template_digest=header.chat_template_digest,
+            context_length=header.context_length,
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:

@@ -49,6 +49,7 @@ from ggflip.corpus.events import (
 from ggflip.corpus.passes import score_baseline, score_quant, sized
 from ggflip.corpus.spec import CHUNKING_VERSION, KldSpec, text_infos
 from ggflip.corpus.summary import baseline_summary
+from ggflip.errors import UsageError
 from ggflip.runs.events import BaselineFromCache
 from ggflip.runs.vocab import check_vocabularies
 from ggflip.store.keys import cache_key
@@ -64,6 +65,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)
+    _check_trained_context(spec, probes)
     n_vocab = probes[0].n_vocab
     top_k = min(spec.top_k, n_vocab)
     yield KldStarted(
@@ -114,6 +116,21 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
     finally:
         if baseline is not None and spec.cache_dir is None:
             shutil.rmtree(baseline.folder, ignore_errors=True)
+
+
+def _check_trained_context(spec: KldSpec, probes: list[ModelProbe]) -> None:
+    """Refuse a `--ctx` beyond a model's trained context: its logits there mean nothing.
+
+    Raises:
+        UsageError: naming the model and its trained context.
+    """
+    for model, probe in zip(spec.model_set.models, probes):
+        if probe.context_length is not None and spec.ctx > probe.context_length:
+            raise UsageError(
+                f"--ctx {spec.ctx} is beyond {model.label}'s trained context of "
+                f"{probe.context_length:,} tokens ({model.path.name}); give --ctx "
+                f"{probe.context_length} or less"
+            )
 
 
 def _key_parts(
