@@ -69,6 +69,15 @@ class TestModelsToml:
         assert model_set.quants[0].path == model_set.baseline.path
         assert model_set.quants[0].llama.type_v == "q8_0"
 
+    def test_the_baseline_file_takes_the_baseline_label(self, tmp_path: Path) -> None:
+        text = (
+            '[sets.s]\nbaseline = { path = "m.gguf", label = "F16" }\n[sets.s.llama]\n'
+            'flash_attn = true\n[[sets.s.quants]]\npath = "m.gguf"\nllama = { type_k = "q4_0", '
+            'type_v = "q4_0" }\n'
+        )
+        model_set = parse_models_toml(text, tmp_path / "models.toml").get_set("s")
+        assert [m.label for m in model_set.models] == ["F16", "F16 · KV q4_0"]
+
     def test_the_same_file_and_settings_again_is_numbered(self, tmp_path: Path) -> None:
         text = '[sets.s]\nbaseline = "m.gguf"\nquants = ["m.gguf"]\n'
         model_set = parse_models_toml(text, tmp_path / "models.toml").get_set("s")

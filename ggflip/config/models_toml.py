@@ -326,15 +326,18 @@ def _parse_backend(table: Mapping[str, Any], where: _Where) -> tuple[str, str] |
 def _label_unlabelled(parsed: list[tuple[ModelSpec, str | None]]) -> list[ModelSpec]:
     """The models, each one without a label named by `short_labels` over the unlabelled paths
     (a path listed again counts once) and by what its settings change against the baseline's
-    (`F16 · KV q8_0`); a repeat of the same file and settings gets ` (2)`, ` (3)`..."""
+    (`F16 · KV q8_0`, the baseline's label for its own file); a repeat of the same file and
+    settings gets ` (2)`, ` (3)`..."""
     raw_paths = list(dict.fromkeys(raw for _, raw in parsed if raw is not None))
     derived = dict(zip(raw_paths, short_labels(raw_paths)))
-    base = parsed[0][0].llama
+    base_spec, base_raw = parsed[0]
+    base_label = base_spec.label if base_raw is None else derived[base_raw]
     seen: dict[str, int] = {}
     out = []
     for spec, raw in parsed:
         if raw is not None:
-            label = settings_label(derived[raw], base, spec.llama)
+            name = base_label if spec.path == base_spec.path else derived[raw]
+            label = settings_label(name, base_spec.llama, spec.llama)
             seen[label] = seen.get(label, 0) + 1
             label += f" ({seen[label]})" if seen[label] > 1 else ""
             spec = dataclasses.replace(spec, label=label)
