@@ -87,7 +87,7 @@ class TestEachCategoryIsItsTextAlone:
         assert [t.n_chunks for t in ready.texts] == [2, 3] and ready.n_chunks == 5
 
 
-_NOT_STATS = {"label", "path", "seconds", "by_category", "settings", "by_position"}
+_NOT_STATS = {"label", "path", "seconds", "by_category", "settings", "by_position", "imatrix"}
 
 
 class TestTexts:

@@ -8,7 +8,7 @@ llama.cpp backend and the fake backend are interchangeable.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -83,6 +83,7 @@ class ModelProbe:
     n_params: int = 0
     chat_template_digest: str | None = None  # a digest of tokenizer.chat_template, None if none
     context_length: int | None = None  # the trained context (`<arch>.context_length`), if known
+    imatrix: dict[str, Any] = field(default_factory=dict)  # `gguf.header.imatrix_provenance`
 
 
 class Backend(Protocol):

@@ -389,6 +389,7 @@ class LlamaBackendFactory(LlamaSettingsFactory):
             n_params=header.n_params,
             chat_template_digest=header.chat_template_digest,
             context_length=header.context_length,
+            imatrix=dict(header.imatrix),
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:

@@ -165,6 +165,7 @@ def file_facts(probe: ModelProbe) -> dict[str, Any]:
         "bits_per_weight": probe.bits_per_weight,
         "file_size": probe.file_size,
         "n_params": probe.n_params,
+        "imatrix": dict(probe.imatrix),
     }
 
 

@@ -17,6 +17,7 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
           "bits_per_weight", "file_size", "n_params", "settings": {name: value},
+          "imatrix": {"file", "dataset", "chunks_count", "entries_count"} (those present),
           "accuracy", "accuracy_ci", "baseline_accuracy", "delta_accuracy",
           "flips", "flips_lost", "flips_gained", "n_flips_lost", "n_flips_gained",
           "answer_changes", "mcnemar_p",
@@ -105,6 +106,7 @@ class BaselineSummary:
     bits_per_weight: float = math.nan
     file_size: int = 0
     n_params: int = 0
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
     computed_with: dict[str, Any] = field(default_factory=dict)
 
 
@@ -153,6 +155,7 @@ class QuantSummary:
     floor_kl_p: float = math.nan
     kl_mean_over_floor: float = math.nan
     settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ggflip.backends.base import BackendFactory, ModelProbe
 from ggflip.config.labels import settings_diff
+from ggflip.config.models_toml import ModelSpec
 from ggflip.corpus.cache import (
     CorpusBaseline,
     bytes_per_token,
@@ -103,19 +104,32 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
             {name: key_parts[name] for name in ("llama", "build", "tail_samples")},
         )
         yield BaselineKldFinished(baseline_info)
-        for quant in model_set.quants:
-            summary = yield from score_quant(spec, factory, quant, baseline, texts)
-            summary = replace(
-                summary, settings=settings_diff(model_set.baseline.llama, quant.llama)
-            )
+        for quant, probe in zip(model_set.quants, probes[1:]):
+            summary = yield from _score_quant(spec, factory, quant, probe, baseline, texts)
             quants.append(summary)
-            yield QuantKldFinished(summary)
         yield KldFinished(
             _report(spec, baseline, texts, top_k, n_vocab, baseline_info, quants, True)
         )
     finally:
         if baseline is not None and spec.cache_dir is None:
             shutil.rmtree(baseline.folder, ignore_errors=True)
+
+
+def _score_quant(
+    spec: KldSpec,
+    factory: BackendFactory,
+    quant: ModelSpec,
+    probe: ModelProbe,
+    baseline: CorpusBaseline,
+    texts: tuple[TextInfo, ...],
+) -> Generator[KldEvent, None, QuantKld]:
+    """One quant scored against the baseline, with what its report says about how it was made
+    and run (its settings unlike the baseline's, its imatrix provenance)."""
+    summary = yield from score_quant(spec, factory, quant, baseline, texts)
+    diff = settings_diff(spec.model_set.baseline.llama, quant.llama)
+    summary = replace(summary, settings=diff, imatrix=dict(probe.imatrix))
+    yield QuantKldFinished(summary)
+    return summary
 
 
 def _check_trained_context(spec: KldSpec, probes: list[ModelProbe]) -> None:

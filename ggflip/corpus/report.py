@@ -121,6 +121,7 @@ class QuantKld:
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond the stats
     settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
     by_position: tuple[PositionBucket, ...] = ()  # KL by position in the chunk
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
@@ -128,6 +129,7 @@ class QuantKld:
             "label": self.label,
             "path": self.path,
             "settings": self.settings,
+            "imatrix": self.imatrix,
             "seconds": self.seconds,
             **self.stats.to_dict(),
             **tail,
@@ -149,8 +151,8 @@ class KldReport:
      "cache": null | {<CacheInfo>},
      "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
                          "by_category": [{"name", "ppl", "ppl_unc"}]},
-     "quants": [{"label", "path", "settings": {name: value}, "seconds", <KldStats.to_dict()>,
-                 <TailCheck>, <extra metrics>,
+     "quants": [{"label", "path", "settings": {name: value}, "imatrix": {...}, "seconds",
+                 <KldStats.to_dict()>, <TailCheck>, <extra metrics>,
                  "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}],
                  "by_position": [{"lo", "hi", "n_tokens", "kl_mean", "same_top",
                                   "ppl_ratio"}]}]}

@@ -104,10 +104,10 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
         )
         yield GenBaselineFinished(baseline)
         quants: list[GenQuant] = []
-        for model, rows in zip(model_set.quants, stored[1:]):
+        for model, rows, probe in zip(model_set.quants, stored[1:], probes[1:]):
             summary = yield from compare_quant(spec, factory, model, units, base_units, skips, rows)
             diff = settings_diff(model_set.baseline.llama, model.llama)
-            summary = dataclasses.replace(summary, settings=diff)
+            summary = dataclasses.replace(summary, settings=diff, imatrix=dict(probe.imatrix))
             quants.append(summary)
             yield GenQuantFinished(summary)
         skipped = _skipped(spec, units, skips)

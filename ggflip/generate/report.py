@@ -129,6 +129,7 @@ class GenQuant:
     rows: tuple[TurnRow, ...]
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
     settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
 
 
 QUANT_FIELDS = frozenset(f.name for f in dataclasses.fields(GenQuant))

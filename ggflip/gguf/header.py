@@ -105,6 +105,7 @@ class GgufHeader:
     chat_template_digest: str | None = None  # sha256 prefix of tokenizer.chat_template
     tensor_types: Mapping[str, int] = field(default_factory=dict)
     parts: tuple[Path, ...] = ()
+    imatrix: Mapping[str, Any] = field(default_factory=dict)  # `imatrix_provenance`
 
 
 def split_parts(path: Path) -> tuple[Path, ...]:
@@ -246,7 +247,26 @@ def _header_key(key: str) -> bool:
         key.startswith("general.")
         or key in ("tokenizer.ggml.tokens", "tokenizer.chat_template")
         or key.endswith(".context_length")
+        or key.startswith(IMATRIX_PREFIX)
     )
+
+
+IMATRIX_PREFIX = "quantize.imatrix."
+IMATRIX_KEYS = ("file", "dataset", "chunks_count", "entries_count")
+"""The imatrix provenance llama-quantize writes (`quantize.imatrix.file`, ...), by short name."""
+
+
+def imatrix_provenance(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The `quantize.imatrix.*` keys of a header, by short name (`file`, `dataset`,
+    `chunks_count`, `entries_count`); empty for a model quantized without an imatrix."""
+    out: dict[str, Any] = {}
+    for name in IMATRIX_KEYS:
+        value = fields.get(IMATRIX_PREFIX + name)
+        if isinstance(value, list):  # llama.cpp may write the datasets as an array
+            value = ", ".join(_text(v) for v in value)
+        if value is not None:
+            out[name] = value if isinstance(value, int) else _text(value)
+    return out
 
 
 def _text(value: Any, default: str = "") -> str:
@@ -318,6 +338,7 @@ def read_header(path: Path) -> GgufHeader:
         chat_template_digest=_digest(fields.get("tokenizer.chat_template")),
         tensor_types=dict(Counter(_type_name(t.ggml_type) for t in tensors).most_common()),
         parts=parts,
+        imatrix=imatrix_provenance(fields),
     )
 
 
@@ -353,4 +374,5 @@ def header_facts(header: GgufHeader) -> dict[str, Any]:
         "vocab_fingerprint": header.vocab_fingerprint,
         "context_length": header.context_length,
         "has_chat_template": header.has_chat_template,
+        "imatrix": dict(header.imatrix),
     }

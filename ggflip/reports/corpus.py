@@ -23,7 +23,7 @@ from ggflip.reports.tables import (
     Table,
     html_page,
     metric_column,
-    settings_lines,
+    model_lines,
     to_html,
     to_markdown,
     to_rich,
@@ -184,7 +184,7 @@ def _position_cell(bucket: PositionBucket) -> str:
 
 
 def _cache_lines(report: KldReport) -> list[str]:
-    lines = settings_lines((q.label, q.settings) for q in report.quants)
+    lines = model_lines(report.quants)
     if report.cache:
         c = report.cache
         lines.append(

@@ -24,7 +24,7 @@ from ggflip.reports.tables import (
     html_figures,
     html_page,
     metric_column,
-    settings_lines,
+    model_lines,
     to_html,
     to_markdown,
     to_rich,
@@ -96,7 +96,7 @@ def render_gen_report(report: GenReport, console: Console) -> None:
     if not report.complete:
         title += " (INCOMPLETE: stopped early)"
     console.print(to_rich(summary_table(report.to_dict(), title)))
-    for line in settings_lines((q.label, q.settings) for q in report.quants):
+    for line in model_lines(report.quants):
         console.print(line, markup=False, highlight=False)
     for skipped in report.skipped:
         console.print(f"[yellow]skipped {skipped.id} turn {skipped.turn}: {skipped.reason}[/]")
@@ -143,7 +143,7 @@ def _notes(document: dict[str, Any]) -> list[str]:
     ]
     notes += [
         f"- {line}"
-        for line in settings_lines((q["label"], q.get("settings", {})) for q in document["quants"])
+        for line in model_lines(document["quants"])
     ]
     notes += [
         f"- {label}: its own chat template differs from the baseline's (asked through the "

@@ -28,7 +28,7 @@ from ggflip.reports.tables import (
     html_figures,
     html_page,
     legend_line,
-    settings_lines,
+    model_lines,
     to_html,
     to_markdown,
 )
@@ -188,7 +188,7 @@ def _report(document: dict[str, Any]) -> Report:
 
 
 def _settings(document: dict[str, Any]) -> list[str]:
-    return settings_lines((q["label"], q.get("settings", {})) for q in document["quants"])
+    return model_lines(document["quants"])
 
 
 def render_html(document: dict[str, Any]) -> str:

@@ -149,6 +149,36 @@ def html_figures(figures: Mapping[str, str]) -> str:
     )
 
 
+def imatrix_text(provenance: Mapping[str, Any]) -> str:
+    """`imatrix.gguf (dataset calibration_datav3.txt, 125 chunks, 196 entries)`; "" for none."""
+    if not provenance:
+        return ""
+    details = [f"dataset {provenance['dataset']}"] if "dataset" in provenance else []
+    for key, unit in (("chunks_count", "chunks"), ("entries_count", "entries")):
+        if key in provenance:
+            details.append(f"{provenance[key]} {unit}")
+    name = str(provenance.get("file", "an imatrix"))
+    return name + (f" ({', '.join(details)})" if details else "")
+
+
+def provenance_lines(quants: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """One line per quant made with an importance matrix: its provenance from the GGUF."""
+    return [
+        f"{label}: quantized with imatrix {imatrix_text(imatrix)}"
+        for label, imatrix in quants
+        if imatrix
+    ]
+
+
+def model_lines(quants: Iterable[Any]) -> list[str]:
+    """What a report says about how each quant was made and run beyond its file name: its llama
+    settings unlike the baseline's, then its imatrix provenance (summary objects or JSON dicts)."""
+    items = list(quants)
+    settings = [(value_of(q, "label"), value_of(q, "settings") or {}) for q in items]
+    imatrix = [(value_of(q, "label"), value_of(q, "imatrix") or {}) for q in items]
+    return settings_lines(settings) + provenance_lines(imatrix)
+
+
 def settings_lines(quants: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
     """One line per quant whose llama settings differ from the baseline's (a quant of the same
     file under a quantized KV cache, flash attention, GPU layers...): every differing setting."""
