@@ -61,6 +61,16 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         ),
     )
     kld.add_argument(
+        "--calibration",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help=(
+            "an imatrix calibration text: report (and warn from 1%) the share of the text's "
+            "8-word windows that occur in it (repeatable)"
+        ),
+    )
+    kld.add_argument(
         "--json", action="store_true", help="write the report as one JSON document on stdout"
     )
     kld.add_argument("--out", type=Path, help="also write the JSON report to this file")

@@ -226,6 +226,7 @@ def partial_kld_report(
         quants=tuple(quants),
         complete=False,
         texts=texts,
+        calibration=spec.calibration,
     )
 
 
@@ -266,4 +267,5 @@ def _report(
         quants=tuple(quants),
         complete=complete,
         texts=texts,
+        calibration=spec.calibration,
     )

@@ -15,6 +15,7 @@ from ggflip.corpus.positions import PositionBucket
 from ggflip.corpus.stats import KldStats
 from ggflip.scoring import metrics
 from ggflip.store.documents import to_json
+from ggflip.tasks.calibration import CalibrationOverlap
 
 KLD_SCHEMA_VERSION = 1
 MODE = "corpus"
@@ -151,6 +152,7 @@ class KldReport:
      "cache": null | {<CacheInfo>},
      "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
                          "by_category": [{"name", "ppl", "ppl_unc"}]},
+     "calibration": [{"file", "n_windows", "overlapping", "share", "warn"}],
      "quants": [{"label", "path", "settings": {name: value}, "imatrix": {...}, "seconds",
                  <KldStats.to_dict()>, <TailCheck>, <extra metrics>,
                  "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}],
@@ -162,6 +164,8 @@ class KldReport:
     metrics are the registered corpus metrics with a kernel that are not a key before them.
     `settings` holds the quant's llama settings unlike the baseline's (a KV-cache type...);
     `by_position` the position buckets holding scored tokens (`ggflip.corpus.positions`).
+    `calibration` has one `{"file", "n_windows", "overlapping", "share", "warn"}` per
+    `--calibration` file (`ggflip.tasks.calibration`).
     """
 
     set: str
@@ -176,6 +180,7 @@ class KldReport:
     quants: tuple[QuantKld, ...] = field(default_factory=tuple)
     complete: bool = True
     texts: tuple[TextInfo, ...] = ()
+    calibration: tuple[CalibrationOverlap, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +198,7 @@ class KldReport:
             "cache": asdict(self.cache) if self.cache else None,
             "baseline": asdict(self.baseline) if self.baseline else None,
             "quants": [quant.to_dict() for quant in self.quants],
+            "calibration": [asdict(overlap) for overlap in self.calibration],
         }
 
     def to_json(self) -> str:

@@ -14,6 +14,7 @@ from ggflip.corpus.events import TextInfo
 from ggflip.corpus.texts import CorpusText
 from ggflip.errors import UsageError, check_counts
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
+from ggflip.tasks.calibration import CalibrationOverlap
 
 DEFAULT_CTX = 512
 DEFAULT_CORPUS_TOP_K = 512
@@ -38,6 +39,7 @@ class KldSpec:
     block_rows: int = 32
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
     score_from: int | None = None  # a chunk's first scored position; None: ctx/2 (llama's)
+    calibration: tuple[CalibrationOverlap, ...] = ()  # the texts against --calibration files
 
     def __post_init__(self) -> None:
         if not self.texts:

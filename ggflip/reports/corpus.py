@@ -184,7 +184,7 @@ def _position_cell(bucket: PositionBucket) -> str:
 
 
 def _cache_lines(report: KldReport) -> list[str]:
-    lines = model_lines(report.quants)
+    lines = [overlap.line() for overlap in report.calibration] + model_lines(report.quants)
     if report.cache:
         c = report.cache
         lines.append(

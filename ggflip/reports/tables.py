@@ -17,6 +17,7 @@ from typing import Any
 from rich.table import Table as RichTable
 
 from ggflip.scoring import metrics
+from ggflip.tasks.calibration import known_set_note
 
 
 @dataclass(frozen=True)
@@ -163,11 +164,15 @@ def imatrix_text(provenance: Mapping[str, Any]) -> str:
 
 def provenance_lines(quants: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
     """One line per quant made with an importance matrix: its provenance from the GGUF."""
-    return [
-        f"{label}: quantized with imatrix {imatrix_text(imatrix)}"
-        for label, imatrix in quants
-        if imatrix
-    ]
+    lines = []
+    for label, imatrix in quants:
+        if imatrix:
+            note = known_set_note(str(imatrix.get("dataset", "")))
+            lines.append(
+                f"{label}: quantized with imatrix {imatrix_text(imatrix)}"
+                + (f" ({note})" if note else "")
+            )
+    return lines
 
 
 def model_lines(quants: Iterable[Any]) -> list[str]:

@@ -1,0 +1,74 @@
+"""`--calibration FILE`: the share of the evaluation text's 8-word windows found in an imatrix
+calibration text, with a warning in the report; known calibration-set names get a note."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ggflip.cli.main import main
+from ggflip.errors import ExitCode
+from ggflip.tasks.calibration import calibration_overlap, known_set_note
+
+
+def test_share_of_windows_by_hand(tmp_path: Path) -> None:
+    """12 words make 5 windows of 8; the calibration text holds the first 9 words in a row, so
+    windows 0 and 1 occur in it: 2 of 5."""
+    words = [f"w{i}" for i in range(12)]
+    overlap = calibration_overlap(" ".join(words), tmp_path / "c.txt", " ".join(words[:9]))
+    assert (overlap.n_windows, overlap.overlapping, overlap.share) == (5, 2, 0.4)
+    assert overlap.warn
+    unrelated = calibration_overlap(" ".join(words), tmp_path / "c.txt", "other words " * 20)
+    assert (unrelated.overlapping, unrelated.share, unrelated.warn) == (0, 0.0, False)
+
+
+def test_known_set_names() -> None:
+    assert "bartowski" in (known_set_note("calibration_datav3.txt") or "")
+    assert known_set_note("my_own_text.txt") is None
+
+
+@pytest.fixture
+def corpus_setup(tmp_path: Path) -> tuple[Path, Path]:
+    from tiny_gguf import write_tiny_gguf
+
+    model = write_tiny_gguf(tmp_path / "m.gguf")
+    (tmp_path / "models.toml").write_text(
+        "[llama]\nn_ctx = 256\nn_threads = 1\n"
+        f'[sets.s]\nbaseline = "{model}"\nquants = [{{ path = "{model}", label = "again" }}]\n'
+    )
+    text = tmp_path / "eval.txt"
+    text.write_text(" ".join(f"What is the Answer {i % 13} of the Question" for i in range(60)))
+    return tmp_path / "models.toml", text
+
+
+def test_kld_report_warns_on_its_own_calibration_text(
+    tmp_path: Path, corpus_setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    models, text = corpus_setup
+    unrelated = tmp_path / "other.txt"
+    unrelated.write_text("lorem ipsum dolor sit amet " * 50)
+    args = ["kld", "--models", str(models), "--text", str(text), "--ctx", "64", "--chunks", "1",
+            "--no-cache", "--calibration", str(text), "--calibration", str(unrelated)]  # fmt: skip
+    assert main([*args, "--json"]) == ExitCode.OK
+    same, other = json.loads(capsys.readouterr().out)["calibration"]
+    assert (same["share"], same["warn"]) == (1.0, True)
+    assert (other["share"], other["warn"], other["overlapping"]) == (0.0, False, 0)
+    assert main(args) == ExitCode.OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"calibration {text}: 100.0% of the evaluation's {same['n_windows']:,} 8-word" in out
+    assert "a quant calibrated on it is judged on its own calibration text" in out
+    assert f"calibration {unrelated}: 0.0%" in out
+
+
+def test_unreadable_calibration_file_is_one_line(
+    tmp_path: Path, corpus_setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    models, text = corpus_setup
+    code = main(["kld", "--models", str(models), "--text", str(text), "--ctx", "64",
+                 "--calibration", str(tmp_path / "missing.txt")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == ExitCode.DATA
+    assert err == [f"ggflip: error: --calibration {tmp_path / 'missing.txt'}: cannot read it: "
+                   "No such file or directory"]  # fmt: skip
