@@ -53,13 +53,18 @@ class TestBuckets:
         assert second.ppl_ratio == pytest.approx(np.exp(0.1))
 
 
-def test_llama_slices_are_the_decodes_of_logits(tmp_path: Path) -> None:
-    """On the real llama.cpp: slices of at most n_batch rows, one per decode, equal to the rows
-    `logits` returns for the whole request, bit for bit."""
+@pytest.mark.parametrize(("n_batch", "n_ubatch"), [(64, 64), (128, 32), (96, 64)])
+def test_llama_slices_are_the_ubatches_of_logits(
+    tmp_path: Path, n_batch: int, n_ubatch: int
+) -> None:
+    """On the real llama.cpp: one slice per ubatch (n_ubatch tokens from each n_batch decode's
+    start), equal to the rows `logits` returns for the whole request, bit for bit."""
     from ggflip.backends.llama import LlamaBackend
 
     path = write_tiny_gguf(tmp_path / "m.gguf")
-    settings = LlamaSettings(n_ctx=256, n_batch=64, n_ubatch=64, n_threads=1, n_seq_max=1)
+    settings = LlamaSettings(
+        n_ctx=256, n_batch=n_batch, n_ubatch=n_ubatch, n_threads=1, n_seq_max=1
+    )
     backend = LlamaBackend(path, settings)
     try:
         tokens = tuple(backend.tokenize(" ".join(["What is the Answer"] * 80), add_bos=True))[:250]
@@ -69,8 +74,10 @@ def test_llama_slices_are_the_decodes_of_logits(tmp_path: Path) -> None:
         slices = [s.copy() for s in backend.logits_slices(request)]
     finally:
         backend.close()
-    # positions 100-127, 128-191, 192-248: the decodes [64, 128), [128, 192), [192, 250)
-    assert [s.shape[0] for s in slices] == [28, 64, 57]
+    # the scored positions 100-248 cut at each ubatch's start
+    starts = [u for b in range(0, 250, n_batch) for u in range(b, min(b + n_batch, 250), n_ubatch)]
+    edges = [100, *(u for u in starts if 100 < u < 249), 249]
+    assert [s.shape[0] for s in slices] == [b - a for a, b in zip(edges, edges[1:])]
     assert np.array_equal(np.concatenate(slices), whole)
 
 

@@ -127,9 +127,9 @@ class Backend(Protocol):
 
         Yields:
             Consecutive float32 arrays of shape (rows, n_vocab) that, concatenated, equal
-            `logits([request])[0]` (the same decodes, so the same numbers); each holds at most
-            one decode's rows (llama.cpp: at most n_batch). No other call may be made on the
-            backend until the iterator is exhausted or closed.
+            `logits([request])[0]` (the same computation, so the same numbers); each holds at
+            most one decode's rows (llama.cpp: one ubatch, at most n_ubatch). No other call may
+            be made on the backend until the iterator is exhausted or closed.
         """
         ...
 

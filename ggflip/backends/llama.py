@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from ggflip.backends.devices import (
     tensor_split_array,
 )
 from ggflip.backends.llama_generate import GreedyGeneration
+from ggflip.backends.llama_slices import SlicedLogits
 from ggflip.backends.numerics import LlamaSettingsFactory
 from ggflip.backends.row_buffers import RowBuffers
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
@@ -97,8 +98,9 @@ def context_params(lib: Any, settings: LlamaSettings) -> Any:
     return ctx_params
 
 
-class LlamaBackend(GreedyGeneration):
-    """One GGUF loaded in llama.cpp with one context (batched greedy generation: the mixin)."""
+class LlamaBackend(GreedyGeneration, SlicedLogits):
+    """One GGUF loaded in llama.cpp with one context (batched greedy generation and the sliced
+    logits of one long request: the mixins)."""
 
     def __init__(self, path: Path, settings: LlamaSettings) -> None:
         lib = _llama()
@@ -140,6 +142,7 @@ class LlamaBackend(GreedyGeneration):
             )
         self._n_ctx = int(lib.llama_n_ctx(self._ctx))
         self._n_batch = int(lib.llama_n_batch(self._ctx))
+        self._n_ubatch = int(lib.llama_n_ubatch(self._ctx))
         self._n_seq_max = settings.n_seq_max
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
         self._memory = lib.llama_get_memory(self._ctx)
@@ -202,33 +205,6 @@ class LlamaBackend(GreedyGeneration):
                     [(seq, plain[i], requests[plain[i]], 0) for seq, i in enumerate(wave)], results
                 )
         return results
-
-    def logits_slices(self, request: ScoreRequest) -> Iterator[NDArray[np.float32]]:
-        """One slice per decode of n_batch tokens that has scored rows: the decodes `logits`
-        makes of a request alone, so the same numbers, with at most n_batch rows alive here and
-        in llama.cpp's output buffer whatever the request's length."""
-        if len(request.tokens) > self._n_ctx:
-            raise BackendError(
-                f"a prompt of {len(request.tokens)} tokens does not fit n_ctx={self._n_ctx}"
-            )
-        self._forget_prefix()
-        self._lib.llama_memory_clear(self._memory, True)
-        wanted = {pos: row for row, pos in enumerate(request.positions)}
-        for start in range(0, len(request.tokens), self._n_batch):
-            stop = min(start + self._n_batch, len(request.tokens))
-            rows = [wanted[pos] for pos in range(start, stop) if pos in wanted]
-            (out,) = self._rows.take([len(rows)]) if rows else (None,)
-            batch = self._batch
-            pending = []
-            for n, pos in enumerate(range(start, stop)):
-                batch.token[n], batch.pos[n] = request.tokens[pos], pos
-                batch.n_seq_id[n], batch.seq_id[n][0] = 1, 0
-                batch.logits[n] = pos in wanted
-                if pos in wanted:
-                    pending.append((n, 0, wanted[pos] - rows[0]))
-            self._flush(stop - start, pending, [out] if out is not None else [])
-            if out is not None:
-                yield out
 
     def _prefix_len(self, request: ScoreRequest) -> int:
         if not self._share_prefixes or not request.positions:
