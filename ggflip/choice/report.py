@@ -38,7 +38,8 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
                      "base_sums", "base_norms", "quant_sums", "quant_norms",
                      "kl_lower_bound", "acceptance"} ]
       } ],
-      "floor": null | {<the fields of a quant>}, "floor_method": null | str
+      "floor": null | {<the fields of a quant>}, "floor_method": null | str,
+      "calibration": [{"file", "n_windows", "overlapping", "share", "warn"}]
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
@@ -76,6 +77,7 @@ from ggflip.choice.answers import QuestionRow, paired_arrays
 from ggflip.scoring import floor as floor_verdict
 from ggflip.scoring import groups, metrics, stats
 from ggflip.store.documents import finite, to_json
+from ggflip.tasks.calibration import CalibrationOverlap
 from ggflip.tasks.questions import SkippedRow
 
 SCHEMA = "ggflip.report/1"
@@ -290,6 +292,7 @@ class Report:
     floor: QuantSummary | None = None
     floor_method: str | None = None
     selection: str = ""
+    calibration: Sequence[CalibrationOverlap] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain Python values (non-finite floats become null)."""
@@ -385,4 +388,5 @@ def report_from_dict(document: dict[str, Any]) -> Report:
         n_shots=document.get("n_shots", 0),
         floor=_quant_of(floor) if floor else None,
         floor_method=document.get("floor_method"),
+        calibration=tuple(CalibrationOverlap(**c) for c in document.get("calibration", [])),
     )

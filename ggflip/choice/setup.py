@@ -7,6 +7,7 @@ so a run means the same thing whichever way it was started.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSet, default_cache_dir
 from ggflip.config.resolve import choose_model_set as resolve_models
 from ggflip.errors import UsageError, check_counts
+from ggflip.tasks.calibration import CalibrationOverlap, calibration_overlap, read_calibration
 from ggflip.tasks.load import load_task_questions, resolve_task
+from ggflip.tasks.questions import QuestionSet
 
 log = logging.getLogger("ggflip")
 
@@ -50,6 +53,7 @@ class RunOptions:
     prefix_reuse: bool = True  # share few-shot prefixes and cloze contexts across prompts
     floor: bool = False  # score the baseline a second time as the noise floor
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
+    calibration: tuple[Path, ...] = ()  # imatrix calibration files to check the questions against
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:
@@ -61,6 +65,18 @@ def choose_model_set(options: RunOptions) -> ModelSet:
         options.quants,
         options.quant_settings,
     )
+
+
+def question_overlaps(
+    questions: QuestionSet, files: Sequence[Path]
+) -> tuple[CalibrationOverlap, ...]:
+    """Each calibration file's share of the questions' 8-word windows (question and choices).
+
+    Raises:
+        DataError: a file cannot be read.
+    """
+    text = "\n".join(" ".join((q.text, *q.choices)) for q in questions.questions)
+    return tuple(calibration_overlap(text, path, read_calibration(path)) for path in files)
 
 
 def check_options(options: RunOptions) -> None:
@@ -117,4 +133,5 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         tail_samples=options.tail_samples,
         floor=options.floor,
         scoring_threads=options.scoring_threads,
+        calibration=question_overlaps(questions, options.calibration),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from ggflip.choice.row_store import RowStore
 from ggflip.config.models_toml import ModelSet
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
+from ggflip.tasks.calibration import CalibrationOverlap
 from ggflip.tasks.prompts import PromptSet, render_prompts
 from ggflip.tasks.questions import QuestionSet
 from ggflip.tasks.registry import get_task
@@ -38,6 +39,7 @@ class RunSpec:
     tail_samples: int | None = None  # baseline tail draws per scored position (None: default)
     floor: bool = False
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
+    calibration: tuple[CalibrationOverlap, ...] = ()  # the questions against --calibration files
 
     @property
     def prompt_set(self) -> PromptSet:

@@ -17,6 +17,7 @@ from ggflip.cli.progress import follow_run
 from ggflip.cli.run import emit_document
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
+    add_calibration_flag,
     add_model_flags,
     add_quant_settings_flag,
     add_scoring_flags,
@@ -60,16 +61,7 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
             f"{DEFAULT_TAIL_SAMPLES})"
         ),
     )
-    kld.add_argument(
-        "--calibration",
-        type=Path,
-        action="append",
-        metavar="FILE",
-        help=(
-            "an imatrix calibration text: report (and warn from 1%) the share of the text's "
-            "8-word windows that occur in it (repeatable)"
-        ),
-    )
+    add_calibration_flag(kld, "texts")
     kld.add_argument(
         "--json", action="store_true", help="write the report as one JSON document on stdout"
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from ggflip import __version__
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
+    add_calibration_flag,
     add_model_flags,
     add_quant_settings_flag,
     add_scoring_flags,
@@ -33,6 +34,7 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     """The flags `run` and `tui` share: which models, task, questions and caches (defined once)."""
     add_model_flags(parser)
     add_quant_settings_flag(parser)
+    add_calibration_flag(parser, "questions")
     _add_task_flags(parser)
     _add_sample_flags(parser)
     add_cache_flags(parser, "neither read nor write the baseline cache and the run store")

@@ -59,6 +59,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
         floor=bool(getattr(args, "floor", False)),
         scoring_threads=scoring_threads(args),
+        calibration=tuple(getattr(args, "calibration", None) or ()),
     )
 
 

@@ -37,6 +37,20 @@ def add_quant_settings_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_calibration_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--calibration FILE` (repeatable, into `calibration`): `ggflip.tasks.calibration`."""
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help=(
+            f"an imatrix calibration text: report (and warn from 1%%) the share of the {what}' "
+            "8-word windows that occur in it (repeatable)"
+        ),
+    )
+
+
 def add_cache_flags(parser: argparse.ArgumentParser, no_cache_help: str) -> None:
     """`--cache-dir PATH` and `--no-cache` (whose help says what the subcommand keeps)."""
     parser.add_argument(

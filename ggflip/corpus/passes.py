@@ -1,8 +1,8 @@
 """The two passes of a corpus run: the baseline into its compact record, then a quant against it.
 
 Each chunk is decoded alone in a context of exactly `ctx` tokens; logits come back only at the
-scored positions (the second half of the chunk), one decode's slice at a time
-(`Backend.logits_slices`: llama.cpp's ubatches, at most n_ubatch rows), and are reduced in blocks of `block_rows` rows.
+scored positions (the second half of the chunk), a slice at a time (`Backend.logits_slices`:
+llama.cpp's ubatches, at most n_ubatch rows), and are reduced in blocks of `block_rows` rows.
 So memory is two slices' logits whatever the corpus length and whatever `ctx`: slice i is scored
 on the scoring threads while slice i + 1 decodes (`ggflip.runs.pipeline`), never ctx × n_vocab
 (llama-perplexity's `--kl-divergence-base` holds that, 8.6 GB at ctx 8192 and 262,144 tokens).

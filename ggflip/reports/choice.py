@@ -19,6 +19,7 @@ from ggflip.reports import tables
 from ggflip.reports.tables import (
     Column,
     Table,
+    calibration_lines,
     legend,
     legend_line,
     metric_column,
@@ -201,7 +202,7 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
         title += " (INCOMPLETE: stopped early)"
     console.print(to_rich(summary_table(report, title)))
     console.print(legend_line(legend_terms()), style="dim", markup=False, highlight=False)
-    for line in model_lines(report.quants):
+    for line in calibration_lines(report.calibration) + model_lines(report.quants):
         console.print(line, markup=False, highlight=False)
     if report.floor is not None:
         verdicts = Table(
@@ -234,7 +235,7 @@ def render_markdown(report: Report, flip_rows: int = 10) -> str:
     lines += [""]
     lines += to_markdown(summary_table(report, show_cached=False))
     lines += ["", f"_{legend_line(legend_terms())}._"]
-    settings = model_lines(report.quants)
+    settings = calibration_lines(report.calibration) + model_lines(report.quants)
     lines += ["", *(f"{line}  " for line in settings)] if settings else []
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]

@@ -21,6 +21,7 @@ from ggflip.reports import tables
 from ggflip.reports.tables import (
     Column,
     Table,
+    calibration_lines,
     html_page,
     metric_column,
     model_lines,
@@ -184,7 +185,7 @@ def _position_cell(bucket: PositionBucket) -> str:
 
 
 def _cache_lines(report: KldReport) -> list[str]:
-    lines = [overlap.line() for overlap in report.calibration] + model_lines(report.quants)
+    lines = calibration_lines(report.calibration) + model_lines(report.quants)
     if report.cache:
         c = report.cache
         lines.append(

@@ -25,6 +25,7 @@ from ggflip.reports.choice import render_markdown as report_markdown
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
 from ggflip.reports.tables import (
     Table,
+    calibration_lines,
     html_figures,
     html_page,
     legend_line,
@@ -188,7 +189,7 @@ def _report(document: dict[str, Any]) -> Report:
 
 
 def _settings(document: dict[str, Any]) -> list[str]:
-    return model_lines(document["quants"])
+    return calibration_lines(_report(document).calibration) + model_lines(document["quants"])
 
 
 def render_html(document: dict[str, Any]) -> str:

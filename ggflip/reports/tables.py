@@ -17,7 +17,7 @@ from typing import Any
 from rich.table import Table as RichTable
 
 from ggflip.scoring import metrics
-from ggflip.tasks.calibration import known_set_note
+from ggflip.tasks.calibration import CalibrationOverlap, known_set_note
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,11 @@ def provenance_lines(quants: Iterable[tuple[str, Mapping[str, Any]]]) -> list[st
                 + (f" ({note})" if note else "")
             )
     return lines
+
+
+def calibration_lines(overlaps: Iterable[CalibrationOverlap]) -> list[str]:
+    """A line per `--calibration` file: the share of the evaluation in it, and the warning."""
+    return [overlap.line() for overlap in overlaps]
 
 
 def model_lines(quants: Iterable[Any]) -> list[str]:
