@@ -94,3 +94,14 @@ def test_run_report_measures_the_questions(
     assert main(args) == ExitCode.OK
     out = " ".join(capsys.readouterr().out.split())
     assert f"calibration {calibration}: {overlap['share']:.1%} of the evaluation's" in out
+
+
+def test_title_warning_names_the_worst_file() -> None:
+    """The TUI's title line (both run screens' `subtitle`) carries the largest flagged share."""
+    from ggflip.tasks.calibration import CalibrationOverlap, calibration_warning
+
+    quiet = CalibrationOverlap("/a/quiet.txt", 100, 0, 0.0, False)
+    some = CalibrationOverlap("/a/some.txt", 100, 5, 0.05, True)
+    most = CalibrationOverlap("/b/most.txt", 100, 80, 0.8, True)
+    assert calibration_warning([quiet]) == ""
+    assert calibration_warning([quiet, some, most]) == "⚠ 80% of it in calibration most.txt"

@@ -9,6 +9,7 @@ GGUF names a well-known calibration set (`KNOWN_SETS`) gets a note.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,15 @@ def calibration_overlap(evaluation: str, path: Path, calibration: str) -> Calibr
     hits = sum(tuple(words[i : i + WINDOW]) in known for i in range(total))
     share = hits / total if total else 0.0
     return CalibrationOverlap(str(path), total, hits, share, share >= WARN_SHARE)
+
+
+def calibration_warning(overlaps: Sequence[CalibrationOverlap]) -> str:
+    """A short warning for a title line when the evaluation overlaps a calibration file, else ""."""
+    flagged = [o for o in overlaps if o.warn]
+    if not flagged:
+        return ""
+    worst = max(flagged, key=lambda o: o.share)
+    return f"⚠ {worst.share:.0%} of it in calibration {Path(worst.file).name}"
 
 
 def known_set_note(dataset: str) -> str | None:

@@ -20,6 +20,7 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
         models_path=getattr(args, "models", None) or Path("models.toml"),
         set_name=getattr(args, "set_name", None),
         quant_settings=tuple(getattr(args, "quant_settings", None) or ()),
+        calibration=tuple(getattr(args, "calibration", None) or ()),
         task=getattr(args, "task", None) or "mmlu",
         task_file=getattr(args, "task_file", None),
         fields=tuple(getattr(args, "field", None) or ()),

@@ -24,6 +24,7 @@ from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.spec import KldSpec
 from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.fold import ModelProgress
+from ggflip.tasks.calibration import calibration_warning
 from ggflip.tui.columns import fit_columns
 from ggflip.tui.corpus_live import KLD_NARROW, LiveKld, kl_legend
 from ggflip.tui.corpus_tables import CategoryTable, kld_cells, kld_columns
@@ -77,7 +78,10 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
         return run_kld(spec, factory)
 
     def subtitle(self, spec: KldSpec) -> str:
-        return f"{spec.model_set.name} · {spec.source} · ctx {spec.ctx}"
+        warning = calibration_warning(spec.calibration)
+        return f"{spec.model_set.name} · {spec.source} · ctx {spec.ctx}" + (
+            f" · {warning}" if warning else ""
+        )
 
     def columns(self) -> list[tuple[str, int]]:
         return kld_columns()
