@@ -105,3 +105,36 @@ def test_title_warning_names_the_worst_file() -> None:
     most = CalibrationOverlap("/b/most.txt", 100, 80, 0.8, True)
     assert calibration_warning([quiet]) == ""
     assert calibration_warning([quiet, some, most]) == "⚠ 80% of it in calibration most.txt"
+
+
+def test_same_text_note() -> None:
+    """An imatrix dataset named like an evaluated text is flagged without --calibration."""
+    from ggflip.tasks.calibration import same_text_note
+
+    assert "calibrated on stdlib.txt" in (same_text_note("stdlib.txt", ["/tmp/x/stdlib.txt"]) or "")
+    assert same_text_note("other.txt", ["/tmp/x/stdlib.txt"]) is None
+    assert same_text_note("", ["/tmp/x/stdlib.txt"]) is None
+
+
+def test_corpus_report_flags_a_quant_calibrated_on_the_text(fake_set, fake_factory) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from ggflip.corpus.engine import run_kld
+    from ggflip.corpus.events import KldFinished
+    from ggflip.corpus.spec import KldSpec
+    from ggflip.corpus.texts import CorpusText
+    from ggflip.reports.corpus import render_kld_markdown
+
+    text = CorpusText("stdlib.txt", "/data/stdlib.txt", " ".join(f"w{i % 31}" for i in range(200)))
+    events = list(
+        run_kld(KldSpec(fake_set, (text,), ctx=32, top_k=8, tail_samples=4), fake_factory)
+    )
+    report = next(e.report for e in events if isinstance(e, KldFinished))
+    first = dataclasses.replace(report.quants[1], imatrix={"dataset": "stdlib.txt"})
+    report = dataclasses.replace(report, quants=(report.quants[0], first, *report.quants[2:]))
+    markdown = render_kld_markdown(report)
+    assert (
+        f"{first.label}: its imatrix was calibrated on stdlib.txt, a text evaluated here"
+        in markdown
+    )
+    assert markdown.count("its imatrix was calibrated on") == 1

@@ -31,6 +31,7 @@ from ggflip.reports.tables import (
 )
 from ggflip.scoring import formats, metrics
 from ggflip.scoring.formats import sig_pm
+from ggflip.tasks.calibration import same_text_note
 
 MODE = "corpus"
 
@@ -186,6 +187,10 @@ def _position_cell(bucket: PositionBucket) -> str:
 
 def _cache_lines(report: KldReport) -> list[str]:
     lines = calibration_lines(report.calibration) + model_lines(report.quants)
+    sources = [text.source for text in report.texts]
+    for q in report.quants:
+        note = same_text_note(str(q.imatrix.get("dataset", "")), sources)
+        lines += [f"{q.label}: {note}"] if note else []
     if report.cache:
         c = report.cache
         lines.append(

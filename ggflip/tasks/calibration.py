@@ -85,6 +85,18 @@ def calibration_warning(overlaps: Sequence[CalibrationOverlap]) -> str:
     return f"⚠ {worst.share:.0%} of it in calibration {Path(worst.file).name}"
 
 
+def same_text_note(dataset: str, evaluated: Sequence[str]) -> str | None:
+    """A warning when an imatrix's dataset has the file name of a text being evaluated (the
+    quant is judged on its own calibration text), else None."""
+    name = Path(dataset.strip()).name
+    if name and name in {Path(source).name for source in evaluated}:
+        return (
+            f"its imatrix was calibrated on {name}, a text evaluated here: it is judged on its "
+            "own calibration text"
+        )
+    return None
+
+
 def known_set_note(dataset: str) -> str | None:
     """A note when an imatrix dataset name is a well-known calibration set, else None."""
     stem = Path(dataset.strip()).name
