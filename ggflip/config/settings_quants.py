@@ -21,7 +21,8 @@ from ggflip.errors import ConfigError, UsageError
 
 def parse_settings_text(text: str) -> dict[str, Any]:
     """`type_k=q8_0,type_v=q8_0,flash_attn=on` as TOML-typed values: integers, booleans
-    (true/false/on/off), `a:b` lists for tensor_split and rpc_servers, else strings.
+    (true/false/on/off), `3:1` for tensor_split, `host:port;host:port` for rpc_servers, else
+    strings.
 
     Raises:
         UsageError: an item without `=`.
