@@ -7,8 +7,8 @@ llama.cpp backend and the fake backend are interchangeable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -90,6 +90,8 @@ class ModelProbe:
     def memory_facts(self) -> dict[str, Any]:
         """The `memory` and `memory_unknown` keys every report's model entry carries."""
         return {"memory": self.memory, "memory_unknown": self.memory_unknown}
+    context_length: int | None = None  # the trained context (`<arch>.context_length`), if known
+    imatrix: dict[str, Any] = field(default_factory=dict)  # `gguf.header.imatrix_provenance`
 
 
 class Backend(Protocol):
@@ -124,6 +126,18 @@ class Backend(Protocol):
         Returns:
             One float32 array per request, shape (len(request.positions), n_vocab),
             row j holding the logits after `request.tokens[: positions[j] + 1]`.
+        """
+        ...
+
+    def logits_slices(self, request: ScoreRequest) -> Iterator[NDArray[np.float32]]:
+        """The logits of one long request, a slice at a time: memory that does not grow with
+        the request's length times the vocabulary.
+
+        Yields:
+            Consecutive float32 arrays of shape (rows, n_vocab) that, concatenated, equal
+            `logits([request])[0]` (the same computation, so the same numbers); each holds at
+            most one decode's rows (llama.cpp: one ubatch, at most n_ubatch). No other call may
+            be made on the backend until the iterator is exhausted or closed.
         """
         ...
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +135,14 @@ class FakeBackend:
             ]
             out.append(np.stack(rows).astype(np.float32))
         return out
+
+    SLICE_ROWS = 64  # the rows of one `logits_slices` slice, standing in for llama.cpp's n_batch
+
+    def logits_slices(self, request: ScoreRequest) -> Iterator[NDArray[np.float32]]:
+        """`logits([request])[0]` in slices of `SLICE_ROWS` rows."""
+        rows = self.logits([request])[0]
+        for start in range(0, rows.shape[0], self.SLICE_ROWS):
+            yield rows[start : start + self.SLICE_ROWS]
 
     def _grouping_noise(self, grouping: int, place: int, position: int) -> NDArray[np.float64]:
         """What sharing this call with these other requests adds at one position: tiny, fixed."""

@@ -33,17 +33,18 @@ from ggflip.backends.devices import (
     tensor_split_array,
 )
 from ggflip.backends.llama_generate import GreedyGeneration
+from ggflip.backends.llama_slices import SlicedLogits
 from ggflip.backends.numerics import LlamaSettingsFactory
 from ggflip.backends.row_buffers import RowBuffers
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf.header import GgufHeader, file_identity, read_header
+from ggflip.gguf.kv_cache_types import KV_CACHE_TYPES
 from ggflip.gguf.memory import memory_or_reason
 from ggflip.llama_log import llama_errors_since, mark_llama_log
 
 # The sliding-window layers' KV cache at full context size: llama.cpp's context default, set
 # explicitly so that `context_memory` sizes the cache the backend really allocates.
-SWA_FULL = True
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -77,8 +78,33 @@ def set_mmap(lib: Any, model_params: Any, use_mmap: bool) -> None:
         model_params.load_mode = lib.LLAMA_LOAD_MODE_NONE
 
 
-class LlamaBackend(GreedyGeneration):
-    """One GGUF loaded in llama.cpp with one context (batched greedy generation: the mixin)."""
+def context_params(lib: Any, settings: LlamaSettings) -> Any:
+    """llama_context_params for `settings` (one unified KV cache of the settings' types)."""
+    ctx_params = lib.llama_context_default_params()
+    ctx_params.n_ctx = settings.n_ctx
+    ctx_params.n_batch = min(settings.n_batch, settings.n_ctx)
+    ctx_params.n_ubatch = min(settings.n_ubatch, settings.n_batch, settings.n_ctx)
+    ctx_params.n_seq_max = settings.n_seq_max
+    ctx_params.n_threads = settings.resolved_threads()
+    ctx_params.n_threads_batch = settings.resolved_threads()
+    ctx_params.kv_unified = True
+    ctx_params.flash_attn_type = (
+        lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if settings.flash_attn
+        else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    ctx_params.type_k = KV_CACHE_TYPES[settings.type_k]
+    ctx_params.type_v = KV_CACHE_TYPES[settings.type_v]
+    ctx_params.offload_kqv = settings.offload_kqv
+    ctx_params.op_offload = settings.op_offload
+    ctx_params.swa_full = settings.swa_full
+    ctx_params.no_perf = True
+    return ctx_params
+
+
+class LlamaBackend(GreedyGeneration, SlicedLogits):
+    """One GGUF loaded in llama.cpp with one context (batched greedy generation and the sliced
+    logits of one long request: the mixins)."""
 
     def __init__(self, path: Path, settings: LlamaSettings) -> None:
         lib = _llama()
@@ -106,32 +132,21 @@ class LlamaBackend(GreedyGeneration):
         self._n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
         self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
         self._bos = int(lib.llama_vocab_bos(self._vocab))
-        ctx_params = lib.llama_context_default_params()
-        ctx_params.n_ctx = settings.n_ctx
-        ctx_params.n_batch = min(settings.n_batch, settings.n_ctx)
-        ctx_params.n_ubatch = min(settings.n_ubatch, settings.n_batch, settings.n_ctx)
-        ctx_params.n_seq_max = settings.n_seq_max
-        ctx_params.n_threads = settings.resolved_threads()
-        ctx_params.n_threads_batch = settings.resolved_threads()
-        ctx_params.kv_unified = True
-        ctx_params.swa_full = SWA_FULL
-        ctx_params.flash_attn_type = (
-            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
-            if settings.flash_attn
-            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
-        ctx_params.no_perf = True
+        ctx_params = context_params(lib, settings)
         mark = mark_llama_log()
         self._ctx = lib.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             lib.llama_model_free(self._model)
             reason = "; ".join(llama_errors_since(mark)) or "no reason logged"
+            plain_kv = settings.type_k == settings.type_v == "f16"
+            fix = "lower n_ctx" if plain_kv else "lower n_ctx or change type_k/type_v"
             raise BackendError(
-                f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx} (lower "
-                f"n_ctx): {reason}"
+                f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx}, KV "
+                f"cache K {settings.type_k} V {settings.type_v} ({fix}): {reason}"
             )
         self._n_ctx = int(lib.llama_n_ctx(self._ctx))
         self._n_batch = int(lib.llama_n_batch(self._ctx))
+        self._n_ubatch = int(lib.llama_n_ubatch(self._ctx))
         self._n_seq_max = settings.n_seq_max
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
         self._memory = lib.llama_get_memory(self._ctx)
@@ -328,13 +343,16 @@ def llama_build() -> dict[str, Any]:
 
 
 def context_memory(header: GgufHeader, settings: LlamaSettings) -> dict[str, Any]:
-    """`memory`/`memory_unknown` of a model as `LlamaBackend` opens it: n_ctx and n_seq_max from
-    `settings` in one unified f16 cache, n_ubatch capped as llama.cpp caps it, `SWA_FULL`."""
+    """`memory`/`memory_unknown` of a model as `LlamaBackend` opens it (`context_params`): n_ctx,
+    n_seq_max, the KV-cache types and swa_full from `settings` in one unified cache, n_ubatch
+    capped as llama.cpp caps it."""
     n_batch = min(settings.n_batch, settings.n_ctx)
     memory, reason = memory_or_reason(
         header,
         settings.n_ctx,
-        swa_full=SWA_FULL,
+        kv_type_k=settings.type_k,
+        kv_type_v=settings.type_v,
+        swa_full=settings.swa_full,
         n_seq_max=settings.n_seq_max,
         n_ubatch=min(settings.n_ubatch, n_batch),
         kv_unified=True,
@@ -369,6 +387,8 @@ class LlamaBackendFactory(LlamaSettingsFactory):
             n_params=header.n_params,
             chat_template_digest=header.chat_template_digest,
             **context_memory(header, spec.llama),
+            context_length=header.context_length,
+            imatrix=dict(header.imatrix),
         )
 
     def open(self, spec: ModelSpec) -> LlamaBackend:

@@ -12,7 +12,15 @@ A llama setting enters the key when it can change a logit:
 * `flash_attn`: another attention kernel;
 * `n_gpu_layers`, `main_gpu`, `tensor_split`, `rpc_servers`: which device (and which kernels)
   computes each layer;
-* `repack`: CPU weight repacking selects other SIMD kernels for quantized weights.
+* `repack`: CPU weight repacking selects other SIMD kernels for quantized weights;
+* `type_k`, `type_v`: the KV cache's element types (`f16`, `q8_0`, `q4_0`, ...,
+  `ggflip.gguf.kv_cache_types`): a quantized cache rounds every key and value it stores;
+* `offload_kqv`, `op_offload` (with GPU layers: where the KV cache and attention, and the ops on
+  host weights, run) and `swa_full` (the sliding-window layers' cache size, which changes which
+  cells a decode attends over and how they are laid out).
+
+The settings added with the KV cache (`LATER_SETTINGS`) enter a key only when they differ from
+their defaults, so a baseline cached before they existed (at those defaults) keeps its key.
 
 Two settings are left out, because they cannot change a result:
 
@@ -49,8 +57,18 @@ NUMERIC_SETTINGS: tuple[str, ...] = (
     "tensor_split",
     "rpc_servers",
     "repack",
+    "type_k",
+    "type_v",
+    "offload_kqv",
+    "op_offload",
+    "swa_full",
 )
 """The llama settings that can change a logit, so they key a cached baseline."""
+
+LATER_SETTINGS: tuple[str, ...] = ("type_k", "type_v", "offload_kqv", "op_offload", "swa_full")
+"""The settings of `NUMERIC_SETTINGS` that key a baseline only when not at their defaults."""
+
+_DEFAULTS = dataclasses.asdict(LlamaSettings())
 
 EXCLUDED_SETTINGS: Mapping[str, str] = {
     "n_threads": "each output value is computed by one thread, in the same order for any count",
@@ -60,9 +78,14 @@ EXCLUDED_SETTINGS: Mapping[str, str] = {
 
 
 def numeric_settings(settings: LlamaSettings) -> dict[str, Any]:
-    """The settings of `NUMERIC_SETTINGS` as plain JSON values."""
+    """The settings of `NUMERIC_SETTINGS` as plain JSON values (those of `LATER_SETTINGS` only
+    when they differ from their defaults)."""
     values = dataclasses.asdict(settings)
-    return {name: _plain(values[name]) for name in NUMERIC_SETTINGS}
+    return {
+        name: _plain(values[name])
+        for name in NUMERIC_SETTINGS
+        if name not in LATER_SETTINGS or values[name] != _DEFAULTS[name]
+    }
 
 
 def baseline_numerics(settings: LlamaSettings, build: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,6 +133,7 @@ class LlamaSettingsFactory:
             f"{s.n_ubatch} · threads {s.n_threads or 'all'} · gpu layers {s.n_gpu_layers} · "
             f"flash_attn {'on' if s.flash_attn else 'off'} · mmap {'on' if s.use_mmap else 'off'} "
             f"· n_seq_max {s.n_seq_max}"
+            + ("" if s.type_k == s.type_v == "f16" else f" · KV cache K {s.type_k} V {s.type_v}")
         )
 
 

@@ -38,6 +38,7 @@ from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.row_store import StoredQuestions, StoreSession
 from ggflip.choice.spec import RunSpec, floor_batch_size
 from ggflip.choice.verdicts import with_equivalence, with_verdict
+from ggflip.config.labels import settings_diff
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError, GgflipError, ReadOnlyCacheError
 from ggflip.runs.events import BaselineFromCache
@@ -98,6 +99,8 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
                 model_stored.forget()
         facts = [file_facts(p) for p in probes]
         facts[0] = {**facts[0], "computed_with": computed_with(spec, factory)}
+        for index, quant in enumerate(model_set.quants, start=1):
+            facts[index]["settings"] = settings_diff(model_set.baseline.llama, quant.llama)
         yield from _run(spec, factory, parts, key, stored, facts)
     finally:
         if session:
@@ -163,6 +166,7 @@ def file_facts(probe: ModelProbe) -> dict[str, Any]:
         "file_size": probe.file_size,
         "n_params": probe.n_params,
         **probe.memory_facts(),
+        "imatrix": dict(probe.imatrix),
     }
 
 
@@ -322,6 +326,7 @@ def _report(
         floor=floor,
         floor_method=floor_method(spec) if floor is not None else None,
         selection=spec.questions.selection,
+        calibration=spec.calibration,
     )
 
 

@@ -17,6 +17,8 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
           "bits_per_weight", "file_size", "n_params", "memory", "memory_unknown",
+          "settings": {name: value},
+          "imatrix": {"file", "dataset", "chunks_count", "entries_count"} (those present),
           "accuracy", "accuracy_ci", "baseline_accuracy", "delta_accuracy",
           "flips", "flips_lost", "flips_gained", "n_flips_lost", "n_flips_gained",
           "answer_changes", "mcnemar_p",
@@ -40,7 +42,8 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
                      "kl_lower_bound", "acceptance"} ]
       } ],
       "floor": null | {<the fields of a quant>}, "floor_method": null | str,
-      "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>}
+      "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>},
+      "calibration": [{"file", "n_windows", "overlapping", "share", "warn"}]
     }
 
 `flip` is "correct_to_incorrect", "incorrect_to_correct" or null; answers are option indexes
@@ -79,6 +82,7 @@ from ggflip import __version__
 from ggflip.choice.answers import QuestionRow, paired_arrays
 from ggflip.scoring import frontier, groups, metrics, stats
 from ggflip.store.documents import finite, to_json
+from ggflip.tasks.calibration import CalibrationOverlap
 from ggflip.tasks.questions import SkippedRow
 
 SCHEMA = "ggflip.report/1"
@@ -109,6 +113,7 @@ class BaselineSummary:
     bits_per_weight: float = math.nan
     file_size: int = 0
     n_params: int = 0
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
     computed_with: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] | None = None
     memory_unknown: str | None = None
@@ -164,6 +169,8 @@ class QuantSummary:
     floor_flips_log10_p: float = math.nan
     floor_kl_log10_p: float = math.nan
     equivalence: dict[str, Any] | None = None  # ggflip.scoring.criteria's object
+    settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
     extra: dict[str, float] = field(default_factory=dict)  # registered metrics beyond these fields
 
 
@@ -275,6 +282,7 @@ class Report:
     floor: QuantSummary | None = None
     floor_method: str | None = None
     selection: str = ""
+    calibration: Sequence[CalibrationOverlap] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document as plain Python values (non-finite floats become null)."""
@@ -376,4 +384,5 @@ def report_from_dict(document: dict[str, Any]) -> Report:
         n_shots=document.get("n_shots", 0),
         floor=_quant_of(floor) if floor else None,
         floor_method=document.get("floor_method"),
+        calibration=tuple(CalibrationOverlap(**c) for c in document.get("calibration", [])),
     )

@@ -7,6 +7,7 @@ so a run means the same thing whichever way it was started.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from ggflip.config.models_toml import ModelSet, default_cache_dir
 from ggflip.config.resolve import choose_model_set as resolve_models
 from ggflip.errors import UsageError, check_counts
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
+from ggflip.tasks.calibration import CalibrationOverlap, calibration_overlap, read_calibration
 from ggflip.tasks.load import load_task_questions, resolve_task
+from ggflip.tasks.questions import QuestionSet
 
 log = logging.getLogger("ggflip")
 
@@ -29,6 +32,7 @@ class RunOptions:
     set_name: str | None = None
     baseline: str | None = None  # instead of a set: a GGUF path or hf:// reference ...
     quants: tuple[str, ...] = field(default=())  # ... and its quants: files, folders, globs, hf://
+    quant_settings: tuple[str, ...] = field(default=())  # the baseline's file, other settings
     task: str = "mmlu"
     task_file: Path | None = None  # a TOML task file, overriding `task`
     fields: tuple[str, ...] = field(default=())  # NAME=COLUMN mappings (--field)
@@ -51,11 +55,30 @@ class RunOptions:
     floor: bool = False  # score the baseline a second time as the noise floor
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
     margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
+    calibration: tuple[Path, ...] = ()  # imatrix calibration files to check the questions against
 
 
 def choose_model_set(options: RunOptions) -> ModelSet:
     """The run's models: `config.resolve.choose_model_set` of its options."""
-    return resolve_models(options.models_path, options.set_name, options.baseline, options.quants)
+    return resolve_models(
+        options.models_path,
+        options.set_name,
+        options.baseline,
+        options.quants,
+        options.quant_settings,
+    )
+
+
+def question_overlaps(
+    questions: QuestionSet, files: Sequence[Path]
+) -> tuple[CalibrationOverlap, ...]:
+    """Each calibration file's share of the questions' 8-word windows (question and choices).
+
+    Raises:
+        DataError: a file cannot be read.
+    """
+    text = "\n".join(" ".join((q.text, *q.choices)) for q in questions.questions)
+    return tuple(calibration_overlap(text, path, read_calibration(path)) for path in files)
 
 
 def check_options(options: RunOptions) -> None:
@@ -113,4 +136,5 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         floor=options.floor,
         scoring_threads=options.scoring_threads,
         margins=options.margins,
+        calibration=question_overlaps(questions, options.calibration),
     )

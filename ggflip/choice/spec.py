@@ -9,6 +9,7 @@ from ggflip.choice.row_store import RowStore
 from ggflip.config.models_toml import ModelSet
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
+from ggflip.tasks.calibration import CalibrationOverlap
 from ggflip.tasks.prompts import PromptSet, render_prompts
 from ggflip.tasks.questions import QuestionSet
 from ggflip.tasks.registry import get_task
@@ -40,6 +41,7 @@ class RunSpec:
     floor: bool = False
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
     margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
+    calibration: tuple[CalibrationOverlap, ...] = ()  # the questions against --calibration files
 
     @property
     def prompt_set(self) -> PromptSet:

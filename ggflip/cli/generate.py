@@ -37,6 +37,7 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
         first=bool(getattr(args, "first", False)),
         baseline=getattr(args, "baseline", None),
         quants=tuple(getattr(args, "quant", None) or ()),
+        quant_settings=tuple(getattr(args, "quant_settings", None) or ()),
         chat=bool(getattr(args, "chat", False)),
         system=getattr(args, "system", None),
         max_new_tokens=getattr(args, "max_new_tokens", None),

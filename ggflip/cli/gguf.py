@@ -25,6 +25,7 @@ from ggflip.cli.report import report_command as report_command  # `main` dispatc
 from ggflip.cli.scoring_flags import add_model_flags
 from ggflip.errors import ExitCode, UsageError
 from ggflip.gguf.header import read_header
+from ggflip.reports.tables import imatrix_text
 
 if TYPE_CHECKING:
     from ggflip.gguf.imatrix import Imatrix
@@ -124,6 +125,7 @@ def inspect_command(args: argparse.Namespace) -> int:
             "tensor types",
             ", ".join(f"{name} ×{count}" for name, count in fact["tensor_types"].items()),
         )
+        table.add_row("imatrix", imatrix_text(fact["imatrix"]) or "none")
         if len(fact["parts"]) > 1:
             table.add_row("parts", str(len(fact["parts"])))
         for key, value in memory_rows(fact):

@@ -19,7 +19,9 @@ from ggflip.cli.progress import follow_run
 from ggflip.cli.run import emit_document
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
+    add_calibration_flag,
     add_model_flags,
+    add_quant_settings_flag,
     add_scoring_flags,
     add_text_flags,
     add_verdict_flags,
@@ -42,6 +44,7 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         help="full-vocabulary KL, PPL and top-token agreement on a text, like llama-perplexity",
     )
     add_model_flags(kld)
+    add_quant_settings_flag(kld)
     add_text_flags(
         kld,
         "UTF-8 text file to score (like llama-perplexity -f), or a folder: each file a "
@@ -63,6 +66,7 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
             f"{DEFAULT_TAIL_SAMPLES})"
         ),
     )
+    add_calibration_flag(kld, "texts")
     kld.add_argument(
         "--json", action="store_true", help="write the report as one JSON document on stdout"
     )

@@ -21,7 +21,9 @@ from ggflip import __version__
 from ggflip.cli.logs import setup_logging
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
+    add_calibration_flag,
     add_model_flags,
+    add_quant_settings_flag,
     add_scoring_flags,
     add_text_flags,
     add_verdict_flags,
@@ -44,6 +46,8 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
     )
+    add_quant_settings_flag(parser)
+    add_calibration_flag(parser, "questions")
     _add_task_flags(parser)
     _add_sample_flags(parser)
     add_cache_flags(parser, "neither read nor write the baseline cache and the run store")

@@ -38,6 +38,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         set_name=args.set_name,
         baseline=getattr(args, "baseline", None),
         quants=tuple(getattr(args, "quant", ())),
+        quant_settings=tuple(getattr(args, "quant_settings", None) or ()),
         task=args.task,
         task_file=getattr(args, "task_file", None),
         fields=tuple(getattr(args, "field", ())),
@@ -60,6 +61,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         floor=bool(getattr(args, "floor", False)),
         scoring_threads=scoring_threads(args),
         margins=margins(args),
+        calibration=tuple(getattr(args, "calibration", None) or ()),
     )
 
 

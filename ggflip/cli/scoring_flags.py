@@ -24,6 +24,36 @@ def add_model_flags(
     parser.add_argument("--set", dest="set_name", help=set_help)
 
 
+def add_quant_settings_flag(parser: argparse.ArgumentParser) -> None:
+    """`--quant-settings NAME=VALUE,...` (repeatable, into `quant_settings`): the baseline's own
+    file under other llama settings as one more quant (`ggflip.config.settings_quants`)."""
+    parser.add_argument(
+        "--quant-settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE,...",
+        help=(
+            "also compare the baseline's file under these llama settings, as a quant labelled by "
+            "what differs (e.g. type_k=q8_0,type_v=q8_0,flash_attn=on: a q8_0 KV cache; "
+            "repeatable)"
+        ),
+    )
+
+
+def add_calibration_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--calibration FILE` (repeatable, into `calibration`): `ggflip.tasks.calibration`."""
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help=(
+            f"an imatrix calibration text: report (and warn from 1%%) the share of the {what}' "
+            "8-word windows that occur in it (repeatable)"
+        ),
+    )
+
+
 def add_cache_flags(parser: argparse.ArgumentParser, no_cache_help: str) -> None:
     """`--cache-dir PATH` and `--no-cache` (whose help says what the subcommand keeps)."""
     parser.add_argument(
@@ -42,6 +72,15 @@ def add_text_flags(parser: argparse.ArgumentParser, text_help: str, required: bo
         type=int,
         default=DEFAULT_CTX,
         help=f"tokens per chunk; the second half is scored (default: {DEFAULT_CTX})",
+    )
+    parser.add_argument(
+        "--score-from",
+        type=int,
+        metavar="POS",
+        help=(
+            "score each chunk from this position on (default: ctx/2, as llama-perplexity; 0: "
+            "every position, so KL by position covers the whole context)"
+        ),
     )
     parser.add_argument(
         "--chunks",

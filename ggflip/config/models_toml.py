@@ -31,14 +31,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from ggflip.config.labels import settings_label, short_labels
+from ggflip.config.llama_lists import LIST_PARSERS as _LIST_PARSERS
 from ggflip.errors import ConfigError, did_you_mean
+from ggflip.gguf.kv_cache_types import kv_settings_error, kv_type_error
 
 
 def default_cache_dir() -> Path:
@@ -67,6 +70,11 @@ class LlamaSettings:
     n_seq_max: int = 8
     tensor_split: tuple[float, ...] = ()
     rpc_servers: tuple[str, ...] = ()
+    type_k: str = "f16"  # KV-cache element types (`ggflip.gguf.kv_cache_types`)
+    type_v: str = "f16"
+    offload_kqv: bool = True  # with GPU layers: the KV cache and attention on the GPU
+    op_offload: bool = True  # with GPU layers: host-weight ops offloaded to the GPU
+    swa_full: bool = True  # full-size cache for sliding-window layers (llama.cpp's default here)
 
     def resolved_threads(self) -> int:
         """Threads to give llama.cpp: the setting, or every core when it is 0."""
@@ -76,6 +84,7 @@ class LlamaSettings:
 _LLAMA_FIELDS = {f.name: f for f in dataclasses.fields(LlamaSettings)}
 _POSITIVE = {"n_ctx", "n_batch", "n_ubatch", "n_seq_max"}
 _NON_NEGATIVE = {"n_threads", "main_gpu"}
+_KV_TYPES = {"type_k", "type_v"}
 _INT32_MAX = 2**31 - 1  # llama.cpp takes these as 32-bit C ints
 
 
@@ -139,7 +148,8 @@ class _Where:
 
     def place(self, key: str | None = None) -> str:
         """`models.toml: [table] key`, on one line whatever the names hold."""
-        where = f"[{self.table}]" + (f" {key}" if key else "")
+        where = (f"[{self.table}]" if self.table else "") + (f" {key}" if key else "")
+        where = where.strip()
         where = "".join(
             c if c.isprintable() else repr(c)[1:-1] for c in where
         )  # a name with a newline stays on one line
@@ -180,8 +190,12 @@ def _parse_llama(table: Any, base: LlamaSettings, where: _Where) -> LlamaSetting
             values[key] = _LIST_PARSERS[key](value, where, key)
             continue
         kind = _LLAMA_FIELDS[key].type
-        expected = {"int": int, "bool": bool}[kind if isinstance(kind, str) else kind.__name__]
+        expected = {"int": int, "bool": bool, "str": str}[
+            kind if isinstance(kind, str) else kind.__name__
+        ]
         _expect(value, expected, where, key)
+        if key in _KV_TYPES and (problem := kv_type_error(value)):
+            raise where.error(problem, key)
         if (
             isinstance(value, int)
             and not isinstance(value, bool)
@@ -196,36 +210,19 @@ def _parse_llama(table: Any, base: LlamaSettings, where: _Where) -> LlamaSetting
     return dataclasses.replace(base, **values)
 
 
-def _parse_tensor_split(value: Any, where: _Where, key: str) -> tuple[float, ...]:
-    if not isinstance(value, list) or not value:
-        raise where.error(
-            f"expected a non-empty array of numbers (one share per GPU), got {value!r}", key
-        )
-    shares = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or item < 0:
-            raise where.error(f"expected shares of 0 or more, got {item!r}", key)
-        shares.append(float(item))
-    if sum(shares) <= 0:
-        raise where.error("at least one share must be positive", key)
-    return tuple(shares)
+def parse_llama_table(table: Mapping[str, Any], base: LlamaSettings, where: str) -> LlamaSettings:
+    """`base` with the settings of `table` (TOML-typed values), checked as models.toml's are;
+    errors start with `where` (`--quant-settings: type_k: unknown KV-cache type ...`).
 
-
-def _parse_rpc_servers(value: Any, where: _Where, key: str) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise where.error(f'expected an array of "host:port" strings, got {value!r}', key)
-    servers = []
-    for item in value:
-        host, _, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise where.error(
-                f'expected "host:port" (e.g. "192.168.1.20:50052"), got {item!r}', key
-            )
-        servers.append(item)
-    return tuple(servers)
-
-
-_LIST_PARSERS = {"tensor_split": _parse_tensor_split, "rpc_servers": _parse_rpc_servers}
+    Raises:
+        ConfigError: an unknown setting or a bad value, or a quantized V cache without flash
+            attention.
+    """
+    place = _Where(Path(where), "")
+    settings = _parse_llama(dict(table), base, place)
+    if problem := kv_settings_error(settings.type_v, settings.flash_attn):
+        raise place.error(problem)
+    return settings
 
 
 def expand_path(raw: str, relative_to: Path) -> Path:
@@ -234,22 +231,6 @@ def expand_path(raw: str, relative_to: Path) -> Path:
     text = raw.replace("{cache}", str(default_cache_dir()))
     path = Path(os.path.expanduser(os.path.expandvars(text)))
     return path if path.is_absolute() else (relative_to / path)
-
-
-def short_labels(names: Sequence[str]) -> list[str]:
-    """File names without `.gguf` and without their common prefix (cut at a `-`, `_` or `.`)."""
-    stems = [Path(name).name.removesuffix(".gguf") for name in names]
-    prefix = os.path.commonprefix(stems) if len(stems) > 1 else ""
-    cut = max(prefix.rfind(sep) for sep in "-_.") + 1
-    shortened = [stem[cut:] for stem in stems]
-    if cut <= 0 or any(not s for s in shortened) or len(set(shortened)) < len(shortened):
-        shortened = stems
-    seen: dict[str, int] = {}
-    unique = []
-    for label in shortened:
-        seen[label] = seen.get(label, 0) + 1
-        unique.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return unique
 
 
 def _parse_model(
@@ -281,6 +262,8 @@ def _parse_model(
         raise where.error("must not be empty", "label")
     if "llama" in table:
         llama = _parse_llama(table["llama"], llama, where.child("llama"))
+    if problem := kv_settings_error(llama.type_v, llama.flash_attn):
+        raise where.error(problem, "llama")
     unlabelled = None if "label" in table else raw_path
     return ModelSpec(label=label, path=path, llama=llama, ref=ref), unlabelled
 
@@ -341,13 +324,25 @@ def _parse_backend(table: Mapping[str, Any], where: _Where) -> tuple[str, str] |
 
 
 def _label_unlabelled(parsed: list[tuple[ModelSpec, str | None]]) -> list[ModelSpec]:
-    """The models, each one without a label named by `short_labels` over the unlabelled paths."""
-    raw_paths = [raw for _, raw in parsed if raw is not None]
-    derived = iter(short_labels(raw_paths))
-    return [
-        spec if raw is None else dataclasses.replace(spec, label=next(derived))
-        for spec, raw in parsed
-    ]
+    """The models, each one without a label named by `short_labels` over the unlabelled paths
+    (a path listed again counts once) and by what its settings change against the baseline's
+    (`F16 · KV q8_0`, the baseline's label for its own file); a repeat of the same file and
+    settings gets ` (2)`, ` (3)`..."""
+    raw_paths = list(dict.fromkeys(raw for _, raw in parsed if raw is not None))
+    derived = dict(zip(raw_paths, short_labels(raw_paths)))
+    base_spec, base_raw = parsed[0]
+    base_label = base_spec.label if base_raw is None else derived[base_raw]
+    seen: dict[str, int] = {}
+    out = []
+    for spec, raw in parsed:
+        if raw is not None:
+            name = base_label if spec.path == base_spec.path else derived[raw]
+            label = settings_label(name, base_spec.llama, spec.llama)
+            seen[label] = seen.get(label, 0) + 1
+            label += f" ({seen[label]})" if seen[label] > 1 else ""
+            spec = dataclasses.replace(spec, label=label)
+        out.append(spec)
+    return out
 
 
 def parse_models_toml(text: str, path: Path) -> ModelsConfig:

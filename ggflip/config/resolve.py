@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ggflip.config.from_files import CLI_SET_NAME, model_set_from_files
 from ggflip.config.models_toml import ModelsConfig, ModelSet, ModelSpec, load_models_toml
+from ggflip.config.settings_quants import with_settings_quants
 from ggflip.errors import UsageError
 from ggflip.gguf.hf import resolve_hf
 
@@ -46,13 +47,19 @@ def choose_set_name(config: ModelsConfig, set_name: str | None, where: Path) -> 
 
 
 def choose_model_set(
-    models_path: Path, set_name: str | None, baseline: str | None, quants: Sequence[str]
+    models_path: Path,
+    set_name: str | None,
+    baseline: str | None,
+    quants: Sequence[str],
+    quant_settings: Sequence[str] = (),
 ) -> ModelSet:
     """The set named in the models file, or the one given by `--baseline` and `--quant`, with
-    `hf://` references resolved.
+    the `--quant-settings` quants added (`settings_quants.with_settings_quants`) and `hf://`
+    references resolved.
 
     Raises:
-        UsageError: both or half of the two ways given; ConfigError, ModelFileError: as loaded.
+        UsageError: both or half of the two ways given, or bad `--quant-settings`;
+            ConfigError, ModelFileError: as loaded.
     """
     if baseline is not None or quants:
         if set_name not in (None, CLI_SET_NAME):  # the files' own set, as a setup form names it
@@ -60,16 +67,16 @@ def choose_model_set(
                 "--set and --baseline/--quant are alternatives: use a models.toml set or name the "
                 "files"
             )
-        if baseline is None or not quants:
+        if baseline is None or not (quants or quant_settings):
             raise UsageError(
                 "without a models.toml set, give --baseline FILE and at least one --quant "
-                "FILE|DIR|GLOB"
+                "FILE|DIR|GLOB or --quant-settings NAME=VALUE,..."
             )
         model_set = model_set_from_files(baseline, quants)
     else:
         config = load_models_toml(models_path)
         model_set = config.get_set(choose_set_name(config, set_name, models_path))
-    return resolve_model_set(model_set)
+    return resolve_model_set(with_settings_quants(model_set, quant_settings))
 
 
 def models_for_setup(

@@ -22,10 +22,13 @@ import dataclasses
 import shutil
 import time
 from collections.abc import Generator
+from dataclasses import replace
 
 import numpy as np
 
 from ggflip.backends.base import BackendFactory, ModelProbe
+from ggflip.config.labels import settings_diff
+from ggflip.config.models_toml import ModelSpec
 from ggflip.corpus.cache import (
     CorpusBaseline,
     bytes_per_token,
@@ -48,6 +51,7 @@ from ggflip.corpus.events import (
 from ggflip.corpus.passes import score_baseline, score_quant, sized
 from ggflip.corpus.spec import CHUNKING_VERSION, KldSpec, text_infos
 from ggflip.corpus.summary import baseline_summary
+from ggflip.errors import UsageError
 from ggflip.runs.events import BaselineFromCache
 from ggflip.runs.vocab import check_vocabularies
 from ggflip.store.keys import cache_key
@@ -63,6 +67,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
     model_set = spec.model_set
     probes = [factory.probe(sized(model, spec.ctx)) for model in model_set.models]
     check_vocabularies(model_set, probes)
+    _check_trained_context(spec, probes)
     n_vocab = probes[0].n_vocab
     top_k = min(spec.top_k, n_vocab)
     yield KldStarted(
@@ -102,16 +107,47 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
         baseline_info = dataclasses.replace(baseline_info, **probes[0].memory_facts())
         yield BaselineKldFinished(baseline_info)
         for quant, probe in zip(model_set.quants, probes[1:]):
-            summary = yield from score_quant(spec, factory, quant, baseline, texts)
+            summary = yield from _score_quant(spec, factory, quant, probe, baseline, texts)
             summary = dataclasses.replace(summary, **probe.memory_facts())
             quants.append(summary)
-            yield QuantKldFinished(summary)
         yield KldFinished(
             _report(spec, baseline, texts, top_k, n_vocab, baseline_info, quants, True)
         )
     finally:
         if baseline is not None and spec.cache_dir is None:
             shutil.rmtree(baseline.folder, ignore_errors=True)
+
+
+def _score_quant(
+    spec: KldSpec,
+    factory: BackendFactory,
+    quant: ModelSpec,
+    probe: ModelProbe,
+    baseline: CorpusBaseline,
+    texts: tuple[TextInfo, ...],
+) -> Generator[KldEvent, None, QuantKld]:
+    """One quant scored against the baseline, with what its report says about how it was made
+    and run (its settings unlike the baseline's, its imatrix provenance)."""
+    summary = yield from score_quant(spec, factory, quant, baseline, texts)
+    diff = settings_diff(spec.model_set.baseline.llama, quant.llama)
+    summary = replace(summary, settings=diff, imatrix=dict(probe.imatrix))
+    yield QuantKldFinished(summary)
+    return summary
+
+
+def _check_trained_context(spec: KldSpec, probes: list[ModelProbe]) -> None:
+    """Refuse a `--ctx` beyond a model's trained context: its logits there mean nothing.
+
+    Raises:
+        UsageError: naming the model and its trained context.
+    """
+    for model, probe in zip(spec.model_set.models, probes):
+        if probe.context_length is not None and spec.ctx > probe.context_length:
+            raise UsageError(
+                f"--ctx {spec.ctx} is beyond {model.label}'s trained context of "
+                f"{probe.context_length:,} tokens ({model.path.name}); give --ctx "
+                f"{probe.context_length} or less"
+            )
 
 
 def _key_parts(
@@ -129,6 +165,8 @@ def _key_parts(
         "tail_samples": spec.tail_samples,
         "block_rows": spec.block_rows,
         "chunking": CHUNKING_VERSION,
+        # Only when it is not llama-perplexity's ctx/2, so keys made before it still match.
+        **({} if spec.first_scored == spec.ctx // 2 else {"score_from": spec.first_scored}),
         **factory.baseline_numerics(sized(spec.model_set.baseline, spec.ctx)),
     }
 
@@ -191,6 +229,7 @@ def partial_kld_report(
         quants=tuple(quants),
         complete=False,
         texts=texts,
+        calibration=spec.calibration,
     )
 
 
@@ -231,4 +270,5 @@ def _report(
         quants=tuple(quants),
         complete=complete,
         texts=texts,
+        calibration=spec.calibration,
     )

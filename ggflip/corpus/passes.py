@@ -1,11 +1,14 @@
 """The two passes of a corpus run: the baseline into its compact record, then a quant against it.
 
 Each chunk is decoded alone in a context of exactly `ctx` tokens; logits come back only at the
-scored positions (the second half of the chunk) and are reduced in blocks of `block_rows` rows,
-so memory is two chunks' scored logits whatever the corpus length: chunk i is scored on the
-scoring threads while chunk i + 1 decodes (`ggflip.runs.pipeline`). A block's tail draws are
-seeded by the chunk's place in its text and the block's first row, so they do not depend on which
-thread scores it, or when.
+scored positions (the second half of the chunk), a slice at a time (`Backend.logits_slices`:
+llama.cpp's ubatches, at most n_ubatch rows), and are reduced in blocks of `block_rows` rows.
+So memory is two slices' logits whatever the corpus length and whatever `ctx`: slice i is scored
+on the scoring threads while slice i + 1 decodes (`ggflip.runs.pipeline`), never ctx × n_vocab
+(llama-perplexity's `--kl-divergence-base` holds that, 8.6 GB at ctx 8192 and 262,144 tokens).
+A block's tail draws are seeded by the chunk's place in its text and the block's first row (on
+a grid of `block_rows` from the chunk's first scored row, cut at a slice's edge), so they do not
+depend on which thread scores it, or when.
 """
 
 from __future__ import annotations
@@ -38,16 +41,45 @@ def sized(model: ModelSpec, ctx: int) -> ModelSpec:
     return model.with_context(ctx, 1)
 
 
-def _scored_logits(
-    backend: Backend, spec: KldSpec, chunk: NDArray[np.int32]
-) -> NDArray[np.float32]:
-    positions = tuple(range(spec.first_scored, spec.ctx - 1))
-    return backend.logits([ScoreRequest(tuple(int(t) for t in chunk), positions)])[0]
+Slice = tuple[int, int]
+"""A pass's unit of work: (chunk index, the chunk's row its logits start at)."""
 
 
-def _blocks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
+class _Slices:
+    """A pass's work: each chunk's slices in order, each read by `decode` from the backend's
+    `logits_slices` of that chunk (in the decoding thread, one at a time, as the pipeline asks)."""
+
+    def __init__(
+        self, backend: Backend, spec: KldSpec, tokens: Callable[[int], NDArray[np.int32]], n: int
+    ) -> None:
+        self._backend, self._spec, self._tokens, self._n = backend, spec, tokens, n
+        self._reader: Iterator[NDArray[np.float32]] | None = None
+        self._row = 0
+
+    def __iter__(self) -> Iterator[Slice]:
+        positions = tuple(range(self._spec.first_scored, self._spec.ctx - 1))
+        for index in range(self._n):
+            request = ScoreRequest(tuple(int(t) for t in self._tokens(index)), positions)
+            self._reader, self._row = self._backend.logits_slices(request), 0
+            while self._row < len(positions):
+                yield index, self._row
+            getattr(self._reader, "close", lambda: None)()  # a generator's decodes end here
+
+    def decode(self, item: Slice) -> NDArray[np.float32]:
+        """The next slice's logits rows (`item` is the slice `__iter__` just gave)."""
+        assert self._reader is not None
+        logits = next(self._reader)
+        self._row += logits.shape[0]
+        return logits
+
+
+def _blocks(start: int, n: int, size: int) -> Iterator[slice]:
+    """The rows [start, start + n) of a chunk in blocks on a grid of `size` from row 0."""
+    row, stop = start, start + n
+    while row < stop:
+        end = min(stop, (row // size + 1) * size)
+        yield slice(row, end)
+        row = end
 
 
 def _pieces(backend: Backend, chunk: NDArray[np.int32]) -> tuple[str, ...]:
@@ -90,12 +122,17 @@ def score_baseline(
             spec.cache_dir, key, n_chunks, spec.ctx, n_rows, top_k, spec.tail_samples
         )
 
-        def decode(index: int) -> NDArray[np.float32]:
-            return _scored_logits(backend, spec, chunks[index])
-
+        slices = _Slices(backend, spec, lambda index: chunks[index], n_chunks)
         workers = factory.scoring_workers(spec.scoring_threads, model)
         score = _baseline_scorer(spec, chunks, local_index, top_k)
-        for index, (rows, target) in overlapped(range(n_chunks), decode, score, workers):
+        parts: list[tuple[PositionRecord, FloatArray]] = []
+        for (index, row), part in overlapped(slices, slices.decode, score, workers):
+            parts.append(part)
+            if row + part[1].shape[0] < n_rows:
+                continue
+            rows = PositionRecord.concatenate([record for record, _ in parts])
+            target = np.concatenate([logprobs for _, logprobs in parts])
+            parts = []
             chunk = chunks[index]
             writer.write_chunk(index, chunk, rows, target)
             pieces = _pieces(backend, chunk)
@@ -113,13 +150,14 @@ def score_baseline(
 
 def _baseline_scorer(
     spec: KldSpec, chunks: NDArray[np.int32], local_index: NDArray[np.int64], top_k: int
-) -> Callable[[int, NDArray[np.float32], RowMap], tuple[PositionRecord, FloatArray]]:
-    """The numpy part of a baseline chunk: its rows' record and the log-probability of each
+) -> Callable[[Slice, NDArray[np.float32], RowMap], tuple[PositionRecord, FloatArray]]:
+    """The numpy part of a baseline slice: its rows' record and the log-probability of each
     scored position's next token."""
 
     def score(
-        index: int, logits: NDArray[np.float32], row_map: RowMap
+        item: Slice, logits: NDArray[np.float32], row_map: RowMap
     ) -> tuple[PositionRecord, FloatArray]:
+        index, first = item
         targets = chunks[index][spec.first_scored + 1 :]
 
         def block_record(block: slice) -> tuple[BaselineRows, FloatArray]:
@@ -127,11 +165,15 @@ def _baseline_scorer(
             # are those of a run on that text alone.
             seed = [int(local_index[index]), SAMPLING_SEED, block.start]
             norm, part = baseline_normalize(
-                logits[block], top_k, spec.tail_samples, np.random.default_rng(seed)
+                logits[block.start - first : block.stop - first],
+                top_k,
+                spec.tail_samples,
+                np.random.default_rng(seed),
             )
             return part, norm.logprobs_at(targets[block])
 
-        done = row_map(block_record, list(_blocks(spec.rows_per_chunk, spec.block_rows)))
+        blocks = list(_blocks(first, logits.shape[0], spec.block_rows))
+        done = row_map(block_record, blocks)
         rows = PositionRecord.concatenate([part for part, _ in done])
         return rows, np.concatenate([target for _, target in done])
 
@@ -179,12 +221,14 @@ def score_quant(
     try:
         scoring_started = time.perf_counter()
 
-        def decode(index: int) -> NDArray[np.float32]:
-            return _scored_logits(backend, spec, np.asarray(baseline.tokens[index]))
-
+        slices = _Slices(
+            backend, spec, lambda index: np.asarray(baseline.tokens[index]), n_chunks
+        )
         workers = factory.scoring_workers(spec.scoring_threads, model)
         score = _quant_scorer(spec, baseline, scores)
-        for index, _ in overlapped(range(n_chunks), decode, score, workers):
+        for (index, row), n_slice in overlapped(slices, slices.decode, score, workers):
+            if row + n_slice < spec.rows_per_chunk:
+                continue
             chunk = np.asarray(baseline.tokens[index])
             span = baseline.rows(index)
             scores.nll_base[span] = -np.asarray(baseline.target_logprob[span])
@@ -196,7 +240,7 @@ def score_quant(
         str(model.path),
         scores,
         texts,
-        spec.rows_per_chunk,
+        (spec.first_scored, spec.ctx),
         time.perf_counter() - scoring_started,
         spec.margins,
     )
@@ -204,11 +248,12 @@ def score_quant(
 
 def _quant_scorer(
     spec: KldSpec, baseline: CorpusBaseline, scores: QuantScores
-) -> Callable[[int, NDArray[np.float32], RowMap], None]:
-    """The numpy part of a quant chunk: its rows' NLL, KL (lower bound and gap), acceptance and
-    same-top, written into `scores`."""
+) -> Callable[[Slice, NDArray[np.float32], RowMap], int]:
+    """The numpy part of a quant slice: its rows' NLL, KL (lower bound and gap), acceptance and
+    same-top, written into `scores`; returns the slice's row count."""
 
-    def score(index: int, logits: NDArray[np.float32], row_map: RowMap) -> None:
+    def score(item: Slice, logits_rows: NDArray[np.float32], row_map: RowMap) -> int:
+        index, first = item
         span = baseline.rows(index)
         base = baseline.positions[span]
         targets = np.asarray(baseline.tokens[index])[spec.first_scored + 1 :]
@@ -216,13 +261,14 @@ def _quant_scorer(
         def block_scores(block: slice) -> None:
             rows = slice(span.start + block.start, span.start + block.stop)
             part = base[block]
-            norm = normalize(logits[block], part.top_ids)
+            norm = normalize(logits_rows[block.start - first : block.stop - first], part.top_ids)
             scores.kl_lower[rows], scores.kl_gap[rows] = kl_rows(part, norm)
             scores.acceptance[rows] = acceptance_rows(part, norm)
             scores.nll[rows] = -norm.logprobs_at(targets[block])
             scores.same_top[rows] = norm.argmax() == part.top_ids[:, 0]
 
-        row_map(block_scores, list(_blocks(spec.rows_per_chunk, spec.block_rows)))
+        row_map(block_scores, list(_blocks(first, logits_rows.shape[0], spec.block_rows)))
+        return int(logits_rows.shape[0])
 
     return score
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ggflip.corpus.positions import PositionBucket
 from ggflip.corpus.stats import KldStats
 from ggflip.scoring import frontier, metrics
 from ggflip.store.documents import finite, to_json
+from ggflip.tasks.calibration import CalibrationOverlap
 
 KLD_SCHEMA_VERSION = 1
 MODE = "corpus"
@@ -124,12 +126,17 @@ class QuantKld:
     memory_unknown: str | None = None
     equivalence: dict[str, Any] | None = None  # over the chunks (`ggflip.scoring.criteria`)
     chunk_kl: tuple[float, ...] = ()  # each chunk's mean KL, in the run's chunk order
+    settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
+    by_position: tuple[PositionBucket, ...] = ()  # KL by position in the chunk
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
 
     def to_dict(self) -> dict[str, Any]:
         tail = asdict(self.tail) if self.tail else {}
         document = {
             "label": self.label,
             "path": self.path,
+            "settings": self.settings,
+            "imatrix": self.imatrix,
             "seconds": self.seconds,
             "memory": self.memory,
             "memory_unknown": self.memory_unknown,
@@ -138,6 +145,7 @@ class QuantKld:
             "equivalence": finite(self.equivalence),
             "chunk_kl": finite(list(self.chunk_kl)),
             "by_category": [category.to_dict() for category in self.by_category],
+            "by_position": [bucket.to_dict() for bucket in self.by_position],
         }
         return metrics.with_extra(document, self.extra, before="by_category")
 
@@ -155,12 +163,15 @@ class KldReport:
      "baseline": null | {"label", "path", "ppl", "ppl_unc", "seconds", "from_cache",
                          "by_category": [{"name", "ppl", "ppl_unc"}], "memory",
                          "memory_unknown"},
-     "quants": [{"label", "path", "seconds", "memory", "memory_unknown", <KldStats.to_dict()>,
-                 <TailCheck>,
+     "calibration": [{"file", "n_windows", "overlapping", "share", "warn"}],
+     "quants": [{"label", "path", "settings": {name: value}, "imatrix": {...}, "seconds",
+                 "memory", "memory_unknown", <KldStats.to_dict()>, <TailCheck>,
                  "equivalence": {"verdict", "n_more", "criteria": {"kl_mean": {...}}},
                  "chunk_kl": [float],
                  <extra metrics>,
-                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}]}],
+                 "by_category": [{"name", <KldStats.to_dict()>, <TailCheck>, <extra metrics>}],
+                 "by_position": [{"lo", "hi", "n_tokens", "kl_mean", "same_top",
+                                  "ppl_ratio"}]}],
      "frontier": {<ggflip.scoring.frontier.frontier_object: memory against mean KL>}}
     ```
 
@@ -173,6 +184,10 @@ class KldReport:
     which quant-against-quant comparisons pair (`ggflip.scoring.versus`). `by_category` follows
     `texts`' order, one entry per text, also for a single text. The extra metrics are the
     registered corpus metrics with a kernel that are not a key before them.
+    `settings` holds the quant's llama settings unlike the baseline's (a KV-cache type...);
+    `by_position` the position buckets holding scored tokens (`ggflip.corpus.positions`).
+    `calibration` has one `{"file", "n_windows", "overlapping", "share", "warn"}` per
+    `--calibration` file (`ggflip.tasks.calibration`).
     """
 
     set: str
@@ -187,6 +202,7 @@ class KldReport:
     quants: tuple[QuantKld, ...] = field(default_factory=tuple)
     complete: bool = True
     texts: tuple[TextInfo, ...] = ()
+    calibration: tuple[CalibrationOverlap, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         document = {
@@ -204,6 +220,7 @@ class KldReport:
             "cache": asdict(self.cache) if self.cache else None,
             "baseline": asdict(self.baseline) if self.baseline else None,
             "quants": [quant.to_dict() for quant in self.quants],
+            "calibration": [asdict(overlap) for overlap in self.calibration],
         }
         document["frontier"] = frontier.frontier_object(finite(document))
         return document

@@ -15,6 +15,7 @@ from ggflip.corpus.texts import CorpusText
 from ggflip.errors import UsageError, check_counts
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
+from ggflip.tasks.calibration import CalibrationOverlap
 
 DEFAULT_CTX = 512
 DEFAULT_CORPUS_TOP_K = 512
@@ -39,12 +40,19 @@ class KldSpec:
     block_rows: int = 32
     scoring_threads: int | None = None  # None: the cores llama.cpp leaves free; 0: no overlap
     margins: Margins = DEFAULT_MARGINS  # of each quant's equivalence to the baseline
+    score_from: int | None = None  # a chunk's first scored position; None: ctx/2 (llama's)
+    calibration: tuple[CalibrationOverlap, ...] = ()  # the texts against --calibration files
 
     def __post_init__(self) -> None:
         if not self.texts:
             raise UsageError("give at least one --text FILE or folder")
         if self.ctx < 8:
             raise UsageError(f"--ctx must be at least 8, got {self.ctx}")
+        if self.score_from is not None and not 0 <= self.score_from <= self.ctx - 2:
+            raise UsageError(
+                f"--score-from must be between 0 and ctx - 2 = {self.ctx - 2}, got "
+                f"{self.score_from}"
+            )
         check_counts(
             {"--chunks": self.chunks, "--top-k": self.top_k},
             {"--tail-samples": self.tail_samples, "--scoring-threads": self.scoring_threads},
@@ -52,12 +60,13 @@ class KldSpec:
 
     @property
     def first_scored(self) -> int:
-        """Position of the first scored logits row (llama.cpp's `first = n_ctx/2`)."""
-        return self.ctx // 2
+        """Position of the first scored logits row (llama.cpp's `first = n_ctx/2`, or
+        `score_from`: 0 scores every position, so KL by position covers the whole context)."""
+        return self.ctx // 2 if self.score_from is None else self.score_from
 
     @property
     def rows_per_chunk(self) -> int:
-        """Scored tokens per chunk: ctx - 1 - ctx/2."""
+        """Scored tokens per chunk: ctx - 1 - first_scored."""
         return self.ctx - 1 - self.first_scored
 
     @property

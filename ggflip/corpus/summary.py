@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ggflip.corpus.positions import position_buckets
 from ggflip.corpus.report import (
     MODE,
     BaselineKld,
@@ -108,21 +109,27 @@ def quant_summary(
     path: str,
     scores: QuantScores,
     texts: Sequence[TextInfo],
-    rows_per_chunk: int,
+    chunking: tuple[int, int],
     seconds: float,
     margins: Margins = DEFAULT_MARGINS,
 ) -> QuantKld:
-    """One quant's statistics over the corpus and on each text, and its equivalence over the
-    chunks (each chunk's mean KL a unit)."""
+    """One quant's statistics over the corpus, on each text and by position, and its equivalence
+    over the chunks (each chunk's mean KL a unit); `chunking` is (first scored position, ctx)."""
+    first_scored, ctx = chunking
+    rows_per_chunk = ctx - 1 - first_scored
     stats, tail, extra = scores.summary(slice(None))
     by_category = tuple(
         CategoryKld(text.name, *scores.summary(text_rows(text, rows_per_chunk))) for text in texts
     )
-    chunk_kl = (scores.kl_lower + scores.kl_gap).reshape(-1, rows_per_chunk).mean(axis=1)
+    kl = scores.kl_lower + scores.kl_gap
+    by_position = position_buckets(
+        kl, scores.same_top, scores.nll, scores.nll_base, first_scored, ctx
+    )
+    chunk_kl = kl.reshape(-1, rows_per_chunk).mean(axis=1)
     equivalence = kl_equivalence(chunk_kl, margins, unit="chunks")
     return QuantKld(
         label, path, stats, seconds, tail, by_category, extra,
-        equivalence=equivalence, chunk_kl=tuple(chunk_kl.tolist()),
+        equivalence=equivalence, chunk_kl=tuple(chunk_kl.tolist()), by_position=by_position,
     )
 
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Generator, Sequence
 
 from ggflip.backends.base import BackendFactory, ModelProbe
+from ggflip.config.labels import settings_diff
 from ggflip.generate.baseline import baseline_summary, generate_baseline
 from ggflip.generate.events import (
     ChatTemplateDiffers,
@@ -106,7 +107,10 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
         quants: list[GenQuant] = []
         for model, rows, probe in zip(model_set.quants, stored[1:], probes[1:]):
             summary = yield from compare_quant(spec, factory, model, units, base_units, skips, rows)
-            summary = dataclasses.replace(summary, **probe.memory_facts())
+            diff = settings_diff(model_set.baseline.llama, model.llama)
+            summary = dataclasses.replace(
+                summary, settings=diff, imatrix=dict(probe.imatrix), **probe.memory_facts()
+            )
             quants.append(summary)
             yield GenQuantFinished(summary)
         skipped = _skipped(spec, units, skips)

@@ -141,6 +141,8 @@ class GenQuant:
     memory: dict[str, Any] | None = None
     memory_unknown: str | None = None
     equivalence: dict[str, Any] | None = None  # ggflip.scoring.criteria's object
+    settings: dict[str, Any] = field(default_factory=dict)  # llama settings unlike the baseline's
+    imatrix: dict[str, Any] = field(default_factory=dict)  # the GGUF's imatrix provenance
 
 
 QUANT_FIELDS = frozenset(f.name for f in dataclasses.fields(GenQuant))

@@ -46,6 +46,7 @@ class GenOptions:
     first: bool = False  # --limit takes the first N prompts instead of a sample
     baseline: str | None = None  # without a models.toml set: the baseline GGUF (path or hf://)
     quants: tuple[str, ...] = field(default=())  # with `baseline`: quant files, folders, globs
+    quant_settings: tuple[str, ...] = field(default=())  # the baseline's file, other settings
     chat: bool = False  # also on when the task asks through the chat template by default
     system: str | None = None
     max_new_tokens: int | None = None  # None: the task's
@@ -100,7 +101,11 @@ def resolve_gen_spec(options: GenOptions) -> GenSpec:
         raise UsageError(f"'{options.task}' is not a generation task")
     _check(options)
     model_set = choose_model_set(
-        options.models_path, options.set_name, options.baseline, options.quants
+        options.models_path,
+        options.set_name,
+        options.baseline,
+        options.quants,
+        options.quant_settings,
     )
     fields = check_fields(options.fields)
     source = options.data or default_source(task)

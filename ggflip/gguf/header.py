@@ -107,6 +107,7 @@ class GgufHeader:
     parts: tuple[Path, ...] = ()
     tensor_bytes: int = 0  # the tensor data of every part: what llama.cpp loads as weights
     hparams: Mapping[str, Any] = field(default_factory=dict)  # the `ARCH.*` metadata keys
+    imatrix: Mapping[str, Any] = field(default_factory=dict)  # `imatrix_provenance`
 
 
 def split_parts(path: Path) -> tuple[Path, ...]:
@@ -251,6 +252,24 @@ def _header_key(key: str) -> bool:
     )
 
 
+IMATRIX_PREFIX = "quantize.imatrix."
+IMATRIX_KEYS = ("file", "dataset", "chunks_count", "entries_count")
+"""The imatrix provenance llama-quantize writes (`quantize.imatrix.file`, ...), by short name."""
+
+
+def imatrix_provenance(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The `quantize.imatrix.*` keys of a header, by short name (`file`, `dataset`,
+    `chunks_count`, `entries_count`); empty for a model quantized without an imatrix."""
+    out: dict[str, Any] = {}
+    for name in IMATRIX_KEYS:
+        value = fields.get(IMATRIX_PREFIX + name)
+        if isinstance(value, list):  # llama.cpp may write the datasets as an array
+            value = ", ".join(_text(v) for v in value)
+        if value is not None:
+            out[name] = value if isinstance(value, int) else _text(value)
+    return out
+
+
 def _text(value: Any, default: str = "") -> str:
     return (
         value.decode("utf-8", "replace")
@@ -323,6 +342,7 @@ def read_header(path: Path) -> GgufHeader:
         parts=parts,
         tensor_bytes=tensor_bytes,
         hparams={k: v for k, v in fields.items() if k.startswith(f"{architecture}.")},
+        imatrix=imatrix_provenance(fields),
     )
 
 
@@ -358,4 +378,5 @@ def header_facts(header: GgufHeader) -> dict[str, Any]:
         "vocab_fingerprint": header.vocab_fingerprint,
         "context_length": header.context_length,
         "has_chat_template": header.has_chat_template,
+        "imatrix": dict(header.imatrix),
     }

@@ -36,6 +36,7 @@ from typing import Any
 
 from ggflip.errors import ModelFileError, UsageError, did_you_mean
 from ggflip.gguf.header import GgufHeader, read_header
+from ggflip.gguf.kv_cache_types import KV_CACHE_TYPES
 from ggflip.gguf.kv_dims import KvLayout, kv_layout
 
 __all__ = [
@@ -50,8 +51,8 @@ __all__ = [
     "parse_kv_type",
 ]
 
-KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
-"""The cache types llama.cpp's `-ctk`/`-ctv` accept."""
+KV_TYPES = tuple(KV_CACHE_TYPES)
+"""The cache types llama.cpp's `-ctk`/`-ctv` accept (`ggflip.gguf.kv_cache_types`, one table)."""
 DEFAULT_N_UBATCH = 512  # llama.cpp's default n_ubatch
 _CELL_PAD = 256
 

@@ -21,9 +21,11 @@ from ggflip.reports.frontier import frontier_markdown, render_frontier
 from ggflip.reports.tables import (
     Column,
     Table,
+    calibration_lines,
     legend,
     legend_line,
     metric_column,
+    model_lines,
     to_markdown,
     to_rich,
 )
@@ -232,6 +234,8 @@ def render_report(report: Report, console: Console, flip_rows: int = 10) -> None
     for note in _notes(report):
         console.print(note, markup=False, highlight=False)
     console.print(legend_line(legend_terms()), style="dim", markup=False, highlight=False)
+    for line in calibration_lines(report.calibration) + model_lines(report.quants):
+        console.print(line, markup=False, highlight=False)
     if report.floor is not None:
         verdicts = Table(
             f"Against the noise floor ({report.floor_method})",
@@ -271,6 +275,8 @@ def render_markdown(
     for note in _notes(report):
         lines += ["", note]
     lines += ["", f"_{legend_line(legend_terms())}._"]
+    settings = calibration_lines(report.calibration) + model_lines(report.quants)
+    lines += ["", *(f"{line}  " for line in settings)] if settings else []
     if report.floor is not None:
         lines += ["", f"Noise floor: {report.floor_method}.", ""]
         lines += to_markdown(Table("", VERDICT_HEADER, verdict_rows(report)))

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ggflip.corpus.positions import PositionBucket, bucket_label
 from ggflip.corpus.report import KldReport
 from ggflip.corpus.stats import DP_PERCENTILES, KL_PERCENTILES, KldStats
 from ggflip.reports import notes, tables
@@ -22,14 +23,17 @@ from ggflip.reports.frontier import frontier_html, frontier_markdown, render_fro
 from ggflip.reports.tables import (
     Column,
     Table,
+    calibration_lines,
     html_page,
     metric_column,
+    model_lines,
     to_html,
     to_markdown,
     to_rich,
 )
 from ggflip.scoring import formats, metrics
 from ggflip.scoring.formats import sig_pm
+from ggflip.tasks.calibration import same_text_note
 
 MODE = "corpus"
 
@@ -166,8 +170,27 @@ def _sections(report: KldReport) -> list[tuple[str | None, str]]:
     return sections
 
 
+def position_table(report: KldReport) -> Table | None:
+    """KL by position: a line per quant, a column per position bucket holding scored tokens
+    (`ggflip.corpus.positions`), each cell KL mean · same top · PPL ratio; None without quants."""
+    if not report.quants or not report.quants[0].by_position:
+        return None
+    buckets = [(b.lo, b.hi, b.n_tokens) for b in report.quants[0].by_position]
+    header = ["model", *(f"{bucket_label(lo, hi)} ({n:,} tok)" for lo, hi, n in buckets)]
+    rows = [[q.label, *map(_position_cell, q.by_position)] for q in report.quants]
+    return Table("KL by position in the chunk: KL mean · same top · PPL ratio", header, rows)
+
+
+def _position_cell(bucket: PositionBucket) -> str:
+    return f"{bucket.kl_mean:.5f} · {bucket.same_top:.1%} · ×{bucket.ppl_ratio:.4f}"
+
+
 def _cache_lines(report: KldReport) -> list[str]:
-    lines = []
+    lines = calibration_lines(report.calibration) + model_lines(report.quants)
+    sources = [text.source for text in report.texts]
+    for q in report.quants:
+        note = same_text_note(str(q.imatrix.get("dataset", "")), sources)
+        lines += [f"{q.label}: {note}"] if note else []
     if report.cache:
         c = report.cache
         lines.append(
@@ -214,6 +237,9 @@ def render_kld_report(report: KldReport, console: Console) -> None:
     equivalent = equivalence_table(report.quants)
     if equivalent is not None:
         console.print(to_rich(equivalent, show_edge=False))
+    positions = position_table(report)
+    if positions is not None:
+        console.print(to_rich(positions, show_edge=False))
     for line in _cache_lines(report):
         console.print(line)
     render_frontier(report.to_dict()["frontier"], console)
@@ -239,6 +265,9 @@ def render_kld_markdown(report: KldReport) -> str:
     equivalent = equivalence_table(report.quants, "Equivalence to the baseline over the chunks")
     if equivalent is not None:
         lines += [f"{equivalent.title} (90 % intervals):", ""] + to_markdown(equivalent) + [""]
+    positions = position_table(report)
+    if positions is not None:
+        lines += ["## KL by position", "", *to_markdown(positions), ""]
     lines += [f"{line}  " for line in _cache_lines(report)]
     lines += frontier_markdown(report.to_dict()["frontier"])
     if note := notes.source_note(q.label for q in report.quants):
@@ -253,5 +282,8 @@ def render_kld_html(report: KldReport) -> str:
         + (to_html(detail) if detail is not None else "")
         for _, heading, summary, detail in _tables(report)
     )
+    positions = position_table(report)
+    if positions is not None:
+        body += f"<h2>KL by position</h2>{to_html(positions)}"
     lines = "".join(f"<p>{html.escape(line)}</p>" for line in _cache_lines(report))
     return html_page(_title(report), body + lines + frontier_html(report.to_dict()["frontier"]))

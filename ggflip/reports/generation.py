@@ -26,6 +26,7 @@ from ggflip.reports.tables import (
     html_figures,
     html_page,
     metric_column,
+    model_lines,
     to_html,
     to_markdown,
     to_rich,
@@ -96,6 +97,8 @@ def render_gen_report(report: GenReport, console: Console) -> None:
         title += " (INCOMPLETE: stopped early)"
     document = report.to_dict()
     console.print(to_rich(summary_table(document, title)))
+    for line in model_lines(report.quants):
+        console.print(line, markup=False, highlight=False)
     equivalent = equivalence_table(document["quants"])
     if equivalent is not None:
         console.print(to_rich(equivalent, show_edge=False))
@@ -149,6 +152,7 @@ def _notes(document: dict[str, Any]) -> list[str]:
     lines = [
         f"- `{s['id']}` turn {s['turn'] + 1} skipped: {s['reason']}" for s in document["skipped"]
     ]
+    lines += [f"- {line}" for line in model_lines(document["quants"])]
     lines += [
         f"- {label}: its own chat template differs from the baseline's (asked through the "
         "baseline's)"

@@ -29,9 +29,11 @@ from ggflip.reports.frontier import frontier_html, of_document
 from ggflip.reports.generation import GEN_SCHEMA, render_gen_html, render_gen_markdown
 from ggflip.reports.tables import (
     Table,
+    calibration_lines,
     html_figures,
     html_page,
     legend_line,
+    model_lines,
     to_html,
     to_markdown,
 )
@@ -203,6 +205,8 @@ def _verdicts_html(report: Report) -> str:
         f"<h2>Against the noise floor</h2><p>{html.escape(str(report.floor_method))}.</p>"
         + to_html(Table("", VERDICT_HEADER, verdict_rows(report)))
     )
+def _settings(document: dict[str, Any]) -> list[str]:
+    return calibration_lines(_report(document).calibration) + model_lines(document["quants"])
 
 
 def render_html(document: dict[str, Any]) -> str:
@@ -224,7 +228,8 @@ def render_html(document: dict[str, Any]) -> str:
         f"(prompt {esc(str(document['prompt_version']))}); "
         f"ggflip {esc(str(document.get('ggflip_version', '')))}.</p>"
         f"{to_html(summary)}<p>{esc(legend_line(legend_terms()))}.</p>"
-        f"{_verdicts_html(report)}"
+        + "".join(f"<p>{esc(line)}</p>" for line in _settings(document))
+        + f"{_verdicts_html(report)}"
         + (f"<h2>{esc(equivalent.title)}</h2>{to_html(equivalent)}" if equivalent else "")
         + f"{to_html(files_table(document))}"
         f"{frontier_html(of_document(document))}"

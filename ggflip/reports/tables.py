@@ -17,6 +17,7 @@ from typing import Any
 from rich.table import Table as RichTable
 
 from ggflip.scoring import metrics
+from ggflip.tasks.calibration import CalibrationOverlap, known_set_note
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,59 @@ def html_figures(figures: Mapping[str, str]) -> str:
         f"<figcaption>{esc(title)}</figcaption></figure>"
         for title, png in figures.items()
     )
+
+
+def imatrix_text(provenance: Mapping[str, Any]) -> str:
+    """`imatrix.gguf (dataset calibration_datav3.txt, 125 chunks, 196 entries)`; "" for none."""
+    if not provenance:
+        return ""
+    details = [f"dataset {provenance['dataset']}"] if "dataset" in provenance else []
+    for key, unit in (("chunks_count", "chunks"), ("entries_count", "entries")):
+        if key in provenance:
+            details.append(f"{provenance[key]} {unit}")
+    name = str(provenance.get("file", "an imatrix"))
+    return name + (f" ({', '.join(details)})" if details else "")
+
+
+def provenance_lines(quants: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """One line per quant made with an importance matrix: its provenance from the GGUF."""
+    lines = []
+    for label, imatrix in quants:
+        if imatrix:
+            note = known_set_note(str(imatrix.get("dataset", "")))
+            lines.append(
+                f"{label}: quantized with imatrix {imatrix_text(imatrix)}"
+                + (f" ({note})" if note else "")
+            )
+    return lines
+
+
+def calibration_lines(overlaps: Iterable[CalibrationOverlap]) -> list[str]:
+    """A line per `--calibration` file: the share of the evaluation in it, and the warning."""
+    return [overlap.line() for overlap in overlaps]
+
+
+def model_lines(quants: Iterable[Any]) -> list[str]:
+    """What a report says about how each quant was made and run beyond its file name: its llama
+    settings unlike the baseline's, then its imatrix provenance (summary objects or JSON dicts)."""
+    items = list(quants)
+    settings = [(value_of(q, "label"), value_of(q, "settings") or {}) for q in items]
+    imatrix = [(value_of(q, "label"), value_of(q, "imatrix") or {}) for q in items]
+    return settings_lines(settings) + provenance_lines(imatrix)
+
+
+def settings_lines(quants: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """One line per quant whose llama settings differ from the baseline's (a quant of the same
+    file under a quantized KV cache, flash attention, GPU layers...): every differing setting."""
+    lines = []
+    for label, settings in quants:
+        if settings:
+            shown = ", ".join(f"{name} = {_setting(value)}" for name, value in settings.items())
+            lines.append(f"{label}: llama settings unlike the baseline's: {shown}")
+    return lines
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)

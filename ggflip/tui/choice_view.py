@@ -25,6 +25,7 @@ from ggflip.choice.spec import RunSpec
 from ggflip.reports.choice import render_markdown
 from ggflip.runs.events import QUANT
 from ggflip.runs.resume import is_unfinished
+from ggflip.tasks.calibration import calibration_warning
 from ggflip.tui import help
 from ggflip.tui.choice_cells import (
     SORT_NAMES,
@@ -101,7 +102,10 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
         return dataclasses.replace(options, resume=resume)
 
     def subtitle(self, spec: RunSpec) -> str:
-        return f"{spec.model_set.name} · {spec.task} · {spec.questions.selection}"
+        warning = calibration_warning(spec.calibration)
+        return f"{spec.model_set.name} · {spec.task} · {spec.questions.selection}" + (
+            f" · {warning}" if warning else ""
+        )
 
     def columns(self) -> list[tuple[str, int]]:
         return column_pairs()

@@ -22,6 +22,8 @@ def tui_options(args: argparse.Namespace) -> RunOptions:
         set_name=getattr(args, "set_name", None),
         baseline=getattr(args, "baseline", None),
         quants=tuple(getattr(args, "quant", None) or ()),
+        quant_settings=tuple(getattr(args, "quant_settings", None) or ()),
+        calibration=tuple(getattr(args, "calibration", None) or ()),
         task=getattr(args, "task", None) or "mmlu",
         task_file=getattr(args, "task_file", None),
         fields=tuple(getattr(args, "field", None) or ()),

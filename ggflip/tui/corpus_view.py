@@ -24,6 +24,7 @@ from ggflip.corpus.setup import KldOptions, resolve_kld_spec
 from ggflip.corpus.spec import KldSpec
 from ggflip.reports.corpus import render_kld_markdown
 from ggflip.runs.fold import ModelProgress
+from ggflip.tasks.calibration import calibration_warning
 from ggflip.tui import help
 from ggflip.tui.columns import fit_columns
 from ggflip.tui.corpus_live import KLD_PRIORITY, LiveKld, kl_legend
@@ -79,7 +80,10 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
         return run_kld(spec, factory)
 
     def subtitle(self, spec: KldSpec) -> str:
-        return f"{spec.model_set.name} · {spec.source} · ctx {spec.ctx}"
+        warning = calibration_warning(spec.calibration)
+        return f"{spec.model_set.name} · {spec.source} · ctx {spec.ctx}" + (
+            f" · {warning}" if warning else ""
+        )
 
     def columns(self) -> list[tuple[str, int]]:
         return kld_columns()
@@ -158,7 +162,15 @@ class KldScreen(RunScreen[KldOptions, KldSpec, LiveKld]):
             )
         )
         worst = live.worst_tokens(self.selected, self.chunk)
-        self.query_one("#worst", Static).update(Text(f"largest KL: {worst}" if worst else ""))
+        lines = [f"largest KL: {worst}"] if worst else []
+        summary = live.models[self.selected].summary
+        if summary is not None and len(summary.by_position) > 1:  # one bucket: the table above
+            cells = (
+                f"{b.label} {b.kl_mean:.5f} · {b.same_top:.1%} · ×{b.ppl_ratio:.4f}"
+                for b in summary.by_position
+            )
+            lines.append("KL by position (KL · same top · PPL ratio): " + " │ ".join(cells))
+        self.query_one("#worst", Static).update(Text("\n".join(lines)))
         self.query_one("#tokens", Static).update(live.token_text(self.selected, self.chunk))
 
     def action_chunk(self, step: int) -> None:

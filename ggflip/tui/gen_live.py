@@ -61,6 +61,7 @@ SHARED_OPTIONS = (
     "first",
     "baseline",
     "quants",
+    "quant_settings",
     "batch_size",
     "cache_dir",
     "no_cache",

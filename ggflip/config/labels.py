@@ -1,0 +1,87 @@
+"""How models are labelled: by file name (`short_labels`) and by what their llama settings change
+against the baseline's (`settings_label`, `F16 · KV q8_0`).
+
+The report of every mode states, per quant, `settings_diff(baseline, quant)`; a model without a
+label of its own gets `settings_label` (`F16 · KV q8_0`) when its settings differ from the
+baseline's. Works on any settings dataclass (`models_toml.LlamaSettings`), so the parser can
+use it without an import cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+_NAMES = {
+    "flash_attn": "flash attn",
+    "n_gpu_layers": "GPU layers",
+    "rpc_servers": "RPC",
+    "tensor_split": "split",
+    "offload_kqv": "KV offload",
+    "op_offload": "op offload",
+    "swa_full": "SWA full",
+}
+
+
+_NOT_IN_LABEL = frozenset({"n_threads", "use_mmap"})
+"""Settings that change how fast a model runs, not its numbers: stated, never in a label."""
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def settings_diff(base: Any, other: Any) -> dict[str, Any]:
+    """Every llama setting of `other` that differs from `base`'s, as plain JSON values, in the
+    settings' order."""
+    mine, theirs = dataclasses.asdict(base), dataclasses.asdict(other)
+    return {name: _plain(theirs[name]) for name in mine if mine[name] != theirs[name]}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def describe_diff(diff: Mapping[str, Any]) -> str:
+    """The differences as a short label part: `KV q8_0` (K and V alike), `K q8_0 · V q4_0`,
+    `flash attn on`, `GPU layers 99`, ...; "" when nothing differs."""
+    parts = []
+    rest = dict(diff)
+    if "type_k" in rest and rest.get("type_k") == rest.get("type_v"):
+        parts.append(f"KV {rest.pop('type_k')}")
+        rest.pop("type_v")
+    for key, prefix in (("type_k", "K"), ("type_v", "V")):
+        if key in rest:
+            parts.append(f"{prefix} {rest.pop(key)}")
+    parts += [f"{_NAMES.get(name, name)} {_show(value)}" for name, value in rest.items()]
+    return " · ".join(parts)
+
+
+def settings_label(label: str, base: Any, other: Any) -> str:
+    """`label` followed by what `other` changes against `base` (`F16 · KV q8_0`)."""
+    diff = settings_diff(base, other)
+    described = describe_diff({k: v for k, v in diff.items() if k not in _NOT_IN_LABEL})
+    return f"{label} · {described}" if described else label
+
+
+def short_labels(names: Sequence[str]) -> list[str]:
+    """File names without `.gguf` and without their common prefix (cut at a `-`, `_` or `.`)."""
+    stems = [Path(name).name.removesuffix(".gguf") for name in names]
+    prefix = os.path.commonprefix(stems) if len(stems) > 1 else ""
+    cut = max(prefix.rfind(sep) for sep in "-_.") + 1
+    shortened = [stem[cut:] for stem in stems]
+    if cut <= 0 or any(not s for s in shortened) or len(set(shortened)) < len(shortened):
+        shortened = stems
+    seen: dict[str, int] = {}
+    unique = []
+    for label in shortened:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return unique
