@@ -58,6 +58,18 @@ def template_differences(spec: GenSpec, probes: Sequence[ModelProbe]) -> list[Ch
     ]
 
 
+def _warned(differs: list[ChatTemplateDiffers]) -> Generator[object, None, None]:
+    """Each quant whose chat template differs from the baseline's: logged, then yielded."""
+    for event in differs:
+        log.warning(
+            "%s (%s): its chat template differs from the baseline's; every model is asked "
+            "through the baseline's template",
+            event.label,
+            event.path,
+        )
+        yield event
+
+
 def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, None, None]:
     """Generate with the baseline (or read it from the cache), then each quant, yielding events.
 
@@ -71,14 +83,7 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
     units = spec.units()
     yield GenStarted(model_set.name, tuple(m.label for m in model_set.models), len(units))
     differs = template_differences(spec, probes)
-    for event in differs:
-        log.warning(
-            "%s (%s): its chat template differs from the baseline's; every model is asked "
-            "through the baseline's template",
-            event.label,
-            event.path,
-        )
-        yield event
+    yield from _warned(differs)
     session = spec.run_store.open() if spec.run_store else None
     try:
         stored = [
