@@ -39,7 +39,8 @@ def test_short_labels() -> None:
         ["m/gemma-3-270m-F16.gguf", "q/gemma-3-270m-Q4_0.gguf", "gemma-3-270m-Q6_K.gguf"]
     ) == ["F16", "Q4_0", "Q6_K"]
     assert short_labels(["a.gguf", "b.gguf"]) == ["a", "b"]
-    assert short_labels(["x/m.gguf", "y/m.gguf"]) == ["m", "m (2)"]
+    assert short_labels(["x/m.gguf", "y/m.gguf"]) == ["m (x)", "m (y)"]
+    assert short_labels(["x/m.gguf", "x/m.gguf"]) == ["m", "m (2)"]
 
 
 @pytest.fixture

@@ -71,14 +71,30 @@ def settings_label(label: str, base: Any, other: Any) -> str:
     return f"{label} · {described}" if described else label
 
 
+def uploader(name: str) -> str:
+    """Who a model file comes from: the owner of an `hf://owner/repo/...` reference, else the name
+    of the folder holding the file."""
+    if name.startswith("hf://"):
+        return name.removeprefix("hf://").split("/", 1)[0]
+    return Path(name).expanduser().absolute().parent.name
+
+
 def short_labels(names: Sequence[str]) -> list[str]:
-    """File names without `.gguf` and without their common prefix (cut at a `-`, `_` or `.`)."""
+    """File names without `.gguf` and without their common prefix (cut at a `-`, `_` or `.`);
+    names that still collide carry their uploader (`Q4_K_M (bartowski)`, `Q4_K_M (unsloth)`:
+    `uploader`), and what collides after that is numbered (`m`, `m (2)`)."""
     stems = [Path(name).name.removesuffix(".gguf") for name in names]
     prefix = os.path.commonprefix(stems) if len(stems) > 1 else ""
     cut = max(prefix.rfind(sep) for sep in "-_.") + 1
     shortened = [stem[cut:] for stem in stems]
-    if cut <= 0 or any(not s for s in shortened) or len(set(shortened)) < len(shortened):
+    if cut <= 0 or any(not s for s in shortened):
         shortened = stems
+    owners = [uploader(name) for name in names]
+    for label in {s for s in shortened if shortened.count(s) > 1}:
+        group = [i for i, s in enumerate(shortened) if s == label]
+        if len({owners[i] for i in group}) > 1:
+            for i in group:
+                shortened[i] = f"{label} ({owners[i]})"
     seen: dict[str, int] = {}
     unique = []
     for label in shortened:
