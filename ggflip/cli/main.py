@@ -44,7 +44,8 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
         "--quant",
         action="append",
         default=[],
-        help="with --baseline: a quant GGUF, folder, glob or hf:// reference (repeatable)",
+        help="with --baseline: a quant GGUF, folder, glob, hf:// reference or "
+        "hf://OWNER/REPO/*Q4*.gguf pattern (repeatable)",
     )
     add_quant_settings_flag(parser)
     add_calibration_flag(parser, "questions")
