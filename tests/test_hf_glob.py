@@ -17,21 +17,21 @@ from ggflip.gguf import hf_glob
 from ggflip.gguf.hf_glob import expand_hf_glob, is_hf_glob
 from tests.test_hf_refs import COMMIT, ROOT, _cache_file, _ggflip
 
-REPOS = {
-    ("a/r", None): [
-        ".gitattributes",
-        "README.md",
-        "m-F16.gguf",
-        "m-Q4_0.gguf",
-        "m-Q4_K_M.gguf",
-        "m-Q4_K_M.gguf.json",  # not a GGUF, though it matches *Q4*
-        "m-Q8_0.gguf",
-        "big-Q4_K_M-00001-of-00002.gguf",
-        "big-Q4_K_M-00002-of-00002.gguf",
-        "sub/m-Q4_1.gguf",
-    ],
-    ("a/r", "v1"): ["old-Q4_0.gguf", "old-Q8_0.gguf"],
-    ("b/r", None): ["m-Q4_K_M.gguf", "m-Q5_K_M.gguf"],
+REPOS: dict[tuple[str, str | None], dict[str, int | None]] = {  # path: size (None: unknown)
+    ("a/r", None): {
+        ".gitattributes": 1,
+        "README.md": 2,
+        "m-F16.gguf": 1000,
+        "m-Q4_0.gguf": 300,
+        "m-Q4_K_M.gguf": 350,
+        "m-Q4_K_M.gguf.json": 5,  # not a GGUF, though it matches *Q4*
+        "m-Q8_0.gguf": 500,
+        "big-Q4_K_M-00001-of-00002.gguf": 200,  # 400 bytes in all: larger than m-Q4_K_M
+        "big-Q4_K_M-00002-of-00002.gguf": 200,
+        "sub/m-Q4_1.gguf": None,
+    },
+    ("a/r", "v1"): {"old-Q4_0.gguf": 10, "old-Q8_0.gguf": 20},
+    ("b/r", None): {"m-Q4_K_M.gguf": 350, "m-Q5_K_M.gguf": 400},
 }
 
 
@@ -40,7 +40,7 @@ def online(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
     """The Hub answers from REPOS; returns the (repo, revision) pairs it was asked about."""
     asked: list[tuple[str, str | None]] = []
 
-    def listing(repo_id: str, revision: str | None) -> list[str]:
+    def listing(repo_id: str, revision: str | None) -> dict[str, int | None]:
         asked.append((repo_id, revision))
         return REPOS[(repo_id, revision)]
 
@@ -56,18 +56,18 @@ def test_a_pattern_is_told_from_a_single_reference() -> None:
     assert not is_hf_glob("hf://a/r/m-Q4_0.gguf") and not is_hf_glob("models/*Q4*.gguf")
 
 
-def test_online_matches_ggufs_only_split_models_once(
+def test_online_matches_ggufs_only_split_models_once_largest_first(
     online: list[tuple[str, str | None]],
 ) -> None:
     assert expand_hf_glob("hf://a/r/*Q4*.gguf") == [
-        "hf://a/r/big-Q4_K_M-00001-of-00002.gguf",
-        "hf://a/r/m-Q4_0.gguf",
-        "hf://a/r/m-Q4_K_M.gguf",
-        "hf://a/r/sub/m-Q4_1.gguf",  # fnmatch's * crosses folders
+        "hf://a/r/big-Q4_K_M-00001-of-00002.gguf",  # 200 + 200 bytes
+        "hf://a/r/m-Q4_K_M.gguf",  # 350
+        "hf://a/r/m-Q4_0.gguf",  # 300
+        "hf://a/r/sub/m-Q4_1.gguf",  # size unknown; fnmatch's * crosses folders
     ]
     assert expand_hf_glob("hf://a/r@v1/*Q?_0.gguf") == [
-        "hf://a/r@v1/old-Q4_0.gguf",
         "hf://a/r@v1/old-Q8_0.gguf",
+        "hf://a/r@v1/old-Q4_0.gguf",
     ]
     assert online == [("a/r", None), ("a/r", "v1")]
     with pytest.raises(UsageError) as raised:
@@ -90,7 +90,7 @@ def test_two_repositories_one_label_each_with_its_uploader(
     ]
     # The baseline is left out of a pattern that matches it; a name seen once keeps no owner.
     model_set = model_set_from_files("hf://a/r/m-F16.gguf", ["hf://a/r/m-*.gguf"])
-    assert [m.label for m in model_set.quants] == ["Q4_0", "Q4_K_M", "Q8_0"]
+    assert [m.label for m in model_set.quants] == ["Q8_0", "Q4_K_M", "Q4_0"]
     with pytest.raises(UsageError, match="only the baseline"):
         model_set_from_files("hf://a/r/m-F16.gguf", ["hf://a/r/*F16*.gguf"])
 
@@ -113,11 +113,14 @@ def test_two_local_folders_label_by_folder(tmp_path: Path) -> None:
     ]
 
 
-def _fill(cache: Path, repo_id: str, names: list[str], commit: str = COMMIT, ref: str = "main"):
+def _fill(
+    cache: Path, repo_id: str, files: dict[str, int], commit: str = COMMIT, ref: str = "main"
+):
+    """A snapshot of dummy files of the given sizes, `refs/REF` naming its commit."""
     snapshot = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit
-    for name in names:
+    for name, size in files.items():
         (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
-        (snapshot / name).write_bytes(b"GGUF")
+        (snapshot / name).write_bytes(b"G" * size)
     (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
     (snapshot.parent.parent / "refs" / ref).write_text(commit)
 
@@ -125,9 +128,9 @@ def _fill(cache: Path, repo_id: str, names: list[str], commit: str = COMMIT, ref
 @pytest.fixture
 def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "hub"
-    _fill(cache, "o/r", ["x-Q4_0.gguf", "x-Q8_0.gguf", "notes-Q4.txt",
-                         "s-Q4_K-00001-of-00002.gguf", "s-Q4_K-00002-of-00002.gguf"])  # fmt: skip
-    _fill(cache, "o/r", ["x-Q4_1.gguf"], commit="f" * 40, ref="v2")
+    split = {"s-Q4_K-00001-of-00002.gguf": 30, "s-Q4_K-00002-of-00002.gguf": 30}  # 60 > 50
+    _fill(cache, "o/r", {"x-Q4_0.gguf": 50, "x-Q8_0.gguf": 90, "notes-Q4.txt": 1, **split})
+    _fill(cache, "o/r", {"x-Q4_1.gguf": 5}, commit="f" * 40, ref="v2")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
 
@@ -135,7 +138,7 @@ def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_offline_matches_the_cached_snapshot_and_says_so(
     offline_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def no_network(repo_id: str, revision: str | None) -> list[str]:
+    def no_network(repo_id: str, revision: str | None) -> dict[str, int | None]:
         raise AssertionError("asked the Hub while HF_HUB_OFFLINE=1")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -155,7 +158,7 @@ def test_offline_matches_the_cached_snapshot_and_says_so(
 def test_an_unreachable_hub_falls_back_to_the_cache(
     offline_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def unreachable(repo_id: str, revision: str | None) -> list[str]:
+    def unreachable(repo_id: str, revision: str | None) -> dict[str, int | None]:
         raise hf_glob._transport_error()("[Errno -2] Name or service not known")
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

@@ -4,7 +4,8 @@ matching GGUF files, each as a single `hf://` reference that `hf.resolve_hf` the
 The file list comes from the Hub in one request (no retries); offline (`HF_HUB_OFFLINE=1`, or
 the Hub unreachable) it comes from the repository's snapshot already in the Hugging Face cache,
 and one warning says so. `fnmatch` matches the whole path in the repository (`*` crosses `/`);
-a split GGUF (`NAME-00001-of-00003.gguf`) counts once, by its first part.
+a split GGUF (`NAME-00001-of-00003.gguf`) counts once, by its first part; matches go largest
+first, as local globs do.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from pathlib import Path
 
 from ggflip.errors import UsageError
+from ggflip.gguf.header import split_parts
 
 log = logging.getLogger("ggflip.hf")
 
@@ -33,13 +35,13 @@ def is_hf_glob(ref: str) -> bool:
     return match is not None and glob.has_magic(match["pattern"])
 
 
-def list_online(repo_id: str, revision: str | None) -> list[str]:
-    """The repository's file paths from the Hub, in one request (`model_info`'s siblings: no
-    retry loop, so no network fails at once)."""
+def list_online(repo_id: str, revision: str | None) -> dict[str, int | None]:
+    """The repository's file paths and sizes from the Hub, in one request (`model_info`'s
+    siblings: no retry loop, so no network fails at once)."""
     from huggingface_hub import HfApi
 
-    info = HfApi().model_info(repo_id, revision=revision)
-    return [sibling.rfilename for sibling in info.siblings or ()]
+    info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    return {sibling.rfilename: sibling.size for sibling in info.siblings or ()}
 
 
 def _offline_mode() -> bool:
@@ -55,23 +57,24 @@ def _hub_cache() -> Path:
     return Path(os.path.expanduser(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE))
 
 
-def list_cached(repo_id: str, revision: str | None) -> list[str]:
-    """The repository's file paths in the local Hugging Face cache: the snapshot of `revision`
-    (a branch or tag through `refs/`, or a commit hash), `main` by default; [] when not cached."""
+def list_cached(repo_id: str, revision: str | None) -> dict[str, int | None]:
+    """The repository's file paths and sizes in the local Hugging Face cache: the snapshot of
+    `revision` (a branch or tag through `refs/`, or a commit hash), `main` by default; {} when
+    not cached."""
     repo = _hub_cache() / f"models--{repo_id.replace('/', '--')}"
     ref = repo / "refs" / (revision or "main")
     commit = ref.read_text().strip() if ref.is_file() else (revision or "")
     snapshot = repo / "snapshots" / commit
     if not commit or not snapshot.is_dir():
-        return []
-    return sorted(
-        path.relative_to(snapshot).as_posix()
-        for path in snapshot.rglob("*")
+        return {}
+    return {
+        path.relative_to(snapshot).as_posix(): path.stat().st_size if path.exists() else None
+        for path in sorted(snapshot.rglob("*"))
         if path.is_file() or path.is_symlink()
-    )
+    }
 
 
-def _listing(repo_id: str, revision: str | None) -> tuple[list[str], bool]:
+def _listing(repo_id: str, revision: str | None) -> tuple[dict[str, int | None], bool]:
     """(file paths, whether they came from the cache because the Hub could not be asked)."""
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -102,9 +105,16 @@ def _transport_error() -> type[Exception]:
     return OSError
 
 
+def _total_size(name: str, files: dict[str, int | None]) -> int:
+    """The bytes of every part of `name` (0 for a size the listing does not know)."""
+    sizes = [files.get(part.as_posix()) for part in split_parts(Path(name))]
+    return sum(size for size in sizes if size is not None)
+
+
 def expand_hf_glob(ref: str) -> list[str]:
     """The `hf://owner/repo[@revision]/file.gguf` references of every `.gguf` file in the
-    repository that the pattern matches, split models once (by their first part), in path order.
+    repository that the pattern matches, split models once (by their first part), largest first
+    (all parts counted; most bits per weight first, as for local globs), then by path.
 
     Raises:
         UsageError: `ref` is not a pattern reference, the repository or revision does not
@@ -122,14 +132,17 @@ def expand_hf_glob(ref: str) -> list[str]:
             ref,
         )
     hits = sorted(
-        name
-        for name in files
-        if name.endswith(".gguf")
-        and not _LATER_PART.search(name)
-        and fnmatch.fnmatchcase(name, match["pattern"])
+        (
+            name
+            for name in files
+            if name.endswith(".gguf")
+            and not _LATER_PART.search(name)
+            and fnmatch.fnmatchcase(name, match["pattern"])
+        ),
+        key=lambda name: (-_total_size(name, files), name),
     )
     if not hits:
-        where = "in its files in the local Hugging Face cache (offline)" if offline else ""
+        where = "among its files in the local Hugging Face cache (offline)" if offline else ""
         raise UsageError(
             f"--quant {ref}: no .gguf file of {repo_id} matches {match['pattern']} {where}".rstrip()
         )
