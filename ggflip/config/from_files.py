@@ -4,9 +4,9 @@
 counts once, by its first part), a glob (`models/*Q4*.gguf`), an `hf://` reference, or an
 `hf://owner/repo/*Q4*.gguf` pattern (`hf_glob.expand_hf_glob`: the repository's matching GGUFs).
 Folder, glob and repository matches are ordered largest file first, which is most bits per
-weight first. Labels are the file names without `.gguf` and
-without the prefix every model shares, so `gemma-3-270m-F16.gguf` and `gemma-3-270m-Q4_0.gguf`
-become `F16` and `Q4_0`; names that still collide carry their uploader (`Q4_K_M (bartowski)`).
+weight first. Labels are the file names without `.gguf` and without the prefix every model
+shares, so `gemma-3-270m-F16.gguf` and `gemma-3-270m-Q4_0.gguf` become `F16` and `Q4_0`; names
+that still collide carry their uploader (`Q4_K_M (bartowski)`).
 """
 
 from __future__ import annotations
