@@ -74,8 +74,8 @@ def list_cached(repo_id: str, revision: str | None) -> dict[str, int | None]:
     }
 
 
-def _listing(repo_id: str, revision: str | None) -> tuple[dict[str, int | None], bool]:
-    """(file paths, whether they came from the cache because the Hub could not be asked)."""
+def _listing(repo_id: str, revision: str | None) -> tuple[dict[str, int | None], str | None]:
+    """(file paths and sizes, why they came from the cache: None when the Hub answered)."""
     from huggingface_hub.errors import (
         HfHubHTTPError,
         RepositoryNotFoundError,
@@ -83,15 +83,17 @@ def _listing(repo_id: str, revision: str | None) -> tuple[dict[str, int | None],
     )
 
     if _offline_mode():
-        return list_cached(repo_id, revision), True
+        return list_cached(repo_id, revision), "HF_HUB_OFFLINE=1"
     try:
-        return list_online(repo_id, revision), False
+        return list_online(repo_id, revision), None
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise UsageError(
-            f"hf://{repo_id}: {type(exc).__name__}: no such repository or revision"
+            f"hf://{repo_id}: {type(exc).__name__}: no such repository or revision "
+            "(or a gated one: log in with `hf auth login`)"
         ) from None
-    except (HfHubHTTPError, OSError, _transport_error()):
-        return list_cached(repo_id, revision), True
+    except (HfHubHTTPError, OSError, _transport_error()) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return list_cached(repo_id, revision), f"Hub unreachable: {first_line}"
 
 
 def _transport_error() -> type[Exception]:
@@ -127,9 +129,7 @@ def expand_hf_glob(ref: str) -> list[str]:
     files, offline = _listing(repo_id, revision)
     if offline:
         log.warning(
-            "%s: offline (HF_HUB_OFFLINE=1 or no network): matching the files in the local "
-            "Hugging Face cache",
-            ref,
+            "%s: offline (%s): matching the files in the local Hugging Face cache", ref, offline
         )
     hits = sorted(
         (
