@@ -286,7 +286,8 @@ def render_markdown(
     lines += frontier_markdown(frontier or report.to_dict()["frontier"])
     for q in report.quants:
         flips = q.n_flips_lost + q.n_flips_gained
-        lines += ["", f"## {q.label}", "", f"`{q.path}`: {q.n} questions, {flips} flips."]
+        flipped = f"{flips} flip" + ("" if flips == 1 else "s")
+        lines += ["", f"## {q.label}", "", f"`{q.path}`: {q.n} questions, {flipped}."]
         for lead_in, table in quant_tables(q, None, flip_rows):
             lines += ["", lead_in, ""] + to_markdown(table)
     return "\n".join(lines) + "\n"
