@@ -134,3 +134,11 @@ def test_skipped_rows_are_counted_once_in_the_markdown(report: Report) -> None:
     assert markdown.count("40 of 42 rows valid") == 1 and "malformed rows skipped" not in markdown
     older = dataclasses.replace(counted, selection="all 40 questions")
     assert "2 malformed rows skipped." in render_markdown(older)
+
+
+def test_one_flip_is_singular_in_the_markdown(report: Report) -> None:
+    q = report.quants[0]
+    one = _with(report, q.label, n_flips_lost=1, n_flips_gained=0)
+    two = _with(report, q.label, n_flips_lost=1, n_flips_gained=1)
+    assert f"`{q.path}`: {q.n} questions, 1 flip." in render_markdown(one)
+    assert f"`{q.path}`: {q.n} questions, 2 flips." in render_markdown(two)
