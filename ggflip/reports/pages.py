@@ -15,7 +15,6 @@ pasting into a model card.
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from ggflip.reports.tables import (
     to_markdown,
 )
 from ggflip.scoring.stats import spearman
-from ggflip.store.reading import read_named_file
+from ggflip.store.documents import read_report
 
 
 def load_run_report(path: Path) -> dict[str, Any]:
@@ -47,17 +46,11 @@ def load_run_report(path: Path) -> dict[str, Any]:
     Raises:
         DataError: missing, not JSON, or not a ggflip report.
     """
-    text = read_named_file(path, "report", DataError)
-    try:
-        document = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON report ({exc})") from None
-    if not isinstance(document, dict) or document.get("schema") not in (SCHEMA, GEN_SCHEMA):
-        raise DataError(
-            f"{path}: not a ggflip report (expected schema {SCHEMA!r} or {GEN_SCHEMA!r}); write "
-            "one with `ggflip run --out`"
-        )
-    return document
+    return read_report(
+        path,
+        (SCHEMA, GEN_SCHEMA),
+        f" (expected schema {SCHEMA!r} or {GEN_SCHEMA!r}); write one with `ggflip run --out`",
+    )
 
 
 def _num(value: Any, fmt: str, scale: float = 1.0) -> str:

@@ -19,7 +19,6 @@ The `--json` document (schema `ggflip.pick/1`):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from ggflip.gguf import memory
 from ggflip.reports.frontier import damage_cell, memory_line, size_text
 from ggflip.scoring import frontier as frontier_of
 from ggflip.scoring.pick import Choice, choose, smallest
-from ggflip.store.reading import read_named_file
+from ggflip.store.documents import read_report
 
 SCHEMA = "ggflip.pick/1"
 REPORT_SCHEMAS = ("ggflip.report/1", "ggflip.generate/1", 1)
@@ -50,16 +49,9 @@ def load_report(path: Path) -> dict[str, Any]:
     Raises:
         DataError: missing, not JSON, or not a ggflip report.
     """
-    text = read_named_file(path, "report", DataError)
-    try:
-        document = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON report ({exc})") from None
-    if not isinstance(document, dict) or document.get("schema") not in REPORT_SCHEMAS:
-        raise DataError(
-            f"{path}: not a ggflip report; write one with `ggflip run --out` or `ggflip kld --out`"
-        )
-    return document
+    return read_report(
+        path, REPORT_SCHEMAS, "; write one with `ggflip run --out` or `ggflip kld --out`"
+    )
 
 
 def baseline_identity(document: Mapping[str, Any]) -> str:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any
+
+from ggflip.errors import DataError
+from ggflip.store.reading import read_named_file
 
 
 def finite(value: Any) -> Any:
@@ -25,3 +30,19 @@ def finite(value: Any) -> Any:
 def to_json(document: Any, indent: int | None = 1) -> str:
     """The document as strict JSON text (non-finite floats as null, UTF-8 kept as is)."""
     return json.dumps(finite(document), indent=indent, allow_nan=False, ensure_ascii=False)
+
+
+def read_report(path: Path, schemas: Collection[Any], write_hint: str) -> dict[str, Any]:
+    """A saved JSON report whose `schema` is one of `schemas`.
+
+    Raises:
+        DataError: missing, not JSON, or another document (`write_hint` says how to make one).
+    """
+    text = read_named_file(path, "report", DataError)
+    try:
+        document = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON report ({exc})") from None
+    if not isinstance(document, dict) or document.get("schema") not in schemas:
+        raise DataError(f"{path}: not a ggflip report{write_hint}")
+    return document
