@@ -142,7 +142,8 @@ def test_corpus_report_flags_a_quant_calibrated_on_the_text(fake_set, fake_facto
 
 def test_same_text_note_with_the_measured_share() -> None:
     """A --calibration file named like the imatrix's dataset gives the flag its share: 3 of 4
-    windows is 75.0%. A text of another name is flagged only when that overlap warns (from 1%)."""
+    windows is 75.0%. With one, the flag needs that overlap to warn (from 1%), whatever the
+    evaluated text's name."""
     from ggflip.tasks.calibration import CalibrationOverlap, same_text_note
 
     same = CalibrationOverlap("/c/calib.txt", 4, 3, 0.75, True)
@@ -156,6 +157,8 @@ def test_same_text_note_with_the_measured_share() -> None:
     )
     unrelated = CalibrationOverlap("/c/calib.txt", 200, 1, 0.005, False)
     assert same_text_note("calib.txt", ["/t/GPL-3"], [unrelated]) is None
+    # the measured share outweighs the name: a same-named text that barely overlaps is not flagged
+    assert same_text_note("calib.txt", ["/t/calib.txt"], [unrelated]) is None
     other_file = CalibrationOverlap("/c/else.txt", 4, 4, 1.0, True)
     assert same_text_note("calib.txt", ["/t/GPL-3"], [other_file]) is None
 

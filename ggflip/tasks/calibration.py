@@ -90,15 +90,15 @@ def same_text_note(
 ) -> str | None:
     """A warning when a quant's imatrix was calibrated on what is evaluated, else None.
 
-    Flagged when the imatrix's dataset has the file name of an evaluated text, or of a
-    `--calibration` file whose overlap warns; a `--calibration` file of that name adds its share.
+    A `--calibration` file with the dataset's file name decides by its measured share (flagged
+    from `WARN_SHARE`, with the share); without one, an evaluated text of that name is flagged.
     """
     name = Path(dataset.strip()).name
     if not name:
         return None
     same = [o for o in overlaps if Path(o.file).name == name]
     named = name in {Path(source).name for source in evaluated}
-    if not named and not any(o.warn for o in same):
+    if not (any(o.warn for o in same) if same else named):
         return None
     text = f"its imatrix was calibrated on {name}"
     text += ", a text evaluated here" if named else ""
