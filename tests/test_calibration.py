@@ -138,3 +138,59 @@ def test_corpus_report_flags_a_quant_calibrated_on_the_text(fake_set, fake_facto
         in markdown
     )
     assert markdown.count("its imatrix was calibrated on") == 1
+
+
+def test_same_text_note_with_the_measured_share() -> None:
+    """A --calibration file named like the imatrix's dataset gives the flag its share: 3 of 4
+    windows is 75.0%. With one, the flag needs that overlap to warn (from 1%), whatever the
+    evaluated text's name."""
+    from ggflip.tasks.calibration import CalibrationOverlap, same_text_note
+
+    same = CalibrationOverlap("/c/calib.txt", 4, 3, 0.75, True)
+    assert same_text_note("/q/calib.txt", ["/t/calib.txt"], [same]) == (
+        "its imatrix was calibrated on calib.txt, a text evaluated here (75.0% of the "
+        "evaluation's 8-word windows occur in it): it is judged on its own calibration text"
+    )
+    assert same_text_note("calib.txt", ["/t/other.txt"], [same]) == (
+        "its imatrix was calibrated on calib.txt (75.0% of the evaluation's 8-word windows "
+        "occur in it): it is judged on its own calibration text"
+    )
+    unrelated = CalibrationOverlap("/c/calib.txt", 200, 1, 0.005, False)
+    assert same_text_note("calib.txt", ["/t/GPL-3"], [unrelated]) is None
+    # the measured share outweighs the name: a same-named text that barely overlaps is not flagged
+    assert same_text_note("calib.txt", ["/t/calib.txt"], [unrelated]) is None
+    other_file = CalibrationOverlap("/c/else.txt", 4, 4, 1.0, True)
+    assert same_text_note("calib.txt", ["/t/GPL-3"], [other_file]) is None
+
+
+def test_corpus_report_flags_the_quant_with_its_overlap_share(fake_set, fake_factory) -> None:  # type: ignore[no-untyped-def]
+    """The text has another name than the imatrix's dataset, but --calibration (named like the
+    dataset) found 30 of its 40 windows there: the quant's line carries 75.0%."""
+    import dataclasses
+
+    from ggflip.corpus.engine import run_kld
+    from ggflip.corpus.events import KldFinished
+    from ggflip.corpus.spec import KldSpec
+    from ggflip.corpus.texts import CorpusText
+    from ggflip.reports.corpus import render_kld_markdown
+    from ggflip.tasks.calibration import CalibrationOverlap
+
+    text = CorpusText("copy.txt", "/data/copy.txt", " ".join(f"w{i % 31}" for i in range(200)))
+    events = list(
+        run_kld(KldSpec(fake_set, (text,), ctx=32, top_k=8, tail_samples=4), fake_factory)
+    )
+    report = next(e.report for e in events if isinstance(e, KldFinished))
+    first = dataclasses.replace(report.quants[1], imatrix={"dataset": "/cal/calib.txt"})
+    quants = (report.quants[0], first, *report.quants[2:])
+    flagged = CalibrationOverlap("/elsewhere/calib.txt", 40, 30, 0.75, True)
+    markdown = render_kld_markdown(
+        dataclasses.replace(report, quants=quants, calibration=(flagged,))
+    )
+    assert (
+        f"{first.label}: its imatrix was calibrated on calib.txt (75.0% of the evaluation's "
+        "8-word windows occur in it)" in " ".join(markdown.split())
+    )
+    assert markdown.count("its imatrix was calibrated on") == 1
+    quiet = CalibrationOverlap("/elsewhere/calib.txt", 40, 0, 0.0, False)
+    markdown = render_kld_markdown(dataclasses.replace(report, quants=quants, calibration=(quiet,)))
+    assert "its imatrix was calibrated on" not in markdown

@@ -189,7 +189,7 @@ def _cache_lines(report: KldReport) -> list[str]:
     lines = calibration_lines(report.calibration) + model_lines(report.quants)
     sources = [text.source for text in report.texts]
     for q in report.quants:
-        note = same_text_note(str(q.imatrix.get("dataset", "")), sources)
+        note = same_text_note(str(q.imatrix.get("dataset", "")), sources, report.calibration)
         lines += [f"{q.label}: {note}"] if note else []
     if report.cache:
         c = report.cache

@@ -85,16 +85,27 @@ def calibration_warning(overlaps: Sequence[CalibrationOverlap]) -> str:
     return f"⚠ {worst.share:.0%} of it in calibration {Path(worst.file).name}"
 
 
-def same_text_note(dataset: str, evaluated: Sequence[str]) -> str | None:
-    """A warning when an imatrix's dataset has the file name of a text being evaluated (the
-    quant is judged on its own calibration text), else None."""
+def same_text_note(
+    dataset: str, evaluated: Sequence[str], overlaps: Sequence[CalibrationOverlap] = ()
+) -> str | None:
+    """A warning when a quant's imatrix was calibrated on what is evaluated, else None.
+
+    A `--calibration` file with the dataset's file name decides by its measured share (flagged
+    from `WARN_SHARE`, with the share); without one, an evaluated text of that name is flagged.
+    """
     name = Path(dataset.strip()).name
-    if name and name in {Path(source).name for source in evaluated}:
-        return (
-            f"its imatrix was calibrated on {name}, a text evaluated here: it is judged on its "
-            "own calibration text"
-        )
-    return None
+    if not name:
+        return None
+    same = [o for o in overlaps if Path(o.file).name == name]
+    named = name in {Path(source).name for source in evaluated}
+    if not (any(o.warn for o in same) if same else named):
+        return None
+    text = f"its imatrix was calibrated on {name}"
+    text += ", a text evaluated here" if named else ""
+    if same:
+        worst = max(same, key=lambda o: o.share)
+        text += f" ({worst.share:.1%} of the evaluation's {WINDOW}-word windows occur in it)"
+    return text + ": it is judged on its own calibration text"
 
 
 def known_set_note(dataset: str) -> str | None:
