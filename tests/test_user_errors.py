@@ -87,3 +87,24 @@ def test_each_error_class_exits_with_its_code() -> None:
         errors.RunInterrupted: 130,
     }
     assert {cls: int(cls("x").exit_code) for cls in expected} == expected
+
+
+def test_a_closed_pipe_stops_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ggflip pick REPORT --json | head -1`: the reader closes the pipe; ggflip stops with the
+    shell's SIGPIPE status (128 + 13) and no traceback (rich's consoles exit 1 quietly on their
+    own)."""
+    import os
+
+    from ggflip.cli.main import main
+    from tests.test_pick import _report, _write
+
+    report = _write(tmp_path / "r.json", _report())
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before ggflip writes
+    with os.fdopen(write_end, "w") as closed:
+        monkeypatch.setattr("sys.stdout", closed)
+        assert main(["pick", str(report), "--budget", "6GB", "--json"]) == 128 + 13
+        monkeypatch.undo()
+    assert "Traceback" not in capsys.readouterr().err

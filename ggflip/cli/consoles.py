@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 
@@ -19,3 +20,28 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     wide = not stream.isatty() and "COLUMNS" not in os.environ
     return Console(stderr=stderr, width=PIPE_WIDTH if wide else None)
+
+
+# What a shell reports for a tool its pipe stopped (128 + SIGPIPE): `ggflip ... | head`.
+CLOSED_PIPE = 141
+
+
+def discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def stopping_on_closed_pipe(command: Callable[[], int]) -> int:
+    """`command`'s exit code, its output flushed; `CLOSED_PIPE`, quietly, when the reader of
+    stdout went away (`| head`) while it wrote or at the flush."""
+    try:
+        code = command()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        discard_stdout()
+        return CLOSED_PIPE

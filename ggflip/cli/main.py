@@ -11,13 +11,13 @@ import argparse
 import difflib
 import errno
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from ggflip import __version__
+from ggflip.cli.consoles import discard_stdout, stopping_on_closed_pipe
 from ggflip.cli.logs import setup_logging
 from ggflip.cli.scoring_flags import (
     add_cache_flags,
@@ -311,6 +311,10 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ggflip` command; returns the process exit code."""
+    return stopping_on_closed_pipe(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parse_command_line(argv)
     tui = args.command == "tui" or (
         args.command is None and sys.stdout.isatty() and sys.stdin.isatty()
@@ -353,8 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
-            raise
-        _discard_stdout()
+            raise  # a closed pipe (`| head`) stops quietly in `stopping_on_closed_pipe`
+        discard_stdout()
         print(
             "ggflip: error: "
             f"{DiskFullError(f'disk full while writing the report: {exc.strerror}')}",
@@ -380,15 +384,6 @@ def _run_command(args: argparse.Namespace) -> int:
     from ggflip.cli.run import run_command
 
     return run_command(args)
-
-
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail a second time."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 if __name__ == "__main__":
