@@ -78,12 +78,17 @@ def set_mmap(lib: Any, model_params: Any, use_mmap: bool) -> None:
         model_params.load_mode = lib.LLAMA_LOAD_MODE_NONE
 
 
+def batch_sizes(settings: LlamaSettings) -> tuple[int, int]:
+    """(n_batch, n_ubatch) as llama.cpp caps them: at n_ctx, and n_ubatch at n_batch."""
+    n_batch = min(settings.n_batch, settings.n_ctx)
+    return n_batch, min(settings.n_ubatch, n_batch)
+
+
 def context_params(lib: Any, settings: LlamaSettings) -> Any:
     """llama_context_params for `settings` (one unified KV cache of the settings' types)."""
     ctx_params = lib.llama_context_default_params()
     ctx_params.n_ctx = settings.n_ctx
-    ctx_params.n_batch = min(settings.n_batch, settings.n_ctx)
-    ctx_params.n_ubatch = min(settings.n_ubatch, settings.n_batch, settings.n_ctx)
+    ctx_params.n_batch, ctx_params.n_ubatch = batch_sizes(settings)
     ctx_params.n_seq_max = settings.n_seq_max
     ctx_params.n_threads = settings.resolved_threads()
     ctx_params.n_threads_batch = settings.resolved_threads()
@@ -345,8 +350,7 @@ def llama_build() -> dict[str, Any]:
 def context_memory(header: GgufHeader, settings: LlamaSettings) -> dict[str, Any]:
     """`memory`/`memory_unknown` of a model as `LlamaBackend` opens it (`context_params`): n_ctx,
     n_seq_max, the KV-cache types and swa_full from `settings` in one unified cache, n_ubatch
-    capped as llama.cpp caps it."""
-    n_batch = min(settings.n_batch, settings.n_ctx)
+    capped as llama.cpp caps it (`batch_sizes`)."""
     memory, reason = memory_or_reason(
         header,
         settings.n_ctx,
@@ -354,7 +358,7 @@ def context_memory(header: GgufHeader, settings: LlamaSettings) -> dict[str, Any
         kv_type_v=settings.type_v,
         swa_full=settings.swa_full,
         n_seq_max=settings.n_seq_max,
-        n_ubatch=min(settings.n_ubatch, n_batch),
+        n_ubatch=batch_sizes(settings)[1],
         kv_unified=True,
     )
     return {"memory": memory, "memory_unknown": reason}
