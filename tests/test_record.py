@@ -27,16 +27,17 @@ class TestPositionRecord:
         shapes = {name: (array.shape, array.dtype) for name, array in record.named().items()}
         assert shapes == {
             "top_ids": ((5, 3), np.dtype(np.int32)),
-            "top_logprobs": ((5, 3), np.dtype(np.float64)),
+            "top_logits": ((5, 3), np.dtype(np.float32)),
+            "lse": ((5,), np.dtype(np.float64)),
             "tail_logmass": ((5,), np.dtype(np.float64)),
             "sample_ids": ((5, 2), np.dtype(np.int32)),
-            "sample_logprobs": ((5, 2), np.dtype(np.float64)),
+            "sample_logits": ((5, 2), np.dtype(np.float32)),
         }
         assert (record.n_rows, record.k, record.n_samples) == (5, 3, 2)
 
     def test_bytes_per_row_is_what_the_arrays_hold(self) -> None:
-        # K int32 ids + K float64 log-probs, float64 tail mass, S int32 ids + S float64 log-probs
-        assert PositionRecord.bytes_per_row(512, 32) == 512 * 12 + 8 + 32 * 12 == 6536
+        # K int32 ids + K float32 logits, float64 lse and tail mass, S int32 ids + S float32 logits
+        assert PositionRecord.bytes_per_row(512, 32) == 512 * 8 + 16 + 32 * 8 == 4368
         record = PositionRecord.allocate(7, 5, 3)
         assert sum(a.nbytes for a in record.arrays()) == 7 * PositionRecord.bytes_per_row(5, 3)
 
@@ -57,8 +58,10 @@ class TestPositionRecord:
         record = PositionRecord.allocate(4, 3, 2)
         assert record.fits(4, 3, 2)
         assert not record.fits(5, 3, 2) and not record.fits(4, 2, 2) and not record.fits(4, 3, 0)
-        broken = PositionRecord.of({**record.named(), "sample_logprobs": np.zeros((4, 1))})
+        broken = PositionRecord.of({**record.named(), "sample_logits": np.zeros((4, 1))})
         assert not broken.fits(4, 3, 2)
+        float64_logits = PositionRecord.of({**record.named(), "top_logits": np.zeros((4, 3))})
+        assert not float64_logits.fits(4, 3, 2)
 
     def test_a_slice_gives_the_kernel_the_same_kl_as_the_rows_it_holds(self) -> None:
         rng = np.random.default_rng(3)
@@ -74,7 +77,7 @@ class TestPositionRecord:
 
 
 def test_choice_baseline_arrays_keep_their_stored_names_and_order() -> None:
-    """A multiple-choice cache entry's .npz names its arrays as before the shared record."""
+    """A multiple-choice cache entry's .npz names its own arrays, then the shared record's."""
     scores = BaselineScores.empty(3, 4, 5, [1, 2, 0], 2)
     assert list(scores.named()) == [
         "option_logprobs",
@@ -83,10 +86,11 @@ def test_choice_baseline_arrays_keep_their_stored_names_and_order() -> None:
         "row_offsets",
         "top_token",
         "top_ids",
-        "top_logprobs",
+        "top_logits",
+        "lse",
         "tail_logmass",
         "sample_ids",
-        "sample_logprobs",
+        "sample_logits",
     ]
     again = BaselineScores.of(scores.named())
     assert again.fits(3, 5, 2) and again.rows(1).n_rows == 2 and again.rows(2).n_rows == 0

@@ -5,6 +5,7 @@ tokens."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -71,11 +72,7 @@ def test_one_lifted_token_no_longer_swings_the_row() -> None:
     drawn = np.flatnonzero(record.sample_ids[0] == 100).size
     ids = record.sample_ids[0].copy()
     ids[0] = 100  # make sure it is drawn once: the case k3 gets wrong
-    sample_lp = record.sample_logprobs[0].copy()
-    sample_lp[0] = kernels.log_softmax(base[0])[100]
-    forced = type(record)(
-        record.top_ids, record.top_logprobs, record.tail_logmass, ids[None], sample_lp[None]
-    )
+    forced = replace(record, sample_ids=ids[None], sample_logits=base[:, ids])
     lower, gap = kl_rows(forced, normalize(quant, record.top_ids))
     p, q = kernels.log_softmax(base[0]), kernels.log_softmax(quant[0])
     exact = float(kernels.kl_divergence(p, q))

@@ -13,9 +13,10 @@ line, deleted and recomputed, never used.
 
 Size per scored position (one per letter question; every continuation token of every choice in
 cloze mode): the argmax, and every mode's record (`ggflip.scoring.record.PositionRecord`): K
-int32 ids + K float64 log-probs, the tail mass, and S tail draws (int32 id + float64 log-prob):
-12K + 12S + 12 bytes, 6.4 KiB at K=512, S=32 and 2.3 KiB at cloze's default K=64, S=128,
-against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file.
+int32 ids + K float32 logits, the row's float64 log-sum-exp (log p = logit - lse, exactly the
+kernel's float64 log-prob) and tail mass, and S tail draws (int32 id + float32 logit):
+8K + 8S + 20 bytes, 4.3 KiB at K=512, S=32 and 1.5 KiB at cloze's default K=64, S=128,
+against ~512 KiB for a full 262,144-token row in llama.cpp's 16-bit KL base file (120x).
 """
 
 from __future__ import annotations

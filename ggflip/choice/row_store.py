@@ -100,16 +100,16 @@ class BaseRecord:
 
 def _layout(n_options: int, k: int, n_rows: int, n_samples: int) -> list[tuple[str, str, int]]:
     """(field, little-endian dtype, count) of each array of a stored baseline record, in order."""
+    record = [
+        (name, np.dtype(dtype).newbyteorder("<").str, int(np.prod(shape)))
+        for name, (shape, dtype) in PositionRecord.shapes(n_rows, k, n_samples).items()
+    ]
     return [
         ("option_logprobs", "<f8", n_options),
         ("option_sums", "<f8", n_options),
         ("option_norms", "<f8", n_options),
         ("top_token", "<i4", n_rows),
-        ("tail_logmass", "<f8", n_rows),
-        ("top_ids", "<i4", n_rows * k),
-        ("top_logprobs", "<f8", n_rows * k),
-        ("sample_ids", "<i4", n_rows * n_samples),
-        ("sample_logprobs", "<f8", n_rows * n_samples),
+        *record,
     ]
 
 
@@ -140,10 +140,8 @@ def decode_baseline(payload: bytes, k: int, n_samples: int) -> BaseRecord:
     for name, dtype, count in layout:
         arrays[name] = np.frombuffer(payload, dtype, count, offset)
         offset += count * np.dtype(dtype).itemsize
-    for name, width in (("top_ids", k), ("top_logprobs", k)):
-        arrays[name] = arrays[name].reshape(n_rows, width)
-    for name in ("sample_ids", "sample_logprobs"):
-        arrays[name] = arrays[name].reshape(n_rows, n_samples)
+    for name, (shape, _) in PositionRecord.shapes(n_rows, k, n_samples).items():
+        arrays[name] = arrays[name].reshape(shape)
     return BaseRecord(
         option_logprobs=arrays["option_logprobs"],
         option_sums=arrays["option_sums"],

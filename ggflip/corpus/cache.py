@@ -3,10 +3,11 @@
 llama-perplexity's `--kl-divergence-base` file keeps 16-bit log-probs of the whole vocabulary
 for every scored token (2·n_vocab + 8 bytes: 512 KiB with Gemma's 262,144 tokens). ggflip keeps
 per token every mode's baseline record (`ggflip.scoring.record.PositionRecord`): the top K token
-ids (int32) and log-probs (float64: float32 would round a log-prob of -10 by ~5e-7, up to 1e-7 of
-KL), the log of the probability left outside them (float64) and S ids drawn from the tail with
-their log-probs (int32 + float64); and the log-prob of the actual next token (float64):
-12·K + 12·S + 16 bytes, 6,544 bytes at K=512, S=32, 80x smaller for Gemma.
+ids (int32) and their float32 logits with the row's float64 log-sum-exp (log p = logit - lse gives
+back the kernel's float64 log-prob exactly, where a float32 log-prob would round one of -10 by
+~5e-7), the log of the probability left outside them (float64) and S ids drawn from the tail with
+their logits (int32 + float32); and the log-prob of the actual next token (float64):
+8·K + 8·S + 24 bytes, 4,376 bytes at K=512, S=32, 119x smaller for Gemma.
 KL from it is the exact KL of the top K plus the merged tail (a lower bound) plus an unbiased
 estimate of the rest from the tail draws (`ggflip.scoring.topk`).
 PPL, Δp and same-top need only the stored values and are exact.
@@ -39,7 +40,7 @@ from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import BaselineRows
 from ggflip.store.atomic import atomic_write_bytes
 
-CORPUS_CACHE_FORMAT = 2
+CORPUS_CACHE_FORMAT = 3
 ARRAYS = ("tokens", "target_logprob", *PositionRecord.NAMES)  # one .npy file each
 log = logging.getLogger("ggflip.corpus.cache")
 

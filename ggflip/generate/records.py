@@ -29,7 +29,7 @@ from ggflip.scoring.record import PositionRecord
 from ggflip.store.atomic import atomic_write_bytes
 
 log = logging.getLogger("ggflip.generate.records")
-GEN_CACHE_FORMAT = 3  # in the run key too: a baseline whose prompts read otherwise is not reused
+GEN_CACHE_FORMAT = 4  # in the run key too: a baseline whose prompts read otherwise is not reused
 
 
 @dataclass(frozen=True)

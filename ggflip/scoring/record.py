@@ -7,6 +7,11 @@ draws. `PositionRecord` is that record with what storing it needs: allocation, r
 writing, the shape check a cache entry passes before use, and its bytes per position. Each mode's
 baseline composes one with its own arrays (option scores, tokens, target log-probs), and the
 arrays keep their names on disk, so every mode's cache files name them alike.
+
+Size: a log-prob is stored as the token's float32 logit with the row's float64 log-sum-exp
+(log p = logit - lse, exactly the kernel's float64 value), so a position takes 8·K + 8·S + 16
+bytes: 4,368 at K = 512, S = 32, against 12·K + 12·S + 8 for float64 log-probs
+(`benchmarks/cache_kl_error.py --formats` measures the candidates).
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ from numpy.typing import NDArray
 
 from ggflip.scoring.topk import BaselineRows
 
-# Each array's dtype; shapes (R, K), (R, K), (R,), (R, S), (R, S) for R positions.
+# Each array's dtype; shapes (R, K), (R, K), (R,), (R,), (R, S), (R, S) for R positions.
 DTYPES: dict[str, type[np.generic]] = {
     "top_ids": np.int32,
-    "top_logprobs": np.float64,
+    "top_logits": np.float32,
+    "lse": np.float64,
     "tail_logmass": np.float64,
     "sample_ids": np.int32,
-    "sample_logprobs": np.float64,
+    "sample_logits": np.float32,
 }
+_WIDTHS = {"top_ids": "k", "top_logits": "k", "sample_ids": "s", "sample_logits": "s"}
 NAMES = tuple(BaselineRows.__dataclass_fields__)
 
 
@@ -37,10 +44,12 @@ class PositionRecord(BaselineRows):
 
     Attributes:
         top_ids: (R, K) int32 most probable tokens, most probable first.
-        top_logprobs: (R, K) float64 their log-probabilities.
+        top_logits: (R, K) float32 their logits (log-probability + lse; `top_logprobs` gives the
+            float64 log-probabilities).
+        lse: (R,) float64 each row's log-sum-exp of its logits.
         tail_logmass: (R,) float64 log of the probability outside the top K (-inf: none).
         sample_ids: (R, S) int32 tokens drawn from the baseline restricted to its tail.
-        sample_logprobs: (R, S) float64 their log-probabilities.
+        sample_logits: (R, S) float32 their logits (`sample_logprobs`: log-probabilities).
     """
 
     NAMES: ClassVar[tuple[str, ...]] = NAMES
@@ -48,9 +57,9 @@ class PositionRecord(BaselineRows):
     @staticmethod
     def shapes(n_rows: int, k: int, n_samples: int) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Each array's (shape, dtype) for `n_rows` positions at top-`k` and `n_samples` draws."""
-        widths = {"top_ids": (k,), "top_logprobs": (k,), "tail_logmass": ()}
+        widths = {"k": (k,), "s": (n_samples,)}
         return {
-            name: ((n_rows, *widths.get(name, (n_samples,))), dtype)
+            name: ((n_rows, *widths.get(_WIDTHS.get(name, ""), ())), dtype)
             for name, dtype in DTYPES.items()
         }
 
@@ -79,7 +88,8 @@ class PositionRecord(BaselineRows):
 
     @staticmethod
     def bytes_per_row(k: int, n_samples: int) -> int:
-        """Bytes one position takes: K ids and log-probs, the tail mass, S draws and log-probs."""
+        """Bytes one position takes: K ids and logits, the log-sum-exp and tail mass, S draws
+        and their logits."""
         return sum(
             int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
             for shape, dtype in PositionRecord.shapes(1, k, n_samples).values()
@@ -120,7 +130,10 @@ class PositionRecord(BaselineRows):
         return stop
 
     def fits(self, n_rows: int, k: int, n_samples: int) -> bool:
-        """Whether every array has the shape `n_rows` positions at top-`k` and `n_samples` draws
-        need."""
+        """Whether every array has the shape and dtype `n_rows` positions at top-`k` and
+        `n_samples` draws need."""
         expected = self.shapes(n_rows, k, n_samples)
-        return all(getattr(self, name).shape == shape for name, (shape, _) in expected.items())
+        return all(
+            getattr(self, name).shape == shape and getattr(self, name).dtype == dtype
+            for name, (shape, dtype) in expected.items()
+        )

@@ -10,7 +10,9 @@ accumulate float32 rounding), with the ids the record keeps apart set aside in t
 functions release the GIL inside numpy's loops, so scoring threads run beside llama.cpp's decode.
 
 The baseline record of a row (`BaselineRows`): the top K ids and log-probs, log P(tail) of
-everything else, and S token ids drawn from P restricted to the tail, with their log-probs. The
+everything else, and S token ids drawn from P restricted to the tail, with their log-probs; a
+log-prob is kept as the token's float32 logit and the row's float64 log-sum-exp, which gives back
+exactly the float64 log-prob the kernel computes, in 8 bytes a token with its id. The
 top K are found among the tokens at or above the K-th largest of the row's 64-token block maxima
 (a bound the K-th largest logit never falls below), so the full row is never sorted. The tail mass
 is summed over the tail itself (never 1 - P(top K), which cancels to noise when the top K holds
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -169,13 +172,61 @@ def _tail_logmass(
 
 @dataclass(frozen=True)
 class BaselineRows:
-    """The compact record of N baseline rows (shapes (N, K), (N, K), (N,), (N, S), (N, S))."""
+    """The compact record of N baseline rows (shapes (N, K), (N, K), (N,), (N,), (N, S), (N, S)).
+
+    A kept token's log-prob is a float32 offset from a float64 row value: log p = logit - lse.
+    From `baseline_normalize` the offsets are the row's own float32 logits and `lse` their
+    float64 log-sum-exp, so `top_logprobs` is bit for bit what the kernel computes from the full
+    row (no rounding, at 8 bytes a token where float64 log-probs take 12).
+    """
 
     top_ids: NDArray[np.int32]
-    top_logprobs: FloatArray
+    top_logits: NDArray[np.float32]
+    lse: FloatArray
     tail_logmass: FloatArray
     sample_ids: NDArray[np.int32]
-    sample_logprobs: FloatArray
+    sample_logits: NDArray[np.float32]
+
+    @property
+    def top_logprobs(self) -> FloatArray:
+        """(N, K) float64 log-probs of the top K."""
+        return _logprobs(self.top_logits, self.lse)
+
+    @property
+    def sample_logprobs(self) -> FloatArray:
+        """(N, S) float64 log-probs of the tail draws."""
+        return _logprobs(self.sample_logits, self.lse)
+
+    @classmethod
+    def of_logprobs(
+        cls,
+        top_ids: NDArray[np.integer],
+        top_logprobs: NDArray[np.floating],
+        tail_logmass: NDArray[np.floating],
+        sample_ids: NDArray[np.integer],
+        sample_logprobs: NDArray[np.floating],
+    ) -> Self:
+        """The record of float64 log-probs given as such: float32 offsets from each row's largest
+        top log-prob, each rounded by at most 2^-24 of its distance to that log-prob (none for
+        -inf, or for a row whose log-probs are float32 logits minus one value)."""
+        top = np.asarray(top_logprobs, dtype=np.float64)
+        finite = np.where(np.isfinite(top), top, -np.inf)
+        peak = finite.max(axis=-1, initial=-np.inf)
+        lse = -np.where(np.isfinite(peak), peak, 0.0)
+        samples = np.asarray(sample_logprobs, dtype=np.float64)
+        return cls(
+            top_ids=np.asarray(top_ids, dtype=np.int32),
+            top_logits=(top + lse[:, None]).astype(np.float32),
+            lse=lse,
+            tail_logmass=np.asarray(tail_logmass, dtype=np.float64),
+            sample_ids=np.asarray(sample_ids, dtype=np.int32),
+            sample_logits=(samples + lse[:, None]).astype(np.float32),
+        )
+
+
+def _logprobs(logits: NDArray[np.float32], lse: FloatArray) -> FloatArray:
+    """log p of stored float32 logits: logit - lse, in float64, as `Normalized.logprobs_at`."""
+    return np.asarray(logits).astype(np.float64) - np.asarray(lse, dtype=np.float64)[:, None]
 
 
 def top_k_ids(logits: NDArray[np.floating], k: int) -> IdArray:
@@ -247,10 +298,11 @@ def baseline_normalize(
     norm = Normalized(x, lse, top_ids, tail if has_tail else None)
     record = BaselineRows(
         top_ids=top_ids.astype(np.int32),
-        top_logprobs=norm.logprobs_at(top_ids),
+        top_logits=np.take_along_axis(x, top_ids, axis=-1),
+        lse=lse,
         tail_logmass=tail,
         sample_ids=sample_ids.astype(np.int32),
-        sample_logprobs=norm.logprobs_at(sample_ids),
+        sample_logits=np.take_along_axis(x, sample_ids, axis=-1),
     )
     return norm, record
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 # Bumped when the meaning of a key's parts changes, so every older entry misses.
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ggflip.errors import CacheError, DiskFullError, ReadOnlyCacheError
 from ggflip.store.locks import CacheLock
 
-STORE_FORMAT = 3  # bumped when a stored payload changes meaning; older stores are set aside
+STORE_FORMAT = 4  # bumped when a stored payload changes meaning; older stores are set aside
 STORE_NAME = "runs.sqlite"
 BASE, ROW, SKIP = "base", "row", "skip"
 log = logging.getLogger("ggflip.store.rowdb")
