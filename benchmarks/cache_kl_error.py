@@ -18,6 +18,20 @@ bound; and the acceptance's mean error and per-row p90 |error| in points, for th
 estimate and for the min(P_tail, Q_tail) upper bound.
 
     python benchmarks/cache_kl_error.py --quant Q2_K --quant Q3_K_M --quant Q8_0 --rows 256
+
+`--formats` instead compares ways of storing the record, on corpus rows (the questions as text,
+or `--text FILE`) at K = 512 and S = 32: float64 log-probs (the format before), float32
+log-probs, float32 offsets from the row's largest top log-prob (a float64), float32 logits with
+the row's float64 log-sum-exp (what `ggflip.scoring.topk` keeps), and a per-row K (the fewest top
+tokens whose tail mass is below a bound, capped at K; float32 logits). Printed per quant and
+format: bytes per position (the record, and the corpus cache's with the next token's log-prob,
+against llama-perplexity's file), |error| max and mean of the lower bound against the same bound
+from float64 full rows (deterministic: what storage and the kernel's numerics add), of the KL
+estimate against the float64-record estimate (same ids and draws: what storage adds) and against
+the exact float64 full-vocabulary KL, and the self floor (largest KL of the baseline against its
+own row through the record).
+
+    python benchmarks/cache_kl_error.py --formats --quant Q8_0 --quant Q2_K --rows 256
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +50,7 @@ from ggflip.backends.base import ScoreRequest  # noqa: E402
 from ggflip.backends.llama import LlamaBackendFactory  # noqa: E402
 from ggflip.choice.spec import DEFAULT_CLOZE_TAIL_SAMPLES  # noqa: E402
 from ggflip.config.models_toml import load_models_toml  # noqa: E402
+from ggflip.corpus.cache import llama_cpp_bytes_per_token  # noqa: E402
 from ggflip.scoring import kernels  # noqa: E402
 from ggflip.scoring.acceptance import acceptance_exact, acceptance_rows  # noqa: E402
 from ggflip.scoring.topk import (  # noqa: E402
@@ -52,8 +68,11 @@ CHUNK = 512  # corpus rows: the second half of each chunk, as llama-perplexity s
 STEP = 64  # positions per decode request: 64 full rows per model in memory at once
 
 
-def requests(kind: str, questions: list[Question], tokenize, n_rows: int) -> Iterator[ScoreRequest]:  # type: ignore[no-untyped-def]
-    """Decode requests of one row kind until `n_rows` rows, at most STEP positions each."""
+def requests(  # type: ignore[no-untyped-def]
+    kind: str, questions: list[Question], tokenize, n_rows: int, text: str | None = None
+) -> Iterator[ScoreRequest]:
+    """Decode requests of one row kind until `n_rows` rows, at most STEP positions each (corpus
+    rows from `text` when given)."""
     if kind == "letter":
         for q in questions[:n_rows]:
             tokens = tuple(tokenize(render_prompt(q), add_bos=True))
@@ -70,7 +89,7 @@ def requests(kind: str, questions: list[Question], tokenize, n_rows: int) -> Ite
                 if given >= n_rows:
                     return
     else:
-        text = "\n\n".join(
+        text = text or "\n\n".join(
             f"{q.text}\n" + "\n".join(q.choices) + f"\nAnswer: {q.choices[q.gold]}"
             for q in questions
         )
@@ -125,6 +144,134 @@ def _k3_gap(record: BaselineRows, norm) -> float:  # type: ignore[no-untyped-def
     return max(float(np.exp(p_tail) * np.mean(np.expm1(log_r) - log_r)), 0.0)
 
 
+@dataclass(frozen=True)
+class Float64Rows:
+    """A record whose log-probs are float64 arrays as given (the format before, or float32
+    log-probs widened back): `kl_rows` reads these five attributes."""
+
+    top_ids: np.ndarray
+    top_logprobs: np.ndarray
+    tail_logmass: np.ndarray
+    sample_ids: np.ndarray
+    sample_logprobs: np.ndarray
+
+
+def row_k(base_logprobs: np.ndarray, bound: float, cap: int) -> int:
+    """The fewest top tokens whose tail (the mass outside them, summed smallest first) is below
+    `bound`, at most `cap`."""
+    probs = np.sort(np.exp(base_logprobs))  # ascending
+    tails = np.cumsum(probs)[::-1]  # tails[k]: the mass outside the k largest
+    below = np.flatnonzero(tails < bound)
+    return int(min(below[0] if below.size else probs.size, cap))
+
+
+def format_records(
+    base_row: np.ndarray, k: int, n_samples: int, seed: int, bounds: list[float]
+) -> dict[str, tuple[object, int]]:
+    """Each storage format's record of one baseline row (1, n_vocab), with its bytes."""
+    rng = lambda: np.random.default_rng([seed, k])  # noqa: E731
+    _, record = baseline_normalize(base_row, k, n_samples, rng())
+    as_float64 = Float64Rows(
+        record.top_ids,
+        record.top_logprobs,
+        record.tail_logmass,
+        record.sample_ids,
+        record.sample_logprobs,
+    )
+    widened = Float64Rows(
+        *(
+            getattr(as_float64, name).astype(np.float32).astype(np.float64)
+            if name.endswith("logprobs")
+            else getattr(as_float64, name)
+            for name in Float64Rows.__dataclass_fields__
+        )
+    )
+    fixed = 8 * k + 8 * n_samples
+    found: dict[str, tuple[object, int]] = {
+        "float64 log-probs (before)": (as_float64, 12 * k + 12 * n_samples + 8),
+        "float32 log-probs": (widened, fixed + 8),
+        "f32 offsets from max lp": (
+            BaselineRows.of_logprobs(*as_float64.__dict__.values()),
+            fixed + 16,
+        ),
+        "f32 logits + f64 lse (new)": (record, fixed + 16),
+    }
+    logprobs = kernels.log_softmax(base_row[0])
+    for bound in bounds:
+        own_k = max(row_k(logprobs, bound, k), 1)
+        _, own = baseline_normalize(base_row, own_k, n_samples, rng())
+        found[f"per-row K, tail<{bound:g}"] = (own, 8 * own_k + 8 * n_samples + 16 + 4)
+    return found
+
+
+def compare_formats(
+    base: np.ndarray, quant: np.ndarray, k: int, n_samples: int, seed: int, bounds: list[float]
+) -> dict[str, np.ndarray]:
+    """Per row and format: bytes, bound error, estimate, exact KL, self floor."""
+    out: dict[str, list[list[float]]] = {}
+    for row in range(len(base)):
+        p, q = kernels.log_softmax(base[row]), kernels.log_softmax(quant[row])
+        exact = float(kernels.kl_divergence(p, q))
+        records = format_records(base[row : row + 1], k, n_samples, seed + row, bounds)
+        for name, (record, size) in records.items():
+            ids = np.asarray(record.top_ids[0], dtype=np.int64)  # type: ignore[attr-defined]
+            norm = normalize(quant[row : row + 1], ids[None])
+            bound, gap = kl_rows(record, norm)  # type: ignore[arg-type]
+            own = normalize(base[row : row + 1], ids[None])
+            floor = sum(kl_rows(record, own))  # type: ignore[arg-type]
+            values = [size, float(bound[0]), _coarse_kl(p, q, ids), float(bound[0] + gap[0])]
+            out.setdefault(name, []).append([*values, exact, float(floor[0])])
+    return {name: np.array(values) for name, values in out.items()}
+
+
+def _coarse_kl(p: np.ndarray, q: np.ndarray, ids: np.ndarray) -> float:
+    """The lower bound from float64 full rows: exact KL of the top `ids` and the merged tail."""
+    head = float(np.sum(np.exp(p[ids]) * (p[ids] - q[ids])))
+    outside = np.ones(p.size, dtype=bool)
+    outside[ids] = False
+    if not outside.any():
+        return head
+    p_tail, q_tail = kernels.logsumexp(p[outside]), kernels.logsumexp(q[outside])
+    return head + float(np.exp(p_tail) * (p_tail - q_tail))
+
+
+def report_formats(label: str, found: dict[str, np.ndarray], n_vocab: int) -> None:
+    """One line per format: bytes, ratio, |error| max / mean of each comparison, self floor."""
+    theirs = llama_cpp_bytes_per_token(n_vocab)
+    before = found["float64 log-probs (before)"][:, 3]
+    for name, rows in found.items():
+        size = rows[:, 0].mean()
+        cells = [f"{label:<7}{name:<28}{size:>8.0f}{theirs / (size + 8):>7.1f}x"]
+        for error in (rows[:, 1] - rows[:, 2], rows[:, 3] - before, rows[:, 3] - rows[:, 4]):
+            cells.append(f"{np.abs(error).max():>10.2e}{np.abs(error).mean():>10.2e}")
+        cells.append(f"{rows[:, 5].max():>10.2e}")
+        print("".join(cells), flush=True)
+
+
+def run_formats(args: argparse.Namespace, base, opened, questions) -> None:  # type: ignore[no-untyped-def]
+    """The `--formats` table: corpus rows of the questions' text (or --text)."""
+    bounds = [float(b) for b in args.bounds.split(",") if b]
+    text = args.text.read_text() if args.text else None
+    found: dict[str, list[dict[str, np.ndarray]]] = {label: [] for label, _ in opened}
+    n_vocab = 0
+    for index, request in enumerate(requests("corpus", questions, base.tokenize, args.rows, text)):
+        base_logits = base.logits([request])[0]
+        n_vocab = base_logits.shape[-1]
+        for label, backend in opened:
+            quant_logits = backend.logits([request])[0]
+            found[label].append(
+                compare_formats(base_logits, quant_logits, 512, 32, 1000 * index, bounds)
+            )
+    print(
+        f"{'quant':<7}{'format':<28}{'B/pos':>8}{'ratio':>8}"
+        f"{'bound max':>10}{'mean':>10}{'vs f64 max':>10}{'mean':>10}"
+        f"{'exact max':>10}{'mean':>10}{'self max':>10}"
+    )
+    for label, parts in found.items():
+        merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        report_formats(label, merged, n_vocab)
+
+
 def report(label: str, kind: str, ks: list[int], rows: dict[str, np.ndarray]) -> None:
     """One line per K: error percentiles and max-row ratios of each estimate."""
     exact = rows["exact"][:, 0]
@@ -152,6 +299,11 @@ def main() -> int:
     parser.add_argument(
         "--tail-samples", type=int, default=None, help="tail draws (default: the mode's, 128 cloze)"
     )
+    parser.add_argument("--formats", action="store_true", help="compare storage formats")
+    parser.add_argument("--text", type=Path, help="--formats: a corpus text file")
+    parser.add_argument(
+        "--bounds", default="1e-3,1e-5", help="--formats: per-row K tail-mass bounds"
+    )
     args = parser.parse_args()
     model_set = load_models_toml(args.models).get_set(args.set_name)
     source, known_bad = get_task("mmlu").default_source()
@@ -165,6 +317,9 @@ def main() -> int:
     factory = LlamaBackendFactory()
     base = factory.open(model_set.baseline)
     opened = [(q.label.split()[0], factory.open(q)) for q in quants]
+    if args.formats:
+        run_formats(args, base, opened, questions)
+        return 0
     ks = [int(k) for k in args.ks.split(",")]
     print(
         f"baseline {model_set.baseline.label}; per-row |error| "

@@ -244,7 +244,7 @@ class TestCompactCache:
     ) -> None:
         first = _report(_events(_spec(fake_set, tmp_path), fake_factory))
         assert first.cache and first.cache.path
-        target = Path(first.cache.path) / "top_logprobs.npy"
+        target = Path(first.cache.path) / "top_logits.npy"
         data = bytearray(target.read_bytes())
         data[-3] ^= 0xFF
         target.write_bytes(bytes(data))
@@ -259,17 +259,19 @@ class TestCompactCache:
     ) -> None:
         report = _report(_events(_spec(fake_set, tmp_path, top_k=16, tail_samples=8), fake_factory))
         assert report.cache is not None
-        # per token: 16 int32 ids + 16 float64 log-probs, 8 int32 draws + 8 float64 log-probs,
-        # the tail mass and the next token's log-prob (float64 each)
-        assert report.cache.bytes_per_token == bytes_per_token(16, 8) == 16 * 12 + 8 * 12 + 16
+        # per token: 16 int32 ids + 16 float32 logits, 8 int32 draws + 8 float32 logits, the
+        # log-sum-exp, the tail mass and the next token's log-prob (float64 each)
+        assert report.cache.bytes_per_token == bytes_per_token(16, 8) == 16 * 8 + 8 * 8 + 24
         assert report.cache.path is not None
         folder = Path(report.cache.path)
         arrays = report.tokens_scored * report.cache.bytes_per_token + report.n_chunks * CTX * 4
         meta = (folder / "meta.json").stat().st_size
-        # + one header of at most 128 bytes per .npy file (7)
-        assert arrays + meta < report.cache.file_bytes <= arrays + meta + 7 * 128
-        # the docstring's and docs/modes.md's "80x smaller" for Gemma's vocabulary at the defaults
-        assert llama_cpp_bytes_per_token(262144) // bytes_per_token(512, 32) == 80
+        # + one header of at most 128 bytes per .npy file (8)
+        assert arrays + meta < report.cache.file_bytes <= arrays + meta + 8 * 128
+        # the docstring's and docs/modes.md's "119x smaller" for Gemma's vocabulary at the defaults
+        assert llama_cpp_bytes_per_token(262144) == 2 * 262144 + 8
+        assert bytes_per_token(512, 32) == 4376
+        assert llama_cpp_bytes_per_token(262144) // bytes_per_token(512, 32) == 119
 
     def test_no_cache_leaves_nothing(
         self, fake_set: ModelSet, fake_factory: FakeBackendFactory

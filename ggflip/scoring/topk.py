@@ -166,6 +166,8 @@ def _tail_logmass(
         return -np.inf
     values = row[outside].astype(np.float64)
     top = values.max()
+    if top == -np.inf:
+        return -np.inf  # every token outside has probability 0
     with np.errstate(divide="ignore"):
         return float(top + np.log(np.exp(values - top).sum()) - (peak + np.log(total)))
 
@@ -341,7 +343,8 @@ def kl_rows(base: BaselineRows, quant: Normalized) -> tuple[FloatArray, FloatArr
     ids = np.asarray(base.top_ids, dtype=np.int64)
     p_top = np.asarray(base.top_logprobs, dtype=np.float64)
     q_top = quant.logprobs_at(ids)
-    head = np.sum(np.exp(p_top) * (p_top - q_top), axis=-1)
+    with np.errstate(invalid="ignore"):  # a token of probability 0 adds nothing, even if q is 0
+        head = np.sum(np.where(p_top > -np.inf, np.exp(p_top) * (p_top - q_top), 0.0), axis=-1)
     p_tail = np.asarray(base.tail_logmass, dtype=np.float64)
     has_tail = np.isfinite(p_tail)
     coarse = head.copy()
