@@ -145,7 +145,9 @@ def test_log_probs_given_as_such_round_by_at_most_2_to_the_minus_24_of_their_dis
 
 
 def _record() -> PositionRecord:
-    base = np.concatenate([CASES[name][0] for name in ("peaked", "wide", "zero-probability tokens")])
+    base = np.concatenate(
+        [CASES[name][0] for name in ("peaked", "wide", "zero-probability tokens")]
+    )
     return PositionRecord.of(baseline_normalize(base, 8, 4, np.random.default_rng(1))[1])
 
 
@@ -155,7 +157,9 @@ def _assert_same(record: PositionRecord, again: PositionRecord) -> None:
         assert stored.dtype == array.dtype, name
         np.testing.assert_array_equal(stored, array, err_msg=name)
     quant = normalize(CASES["damaged"][1].repeat(3, axis=0), record.top_ids)
-    assert [a.tolist() for a in kl_rows(again, quant)] == [a.tolist() for a in kl_rows(record, quant)]
+    assert [a.tolist() for a in kl_rows(again, quant)] == [
+        a.tolist() for a in kl_rows(record, quant)
+    ]
 
 
 def test_every_store_gives_back_the_record_exactly(tmp_path: Path) -> None:
