@@ -262,6 +262,9 @@ def run_formats(args: argparse.Namespace, base, opened, questions) -> None:  # t
             found[label].append(
                 compare_formats(base_logits, quant_logits, 512, 32, 1000 * index, bounds)
             )
+    n_rows = sum(len(part["f32 logits + f64 lse (new)"]) for part in next(iter(found.values())))
+    source = args.text or "MMLU test questions as text"
+    print(f"{n_rows} corpus rows of {source}, n_vocab {n_vocab}, K = 512, S = 32")
     print(
         f"{'quant':<7}{'format':<28}{'B/pos':>8}{'ratio':>8}"
         f"{'bound max':>10}{'mean':>10}{'vs f64 max':>10}{'mean':>10}"

@@ -18,7 +18,7 @@ DEFAULT_TOP_K = 512
 
 # Cloze keeps a short top K and more tail draws: on real Gemma 3 270M cloze rows the tail outside
 # the top 64 holds 20-35 % of a row's KL, and S = 128 draws bring its per-row error under 5 % (p90)
-# at 2,316 bytes a row, where K = 256 with 32 draws needs 3,468 (docs/metrics.md, cache exactness).
+# at 1,556 bytes a row, where K = 256 with 32 draws needs 2,324 (docs/metrics.md, cache exactness).
 DEFAULT_CLOZE_TOP_K = 64
 DEFAULT_CLOZE_TAIL_SAMPLES = 128
 
