@@ -39,7 +39,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +124,10 @@ def compare_rows(
             out["k3"][-1].append(float(bound[0]) + _k3_gap(record, norm))
             out["bound"][-1].append(float(bound[0]))
             out["acc"][-1].append(float(acceptance_rows(record, norm)[0]))
-            bare = BaselineRows(
-                *(getattr(record, f) for f in ("top_ids", "top_logprobs", "tail_logmass")),
-                record.sample_ids[:, :0],
-                record.sample_logprobs[:, :0],
+            bare = replace(
+                record,
+                sample_ids=record.sample_ids[:, :0],
+                sample_logits=record.sample_logits[:, :0],
             )
             out["acc_bound"][-1].append(float(acceptance_rows(bare, norm)[0]))
     return {name: np.array(values) for name, values in out.items()}

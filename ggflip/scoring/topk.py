@@ -209,11 +209,10 @@ class BaselineRows:
         sample_logprobs: NDArray[np.floating],
     ) -> Self:
         """The record of float64 log-probs given as such: float32 offsets from each row's largest
-        top log-prob, each rounded by at most 2^-24 of its distance to that log-prob (none for
-        -inf, or for a row whose log-probs are float32 logits minus one value)."""
+        top log-prob, each rounded by at most 2^-24 of its distance to that log-prob (-inf stays
+        -inf)."""
         top = np.asarray(top_logprobs, dtype=np.float64)
-        finite = np.where(np.isfinite(top), top, -np.inf)
-        peak = finite.max(axis=-1, initial=-np.inf)
+        peak = np.where(np.isnan(top), -np.inf, top).max(axis=-1, initial=-np.inf)
         lse = -np.where(np.isfinite(peak), peak, 0.0)
         samples = np.asarray(sample_logprobs, dtype=np.float64)
         return cls(
@@ -358,17 +357,24 @@ def kl_rows(base: BaselineRows, quant: Normalized) -> tuple[FloatArray, FloatArr
             q_all = quant.logprobs_at(np.asarray(base.sample_ids, dtype=np.int64))
             log_r = q_all[rows] - q_tail[rows, None] - p_s
             for at, row in enumerate(rows):
-                terms = _gap_terms(base, quant, int(row), float(q_tail[row]), log_r[at])
+                kth = float(p_top[row].min())
+                terms = _gap_terms(base, quant, int(row), (float(q_tail[row]), kth), log_r[at])
                 gap[row] = np.exp(p_tail[row]) * terms.mean()
     return np.maximum(coarse, 0.0), np.maximum(gap, 0.0)
 
 
 def _gap_terms(
-    base: BaselineRows, quant: Normalized, row: int, q_tail: float, log_r: FloatArray
+    base: BaselineRows,
+    quant: Normalized,
+    row: int,
+    logmasses: tuple[float, float],
+    log_r: FloatArray,
 ) -> FloatArray:
     """Per tail draw of one row: -ln r + r·[x in B]/Q|tail(B) - 1, written without cancellation
-    (k3 of r/Q|tail(B), minus ln Q|tail(B), for a draw in B; -ln r - 1 for one in A)."""
-    lifted = lifted_ids(base, quant, row)
+    (k3 of r/Q|tail(B), minus ln Q|tail(B), for a draw in B; -ln r - 1 for one in A).
+    `logmasses`: log Q(tail) and the baseline's K-th log-prob."""
+    q_tail, kth_logprob = logmasses
+    lifted = lifted_ids(base, quant, row, kth_logprob)
     if lifted.size == 0:
         return np.expm1(log_r) - log_r
     lifted_logprobs = quant.logits[row, lifted].astype(np.float64) - quant.lse[row]
@@ -381,10 +387,10 @@ def _gap_terms(
     return np.where(in_a, -log_r - 1.0, np.expm1(log_rb) - log_rb - log_b)
 
 
-def lifted_ids(base: BaselineRows, quant: Normalized, row: int) -> IdArray:
+def lifted_ids(base: BaselineRows, quant: Normalized, row: int, kth_logprob: float) -> IdArray:
     """The tail tokens of `row` (outside the baseline's top K) to which the quant gives more than
-    LIFTED times the baseline's K-th probability, (n,) ids."""
+    LIFTED times the baseline's K-th probability (log `kth_logprob`), (n,) ids."""
     top = np.asarray(base.top_ids[row], dtype=np.int64)
-    floor = float(np.min(base.top_logprobs[row])) + np.log(LIFTED) + quant.lse[row]
+    floor = kth_logprob + np.log(LIFTED) + quant.lse[row]
     above = np.flatnonzero(quant.logits[row] > floor)
     return above[~np.isin(above, top)].astype(np.int64)
