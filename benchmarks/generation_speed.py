@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -115,7 +114,8 @@ def completion_rate(args: argparse.Namespace) -> dict[str, float]:
 
 def llama_tools(args: argparse.Namespace) -> dict[str, float]:
     """llama-bench's tg (one sequence) and pp512, and llama-batched-bench's S_TG at B sequences."""
-    from throughput import ensure_llama_bench, llama_bench_pp512
+    from llama_tools import batched_bench, build_targets, llama_bench_pp512
+    from throughput import ensure_llama_bench
 
     bench = ensure_llama_bench(args.llama_src)
     common = ["-m", str(args.model), "-t", str(args.threads), "-ngl", str(args.n_gpu_layers)]
@@ -131,20 +131,16 @@ def llama_tools(args: argparse.Namespace) -> dict[str, float]:
     }
     batched = bench.parent / "llama-batched-bench"
     if not batched.exists():
-        subprocess.run(
-            ["cmake", "--build", str(bench.parent.parent), "--target", "llama-batched-bench",
-             "-j", str(os.cpu_count() or 2)],
-            check=False,
-        )  # fmt: skip
+        try:
+            build_targets(bench.parent.parent, ["llama-batched-bench"])
+        except subprocess.CalledProcessError:
+            pass  # a llama-bench given by path, without a build folder: S_TG is left out
     if batched.exists():
-        out = subprocess.run(
-            [str(batched), *common, "-c", str(args.n_ctx), "-npp", "32",
-             "-ntg", str(args.new_tokens), "-npl", str(args.batch), "--output-format", "jsonl"],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        if lines:
-            rates["batched_tg_tps"] = float(lines[-1]["speed_tg"])
+        shape = (32, args.new_tokens, args.batch)
+        ngl = args.n_gpu_layers
+        line = batched_bench(batched, args.model, args.threads, ngl, shape, args.n_ctx)
+        if line:
+            rates["batched_tg_tps"] = float(line["speed_tg"])
     return rates
 
 
