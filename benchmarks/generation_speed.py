@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,9 +47,25 @@ def _prompts(n: int) -> list[str]:
     return [texts[i % len(texts)] for i in range(n)]
 
 
+def timed_generation(
+    backend: Any, prompts: list[tuple[int, ...]], batch: int, new_tokens: int
+) -> tuple[list[Any], float]:
+    """ggflip's batched greedy generation of `prompts`, `batch` per `generate` call (prefill
+    included), after one untimed token that pages the weights in: (generations, wall seconds)."""
+    from ggflip.backends.base import GenerateRequest
+
+    backend.generate([GenerateRequest(prompts[0], 1)])
+    started = time.perf_counter()
+    generations = []
+    for first in range(0, len(prompts), batch):
+        requests = [GenerateRequest(p, new_tokens) for p in prompts[first : first + batch]]
+        generations += backend.generate(requests)
+    return generations, time.perf_counter() - started
+
+
 def ggflip_rates(args: argparse.Namespace) -> dict[str, float]:
     """Batched generation and the teacher-forced pass through ggflip's llama.cpp backend."""
-    from ggflip.backends.base import GenerateRequest, ScoreRequest
+    from ggflip.backends.base import ScoreRequest
     from ggflip.backends.leases import collect
     from ggflip.backends.llama import LlamaBackend
     from ggflip.config.models_toml import LlamaSettings
@@ -62,15 +79,7 @@ def ggflip_rates(args: argparse.Namespace) -> dict[str, float]:
     backend = LlamaBackend(args.model, settings)
     try:
         prompts = [tuple(backend.tokenize(p, add_bos=True)) for p in _prompts(args.prompts)]
-        backend.generate([GenerateRequest(prompts[0], 1)])  # warm-up: weights paged in
-        started = time.perf_counter()
-        generations = []
-        for first in range(0, len(prompts), args.batch):
-            requests = [
-                GenerateRequest(p, args.new_tokens) for p in prompts[first : first + args.batch]
-            ]
-            generations += backend.generate(requests)
-        gen_seconds = time.perf_counter() - started
+        generations, gen_seconds = timed_generation(backend, prompts, args.batch, args.new_tokens)
         generated = sum(len(g.tokens) for g in generations)
         started = time.perf_counter()
         forced = 0

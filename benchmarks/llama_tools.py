@@ -45,9 +45,10 @@ def installed_version() -> str:
     return version("llama_cpp_python")
 
 
-def unpacked_sdist(into: Path, wanted: str | None = None) -> Path:
+def unpacked_sdist(into: Path, wanted: str | None = None, python: Path | None = None) -> Path:
     """The unpacked llama-cpp-python sdist of version `wanted` (default: the installed one) under
-    `into`, downloaded from PyPI and unpacked when it is not there yet."""
+    `into`, downloaded from PyPI by `python`'s pip (default this one's) and unpacked when it is
+    not there yet."""
     wanted = wanted or installed_version()
     unpacked = into / f"llama_cpp_python-{wanted}"
     if (unpacked / "vendor" / "llama.cpp").is_dir():
@@ -55,8 +56,8 @@ def unpacked_sdist(into: Path, wanted: str | None = None) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     print(f"downloading the llama-cpp-python=={wanted} sdist ...", file=sys.stderr)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         f"llama-cpp-python=={wanted}", "-d", str(into)],
+        [str(python or sys.executable), "-m", "pip", "download", "--no-deps", "--no-binary",
+         ":all:", f"llama-cpp-python=={wanted}", "-d", str(into)],
         check=True,
     )  # fmt: skip
     with tarfile.open(into / f"llama_cpp_python-{wanted}.tar.gz") as tar:
