@@ -30,6 +30,7 @@ clock can no longer afford is skipped and recorded as such.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -248,12 +249,16 @@ class Bench:
     def generation_prompts(self) -> list[list[int]]:
         """`gen_batch` prompts of exactly `gen_prompt` tokens: BOS, then consecutive windows of
         the corpus text (text continues; few sequences stop before their new tokens)."""
-        import llama_cpp
+        from ggflip.backends.llama import LlamaBackend
+        from ggflip.config.models_toml import LlamaSettings
 
-        vocab = llama_cpp.Llama(model_path=str(self.f16), vocab_only=True, verbose=False)
-        tokens = vocab.tokenize(self.text.read_bytes(), add_bos=False, special=False)
+        tokenizer = LlamaBackend(self.f16, LlamaSettings(n_ctx=512, n_seq_max=1))
+        try:
+            tokens = tokenizer.tokenize(self.text.read_text(encoding="utf-8"), add_bos=False)
+            (bos,) = tokenizer.tokenize("", add_bos=True)
+        finally:
+            tokenizer.close()
         width = self.sizes.gen_prompt - 1
-        bos = vocab.token_bos()
         return [[bos, *tokens[i * width : (i + 1) * width]] for i in range(self.sizes.gen_batch)]
 
 
@@ -332,10 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         why = "--no-build" if gpu else "no GPU (nvidia-smi does not answer)"
         build = {"llama_cpp_python": f"CUDA build skipped: {why}; the installed one is used"}
     setup._say(build["llama_cpp_python"])
+    if importlib.util.find_spec("llama_cpp") is None:
+        sys.exit(
+            f"gpu.py: error: {sys.executable} has no llama-cpp-python; run it with the Python of "
+            "ggflip's venv (PYTHON=.venv/bin/python, made by scripts/bootstrap.sh)"
+        )
     args.n_gpu_layers = args.n_gpu_layers if args.n_gpu_layers is not None else (99 if gpu else 0)
     timings = {"setup_s": clock.elapsed()}
     bin_dir = None
-    if args.llama_build is None and build.get("build_dir") and gpu:
+    if args.llama_build is None and build.get("build_dir"):
         bin_dir = setup.tools_in_venv_build(build, args.venv.resolve())
     bin_dir = bin_dir or setup.ensure_bench_tools(
         args.llama_build, args.work, args.llama_src, gpu is not None and args.llama_build is None
