@@ -1,5 +1,4 @@
-"""ggflip against llama.cpp's own tools on a GPU, in one command: build, models, every ratio, one
-JSON file.
+"""ggflip against llama.cpp's tools on a GPU in one command: build, models, ratios, one JSON file.
 
     bash benchmarks/gpu.sh                 # a fresh GPU machine with PyPI: about 10 minutes
     python benchmarks/gpu.py --cpu-smoke --llama-build /tmp/llama-build   # CPU, smallest sizes
@@ -53,7 +52,9 @@ QUESTION_SUBJECT = "high_school_geography"  # 5-shot and cloze: one subject, as 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-s", type=float, default=570.0, help="the whole command's time")
+    parser.add_argument(
+        "--budget-s", type=float, default=570.0, help="the whole command's seconds (default 570)"
+    )
     parser.add_argument(
         "--cpu-smoke", action="store_true", help="the smallest sizes (default on a CPU)"
     )

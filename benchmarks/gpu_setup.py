@@ -110,7 +110,7 @@ def build_venv(venv: Path, work: Path, src: Path | None, wanted: str, cuda: bool
         _run([sys.executable, "-m", "venv", str(venv)])
     env = _venv_env(venv, cmake_args)
     pip = [str(python), "-m", "pip", "install", "--quiet"]
-    _run([*pip, "--upgrade", "pip", "cmake", "ninja", "scikit-build-core[pyproject]>=0.9.2"], env)
+    _run([*pip, "--upgrade", "pip", "cmake", "ninja", "scikit-build-core>=0.9.2"], env)
     sdist = src or unpacked_sdist(work / "sdist", wanted, python)
     installed = subprocess.run([str(python), "-c", "import llama_cpp"], capture_output=True)
     again = ["--force-reinstall"] if installed.returncode == 0 else []  # a build without CUDA
