@@ -105,7 +105,8 @@ def build_venv(venv: Path, work: Path, src: Path | None, wanted: str, cuda: bool
         and (_has_offload(python) or not cuda)
     ):
         _say(f"reusing {venv} (its llama-cpp-python was built in {pybuild})")
-        return {**record, "llama_cpp_python": "reused"}
+        sdist = build_flags(pybuild).get("CMAKE_HOME_DIRECTORY")  # for the tools' reconfigure
+        return {**record, "llama_cpp_python": "reused", "sdist": sdist}
     if not python.exists():
         _run([sys.executable, "-m", "venv", str(venv)])
     env = _venv_env(venv, cmake_args)
