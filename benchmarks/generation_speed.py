@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,9 +47,25 @@ def _prompts(n: int) -> list[str]:
     return [texts[i % len(texts)] for i in range(n)]
 
 
+def timed_generation(
+    backend: Any, prompts: list[tuple[int, ...]], batch: int, new_tokens: int
+) -> tuple[list[Any], float]:
+    """ggflip's batched greedy generation of `prompts`, `batch` per `generate` call (prefill
+    included), after one untimed token that pages the weights in: (generations, wall seconds)."""
+    from ggflip.backends.base import GenerateRequest
+
+    backend.generate([GenerateRequest(prompts[0], 1)])
+    started = time.perf_counter()
+    generations = []
+    for first in range(0, len(prompts), batch):
+        requests = [GenerateRequest(p, new_tokens) for p in prompts[first : first + batch]]
+        generations += backend.generate(requests)
+    return generations, time.perf_counter() - started
+
+
 def ggflip_rates(args: argparse.Namespace) -> dict[str, float]:
     """Batched generation and the teacher-forced pass through ggflip's llama.cpp backend."""
-    from ggflip.backends.base import GenerateRequest, ScoreRequest
+    from ggflip.backends.base import ScoreRequest
     from ggflip.backends.leases import collect
     from ggflip.backends.llama import LlamaBackend
     from ggflip.config.models_toml import LlamaSettings
@@ -63,15 +79,7 @@ def ggflip_rates(args: argparse.Namespace) -> dict[str, float]:
     backend = LlamaBackend(args.model, settings)
     try:
         prompts = [tuple(backend.tokenize(p, add_bos=True)) for p in _prompts(args.prompts)]
-        backend.generate([GenerateRequest(prompts[0], 1)])  # warm-up: weights paged in
-        started = time.perf_counter()
-        generations = []
-        for first in range(0, len(prompts), args.batch):
-            requests = [
-                GenerateRequest(p, args.new_tokens) for p in prompts[first : first + args.batch]
-            ]
-            generations += backend.generate(requests)
-        gen_seconds = time.perf_counter() - started
+        generations, gen_seconds = timed_generation(backend, prompts, args.batch, args.new_tokens)
         generated = sum(len(g.tokens) for g in generations)
         started = time.perf_counter()
         forced = 0
@@ -115,7 +123,8 @@ def completion_rate(args: argparse.Namespace) -> dict[str, float]:
 
 def llama_tools(args: argparse.Namespace) -> dict[str, float]:
     """llama-bench's tg (one sequence) and pp512, and llama-batched-bench's S_TG at B sequences."""
-    from throughput import ensure_llama_bench, llama_bench_pp512
+    from llama_tools import batched_bench, build_targets, llama_bench_pp512
+    from throughput import ensure_llama_bench
 
     bench = ensure_llama_bench(args.llama_src)
     common = ["-m", str(args.model), "-t", str(args.threads), "-ngl", str(args.n_gpu_layers)]
@@ -131,20 +140,16 @@ def llama_tools(args: argparse.Namespace) -> dict[str, float]:
     }
     batched = bench.parent / "llama-batched-bench"
     if not batched.exists():
-        subprocess.run(
-            ["cmake", "--build", str(bench.parent.parent), "--target", "llama-batched-bench",
-             "-j", str(os.cpu_count() or 2)],
-            check=False,
-        )  # fmt: skip
+        try:
+            build_targets(bench.parent.parent, ["llama-batched-bench"])
+        except subprocess.CalledProcessError:
+            pass  # a llama-bench given by path, without a build folder: S_TG is left out
     if batched.exists():
-        out = subprocess.run(
-            [str(batched), *common, "-c", str(args.n_ctx), "-npp", "32",
-             "-ntg", str(args.new_tokens), "-npl", str(args.batch), "--output-format", "jsonl"],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        if lines:
-            rates["batched_tg_tps"] = float(lines[-1]["speed_tg"])
+        shape = (32, args.new_tokens, args.batch)
+        ngl = args.n_gpu_layers
+        line = batched_bench(batched, args.model, args.threads, ngl, shape, args.n_ctx)
+        if line:
+            rates["batched_tg_tps"] = float(line["speed_tg"])
     return rates
 
 

@@ -35,7 +35,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +43,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from llama_tools import ensure_tools  # noqa: E402
 
 from ggflip.config.models_toml import default_cache_dir, load_models_toml  # noqa: E402
 
@@ -132,53 +134,7 @@ def timed(
 
 def llama_perplexity_binary(tools: Path, src: Path | None) -> Path:
     """The llama-perplexity binary, downloading and building it when missing."""
-    binary = tools / "build" / "bin" / "llama-perplexity"
-    if binary.exists():
-        return binary
-    if src is None:
-        import llama_cpp
-
-        version = llama_cpp.__version__
-        tools.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                f"llama-cpp-python=={version}",
-                "-d",
-                str(tools),
-            ],
-            check=True,
-        )
-        archive = next(tools.glob(f"llama_cpp_python-{version}.tar.gz"))
-        with tarfile.open(archive) as tar:
-            tar.extractall(tools, filter="data")
-        src = tools / f"llama_cpp_python-{version}"
-    llama_src = src / "vendor" / "llama.cpp" if (src / "vendor" / "llama.cpp").exists() else src
-    configure = [
-        "cmake",
-        "-S",
-        str(llama_src),
-        "-B",
-        str(tools / "build"),
-        "-DCMAKE_BUILD_TYPE=Release",
-        "-DLLAMA_CURL=OFF",
-        "-DLLAMA_BUILD_TESTS=OFF",
-        "-DLLAMA_BUILD_EXAMPLES=OFF",
-        "-DLLAMA_BUILD_SERVER=OFF",
-    ]
-    subprocess.run(configure, check=True)
-    jobs = str(os.cpu_count() or 1)
-    subprocess.run(
-        ["cmake", "--build", str(tools / "build"), "--target", "llama-perplexity", "-j", jobs],
-        check=True,
-    )
-    return binary
+    return ensure_tools(tools / "build", ["llama-perplexity"], src, tools) / "llama-perplexity"
 
 
 def mmlu_corpus(path: Path, n_questions: int = 700) -> Path:
@@ -320,7 +276,7 @@ def run_llama(
     if stored is not None:
         return stored
     common = ["-c", str(args.ctx), "--chunks", str(args.chunks), "-t", str(args.threads)]
-    common += ["-fa", args.flash_attn]
+    common += ["-fa", args.flash_attn, "-ngl", str(getattr(args, "n_gpu_layers", 0))]
     # PPL alone: the same decodes without the full-vocabulary rows kept or compared, so the
     # difference to the KL runs is their per-row work
     ppl_only = timed(
@@ -491,6 +447,12 @@ def main() -> None:
         help="flash attention in both tools (default off, ggflip's default; llama-perplexity's "
         "own default is auto)",
     )
+    parser.add_argument(
+        "--n-gpu-layers",
+        type=int,
+        default=0,
+        help="layers on the GPU in both tools (99: all; needs CUDA builds of both)",
+    )
     parser.add_argument("--only", choices=("ggflip", "llama", "exact"), help="run one stage only")
     parser.add_argument(
         "--reuse",
@@ -513,6 +475,7 @@ def main() -> None:
         "[llama]",
         f"n_threads = {args.threads}",
         f"flash_attn = {'true' if args.flash_attn == 'on' else 'false'}",
+        f"n_gpu_layers = {args.n_gpu_layers}",
         "[sets.bench]",
         f'baseline = {{ path = "{model_set.baseline.path}", '
         f'label = "{model_set.baseline.label}" }}',

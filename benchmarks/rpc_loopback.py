@@ -31,7 +31,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from importlib import metadata
@@ -40,6 +39,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from llama_tools import build_targets, configure, unpacked_sdist  # noqa: E402
 
 
 def _log(message: str) -> None:
@@ -48,31 +50,7 @@ def _log(message: str) -> None:
 
 def find_sdist(cache: Path, version: str) -> Path:
     """The unpacked llama-cpp-python sdist of `version` under `cache`, downloading it if needed."""
-    unpacked = cache / f"llama_cpp_python-{version}"
-    if (unpacked / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
-        return unpacked
-    cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / f"llama_cpp_python-{version}.tar.gz"
-    if not archive.exists():
-        _log(f"downloading the llama-cpp-python {version} sdist")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                f"llama-cpp-python=={version}",
-                "-d",
-                str(cache),
-            ],
-            check=True,
-        )
-    with tarfile.open(archive) as tar:
-        tar.extractall(cache, filter="data")
-    return unpacked
+    return unpacked_sdist(cache, version)
 
 
 def build(sdist: Path, build_dir: Path, jobs: int) -> Path:
@@ -82,28 +60,9 @@ def build(sdist: Path, build_dir: Path, jobs: int) -> Path:
         return bin_dir
     source = sdist / "vendor" / "llama.cpp"
     _log(f"building ggml-rpc-server and libllama from {source} (several minutes)")
-    subprocess.run(
-        [
-            "cmake",
-            "-S",
-            str(source),
-            "-B",
-            str(build_dir),
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DGGML_RPC=ON",
-            "-DBUILD_SHARED_LIBS=ON",
-            "-DLLAMA_OPENSSL=OFF",
-            "-DLLAMA_BUILD_TESTS=OFF",
-            "-DLLAMA_BUILD_EXAMPLES=OFF",
-            "-DLLAMA_BUILD_SERVER=OFF",
-            "-DLLAMA_BUILD_APP=OFF",
-        ],
-        check=True,
-    )
-    subprocess.run(
-        ["cmake", "--build", str(build_dir), "--target", "ggml-rpc-server", "llama", f"-j{jobs}"],
-        check=True,
-    )
+    rpc_flags = ["-DGGML_RPC=ON", "-DBUILD_SHARED_LIBS=ON", "-DLLAMA_OPENSSL=OFF"]
+    configure(source, build_dir, [*rpc_flags, "-DLLAMA_BUILD_APP=OFF"])
+    build_targets(build_dir, ["ggml-rpc-server", "llama"], jobs)
     return bin_dir
 
 

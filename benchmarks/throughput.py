@@ -33,7 +33,6 @@ import pstats
 import resource
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from importlib.metadata import version
@@ -41,6 +40,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from llama_tools import batched_bench, ensure_tools, llama_bench_pp512  # noqa: E402, F401
 
 
 def _tool_dir() -> Path:
@@ -51,89 +53,12 @@ def _tool_dir() -> Path:
 
 def ensure_llama_bench(llama_src: Path | None) -> Path:
     """Path of a llama-bench binary built from the sources llama-cpp-python vendors; build it if
-    missing."""
+    missing (`CMAKE_ARGS`, e.g. "-DGGML_CUDA=on", reach the build as they reach
+    llama-cpp-python's)."""
     if os.environ.get("GGFLIP_LLAMA_BENCH"):
         return Path(os.environ["GGFLIP_LLAMA_BENCH"])
-    build = _tool_dir() / "build"
-    binary = build / "bin" / "llama-bench"
-    if binary.exists():
-        return binary
-    if llama_src is None:
-        sdist_dir = _tool_dir() / "sdist"
-        sdist_dir.mkdir(parents=True, exist_ok=True)
-        wanted = f"llama-cpp-python=={version('llama_cpp_python')}"
-        print(f"downloading the {wanted} sdist ...", file=sys.stderr)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                wanted,
-                "-d",
-                str(sdist_dir),
-            ],
-            check=True,
-        )
-        archive = next(sdist_dir.glob("llama_cpp_python-*.tar.gz"))
-        with tarfile.open(archive) as tar:
-            tar.extractall(sdist_dir, filter="data")
-        llama_src = next(p for p in sdist_dir.iterdir() if p.is_dir())
-    source = llama_src / "vendor" / "llama.cpp"
-    print(f"building llama-bench from {source} (a few minutes) ...", file=sys.stderr)
-    subprocess.run(
-        [
-            "cmake",
-            "-S",
-            str(source),
-            "-B",
-            str(build),
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DLLAMA_CURL=OFF",
-            "-DLLAMA_BUILD_TESTS=OFF",
-            "-DLLAMA_BUILD_EXAMPLES=OFF",
-            "-DLLAMA_BUILD_SERVER=OFF",
-            *os.environ.get("CMAKE_ARGS", "").split(),
-        ],
-        check=True,
-    )  # e.g. CMAKE_ARGS="-DGGML_CUDA=on", as for llama-cpp-python
-    subprocess.run(
-        ["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)],
-        check=True,
-    )
-    return binary
-
-
-def llama_bench_pp512(binary: Path, model: Path, threads: int, n_gpu_layers: int) -> float:
-    """llama-bench's mean prompt-processing tokens/s over 512-token prompts."""
-    out = subprocess.run(
-        [
-            str(binary),
-            "-m",
-            str(model),
-            "-p",
-            "512",
-            "-n",
-            "0",
-            "-t",
-            str(threads),
-            "-r",
-            "3",
-            "-ngl",
-            str(n_gpu_layers),
-            "-fa",
-            "0",  # flash attention off, as ggflip's default
-            "-o",
-            "json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(json.loads(out)[0]["avg_ts"])
+    bin_dir = ensure_tools(_tool_dir() / "build", ["llama-bench"], llama_src, _tool_dir() / "sdist")
+    return bin_dir / "llama-bench"
 
 
 def batched_pp(bench: Path, args: argparse.Namespace, prompt_tokens: int) -> float | None:
@@ -143,14 +68,9 @@ def batched_pp(bench: Path, args: argparse.Namespace, prompt_tokens: int) -> flo
     batched = bench.parent / "llama-batched-bench"
     if not batched.exists():
         return None
-    out = subprocess.run(
-        [str(batched), "-m", str(args.model), "-t", str(args.threads), "-ngl",
-         str(args.n_gpu_layers), "-c", "4096", "-npp", str(prompt_tokens), "-ntg", "1",
-         "-npl", str(args.batch), "-fa", "off", "--output-format", "jsonl"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return float(lines[-1]["speed_pp"]) if lines else None
+    shape = (prompt_tokens, 1, args.batch)
+    line = batched_bench(batched, args.model, args.threads, args.n_gpu_layers, shape, 4096)
+    return float(line["speed_pp"]) if line else None
 
 
 def _task(kind: str):  # type: ignore[no-untyped-def]
