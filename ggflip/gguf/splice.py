@@ -48,6 +48,10 @@ def _layout(path: Path) -> GgufLayout:
     return scan_gguf(path, lambda key: key == _ARCH_KEY)
 
 
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def tensor_table(paths: Sequence[Path]) -> tuple[TensorRow, ...]:
     """The tensors of the first file, in its order, with their type and size in every file.
 
@@ -59,7 +63,7 @@ def tensor_table(paths: Sequence[Path]) -> tuple[TensorRow, ...]:
     first = layouts[0]
     by_name = [{t.name: t for t in layout.tensors} for layout in layouts]
     for layout, names in zip(layouts[1:], by_name[1:]):
-        arch, other = first.fields.get(_ARCH_KEY), layout.fields.get(_ARCH_KEY)
+        arch, other = _text(first.fields.get(_ARCH_KEY)), _text(layout.fields.get(_ARCH_KEY))
         if arch != other:
             raise UsageError(
                 f"{layout.path.name} is a {other} model and {first.path.name} a {arch} one: "
