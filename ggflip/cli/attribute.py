@@ -13,17 +13,21 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import TaskID
 
 from ggflip.attribute.engine import run_attribution
 from ggflip.attribute.events import AttributionPlanned, ModelMeasured, ModelStarted
 from ggflip.attribute.groups import BY_CHOICES
 from ggflip.attribute.report import AttributionReport
 from ggflip.attribute.setup import AttributeOptions, resolve_attribute_spec
+from ggflip.choice.events import QuestionScored
 from ggflip.choice.setup import RunOptions
 from ggflip.cli.consoles import console
+from ggflip.cli.progress import progress_bars
 from ggflip.cli.run import emit_document
 from ggflip.cli.scoring_flags import add_cache_flags, add_model_flags, add_text_flags
 from ggflip.cli.scoring_flags import scoring_threads as requested_threads
+from ggflip.corpus.events import ChunkScored
 from ggflip.gguf.memory import format_bytes
 from ggflip.reports.attribute import (
     render_attribute_html,
@@ -158,26 +162,49 @@ def attribute_options(args: argparse.Namespace) -> AttributeOptions:
     )
 
 
-def _progress(event: object, stderr: Console) -> None:
-    if isinstance(event, AttributionPlanned):
-        stderr.print(
-            f"attribute: {len(event.groups)} groups, {event.n_models} models to measure "
-            f"({event.stored} hybrids already measured); each hybrid up to "
-            f"{format_bytes(event.hybrid_bytes)} in {event.work_dir} "
-            f"({format_bytes(event.free_bytes)} free), one at a time",
-            markup=False,
-            highlight=False,
-        )
-    elif isinstance(event, ModelStarted):
-        stderr.print(f"[{event.index}/{event.total}] {event.label} …", markup=False)
-    elif isinstance(event, ModelMeasured):
-        how = "stored" if event.stored else f"{event.seconds:.1f} s"
-        stderr.print(
-            f"[{event.index}/{event.total}] {event.label}: mean KL "
-            f"{event.figures.get('kl_mean', float('nan')):.5f} ({how})",
-            markup=False,
-            highlight=False,
-        )
+class _Progress:
+    """One line per model measured, and a bar of the current model's chunks or questions."""
+
+    def __init__(self, stderr: Console) -> None:
+        self.bars = progress_bars(stderr)
+        self.task: TaskID | None = None
+        self._title = ""
+
+    def __call__(self, event: object) -> None:
+        say = self.bars.console.print
+        if isinstance(event, AttributionPlanned):
+            say(
+                f"attribute: {len(event.groups)} groups, {event.n_models} models to measure "
+                f"({event.stored} hybrids already measured); each hybrid up to "
+                f"{format_bytes(event.hybrid_bytes)} in {event.work_dir} "
+                f"({format_bytes(event.free_bytes)} free), one at a time",
+                markup=False,
+                highlight=False,
+            )
+        elif isinstance(event, ModelStarted):
+            self._bar(f"[{event.index}/{event.total}] {event.label}")
+        elif isinstance(event, (ChunkScored, QuestionScored)) and self.task is not None:
+            done, total = (
+                (event.chunk + 1, event.n_chunks)
+                if isinstance(event, ChunkScored)
+                else (event.done, event.total)
+            )
+            self.bars.update(self.task, completed=done, total=total)
+            self.bars.update(self.task, description=f"{self._title} ({event.role})")
+        elif isinstance(event, ModelMeasured):
+            how = "stored" if event.stored else f"{event.seconds:.1f} s"
+            say(
+                f"[{event.index}/{event.total}] {event.label}: mean KL "
+                f"{event.figures.get('kl_mean', float('nan')):.5f} ({how})",
+                markup=False,
+                highlight=False,
+            )
+
+    def _bar(self, title: str) -> None:
+        if self.task is not None:
+            self.bars.remove_task(self.task)
+        self._title = title
+        self.task = self.bars.add_task(title, total=None)
 
 
 def attribute_command(args: argparse.Namespace) -> int:
@@ -185,12 +212,16 @@ def attribute_command(args: argparse.Namespace) -> int:
     from ggflip.backends.registry import backend_factory
 
     stderr = console(stderr=True)
-    with tempfile.TemporaryDirectory(prefix="ggflip-attribute-cache-") as scratch:
+    progress = _Progress(stderr)
+    with (
+        tempfile.TemporaryDirectory(prefix="ggflip-attribute-cache-") as scratch,
+        progress.bars,
+    ):
         spec = resolve_attribute_spec(attribute_options(args), backend_factory, Path(scratch))
         events = run_attribution(spec)
         while True:
             try:
-                _progress(next(events), stderr)
+                progress(next(events))
             except StopIteration as stop:
                 report: AttributionReport = stop.value
                 break
