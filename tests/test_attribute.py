@@ -215,6 +215,21 @@ class TestEngine:
         assert set(report.recipe.groups) == {"attn_q", "ffn_down", "token_embd"}
         assert report.recipe.predicted_kl == pytest.approx(0.001)
 
+    def test_bytes_add_up_and_the_pages_render(self, tiny_gguf_dir: Path, tmp_path: Path) -> None:
+        from ggflip.reports.attribute import render_attribute_html, render_attribute_markdown
+
+        measure = AdditiveMeasure(_files(tiny_gguf_dir)[1], TENSOR_KL)
+        _, report = _run(_spec(tiny_gguf_dir, measure, tmp_path, budget="+10%"))
+        document = json.loads(json.dumps(report.to_json()))
+        for file in ("baseline", "quant"):
+            total = sum(g["bytes"][file] for g in document["groups"])
+            assert total == document["tensor_bytes"][file]
+        markdown = render_attribute_markdown(document)
+        assert "| 1 | ffn_down | 2 | 2×Q4_0 | 2×F16 |" in markdown
+        assert "Additivity: the single-group damages sum to 0.1310, 1.00×" in markdown
+        page = render_attribute_html(document)
+        assert page.count("data:image/png;base64,") == 1 and "ffn_down" in page
+
     def test_resume_measures_only_what_is_missing(
         self, tiny_gguf_dir: Path, tmp_path: Path
     ) -> None:

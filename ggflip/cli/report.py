@@ -39,11 +39,16 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 def report_command(args: argparse.Namespace) -> int:
     """Render a saved run report as HTML and/or Markdown."""
+    from ggflip.attribute.report import SCHEMA as ATTRIBUTE_SCHEMA
     from ggflip.reports.pages import load_run_report, render_html, render_markdown
     from ggflip.store.atomic import atomic_write_bytes
 
     document = load_run_report(args.run)
-    if args.by:
+    if document.get("schema") == ATTRIBUTE_SCHEMA:
+        from ggflip.reports.attribute import render_attribute_html, render_attribute_markdown
+
+        render_html, render_markdown = render_attribute_html, render_attribute_markdown
+    elif args.by:
         from ggflip.scoring.frontier import frontier_object
 
         document["frontier"] = frontier_object(document, args.by)

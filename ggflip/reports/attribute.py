@@ -161,8 +161,16 @@ def render_attribute_markdown(document: dict[str, Any]) -> str:
     parts = [f"# Attribution: {document['quant']} against {document['baseline']}", ""]
     for table in _tables(document):
         parts += [f"## {table.title}", "", *to_markdown(table), ""]
-    parts += [f"- {line}" for line in notes(document)]
+    parts += [f"- {_code(line)}" for line in notes(document)]
     return "\n".join(parts) + "\n"
+
+
+def _code(line: str) -> str:
+    """A note's command (after "llama-quantize: " or "…(splices it): ") as Markdown code."""
+    for lead in ("llama-quantize: ", "ggflip (splices it): "):
+        if line.startswith(lead):
+            return f"{lead}`{line.removeprefix(lead)}`"
+    return line
 
 
 def bar_plot(axes: Any, document: dict[str, Any]) -> None:
@@ -176,7 +184,8 @@ def bar_plot(axes: Any, document: dict[str, Any]) -> None:
     axes.barh(y + 0.2, damage, height=0.4, color="#d62728", alpha=0.8, label="damage (alone)")
     axes.barh(y - 0.2, recovered, height=0.4, color="#2ca02c", alpha=0.8, label="recovered")
     axes.axvline(document["additivity"]["quant_kl"] or 0.0, color="#555", ls="--", lw=1)
-    axes.set_yticks(y, [g["name"] for g in groups], fontsize=7)
+    labels = [f"{g['name']} ({g['extra_bytes'] / MIB:+,.1f} MiB)" for g in groups]
+    axes.set_yticks(y, labels, fontsize=7)
     axes.set_xlabel("mean KL (nats); dashed: the whole quant")
     axes.legend(fontsize=7, loc="lower right")
     axes.grid(True, axis="x", alpha=0.3)
