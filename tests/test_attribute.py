@@ -230,6 +230,24 @@ class TestEngine:
         page = render_attribute_html(document)
         assert page.count("data:image/png;base64,") == 1 and "ffn_down" in page
 
+    def test_a_source_file_gives_the_recipe_its_types(
+        self, tiny_gguf_dir: Path, tmp_path: Path
+    ) -> None:
+        source = tiny_gguf_dir / "q8_0.gguf"
+        measure = AdditiveMeasure(_files(tiny_gguf_dir)[1], TENSOR_KL)
+        spec = _spec(tiny_gguf_dir, measure, tmp_path, budget="+3000B", source=source)
+        _, report = _run(spec)
+        groups = {g.name: g for g in report.groups}
+        # Q8_0: 34 bytes a 32-weight block against Q4_0's 18; output is Q8_0 in both files
+        assert groups["ffn_down"].extra_bytes == 2 * FF * E // 32 * (34 - 18) == 2048
+        assert groups["output"].extra_bytes == 0 and "recovery output" not in measure.calls
+        assert groups["ffn_down"].recovered_kl == pytest.approx(0.06)
+        assert report.recipe is not None and report.recipe.groups == ("ffn_down",)
+        assert report.recipe.tensor_types == ((r"^blk\.\d+\.ffn_down\.weight$", "Q8_0"),)
+        assert r"--tensor-type '^blk\.\d+\.ffn_down\.weight$=q8_0'" in (
+            report.recipe.llama_quantize
+        )
+
     def test_resume_measures_only_what_is_missing(
         self, tiny_gguf_dir: Path, tmp_path: Path
     ) -> None:
