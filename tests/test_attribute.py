@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from gguf import GGUFReader
 
-from ggflip.attribute.engine import AttributeSpec, run_attribution
+from ggflip.attribute.engine import run_attribution
 from ggflip.attribute.events import AttributionPlanned, ModelMeasured
 from ggflip.attribute.groups import group_tensors, parse_by
 from ggflip.attribute.recipe import Candidate, greedy, parse_budget
 from ggflip.attribute.report import AttributionReport
+from ggflip.attribute.spec import AttributeSpec
 from ggflip.attribute.store import ResultStore
 from ggflip.errors import DiskFullError, UsageError
 from ggflip.gguf.header import scan_gguf

@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ggflip.attribute.events import (
@@ -29,40 +28,12 @@ from ggflip.attribute.measure import Figures, Measure
 from ggflip.attribute.plan import GroupPlan, Hybrid, hybrids, plan_groups
 from ggflip.attribute.recipe_build import build_report, recipe_hybrid
 from ggflip.attribute.report import AttributionReport, VerifyRow
-from ggflip.attribute.store import ResultStore
+from ggflip.attribute.spec import AttributeSpec
 from ggflip.errors import DiskFullError
 from ggflip.gguf.memory import format_bytes
 from ggflip.gguf.splice import Splicer, TensorRow, hybrid_bytes, same_tensors, tensor_table
 
 _DISK_MARGIN = 64 << 20  # beyond the largest hybrid: the writer's temporary file and logs
-
-
-@dataclass(frozen=True)
-class AttributeSpec:
-    """An attribution: the files, how tensors are grouped, how models are measured, and the
-    recipe's budget and check.
-
-    `source` is the file a recovery takes a group from (None: the baseline). `work_dir` is where
-    the temporary folder of hybrids is made (None: the system's temporary folder). `verify`
-    measures the recipe's model, the quant and `compare` (uniform quants) on held-out data.
-    """
-
-    baseline: Path
-    quant: Path
-    measure: Measure
-    source: Path | None = None
-    by: str = "kind"
-    patterns: tuple[str, ...] = ()
-    store: ResultStore | None = None
-    work_dir: Path | None = None
-    budget: str | None = None
-    verify: Measure | None = None
-    compare: tuple[Path, ...] = ()
-    write_recipe: Path | None = None
-
-    @property
-    def files(self) -> tuple[Path, Path, Path]:
-        return (self.baseline, self.quant, self.source or self.baseline)
 
 
 class _Models:

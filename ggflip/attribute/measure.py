@@ -34,7 +34,7 @@ class Measure(Protocol):
 
     @property
     def mode(self) -> str:
-        """"corpus" or "choice"."""
+        """ "corpus" or "choice"."""
         ...
 
     def key_parts(self) -> dict[str, Any]:

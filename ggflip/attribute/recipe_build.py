@@ -10,17 +10,14 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ggflip.attribute.measure import Figures
 from ggflip.attribute.plan import FILES, QUANT, SOURCE, GroupPlan, Hybrid, swapped
 from ggflip.attribute.recipe import Candidate, greedy, parse_budget, quantize_command
 from ggflip.attribute.report import AttributionReport, GroupResult, RecipeResult, ranked
+from ggflip.attribute.spec import AttributeSpec
 from ggflip.gguf.header import file_type_name, scan_gguf
 from ggflip.gguf.splice import TensorRow
-
-if TYPE_CHECKING:
-    from ggflip.attribute.engine import AttributeSpec
 
 _ZERO = {"kl_mean": 0.0, "flips": 0.0, "n_flips": 0.0}
 

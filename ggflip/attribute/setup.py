@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ggflip.attribute.engine import AttributeSpec
 from ggflip.attribute.groups import parse_by
 from ggflip.attribute.measure import ChoiceMeasure, CorpusMeasure, Measure
+from ggflip.attribute.spec import AttributeSpec
 from ggflip.attribute.store import ResultStore
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.setup import RunOptions, resolve_run_spec
