@@ -183,6 +183,8 @@ class _Progress:
             )
         elif isinstance(event, ModelStarted):
             self._bar(f"[{event.index}/{event.total}] {event.label}")
+            if not self.bars.console.is_terminal:  # no bar is drawn: say what runs
+                say(f"[{event.index}/{event.total}] {event.label} …", markup=False)
         elif isinstance(event, (ChunkScored, QuestionScored)) and self.task is not None:
             done, total = (
                 (event.chunk + 1, event.n_chunks)
