@@ -231,6 +231,33 @@ class TestEngine:
         page = render_attribute_html(document)
         assert page.count("data:image/png;base64,") == 1 and "ffn_down" in page
 
+    def test_the_tui_view_shows_the_ranking(self, tiny_gguf_dir: Path, tmp_path: Path) -> None:
+        import asyncio
+        import io
+
+        from rich.console import Console
+
+        from ggflip.tui.attribute_view import AttributionApp, AttributionScreen, attribution_content
+
+        measure = AdditiveMeasure(_files(tiny_gguf_dir)[1], TENSOR_KL)
+        _, report = _run(_spec(tiny_gguf_dir, measure, tmp_path))
+        document = json.loads(json.dumps(report.to_json()))
+
+        async def show() -> None:
+            app = AttributionApp(document)
+            async with app.run_test(size=(160, 40)) as pilot:
+                await pilot.pause()
+                assert isinstance(app.screen, AttributionScreen)
+                assert app.screen.query_one("#attribution") is not None
+                await pilot.press("q")
+
+        asyncio.run(show())
+        console = Console(width=160, record=True, file=io.StringIO())
+        console.print(attribution_content(document))
+        shown = console.export_text()
+        assert shown.index("ffn_down") < shown.index("attn_q") < shown.index("token_embd")
+        assert "Additivity" in shown
+
     def test_a_source_file_gives_the_recipe_its_types(
         self, tiny_gguf_dir: Path, tmp_path: Path
     ) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ggflip.cli.consoles import console
-from ggflip.errors import ExitCode
+from ggflip.errors import ExitCode, UsageError
 
 
 def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,6 +32,9 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
         "--markdown", type=Path, help="write Markdown tables here (default without --html: stdout)"
     )
     report.add_argument(
+        "--tui", action="store_true", help="an attribution report: show it in the terminal UI"
+    )
+    report.add_argument(
         "--by",
         help="the frontier's damage metric: kl_mean (default), p99, flips, or a metric name",
     )
@@ -47,7 +50,15 @@ def report_command(args: argparse.Namespace) -> int:
     if document.get("schema") == ATTRIBUTE_SCHEMA:
         from ggflip.reports.attribute import render_attribute_html, render_attribute_markdown
 
+        if args.tui:
+            from ggflip.tui.attribute_view import AttributionApp
+
+            AttributionApp(document).run()
+            return int(ExitCode.OK)
+
         render_html, render_markdown = render_attribute_html, render_attribute_markdown
+    elif args.tui:
+        raise UsageError("--tui shows an attribution report (from `ggflip attribute --out`)")
     elif args.by:
         from ggflip.scoring.frontier import frontier_object
 
