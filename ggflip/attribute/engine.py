@@ -181,7 +181,8 @@ def _verify(
     measure = spec.verify
     verified = []
     figures = yield from models.hybrid(hybrid, measure, keep)
-    verified.append(VerifyRow("recipe", str(keep), keep.stat().st_size, figures))
+    where = str(keep) if spec.write_recipe else "(spliced for the check, not kept)"
+    verified.append(VerifyRow("recipe", where, keep.stat().st_size, figures))
     for path, label in ((spec.quant, "quant"), *((p, p.stem) for p in spec.compare)):
         figures = yield from models.file(path, label, measure)
         verified.append(VerifyRow(label, str(path), path.stat().st_size, figures))
