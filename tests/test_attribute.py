@@ -19,7 +19,7 @@ from gguf import GGUFReader
 from ggflip.attribute.engine import run_attribution
 from ggflip.attribute.events import AttributionPlanned, ModelMeasured
 from ggflip.attribute.groups import group_tensors, parse_by
-from ggflip.attribute.recipe import Candidate, greedy, parse_budget
+from ggflip.attribute.recipe import Candidate, choose, greedy, parse_budget
 from ggflip.attribute.report import AttributionReport
 from ggflip.attribute.spec import AttributeSpec
 from ggflip.attribute.store import ResultStore
@@ -325,10 +325,13 @@ class TestRecipe:
         )
         assert {c.name for c in chosen} == {c.name for c in best} == {"a", "c"}
 
-    def test_greedy_is_a_heuristic(self) -> None:
+    def test_greedy_is_a_heuristic_and_choose_tries_every_subset(self) -> None:
         # 6 B for 0.7 is the best ratio, but two 5 B groups for 0.5 each recover more.
         items = [Candidate("x", 6, 0.7), Candidate("y", 5, 0.5), Candidate("z", 5, 0.5)]
         assert _value(greedy(items, 10)) == pytest.approx(0.7)
+        chosen, method = choose(items, 10)
+        assert {c.name for c in chosen} == {"y", "z"} and method == "exhaustive"
+        assert choose(items, 6) == ((items[0],), "greedy")
 
     def test_within_one_group_of_the_optimum(self) -> None:
         rng = random.Random(7)
@@ -344,6 +347,7 @@ class TestRecipe:
                 if sum(c.extra_bytes for c in s) <= budget
             ]
             optimum = max(map(_value, fits))
+            assert _value(choose(items, budget)[0]) == pytest.approx(optimum)
             # the classic bound: greedy by ratio + the best single group >= the optimum
             assert _value(chosen) + max(c.recovered for c in items) >= optimum - 1e-12
 

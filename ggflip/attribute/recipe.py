@@ -4,7 +4,10 @@ chosen greedily by KL recovered per extra byte, and how to build it.
 `parse_budget` reads `--recipe-budget`: `+10%` (of the quant's file size), `+200MiB` (bytes over
 the quant) or `1.2GB` (the whole file's target size). `greedy` takes the groups with the most KL
 recovered per extra byte first, skipping one that no longer fits and going on with the next
-(groups that recover nothing are never taken). Recoveries are measured one group at a time, so the
+(groups that recover nothing are never taken). Greedy is a heuristic for this knapsack: one large
+group that just misses the budget can leave room only for poor ones, so `choose` tries every
+subset when there are few groups (up to 16 that recover something: 65,536 subsets) and keeps
+greedy for more. Recoveries are measured one group at a time, so the
 recipe's KL is a prediction that assumes they add up; `--verify` measures it.
 """
 
@@ -55,6 +58,29 @@ def parse_budget(text: str, quant_bytes: int) -> int:
             "target, +SIZE or +PERCENT%"
         )
     return target - quant_bytes
+
+
+EXHAUSTIVE_UP_TO = 16  # groups that recover something: beyond this many, greedy only
+
+
+def choose(candidates: Sequence[Candidate], budget: int) -> tuple[tuple[Candidate, ...], str]:
+    """The groups to raise and how they were chosen: with few useful groups, the subset that
+    recovers the most within the budget (every subset tried; fewer bytes break ties), which is
+    never worse than `greedy`; with many, `greedy`."""
+    useful = [c for c in candidates if c.recovered > 0]
+    if len(useful) > EXHAUSTIVE_UP_TO:
+        return greedy(useful, budget), "greedy"
+    best: tuple[float, int, tuple[Candidate, ...]] = (0.0, 0, ())
+    for mask in range(1, 1 << len(useful)):
+        subset = tuple(c for i, c in enumerate(useful) if mask >> i & 1)
+        cost = sum(max(c.extra_bytes, 0) for c in subset)
+        if cost > budget:
+            continue
+        value = sum(c.recovered for c in subset)
+        if value > best[0] or (value == best[0] and cost < best[1]):
+            best = (value, cost, subset)
+    chosen = best[2]
+    return chosen, "greedy" if set(chosen) == set(greedy(useful, budget)) else "exhaustive"
 
 
 def greedy(candidates: Sequence[Candidate], budget: int) -> tuple[Candidate, ...]:

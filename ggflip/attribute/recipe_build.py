@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ggflip.attribute.measure import Figures
 from ggflip.attribute.plan import FILES, QUANT, SOURCE, GroupPlan, Hybrid, swapped
-from ggflip.attribute.recipe import Candidate, greedy, parse_budget, quantize_command
+from ggflip.attribute.recipe import Candidate, choose, parse_budget, quantize_command
 from ggflip.attribute.report import AttributionReport, GroupResult, RecipeResult, ranked
 from ggflip.attribute.spec import AttributeSpec
 from ggflip.gguf.header import file_type_name, scan_gguf
@@ -72,19 +72,20 @@ def _recipe(
     quant_bytes = spec.quant.stat().st_size
     budget = parse_budget(spec.budget, quant_bytes)
     candidates = [Candidate(g.name, g.extra_bytes, g.recovered_kl) for g in groups]
-    chosen = greedy(candidates, budget)
+    chosen, method = choose(candidates, budget)
     names = [c.name for c in chosen]
     raises = [plan.raise_to for plan in plans if plan.group.name in names]
     extra = sum(c.extra_bytes for c in chosen)
     return RecipeResult(
         budget_bytes=budget,
+        method=method,
         groups=tuple(names),
         extra_bytes=extra,
         file_bytes=quant_bytes + extra,
         predicted_kl=quant_kl - sum(c.recovered for c in chosen),
         tensor_types=tuple(pair for item in raises for pair in item.tensor_types),
         llama_quantize=quantize_command(
-            raises, str(spec.source or spec.baseline), "recipe.gguf", _quant_type(spec.quant)
+            raises, str(spec.baseline), "recipe.gguf", _quant_type(spec.quant)
         ),
         ggflip=_ggflip_command(spec),
     )

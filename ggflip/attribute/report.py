@@ -9,8 +9,9 @@ JSON schema (`to_json`, `schema` = SCHEMA):
                  "damage_kl", "recovery_kl", "recovered_kl", "recovered_per_mib"}],  ranked
      "additivity": {"quant_kl", "sum_damage_kl", "damage_ratio", "sum_recovered_kl",
                     "recovered_ratio"},
-     "recipe": null | {"budget_bytes", "groups", "extra_bytes", "file_bytes", "predicted_kl",
-                       "tensor_types": [[REGEX, TYPE]], "llama_quantize", "ggflip"},
+     "recipe": null | {"budget_bytes", "method", "groups", "extra_bytes", "file_bytes",
+                       "predicted_kl", "tensor_types": [[REGEX, TYPE]], "llama_quantize",
+                       "ggflip"},
      "verify": [{"label", "path", "file_bytes", "figures": {...}}], "complete"}
 
 Groups are ranked by KL recovered per extra byte (most first; a group whose raising costs no
@@ -101,6 +102,7 @@ class RecipeResult:
     """The groups a budget raises, what they cost and the KL predicted for them."""
 
     budget_bytes: int
+    method: str  # "greedy" (by recovery per byte) or "exhaustive" (every subset, better here)
     groups: tuple[str, ...]
     extra_bytes: int
     file_bytes: int
@@ -113,6 +115,7 @@ class RecipeResult:
         return finite(
             {
                 "budget_bytes": self.budget_bytes,
+                "method": self.method,
                 "groups": list(self.groups),
                 "extra_bytes": self.extra_bytes,
                 "file_bytes": self.file_bytes,

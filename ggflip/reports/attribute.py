@@ -136,7 +136,13 @@ def _recipe_lines(recipe: dict[str, Any]) -> list[str]:
     return [
         f"Recipe for +{format_bytes(recipe['budget_bytes'])}: raise {groups}; "
         f"+{format_bytes(recipe['extra_bytes'])}, file about {format_bytes(recipe['file_bytes'])}, "
-        f"predicted mean KL {_kl(recipe['predicted_kl'])} (if recoveries add up).",
+        f"predicted mean KL {_kl(recipe['predicted_kl'])} (if recoveries add up); chosen "
+        + (
+            "by recovery per byte (greedy)"
+            if recipe.get("method") == "greedy"
+            else "from every subset (greedy by recovery per byte would recover less)"
+        )
+        + ".",
         f"llama-quantize: {recipe['llama_quantize']}",
         f"ggflip (splices it): {recipe['ggflip']}",
     ]
