@@ -244,11 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     from ggflip.cli.gguf import add_gguf_parsers
 
     add_gguf_parsers(subparsers)
+    from ggflip.cli.attribute import add_attribute_parser
     from ggflip.cli.kld import add_kld_parser
     from ggflip.cli.pick import add_pick_parser
 
     add_kld_parser(subparsers)
     add_pick_parser(subparsers)
+    add_attribute_parser(subparsers)
     tasks = subparsers.add_parser("tasks", help="list the built-in tasks")
     tasks.add_argument(
         "--json", action="store_true", help="write the list as one JSON document on stdout"
@@ -327,6 +329,10 @@ def _main(argv: Sequence[str] | None) -> int:
             from ggflip.cli.kld import kld_command
 
             return kld_command(args)
+        if args.command == "attribute":
+            from ggflip.cli.attribute import attribute_command
+
+            return attribute_command(args)
         if args.command == "pick":
             from ggflip.cli.pick import pick_command
 

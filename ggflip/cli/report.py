@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ggflip.cli.consoles import console
-from ggflip.errors import ExitCode
+from ggflip.errors import ExitCode, UsageError
 
 
 def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,6 +32,9 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
         "--markdown", type=Path, help="write Markdown tables here (default without --html: stdout)"
     )
     report.add_argument(
+        "--tui", action="store_true", help="an attribution report: show it in the terminal UI"
+    )
+    report.add_argument(
         "--by",
         help="the frontier's damage metric: kl_mean (default), p99, flips, or a metric name",
     )
@@ -39,11 +42,24 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 def report_command(args: argparse.Namespace) -> int:
     """Render a saved run report as HTML and/or Markdown."""
+    from ggflip.attribute.report import SCHEMA as ATTRIBUTE_SCHEMA
     from ggflip.reports.pages import load_run_report, render_html, render_markdown
     from ggflip.store.atomic import atomic_write_bytes
 
     document = load_run_report(args.run)
-    if args.by:
+    if document.get("schema") == ATTRIBUTE_SCHEMA:
+        from ggflip.reports.attribute import render_attribute_html, render_attribute_markdown
+
+        if args.tui:
+            from ggflip.tui.attribute_view import AttributionApp
+
+            AttributionApp(document).run()
+            return int(ExitCode.OK)
+
+        render_html, render_markdown = render_attribute_html, render_attribute_markdown
+    elif args.tui:
+        raise UsageError("--tui shows an attribution report (from `ggflip attribute --out`)")
+    elif args.by:
         from ggflip.scoring.frontier import frontier_object
 
         document["frontier"] = frontier_object(document, args.by)

@@ -58,14 +58,14 @@ def dequantize_to_f16(src: Path, dst: Path) -> None:
     """
     from gguf import GGUFWriter
 
-    reader = _open_reader(src)
+    reader = open_reader(src)
     arch = reader.get_field("general.architecture")
     if arch is None:
         raise ModelFileError(f"{src} has no general.architecture key; is it a model GGUF?")
     with atomic_output(dst) as tmp:
         writer = GGUFWriter(tmp, arch=arch.contents())
         try:
-            _copy_metadata(reader, writer)
+            copy_metadata(reader, writer, GGML_FTYPE_MOSTLY_F16, _DROPPED_KEY_PREFIXES)
             for tensor in reader.tensors:
                 writer.add_tensor(tensor.name, _to_f16_or_f32(tensor))
             writer.write_header_to_file()
@@ -75,7 +75,7 @@ def dequantize_to_f16(src: Path, dst: Path) -> None:
             writer.close()
 
 
-def _open_reader(path: Path) -> Any:
+def open_reader(path: Path) -> Any:
     """Open `path` with gguf.GGUFReader, turning a missing or malformed file into ModelFileError."""
     from gguf import GGUFReader
 
@@ -87,28 +87,31 @@ def _open_reader(path: Path) -> Any:
         raise ModelFileError(f"{path} is not a readable GGUF file: {exc}") from exc
 
 
-def _copy_metadata(reader: Any, writer: Any) -> None:
-    """Copy every KV pair from `reader` to `writer` in order, with file_type set to MOSTLY_F16."""
+def copy_metadata(
+    reader: Any, writer: Any, file_type: int | None = None, dropped: tuple[str, ...] = ()
+) -> None:
+    """Copy every KV pair from `reader` to `writer` in order, but keys starting with one of
+    `dropped`; `general.file_type` is set to `file_type` unless that is None (then copied)."""
     from gguf import GGUFValueType
 
     for field in reader.fields.values():
         name = field.name
         if name.startswith("GGUF.") or name == "general.architecture":
             continue  # the writer emits these itself
-        if name.startswith(_DROPPED_KEY_PREFIXES):
+        if dropped and name.startswith(dropped):
             continue
         if name == "general.alignment":
             writer.add_custom_alignment(int(field.contents()))
-        elif name == "general.file_type":
-            writer.add_uint32(name, GGML_FTYPE_MOSTLY_F16)
+        elif name == "general.file_type" and file_type is not None:
+            writer.add_uint32(name, file_type)
         else:
             value, sub_type = _field_value(field)
             if field.types[0] == GGUFValueType.ARRAY and len(value) == 0:
                 logger.warning("dropping empty array key %s (GGUFWriter cannot write it)", name)
                 continue
             writer.add_key_value(name, value, field.types[0], sub_type=sub_type)
-    if reader.get_field("general.file_type") is None:
-        writer.add_uint32("general.file_type", GGML_FTYPE_MOSTLY_F16)
+    if file_type is not None and reader.get_field("general.file_type") is None:
+        writer.add_uint32("general.file_type", file_type)
 
 
 def _field_value(field: Any) -> tuple[Any, Any]:

@@ -41,15 +41,19 @@ from ggflip.store.documents import read_report
 
 
 def load_run_report(path: Path) -> dict[str, Any]:
-    """Read a run report written by `ggflip run --json` or `--out` (multiple choice or generation).
+    """Read a report written by `ggflip run --json` or `--out` (multiple choice or generation), or
+    by `ggflip attribute`.
 
     Raises:
         DataError: missing, not JSON, or not a ggflip report.
     """
+    from ggflip.attribute.report import SCHEMA as ATTRIBUTE_SCHEMA
+
     return read_report(
         path,
-        (SCHEMA, GEN_SCHEMA),
-        f" (expected schema {SCHEMA!r} or {GEN_SCHEMA!r}); write one with `ggflip run --out`",
+        (SCHEMA, GEN_SCHEMA, ATTRIBUTE_SCHEMA),
+        f" (expected schema {SCHEMA!r}, {GEN_SCHEMA!r} or {ATTRIBUTE_SCHEMA!r}); write one with "
+        "`ggflip run --out` or `ggflip attribute --out`",
     )
 
 
