@@ -277,3 +277,55 @@ class TestRefusals:
         moved = _rewritten(pack, tmp_path / "elsewhere" / "gpu.pack", other_build)
         code, err = _from_pack(capsys, tmp_path, moved, models["noisy"])
         self._one_line(code, err, "build.version", tmp_path)
+
+
+def _kld_models(tmp_path: Path, models: dict[str, Path]) -> Path:
+    toml = tmp_path / "models.toml"
+    toml.write_text(
+        "[llama]\nn_threads = 1\n\n[sets.tiny]\n"
+        f'baseline = {{ path = "{models["base"]}", label = "F32" }}\n'
+        f'quants = [ {{ path = "{models["noisy"]}", label = "noisy" }}, '
+        f'{{ path = "{models["q8"]}", label = "q8" }} ]\n'
+    )
+    return toml
+
+
+def test_corpus_run_from_pack_equals_run_with_baseline(
+    tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = _kld_models(tmp_path, models)
+    text = tmp_path / "corpus.txt"
+    text.write_text(" ".join(f"the cat {i % 7} sat on mat number {i % 11}" for i in range(120)))
+    flags = ["--text", str(text), "--ctx", "64", "--chunks", "3", "--top-k", "16"]
+    flags += ["--tail-samples", "8", "--cache-dir", str(tmp_path / "cache")]
+    pack = tmp_path / "corpus.pack"
+    code, out, err = _run(
+        capsys, "baseline", "export", "-o", str(pack), "kld", "--models", str(toml), *flags
+    )
+    assert code == ExitCode.OK, err
+    code, out, err = _run(capsys, "kld", "--models", str(toml), *flags, "--json")
+    assert code == ExitCode.OK, err
+    expected = json.loads(out)
+    models["base"].unlink()
+    text.unlink()  # the pack holds the token ids; the text is not needed either
+    home = ["--cache-dir", str(tmp_path / "home"), "--json"]
+    code, out, err = _run(capsys, "kld", "--baseline-pack", str(pack), "--models", str(toml), *home)
+    assert code == ExitCode.OK, err
+    got = json.loads(out)
+    assert without_timing(got) | {"cache": None} == without_timing(expected) | {"cache": None}
+    assert got["cache"]["bytes_per_token"] == expected["cache"]["bytes_per_token"]
+    assert got["quants"][0]["kl_mean"] > 0
+    # the same with the quants named on the command line, and a pack of another mode refused
+    code, out, err = _run(
+        capsys, "kld", "--baseline-pack", str(pack), "--quant", str(models["noisy"]), *home
+    )
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["quants"][0]["kl_mean"] == got["quants"][0]["kl_mean"]
+    code, out, err = _run(
+        capsys, "run", "--baseline-pack", str(pack), "--quant", str(models["noisy"])
+    )
+    assert code == ExitCode.DATA and "not of a multiple-choice one; use it with `ggflip kld`" in err
+    code, out, err = _run(
+        capsys, "kld", "--baseline-pack", str(pack), "--models", str(toml), "--ctx", "32", *home
+    )
+    assert code == ExitCode.DATA and "ctx: 32 here, 64 in the pack" in err, err

@@ -173,7 +173,22 @@ def _export_choice(inner: argparse.Namespace, out: Path) -> int:
 
 
 def _export_corpus(inner: argparse.Namespace, out: Path) -> int:
-    raise UsageError("corpus packs: not yet")
+    from ggflip.backends.registry import backend_factory
+    from ggflip.corpus.engine import run_kld
+    from ggflip.corpus.fold import CorpusFold
+    from ggflip.corpus.setup import kld_options, resolve_kld_spec
+    from ggflip.packs.corpus import export_corpus
+
+    if not inner.text or inner.quant:
+        raise UsageError("kld: give --text FILE and a models.toml set (its quants are ignored)")
+    spec = resolve_kld_spec(kld_options(inner))
+    spec = dataclasses.replace(spec, model_set=dataclasses.replace(spec.model_set, quants=()))
+    factory = backend_factory(spec.model_set)
+    fold = CorpusFold(spec, time.monotonic)
+    code = follow_run(run_kld(spec, factory), fold, console(stderr=True), lambda r: None)
+    if code != ExitCode.OK:
+        return code
+    return _finish(export_corpus(spec, factory, out))
 
 
 def _export_generation(inner: argparse.Namespace, out: Path) -> int:

@@ -97,7 +97,9 @@ class Pack:
                             _check(self.path, name, digest, expected[name].sha256)
                     _check(self.path, name, digest, expected[name].sha256)
         except (tarfile.TarError, EOFError) as exc:
-            raise PackError(f"{self.path}: truncated or damaged pack ({exc}); get it again") from None
+            raise PackError(
+                f"{self.path}: truncated or damaged pack ({exc}); get it again"
+            ) from None
 
 
 def _check(where: Path, name: str, digest: str, expected: str) -> None:
