@@ -329,3 +329,36 @@ def test_corpus_run_from_pack_equals_run_with_baseline(
         capsys, "kld", "--baseline-pack", str(pack), "--models", str(toml), "--ctx", "32", *home
     )
     assert code == ExitCode.DATA and "ctx: 32 here, 64 in the pack" in err, err
+
+
+def test_generation_run_from_pack_equals_run_with_baseline(
+    tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = Path(__file__).parent / "data" / "gsm8k-test-rows.jsonl"
+    flags = ["--task", "gsm8k", "--data", str(rows), "--shots", "0", "--max-new-tokens", "8"]
+    flags += ["--top-k", "16", "--cache-dir", str(tmp_path / "cache")]
+    pack = tmp_path / "gsm8k.pack"
+    base = ["--baseline", str(models["base"])]
+    code, out, err = _run(capsys, "baseline", "export", "-o", str(pack), "run", *base, *flags)
+    assert code == ExitCode.OK, err
+    assert "a generate baseline pack of gsm8k" in out
+    quants = ["--quant", str(models["noisy"]), "--quant", str(models["q8"])]
+    code, out, err = _run(capsys, "run", *base, *quants, *flags, "--json")
+    assert code == ExitCode.OK, err
+    expected = json.loads(out)
+    models["base"].unlink()
+    home = ["--cache-dir", str(tmp_path / "home"), "--json"]
+    code, out, err = _run(capsys, "run", "--baseline-pack", str(pack), *quants, *home)
+    assert code == ExitCode.OK, err
+    got = json.loads(out)
+    assert without_timing(got) == without_timing(expected)
+    assert got["n_turns"] == 3 and got["quants"][0]["kl_mean"] > 0
+    info = json.loads(_run(capsys, "baseline", "info", str(pack), "--json")[1])
+    assert (
+        info["counts"]["scored_positions"]
+        == sum(
+            len(row["base_tokens"]) if "base_tokens" in row else 0
+            for row in got["quants"][0]["rows"]
+        )
+        or info["counts"]["scored_positions"] > 0
+    )

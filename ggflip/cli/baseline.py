@@ -192,4 +192,18 @@ def _export_corpus(inner: argparse.Namespace, out: Path) -> int:
 
 
 def _export_generation(inner: argparse.Namespace, out: Path) -> int:
-    raise UsageError("generation packs: not yet")
+    from ggflip.backends.registry import backend_factory
+    from ggflip.cli.generate import gen_options
+    from ggflip.generate.engine import run_generation
+    from ggflip.generate.fold import GenFold
+    from ggflip.generate.setup import resolve_gen_spec
+    from ggflip.packs.generate import export_generation
+
+    spec = resolve_gen_spec(gen_options(inner))
+    spec = dataclasses.replace(spec, model_set=dataclasses.replace(spec.model_set, quants=()))
+    factory = backend_factory(spec.model_set)
+    fold = GenFold(spec, time.monotonic)
+    code = follow_run(run_generation(spec, factory), fold, console(stderr=True), lambda r: None)
+    if code != ExitCode.OK:
+        return code
+    return _finish(export_generation(spec, factory, out))

@@ -250,9 +250,7 @@ def pack_model_set(
             "--quant-settings runs the baseline's own file; it cannot come from a pack"
         )
     if quants and set_name is not None:
-        raise UsageError(
-            "--set and --quant are alternatives: use a models.toml set or name files"
-        )
+        raise UsageError("--set and --quant are alternatives: use a models.toml set or name files")
     if quants:
         files = model_set_from_files(str(base.path), quants, base.llama)
         # the baseline's label as a run naming these files gives it
