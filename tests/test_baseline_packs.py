@@ -354,11 +354,5 @@ def test_generation_run_from_pack_equals_run_with_baseline(
     assert without_timing(got) == without_timing(expected)
     assert got["n_turns"] == 3 and got["quants"][0]["kl_mean"] > 0
     info = json.loads(_run(capsys, "baseline", "info", str(pack), "--json")[1])
-    assert (
-        info["counts"]["scored_positions"]
-        == sum(
-            len(row["base_tokens"]) if "base_tokens" in row else 0
-            for row in got["quants"][0]["rows"]
-        )
-        or info["counts"]["scored_positions"] > 0
-    )
+    # one record per generated token: 1 to --max-new-tokens 8 per turn
+    assert info["counts"]["turns"] == 3 and 3 <= info["counts"]["scored_positions"] <= 24

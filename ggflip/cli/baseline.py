@@ -48,12 +48,14 @@ def add_baseline_parser(subparsers: argparse._SubParsersAction) -> None:  # type
         sub.add_argument("--json", action="store_true", help="write one JSON document on stdout")
 
 
-def pack_task(ref: str) -> str:
-    """The task a pack was made with (for `run --baseline-pack` without `--task`)."""
+def settle_task(args: argparse.Namespace) -> None:
+    """`run`'s task: as given (`args.task_given`), else the `--baseline-pack`'s, else mmlu."""
     from ggflip.packs.baseline import open_pack_ref
 
-    task = open_pack_ref(ref, verify=False).manifest.get("task")
-    return str(task) if task else "mmlu"
+    args.task_given = args.task is not None
+    if args.task is None and args.baseline_pack:
+        args.task = open_pack_ref(args.baseline_pack, verify=False).manifest.get("task")
+    args.task = args.task or "mmlu"
 
 
 def baseline_command(

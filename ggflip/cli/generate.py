@@ -8,6 +8,7 @@ Owns no generation logic: it turns its flags into `GenOptions`, resolves them in
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from ggflip.backends.base import BackendFactory
@@ -52,9 +53,17 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
     )
 
 
-def generate_command(args: argparse.Namespace) -> int:
-    """Run a generation comparison with progress on stderr; print the report."""
+def generate_command(args: argparse.Namespace, announce: bool = False) -> int:
+    """Run a generation comparison with progress on stderr; print the report (`announce`: say
+    first that `run` took the generation mode for this task)."""
     from ggflip.backends.registry import backend_factory
+
+    if announce:
+        print(
+            f"ggflip: {args.task} is a generation task: comparing greedy generations turn by "
+            "turn (generation mode)",
+            file=sys.stderr,
+        )
 
     gates = fail_if_gates(args, MODE)
     factory: BackendFactory
