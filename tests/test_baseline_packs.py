@@ -141,9 +141,14 @@ def _rewritten(pack: Path, target: Path, change: Any) -> Path:
     original = read_pack(pack)
     folder = target.parent / "entry"
     original.install(folder)
+    from ggflip.store.keys import cache_key
+
     manifest = json.loads(json.dumps(dict(original.manifest)))
     change(manifest)
-    files = {f.name: folder / f.name for f in original.files}
+    old_key, manifest["cache_key"] = manifest["cache_key"], cache_key(manifest["key"])
+    files = {
+        f.name.replace(old_key, manifest["cache_key"]): folder / f.name for f in original.files
+    }
     write_pack(target, manifest, files)
     return target
 
@@ -290,11 +295,40 @@ class TestRefusals:
         pack, expected = choice_pack
 
         def other_build(manifest: dict[str, Any]) -> None:
+            """As if computed by another llama.cpp: its numerics, and so its key."""
             manifest["baseline"]["numerics"]["build"]["version"] = "0.0.1-elsewhere"
+            manifest["key"]["build"]["version"] = "0.0.1-elsewhere"
 
         moved = _rewritten(pack, tmp_path / "elsewhere" / "gpu.pack", other_build)
         code, err = _from_pack(capsys, tmp_path, moved, models["noisy"])
         self._one_line(code, err, "build.version", tmp_path)
+        code, out, err = _run(
+            capsys,
+            "run",
+            "--baseline-pack",
+            str(moved),
+            "--quant",
+            str(models["noisy"]),
+            "--quant",
+            str(models["q8"]),
+            "--cache-dir",
+            str(tmp_path / "home-cache"),
+            "--json",
+            "--allow-numerics-mismatch",
+        )
+        assert code == ExitCode.OK, err
+        assert "build.version" in err and "(other numerics)" in err
+        got = json.loads(out)
+        # every quant row is marked; the numbers are the pack's comparison (this build is the
+        # same in truth, so they equal the run with the baseline)
+        assert [q["label"] for q in got["quants"]] == [
+            f"{q['label']} (other numerics)" for q in expected["quants"]
+        ]
+        for q in (*got["quants"], *expected["quants"]):
+            q["label"] = q["label"].replace(" (other numerics)", "")
+        assert without_timing(got["quants"]) == without_timing(expected["quants"])
+        # the report says how the baseline was computed: the pack's build, not this one
+        assert got["baseline"]["computed_with"]["build"]["version"] == "0.0.1-elsewhere"
 
 
 def _kld_models(tmp_path: Path, models: dict[str, Path]) -> Path:

@@ -28,6 +28,7 @@ from ggflip.packs.baseline import (
     check_key,
     install_pack,
     manifest_head,
+    pack_factory,
     pack_model_set,
 )
 from ggflip.scoring.record import PositionRecord
@@ -168,8 +169,8 @@ def choice_run_from_pack(
     model_set = pack_model_set(
         pack, options.quants, options.models_path, options.set_name, options.quant_settings
     )
+    model_set, factory = pack_factory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     spec = choice_spec_from_pack(pack, options, model_set, task_given)
-    factory = PackFactory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     check_key(key_parts(spec, factory.probe(model_set.baseline), factory), pack.manifest)
     install_pack(pack, spec.cache_dir, model_set.quants)
     return spec, factory

@@ -31,6 +31,7 @@ from ggflip.packs.baseline import (
     check_key,
     install_pack,
     manifest_head,
+    pack_factory,
     pack_model_set,
 )
 from ggflip.store.keys import cache_key
@@ -132,6 +133,7 @@ def corpus_run_from_pack(
         UsageError, PackError, ConfigError, ModelFileError, DataError: before anything runs.
     """
     model_set: ModelSet = pack_model_set(pack, quants, *models)
+    model_set, factory = pack_factory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     given = dict(spec_fields)
     texts = _texts(pack, tuple(given.pop("texts", ()) or ()))
     files = given.pop("calibration", ()) or ()
@@ -146,7 +148,6 @@ def corpus_run_from_pack(
         if given.get(name) is None:
             given[name] = stored[name]
     spec = KldSpec(model_set=model_set, texts=texts, **given)
-    factory = PackFactory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     probe = factory.probe(sized(model_set.baseline, spec.ctx))
     top_k = min(spec.top_k, probe.n_vocab)
     check_key(corpus_key_parts(spec, probe, factory, top_k), pack.manifest)
