@@ -381,6 +381,12 @@ def test_corpus_run_from_pack_equals_run_with_baseline(
         capsys, "kld", "--baseline-pack", str(pack), "--models", str(toml), "--ctx", "32", *home
     )
     assert code == ExitCode.DATA and "ctx: 32 here, 64 in the pack" in err, err
+    other = tmp_path / "other.txt"
+    other.write_text("the cat sat on the mat " * 200)
+    code, out, err = _run(
+        capsys, "kld", "--baseline-pack", str(pack), "--models", str(toml), "--text", str(other)
+    )
+    assert code == ExitCode.DATA and "the texts differ from the pack's (corpus.txt)" in err, err
 
 
 def test_generation_run_from_pack_equals_run_with_baseline(
