@@ -274,6 +274,19 @@ class TestRefusals:
         code, err = _from_pack(capsys, tmp_path, pack, models["noisy"], "--batch-size", "3")
         self._one_line(code, err, "batch_size: 3 here, 2 in the pack", tmp_path)
 
+    def test_baseline_too(
+        self,
+        tmp_path: Path,
+        models: dict[str, Path],
+        choice_pack: Any,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        pack, _ = choice_pack
+        code, err = _from_pack(
+            capsys, tmp_path, pack, models["noisy"], "--baseline", str(models["base"])
+        )
+        self._one_line(code, err, "--baseline and --baseline-pack are alternatives", tmp_path)
+
     def test_floor(
         self,
         tmp_path: Path,

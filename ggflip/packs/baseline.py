@@ -267,15 +267,19 @@ def pack_model_set(
     models_path: Path,
     set_name: str | None,
     quant_settings: Sequence[str] = (),
+    baseline: str | None = None,
 ) -> ModelSet:
     """The run's models with the pack's baseline: `quants` (files, folders, globs, hf://, run
     with the baseline's llama settings), or a models.toml set whose baseline the pack replaces.
 
     Raises:
-        UsageError: both given, or `--quant-settings` (it needs the baseline's file);
+        UsageError: both given, a `--baseline` too, or `--quant-settings` (it needs the
+            baseline's file);
             ConfigError, ModelFileError: as `load_models_toml` and `resolve_model_set`.
     """
     base = baseline_spec(pack.manifest["baseline"])
+    if baseline is not None:
+        raise UsageError("--baseline and --baseline-pack are alternatives: give one")
     if quant_settings:
         raise UsageError(
             "--quant-settings runs the baseline's own file; it cannot come from a pack"

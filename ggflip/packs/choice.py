@@ -167,7 +167,12 @@ def choice_run_from_pack(
     if options.floor:
         raise UsageError("--floor scores the baseline model again; it cannot run from a pack")
     model_set = pack_model_set(
-        pack, options.quants, options.models_path, options.set_name, options.quant_settings
+        pack,
+        options.quants,
+        options.models_path,
+        options.set_name,
+        options.quant_settings,
+        options.baseline,
     )
     model_set, factory = pack_factory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     spec = choice_spec_from_pack(pack, options, model_set, task_given)

@@ -52,9 +52,16 @@ class PackedText(CorpusText):
 
 
 def write_corpus_pack(out: Path, entry: Path, manifest: Mapping[str, Any]) -> Pack:
-    """A pack of the corpus entry folder `entry` (named `corpus/<its folder name>/...`), with
-    `manifest` (`mode` "corpus", `baseline`, `key`, `texts`, `settings`, `counts`: see
-    `export_corpus`).
+    """A pack of the corpus entry folder `entry` (stored as `corpus/<its folder name>/...`).
+
+    `manifest` holds what `export_corpus` writes: `ggflip_version`, `set`, `backend`,
+    `baseline` (`packs.baseline.baseline_facts`: label, path, file, size, sha256,
+    `tokenizer_digest`, `chat_template_digest`, `probe` (a `ModelProbe` as a dict),
+    `llama`, `numerics_llama`, `numerics`), `key` (`corpus.engine.corpus_key_parts`, whose
+    `cache_key` must be the entry folder's name for a run to find it) and `cache_key`,
+    `texts` (the entry meta's), `settings` (ctx, chunks, score_from, top_k, tail_samples,
+    block_rows) and `counts` (texts, chunks, scored_positions, bytes_per_position); `mode` is
+    set here.
 
     Raises:
         PackError: `entry` is not a complete, intact entry; DiskFullError, ModelFileError.

@@ -142,7 +142,12 @@ def gen_run_from_pack(
     if task is None:
         raise PackError(f"{pack.path}: generation task {manifest['task']!r} is unknown here")
     model_set = pack_model_set(
-        pack, options.quants, options.models_path, options.set_name, options.quant_settings
+        pack,
+        options.quants,
+        options.models_path,
+        options.set_name,
+        options.quant_settings,
+        options.baseline,
     )
     model_set, factory = pack_factory(model_set, manifest["baseline"], allow_numerics_mismatch)
     items, shots = _items(inputs["items"]), _items(inputs["shots"])
