@@ -75,7 +75,7 @@ def choice_pack(
         *flags,
     )
     assert code == ExitCode.OK, err
-    assert "a choice baseline pack" in out
+    assert "intact, a multiple-choice baseline pack of mmlu" in out
     code, out, err = _run(
         capsys,
         "run",
@@ -412,7 +412,7 @@ def test_generation_run_from_pack_equals_run_with_baseline(
     base = ["--baseline", str(models["base"])]
     code, out, err = _run(capsys, "baseline", "export", "-o", str(pack), "run", *base, *flags)
     assert code == ExitCode.OK, err
-    assert "a generate baseline pack of gsm8k" in out
+    assert "a generation baseline pack of gsm8k" in out
     quants = ["--quant", str(models["noisy"]), "--quant", str(models["q8"])]
     code, out, err = _run(capsys, "run", *base, *quants, *flags, "--json")
     assert code == ExitCode.OK, err

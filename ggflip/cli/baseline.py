@@ -108,13 +108,16 @@ def pack_facts(pack: Pack) -> dict[str, Any]:
 
 
 def _print_facts(facts: dict[str, Any], intact: bool) -> None:
+    from ggflip.packs.baseline import MODE_WORDS
+
     base = facts["baseline"]
     size = f"{base['size']:,} bytes" if base["size"] is not None else "size unknown"
     counts = ", ".join(
         f"{name.replace('_', ' ')} {value:,}" for name, value in facts["counts"].items()
     )
     lines = [
-        f"{facts['path']}: {'intact, ' if intact else ''}a {facts['mode']} baseline pack"
+        f"{facts['path']}: {'intact, ' if intact else ''}a "
+        f"{MODE_WORDS.get(facts['mode'], facts['mode'])} baseline pack"
         + (f" of {facts['task']}" if facts["task"] else ""),
         f"baseline: {base['label']} ({base['file']}, {size}, sha256 {base['sha256'] or '?'})",
         f"made by ggflip {facts['ggflip_version']} (set {facts['set']}); {counts}",
