@@ -263,6 +263,20 @@ class TestRefusals:
         code, err = _from_pack(capsys, tmp_path, pack, models["noisy"], "--data", str(other))
         self._one_line(code, err, "questions differ from the pack's", tmp_path)
 
+    def test_other_selection(
+        self,
+        tmp_path: Path,
+        models: dict[str, Path],
+        choice_pack: Any,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """--limit alone selects from the pack's task and data: 2 of its 3 questions differ."""
+        pack, _ = choice_pack
+        code, err = _from_pack(
+            capsys, tmp_path, pack, models["noisy"], "--data", str(QUESTIONS), "--limit", "2"
+        )
+        self._one_line(code, err, "(2 here, 3 in the pack", tmp_path)
+
     def test_other_settings(
         self,
         tmp_path: Path,

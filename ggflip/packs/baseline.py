@@ -35,7 +35,7 @@ log = logging.getLogger("ggflip.packs")
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a (possibly split) model file's bytes, read a block at a time."""
+    """sha256 of a model file (the first part of a split one), read a block at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):

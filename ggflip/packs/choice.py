@@ -127,7 +127,9 @@ def choice_spec_from_pack(
     inputs, settings = manifest["inputs"], manifest["settings"]
     task, questions, prompts = manifest["task"], _question_set(inputs["questions"]), None
     prompts = _prompt_set(inputs["prompts"])
-    if task_given or options.data or options.task_file:
+    selecting = (options.limit, options.subjects, options.seed is not None, options.first)
+    rendering = (options.task_file, options.mode, options.shots is not None, options.fields)
+    if task_given or options.data or any(selecting) or any(rendering):
         task, given, given_prompts = resolve_questions(options)
         if given.digest() != questions.digest():
             raise PackError(

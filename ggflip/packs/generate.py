@@ -151,7 +151,7 @@ def gen_run_from_pack(
     )
     model_set, factory = pack_factory(model_set, manifest["baseline"], allow_numerics_mismatch)
     items, shots = _items(inputs["items"]), _items(inputs["shots"])
-    if task_given or options.data:
+    if task_given or options.data or options.limit or options.seed is not None or options.first:
         _check_items(pack, task, options, items)
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     spec = GenSpec(
