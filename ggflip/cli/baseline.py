@@ -113,7 +113,9 @@ def _print_facts(facts: dict[str, Any], intact: bool) -> None:
     base = facts["baseline"]
     size = f"{base['size']:,} bytes" if base["size"] is not None else "size unknown"
     counts = ", ".join(
-        f"{name.replace('_', ' ')} {value:,}" for name, value in facts["counts"].items()
+        f"{name.replace('_', ' ')} {value:,}"
+        for name, value in facts["counts"].items()
+        if name != "bytes_per_position"
     )
     lines = [
         f"{facts['path']}: {'intact, ' if intact else ''}a "
@@ -121,10 +123,11 @@ def _print_facts(facts: dict[str, Any], intact: bool) -> None:
         + (f" of {facts['task']}" if facts["task"] else ""),
         f"baseline: {base['label']} ({base['file']}, {size}, sha256 {base['sha256'] or '?'})",
         f"made by ggflip {facts['ggflip_version']} (set {facts['set']}); {counts}",
-        f"size: {facts['size']:,} bytes in {facts['files']} files, "
-        f"{facts['bytes_per_scored_position']:,} bytes per scored position "
-        f"(llama-perplexity's KL base file: {facts['llama_cpp_bytes_per_position']:,}; "
-        f"{facts['size_ratio_to_llama_cpp']:,}x smaller)",
+        f"size: {facts['size']:,} bytes in {facts['files']} file(s): "
+        f"{facts['bytes_per_scored_position']:,} bytes per scored position (record "
+        f"{facts['counts'].get('bytes_per_position', '?'):,}), "
+        f"{facts['size_ratio_to_llama_cpp']:,}x smaller than llama-perplexity's KL base file "
+        f"({facts['llama_cpp_bytes_per_position']:,})",
     ]
     print("\n".join(lines))
 

@@ -98,7 +98,8 @@ def export_choice(spec: RunSpec, factory: BackendFactory, out: Path) -> Pack:
             "questions": n,
             "skipped": len(skips),
             "scored_positions": int(scores.row_offsets[-1]),
-            "bytes_per_position": PositionRecord.bytes_per_row(min(k, probe.n_vocab), s),
+            # the record and the full-vocabulary argmax (int32)
+            "bytes_per_position": PositionRecord.bytes_per_row(min(k, probe.n_vocab), s) + 4,
         },
         "inputs": {
             "questions_digest": spec.questions.digest(),

@@ -82,6 +82,7 @@ def export_generation(spec: GenSpec, factory: BackendFactory, out: Path) -> Pack
             "turns": len(units) + len(skips),
             "skipped": len(skips),
             "scored_positions": sum(len(unit.tokens) for unit in units.values()),
+            # the record and the generated token's log-prob (float64)
             "bytes_per_position": PositionRecord.bytes_per_row(top_k, spec.tail_samples) + 8,
         },
         "inputs": {
