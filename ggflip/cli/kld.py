@@ -13,6 +13,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from ggflip.backends.base import BackendFactory
 from ggflip.cli.consoles import console
 from ggflip.cli.gates import fail_if_gates, gated, keeping
 from ggflip.cli.progress import follow_run
@@ -21,18 +22,21 @@ from ggflip.cli.scoring_flags import (
     add_cache_flags,
     add_calibration_flag,
     add_model_flags,
+    add_pack_flags,
     add_quant_settings_flag,
     add_scoring_flags,
     add_text_flags,
     add_verdict_flags,
     margins,
 )
+from ggflip.config.models_toml import default_cache_dir
 from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import KldReport
 from ggflip.corpus.fold import CorpusFold
 from ggflip.corpus.report import MODE
 from ggflip.corpus.setup import kld_options, resolve_kld_spec
-from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_TAIL_SAMPLES
+from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_TAIL_SAMPLES, KldSpec
+from ggflip.errors import UsageError
 from ggflip.reports.corpus import render_kld_markdown, render_kld_report
 from ggflip.store.atomic import atomic_write_bytes
 
@@ -48,19 +52,24 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     add_text_flags(
         kld,
         "UTF-8 text file to score (like llama-perplexity -f), or a folder: each file a "
-        "category, chunked on its own (repeatable)",
-        required=True,
+        "category, chunked on its own (repeatable; with --baseline-pack: the pack's texts)",
+        required=False,
     )
+    kld.add_argument(
+        "--quant",
+        action="append",
+        default=[],
+        help="with --baseline-pack: a quant GGUF, folder, glob or hf:// reference (repeatable)",
+    )
+    add_pack_flags(kld)
     kld.add_argument(
         "--top-k",
         type=int,
-        default=DEFAULT_CORPUS_TOP_K,
         help=f"baseline tokens kept per scored token (default: {DEFAULT_CORPUS_TOP_K})",
     )
     kld.add_argument(
         "--tail-samples",
         type=int,
-        default=DEFAULT_TAIL_SAMPLES,
         help=(
             "baseline tail draws kept per scored token for the KL tail estimate (default: "
             f"{DEFAULT_TAIL_SAMPLES})"
@@ -82,14 +91,48 @@ def kld_command(args: argparse.Namespace) -> int:
     from ggflip.backends.registry import backend_factory
 
     gates = fail_if_gates(args, MODE)
-    spec = resolve_kld_spec(dataclasses.replace(kld_options(args), margins=margins(args)))
-    events = run_kld(spec, backend_factory(spec.model_set))
+    if args.baseline_pack:
+        spec, factory = _from_pack(args)
+    else:
+        if not args.text or args.quant:
+            raise UsageError(
+                "give --text FILE (--quant goes with --baseline-pack; models.toml names the rest)"
+            )
+        spec = resolve_kld_spec(dataclasses.replace(kld_options(args), margins=margins(args)))
+        factory = backend_factory(spec.model_set)
+    events = run_kld(spec, factory)
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
     fold = CorpusFold(spec, time.monotonic)
     reports: list[KldReport] = []
     emit = keeping(lambda report: _emit(args, report), reports)
     code = follow_run(events, fold, console(stderr=True), emit)
     return gated(code, gates, reports[-1].to_dict() if reports else None)
+
+
+def _from_pack(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
+    """`kld --baseline-pack`: the run against the pack's baseline (`packs.corpus`)."""
+    from ggflip.packs.baseline import open_mode_pack
+    from ggflip.packs.corpus import MODE as PACK_MODE
+    from ggflip.packs.corpus import corpus_run_from_pack
+
+    pack = open_mode_pack(args.baseline_pack, PACK_MODE)
+    options = kld_options(args)
+    fields = {
+        "texts": tuple(args.text or ()),
+        "ctx": args.ctx,
+        "chunks": args.chunks,
+        "score_from": args.score_from,
+        "top_k": args.top_k,
+        "tail_samples": args.tail_samples,
+        "cache_dir": None if options.no_cache else (options.cache_dir or default_cache_dir()),
+        "scoring_threads": options.scoring_threads,
+        "margins": margins(args),
+        "calibration": options.calibration,
+    }
+    models = (options.models_path, options.set_name, options.quant_settings)
+    return corpus_run_from_pack(
+        pack, fields, tuple(args.quant), models, args.allow_numerics_mismatch
+    )
 
 
 def _emit(args: argparse.Namespace, report: KldReport) -> None:
