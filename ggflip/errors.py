@@ -79,6 +79,10 @@ class BackendError(GgflipError, exit_code=ExitCode.BACKEND):
     """llama.cpp refused an operation (context creation, decode) for a reason the user can fix."""
 
 
+class PackError(GgflipError, exit_code=ExitCode.DATA):
+    """A baseline pack is not a pack, damaged, of another mode, or does not fit the run."""
+
+
 class RunInterrupted(GgflipError, exit_code=ExitCode.INTERRUPTED):
     """The run was stopped by the user (Ctrl-C or a cancel) between questions."""
 

@@ -19,6 +19,7 @@ from ggflip.errors import UsageError, check_counts
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.tasks.calibration import CalibrationOverlap, calibration_overlap, read_calibration
 from ggflip.tasks.load import load_task_questions, resolve_task
+from ggflip.tasks.prompts import PromptSet
 from ggflip.tasks.questions import QuestionSet
 
 log = logging.getLogger("ggflip")
@@ -108,6 +109,16 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
     """
     check_options(options)
     model_set = choose_model_set(options)
+    task, questions, prompts = resolve_questions(options)
+    return run_spec(options, model_set, task, questions, prompts)
+
+
+def resolve_questions(options: RunOptions) -> tuple[str, QuestionSet, PromptSet]:
+    """The task's name, its selected questions and their rendered prompts.
+
+    Raises:
+        UsageError, DataError: for a bad task, fields or questions.
+    """
     task = resolve_task(options.task, options.task_file, options.fields, options.mode)
     questions, prompts = load_task_questions(
         task,
@@ -120,11 +131,22 @@ def resolve_run_spec(options: RunOptions) -> RunSpec:
         shots=options.shots,
         shots_from=options.shots_from,
     )
+    return task.name, questions, prompts
+
+
+def run_spec(
+    options: RunOptions,
+    model_set: ModelSet,
+    task: str,
+    questions: QuestionSet,
+    prompts: PromptSet,
+) -> RunSpec:
+    """The RunSpec of these models, questions and prompts under the options' settings."""
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return RunSpec(
         model_set=model_set,
         questions=questions,
-        task=task.name,
+        task=task,
         cache_dir=cache_dir,
         top_k=options.top_k,
         batch_size=options.batch_size,

@@ -23,6 +23,7 @@ from ggflip.cli.scoring_flags import (
     add_cache_flags,
     add_calibration_flag,
     add_model_flags,
+    add_pack_flags,
     add_quant_settings_flag,
     add_scoring_flags,
     add_text_flags,
@@ -53,7 +54,9 @@ def _add_question_flags(parser: argparse.ArgumentParser) -> None:
     _add_sample_flags(parser)
     add_cache_flags(parser, "neither read nor write the baseline cache and the run store")
     parser.add_argument(
-        "--batch-size", type=int, default=4, help="questions per llama.cpp call (default: 4)"
+        "--batch-size",
+        type=int,
+        help="questions per llama.cpp call (default: 4, or the --baseline-pack's)",
     )
     parser.add_argument(
         "--chat",
@@ -73,7 +76,8 @@ def _add_task_flags(parser: argparse.ArgumentParser) -> None:
     """Which task and questions: `--task`, `--task-file`, `--data`, `--field`, `--mode` and the
     shots."""
     parser.add_argument(
-        "--task", default="mmlu", help="task name (default: mmlu; `ggflip tasks` lists them)"
+        "--task",
+        help="task name (default: mmlu, or the --baseline-pack's; `ggflip tasks` lists them)",
     )
     parser.add_argument(
         "--task-file", type=Path, help="a TOML task file declaring your own task (overrides --task)"
@@ -138,6 +142,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     )
     run.add_argument("--out", type=Path, help="also write the JSON report to this file")
     _add_run_scoring_flags(run)
+    add_pack_flags(run)
     add_verdict_flags(run)
     run.add_argument(
         "--rows",
@@ -244,11 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     from ggflip.cli.gguf import add_gguf_parsers
 
     add_gguf_parsers(subparsers)
+    from ggflip.cli.baseline import add_baseline_parser
     from ggflip.cli.kld import add_kld_parser
     from ggflip.cli.pick import add_pick_parser
 
     add_kld_parser(subparsers)
     add_pick_parser(subparsers)
+    add_baseline_parser(subparsers)
     tasks = subparsers.add_parser("tasks", help="list the built-in tasks")
     tasks.add_argument(
         "--json", action="store_true", help="write the list as one JSON document on stdout"
@@ -327,6 +334,10 @@ def _main(argv: Sequence[str] | None) -> int:
             from ggflip.cli.kld import kld_command
 
             return kld_command(args)
+        if args.command == "baseline":
+            from ggflip.cli.baseline import baseline_command
+
+            return baseline_command(args, parse_command_line)
         if args.command == "pick":
             from ggflip.cli.pick import pick_command
 
@@ -370,8 +381,12 @@ def _main(argv: Sequence[str] | None) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     """`ggflip run`: multiple choice, or generation mode when the task is a generation task
     (`tasks.generation.is_generation_task`, as the TUI decides), said on stderr."""
+    from ggflip.cli.baseline import pack_task
     from ggflip.tasks.generation import is_generation_task
 
+    args.task_given = args.task is not None
+    if args.task is None:
+        args.task = pack_task(args.baseline_pack) if args.baseline_pack else "mmlu"
     if is_generation_task(args.task, args.task_file):
         from ggflip.cli.generate import generate_command
 

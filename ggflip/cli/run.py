@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
+from ggflip.backends.base import BackendFactory
 from ggflip.choice.engine import run_comparison
 from ggflip.choice.fold import ChoiceFold
 from ggflip.choice.report import MODE, Report
@@ -55,7 +56,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         no_cache=args.no_cache,
         top_k=args.top_k,
         tail_samples=getattr(args, "tail_samples", None),
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or (0 if getattr(args, "baseline_pack", None) else 4),
         resume=not getattr(args, "no_resume", False),
         prefix_reuse=not getattr(args, "no_prefix_reuse", False),
         floor=bool(getattr(args, "floor", False)),
@@ -76,6 +77,21 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     return spec
 
 
+def choice_from_pack(args: argparse.Namespace) -> tuple[RunSpec, BackendFactory]:
+    """The run of `--baseline-pack` (`packs.choice.choice_run_from_pack`), its factory the
+    pack's over the registry's."""
+    from ggflip.packs.baseline import open_mode_pack
+    from ggflip.packs.choice import MODE as PACK_MODE
+    from ggflip.packs.choice import choice_run_from_pack
+
+    pack = open_mode_pack(args.baseline_pack, PACK_MODE)
+    spec, factory = choice_run_from_pack(
+        pack, run_options(args), args.task_given, args.allow_numerics_mismatch
+    )
+    args.set_name = spec.model_set.name
+    return spec, factory
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a comparison, showing progress on stderr; print the report (JSON or tables)."""
     from ggflip.backends.registry import backend_factory
@@ -83,9 +99,13 @@ def run_command(args: argparse.Namespace) -> int:
     gates = fail_if_gates(args, MODE)
     if any(gate.name == "verdict" for gate in gates) and not getattr(args, "floor", False):
         raise UsageError("--fail-if verdict=... needs --floor: the verdict is against the floor")
-    spec = build_run_spec(args)
+    if getattr(args, "baseline_pack", None):
+        spec, factory = choice_from_pack(args)
+    else:
+        spec = build_run_spec(args)
+        factory = backend_factory(spec.model_set)
     stderr = console(stderr=True)
-    events = run_comparison(spec, backend_factory(spec.model_set))
+    events = run_comparison(spec, factory)
     next(events)  # RunStarted: every file and vocabulary is checked before progress is drawn
     # Which questions a --limit took decides what the numbers mean: say it before scoring.
     stderr.print(f"questions: {spec.questions.selection}", style="dim", markup=False)

@@ -64,6 +64,27 @@ def add_cache_flags(parser: argparse.ArgumentParser, no_cache_help: str) -> None
     parser.add_argument("--no-cache", action="store_true", help=no_cache_help)
 
 
+def add_pack_flags(parser: argparse.ArgumentParser) -> None:
+    """`--baseline-pack PACK` and `--allow-numerics-mismatch` (`ggflip.packs`)."""
+    parser.add_argument(
+        "--baseline-pack",
+        metavar="PACK",
+        help=(
+            "compare against this baseline pack (a path or hf://OWNER/REPO/FILE) instead of a "
+            "baseline GGUF, which is never opened; with --quant FILE or a --set (its baseline "
+            "is replaced); the task, questions or text come from the pack unless given"
+        ),
+    )
+    parser.add_argument(
+        "--allow-numerics-mismatch",
+        action="store_true",
+        help=(
+            "with --baseline-pack: compare even when the pack's baseline was computed by another "
+            "llama.cpp build or settings (the report says so)"
+        ),
+    )
+
+
 def add_text_flags(parser: argparse.ArgumentParser, text_help: str, required: bool) -> None:
     """Corpus mode's `--text` (repeatable), `--ctx` and `--chunks`."""
     parser.add_argument("--text", type=Path, action="append", required=required, help=text_help)

@@ -19,7 +19,7 @@ from ggflip.gguf.header import split_parts
 
 PREFIX = "hf://"
 _REF = re.compile(
-    r"^hf://(?P<owner>[^/@\s]+)/(?P<repo>[^/@\s]+)(?:@(?P<revision>[^/\s]+))?/(?P<file>\S+\.gguf)$"
+    r"^hf://(?P<owner>[^/@\s]+)/(?P<repo>[^/@\s]+)(?:@(?P<revision>[^/\s]+))?/(?P<file>\S+)$"
 )
 
 
@@ -37,27 +37,28 @@ class HfRef:
         return Path("hf") / self.repo_id / self.filename
 
 
-def parse_hf_ref(ref: str) -> HfRef:
-    """Split `hf://owner/repo[@revision]/path/file.gguf` into its parts.
+def parse_hf_ref(ref: str, suffix: str = ".gguf") -> HfRef:
+    """Split `hf://owner/repo[@revision]/path/file.gguf` into its parts (`suffix`: the file's
+    required ending; "" for any file, such as a baseline pack).
 
     Raises:
         ValueError: the reference does not have that shape.
     """
     match = _REF.match(ref)
-    if not match:
-        raise ValueError(f"expected hf://OWNER/REPO[@REVISION]/FILE.gguf, got {ref!r}")
+    if not match or not match["file"].endswith(suffix):
+        raise ValueError(f"expected hf://OWNER/REPO[@REVISION]/FILE{suffix or ''}, got {ref!r}")
     return HfRef(f"{match['owner']}/{match['repo']}", match["file"], match["revision"])
 
 
-def resolve_hf(ref: str) -> Path:
+def resolve_hf(ref: str, suffix: str = ".gguf") -> Path:
     """The local path of a reference's file (its first part when split), downloading what is
-    missing.
+    missing; `suffix` as `parse_hf_ref`'s.
 
     Raises:
         ModelFileError: a malformed reference, or the file is neither cached nor downloadable.
     """
     try:
-        parsed = parse_hf_ref(ref)
+        parsed = parse_hf_ref(ref, suffix)
     except ValueError as exc:
         raise ModelFileError(str(exc)) from None
     from huggingface_hub import hf_hub_download

@@ -1,0 +1,180 @@
+"""`ggflip baseline export|verify|info`: baseline packs from the command line (`ggflip.packs`).
+
+`export --out PACK run|kld FLAGS...` runs the baseline of the command that follows (the flags of
+that `run` or `kld`, quants ignored: only the baseline is scored, or read from the cache) and
+writes its pack; `verify` checks every checksum; `info` describes a pack. Owns no pack logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ggflip.cli.consoles import console
+from ggflip.cli.progress import follow_run
+from ggflip.errors import ExitCode, UsageError
+from ggflip.packs.archive import Pack
+
+INFO_SCHEMA = "ggflip.baseline-info/1"
+
+
+def add_baseline_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `ggflip baseline` and its three subcommands."""
+    baseline = subparsers.add_parser(
+        "baseline", help="baseline packs: export a run's baseline as one file, verify, describe"
+    )
+    commands = baseline.add_subparsers(dest="baseline_command", required=True)
+    export = commands.add_parser(
+        "export",
+        help="score (or read from the cache) the baseline of a run or kld command and write it "
+        "as a pack: ggflip baseline export --out PACK run|kld FLAGS...",
+    )
+    export.add_argument("--out", "-o", type=Path, required=True, help="the pack file to write")
+    export.add_argument(
+        "command_line",
+        nargs=argparse.REMAINDER,
+        metavar="run|kld FLAGS",
+        help="the command whose baseline to export, with its flags (its quants are ignored)",
+    )
+    for name, what in (("verify", "check every checksum of"), ("info", "describe")):
+        sub = commands.add_parser(name, help=f"{what} a baseline pack")
+        sub.add_argument("pack", help="the pack: a path or hf://OWNER/REPO/FILE")
+        sub.add_argument("--json", action="store_true", help="write one JSON document on stdout")
+
+
+def pack_task(ref: str) -> str:
+    """The task a pack was made with (for `run --baseline-pack` without `--task`)."""
+    from ggflip.packs.baseline import open_pack_ref
+
+    task = open_pack_ref(ref, verify=False).manifest.get("task")
+    return str(task) if task else "mmlu"
+
+
+def baseline_command(
+    args: argparse.Namespace, parse: Callable[[Sequence[str]], argparse.Namespace]
+) -> int:
+    """Run `ggflip baseline ...`; `parse` parses the command line `export` exports."""
+    from ggflip.packs.baseline import open_pack_ref
+
+    if args.baseline_command == "export":
+        return _export(args, parse)
+    pack = open_pack_ref(args.pack, verify=args.baseline_command == "verify")
+    facts = pack_facts(pack)
+    if args.baseline_command == "verify":
+        facts = {"schema": "ggflip.baseline-verify/1", "intact": True, **facts}
+    if args.json:
+        sys.stdout.write(json.dumps(facts, indent=1) + "\n")
+    else:
+        _print_facts(facts, intact=args.baseline_command == "verify")
+    return int(ExitCode.OK)
+
+
+def pack_facts(pack: Pack) -> dict[str, Any]:
+    """What `baseline info` says about a pack, as JSON."""
+    from ggflip.corpus.cache import llama_cpp_bytes_per_token
+
+    manifest = pack.manifest
+    base, counts = manifest["baseline"], manifest["counts"]
+    positions = int(counts["scored_positions"])
+    n_vocab = int(base["probe"]["n_vocab"])
+    per_position = pack.size / max(positions, 1)
+    llama = llama_cpp_bytes_per_token(n_vocab)
+    return {
+        "schema": INFO_SCHEMA,
+        "path": str(pack.path),
+        "mode": pack.mode,
+        "task": manifest.get("task"),
+        "ggflip_version": manifest["ggflip_version"],
+        "set": manifest["set"],
+        "baseline": {name: base[name] for name in ("label", "file", "size", "sha256")},
+        "tokenizer_digest": base["tokenizer_digest"],
+        "chat_template_digest": base["chat_template_digest"],
+        "numerics": base["numerics"],
+        "counts": counts,
+        "files": len(manifest["files"]),
+        "size": pack.size,
+        "bytes_per_scored_position": round(per_position, 1),
+        "llama_cpp_bytes_per_position": llama,
+        "size_ratio_to_llama_cpp": round(llama / per_position, 1),
+    }
+
+
+def _print_facts(facts: dict[str, Any], intact: bool) -> None:
+    base = facts["baseline"]
+    size = f"{base['size']:,} bytes" if base["size"] is not None else "size unknown"
+    counts = ", ".join(
+        f"{name.replace('_', ' ')} {value:,}" for name, value in facts["counts"].items()
+    )
+    lines = [
+        f"{facts['path']}: {'intact, ' if intact else ''}a {facts['mode']} baseline pack"
+        + (f" of {facts['task']}" if facts["task"] else ""),
+        f"baseline: {base['label']} ({base['file']}, {size}, sha256 {base['sha256'] or '?'})",
+        f"made by ggflip {facts['ggflip_version']} (set {facts['set']}); {counts}",
+        f"size: {facts['size']:,} bytes in {facts['files']} files, "
+        f"{facts['bytes_per_scored_position']:,} bytes per scored position "
+        f"(llama-perplexity's KL base file: {facts['llama_cpp_bytes_per_position']:,}; "
+        f"{facts['size_ratio_to_llama_cpp']:,}x smaller)",
+    ]
+    print("\n".join(lines))
+
+
+def _export(args: argparse.Namespace, parse: Callable[[Sequence[str]], argparse.Namespace]) -> int:
+    """Score the baseline of the command after `--out PACK` and write its pack."""
+    if not args.command_line or args.command_line[0] not in ("run", "kld"):
+        raise UsageError(
+            "baseline export needs the command whose baseline to export after --out PACK: "
+            "`run FLAGS...` or `kld FLAGS...`"
+        )
+    inner = parse(args.command_line)
+    if getattr(inner, "baseline_pack", None):
+        raise UsageError("baseline export computes a baseline; drop --baseline-pack")
+    if inner.no_cache:
+        raise UsageError("baseline export reads the baseline from the cache; drop --no-cache")
+    if inner.command == "kld":
+        return _export_corpus(inner, args.out)
+    from ggflip.tasks.generation import is_generation_task
+
+    inner.task = inner.task or "mmlu"
+    if inner.baseline and not inner.quant and not inner.quant_settings:
+        inner.quant = [inner.baseline]  # a set needs a quant; export drops them all
+    if is_generation_task(inner.task, inner.task_file):
+        return _export_generation(inner, args.out)
+    return _export_choice(inner, args.out)
+
+
+def _finish(pack: Pack) -> int:
+    _print_facts(pack_facts(pack), intact=True)
+    return int(ExitCode.OK)
+
+
+def _export_choice(inner: argparse.Namespace, out: Path) -> int:
+    from ggflip.backends.registry import backend_factory
+    from ggflip.choice.engine import run_comparison
+    from ggflip.choice.fold import ChoiceFold
+    from ggflip.cli.run import build_run_spec
+    from ggflip.packs.choice import export_choice
+
+    spec = build_run_spec(inner)
+    spec = dataclasses.replace(
+        spec, model_set=dataclasses.replace(spec.model_set, quants=()), floor=False
+    )
+    factory = backend_factory(spec.model_set)
+    fold = ChoiceFold(spec, time.monotonic)
+    code = follow_run(run_comparison(spec, factory), fold, console(stderr=True), lambda r: None)
+    if code != ExitCode.OK:
+        return code
+    return _finish(export_choice(spec, factory, out))
+
+
+def _export_corpus(inner: argparse.Namespace, out: Path) -> int:
+    raise UsageError("corpus packs: not yet")
+
+
+def _export_generation(inner: argparse.Namespace, out: Path) -> int:
+    raise UsageError("generation packs: not yet")
