@@ -163,7 +163,11 @@ class LlamaBaseFile:
         data = self._read(0, self.rows_offset)
         if digest is not None:
             digest.update(data)
-        tokens = np.frombuffer(data, "<i4", offset=HEADER_BYTES).astype(np.int32).reshape(self.n_chunk, self.n_ctx)
+        tokens = (
+            np.frombuffer(data, "<i4", offset=HEADER_BYTES)
+            .astype(np.int32)
+            .reshape(self.n_chunk, self.n_ctx)
+        )
         bad = np.flatnonzero((tokens < 0) | (tokens >= self.n_vocab))
         if bad.size:
             raise DataError(

@@ -54,6 +54,7 @@ class Tokenizer:
     vocab_fingerprint: str
     architecture: str
     bos: int | None
+    context_length: int | None
 
 
 def tokenizer_of(path: Path) -> Tokenizer:
@@ -70,6 +71,7 @@ def tokenizer_of(path: Path) -> Tokenizer:
         header.vocab_fingerprint,
         header.architecture,
         int(bos) if isinstance(bos, int) else None,
+        header.context_length,
     )
 
 

@@ -49,7 +49,7 @@ def kld_options(flags: argparse.Namespace) -> KldOptions:
     top_k = getattr(flags, "top_k", None)
     tail_samples = getattr(flags, "tail_samples", None)
     return KldOptions(
-        texts=tuple(flags.text),
+        texts=tuple(flags.text or ()),
         models_path=getattr(flags, "models", None) or Path("models.toml"),
         set_name=getattr(flags, "set_name", None),
         quant_settings=tuple(getattr(flags, "quant_settings", None) or ()),
