@@ -232,13 +232,15 @@ def corpus_spec_from_pack(pack: Pack, options: KldOptions, model_set: ModelSet) 
 def llama_base_pack(
     path: Path, model: Path, cache_dir: Path, shape: tuple[int, int], on_chunk: ChunkDone | None
 ) -> Pack:
-    """The pack of `path` in the cache (`<cache>/llama-base/`, by the file's identity and the
-    record's K and S), imported first when absent or damaged."""
+    """The pack of `path` in the cache (`<cache>/llama-base/`, by the file's identity, the
+    tokenizer of `model` that reads its tokens, and the record's K and S), imported first when
+    absent or damaged."""
     base = LlamaBaseFile.open(path)
     top_k = min(shape[0], base.n_vocab)
     folder = cache_dir / "llama-base"
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{file_identity(path)}-k{top_k}-s{shape[1]}.pack"
+    tokenizer = gguf_tokenizer_digest(model) or "none"
+    out = folder / f"{file_identity(path)}-{tokenizer}-k{top_k}-s{shape[1]}.pack"
     if out.exists():
         try:
             return read_pack(out)
