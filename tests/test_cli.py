@@ -327,7 +327,7 @@ def test_a_near_miss_flag_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) 
     ("argv", "message"),
     [
         (["run", "--limit", "x"], "argument --limit: invalid int value: 'x' (ggflip run --help"),
-        (["kld", "--ctx", "8"], "the following arguments are required: --text (ggflip kld --help"),
+        (["kld", "--ctx", "x"], "argument --ctx: invalid int value: 'x' (ggflip kld --help"),
         (["bogus"], "argument command: invalid choice: 'bogus' (choose from 'run', "),
     ],
 )

@@ -151,17 +151,17 @@ class TestSlicedCorpusRun:
     def test_score_from_keys_the_baseline_and_is_checked(
         self, fake_set: ModelSet, fake_factory: FakeBackendFactory
     ) -> None:
-        from ggflip.corpus.engine import baseline_key_parts
+        from ggflip.corpus.engine import corpus_key_parts
 
         probe = fake_factory.probe(fake_set.baseline)
         spec = KldSpec(fake_set, (LONG,), ctx=600)
-        assert "score_from" not in baseline_key_parts(spec, probe, fake_factory, 16)
+        assert "score_from" not in corpus_key_parts(spec, probe, fake_factory, 16)
         same = dataclasses.replace(spec, score_from=300)
-        assert baseline_key_parts(same, probe, fake_factory, 16) == baseline_key_parts(
+        assert corpus_key_parts(same, probe, fake_factory, 16) == corpus_key_parts(
             spec, probe, fake_factory, 16
         )
         other = dataclasses.replace(spec, score_from=0)
-        assert baseline_key_parts(other, probe, fake_factory, 16)["score_from"] == 0
+        assert corpus_key_parts(other, probe, fake_factory, 16)["score_from"] == 0
         assert other.rows_per_chunk == 599
         with pytest.raises(UsageError, match="--score-from must be between 0 and ctx - 2 = 598"):
             KldSpec(fake_set, (LONG,), ctx=600, score_from=599)

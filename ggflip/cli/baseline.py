@@ -96,12 +96,14 @@ def _import(args: argparse.Namespace) -> int:
     return _finish(import_llama_base(args.file, args.model, args.out, shape, progress))
 
 
-def pack_task(ref: str) -> str:
-    """The task a pack was made with (for `run --baseline-pack` without `--task`)."""
+def settle_task(args: argparse.Namespace) -> None:
+    """`run`'s task: as given (`args.task_given`), else the `--baseline-pack`'s, else mmlu."""
     from ggflip.packs.baseline import open_pack_ref
 
-    task = open_pack_ref(ref, verify=False).manifest.get("task")
-    return str(task) if task else "mmlu"
+    args.task_given = args.task is not None
+    if args.task is None and args.baseline_pack:
+        args.task = open_pack_ref(args.baseline_pack, verify=False).manifest.get("task")
+    args.task = args.task or "mmlu"
 
 
 def baseline_command(
@@ -223,8 +225,37 @@ def _export_choice(inner: argparse.Namespace, out: Path) -> int:
 
 
 def _export_corpus(inner: argparse.Namespace, out: Path) -> int:
-    raise UsageError("corpus packs: not yet")
+    from ggflip.backends.registry import backend_factory
+    from ggflip.corpus.engine import run_kld
+    from ggflip.corpus.fold import CorpusFold
+    from ggflip.corpus.setup import kld_options, resolve_kld_spec
+    from ggflip.packs.corpus import export_corpus
+
+    if not inner.text or inner.quant:
+        raise UsageError("kld: give --text FILE and a models.toml set (its quants are ignored)")
+    spec = resolve_kld_spec(kld_options(inner))
+    spec = dataclasses.replace(spec, model_set=dataclasses.replace(spec.model_set, quants=()))
+    factory = backend_factory(spec.model_set)
+    fold = CorpusFold(spec, time.monotonic)
+    code = follow_run(run_kld(spec, factory), fold, console(stderr=True), lambda r: None)
+    if code != ExitCode.OK:
+        return code
+    return _finish(export_corpus(spec, factory, out))
 
 
 def _export_generation(inner: argparse.Namespace, out: Path) -> int:
-    raise UsageError("generation packs: not yet")
+    from ggflip.backends.registry import backend_factory
+    from ggflip.cli.generate import gen_options
+    from ggflip.generate.engine import run_generation
+    from ggflip.generate.fold import GenFold
+    from ggflip.generate.setup import resolve_gen_spec
+    from ggflip.packs.generate import export_generation
+
+    spec = resolve_gen_spec(gen_options(inner))
+    spec = dataclasses.replace(spec, model_set=dataclasses.replace(spec.model_set, quants=()))
+    factory = backend_factory(spec.model_set)
+    fold = GenFold(spec, time.monotonic)
+    code = follow_run(run_generation(spec, factory), fold, console(stderr=True), lambda r: None)
+    if code != ExitCode.OK:
+        return code
+    return _finish(export_generation(spec, factory, out))

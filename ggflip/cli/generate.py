@@ -8,8 +8,10 @@ Owns no generation logic: it turns its flags into `GenOptions`, resolves them in
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
+from ggflip.backends.base import BackendFactory
 from ggflip.cli.consoles import console
 from ggflip.cli.gates import fail_if_gates, gated, keeping
 from ggflip.cli.progress import follow_run
@@ -41,7 +43,7 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
         chat=bool(getattr(args, "chat", False)),
         system=getattr(args, "system", None),
         max_new_tokens=getattr(args, "max_new_tokens", None),
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or (0 if getattr(args, "baseline_pack", None) else 4),
         top_k=getattr(args, "top_k", None),
         cache_dir=args.cache_dir,
         no_cache=args.no_cache,
@@ -51,14 +53,34 @@ def gen_options(args: argparse.Namespace) -> GenOptions:
     )
 
 
-def generate_command(args: argparse.Namespace) -> int:
-    """Run a generation comparison with progress on stderr; print the report."""
+def generate_command(args: argparse.Namespace, announce: bool = False) -> int:
+    """Run a generation comparison with progress on stderr; print the report (`announce`: say
+    first that `run` took the generation mode for this task)."""
     from ggflip.backends.registry import backend_factory
 
+    if announce:
+        print(
+            f"ggflip: {args.task} is a generation task: comparing greedy generations turn by "
+            "turn (generation mode)",
+            file=sys.stderr,
+        )
+
     gates = fail_if_gates(args, MODE)
-    spec = resolve_gen_spec(gen_options(args))
+    factory: BackendFactory
+    if getattr(args, "baseline_pack", None):
+        from ggflip.packs.baseline import open_mode_pack
+        from ggflip.packs.generate import MODE as PACK_MODE
+        from ggflip.packs.generate import gen_run_from_pack
+
+        pack = open_mode_pack(args.baseline_pack, PACK_MODE)
+        spec, factory = gen_run_from_pack(
+            pack, gen_options(args), args.task_given, args.allow_numerics_mismatch
+        )
+    else:
+        spec = resolve_gen_spec(gen_options(args))
+        factory = backend_factory(spec.model_set)
     stderr = console(stderr=True)
-    events = run_generation(spec, backend_factory(spec.model_set))
+    events = run_generation(spec, factory)
     next(events)  # GenStarted: files and vocabularies are checked before progress is drawn
     # Which prompts a --limit took decides what the numbers mean: say it before generating.
     stderr.print(f"prompts: {spec.selection}", style="dim", markup=False)

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 from ggflip.backends.base import BackendFactory
 from ggflip.cli.consoles import console
@@ -22,6 +23,7 @@ from ggflip.cli.scoring_flags import (
     add_cache_flags,
     add_calibration_flag,
     add_model_flags,
+    add_pack_flags,
     add_quant_settings_flag,
     add_scoring_flags,
     add_text_flags,
@@ -33,7 +35,7 @@ from ggflip.corpus.engine import run_kld
 from ggflip.corpus.events import KldReport
 from ggflip.corpus.fold import CorpusFold
 from ggflip.corpus.report import MODE
-from ggflip.corpus.setup import KldOptions, kld_options, resolve_kld_spec
+from ggflip.corpus.setup import kld_options, resolve_kld_spec
 from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_TAIL_SAMPLES, KldSpec
 from ggflip.errors import UsageError
 from ggflip.reports.corpus import render_kld_markdown, render_kld_report
@@ -51,20 +53,33 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     add_text_flags(
         kld,
         "UTF-8 text file to score (like llama-perplexity -f), or a folder: each file a "
-        "category, chunked on its own (repeatable; not with --llama-base)",
+        "category, chunked on its own (repeatable; with --baseline-pack: the pack's texts)",
         required=False,
     )
-    add_llama_base_flags(kld)
+    kld.add_argument(
+        "--quant",
+        action="append",
+        default=[],
+        help="with --baseline-pack or --llama-base: a quant GGUF, folder, glob or hf:// "
+        "reference (repeatable)",
+    )
+    add_pack_flags(kld)
+    kld.add_argument(
+        "--llama-base",
+        type=Path,
+        metavar="FILE",
+        help="compare against a llama-perplexity --kl-divergence-base file instead of a baseline "
+        "GGUF: imported once into a pack in the cache, then as --baseline-pack (its chunks and "
+        "context are the file's)",
+    )
     kld.add_argument(
         "--top-k",
         type=int,
-        default=DEFAULT_CORPUS_TOP_K,
         help=f"baseline tokens kept per scored token (default: {DEFAULT_CORPUS_TOP_K})",
     )
     kld.add_argument(
         "--tail-samples",
         type=int,
-        default=DEFAULT_TAIL_SAMPLES,
         help=(
             "baseline tail draws kept per scored token for the KL tail estimate (default: "
             f"{DEFAULT_TAIL_SAMPLES})"
@@ -86,15 +101,16 @@ def kld_command(args: argparse.Namespace) -> int:
     from ggflip.backends.registry import backend_factory
 
     gates = fail_if_gates(args, MODE)
-    options = dataclasses.replace(kld_options(args), margins=margins(args))
     if args.llama_base is not None:
-        spec, factory = _llama_base_run(args, options)
-    elif not options.texts:
-        raise UsageError("give --text FILE or folder (or --llama-base FILE)")
-    elif args.quant:
-        raise UsageError("--quant goes with --llama-base; name a set's quants in models.toml")
+        spec, factory = _from_llama_base(args)
+    elif args.baseline_pack:
+        spec, factory = _from_pack(args)
     else:
-        spec = resolve_kld_spec(options)
+        if not args.text or args.quant:
+            raise UsageError(
+                "give --text FILE (--quant goes with --baseline-pack; models.toml names the rest)"
+            )
+        spec = resolve_kld_spec(dataclasses.replace(kld_options(args), margins=margins(args)))
         factory = backend_factory(spec.model_set)
     events = run_kld(spec, factory)
     next(events)  # KldStarted: files and vocabularies are checked before progress is drawn
@@ -105,43 +121,64 @@ def kld_command(args: argparse.Namespace) -> int:
     return gated(code, gates, reports[-1].to_dict() if reports else None)
 
 
-def add_llama_base_flags(parser: argparse.ArgumentParser) -> None:
-    """`--llama-base FILE` and `--quant FILE` (repeatable)."""
-    parser.add_argument(
-        "--llama-base",
-        type=Path,
-        metavar="FILE",
-        help=(
-            "compare against a llama-perplexity --kl-divergence-base file instead of a baseline "
-            "GGUF (its text, chunks and context come from the file; imported once into the cache)"
-        ),
-    )
-    parser.add_argument(
-        "--quant",
-        action="append",
-        default=[],
-        help="with --llama-base: a quant GGUF, folder, glob or hf:// reference (repeatable)",
+def _from_pack(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
+    """`kld --baseline-pack`: the run against the pack's baseline (`packs.corpus`)."""
+    from ggflip.packs.baseline import open_mode_pack
+    from ggflip.packs.corpus import MODE as PACK_MODE
+    from ggflip.packs.corpus import corpus_run_from_pack
+
+    pack = open_mode_pack(args.baseline_pack, PACK_MODE)
+    fields, models = _pack_fields(args)
+    return corpus_run_from_pack(
+        pack, fields, tuple(args.quant), models, args.allow_numerics_mismatch
     )
 
 
-def _llama_base_run(
-    args: argparse.Namespace, options: KldOptions
-) -> tuple[KldSpec, BackendFactory]:
-    """The run of `--llama-base`, reporting the import's progress on stderr."""
-    from ggflip.packs.llama_base import llama_base_run
+def _from_llama_base(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
+    """`kld --llama-base FILE`: the file's pack in the cache (imported on first use, with its
+    progress on stderr), then the run against it as against any pack."""
+    from ggflip.packs.corpus import corpus_run_from_pack
+    from ggflip.packs.llama_base import llama_base_pack
 
+    if args.baseline_pack:
+        raise UsageError("--llama-base and --baseline-pack are alternatives: give one baseline")
+    if args.text:
+        raise UsageError("--llama-base holds its text (as token ids); drop --text")
+    fields, models = _pack_fields(args)
+    if fields["cache_dir"] is None:
+        raise UsageError("--llama-base imports the file into the cache; drop --no-cache")
     stderr = console(stderr=True)
-    options = dataclasses.replace(
-        options, cache_dir=None if options.no_cache else options.cache_dir or default_cache_dir()
-    )
 
     def imported(done: int, total: int) -> None:
-        stderr.print(
-            f"importing {args.llama_base.name}: chunk {done}/{total}", style="dim", markup=False
-        )
+        name = args.llama_base.name
+        stderr.print(f"importing {name}: chunk {done}/{total}", style="dim", markup=False)
 
-    spec, factory = llama_base_run(args.llama_base, options, args.quant, imported)
-    return spec, factory
+    shape = (args.top_k or DEFAULT_CORPUS_TOP_K, args.tail_samples or DEFAULT_TAIL_SAMPLES)
+    pack = llama_base_pack(
+        args.llama_base, tuple(args.quant), models, fields["cache_dir"], shape, imported
+    )
+    return corpus_run_from_pack(pack, fields, tuple(args.quant), models)
+
+
+def _pack_fields(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], tuple[Path, str | None, tuple[str, ...]]]:
+    """The `KldSpec` fields a run from a pack takes from the flags (None: the pack's), and the
+    models file, set and `--quant-settings`."""
+    options = kld_options(args)
+    fields = {
+        "texts": tuple(args.text or ()),
+        "ctx": args.ctx,
+        "chunks": args.chunks,
+        "score_from": args.score_from,
+        "top_k": args.top_k,
+        "tail_samples": args.tail_samples,
+        "cache_dir": None if options.no_cache else (options.cache_dir or default_cache_dir()),
+        "scoring_threads": options.scoring_threads,
+        "margins": margins(args),
+        "calibration": options.calibration,
+    }
+    return fields, (options.models_path, options.set_name, options.quant_settings)
 
 
 def _emit(args: argparse.Namespace, report: KldReport) -> None:

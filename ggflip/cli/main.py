@@ -381,21 +381,14 @@ def _main(argv: Sequence[str] | None) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     """`ggflip run`: multiple choice, or generation mode when the task is a generation task
     (`tasks.generation.is_generation_task`, as the TUI decides), said on stderr."""
-    from ggflip.cli.baseline import pack_task
+    from ggflip.cli.baseline import settle_task
     from ggflip.tasks.generation import is_generation_task
 
-    args.task_given = args.task is not None
-    if args.task is None:
-        args.task = pack_task(args.baseline_pack) if args.baseline_pack else "mmlu"
+    settle_task(args)
     if is_generation_task(args.task, args.task_file):
         from ggflip.cli.generate import generate_command
 
-        print(
-            f"ggflip: {args.task} is a generation task: comparing greedy generations turn by "
-            "turn (generation mode)",
-            file=sys.stderr,
-        )
-        return generate_command(args)
+        return generate_command(args, announce=True)
     from ggflip.cli.run import run_command
 
     return run_command(args)

@@ -91,7 +91,6 @@ def add_text_flags(parser: argparse.ArgumentParser, text_help: str, required: bo
     parser.add_argument(
         "--ctx",
         type=int,
-        default=DEFAULT_CTX,
         help=f"tokens per chunk; the second half is scored (default: {DEFAULT_CTX})",
     )
     parser.add_argument(

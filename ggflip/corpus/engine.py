@@ -73,7 +73,7 @@ def run_kld(spec: KldSpec, factory: BackendFactory) -> Generator[KldEvent, None,
     yield KldStarted(
         model_set.name, tuple(m.label for m in model_set.models), spec.source, spec.ctx
     )
-    key_parts = baseline_key_parts(spec, probes[0], factory, top_k)
+    key_parts = corpus_key_parts(spec, probes[0], factory, top_k)
     key = cache_key(key_parts)
     cached = (
         load_baseline(spec.cache_dir, key, None, spec.ctx, top_k, spec.tail_samples)
@@ -150,7 +150,7 @@ def _check_trained_context(spec: KldSpec, probes: list[ModelProbe]) -> None:
             )
 
 
-def baseline_key_parts(
+def corpus_key_parts(
     spec: KldSpec, probe: ModelProbe, factory: BackendFactory, top_k: int
 ) -> dict[str, object]:
     """What the baseline's compact record depends on: its cache key's parts."""

@@ -23,22 +23,15 @@ from ggflip.store.reading import read_named_file
 
 @dataclass(frozen=True)
 class CorpusText:
-    """One text of a corpus run: its category name, where it came from, and its content.
-
-    `digest` stands for a text that is not at hand: a baseline that comes as a record (a
-    llama-perplexity base file holds the text's tokens, not the text) names its text by it.
-    """
+    """One text of a corpus run: its category name, where it came from, and its content."""
 
     name: str
     source: str
     text: str
-    digest: str | None = None
 
     @property
     def sha256(self) -> str:
-        """Digest of the text (UTF-8), what the baseline cache key holds (`digest` when given)."""
-        if self.digest is not None:
-            return self.digest
+        """Digest of the text (UTF-8), what the baseline cache key holds."""
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 

@@ -72,15 +72,7 @@ class Pack:
         Raises:
             PackError: the pack is damaged; DiskFullError, ModelFileError: cannot write.
         """
-        expected = {f.name: f for f in self.files}
-        with self._members() as members:
-            for member, handle in members:
-                name = member.name[len(ENTRY) :]
-                target = cache_dir / name
-                with atomic_output(target) as tmp, tmp.open("wb") as out:
-                    digest = _copy(handle, out)
-                    if digest != expected[name].sha256:
-                        raise PackError(f"{self.path}: {name} is damaged (checksum); get it again")
+        self._each_file(cache_dir)
 
     def verify(self) -> None:
         """Read every file and check its size and sha256.
@@ -88,15 +80,31 @@ class Pack:
         Raises:
             PackError: naming the first damaged or missing file.
         """
-        expected = {f.name: f for f in self.files}
-        with self._members() as members:
-            for member, handle in members:
-                name = member.name[len(ENTRY) :]
-                if _copy(handle, None) != expected[name].sha256:
-                    raise PackError(f"{self.path}: {name} is damaged (checksum); get it again")
+        self._each_file(None)
 
-    def _members(self) -> _Members:
-        return _Members(self)
+    def _each_file(self, cache_dir: Path | None) -> None:
+        """Read every file, checking its sha256; with `cache_dir`, write it there too."""
+        expected = {f.name: f for f in self.files}
+        try:
+            with _Members(self) as members:
+                for member, handle in members:
+                    name = member.name[len(ENTRY) :]
+                    if cache_dir is None:
+                        digest = _copy(handle, None)
+                    else:
+                        with atomic_output(cache_dir / name) as tmp, tmp.open("wb") as out:
+                            digest = _copy(handle, out)
+                            _check(self.path, name, digest, expected[name].sha256)
+                    _check(self.path, name, digest, expected[name].sha256)
+        except (tarfile.TarError, EOFError) as exc:
+            raise PackError(
+                f"{self.path}: truncated or damaged pack ({exc}); get it again"
+            ) from None
+
+
+def _check(where: Path, name: str, digest: str, expected: str) -> None:
+    if digest != expected:
+        raise PackError(f"{where}: {name} is damaged (checksum); get it again")
 
 
 class _Members:

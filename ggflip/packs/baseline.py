@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from ggflip.gguf.header import scan_gguf
 from ggflip.gguf.hf import PREFIX, resolve_hf
 from ggflip.packs.archive import Pack, read_pack
 from ggflip.store.keys import cache_key
+
+log = logging.getLogger("ggflip.packs")
 
 
 def file_sha256(path: Path) -> str:
@@ -152,6 +155,12 @@ class PackFactory:
             )
             local = self.inner.baseline_numerics(numerics_model)
             self.numerics_mismatch = differences(local, self._numerics)
+        if self.numerics_mismatch and allow_mismatch:
+            log.warning(
+                "the pack's baseline was computed with other numerics (%s); comparing anyway "
+                "(--allow-numerics-mismatch)",
+                "; ".join(self.numerics_mismatch),
+            )
         if self.numerics_mismatch and not allow_mismatch:
             raise PackError(
                 f"the pack's baseline was computed with other numerics ({self.numerics_mismatch[0]}"
@@ -252,9 +261,7 @@ def pack_model_set(
             "--quant-settings runs the baseline's own file; it cannot come from a pack"
         )
     if quants and set_name is not None:
-        raise UsageError(
-            "--set and --quant are alternatives: use a models.toml set or name files"
-        )
+        raise UsageError("--set and --quant are alternatives: use a models.toml set or name files")
     if quants:
         files = model_set_from_files(str(base.path), quants, base.llama)
         # the baseline's label as a run naming these files gives it

@@ -8,10 +8,11 @@ model's (vocabulary, architecture: the file names neither) and whose numerics na
 that computed it, so `PackFactory` does not compare them with this machine's. Its text is the
 file's tokens, named by their digest (the file holds no text).
 
-`llama_base_run` is `ggflip kld --llama-base FILE`: the file imported once into a pack in the
-cache (keyed by the file's identity and the record's K and S), then the quants run against
-that pack as against any pack: the pack's entry installed in the cache, `PackFactory` serving
-the baseline's probe and numerics, `run_kld` unchanged.
+`llama_base_pack` is what `ggflip kld --llama-base FILE` runs from: the file imported once into
+a pack in the cache (keyed by the file's identity, the tokenizer that reads it and the record's K
+and S); the run is then `packs.corpus.corpus_run_from_pack` on it, as for any pack (the entry
+installed in the cache, `PackFactory` serving the baseline's probe and numerics, `run_kld`
+unchanged).
 """
 
 from __future__ import annotations
@@ -27,26 +28,19 @@ from typing import Any
 from ggflip import __version__
 from ggflip.backends.base import ModelProbe
 from ggflip.config.from_files import CLI_SET_NAME, model_set_from_files
-from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec
-from ggflip.config.resolve import resolve_model_set
+from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec, load_models_toml
+from ggflip.config.resolve import choose_set_name, resolve_model_set
 from ggflip.corpus.cache import BaselineWriter, bytes_per_token
-from ggflip.corpus.engine import baseline_key_parts
+from ggflip.corpus.engine import corpus_key_parts
 from ggflip.corpus.llama_base import LOGPROB_CUTOFF, LlamaBaseFile
 from ggflip.corpus.llama_import import Tokenizer, decoded_tokens, import_chunks, tokenizer_of
 from ggflip.corpus.passes import baseline_meta
-from ggflip.corpus.setup import KldOptions
 from ggflip.corpus.spec import KldSpec, text_infos
-from ggflip.corpus.texts import CorpusText
 from ggflip.errors import PackError, UsageError
 from ggflip.gguf.header import file_identity
-from ggflip.packs.archive import Pack, read_pack, write_pack
-from ggflip.packs.baseline import (
-    PackFactory,
-    check_key,
-    gguf_tokenizer_digest,
-    install_pack,
-    pack_model_set,
-)
+from ggflip.packs.archive import Pack, read_pack
+from ggflip.packs.baseline import PackFactory, gguf_tokenizer_digest
+from ggflip.packs.corpus import PackedText, write_corpus_pack
 from ggflip.store.keys import cache_key
 
 MODE = "corpus"
@@ -97,7 +91,7 @@ def _facts(path: Path, base: LlamaBaseFile, tokenizer: Tokenizer) -> dict[str, A
 def _spec(path: Path, base: LlamaBaseFile, digest: str, shape: tuple[int, int]) -> KldSpec:
     """The corpus run the file stands for: its chunks, one text named by its tokens' digest."""
     model = ModelSpec(path.name, path)
-    text = CorpusText(path.name, str(path), "", digest=digest)
+    text = PackedText(path.name, str(path), "", digest)
     model_set = ModelSet(CLI_SET_NAME, model, ())
     return KldSpec(model_set, (text,), ctx=base.n_ctx, top_k=shape[0], tail_samples=shape[1])
 
@@ -131,7 +125,7 @@ def import_llama_base(
     spec = _spec(path, base, hashlib.sha256(tokens.tobytes()).hexdigest(), (top_k, shape[1]))
     facts = _facts(path, base, tokenizer)
     factory = PackFactory(spec.model_set, facts)
-    parts = baseline_key_parts(spec, factory.probe(spec.model_set.baseline), factory, top_k)
+    parts = corpus_key_parts(spec, factory.probe(spec.model_set.baseline), factory, top_k)
     key = cache_key(parts)
     root = Path(tempfile.mkdtemp(prefix=".llama-base.", dir=out.parent))
     try:
@@ -145,9 +139,7 @@ def import_llama_base(
         texts = text_infos(spec, [(tokens.size, base.n_chunk)])
         entry = writer.finish(baseline_meta(spec, parts, texts, tokens.size))
         facts["sha256"] = file_digest.hexdigest()
-        manifest = _manifest(spec, base, facts, parts, key)
-        files = {f"corpus/{key}/{file.name}": file for file in sorted(entry.folder.iterdir())}
-        return write_pack(out, manifest, files)
+        return write_corpus_pack(out, entry.folder, _manifest(spec, base, facts, parts, key))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -160,7 +152,6 @@ def _manifest(
     key: str,
 ) -> dict[str, Any]:
     """A corpus pack's manifest for the file's record."""
-    text = spec.texts[0]
     return {
         "mode": MODE,
         "ggflip_version": __version__,
@@ -169,29 +160,29 @@ def _manifest(
         "baseline": facts,
         "key": parts,
         "cache_key": key,
+        "texts": [
+            {
+                "name": text.name,
+                "source": text.source,
+                "sha256": text.sha256,
+                "n_text_tokens": base.n_chunk * base.n_ctx,
+                "n_chunks": base.n_chunk,
+            }
+            for text in spec.texts
+        ],
         "settings": {
             "ctx": spec.ctx,
             "chunks": spec.chunks,
             "score_from": spec.score_from,
-            "top_k": parts["top_k"],
+            "top_k": spec.top_k,
             "tail_samples": spec.tail_samples,
             "block_rows": spec.block_rows,
         },
         "counts": {
+            "texts": 1,
             "chunks": base.n_chunk,
             "scored_positions": base.n_chunk * base.rows_per_chunk,
-            "bytes_per_position": bytes_per_token(int(str(parts["top_k"])), spec.tail_samples),
-        },
-        "inputs": {
-            "texts": [
-                {
-                    "name": text.name,
-                    "source": text.source,
-                    "sha256": text.sha256,
-                    "n_text_tokens": base.n_chunk * base.n_ctx,
-                    "n_chunks": base.n_chunk,
-                }
-            ]
+            "bytes_per_position": bytes_per_token(spec.top_k, spec.tail_samples),
         },
         "imported_from": {
             "tool": TOOL,
@@ -206,35 +197,26 @@ def _manifest(
     }
 
 
-def corpus_spec_from_pack(pack: Pack, options: KldOptions, model_set: ModelSet) -> KldSpec:
-    """The corpus run of `model_set`'s quants against the pack's baseline: the pack's texts (by
-    digest), chunking and record; the cache, threads and margins from `options`."""
-    settings = pack.manifest["settings"]
-    texts = tuple(
-        CorpusText(str(t["name"]), str(t["source"]), "", digest=str(t["sha256"]))
-        for t in pack.manifest["inputs"]["texts"]
-    )
-    return KldSpec(
-        model_set=model_set,
-        texts=texts,
-        ctx=int(settings["ctx"]),
-        chunks=settings["chunks"],
-        score_from=settings["score_from"],
-        top_k=int(settings["top_k"]),
-        tail_samples=int(settings["tail_samples"]),
-        block_rows=int(settings["block_rows"]),
-        cache_dir=None if options.no_cache else options.cache_dir,
-        scoring_threads=options.scoring_threads,
-        margins=options.margins,
-    )
+Models = tuple[Path, str | None, tuple[str, ...]]
+"""The models file, the set's name and `--quant-settings`, as `corpus_run_from_pack` takes them."""
 
 
 def llama_base_pack(
-    path: Path, model: Path, cache_dir: Path, shape: tuple[int, int], on_chunk: ChunkDone | None
+    path: Path,
+    quants: Sequence[str],
+    models: Models,
+    cache_dir: Path,
+    shape: tuple[int, int],
+    on_chunk: ChunkDone | None = None,
 ) -> Pack:
     """The pack of `path` in the cache (`<cache>/llama-base/`, by the file's identity, the
-    tokenizer of `model` that reads its tokens, and the record's K and S), imported first when
-    absent or damaged."""
+    tokenizer of the first quant, which reads the file's tokens, and the record's K and S),
+    imported first when absent or damaged.
+
+    Raises:
+        UsageError: no quant; the errors of `import_llama_base`.
+    """
+    model = _first_quant(path, quants, models)
     base = LlamaBaseFile.open(path)
     top_k = min(shape[0], base.n_vocab)
     folder = cache_dir / "llama-base"
@@ -249,49 +231,16 @@ def llama_base_pack(
     return import_llama_base(path, model, out, (top_k, shape[1]), on_chunk)
 
 
-def llama_base_run(
-    path: Path,
-    options: KldOptions,
-    quants: Sequence[str],
-    on_chunk: ChunkDone | None = None,
-) -> tuple[KldSpec, PackFactory]:
-    """`kld --llama-base FILE`: the spec and factory of a corpus run of the quants against the
-    file (through its pack in the cache); `run_kld(spec, factory)` never opens a baseline.
-
-    Raises:
-        UsageError: no quant, `--text`, or `--no-cache`; the errors of `import_llama_base`.
-    """
-    if options.texts:
-        raise UsageError("--llama-base holds its text (as tokens); drop --text")
-    if options.no_cache or options.cache_dir is None:
-        raise UsageError("--llama-base imports the file into the cache; drop --no-cache")
-    if not quants and options.set_name is None:
-        raise UsageError("--llama-base needs a quant to compare: --quant FILE (repeatable)")
-    first = _first_quant(path, options, quants)
-    pack = llama_base_pack(
-        path, first, options.cache_dir, (options.top_k, options.tail_samples), on_chunk
-    )
-    model_set = pack_model_set(
-        pack, quants, options.models_path, options.set_name, options.quant_settings
-    )
-    spec = corpus_spec_from_pack(pack, options, model_set)
-    factory = PackFactory(model_set, pack.manifest["baseline"])
-    probe = factory.probe(model_set.baseline)
-    check_key(baseline_key_parts(spec, probe, factory, spec.top_k), pack.manifest)
-    install_pack(pack, spec.cache_dir, model_set.quants)
-    return spec, factory
-
-
-def _first_quant(path: Path, options: KldOptions, quants: Sequence[str]) -> Path:
+def _first_quant(path: Path, quants: Sequence[str], models: Models) -> Path:
     """The GGUF whose tokenizer reads the file's tokens: the first quant (resolved)."""
+    models_path, set_name, _ = models
+    if not quants and set_name is None and not models_path.exists():
+        raise UsageError("--llama-base needs a quant to compare: --quant FILE (repeatable)")
     if quants:
         model_set = resolve_model_set(model_set_from_files(str(path), quants[:1]))
     else:
-        from ggflip.config.models_toml import load_models_toml
-        from ggflip.config.resolve import choose_set_name
-
-        config = load_models_toml(options.models_path)
-        name = choose_set_name(config, options.set_name, options.models_path)
+        config = load_models_toml(models_path)
+        name = choose_set_name(config, set_name, models_path)
         model_set = resolve_model_set(config.get_set(name))
     if not model_set.quants:
         raise UsageError("--llama-base needs a quant to compare: --quant FILE (repeatable)")
