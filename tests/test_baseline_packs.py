@@ -228,6 +228,24 @@ class TestRefusals:
         code, err = _from_pack(capsys, tmp_path, pack, models["other"])
         self._one_line(code, err, "tokenizer", tmp_path)
 
+    def test_same_vocabulary_other_tokenizer(
+        self,
+        tmp_path: Path,
+        models: dict[str, Path],
+        choice_pack: Any,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Same pieces (so the vocabulary check passes), but another space-prefix rule: the
+        tokenizer digest tells them apart."""
+        from tests.tiny_gguf import write_tiny_gguf
+
+        pack, _ = choice_pack
+        quant = write_tiny_gguf(
+            tmp_path / "prefixed.gguf", weight_noise=0.02, add_space_prefix=True
+        )
+        code, err = _from_pack(capsys, tmp_path, pack, quant)
+        self._one_line(code, err, "its tokenizer (vocabulary, merges, special tokens", tmp_path)
+
     def test_other_questions(
         self,
         tmp_path: Path,
@@ -356,3 +374,46 @@ def test_generation_run_from_pack_equals_run_with_baseline(
     info = json.loads(_run(capsys, "baseline", "info", str(pack), "--json")[1])
     # one record per generated token: 1 to --max-new-tokens 8 per turn
     assert info["counts"]["turns"] == 3 and 3 <= info["counts"]["scored_positions"] <= 24
+
+
+def test_pack_from_the_hugging_face_cache(
+    tmp_path: Path,
+    models: dict[str, Path],
+    choice_pack: tuple[Path, dict[str, Any]],
+) -> None:
+    """`hf://owner/repo/file` packs resolve offline from a pre-filled hub cache, like models."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_hf_refs import _cache_file
+
+    pack, expected = choice_pack
+    hub = tmp_path / "hub"
+    _cache_file(hub, "acme/packs", "tiny/choice.ggflip-pack", pack)
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    ref = "hf://acme/packs/tiny/choice.ggflip-pack"
+    models["base"].unlink()
+    argv = ["run", "--baseline-pack", ref, "--quant", str(models["noisy"]), "--quant"]
+    argv += [str(models["q8"]), "--cache-dir", str(tmp_path / "home"), "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ggflip.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert without_timing(json.loads(done.stdout)) == without_timing(expected)
+    missing = subprocess.run(
+        [sys.executable, "-m", "ggflip.cli.main", "baseline", "info", ref + "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert missing.returncode == ExitCode.MODEL
+    assert "is not in the Hugging Face cache" in missing.stderr
