@@ -30,7 +30,7 @@ from ggflip.backends.base import ModelProbe
 from ggflip.config.from_files import CLI_SET_NAME, model_set_from_files
 from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec, load_models_toml
 from ggflip.config.resolve import choose_set_name, resolve_model_set
-from ggflip.corpus.cache import BaselineWriter, bytes_per_token
+from ggflip.corpus.cache import BaselineWriter, CorpusBaseline
 from ggflip.corpus.engine import corpus_key_parts
 from ggflip.corpus.llama_base import LOGPROB_CUTOFF, LlamaBaseFile
 from ggflip.corpus.llama_import import Tokenizer, decoded_tokens, import_chunks, tokenizer_of
@@ -40,7 +40,7 @@ from ggflip.errors import PackError, UsageError
 from ggflip.gguf.header import file_identity
 from ggflip.packs.archive import Pack, read_pack
 from ggflip.packs.baseline import PackFactory, gguf_tokenizer_digest
-from ggflip.packs.corpus import PackedText, write_corpus_pack
+from ggflip.packs.corpus import PackedText, corpus_manifest_body, write_corpus_pack
 from ggflip.store.keys import cache_key
 
 MODE = "corpus"
@@ -139,7 +139,8 @@ def import_llama_base(
         texts = text_infos(spec, [(tokens.size, base.n_chunk)])
         entry = writer.finish(baseline_meta(spec, parts, texts, tokens.size))
         facts["sha256"] = file_digest.hexdigest()
-        return write_corpus_pack(out, entry.folder, _manifest(spec, base, facts, parts, key))
+        manifest = _manifest(spec, base, entry, facts, (parts, key))
+        return write_corpus_pack(out, entry.folder, manifest)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -147,11 +148,12 @@ def import_llama_base(
 def _manifest(
     spec: KldSpec,
     base: LlamaBaseFile,
+    entry: CorpusBaseline,
     facts: dict[str, Any],
-    parts: dict[str, object],
-    key: str,
+    keyed: tuple[dict[str, object], str],
 ) -> dict[str, Any]:
-    """A corpus pack's manifest for the file's record."""
+    """A corpus pack's manifest for the file's record (`keyed`: the key's parts, the key)."""
+    parts, key = keyed
     return {
         "mode": MODE,
         "ggflip_version": __version__,
@@ -160,30 +162,7 @@ def _manifest(
         "baseline": facts,
         "key": parts,
         "cache_key": key,
-        "texts": [
-            {
-                "name": text.name,
-                "source": text.source,
-                "sha256": text.sha256,
-                "n_text_tokens": base.n_chunk * base.n_ctx,
-                "n_chunks": base.n_chunk,
-            }
-            for text in spec.texts
-        ],
-        "settings": {
-            "ctx": spec.ctx,
-            "chunks": spec.chunks,
-            "score_from": spec.score_from,
-            "top_k": spec.top_k,
-            "tail_samples": spec.tail_samples,
-            "block_rows": spec.block_rows,
-        },
-        "counts": {
-            "texts": 1,
-            "chunks": base.n_chunk,
-            "scored_positions": base.n_chunk * base.rows_per_chunk,
-            "bytes_per_position": bytes_per_token(spec.top_k, spec.tail_samples),
-        },
+        **corpus_manifest_body(spec, entry, spec.top_k),
         "imported_from": {
             "tool": TOOL,
             "file": facts["file"],
@@ -192,7 +171,7 @@ def _manifest(
             "n_ctx": base.n_ctx,
             "n_vocab": base.n_vocab,
             "n_chunk": base.n_chunk,
-            "window_nats": base.window_nats(),
+            "window_nats": facts["numerics"]["llama"]["window_nats"],
         },
     }
 
