@@ -114,6 +114,7 @@ def main() -> None:
         "ggflip-llama-base",
     )
     own: dict = {}
+    own_usage: dict[str, float] = {}
     if not args.no_f16:
         models = work / "models.toml"
         lines = [
@@ -126,27 +127,26 @@ def main() -> None:
             "]",
         ]
         models.write_text("\n".join(lines) + "\n")
-        own, _ = ggflip(
+        own, own_usage = ggflip(
             ["kld", "--models", str(models), "--text", str(args.text), "--ctx", str(args.ctx),
              "--chunks", str(args.chunks), "--no-cache", "--json"],
             work,
             "ggflip-f16",
         )  # fmt: skip
-    report(args, base, base_usage, theirs, ours, ours_usage, import_usage, own, pack)
+    usage = {"base": base_usage, "ours": ours_usage, "import": import_usage, "own": own_usage}
+    report(args, base, theirs, ours, own, usage, pack)
 
 
 def report(
     args: argparse.Namespace,
     base: Path,
-    base_usage: dict[str, float],
     theirs: dict,
     ours: dict,
-    ours_usage: dict[str, float],
-    import_usage: dict[str, float],
     own: dict,
+    usage: dict[str, dict[str, float]],
     pack: Path,
 ) -> None:
-    """The comparison table and the memory lines."""
+    """The comparison table and the memory lines (`usage`: each process's wait4 numbers)."""
     size_mib = base.stat().st_size / 2**20
     print(
         f"base file: {base.stat().st_size:,} bytes ({size_mib:.0f} MiB), {args.chunks} chunks x "
@@ -176,13 +176,19 @@ def report(
                 f"{'':6} {tool:22} {q['kl_mean']:.6f} ± {q['kl_mean_unc']:.6f}   "
                 f"{100 * q['same_top']:7.3f} ± {100 * q['same_top_unc']:.3f}  {agree}"
             )
+    ours_usage, import_usage, own_usage = usage["ours"], usage["import"], usage["own"]
     print(
         f"peak RSS: ggflip kld --llama-base {ours_usage['peak_mib']:.0f} MiB (import, then "
         f"{len(ours.get('quants', []))} quants loaded one at a time; "
         f"{ours_usage['wall_s']:.0f} s), ggflip baseline import alone "
         f"{import_usage['peak_mib']:.0f} MiB ({import_usage['wall_s']:.0f} s); base file "
-        f"{size_mib:.0f} MiB; llama-perplexity writing it {base_usage['peak_mib']:.0f} MiB"
+        f"{size_mib:.0f} MiB; llama-perplexity writing it {usage['base']['peak_mib']:.0f} MiB"
     )
+    if own_usage:
+        print(
+            f"peak RSS of ggflip kld with the F16 as baseline: {own_usage['peak_mib']:.0f} MiB "
+            f"({own_usage['wall_s']:.0f} s)"
+        )
     if pack.exists():
         print(
             f"pack: {pack.stat().st_size:,} bytes "
