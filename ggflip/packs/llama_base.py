@@ -36,7 +36,7 @@ from ggflip.corpus.llama_base import LOGPROB_CUTOFF, LlamaBaseFile
 from ggflip.corpus.llama_import import Tokenizer, decoded_tokens, import_chunks, tokenizer_of
 from ggflip.corpus.passes import baseline_meta
 from ggflip.corpus.spec import KldSpec, text_infos
-from ggflip.errors import PackError, UsageError
+from ggflip.errors import ModelFileError, PackError, UsageError
 from ggflip.gguf.header import file_identity
 from ggflip.packs.archive import Pack, read_pack
 from ggflip.packs.baseline import PackFactory, gguf_tokenizer_digest
@@ -127,7 +127,7 @@ def import_llama_base(
     factory = PackFactory(spec.model_set, facts)
     parts = corpus_key_parts(spec, factory.probe(spec.model_set.baseline), factory, top_k)
     key = cache_key(parts)
-    root = Path(tempfile.mkdtemp(prefix=".llama-base.", dir=out.parent))
+    root = _scratch_folder(out)
     try:
         writer = BaselineWriter(
             root, key, base.n_chunk, base.n_ctx, base.rows_per_chunk, top_k, spec.tail_samples
@@ -143,6 +143,19 @@ def import_llama_base(
         return write_corpus_pack(out, entry.folder, manifest)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _scratch_folder(out: Path) -> Path:
+    """A temporary folder beside `out` for the entry the pack is written from.
+
+    Raises:
+        ModelFileError: it cannot be made (as `store.atomic.atomic_output` says of `out`).
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".llama-base.", dir=out.parent))
+    except OSError as exc:
+        raise ModelFileError(f"could not write {out}: {exc.strerror or exc}") from None
 
 
 def _manifest(
