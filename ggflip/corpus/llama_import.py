@@ -23,7 +23,6 @@ chunk's record, whatever the file's size.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +136,3 @@ def import_chunks(
         record, target = chunk_record(base, chunk, tokens[chunk], shape, digest)
         writer.write_chunk(chunk, tokens[chunk], record, target)
         yield chunk, target
-
-
-def file_digest() -> hashlib._Hash:
-    """The digest `import_chunks` fills (sha256 of the whole file)."""
-    return hashlib.sha256()
