@@ -149,8 +149,9 @@ def report(
     """The comparison table and the memory lines (`usage`: each process's wait4 numbers)."""
     size_mib = base.stat().st_size / 2**20
     print(
-        f"base file: {base.stat().st_size:,} bytes ({size_mib:.0f} MiB), {args.chunks} chunks x "
-        f"{args.ctx} of {args.text}; {ours.get('tokens_scored', '?')} scored tokens"
+        f"base file: {base.stat().st_size:,} bytes ({size_mib:.0f} MiB), "
+        f"{ours.get('n_chunks', '?')} chunks x {args.ctx} of {args.text}; "
+        f"{ours.get('tokens_scored', '?')} scored tokens"
     )
     print(f"{'quant':6} {'tool':22} {'mean KL':>22} {'same top %':>17}  within 1 SE of llama")
     own_quants = {q["label"]: q for q in own.get("quants", [])}
