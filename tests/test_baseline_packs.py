@@ -75,7 +75,7 @@ def choice_pack(
         *flags,
     )
     assert code == ExitCode.OK, err
-    assert "a choice baseline pack" in out
+    assert "intact, a multiple-choice baseline pack of mmlu" in out
     code, out, err = _run(
         capsys,
         "run",
@@ -141,9 +141,14 @@ def _rewritten(pack: Path, target: Path, change: Any) -> Path:
     original = read_pack(pack)
     folder = target.parent / "entry"
     original.install(folder)
+    from ggflip.store.keys import cache_key
+
     manifest = json.loads(json.dumps(dict(original.manifest)))
     change(manifest)
-    files = {f.name: folder / f.name for f in original.files}
+    old_key, manifest["cache_key"] = manifest["cache_key"], cache_key(manifest["key"])
+    files = {
+        f.name.replace(old_key, manifest["cache_key"]): folder / f.name for f in original.files
+    }
     write_pack(target, manifest, files)
     return target
 
@@ -258,6 +263,20 @@ class TestRefusals:
         code, err = _from_pack(capsys, tmp_path, pack, models["noisy"], "--data", str(other))
         self._one_line(code, err, "questions differ from the pack's", tmp_path)
 
+    def test_other_selection(
+        self,
+        tmp_path: Path,
+        models: dict[str, Path],
+        choice_pack: Any,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """--limit alone selects from the pack's task and data: 2 of its 3 questions differ."""
+        pack, _ = choice_pack
+        code, err = _from_pack(
+            capsys, tmp_path, pack, models["noisy"], "--data", str(QUESTIONS), "--limit", "2"
+        )
+        self._one_line(code, err, "(2 here, 3 in the pack", tmp_path)
+
     def test_other_settings(
         self,
         tmp_path: Path,
@@ -268,6 +287,19 @@ class TestRefusals:
         pack, _ = choice_pack
         code, err = _from_pack(capsys, tmp_path, pack, models["noisy"], "--batch-size", "3")
         self._one_line(code, err, "batch_size: 3 here, 2 in the pack", tmp_path)
+
+    def test_baseline_too(
+        self,
+        tmp_path: Path,
+        models: dict[str, Path],
+        choice_pack: Any,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        pack, _ = choice_pack
+        code, err = _from_pack(
+            capsys, tmp_path, pack, models["noisy"], "--baseline", str(models["base"])
+        )
+        self._one_line(code, err, "--baseline and --baseline-pack are alternatives", tmp_path)
 
     def test_floor(
         self,
@@ -290,11 +322,40 @@ class TestRefusals:
         pack, expected = choice_pack
 
         def other_build(manifest: dict[str, Any]) -> None:
+            """As if computed by another llama.cpp: its numerics, and so its key."""
             manifest["baseline"]["numerics"]["build"]["version"] = "0.0.1-elsewhere"
+            manifest["key"]["build"]["version"] = "0.0.1-elsewhere"
 
         moved = _rewritten(pack, tmp_path / "elsewhere" / "gpu.pack", other_build)
         code, err = _from_pack(capsys, tmp_path, moved, models["noisy"])
         self._one_line(code, err, "build.version", tmp_path)
+        code, out, err = _run(
+            capsys,
+            "run",
+            "--baseline-pack",
+            str(moved),
+            "--quant",
+            str(models["noisy"]),
+            "--quant",
+            str(models["q8"]),
+            "--cache-dir",
+            str(tmp_path / "home-cache"),
+            "--json",
+            "--allow-numerics-mismatch",
+        )
+        assert code == ExitCode.OK, err
+        assert "build.version" in err and "(other numerics)" in err
+        got = json.loads(out)
+        # every quant row is marked; the numbers are the pack's comparison (this build is the
+        # same in truth, so they equal the run with the baseline)
+        assert [q["label"] for q in got["quants"]] == [
+            f"{q['label']} (other numerics)" for q in expected["quants"]
+        ]
+        for q in (*got["quants"], *expected["quants"]):
+            q["label"] = q["label"].replace(" (other numerics)", "")
+        assert without_timing(got["quants"]) == without_timing(expected["quants"])
+        # the report says how the baseline was computed: the pack's build, not this one
+        assert got["baseline"]["computed_with"]["build"]["version"] == "0.0.1-elsewhere"
 
 
 def _kld_models(tmp_path: Path, models: dict[str, Path]) -> Path:
@@ -347,6 +408,12 @@ def test_corpus_run_from_pack_equals_run_with_baseline(
         capsys, "kld", "--baseline-pack", str(pack), "--models", str(toml), "--ctx", "32", *home
     )
     assert code == ExitCode.DATA and "ctx: 32 here, 64 in the pack" in err, err
+    other = tmp_path / "other.txt"
+    other.write_text("the cat sat on the mat " * 200)
+    code, out, err = _run(
+        capsys, "kld", "--baseline-pack", str(pack), "--models", str(toml), "--text", str(other)
+    )
+    assert code == ExitCode.DATA and "the texts differ from the pack's (corpus.txt)" in err, err
 
 
 def test_generation_run_from_pack_equals_run_with_baseline(
@@ -359,7 +426,7 @@ def test_generation_run_from_pack_equals_run_with_baseline(
     base = ["--baseline", str(models["base"])]
     code, out, err = _run(capsys, "baseline", "export", "-o", str(pack), "run", *base, *flags)
     assert code == ExitCode.OK, err
-    assert "a generate baseline pack of gsm8k" in out
+    assert "a generation baseline pack of gsm8k" in out
     quants = ["--quant", str(models["noisy"]), "--quant", str(models["q8"])]
     code, out, err = _run(capsys, "run", *base, *quants, *flags, "--json")
     assert code == ExitCode.OK, err

@@ -158,20 +158,26 @@ def pack_facts(pack: Pack) -> dict[str, Any]:
 
 
 def _print_facts(facts: dict[str, Any], intact: bool) -> None:
+    from ggflip.packs.baseline import MODE_WORDS
+
     base = facts["baseline"]
     size = f"{base['size']:,} bytes" if base["size"] is not None else "size unknown"
     counts = ", ".join(
-        f"{name.replace('_', ' ')} {value:,}" for name, value in facts["counts"].items()
+        f"{name.replace('_', ' ')} {value:,}"
+        for name, value in facts["counts"].items()
+        if name != "bytes_per_position"
     )
     lines = [
-        f"{facts['path']}: {'intact, ' if intact else ''}a {facts['mode']} baseline pack"
+        f"{facts['path']}: {'intact, ' if intact else ''}a "
+        f"{MODE_WORDS.get(facts['mode'], facts['mode'])} baseline pack"
         + (f" of {facts['task']}" if facts["task"] else ""),
         f"baseline: {base['label']} ({base['file']}, {size}, sha256 {base['sha256'] or '?'})",
         f"made by ggflip {facts['ggflip_version']} (set {facts['set']}); {counts}",
-        f"size: {facts['size']:,} bytes in {facts['files']} files, "
-        f"{facts['bytes_per_scored_position']:,} bytes per scored position "
-        f"(llama-perplexity's KL base file: {facts['llama_cpp_bytes_per_position']:,}; "
-        f"{facts['size_ratio_to_llama_cpp']:,}x smaller)",
+        f"size: {facts['size']:,} bytes in {facts['files']} file(s): "
+        f"{facts['bytes_per_scored_position']:,} bytes per scored position (record "
+        f"{facts['counts'].get('bytes_per_position', '?'):,}), "
+        f"{facts['size_ratio_to_llama_cpp']:,}x smaller than llama-perplexity's KL base file "
+        f"({facts['llama_cpp_bytes_per_position']:,})",
     ]
     print("\n".join(lines))
 
@@ -205,27 +211,31 @@ def _finish(pack: Pack) -> int:
     return int(ExitCode.OK)
 
 
-def _export_choice(inner: argparse.Namespace, out: Path) -> int:
+def _baseline_alone(spec: Any, engine: Callable[..., Any], fold_class: Any) -> tuple[Any, int, Any]:
+    """Score `spec`'s baseline alone with the mode's `engine` and fold (progress on stderr, no
+    report): the spec without its quants, the exit code and the factory."""
     from ggflip.backends.registry import backend_factory
+
+    model_set = dataclasses.replace(spec.model_set, quants=())
+    spec = dataclasses.replace(spec, model_set=model_set)
+    factory = backend_factory(model_set)
+    fold = fold_class(spec, time.monotonic)
+    code = follow_run(engine(spec, factory), fold, console(stderr=True), lambda report: None)
+    return spec, code, factory
+
+
+def _export_choice(inner: argparse.Namespace, out: Path) -> int:
     from ggflip.choice.engine import run_comparison
     from ggflip.choice.fold import ChoiceFold
     from ggflip.cli.run import build_run_spec
     from ggflip.packs.choice import export_choice
 
-    spec = build_run_spec(inner)
-    spec = dataclasses.replace(
-        spec, model_set=dataclasses.replace(spec.model_set, quants=()), floor=False
-    )
-    factory = backend_factory(spec.model_set)
-    fold = ChoiceFold(spec, time.monotonic)
-    code = follow_run(run_comparison(spec, factory), fold, console(stderr=True), lambda r: None)
-    if code != ExitCode.OK:
-        return code
-    return _finish(export_choice(spec, factory, out))
+    spec = dataclasses.replace(build_run_spec(inner), floor=False)
+    spec, code, factory = _baseline_alone(spec, run_comparison, ChoiceFold)
+    return code or _finish(export_choice(spec, factory, out))
 
 
 def _export_corpus(inner: argparse.Namespace, out: Path) -> int:
-    from ggflip.backends.registry import backend_factory
     from ggflip.corpus.engine import run_kld
     from ggflip.corpus.fold import CorpusFold
     from ggflip.corpus.setup import kld_options, resolve_kld_spec
@@ -233,29 +243,18 @@ def _export_corpus(inner: argparse.Namespace, out: Path) -> int:
 
     if not inner.text or inner.quant:
         raise UsageError("kld: give --text FILE and a models.toml set (its quants are ignored)")
-    spec = resolve_kld_spec(kld_options(inner))
-    spec = dataclasses.replace(spec, model_set=dataclasses.replace(spec.model_set, quants=()))
-    factory = backend_factory(spec.model_set)
-    fold = CorpusFold(spec, time.monotonic)
-    code = follow_run(run_kld(spec, factory), fold, console(stderr=True), lambda r: None)
-    if code != ExitCode.OK:
-        return code
-    return _finish(export_corpus(spec, factory, out))
+    spec, code, factory = _baseline_alone(resolve_kld_spec(kld_options(inner)), run_kld, CorpusFold)
+    return code or _finish(export_corpus(spec, factory, out))
 
 
 def _export_generation(inner: argparse.Namespace, out: Path) -> int:
-    from ggflip.backends.registry import backend_factory
     from ggflip.cli.generate import gen_options
     from ggflip.generate.engine import run_generation
     from ggflip.generate.fold import GenFold
     from ggflip.generate.setup import resolve_gen_spec
     from ggflip.packs.generate import export_generation
 
-    spec = resolve_gen_spec(gen_options(inner))
-    spec = dataclasses.replace(spec, model_set=dataclasses.replace(spec.model_set, quants=()))
-    factory = backend_factory(spec.model_set)
-    fold = GenFold(spec, time.monotonic)
-    code = follow_run(run_generation(spec, factory), fold, console(stderr=True), lambda r: None)
-    if code != ExitCode.OK:
-        return code
-    return _finish(export_generation(spec, factory, out))
+    spec, code, factory = _baseline_alone(
+        resolve_gen_spec(gen_options(inner)), run_generation, GenFold
+    )
+    return code or _finish(export_generation(spec, factory, out))

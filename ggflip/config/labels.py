@@ -25,6 +25,10 @@ _NAMES = {
     "swa_full": "SWA full",
 }
 
+NUMERICS_MARK = "(other numerics)"
+"""Marks a quant compared against a baseline pack computed with other numerics (another llama.cpp
+build or settings, `--allow-numerics-mismatch`): every row of it in every report carries it."""
+
 
 _NOT_IN_LABEL = frozenset({"n_threads", "use_mmap"})
 """Settings that change how fast a model runs, not its numbers: stated, never in a label."""

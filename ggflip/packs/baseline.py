@@ -22,6 +22,7 @@ from ggflip import __version__
 from ggflip.backends.base import Backend, BackendFactory, ModelProbe
 from ggflip.backends.registry import backend_factory
 from ggflip.config.from_files import model_set_from_files
+from ggflip.config.labels import NUMERICS_MARK
 from ggflip.config.models_toml import LlamaSettings, ModelSet, ModelSpec, load_models_toml
 from ggflip.config.resolve import choose_set_name, resolve_model_set
 from ggflip.errors import BackendError, PackError, UsageError
@@ -34,7 +35,7 @@ log = logging.getLogger("ggflip.packs")
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a (possibly split) model file's bytes, read a block at a time."""
+    """sha256 of a model file (the first part of a split one), read a block at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
@@ -155,12 +156,6 @@ class PackFactory:
             )
             local = self.inner.baseline_numerics(numerics_model)
             self.numerics_mismatch = differences(local, self._numerics)
-        if self.numerics_mismatch and allow_mismatch:
-            log.warning(
-                "the pack's baseline was computed with other numerics (%s); comparing anyway "
-                "(--allow-numerics-mismatch)",
-                "; ".join(self.numerics_mismatch),
-            )
         if self.numerics_mismatch and not allow_mismatch:
             raise PackError(
                 f"the pack's baseline was computed with other numerics ({self.numerics_mismatch[0]}"
@@ -198,6 +193,33 @@ class PackFactory:
 
     def describe(self, spec: ModelSpec, role: str) -> str:
         return self.inner.describe(spec, role)
+
+
+def pack_factory(
+    model_set: ModelSet, facts: Mapping[str, Any], allow_mismatch: bool
+) -> tuple[ModelSet, PackFactory]:
+    """The run's models and its `PackFactory`; under `allow_mismatch` with numerics that differ,
+    every quant's label carries `NUMERICS_MARK`, so every row of every report says so (and a
+    warning on stderr says how they differ).
+
+    Raises:
+        PackError: the numerics differ and `allow_mismatch` is off.
+    """
+    factory = PackFactory(model_set, facts, allow_mismatch)
+    if not factory.numerics_mismatch:
+        return model_set, factory
+    log.warning(
+        "the pack's baseline was computed with other numerics (%s); comparing anyway, every "
+        "quant marked %s",
+        "; ".join(factory.numerics_mismatch),
+        NUMERICS_MARK,
+    )
+    quants = tuple(
+        dataclasses.replace(quant, label=f"{quant.label} {NUMERICS_MARK}")
+        for quant in model_set.quants
+    )
+    model_set = dataclasses.replace(model_set, quants=quants)
+    return model_set, PackFactory(model_set, facts, allow_mismatch)
 
 
 def check_quant_tokenizers(facts: Mapping[str, Any], quants: tuple[ModelSpec, ...]) -> None:
@@ -247,15 +269,19 @@ def pack_model_set(
     models_path: Path,
     set_name: str | None,
     quant_settings: Sequence[str] = (),
+    baseline: str | None = None,
 ) -> ModelSet:
     """The run's models with the pack's baseline: `quants` (files, folders, globs, hf://, run
     with the baseline's llama settings), or a models.toml set whose baseline the pack replaces.
 
     Raises:
-        UsageError: both given, or `--quant-settings` (it needs the baseline's file);
+        UsageError: both given, a `--baseline` too, or `--quant-settings` (it needs the
+            baseline's file);
             ConfigError, ModelFileError: as `load_models_toml` and `resolve_model_set`.
     """
     base = baseline_spec(pack.manifest["baseline"])
+    if baseline is not None:
+        raise UsageError("--baseline and --baseline-pack are alternatives: give one")
     if quant_settings:
         raise UsageError(
             "--quant-settings runs the baseline's own file; it cannot come from a pack"

@@ -28,6 +28,7 @@ from ggflip.packs.baseline import (
     check_key,
     install_pack,
     manifest_head,
+    pack_factory,
     pack_model_set,
 )
 from ggflip.scoring.record import PositionRecord
@@ -97,7 +98,8 @@ def export_choice(spec: RunSpec, factory: BackendFactory, out: Path) -> Pack:
             "questions": n,
             "skipped": len(skips),
             "scored_positions": int(scores.row_offsets[-1]),
-            "bytes_per_position": PositionRecord.bytes_per_row(min(k, probe.n_vocab), s),
+            # the record and the full-vocabulary argmax (int32)
+            "bytes_per_position": PositionRecord.bytes_per_row(min(k, probe.n_vocab), s) + 4,
         },
         "inputs": {
             "questions_digest": spec.questions.digest(),
@@ -126,7 +128,9 @@ def choice_spec_from_pack(
     inputs, settings = manifest["inputs"], manifest["settings"]
     task, questions, prompts = manifest["task"], _question_set(inputs["questions"]), None
     prompts = _prompt_set(inputs["prompts"])
-    if task_given or options.data or options.task_file:
+    selecting = (options.limit, options.subjects, options.seed is not None, options.first)
+    rendering = (options.task_file, options.mode, options.shots is not None, options.fields)
+    if task_given or options.data or any(selecting) or any(rendering):
         task, given, given_prompts = resolve_questions(options)
         if given.digest() != questions.digest():
             raise PackError(
@@ -166,10 +170,15 @@ def choice_run_from_pack(
     if options.floor:
         raise UsageError("--floor scores the baseline model again; it cannot run from a pack")
     model_set = pack_model_set(
-        pack, options.quants, options.models_path, options.set_name, options.quant_settings
+        pack,
+        options.quants,
+        options.models_path,
+        options.set_name,
+        options.quant_settings,
+        options.baseline,
     )
+    model_set, factory = pack_factory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     spec = choice_spec_from_pack(pack, options, model_set, task_given)
-    factory = PackFactory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     check_key(key_parts(spec, factory.probe(model_set.baseline), factory), pack.manifest)
     install_pack(pack, spec.cache_dir, model_set.quants)
     return spec, factory

@@ -31,6 +31,7 @@ from ggflip.packs.baseline import (
     check_key,
     install_pack,
     manifest_head,
+    pack_factory,
     pack_model_set,
 )
 from ggflip.store.keys import cache_key
@@ -51,9 +52,16 @@ class PackedText(CorpusText):
 
 
 def write_corpus_pack(out: Path, entry: Path, manifest: Mapping[str, Any]) -> Pack:
-    """A pack of the corpus entry folder `entry` (named `corpus/<its folder name>/...`), with
-    `manifest` (`mode` "corpus", `baseline`, `key`, `texts`, `settings`, `counts`: see
-    `export_corpus`).
+    """A pack of the corpus entry folder `entry` (stored as `corpus/<its folder name>/...`).
+
+    `manifest` holds what `export_corpus` writes: `ggflip_version`, `set`, `backend`,
+    `baseline` (`packs.baseline.baseline_facts`: label, path, file, size, sha256,
+    `tokenizer_digest`, `chat_template_digest`, `probe` (a `ModelProbe` as a dict),
+    `llama`, `numerics_llama`, `numerics`), `key` (`corpus.engine.corpus_key_parts`, whose
+    `cache_key` must be the entry folder's name for a run to find it) and `cache_key`,
+    `texts` (the entry meta's), `settings` (ctx, chunks, score_from, top_k, tail_samples,
+    block_rows) and `counts` (texts, chunks, scored_positions, bytes_per_position); `mode` is
+    set here.
 
     Raises:
         PackError: `entry` is not a complete, intact entry; DiskFullError, ModelFileError.
@@ -140,6 +148,7 @@ def corpus_run_from_pack(
         UsageError, PackError, ConfigError, ModelFileError, DataError: before anything runs.
     """
     model_set: ModelSet = pack_model_set(pack, quants, *models)
+    model_set, factory = pack_factory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     given = dict(spec_fields)
     texts = _texts(pack, tuple(given.pop("texts", ()) or ()))
     files = given.pop("calibration", ()) or ()
@@ -154,7 +163,6 @@ def corpus_run_from_pack(
         if given.get(name) is None:
             given[name] = stored[name]
     spec = KldSpec(model_set=model_set, texts=texts, **given)
-    factory = PackFactory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
     probe = factory.probe(sized(model_set.baseline, spec.ctx))
     top_k = min(spec.top_k, probe.n_vocab)
     check_key(corpus_key_parts(spec, probe, factory, top_k), pack.manifest)

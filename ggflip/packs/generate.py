@@ -15,7 +15,7 @@ from typing import Any
 
 from ggflip.backends.base import BackendFactory
 from ggflip.config.models_toml import default_cache_dir
-from ggflip.errors import PackError, UsageError
+from ggflip.errors import PackError
 from ggflip.generate.plan import key_parts
 from ggflip.generate.records import GenerationCache
 from ggflip.generate.setup import GenOptions
@@ -26,6 +26,7 @@ from ggflip.packs.baseline import (
     check_key,
     install_pack,
     manifest_head,
+    pack_factory,
     pack_model_set,
 )
 from ggflip.packs.choice import tuples
@@ -34,6 +35,7 @@ from ggflip.store.keys import cache_key
 from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import (
     GenItem,
+    GenTask,
     check_fields,
     default_source,
     get_gen_task,
@@ -80,6 +82,7 @@ def export_generation(spec: GenSpec, factory: BackendFactory, out: Path) -> Pack
             "turns": len(units) + len(skips),
             "skipped": len(skips),
             "scored_positions": sum(len(unit.tokens) for unit in units.values()),
+            # the record and the generated token's log-prob (float64)
             "bytes_per_position": PositionRecord.bytes_per_row(top_k, spec.tail_samples) + 8,
         },
         "inputs": {
@@ -99,6 +102,25 @@ def _items(stored: list[Mapping[str, Any]]) -> tuple[GenItem, ...]:
     return tuple(GenItem(**tuples(dict(item))) for item in stored)
 
 
+def _check_items(
+    pack: Pack, task: GenTask, options: GenOptions, items: tuple[GenItem, ...]
+) -> None:
+    """Refuse prompts given with `--data`/`--limit` that are not the pack's.
+
+    Raises:
+        PackError: naming the pack; DataError: the given data cannot be read.
+    """
+    source = options.data or default_source(task)
+    given, _ = select(
+        load_items(task, source, check_fields(options.fields)),
+        options.limit,
+        options.seed,
+        options.first,
+    )
+    if items_digest(tuple(given)) != items_digest(items):
+        raise PackError(f"{pack.path}: the prompts differ from the pack's; drop --data/--limit")
+
+
 def gen_run_from_pack(
     pack: Pack,
     options: GenOptions,
@@ -115,23 +137,23 @@ def gen_run_from_pack(
     """
     manifest = pack.manifest
     inputs, settings = manifest["inputs"], manifest["settings"]
-    model_set = pack_model_set(
-        pack, options.quants, options.models_path, options.set_name, options.quant_settings
-    )
+    if task_given and options.task != manifest["task"]:
+        raise PackError(f"--task {options.task}: the pack is of {manifest['task']}")
     task = get_gen_task(manifest["task"])
     if task is None:
         raise PackError(f"{pack.path}: generation task {manifest['task']!r} is unknown here")
+    model_set = pack_model_set(
+        pack,
+        options.quants,
+        options.models_path,
+        options.set_name,
+        options.quant_settings,
+        options.baseline,
+    )
+    model_set, factory = pack_factory(model_set, manifest["baseline"], allow_numerics_mismatch)
     items, shots = _items(inputs["items"]), _items(inputs["shots"])
-    if task_given or options.data:
-        source = options.data or default_source(task)
-        given, _ = select(
-            load_items(task, source, check_fields(options.fields)),
-            options.limit,
-            options.seed,
-            options.first,
-        )
-        if items_digest(tuple(given)) != items_digest(items):
-            raise PackError(f"{pack.path}: the prompts differ from the pack's; drop --data/--limit")
+    if task_given or options.data or options.limit or options.seed is not None or options.first:
+        _check_items(pack, task, options, items)
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     spec = GenSpec(
         model_set=model_set,
@@ -152,9 +174,6 @@ def gen_run_from_pack(
         scoring_threads=options.scoring_threads,
         margins=options.margins,
     )
-    if task_given and task.name != manifest["task"]:
-        raise UsageError(f"--task {task.name}: the pack is of {manifest['task']}")
-    factory = PackFactory(model_set, manifest["baseline"], allow_numerics_mismatch)
     check_key(key_parts(spec, factory.probe(model_set.baseline), factory), manifest)
     install_pack(pack, spec.cache_dir, model_set.quants)
     return spec, factory

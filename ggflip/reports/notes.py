@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from ggflip.config.labels import NUMERICS_MARK
 from ggflip.reports.tables import value_of
 from ggflip.scoring.floor import ALPHA
 from ggflip.scoring.formats import pct, points
@@ -23,10 +24,24 @@ SOURCE_NOTE = (
 )
 
 
+NUMERICS_NOTE = (
+    f"{NUMERICS_MARK}: compared against a baseline pack computed by another llama.cpp build or "
+    "with other settings (--allow-numerics-mismatch): part of each of its numbers may be that "
+    "difference rather than the quantization."
+)
+
+
 def source_note(labels: Iterable[str]) -> str:
     """The explanation of `(≈ source)` when a model's label carries it (models.toml marks a quant
-    the baseline was rebuilt from), else ""."""
-    return SOURCE_NOTE if any(SOURCE_MARK in label for label in labels) else ""
+    the baseline was rebuilt from), and of `(other numerics)` (a quant compared against a pack
+    computed elsewhere); "" without either."""
+    labels = list(labels)
+    found = [
+        note
+        for mark, note in ((SOURCE_MARK, SOURCE_NOTE), (NUMERICS_MARK, NUMERICS_NOTE))
+        if any(mark in label for label in labels)
+    ]
+    return " ".join(found)
 
 
 def _number(item: Any, name: str) -> float | None:
