@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ggflip.cli.main import main
 from ggflip.corpus.cache import BaselineWriter
 from ggflip.corpus.llama_base import LlamaBaseFile
 from ggflip.corpus.llama_import import chunk_record, decoded_tokens, import_chunks
@@ -255,6 +257,18 @@ def test_import_writes_every_chunk_and_digests_the_file(
     assert (entry.tokens[:, 0] == BOS).all()
 
 
+@dataclass(frozen=True)
+class Tiny:
+    """A base file written from the tiny F32 model's logits, and what its tests use."""
+
+    path: Path
+    models: Path
+    text: Path
+    quant: str  # the noisy tiny model, the quant compared
+    folder: Path  # the tiny GGUFs
+    tmp: Path
+
+
 class TestCli:
     """`ggflip kld --llama-base` and `baseline import` on tiny GGUFs: the base file written from
     the tiny F32 model's own logits, so the run must match `kld` with that model as baseline."""
@@ -262,8 +276,8 @@ class TestCli:
     CTX = 64
 
     @pytest.fixture
-    def base_file(self, tmp_path: Path, tiny_gguf_dir: Path) -> tuple[Path, Path, Path]:
-        """(base file, models.toml of the same comparison, text)."""
+    def tiny(self, tmp_path: Path, tiny_gguf_dir: Path) -> Tiny:
+        """The base file, a models.toml of the same comparison and its text."""
         from ggflip.backends.base import ScoreRequest
         from ggflip.backends.llama import LlamaBackendFactory
         from ggflip.config.models_toml import LlamaSettings, ModelSpec
@@ -294,21 +308,16 @@ class TestCli:
             f'baseline = {{ path = "{tiny_gguf_dir / "base.gguf"}", label = "F32" }}\n'
             f'quants = [{{ path = "{tiny_gguf_dir / "noisy.gguf"}", label = "noisy" }}]\n'
         )
-        return path, models, text
+        return Tiny(path, models, text, str(tiny_gguf_dir / "noisy.gguf"), tiny_gguf_dir, tmp_path)
 
     def test_llama_base_run_matches_the_run_with_the_model(
-        self,
-        base_file: tuple[Path, Path, Path],
-        tiny_gguf_dir: Path,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, tiny: Tiny, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        from ggflip.cli.main import main
 
-        path, models, text = base_file
-        quant = str(tiny_gguf_dir / "noisy.gguf")
-        cache = str(tmp_path / "cache")
-        args = ["kld", "--llama-base", str(path), "--quant", quant, "--cache-dir", cache, "--json"]
+        path, models, text = tiny.path, tiny.models, tiny.text
+        cache = str(tiny.tmp / "cache")
+        args = ["kld", "--llama-base", str(path), "--quant", tiny.quant, "--cache-dir", cache]
+        args += ["--json"]
         assert main([*args, "--models", str(models)]) == 0
         ours = json.loads(capsys.readouterr().out)
         assert main(["kld", "--models", str(models), "--text", str(text), "--ctx", "64",
@@ -328,38 +337,21 @@ class TestCli:
         assert again["quants"][0]["kl_mean"] == mine["kl_mean"]
         assert "importing" not in capsys.readouterr().err
 
-    def test_import_then_info(
-        self,
-        base_file: tuple[Path, Path, Path],
-        tiny_gguf_dir: Path,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        from ggflip.cli.main import main
+    def test_import_then_info(self, tiny: Tiny, capsys: pytest.CaptureFixture[str]) -> None:
 
-        path = base_file[0]
-        pack = tmp_path / "f32.pack"
-        model = str(tiny_gguf_dir / "noisy.gguf")
-        assert main(["baseline", "import", str(path), "--model", model, "-o", str(pack)]) == 0
+        path, pack = tiny.path, tiny.tmp / "f32.pack"
+        assert main(["baseline", "import", str(path), "--model", tiny.quant, "-o", str(pack)]) == 0
         capsys.readouterr()
         assert main(["baseline", "info", str(pack), "--json"]) == 0
         info = json.loads(capsys.readouterr().out)
         assert info["mode"] == "corpus" and info["counts"]["scored_positions"] == 93
         assert info["baseline"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
-    def test_bad_inputs_are_one_line(
-        self,
-        base_file: tuple[Path, Path, Path],
-        tiny_gguf_dir: Path,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        from ggflip.cli.main import main
+    def test_bad_inputs_are_one_line(self, tiny: Tiny, capsys: pytest.CaptureFixture[str]) -> None:
         from tests.tiny_gguf import CHAT_VOCAB, write_tiny_gguf
 
-        path, _, text = base_file
-        quant = str(tiny_gguf_dir / "noisy.gguf")
-        other = str(tiny_gguf_dir / "othervocab.gguf")
+        path, text, quant, tmp_path = tiny.path, tiny.text, tiny.quant, tiny.tmp
+        other = str(tiny.folder / "othervocab.gguf")
         bigger = str(write_tiny_gguf(tmp_path / "chat.gguf", vocab=CHAT_VOCAB))
         cache = tmp_path / "cache"
         cases = [
