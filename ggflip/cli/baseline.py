@@ -87,13 +87,20 @@ def _import(args: argparse.Namespace) -> int:
     from ggflip.packs.llama_base import import_llama_base
 
     check_counts({"--top-k": args.top_k}, {"--tail-samples": args.tail_samples})
+    shape = (args.top_k, args.tail_samples)
+    progress = import_progress(args.file)
+    return _finish(import_llama_base(args.file, args.model, args.out, shape, progress))
+
+
+def import_progress(path: Path) -> Callable[[int, int], None]:
+    """A line on stderr at every tenth of a llama base file's import (and its last chunk)."""
     stderr = console(stderr=True)
 
     def progress(done: int, total: int) -> None:
-        stderr.print(f"importing {args.file.name}: chunk {done}/{total}", style="dim", markup=False)
+        if done == total or done % max(1, total // 10) == 0:
+            stderr.print(f"importing {path.name}: chunk {done}/{total}", style="dim", markup=False)
 
-    shape = (args.top_k, args.tail_samples)
-    return _finish(import_llama_base(args.file, args.model, args.out, shape, progress))
+    return progress
 
 
 def settle_task(args: argparse.Namespace) -> None:

@@ -137,6 +137,7 @@ def _from_pack(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
 def _from_llama_base(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
     """`kld --llama-base FILE`: the file's pack in the cache (imported on first use, with its
     progress on stderr), then the run against it as against any pack."""
+    from ggflip.cli.baseline import import_progress
     from ggflip.packs.corpus import corpus_run_from_pack
     from ggflip.packs.llama_base import llama_base_pack
 
@@ -147,15 +148,13 @@ def _from_llama_base(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]
     fields, models = _pack_fields(args)
     if fields["cache_dir"] is None:
         raise UsageError("--llama-base imports the file into the cache; drop --no-cache")
-    stderr = console(stderr=True)
-
-    def imported(done: int, total: int) -> None:
-        name = args.llama_base.name
-        stderr.print(f"importing {name}: chunk {done}/{total}", style="dim", markup=False)
-
-    shape = (args.top_k or DEFAULT_CORPUS_TOP_K, args.tail_samples or DEFAULT_TAIL_SAMPLES)
+    shape = (
+        DEFAULT_CORPUS_TOP_K if args.top_k is None else args.top_k,
+        DEFAULT_TAIL_SAMPLES if args.tail_samples is None else args.tail_samples,
+    )
+    progress = import_progress(args.llama_base)
     pack = llama_base_pack(
-        args.llama_base, tuple(args.quant), models, fields["cache_dir"], shape, imported
+        args.llama_base, tuple(args.quant), models, fields["cache_dir"], shape, progress
     )
     return corpus_run_from_pack(pack, fields, tuple(args.quant), models)
 
