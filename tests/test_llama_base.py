@@ -83,7 +83,16 @@ class TestFormat:
         for window in (16, 24):
             path = tmp_path / f"w{window}.kld"
             write_base_file(path, tokens, [_logits(rng, ROWS, 8.0)], N_VOCAB, window=window)
-            assert LlamaBaseFile.open(path).window_nats() == window
+            base = LlamaBaseFile.open(path)
+            assert base.window_nats() == window
+            # either window, the record keeps exactly the tokens decoded above -16, as
+            # both tools' --kl-divergence do
+            decoded = base.rows(0, 0, ROWS).logprobs()
+            record, _ = chunk_record(base, 0, tokens[0], (N_VOCAB, 0, 4))
+            kept = np.exp(record.top_logprobs) > 0
+            assert (kept.sum(axis=1) == (decoded > -16).sum(axis=1)).all()
+            if window == 24:
+                assert ((decoded > -24) & (decoded <= -16)).any()  # coded, yet left out
 
     def test_bos_replaces_each_chunks_first_token(
         self, made: tuple[Path, np.ndarray, list[np.ndarray]]
