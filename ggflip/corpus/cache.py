@@ -20,7 +20,6 @@ holds one chunk's rows at a time, whatever the corpus length.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from ggflip.errors import CacheError, DiskFullError
 from ggflip.scoring.record import PositionRecord
 from ggflip.scoring.topk import BaselineRows
 from ggflip.store.atomic import atomic_write_bytes
+from ggflip.store.reading import file_sha256
 
 CORPUS_CACHE_FORMAT = 2
 ARRAYS = ("tokens", "target_logprob", *PositionRecord.NAMES)  # one .npy file each
@@ -93,14 +93,6 @@ def _disk_error(where: Path, exc: OSError) -> Exception:
     return CacheError(f"{where}: cannot write the corpus baseline: {exc.strerror}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class BaselineWriter:
     """Fills a new corpus baseline chunk by chunk in a temporary folder, then publishes it."""
 
@@ -154,7 +146,7 @@ class BaselineWriter:
         try:
             for array in self._arrays.values():
                 array.flush()
-            sums = {name: _sha256(self.folder / f"{name}.npy") for name in ARRAYS}
+            sums = {name: file_sha256(self.folder / f"{name}.npy") for name in ARRAYS}
             document = {"format": CORPUS_CACHE_FORMAT, "sha256": sums, **meta}
             atomic_write_bytes(
                 self.folder / "meta.json", json.dumps(document, indent=1, sort_keys=True).encode()
@@ -190,7 +182,7 @@ def open_baseline(folder: Path, *, verify: bool = True) -> CorpusBaseline | None
             raise ValueError("format mismatch")
         if verify:
             for name in ARRAYS:
-                if _sha256(folder / f"{name}.npy") != meta["sha256"][name]:
+                if file_sha256(folder / f"{name}.npy") != meta["sha256"][name]:
                     raise ValueError(f"{name}.npy checksum mismatch")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
     except (OSError, ValueError, KeyError, TypeError) as exc:

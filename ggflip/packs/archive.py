@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from ggflip.errors import PackError
 from ggflip.store.atomic import atomic_output
+from ggflip.store.reading import file_sha256
 
 PACK_SCHEMA = "ggflip.baseline-pack/1"
 MANIFEST = "manifest.json"
@@ -153,11 +154,6 @@ def _copy(handle: IO[bytes], out: IO[bytes] | None) -> str:
     return digest.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return _copy(handle, None)
-
-
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
     """sha256 of a manifest's canonical JSON without its own checksum field."""
     body = {name: value for name, value in manifest.items() if name != "manifest_sha256"}
@@ -174,7 +170,7 @@ def write_pack(out: Path, manifest: Mapping[str, Any], files: Mapping[str, Path]
     """
     names = sorted(files, key=lambda name: (name.endswith(".json"), name))
     listed = [
-        {"name": name, "size": files[name].stat().st_size, "sha256": _file_sha256(files[name])}
+        {"name": name, "size": files[name].stat().st_size, "sha256": file_sha256(files[name])}
         for name in names
     ]
     document: dict[str, Any] = {**manifest, "schema": PACK_SCHEMA, "files": listed}

@@ -30,17 +30,9 @@ from ggflip.gguf.header import scan_gguf
 from ggflip.gguf.hf import PREFIX, resolve_hf
 from ggflip.packs.archive import Pack, read_pack
 from ggflip.store.keys import cache_key
+from ggflip.store.reading import file_sha256
 
 log = logging.getLogger("ggflip.packs")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a model file (the first part of a split one), read a block at a time."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gguf_tokenizer_digest(path: Path) -> str | None:

@@ -8,6 +8,7 @@ everywhere: `<path>: <what> not found`, `<path>: is a folder, not a <what>`, `<p
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ggflip.errors import GgflipError
@@ -32,3 +33,16 @@ def read_named_file(
         raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
     except ValueError as exc:  # e.g. an embedded NUL character
         raise error(f"{path!r}: not a usable file path ({exc})") from None
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read a MiB at a time (files too big to hold: baselines, models).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
