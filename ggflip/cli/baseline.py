@@ -42,10 +42,65 @@ def add_baseline_parser(subparsers: argparse._SubParsersAction) -> None:  # type
         metavar="run|kld FLAGS",
         help="the command whose baseline to export, with its flags (its quants are ignored)",
     )
+    _add_import_parser(commands)
     for name, what in (("verify", "check every checksum of"), ("info", "describe")):
         sub = commands.add_parser(name, help=f"{what} a baseline pack")
         sub.add_argument("pack", help="the pack: a path or hf://OWNER/REPO/FILE")
         sub.add_argument("--json", action="store_true", help="write one JSON document on stdout")
+
+
+def _add_import_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`ggflip baseline import FILE --model GGUF --out PACK`."""
+    from ggflip.corpus.spec import DEFAULT_CORPUS_TOP_K, DEFAULT_TAIL_SAMPLES
+
+    imported = commands.add_parser(
+        "import",
+        help="convert a llama-perplexity --kl-divergence-base file into a corpus baseline pack "
+        "(use it with ggflip kld --baseline-pack, or kld --llama-base FILE)",
+    )
+    imported.add_argument("file", type=Path, help="the --kl-divergence-base file")
+    imported.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        metavar="GGUF",
+        help="a GGUF of the model that wrote the file (a quant will do): its vocabulary and BOS",
+    )
+    imported.add_argument("--out", "-o", type=Path, required=True, help="the pack file to write")
+    imported.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULT_CORPUS_TOP_K,
+        help=f"baseline tokens kept per scored token (default: {DEFAULT_CORPUS_TOP_K})",
+    )
+    imported.add_argument(
+        "--tail-samples",
+        type=int,
+        default=DEFAULT_TAIL_SAMPLES,
+        help=f"tail draws kept per scored token (default: {DEFAULT_TAIL_SAMPLES})",
+    )
+
+
+def _import(args: argparse.Namespace) -> int:
+    """Convert a llama-perplexity base file into a pack, a chunk at a time."""
+    from ggflip.errors import check_counts
+    from ggflip.packs.llama_base import import_llama_base
+
+    check_counts({"--top-k": args.top_k}, {"--tail-samples": args.tail_samples})
+    shape = (args.top_k, args.tail_samples)
+    progress = import_progress(args.file)
+    return _finish(import_llama_base(args.file, args.model, args.out, shape, progress))
+
+
+def import_progress(path: Path) -> Callable[[int, int], None]:
+    """A line on stderr at every tenth of a llama base file's import (and its last chunk)."""
+    stderr = console(stderr=True)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            stderr.print(f"importing {path.name}: chunk {done}/{total}", style="dim", markup=False)
+
+    return progress
 
 
 def settle_task(args: argparse.Namespace) -> None:
@@ -66,6 +121,8 @@ def baseline_command(
 
     if args.baseline_command == "export":
         return _export(args, parse)
+    if args.baseline_command == "import":
+        return _import(args)
     pack = open_pack_ref(args.pack, verify=args.baseline_command == "verify")
     facts = pack_facts(pack)
     if args.baseline_command == "verify":

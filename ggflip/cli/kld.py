@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 from ggflip.backends.base import BackendFactory
 from ggflip.cli.consoles import console
@@ -59,9 +60,18 @@ def add_kld_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         "--quant",
         action="append",
         default=[],
-        help="with --baseline-pack: a quant GGUF, folder, glob or hf:// reference (repeatable)",
+        help="with --baseline-pack or --llama-base: a quant GGUF, folder, glob or hf:// "
+        "reference (repeatable)",
     )
     add_pack_flags(kld)
+    kld.add_argument(
+        "--llama-base",
+        type=Path,
+        metavar="FILE",
+        help="compare against a llama-perplexity --kl-divergence-base file instead of a baseline "
+        "GGUF: imported once into a pack in the cache, then as --baseline-pack (its chunks and "
+        "context are the file's)",
+    )
     kld.add_argument(
         "--top-k",
         type=int,
@@ -91,7 +101,9 @@ def kld_command(args: argparse.Namespace) -> int:
     from ggflip.backends.registry import backend_factory
 
     gates = fail_if_gates(args, MODE)
-    if args.baseline_pack:
+    if args.llama_base is not None:
+        spec, factory = _from_llama_base(args)
+    elif args.baseline_pack:
         spec, factory = _from_pack(args)
     else:
         if not args.text or args.quant:
@@ -116,6 +128,42 @@ def _from_pack(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
     from ggflip.packs.corpus import corpus_run_from_pack
 
     pack = open_mode_pack(args.baseline_pack, PACK_MODE)
+    fields, models = _pack_fields(args)
+    return corpus_run_from_pack(
+        pack, fields, tuple(args.quant), models, args.allow_numerics_mismatch
+    )
+
+
+def _from_llama_base(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
+    """`kld --llama-base FILE`: the file's pack in the cache (imported on first use, with its
+    progress on stderr), then the run against it as against any pack."""
+    from ggflip.cli.baseline import import_progress
+    from ggflip.packs.corpus import corpus_run_from_pack
+    from ggflip.packs.llama_base import llama_base_pack
+
+    if args.baseline_pack:
+        raise UsageError("--llama-base and --baseline-pack are alternatives: give one baseline")
+    if args.text:
+        raise UsageError("--llama-base holds its text (as token ids); drop --text")
+    fields, models = _pack_fields(args)
+    if fields["cache_dir"] is None:
+        raise UsageError("--llama-base imports the file into the cache; drop --no-cache")
+    shape = (
+        DEFAULT_CORPUS_TOP_K if args.top_k is None else args.top_k,
+        DEFAULT_TAIL_SAMPLES if args.tail_samples is None else args.tail_samples,
+    )
+    progress = import_progress(args.llama_base)
+    pack = llama_base_pack(
+        args.llama_base, tuple(args.quant), models, fields["cache_dir"], shape, progress
+    )
+    return corpus_run_from_pack(pack, fields, tuple(args.quant), models)
+
+
+def _pack_fields(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], tuple[Path, str | None, tuple[str, ...]]]:
+    """The `KldSpec` fields a run from a pack takes from the flags (None: the pack's), and the
+    models file, set and `--quant-settings`."""
     options = kld_options(args)
     fields = {
         "texts": tuple(args.text or ()),
@@ -129,10 +177,7 @@ def _from_pack(args: argparse.Namespace) -> tuple[KldSpec, BackendFactory]:
         "margins": margins(args),
         "calibration": options.calibration,
     }
-    models = (options.models_path, options.set_name, options.quant_settings)
-    return corpus_run_from_pack(
-        pack, fields, tuple(args.quant), models, args.allow_numerics_mismatch
-    )
+    return fields, (options.models_path, options.set_name, options.quant_settings)
 
 
 def _emit(args: argparse.Namespace, report: KldReport) -> None:

@@ -139,7 +139,7 @@ def score_baseline(
             yield ChunkScored(
                 model.label, BASELINE, index, n_chunks, spec.first_scored, pieces, -target
             )
-        baseline = writer.finish(_baseline_meta(spec, key_parts, texts, n_text_tokens))
+        baseline = writer.finish(baseline_meta(spec, key_parts, texts, n_text_tokens))
         writer = None
     finally:
         backend.close()
@@ -180,7 +180,7 @@ def _baseline_scorer(
     return score
 
 
-def _baseline_meta(
+def baseline_meta(
     spec: KldSpec, key_parts: dict[str, object], texts: tuple[TextInfo, ...], n_text_tokens: int
 ) -> dict[str, object]:
     """What the cache entry's meta file says about the run that scored it."""

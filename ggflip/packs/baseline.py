@@ -141,11 +141,13 @@ class PackFactory:
         self.baseline = model_set.baseline
         self._probe = baseline_probe(facts)
         self._numerics = dict(facts["numerics"])
-        numerics_model = dataclasses.replace(
-            self.baseline, llama=_settings(facts["numerics_llama"])
-        )
-        local = self.inner.baseline_numerics(numerics_model)
-        self.numerics_mismatch = differences(local, self._numerics)
+        self.numerics_mismatch: list[str] = []
+        if facts.get("numerics_llama") is not None:  # None: another tool computed the baseline
+            numerics_model = dataclasses.replace(
+                self.baseline, llama=_settings(facts["numerics_llama"])
+            )
+            local = self.inner.baseline_numerics(numerics_model)
+            self.numerics_mismatch = differences(local, self._numerics)
         if self.numerics_mismatch and not allow_mismatch:
             raise PackError(
                 f"the pack's baseline was computed with other numerics ({self.numerics_mismatch[0]}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from ggflip.backends.base import BackendFactory
 from ggflip.config.models_toml import ModelSet
-from ggflip.corpus.cache import bytes_per_token, open_baseline
+from ggflip.corpus.cache import CorpusBaseline, bytes_per_token, open_baseline
 from ggflip.corpus.engine import corpus_key_parts
 from ggflip.corpus.passes import sized
 from ggflip.corpus.spec import KldSpec
@@ -90,7 +90,16 @@ def export_corpus(spec: KldSpec, factory: BackendFactory, out: Path) -> Pack:
         raise PackError(f"{spec.cache_dir}: no corpus baseline entry for this run; run it first")
     manifest = {
         **manifest_head(MODE, model_set, probe, factory, numerics_model, parts),
-        "texts": baseline.meta["texts"],
+        **corpus_manifest_body(spec, baseline, top_k),
+    }
+    return write_corpus_pack(out, entry, manifest)
+
+
+def corpus_manifest_body(spec: KldSpec, entry: CorpusBaseline, top_k: int) -> dict[str, Any]:
+    """What a corpus pack's manifest says after its head: the entry's texts, the settings that
+    key the baseline, and the counts."""
+    return {
+        "texts": entry.meta["texts"],
         "settings": {
             "ctx": spec.ctx,
             "chunks": spec.chunks,
@@ -101,12 +110,11 @@ def export_corpus(spec: KldSpec, factory: BackendFactory, out: Path) -> Pack:
         },
         "counts": {
             "texts": len(spec.texts),
-            "chunks": int(baseline.tokens.shape[0]),
-            "scored_positions": baseline.positions.n_rows,
+            "chunks": int(entry.tokens.shape[0]),
+            "scored_positions": entry.positions.n_rows,
             "bytes_per_position": bytes_per_token(top_k, spec.tail_samples),
         },
     }
-    return write_corpus_pack(out, entry, manifest)
 
 
 def _texts(pack: Pack, given: tuple[Path, ...]) -> tuple[CorpusText, ...]:
