@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import errno
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -318,6 +319,16 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     raise AssertionError("unreachable: argparse's error() exits")
 
 
+# Subcommands whose module is imported only when run: name -> (module, function of `args`).
+_SUBCOMMANDS = {
+    "kld": ("ggflip.cli.kld", "kld_command"),
+    "attribute": ("ggflip.cli.attribute", "attribute_command"),
+    "pick": ("ggflip.cli.pick", "pick_command"),
+    "tasks": ("ggflip.cli.run", "tasks_command"),
+    "prepare-demo": ("ggflip.cli.run", "prepare_demo_command"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ggflip` command; returns the process exit code."""
     return stopping_on_closed_pipe(lambda: _main(argv))
@@ -332,30 +343,13 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.command == "run":
             return _run_command(args)
-        if args.command == "kld":
-            from ggflip.cli.kld import kld_command
-
-            return kld_command(args)
-        if args.command == "attribute":
-            from ggflip.cli.attribute import attribute_command
-
-            return attribute_command(args)
+        if args.command in _SUBCOMMANDS:
+            module, function = _SUBCOMMANDS[args.command]
+            return int(getattr(importlib.import_module(module), function)(args))
         if args.command == "baseline":
             from ggflip.cli.baseline import baseline_command
 
             return baseline_command(args, parse_command_line)
-        if args.command == "pick":
-            from ggflip.cli.pick import pick_command
-
-            return pick_command(args)
-        if args.command == "tasks":
-            from ggflip.cli.run import tasks_command
-
-            return tasks_command(args)
-        if args.command == "prepare-demo":
-            from ggflip.cli.run import prepare_demo_command
-
-            return prepare_demo_command(args)
         if tui:
             from ggflip.tui.command import tui_command
 
