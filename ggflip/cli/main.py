@@ -205,6 +205,7 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "tui", help="open the terminal UI (also what `ggflip` alone does on a terminal)"
     )
     _add_question_flags(tui)
+    add_pack_flags(tui)
     tui.add_argument(
         "--no-floor",
         action="store_true",

@@ -29,6 +29,7 @@ from ggflip.tui.corpus_view import KldScreen
 from ggflip.tui.frontier_view import FrontierScreen
 from ggflip.tui.gen_view import GenScreen
 from ggflip.tui.help import CHOICE, HelpScreen
+from ggflip.tui.pack_run import PackRun
 from ggflip.tui.run_screen import RunScreen
 from ggflip.tui.setup import SetupScreen
 
@@ -76,6 +77,7 @@ class GgflipApp(App[None]):
         export_dir: Path | None = None,
         kld: KldOptions | None = None,
         gen: GenOptions | None = None,
+        pack: PackRun | None = None,
     ) -> None:
         super().__init__()
         self.options = options or RunOptions()
@@ -84,6 +86,7 @@ class GgflipApp(App[None]):
         self.export_dir = export_dir or Path.cwd()
         self.kld = kld
         self.gen = gen
+        self.pack = pack  # `tui --baseline-pack`: the multiple-choice run against the pack
         self.log_lines: deque[str] = deque(maxlen=2000)
         self._handler = _PanelHandler(self)
         self._root_level = logging.NOTSET

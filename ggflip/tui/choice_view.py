@@ -85,6 +85,11 @@ class ChoiceScreen(RunScreen[RunOptions, RunSpec, LiveRun]):
     def resolve(self, options: RunOptions) -> RunSpec:
         return resolve_run_spec(options)
 
+    def resolve_run(self, options: RunOptions) -> tuple[RunSpec, BackendFactory | None]:
+        """With `tui --baseline-pack`: the pack's run and its `PackFactory` (`tui.pack_run`)."""
+        pack = getattr(self.app, "pack", None)
+        return super().resolve_run(options) if pack is None else pack.run(options)
+
     def make_fold(self, spec: RunSpec) -> LiveRun:
         return LiveRun(spec, self.app.clock)  # type: ignore[attr-defined]
 

@@ -4,15 +4,17 @@ defaults."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ggflip.choice.setup import RunOptions
 from ggflip.config.resolve import choose_model_set
 from ggflip.corpus.setup import kld_options
-from ggflip.errors import ExitCode, ModelFileError
+from ggflip.errors import ExitCode, ModelFileError, UsageError
 from ggflip.generate.setup import GenOptions
 from ggflip.runs.pipeline import requested_workers
 from ggflip.tui.gen_live import gen_options
+from ggflip.tui.pack_run import PackRun, open_pack_run, pack_options
 
 
 def tui_options(args: argparse.Namespace) -> RunOptions:
@@ -55,20 +57,43 @@ def tui_gen_options(args: argparse.Namespace, options: RunOptions) -> GenOptions
     )
 
 
+def tui_pack(args: argparse.Namespace, options: RunOptions) -> PackRun:
+    """`--baseline-pack PACK`: the pack, checked as its run of `options` will use it (a bad
+    pack, model or numerics mismatch is one line before the app opens).
+
+    Raises:
+        UsageError: with `--text` or a generation task (the TUI runs multiple-choice packs);
+            PackError, ConfigError, ModelFileError, DataError: as `choice_run_from_pack`.
+    """
+    if getattr(args, "text", None) is not None:
+        raise UsageError("the TUI runs multiple-choice packs; use `ggflip kld --baseline-pack`")
+    task_given = getattr(args, "task", None) is not None
+    return open_pack_run(args.baseline_pack, options, task_given, args.allow_numerics_mismatch)
+
+
 def tui_command(args: argparse.Namespace) -> int:
     """Run the app until the user quits; with `--text`, open straight on corpus mode (KLD run),
     with a generation task on the generation run."""
     from ggflip.tui.app import GgflipApp
 
-    options = tui_options(args)
-    if options.baseline is not None or options.quants:  # a bad file: one line, before the app
+    options, pack = tui_options(args), None
+    if getattr(args, "baseline_pack", None):  # the pack's batching unless --batch-size
+        options = pack_options(dataclasses.replace(options, batch_size=args.batch_size or 0))
+        pack = tui_pack(args, options)
+    elif options.baseline is not None or options.quants:  # a bad file: one line, before the app
         files = choose_model_set(options.models_path, None, options.baseline, options.quants)
         for model in files.models:
             if not model.path.is_file():
                 raise ModelFileError(f"{model.path}: model file not found")
     gen = tui_gen_options(args, options)
     kld = kld_options(args) if getattr(args, "text", None) is not None else None
+    if pack is not None:
+        kld = gen = None  # a multiple-choice pack: its run, never corpus or generation mode
     GgflipApp(
-        options, export_dir=getattr(args, "export_dir", None), kld=kld, gen=None if kld else gen
+        options,
+        export_dir=getattr(args, "export_dir", None),
+        kld=kld,
+        gen=None if kld else gen,
+        pack=pack,
     ).run()
     return int(ExitCode.OK)

@@ -41,6 +41,11 @@ class ModeAdapter(Generic[OptionsT, SpecT, FoldT]):
         """The spec of `options` (in the worker thread: may read files)."""
         raise NotImplementedError
 
+    def resolve_run(self, options: OptionsT) -> tuple[SpecT, BackendFactory | None]:
+        """The spec of `options` and the factory the run brings (a baseline pack's), or None
+        for the app's factory of the spec's model set (in the worker thread)."""
+        return self.resolve(options), None
+
     def selectable(self) -> list[str]:
         """The rows of the model table that Enter and the cursor show under the table: the
         quants'."""

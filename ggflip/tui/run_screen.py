@@ -125,10 +125,10 @@ class RunScreen(ModeAdapter[OptionsT, SpecT, FoldT], Screen[None]):
         """Resolve the options and iterate the engine, queueing its events; stop when
         cancelled."""
         worker = get_current_worker()
-        spec = self.resolve(options)
-        # Every mode's spec names its model set, which names its backend (backends.registry).
-        model_set = spec.model_set  # type: ignore[attr-defined]
-        factory: BackendFactory = self.app.backend_factory(model_set)  # type: ignore[attr-defined]
+        spec, factory = self.resolve_run(options)
+        if factory is None:  # the spec's model set names its backend (backends.registry)
+            model_set = spec.model_set  # type: ignore[attr-defined]
+            factory = self.app.backend_factory(model_set)  # type: ignore[attr-defined]
         if worker.is_cancelled:
             return "cancelled"
         if self._offer_resume:

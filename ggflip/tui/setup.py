@@ -212,8 +212,9 @@ class SetupScreen(Screen[None]):
         self.set_class(self.app.size.width < 100 or self.app.size.height < 30, "narrow")
         self.sub_title = str(self.options.models_path)
         sets, o = self.query_one("#sets", OptionList), self.options
+        pack = self.app.pack  # type: ignore[attr-defined]
         try:
-            self.config = models_for_setup(o.models_path, o.baseline, o.quants)
+            self.config = pack.models(o) if pack else models_for_setup(o.models_path, o.baseline, o.quants)
         except GgflipError as exc:
             self.query_one("#set-description", Static).update(
                 Text(f"Cannot open the models file: {exc}")
@@ -256,10 +257,14 @@ class SetupScreen(Screen[None]):
         self.query_one("#set-description", Static).update(
             Text(f"{name}: {model_set.description or 'no description'}")
         )
+        pack = self.app.pack  # type: ignore[attr-defined]
         try:
             runs_with = backend_factory(model_set).describe(model_set.baseline, "baseline")
         except GgflipError as exc:
             runs_with = str(exc)
+        if pack is not None:  # the pack's questions and settings: no form, no floor
+            runs_with = f"{pack.description()}\n{runs_with}"
+            self.query(".field").set(display=False)
         self.query_one("#llama", Static).update(Text(runs_with))
         self._draw_models(model_set)
         missing = [m.path for m in model_set.models if m.path not in self.model_info]
@@ -309,6 +314,9 @@ class SetupScreen(Screen[None]):
         """Build the run options from the form and open the run view."""
         if self.config is None or self.chosen is None:
             self.notify("No comparison set to run: fix the models file first.", severity="error")
+            return
+        if self.app.pack is not None:  # type: ignore[attr-defined]
+            self.app.push_screen(ChoiceScreen(replace(self.options, set_name=self.chosen)))
             return
         try:
             batch = self._int("batch")
