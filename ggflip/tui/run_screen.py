@@ -25,7 +25,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ggflip.backends.base import BackendFactory
 from ggflip.errors import GgflipError
 from ggflip.runs.events import QUANT
 from ggflip.tui.export import export_files

@@ -123,7 +123,7 @@ class SetupScreen(Screen[None]):
                     table.can_focus = False
                     yield table
                     yield Static("", id="llama")
-                    yield Label("Run", classes="heading")
+                    yield Label("Run", classes="heading", id="run-heading")
                     yield from self._run_fields()
                 yield Button("Start  (Enter)", id="start", variant="primary", compact=True)
         yield footer()
@@ -214,7 +214,9 @@ class SetupScreen(Screen[None]):
         sets, o = self.query_one("#sets", OptionList), self.options
         pack = self.app.pack  # type: ignore[attr-defined]
         try:
-            self.config = pack.models(o) if pack else models_for_setup(o.models_path, o.baseline, o.quants)
+            self.config = (
+                pack.models(o) if pack else models_for_setup(o.models_path, o.baseline, o.quants)
+            )
         except GgflipError as exc:
             self.query_one("#set-description", Static).update(
                 Text(f"Cannot open the models file: {exc}")
@@ -264,7 +266,7 @@ class SetupScreen(Screen[None]):
             runs_with = str(exc)
         if pack is not None:  # the pack's questions and settings: no form, no floor
             runs_with = f"{pack.description()}\n{runs_with}"
-            self.query(".field").set(display=False)
+            self.query(".field, #run-heading").set(display=False)
         self.query_one("#llama", Static).update(Text(runs_with))
         self._draw_models(model_set)
         missing = [m.path for m in model_set.models if m.path not in self.model_info]
