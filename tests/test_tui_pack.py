@@ -23,6 +23,15 @@ from tests.test_baseline_packs import (  # noqa: F401 - fixtures
 from tests.tui_helpers import run_async, settle, start_run
 
 
+@pytest.fixture
+def exported(
+    models: dict[str, Path],  # noqa: F811
+    choice_pack: tuple[Path, dict[str, Any]],  # noqa: F811
+) -> tuple[Path, dict[str, Path]]:
+    """A multiple-choice pack of the tiny baseline, and the model files (baseline included)."""
+    return choice_pack[0], models
+
+
 def _opened_app(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> GgflipApp:
     """The app `ggflip tui ARGV` would open (built by the command, not run)."""
     opened: list[GgflipApp] = []
@@ -35,15 +44,14 @@ def _opened_app(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> GgflipApp:
 @run_async
 async def test_the_tui_runs_the_pack_like_run(
     tmp_path: Path,
-    models: dict[str, Path],  # noqa: F811
-    choice_pack: tuple[Path, dict[str, Any]],  # noqa: F811
+    exported: tuple[Path, dict[str, Path]],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pack, _ = choice_pack
-    models["base"].unlink()  # only the pack stands for the baseline
-    flags = ["--baseline-pack", str(pack), "--quant", str(models["noisy"])]
-    flags += ["--quant", str(models["q8"]), "--cache-dir", str(tmp_path / "home-cache")]
+    pack, files = exported
+    files["base"].unlink()  # only the pack stands for the baseline
+    flags = ["--baseline-pack", str(pack), "--quant", str(files["noisy"])]
+    flags += ["--quant", str(files["q8"]), "--cache-dir", str(tmp_path / "home-cache")]
     assert main(["run", *flags, "--json"]) == ExitCode.OK
     cli = json.loads(capsys.readouterr().out)
     app = _opened_app(monkeypatch, flags)
@@ -64,18 +72,17 @@ async def test_the_tui_runs_the_pack_like_run(
 
 def test_a_bad_pack_is_one_line_before_the_app(
     tmp_path: Path,
-    models: dict[str, Path],  # noqa: F811
-    choice_pack: tuple[Path, dict[str, Any]],  # noqa: F811
+    exported: tuple[Path, dict[str, Path]],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(GgflipApp, "run", lambda self: pytest.fail("the app opened"))
-    pack, _ = choice_pack
+    pack, files = exported
     cut = tmp_path / "cut.pack"
     cut.write_bytes(pack.read_bytes()[: pack.stat().st_size // 2])
     for bad, quant, words in (
-        (cut, models["noisy"], "get it again"),
-        (pack, models["other"], "tokenizer"),
+        (cut, files["noisy"], "get it again"),
+        (pack, files["other"], "tokenizer"),
     ):
         code = main(["tui", "--baseline-pack", str(bad), "--quant", str(quant)])
         err = capsys.readouterr().err
