@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from ggflip.cli.main import main
 from ggflip.errors import ExitCode
 from ggflip.tui.app import GgflipApp
 from ggflip.tui.choice_view import ChoiceScreen
+from ggflip.tui.setup_models import file_size
 from tests.test_baseline_packs import (  # noqa: F401 - fixtures
     choice_pack,
     models,
@@ -49,6 +50,7 @@ async def test_the_tui_runs_the_pack_like_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pack, files = exported
+    base_size = files["base"].stat().st_size
     files["base"].unlink()  # only the pack stands for the baseline
     flags = ["--baseline-pack", str(pack), "--quant", str(files["noisy"])]
     flags += ["--quant", str(files["q8"]), "--cache-dir", str(tmp_path / "home-cache")]
@@ -62,6 +64,9 @@ async def test_the_tui_runs_the_pack_like_run(
         n = cli["n_questions"]
         assert f"pack {pack.name}: F32 (tiny-F32.gguf), task mmlu, {n} questions" in shown
         assert not any(field.display for field in app.screen.query(".field"))  # no form
+        # The baseline's row: its size as the file had it (read from the pack), not "missing".
+        base_row = [str(cell) for cell in app.screen.query_one("#models", DataTable).get_row_at(0)]
+        assert base_row[0] == "baseline" and base_row[2] == file_size(base_size), base_row
         screen = await start_run(pilot)
         assert isinstance(screen, ChoiceScreen) and screen.live is not None
         assert screen.live.state == "finished"

@@ -16,7 +16,7 @@ from ggflip.choice.setup import RunOptions
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelsConfig
 from ggflip.packs.archive import Pack
-from ggflip.packs.baseline import PackFactory, open_mode_pack, pack_model_set
+from ggflip.packs.baseline import PackFactory, baseline_probe, open_mode_pack, pack_model_set
 from ggflip.packs.choice import MODE, choice_run_from_pack
 
 
@@ -50,6 +50,12 @@ class PackRun:
             options.baseline,
         )
         return ModelsConfig(Path("--baseline-pack"), {model_set.name: model_set})
+
+    def baseline_facts(self) -> tuple[int, int, float, None]:
+        """The baseline file's size, parameter count and bits per weight as the pack records
+        them (the file itself is not here), and no problem: the setup's model row."""
+        probe = baseline_probe(self.pack.manifest["baseline"])
+        return probe.file_size, probe.n_params, probe.bits_per_weight, None
 
     def description(self) -> str:
         """The pack's baseline for the setup view: label, file, task, questions, no floor."""

@@ -267,6 +267,8 @@ class SetupScreen(Screen[None]):
         if pack is not None:  # the pack's questions and settings: no form, no floor
             runs_with = f"{pack.description()}\n{runs_with}"
             self.query(".field, #run-heading").set(display=False)
+            base = model_set.baseline.path  # its row from the pack: the file is not here
+            self.model_info[base] = self.ModelInfo(base, *pack.baseline_facts())
         self.query_one("#llama", Static).update(Text(runs_with))
         self._draw_models(model_set)
         missing = [m.path for m in model_set.models if m.path not in self.model_info]
