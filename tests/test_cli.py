@@ -323,6 +323,15 @@ def test_a_near_miss_flag_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) 
     assert "did you mean" not in capsys.readouterr().err
 
 
+def test_a_prefix_of_a_flag_is_not_that_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """`kld` has no `--baseline`: argparse's abbreviations would have read the GGUF given to it
+    as a `--baseline-pack`; it is refused as the unknown flag it is."""
+    with pytest.raises(SystemExit) as info:
+        main(["kld", "--baseline", "F16.gguf", "--text", "t.txt"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("ggflip: error: unrecognized argument --baseline;")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -18,15 +18,35 @@ from typing import Any, Protocol
 
 from ggflip.backends.base import BackendFactory
 from ggflip.choice.engine import run_comparison
-from ggflip.choice.events import QuantFinished
+from ggflip.choice.events import QuantFinished, QuestionScored
 from ggflip.choice.resume import key_parts
 from ggflip.choice.spec import RunSpec
 from ggflip.config.models_toml import ModelSpec
 from ggflip.corpus.engine import run_kld
-from ggflip.corpus.events import QuantKldFinished
+from ggflip.corpus.events import ChunkScored, QuantKldFinished
 from ggflip.corpus.spec import KldSpec
 
 Figures = dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelProgress:
+    """`done` of `total` chunks (corpus) or questions (multiple choice) of the model `role`
+    (baseline or quant) are scored: the mode's progress events, as a front end draws them."""
+
+    done: int
+    total: int
+    role: str
+
+
+def progress(event: object) -> object:
+    """`event`, or the `ModelProgress` that a chunk or question scored stands for (the folds
+    alone take the modes' own progress events)."""
+    if isinstance(event, ChunkScored):
+        return ModelProgress(event.chunk + 1, event.n_chunks, event.role)
+    if isinstance(event, QuestionScored):
+        return ModelProgress(event.done, event.total, event.role)
+    return event
 
 
 class Measure(Protocol):
@@ -103,7 +123,7 @@ class CorpusMeasure:
                     "same_top": stats.same_top,
                     "n_tokens": float(stats.n_tokens),
                 }
-            yield event
+            yield progress(event)
         return figures
 
 
@@ -148,5 +168,5 @@ class ChoiceMeasure:
                     "accuracy": summary.accuracy,
                     "same_top": summary.same_top,
                 }
-            yield event
+            yield progress(event)
         return figures

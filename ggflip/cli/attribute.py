@@ -18,16 +18,15 @@ from rich.progress import TaskID
 from ggflip.attribute.engine import run_attribution
 from ggflip.attribute.events import AttributionPlanned, ModelMeasured, ModelStarted
 from ggflip.attribute.groups import BY_CHOICES
+from ggflip.attribute.measure import ModelProgress
 from ggflip.attribute.report import AttributionReport
 from ggflip.attribute.setup import AttributeOptions, resolve_attribute_spec
-from ggflip.choice.events import QuestionScored
 from ggflip.choice.setup import RunOptions
 from ggflip.cli.consoles import console
 from ggflip.cli.progress import progress_bars
 from ggflip.cli.run import emit_document
 from ggflip.cli.scoring_flags import add_cache_flags, add_model_flags, add_text_flags
 from ggflip.cli.scoring_flags import scoring_threads as requested_threads
-from ggflip.corpus.events import ChunkScored
 from ggflip.gguf.memory import format_bytes
 from ggflip.reports.attribute import (
     render_attribute_html,
@@ -185,13 +184,8 @@ class _Progress:
             self._bar(f"[{event.index}/{event.total}] {event.label}")
             if not self.bars.console.is_terminal:  # no bar is drawn: say what runs
                 say(f"[{event.index}/{event.total}] {event.label} …", markup=False)
-        elif isinstance(event, (ChunkScored, QuestionScored)) and self.task is not None:
-            done, total = (
-                (event.chunk + 1, event.n_chunks)
-                if isinstance(event, ChunkScored)
-                else (event.done, event.total)
-            )
-            self.bars.update(self.task, completed=done, total=total)
+        elif isinstance(event, ModelProgress) and self.task is not None:
+            self.bars.update(self.task, completed=event.done, total=event.total)
             self.bars.update(self.task, description=f"{self._title} ({event.role})")
         elif isinstance(event, ModelMeasured):
             how = "stored" if event.stored else f"{event.seconds:.1f} s"

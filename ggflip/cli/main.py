@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ggflip import __version__
 from ggflip.cli.consoles import discard_stdout, stopping_on_closed_pipe
@@ -227,14 +227,15 @@ def _add_tui_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors as one line, the hint first: `ggflip: error: MESSAGE (ggflip run
-    --help lists every flag)`, exit 2, instead of the whole usage before the message. Subcommand
-    parsers inherit the class."""
+    --help lists every flag)`, exit 2, instead of the whole usage before the message; no
+    abbreviated flags (`kld --baseline X` is not `--baseline-pack X`). Subcommands inherit it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> NoReturn:
-        self.exit(
-            int(ExitCode.USAGE),
-            f"ggflip: error: {message} ({self.prog} --help lists every flag)\n",
-        )
+        message = f"ggflip: error: {message} ({self.prog} --help lists every flag)\n"
+        self.exit(int(ExitCode.USAGE), message)
 
 
 def build_parser() -> argparse.ArgumentParser:

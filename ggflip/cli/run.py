@@ -40,7 +40,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         baseline=getattr(args, "baseline", None),
         quants=tuple(getattr(args, "quant", ())),
         quant_settings=tuple(getattr(args, "quant_settings", None) or ()),
-        task=args.task,
+        task=args.task or "mmlu",  # resolved by `run` already; the default for a bare parse
         task_file=getattr(args, "task_file", None),
         fields=tuple(getattr(args, "field", ())),
         mode=getattr(args, "mode", None),
