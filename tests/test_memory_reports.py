@@ -31,30 +31,41 @@ def _models(tmp_path: Path, tiny: Path, n_ctx: int) -> Path:
     return path
 
 
-def _check(entry: dict, path: Path, ctx: int, cells: int, n_seq_max: int) -> None:  # type: ignore[type-arg]
+def _check(
+    entry: dict,  # type: ignore[type-arg]
+    path: Path,
+    ctx: int,
+    cells: int,
+    n_seq_max: int,
+    streams: int = 1,
+) -> None:
+    """`cells` in each of `streams` KV streams (a unified cache is one)."""
     memory = entry["memory"]
     weights = read_header(path).tensor_bytes
     assert entry["memory_unknown"] is None
     assert (memory["ctx"], memory["kv_cells"], memory["n_seq_max"]) == (ctx, cells, n_seq_max)
-    assert memory["kv_bytes"] == cells * CELL_BYTES
-    assert memory["total_bytes"] == weights + cells * CELL_BYTES
+    assert memory["kv_unified"] is (streams == 1)
+    assert memory["kv_bytes"] == streams * cells * CELL_BYTES
+    assert memory["total_bytes"] == weights + streams * cells * CELL_BYTES
     assert memory["kv_type_k"] == "f16" and memory["swa_full"] is True
 
 
 def test_choice_report_carries_memory_for_every_model(
     tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """n_ctx 300 -> 512 cells (padded to 256) in the run's one unified cache of 8 sequences."""
+    """A 0-shot letter run shares no prefix: n_ctx 300 in each of 4 streams (the 4 questions of a
+    llama.cpp call), 1200 for llama.cpp, each stream 300 padded to 512 cells."""
     models = _models(tmp_path, tiny_gguf_dir, 300)
     data = str(QUESTIONS / "kheops_style.jsonl")
     code = main(["run", "--models", str(models), "--data", data, "--no-cache", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
-    _check(report["baseline"], tiny_gguf_dir / "base.gguf", 300, 512, 8)
-    _check(report["quants"][0], tiny_gguf_dir / "noisy.gguf", 300, 512, 8)
+    _check(report["baseline"], tiny_gguf_dir / "base.gguf", 1200, 512, 4, 4)
+    _check(report["quants"][0], tiny_gguf_dir / "noisy.gguf", 1200, 512, 4, 4)
     if report["floor"] is not None:
-        _check(report["floor"], tiny_gguf_dir / "base.gguf", 300, 512, 8)
+        _check(report["floor"], tiny_gguf_dir / "base.gguf", 1200, 512, 4, 4)
+    assert report["baseline"]["computed_with"]["llama"]["kv_unified"] is False
 
 
 def test_corpus_report_carries_memory_at_its_chunk_context(

@@ -90,6 +90,7 @@ class ModelProbe:
     def memory_facts(self) -> dict[str, Any]:
         """The `memory` and `memory_unknown` keys every report's model entry carries."""
         return {"memory": self.memory, "memory_unknown": self.memory_unknown}
+
     context_length: int | None = None  # the trained context (`<arch>.context_length`), if known
     imatrix: dict[str, Any] = field(default_factory=dict)  # `gguf.header.imatrix_provenance`
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ggflip.choice.row_store import RowStore
-from ggflip.config.models_toml import ModelSet
+from ggflip.config.models_toml import ModelSet, ModelSpec
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.calibration import CalibrationOverlap
@@ -73,3 +74,35 @@ def floor_batch_size(batch_size: int) -> int:
     One question per decode when the run packs several, else four.
     """
     return 1 if batch_size > 1 else 4
+
+
+def shares_prefixes(spec: RunSpec) -> bool:
+    """Whether the run's requests may share a prefix: with prefix reuse on, a cloze question's
+    choices share their context, and few-shot letter prompts their shots (a 0-shot letter run's
+    only common text is the task's header, not worth sharing)."""
+    prompt_set = spec.prompt_set
+    return spec.share_prefixes and (prompt_set.mode == "cloze" or prompt_set.n_shots > 0)
+
+
+def kv_layout(spec: RunSpec) -> RunSpec:
+    """`spec` with its models' KV cache laid out for its requests: unchanged when they may share
+    a prefix (which needs llama.cpp's unified cache), else a stream per sequence (`kv_unified`
+    off, which attends over each sequence's own cells only: faster), in as many streams as one
+    llama.cpp call of the run (or of its noise floor) fills. The layout keys the baseline
+    (`ggflip.backends.numerics`), so baselines of either layout are never mixed."""
+    if shares_prefixes(spec):
+        return spec
+    streams = max(spec.batch_size, floor_batch_size(spec.batch_size))
+
+    def per_sequence(model: ModelSpec) -> ModelSpec:
+        n_seq_max = min(model.llama.n_seq_max, streams)
+        settings = dataclasses.replace(model.llama, kv_unified=False, n_seq_max=n_seq_max)
+        return dataclasses.replace(model, llama=settings)
+
+    model_set = spec.model_set
+    models = dataclasses.replace(
+        model_set,
+        baseline=per_sequence(model_set.baseline),
+        quants=tuple(per_sequence(q) for q in model_set.quants),
+    )
+    return dataclasses.replace(spec, model_set=models)
