@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ggflip.choice.row_store import RowStore
-from ggflip.config.models_toml import ModelSet, ModelSpec
+from ggflip.config.models_toml import ModelSet
+from ggflip.runs.kv_streams import with_kv_streams
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.calibration import CalibrationOverlap
@@ -93,16 +94,4 @@ def kv_layout(spec: RunSpec) -> RunSpec:
     if shares_prefixes(spec):
         return spec
     streams = max(spec.batch_size, floor_batch_size(spec.batch_size))
-
-    def per_sequence(model: ModelSpec) -> ModelSpec:
-        n_seq_max = min(model.llama.n_seq_max, streams)
-        settings = dataclasses.replace(model.llama, kv_unified=False, n_seq_max=n_seq_max)
-        return dataclasses.replace(model, llama=settings)
-
-    model_set = spec.model_set
-    models = dataclasses.replace(
-        model_set,
-        baseline=per_sequence(model_set.baseline),
-        quants=tuple(per_sequence(q) for q in model_set.quants),
-    )
-    return dataclasses.replace(spec, model_set=models)
+    return dataclasses.replace(spec, model_set=with_kv_streams(spec.model_set, streams))
