@@ -50,6 +50,16 @@ from typing import Any
 from ggflip.backends.threads import scoring_workers
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 
+LATER_SETTINGS: tuple[str, ...] = (
+    "type_k",
+    "type_v",
+    "offload_kqv",
+    "op_offload",
+    "swa_full",
+    "kv_unified",
+)
+"""The settings of `NUMERIC_SETTINGS` that key a baseline only when not at their defaults."""
+
 NUMERIC_SETTINGS: tuple[str, ...] = (
     "n_ctx",
     "n_batch",
@@ -61,24 +71,9 @@ NUMERIC_SETTINGS: tuple[str, ...] = (
     "tensor_split",
     "rpc_servers",
     "repack",
-    "type_k",
-    "type_v",
-    "offload_kqv",
-    "op_offload",
-    "swa_full",
-    "kv_unified",
+    *LATER_SETTINGS,
 )
 """The llama settings that can change a logit, so they key a cached baseline."""
-
-LATER_SETTINGS: tuple[str, ...] = (
-    "type_k",
-    "type_v",
-    "offload_kqv",
-    "op_offload",
-    "swa_full",
-    "kv_unified",
-)
-"""The settings of `NUMERIC_SETTINGS` that key a baseline only when not at their defaults."""
 
 _DEFAULTS = dataclasses.asdict(LlamaSettings())
 
