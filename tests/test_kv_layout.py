@@ -113,5 +113,8 @@ def test_only_runs_that_share_no_prefix_drop_the_unified_cache() -> None:
     assert kv_layout(_spec("mmlu", 0, False)).model_set.baseline.llama.kv_unified is False
     # one question per call: its noise floor groups four
     assert kv_layout(_spec("mmlu", 0, True, 1)).model_set.baseline.llama.n_seq_max == 4
+    # cloze without sharing: a request per choice, 2 choices x 4 questions a call
+    naive_cloze = kv_layout(_spec("hellaswag", 0, False)).model_set.baseline.llama
+    assert (naive_cloze.kv_unified, naive_cloze.n_seq_max) == (False, 8)
     for shared in (_spec("mmlu", 2, True), _spec("hellaswag", 0, True)):
         assert kv_layout(shared) == shared

@@ -89,9 +89,13 @@ def kv_layout(spec: RunSpec) -> RunSpec:
     """`spec` with its models' KV cache laid out for its requests: unchanged when they may share
     a prefix (which needs llama.cpp's unified cache), else a stream per sequence (`kv_unified`
     off, which attends over each sequence's own cells only: faster), in as many streams as one
-    llama.cpp call of the run (or of its noise floor) fills. The layout keys the baseline
-    (`ggflip.backends.numerics`), so baselines of either layout are never mixed."""
+    llama.cpp call of the run (or of its noise floor) fills: a request per question, or per
+    choice in cloze mode. The layout keys the baseline (`ggflip.backends.numerics`), so
+    baselines of either layout are never mixed."""
     if shares_prefixes(spec):
         return spec
-    streams = max(spec.batch_size, floor_batch_size(spec.batch_size))
+    per_question = 1
+    if spec.prompt_set.mode == "cloze":
+        per_question = max(len(q.choices) for q in spec.questions.questions)
+    streams = max(spec.batch_size, floor_batch_size(spec.batch_size)) * per_question
     return dataclasses.replace(spec, model_set=with_kv_streams(spec.model_set, streams))
