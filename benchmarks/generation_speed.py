@@ -8,6 +8,11 @@ Prints, side by side, on one machine in one run (with the load average beside th
   * llama.cpp's own `llama-bench -n N -p 0` (token generation of one sequence) and, when built,
     `llama-batched-bench -npl B` (B sequences together, its S_TG rate), both built from the
     llama-cpp-python sdist as `benchmarks/throughput.py` builds llama-bench;
+  * the ratio line: ggflip's batched generation against llama-batched-bench at the same batch,
+    prompt length (ggflip's mean) and new tokens, the prefill counted on both sides
+    (B·N / (t_pp + t_tg) for llama.cpp), the two alternating `--rounds` times in one run;
+    ggflip's models on the KV layout its engine picks for prompts without shared shots (a
+    stream per sequence), and with `--unified-too` also on the unified cache it used before;
   * ggflip's teacher-forced pass (one prefill of prompt + generation with logits at every
     generated position, as the engine runs it for each turn) against `llama-bench -p 512`.
 
@@ -19,6 +24,8 @@ end-of-generation token stops early, so rates count the tokens actually generate
         --model ~/.cache/ggflip/models/gemma-3-270m/gemma-3-270m-F16.gguf --threads 2
     python benchmarks/generation_speed.py --model M.gguf --prompts 2 --new-tokens 8 \\
         --skip-llama-bench   # a quick check that every part runs
+    GGFLIP_LLAMA_BENCH=/tmp/llama-build/bin/llama-bench python benchmarks/generation_speed.py \\
+        --model F16.gguf --prompts 16 --batch 16 --ratio-only --rounds 2 --unified-too
 """
 
 from __future__ import annotations
@@ -63,20 +70,74 @@ def timed_generation(
     return generations, time.perf_counter() - started
 
 
+def _settings(args: argparse.Namespace, unified: bool) -> Any:
+    """The llama settings of the benchmark's backend: the engine's KV layout for prompts without
+    shared shots (a stream per sequence, `ggflip.generate.spec.kv_layout`), or the unified cache
+    it used before."""
+    from ggflip.config.models_toml import LlamaSettings
+
+    return LlamaSettings(
+        n_ctx=args.n_ctx,
+        n_threads=args.threads,
+        n_gpu_layers=args.n_gpu_layers,
+        n_seq_max=args.batch if not unified else max(args.batch + 1, 2),
+        kv_unified=unified,
+    )
+
+
+def alternating_ratio(args: argparse.Namespace) -> None:
+    """ggflip's batched generation and llama-batched-bench at the same batch, prompt length and
+    new tokens, alternating `--rounds` times; prints each round and the ratio lines."""
+    from llama_tools import batched_bench
+    from throughput import ensure_llama_bench
+
+    from ggflip.backends.llama import LlamaBackend
+
+    batched = ensure_llama_bench(args.llama_src).parent / "llama-batched-bench"
+    layouts = [False, True] if args.unified_too else [False]
+    backends = {u: LlamaBackend(args.model, _settings(args, u)) for u in layouts}
+    prompts = [tuple(backends[False].tokenize(p, add_bos=True)) for p in _prompts(args.prompts)]
+    length = round(sum(map(len, prompts)) / len(prompts))
+    shape = (length, args.new_tokens, args.batch)
+    ours: dict[bool, list[float]] = {u: [] for u in layouts}
+    theirs: list[float] = []
+    try:
+        for round_ in range(args.rounds):
+            for unified, backend in backends.items():
+                generations, seconds = timed_generation(
+                    backend, prompts, args.batch, args.new_tokens
+                )
+                ours[unified].append(sum(len(g.tokens) for g in generations) / seconds)
+            line = batched_bench(batched, args.model, args.threads, args.n_gpu_layers, shape, 4096)
+            if not line:
+                raise SystemExit("llama-batched-bench printed no result line")
+            theirs.append(line["pl"] * line["tg"] / line["t"])  # prefill counted: B·N / T
+            shown = ", ".join(
+                f"{'unified' if u else 'streams'} {r[-1]:.1f}" for u, r in ours.items()
+            )
+            print(f"round {round_ + 1}: ggflip {shown}; llama-batched-bench {theirs[-1]:.1f} "
+                  f"(S_TG {line['speed_tg']:.1f}) tok/s; load {_load()}")  # fmt: skip
+    finally:
+        for backend in backends.values():
+            backend.close()
+    print(f"batch {args.batch}, prompts of ~{length} tokens, {args.new_tokens} new tokens, "
+          f"{args.threads} threads, {args.rounds} rounds alternating, prefill counted on both "
+          f"sides")  # fmt: skip
+    for unified, rates in ours.items():
+        name = "unified KV (as before)" if unified else "KV stream per sequence"
+        ratio = sum(rates) / sum(theirs)
+        print(f"RATIO ggflip generate ({name}) / llama-batched-bench: {ratio:.2f}x "
+              f"(rounds {', '.join(f'{a / b:.2f}' for a, b in zip(rates, theirs))}); load "
+              f"{_load()}")  # fmt: skip
+
+
 def ggflip_rates(args: argparse.Namespace) -> dict[str, float]:
     """Batched generation and the teacher-forced pass through ggflip's llama.cpp backend."""
     from ggflip.backends.base import ScoreRequest
     from ggflip.backends.leases import collect
     from ggflip.backends.llama import LlamaBackend
-    from ggflip.config.models_toml import LlamaSettings
 
-    settings = LlamaSettings(
-        n_ctx=args.n_ctx,
-        n_threads=args.threads,
-        n_gpu_layers=args.n_gpu_layers,
-        n_seq_max=max(args.batch + 1, 2),
-    )
-    backend = LlamaBackend(args.model, settings)
+    backend = LlamaBackend(args.model, _settings(args, unified=False))
     try:
         prompts = [tuple(backend.tokenize(p, add_bos=True)) for p in _prompts(args.prompts)]
         generations, gen_seconds = timed_generation(backend, prompts, args.batch, args.new_tokens)
@@ -164,8 +225,20 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128, help="new tokens (default 128)")
     parser.add_argument("--llama-src", type=Path, help="an unpacked llama-cpp-python sdist")
     parser.add_argument("--skip-llama-bench", action="store_true")
+    parser.add_argument(
+        "--ratio-only",
+        action="store_true",
+        help="only ggflip against llama-batched-bench, alternating (the ratio lines)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of --ratio-only")
+    parser.add_argument(
+        "--unified-too", action="store_true", help="--ratio-only on the unified KV cache as well"
+    )
     args = parser.parse_args()
     print(f"load average before: {_load()}", file=sys.stderr)
+    if args.ratio_only:
+        alternating_ratio(args)
+        return
     ours = ggflip_rates(args)
     theirs = completion_rate(args)
     tools = {} if args.skip_llama_bench else llama_tools(args)

@@ -2,6 +2,8 @@
 
     bash benchmarks/gpu.sh                 # a fresh GPU machine with PyPI: about 10 minutes
     python benchmarks/gpu.py --cpu-smoke --llama-build /tmp/llama-build   # CPU, smallest sizes
+    python benchmarks/gpu.py --cpu-full --budget-s 1800 --llama-build /tmp/llama-build
+                                           # CPU: every ratio at sizes filling the budget
 
 1. On a GPU (`nvidia-smi` answers), builds llama-cpp-python with CUDA into a venv and runs again
    there (`gpu_setup.py`); on a CPU it uses the installed llama-cpp-python and says the CUDA
@@ -59,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cpu-smoke", action="store_true", help="the smallest sizes (default on a CPU)"
     )
     parser.add_argument(
+        "--cpu-full",
+        action="store_true",
+        help="on a CPU, sizes that fill --budget-s and the CPU targets (not the smoke run)",
+    )
+    parser.add_argument(
         "--out", type=Path, help="results JSON (default: $OUT/gpu.json or out/gpu/gpu.json)"
     )
     parser.add_argument(
@@ -105,15 +112,17 @@ class Clock:
 
 def child_generate(config: dict) -> dict:
     """ggflip's side of the generation comparison, in this process: load (untimed), then the
-    batch's prompts generated together, prefill included."""
+    batch's prompts generated together, prefill included, on the KV layout the engine picks for
+    prompts without shared shots (`ggflip.generate.spec.kv_layout`: a stream per sequence, each
+    of its share of llama-batched-bench's `n_ctx`, as llama-batched-bench lays them out)."""
     from generation_speed import timed_generation
 
     from ggflip.backends.llama import LlamaBackend
     from ggflip.config.models_toml import LlamaSettings
 
     settings = LlamaSettings(
-        n_ctx=config["n_ctx"], n_threads=config["threads"],
-        n_gpu_layers=config["n_gpu_layers"], n_seq_max=config["batch"],
+        n_ctx=config["n_ctx"] // config["batch"], n_threads=config["threads"],
+        n_gpu_layers=config["n_gpu_layers"], n_seq_max=config["batch"], kv_unified=False,
     )  # fmt: skip
     backend = LlamaBackend(Path(config["model"]), settings)
     try:
@@ -134,6 +143,7 @@ class Bench:
         self.f16 = models["F16"]
         self.sizes = plan.SMOKE
         self.skipped: list[str] = []
+        self.targets = plan.TARGETS if args.n_gpu_layers else plan.CPU_TARGETS
 
     def pp512(self) -> float:
         bench = self.bin_dir / "llama-bench"
@@ -156,7 +166,7 @@ class Bench:
         after = self.pp512()
         loads.append(load_average())
         entry = plan.comparison(
-            name, [result["tokens"] / result["seconds"]], [before, after],
+            name, [result["tokens"] / result["seconds"]], [before, after], self.targets,
             questions=result["n"], tokens=result["tokens"], rows=result["rows"],
             seconds=result["seconds"], peak_rss_mib=result["rss_mib"], load_average=loads,
         )  # fmt: skip
@@ -207,7 +217,7 @@ class Bench:
                 "llama_record_bytes": llama["baseline_bytes"],
             })  # fmt: skip
         return plan.comparison(
-            "corpus", ours, theirs, chunks=report["n_chunks"], ctx=report["ctx"],
+            "corpus", ours, theirs, self.targets, chunks=report["n_chunks"], ctx=report["ctx"],
             quant=self.args.quant,
             tokens_per_side=tokens, rounds=rounds, load_average=loads,
         )  # fmt: skip
@@ -242,7 +252,7 @@ class Bench:
             loads.append(load_average())
         return plan.comparison(
             "generation", [o["generated"] / o["seconds"] for o in ours],
-            [s.gen_batch * s.gen_tokens / line["t"] for line in lines],
+            [s.gen_batch * s.gen_tokens / line["t"] for line in lines], self.targets,
             batch=s.gen_batch, prompt_tokens=s.gen_prompt, new_tokens=s.gen_tokens, ggflip=ours,
             llama_batched_bench=lines, load_average=loads,
         )  # fmt: skip
@@ -358,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     text = kld.mmlu_corpus(args.work / "mmlu_corpus.txt")
     timings["models_s"] = clock.elapsed() - sum(timings.values())
     bench = Bench(args, bin_dir, models, text)
-    measurements, cuts = run_measurements(bench, clock, args.cpu_smoke or gpu is None)
+    smoke = args.cpu_smoke or (gpu is None and not args.cpu_full)
+    measurements, cuts = run_measurements(bench, clock, smoke)
     timings["measure_s"] = clock.elapsed() - sum(timings.values())
     started = datetime.fromtimestamp(clock.started, timezone.utc)
     doc = {

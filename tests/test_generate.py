@@ -307,3 +307,21 @@ def test_top_margin_equals_a_sort_of_the_row() -> None:
         assert best == int(np.argmax(row))
         assert margin == float(ordered[-1] - ordered[-2])
     assert top_margin(tied)[1] == 0.0
+
+
+def test_top_margins_of_a_batch_equal_a_sort_of_each_row_and_leave_the_rows_as_they_were() -> None:
+    """The batched choice (every live sequence's row at once) against a sort of each row."""
+    from ggflip.backends.greedy import top_margins
+
+    rng = np.random.default_rng(6)
+    rows = rng.standard_normal((4, 1000)).astype(np.float32)
+    rows[1, 0] = rows[2, -1] = 9.0  # best first, best last
+    rows[3, [10, 700]] = 9.0  # tied
+    before = rows.copy()
+    tokens, margins = top_margins(rows)
+    assert np.array_equal(rows, before)
+    for row, token, margin in zip(before, tokens, margins):
+        ordered = np.sort(row)
+        assert token == int(np.argmax(row))
+        assert margin == float(ordered[-1] - ordered[-2])
+    assert margins[3] == 0.0

@@ -115,13 +115,13 @@ class TestKeys:
         }  # fmt: skip
         assert set(numeric_settings(LlamaSettings())) == before
         assert set(NUMERIC_SETTINGS) - before == {
-            "type_k", "type_v", "offload_kqv", "op_offload", "swa_full",
+            "type_k", "type_v", "offload_kqv", "op_offload", "swa_full", "kv_unified",
         }  # fmt: skip
 
     @pytest.mark.parametrize(
         "change",
         [{"type_k": "q8_0"}, {"type_v": "q8_0", "flash_attn": True}, {"swa_full": False},
-         {"offload_kqv": False}, {"op_offload": False}],
+         {"offload_kqv": False}, {"op_offload": False}, {"kv_unified": False}],
     )  # fmt: skip
     def test_each_setting_changes_the_key(self, change: dict[str, object]) -> None:
         import dataclasses

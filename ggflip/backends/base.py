@@ -82,7 +82,8 @@ class ModelProbe:
     file_size: int = 0
     n_params: int = 0
     chat_template_digest: str | None = None  # a digest of tokenizer.chat_template, None if none
-    # `ggflip.gguf.memory.Memory.to_json()` at the context the backend opens the model with, or
+    # `ggflip.gguf.memory.Memory.to_json()` at the context the backend opens the model with, in
+    # one unified KV cache as a user runs it (whatever layout the run itself decodes on), or
     # None and the reason it is not known.
     memory: dict[str, Any] | None = None
     memory_unknown: str | None = "this backend does not size models"
@@ -90,6 +91,7 @@ class ModelProbe:
     def memory_facts(self) -> dict[str, Any]:
         """The `memory` and `memory_unknown` keys every report's model entry carries."""
         return {"memory": self.memory, "memory_unknown": self.memory_unknown}
+
     context_length: int | None = None  # the trained context (`<arch>.context_length`), if known
     imatrix: dict[str, Any] = field(default_factory=dict)  # `gguf.header.imatrix_provenance`
 

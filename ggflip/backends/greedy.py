@@ -20,18 +20,31 @@ EOS, STOP, LENGTH = "eos", "stop", "length"
 
 
 def top_margin(row: NDArray[np.floating]) -> tuple[int, float]:
-    """The argmax of a logits row and its lead over the runner-up (0 for a tie).
+    """The argmax of a logits row and its lead over the runner-up (0 for a tie)."""
+    tokens, margins = top_margins(row[np.newaxis])
+    return int(tokens[0]), float(margins[0])
 
-    Three linear passes (argmax, then the max on each side of it) rather than a partition of the
-    row: on a 262,144-token vocabulary this is the difference between ~0.1 and ~1.5 ms per
-    generated token of every live sequence.
+
+def top_margins(rows: NDArray[np.floating]) -> tuple[NDArray[np.intp], NDArray[np.floating]]:
+    """The argmax of each logits row and its lead over the row's runner-up (0 for a tie), for
+    every row at once.
+
+    Two linear passes over the rows (argmax; then the max with each argmax entry set to -inf,
+    put back after) rather than a partition of each row or a pass per sequence: on a
+    262,144-token vocabulary a partition costs ~1.5 ms per row. The rows are changed only
+    while this runs.
     """
-    best = int(np.argmax(row))
-    if row.shape[0] < 2:
-        return best, float("inf")
-    before = row[:best].max() if best > 0 else -np.inf
-    after = row[best + 1 :].max() if best + 1 < row.shape[0] else -np.inf
-    return best, float(row[best] - max(before, after))
+    tokens = np.argmax(rows, axis=1)
+    if rows.shape[1] < 2:
+        return tokens, np.full(rows.shape[0], np.inf)
+    index = np.arange(rows.shape[0])
+    best = rows[index, tokens].copy()
+    rows[index, tokens] = -np.inf
+    try:
+        runner_up = rows.max(axis=1)
+    finally:
+        rows[index, tokens] = best
+    return tokens, (best - runner_up).astype(np.float64)
 
 
 class GreedySequence:
@@ -63,7 +76,11 @@ class GreedySequence:
 
     def step(self, row: NDArray[np.floating]) -> int:
         """Choose the next token from the logits after the sequence so far; returns it."""
-        token, margin = top_margin(row)
+        return self.choose(*top_margin(row))
+
+    def choose(self, token: int, margin: float) -> int:
+        """Take `token`, the argmax of the next logits row, `margin` ahead of the runner-up;
+        returns it."""
         self.tokens.append(token)
         self.margins.append(margin)
         if self._is_end(token):

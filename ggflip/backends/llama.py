@@ -9,8 +9,10 @@ prefix tokens share it: the prefix is decoded once into sequence 0, kept in the 
 the next calls repeat it (consecutive questions of one MMLU subject), and copied into each
 request's sequence with `llama_memory_seq_cp` (with the unified KV cache this adds a sequence
 id to the same cells, no copy), so only each request's own tail is decoded. Greedy generation
-(`generate`, `ggflip.backends.llama_generate`) prefills its prompts the same way. Native logs
-go to Python logging (`ggflip.llama`).
+(`generate`, `ggflip.backends.llama_generate`) prefills its prompts the same way. With `kv_unified`
+off (runs that share no prefix, `ggflip.choice.spec.kv_layout`) each sequence has a KV stream
+of its own, `n_ctx` cells, attending only over them, and the hints are ignored. Native logs go
+to Python logging (`ggflip.llama`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from numpy.typing import NDArray
 
 from ggflip.backends.base import ModelProbe, ScoreRequest
 from ggflip.backends.busy import warn_if_busy
+from ggflip.backends.context_params import batch_sizes, context_params, set_mmap
 from ggflip.backends.devices import (
     check_reachable,
     device_descriptions,
@@ -39,12 +42,8 @@ from ggflip.backends.row_buffers import RowBuffers
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 from ggflip.errors import BackendError, ModelFileError
 from ggflip.gguf.header import GgufHeader, file_identity, read_header
-from ggflip.gguf.kv_cache_types import KV_CACHE_TYPES
 from ggflip.gguf.memory import memory_or_reason
 from ggflip.llama_log import llama_errors_since, mark_llama_log
-
-# The sliding-window layers' KV cache at full context size: llama.cpp's context default, set
-# explicitly so that `context_memory` sizes the cache the backend really allocates.
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -63,48 +62,6 @@ def _llama():  # type: ignore[no-untyped-def]
             llama_cpp.llama_backend_init()
             _initialized = True
     return llama_cpp
-
-
-def set_mmap(lib: Any, model_params: Any, use_mmap: bool) -> None:
-    """Apply `use_mmap` to llama_model_params, whichever form this llama.cpp has.
-
-    Older llama.cpp has a `use_mmap` flag; newer replaces it with `load_mode`, where AUTO
-    (the default) maps the file and NONE reads it into memory.
-    """
-    fields = {name for name, *_ in type(model_params)._fields_}
-    if "use_mmap" in fields:
-        model_params.use_mmap = use_mmap
-    elif "load_mode" in fields and not use_mmap:
-        model_params.load_mode = lib.LLAMA_LOAD_MODE_NONE
-
-
-def batch_sizes(settings: LlamaSettings) -> tuple[int, int]:
-    """(n_batch, n_ubatch) as llama.cpp caps them: at n_ctx, and n_ubatch at n_batch."""
-    n_batch = min(settings.n_batch, settings.n_ctx)
-    return n_batch, min(settings.n_ubatch, n_batch)
-
-
-def context_params(lib: Any, settings: LlamaSettings) -> Any:
-    """llama_context_params for `settings` (one unified KV cache of the settings' types)."""
-    ctx_params = lib.llama_context_default_params()
-    ctx_params.n_ctx = settings.n_ctx
-    ctx_params.n_batch, ctx_params.n_ubatch = batch_sizes(settings)
-    ctx_params.n_seq_max = settings.n_seq_max
-    ctx_params.n_threads = settings.resolved_threads()
-    ctx_params.n_threads_batch = settings.resolved_threads()
-    ctx_params.kv_unified = True
-    ctx_params.flash_attn_type = (
-        lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        if settings.flash_attn
-        else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    )
-    ctx_params.type_k = KV_CACHE_TYPES[settings.type_k]
-    ctx_params.type_v = KV_CACHE_TYPES[settings.type_v]
-    ctx_params.offload_kqv = settings.offload_kqv
-    ctx_params.op_offload = settings.op_offload
-    ctx_params.swa_full = settings.swa_full
-    ctx_params.no_perf = True
-    return ctx_params
 
 
 class LlamaBackend(GreedyGeneration, SlicedLogits):
@@ -149,14 +106,17 @@ class LlamaBackend(GreedyGeneration, SlicedLogits):
                 f"{path}: llama.cpp could not create a context with n_ctx={settings.n_ctx}, KV "
                 f"cache K {settings.type_k} V {settings.type_v} ({fix}): {reason}"
             )
-        self._n_ctx = int(lib.llama_n_ctx(self._ctx))
+        self._n_ctx = int(lib.llama_n_ctx_seq(self._ctx))  # the cells one sequence can use
+        self._n_cells = int(lib.llama_n_ctx(self._ctx))  # the cells of all sequences together
         self._n_batch = int(lib.llama_n_batch(self._ctx))
         self._n_ubatch = int(lib.llama_n_ubatch(self._ctx))
         self._n_seq_max = settings.n_seq_max
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
         self._memory = lib.llama_get_memory(self._ctx)
         self._path = path
-        self._share_prefixes = settings.n_seq_max > 1
+        # llama_memory_seq_cp between streams copies whole streams: prefixes are shared only in
+        # a unified cache
+        self._share_prefixes = settings.n_seq_max > 1 and settings.kv_unified
         self._cached_prefix: tuple[int, ...] | None = None
         self._rows = RowBuffers(self._n_vocab)
 
@@ -208,7 +168,7 @@ class LlamaBackend(GreedyGeneration, SlicedLogits):
             self._decode_shared(prefix, members, requests, results)
         if plain:
             self._forget_prefix()
-            for wave in self._waves([requests[i] for i in plain], self._n_seq_max, self._n_ctx):
+            for wave in self._waves([requests[i] for i in plain], self._n_seq_max, self._n_cells):
                 self._lib.llama_memory_clear(self._memory, True)
                 self._decode_wave(
                     [(seq, plain[i], requests[plain[i]], 0) for seq, i in enumerate(wave)], results
@@ -348,9 +308,12 @@ def llama_build() -> dict[str, Any]:
 
 
 def context_memory(header: GgufHeader, settings: LlamaSettings) -> dict[str, Any]:
-    """`memory`/`memory_unknown` of a model as `LlamaBackend` opens it (`context_params`): n_ctx,
-    n_seq_max, the KV-cache types and swa_full from `settings` in one unified cache, n_ubatch
-    capped as llama.cpp caps it (`batch_sizes`)."""
+    """`memory`/`memory_unknown` of a model at `settings`' context as a user runs it: one
+    unified KV cache of `n_ctx` cells, of the settings' KV types and swa_full, n_ubatch capped
+    as llama.cpp caps it (`batch_sizes`). A run whose requests share no prefix decodes on a
+    stream per sequence (`kv_unified` off, `llama_n_ctx` cells: n_seq_max times as many), a
+    layout for speed whose cache no user's own run needs, so it is not what `memory` counts:
+    files are compared (`ggflip pick`) at the memory they need, whichever layout measured them."""
     memory, reason = memory_or_reason(
         header,
         settings.n_ctx,

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ggflip.backends.base import GenerateRequest, Generation, ScoreRequest
-from ggflip.backends.greedy import LENGTH, GreedySequence
+from ggflip.backends.greedy import LENGTH, GreedySequence, top_margins
 from ggflip.errors import BackendError
 
 
@@ -33,6 +33,7 @@ class GreedyGeneration:
     _vocab: Any
     _n_vocab: int
     _n_ctx: int
+    _n_cells: int
     _n_seq_max: int
     _path: Path
     _share_prefixes: bool
@@ -62,7 +63,7 @@ class GreedyGeneration:
                     f"ones do not fit n_ctx={self._n_ctx} (raise n_ctx in models.toml)"
                 )
         prefix = self._common_generation_prefix(requests)
-        budget = self._n_ctx - len(prefix)
+        budget = self._n_cells - len(prefix)
         seqs = self._n_seq_max - 1 if prefix else self._n_seq_max
         sized = [
             ScoreRequest(r.tokens[len(prefix) :] + (0,) * r.max_new_tokens, ()) for r in requests
@@ -124,21 +125,25 @@ class GreedyGeneration:
         )
         for (_, sequence), logits in zip(live, rows):
             sequence.step(logits[0])
+        while live := [(seq, s) for seq, s in live if s.live]:
+            self._step(live)
+
+    def _step(self, live: list[tuple[int, GreedySequence]]) -> None:
+        """One decode of every live sequence's last token; the next tokens and their margins
+        chosen for all of them at once, from the rows llama.cpp leaves in batch order."""
         batch = self._batch
-        while True:
-            live = [(seq, s) for seq, s in live if s.live]
-            if not live:
-                return
-            for slot, (seq, sequence) in enumerate(live):
-                batch.token[slot] = sequence.tokens[-1]
-                batch.pos[slot] = sequence.position
-                batch.n_seq_id[slot] = 1
-                batch.seq_id[slot][0] = seq
-                batch.logits[slot] = True
-            batch.n_tokens = len(live)
-            status = self._lib.llama_decode(self._ctx, batch)
-            if status != 0:
-                raise BackendError(f"{self._path}: llama_decode failed with status {status}")
-            for slot, (_, sequence) in enumerate(live):
-                pointer = self._lib.llama_get_logits_ith(self._ctx, slot)
-                sequence.step(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)))
+        for slot, (seq, sequence) in enumerate(live):
+            batch.token[slot] = sequence.tokens[-1]
+            batch.pos[slot] = sequence.position
+            batch.n_seq_id[slot] = 1
+            batch.seq_id[slot][0] = seq
+            batch.logits[slot] = True
+        batch.n_tokens = len(live)
+        status = self._lib.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise BackendError(f"{self._path}: llama_decode failed with status {status}")
+        pointer = self._lib.llama_get_logits(self._ctx)
+        rows = np.ctypeslib.as_array(pointer, shape=(len(live), self._n_vocab))
+        tokens, margins = top_margins(rows)
+        for (_, sequence), token, margin in zip(live, tokens.tolist(), margins.tolist()):
+            sequence.choose(token, margin)

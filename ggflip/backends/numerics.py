@@ -17,10 +17,14 @@ A llama setting enters the key when it can change a logit:
   `ggflip.gguf.kv_cache_types`): a quantized cache rounds every key and value it stores;
 * `offload_kqv`, `op_offload` (with GPU layers: where the KV cache and attention, and the ops on
   host weights, run) and `swa_full` (the sliding-window layers' cache size, which changes which
-  cells a decode attends over and how they are laid out).
+  cells a decode attends over and how they are laid out);
+* `kv_unified`: one KV cache all sequences share (each token's attention runs over every
+  sequence's cells under a mask, and ubatches are split another way) or a stream per sequence;
+  the choice engine turns it off for runs that share no prefix (`ggflip.choice.spec.kv_layout`).
 
-The settings added with the KV cache (`LATER_SETTINGS`) enter a key only when they differ from
-their defaults, so a baseline cached before they existed (at those defaults) keeps its key.
+The settings added with the KV cache and `kv_unified` (`LATER_SETTINGS`) enter a key only when
+they differ from their defaults, so a baseline cached before they existed (at those defaults)
+keeps its key.
 
 Two settings are left out, because they cannot change a result:
 
@@ -46,6 +50,16 @@ from typing import Any
 from ggflip.backends.threads import scoring_workers
 from ggflip.config.models_toml import LlamaSettings, ModelSpec
 
+LATER_SETTINGS: tuple[str, ...] = (
+    "type_k",
+    "type_v",
+    "offload_kqv",
+    "op_offload",
+    "swa_full",
+    "kv_unified",
+)
+"""The settings of `NUMERIC_SETTINGS` that key a baseline only when not at their defaults."""
+
 NUMERIC_SETTINGS: tuple[str, ...] = (
     "n_ctx",
     "n_batch",
@@ -57,16 +71,9 @@ NUMERIC_SETTINGS: tuple[str, ...] = (
     "tensor_split",
     "rpc_servers",
     "repack",
-    "type_k",
-    "type_v",
-    "offload_kqv",
-    "op_offload",
-    "swa_full",
+    *LATER_SETTINGS,
 )
 """The llama settings that can change a logit, so they key a cached baseline."""
-
-LATER_SETTINGS: tuple[str, ...] = ("type_k", "type_v", "offload_kqv", "op_offload", "swa_full")
-"""The settings of `NUMERIC_SETTINGS` that key a baseline only when not at their defaults."""
 
 _DEFAULTS = dataclasses.asdict(LlamaSettings())
 

@@ -36,7 +36,7 @@ from ggflip.choice.report import (
 )
 from ggflip.choice.resume import computed_with, key_parts, model_key
 from ggflip.choice.row_store import StoredQuestions, StoreSession
-from ggflip.choice.spec import RunSpec, floor_batch_size
+from ggflip.choice.spec import RunSpec, floor_batch_size, kv_layout
 from ggflip.choice.verdicts import with_equivalence, with_verdict
 from ggflip.config.labels import settings_diff
 from ggflip.config.models_toml import ModelSpec
@@ -63,6 +63,7 @@ def run_comparison(spec: RunSpec, factory: BackendFactory) -> Generator[Event, N
         ModelFileError, VocabMismatchError, BackendError, CacheError, DiskFullError: before
         scoring for bad inputs, or when llama.cpp fails mid-run.
     """
+    spec = kv_layout(spec)
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)

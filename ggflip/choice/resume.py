@@ -12,7 +12,7 @@ from typing import Any
 
 from ggflip.backends.base import BackendFactory, ModelProbe
 from ggflip.choice.cache import BaselineCache
-from ggflip.choice.spec import RunSpec
+from ggflip.choice.spec import RunSpec, kv_layout
 from ggflip.config.models_toml import ModelSpec
 from ggflip.store.keys import cache_key
 
@@ -64,6 +64,7 @@ def run_progress(spec: RunSpec, factory: BackendFactory) -> dict[str, int]:
     Raises:
         ModelFileError: a model file is missing or unreadable (as `run_comparison` would).
     """
+    spec = kv_layout(spec)
     models = spec.model_set.models
     probes = [factory.probe(model) for model in models]
     key = cache_key(key_parts(spec, probes[0], factory))

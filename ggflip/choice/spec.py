@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ggflip.choice.row_store import RowStore
 from ggflip.config.models_toml import ModelSet
+from ggflip.runs.kv_streams import with_kv_streams
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.scoring.topk import DEFAULT_TAIL_SAMPLES
 from ggflip.tasks.calibration import CalibrationOverlap
@@ -73,3 +75,27 @@ def floor_batch_size(batch_size: int) -> int:
     One question per decode when the run packs several, else four.
     """
     return 1 if batch_size > 1 else 4
+
+
+def shares_prefixes(spec: RunSpec) -> bool:
+    """Whether the run's requests may share a prefix: with prefix reuse on, a cloze question's
+    choices share their context, and few-shot letter prompts their shots (a 0-shot letter run's
+    only common text is the task's header, not worth sharing)."""
+    prompt_set = spec.prompt_set
+    return spec.share_prefixes and (prompt_set.mode == "cloze" or prompt_set.n_shots > 0)
+
+
+def kv_layout(spec: RunSpec) -> RunSpec:
+    """`spec` with its models' KV cache laid out for its requests: unchanged when they may share
+    a prefix (which needs llama.cpp's unified cache), else a stream per sequence (`kv_unified`
+    off, which attends over each sequence's own cells only: faster), in as many streams as one
+    llama.cpp call of the run (or of its noise floor) fills: a request per question, or per
+    choice in cloze mode. The layout keys the baseline (`ggflip.backends.numerics`), so
+    baselines of either layout are never mixed."""
+    if shares_prefixes(spec):
+        return spec
+    per_question = 1
+    if spec.prompt_set.mode == "cloze":
+        per_question = max(len(q.choices) for q in spec.questions.questions)
+    streams = max(spec.batch_size, floor_batch_size(spec.batch_size)) * per_question
+    return dataclasses.replace(spec, model_set=with_kv_streams(spec.model_set, streams))

@@ -75,6 +75,8 @@ class LlamaSettings:
     offload_kqv: bool = True  # with GPU layers: the KV cache and attention on the GPU
     op_offload: bool = True  # with GPU layers: host-weight ops offloaded to the GPU
     swa_full: bool = True  # full-size cache for sliding-window layers (llama.cpp's default here)
+    # one KV cache all sequences share (prefix sharing needs it), else one n_ctx stream each
+    kv_unified: bool = True
 
     def resolved_threads(self) -> int:
         """Threads to give llama.cpp: the setting, or every core when it is 0."""

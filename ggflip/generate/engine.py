@@ -38,7 +38,7 @@ from ggflip.generate.plan import StoredUnits, answer_rules, has_gold, key_parts,
 from ggflip.generate.quant import compare_quant
 from ggflip.generate.records import GenerationCache
 from ggflip.generate.report import GenBaseline, GenQuant, GenReport, SkippedTurn
-from ggflip.generate.spec import GenSpec
+from ggflip.generate.spec import GenSpec, kv_layout
 from ggflip.runs.events import BaselineFromCache
 from ggflip.runs.vocab import check_vocabularies
 from ggflip.store.keys import cache_key
@@ -76,6 +76,7 @@ def run_generation(spec: GenSpec, factory: BackendFactory) -> Generator[object, 
     Raises:
         ModelFileError, VocabMismatchError, DataError, BackendError, CacheError, DiskFullError.
     """
+    spec = kv_layout(spec)
     model_set = spec.model_set
     probes = [factory.probe(model) for model in model_set.models]
     check_vocabularies(model_set, probes)

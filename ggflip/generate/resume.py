@@ -5,7 +5,7 @@ from __future__ import annotations
 from ggflip.backends.base import BackendFactory
 from ggflip.generate.plan import key_parts, model_key
 from ggflip.generate.records import GenerationCache
-from ggflip.generate.spec import GenSpec
+from ggflip.generate.spec import GenSpec, kv_layout
 from ggflip.runs.resume import is_unfinished
 from ggflip.store.keys import cache_key
 
@@ -19,6 +19,7 @@ def stored_turns(spec: GenSpec, factory: BackendFactory) -> tuple[dict[str, int]
     Raises:
         ModelFileError: a model file is missing or unreadable (as `run_generation` would).
     """
+    spec = kv_layout(spec)
     if spec.run_store is None:
         return {}, 0
     models = spec.model_set.models

@@ -10,12 +10,14 @@ optional system message first, the baseline's template for every model of the se
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ggflip.config.models_toml import ModelSet
 from ggflip.errors import DataError
+from ggflip.runs.kv_streams import with_kv_streams
 from ggflip.scoring.equivalence import DEFAULT_MARGINS, Margins
 from ggflip.store.rowdb import RowStore
 from ggflip.tasks.generation import GenItem, GenTask, render_plain
@@ -62,6 +64,16 @@ class GenSpec:
             for i, item in enumerate(self.items)
             if turn < len(item.turns)
         ]
+
+
+def kv_layout(spec: GenSpec) -> GenSpec:
+    """`spec` with its models on a KV stream per sequence (`kv_unified` off: each sequence
+    attends over its own cells only, faster), one per prompt of a batch, when its prompts share
+    no prefix (chat prompts, or plain ones without shots); unchanged when they share the shots,
+    which needs llama.cpp's unified cache. The layout keys the baseline."""
+    if spec.shots and not spec.chat:
+        return spec
+    return dataclasses.replace(spec, model_set=with_kv_streams(spec.model_set, spec.batch_size))
 
 
 def render_chat(

@@ -19,7 +19,7 @@ from ggflip.backends.base import BackendFactory
 from ggflip.choice.cache import BaselineCache
 from ggflip.choice.resume import key_parts
 from ggflip.choice.setup import RunOptions, resolve_questions, run_spec
-from ggflip.choice.spec import RunSpec
+from ggflip.choice.spec import RunSpec, kv_layout
 from ggflip.config.models_toml import ModelSet
 from ggflip.errors import PackError, UsageError
 from ggflip.packs.archive import Pack, write_pack
@@ -74,6 +74,7 @@ def export_choice(spec: RunSpec, factory: BackendFactory, out: Path) -> Pack:
     Raises:
         PackError: the cache holds no entry for this baseline.
     """
+    spec = kv_layout(spec)  # as `run_comparison` laid it out, so the key is the run's
     model_set = spec.model_set
     probe = factory.probe(model_set.baseline)
     parts = key_parts(spec, probe, factory)
@@ -178,7 +179,7 @@ def choice_run_from_pack(
         options.baseline,
     )
     model_set, factory = pack_factory(model_set, pack.manifest["baseline"], allow_numerics_mismatch)
-    spec = choice_spec_from_pack(pack, options, model_set, task_given)
+    spec = kv_layout(choice_spec_from_pack(pack, options, model_set, task_given))
     check_key(key_parts(spec, factory.probe(model_set.baseline), factory), pack.manifest)
     install_pack(pack, spec.cache_dir, model_set.quants)
     return spec, factory

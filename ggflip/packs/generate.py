@@ -19,7 +19,7 @@ from ggflip.errors import PackError
 from ggflip.generate.plan import key_parts
 from ggflip.generate.records import GenerationCache
 from ggflip.generate.setup import GenOptions
-from ggflip.generate.spec import GenSpec
+from ggflip.generate.spec import GenSpec, kv_layout
 from ggflip.packs.archive import Pack, write_pack
 from ggflip.packs.baseline import (
     PackFactory,
@@ -53,6 +53,7 @@ def export_generation(spec: GenSpec, factory: BackendFactory, out: Path) -> Pack
     Raises:
         PackError: the cache holds no entry for this baseline.
     """
+    spec = kv_layout(spec)  # as `run_generation` laid it out, so the key is the run's
     model_set = spec.model_set
     probe = factory.probe(model_set.baseline)
     parts = key_parts(spec, probe, factory)
@@ -174,6 +175,7 @@ def gen_run_from_pack(
         scoring_threads=options.scoring_threads,
         margins=options.margins,
     )
+    spec = kv_layout(spec)  # as `run_generation` lays it out, so the key is the run's
     check_key(key_parts(spec, factory.probe(model_set.baseline), factory), manifest)
     install_pack(pack, spec.cache_dir, model_set.quants)
     return spec, factory
