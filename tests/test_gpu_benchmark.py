@@ -118,6 +118,15 @@ class TestDocument:
         doc = _document(plan, {"mmlu_0shot": zero, "corpus": corpus, "mmlu_5shot": five})
         assert plan.check_document(doc) == []
 
+    def test_a_cpu_run_is_judged_by_the_cpu_targets(self, plan: ModuleType) -> None:
+        """The issue's CPU targets: 0-shot 0.95x pp512 (0.9x on a GPU), cloze none (0.5x)."""
+        zero = plan.comparison("mmlu_0shot", [560.0], [600.0, 600.0], plan.CPU_TARGETS)
+        assert zero["target"] == 0.95 and zero["meets_target"] is False  # 0.933
+        assert plan.comparison("mmlu_0shot", [560.0], [600.0])["meets_target"] is True
+        cloze = plan.comparison("cloze", [100.0], [600.0], plan.CPU_TARGETS)
+        assert cloze["target"] is None and cloze["meets_target"] is None
+        assert plan.CPU_TARGETS.keys() == plan.TARGETS.keys()
+
     def test_a_malformed_document_is_refused(self, plan: ModuleType) -> None:
         good = plan.comparison("cloze", [300.0], [500.0, 700.0], load_average=[0.5, 0.7])
         tampered = {**good, "ratio": 0.6}  # 300 / 600 is 0.5
