@@ -22,7 +22,7 @@ from ggflip.choice.events import Event, QuestionScored, Resumed
 from ggflip.choice.report import QuantSummary, summarize_quant
 from ggflip.choice.requests import Prompts
 from ggflip.choice.row_store import BaseRecord, StoredQuestions
-from ggflip.choice.spec import RunSpec
+from ggflip.choice.spec import RunSpec, groups_by_length
 from ggflip.config.models_toml import ModelSpec
 from ggflip.errors import BackendError
 from ggflip.runs.events import BASELINE, QUANT
@@ -38,6 +38,23 @@ _Logits = list[tuple[int, list[NDArray[np.float32]]]]
 def _batches(n: int, size: int) -> Iterator[range]:
     for start in range(0, n, size):
         yield range(start, min(n, start + size))
+
+
+def _groups(spec: RunSpec, prompts: Prompts | None) -> list[list[int]]:
+    """The run's questions in llama.cpp calls of `spec.batch_size`: in question order, or, when the
+    run groups by length (`groups_by_length`: its prompts share no prefix, so each decodes on a KV
+    stream of its own), ordered by their longest request (ties by index) before they are cut, so
+    a call's prompts are about as long as each other. llama.cpp splits a call over KV streams
+    into ubatches of as many tokens from every sequence, so one short prompt beside three long
+    ones leaves the rest of the call in small ubatches. The order is a function of the questions
+    and the tokenizer alone (the same for every model of a run, and for a resumed run), and
+    `prompts` is None only where no question is decoded (question order then)."""
+    n = len(spec.questions.questions)
+    order = list(range(n))
+    if prompts is not None and groups_by_length(spec):
+        longest = [max((len(r.tokens) for r in prompts.requests[i]), default=0) for i in order]
+        order.sort(key=lambda i: (longest[i], i))
+    return [order[start : start + spec.batch_size] for start in range(0, n, spec.batch_size)]
 
 
 @dataclass(frozen=True)
@@ -71,8 +88,8 @@ def _restored_events(
     """`Resumed`, then a `QuestionScored` per restored question, in order (nothing when none)."""
     if restored:
         yield Resumed(label, role, len(restored), n)
-    for index in sorted(restored):
-        yield QuestionScored(label, role, index + 1, n, restored[index])
+    for done, index in enumerate(sorted(restored), 1):
+        yield QuestionScored(label, role, done, n, restored[index])
 
 
 def score_baseline(
@@ -102,12 +119,13 @@ def score_baseline(
         )
         skips = _restore_into(baseline, restored, prompts, stored)
         batches = []
-        for indexes in _batches(n, spec.batch_size):
+        for indexes in _groups(spec, prompts):
             pending = [i for i in indexes if i not in restored]
             skips.update({i: prompts.too_long[i] for i in pending if i in prompts.too_long})
             batches.append(_Batch(pending, [i for i in pending if i not in skips]))
         workers = factory.scoring_workers(spec.scoring_threads, model)
         score = _baseline_scorer(baseline, prompts)
+        done = len(restored)
         for batch, scored in overlapped(batches, _decoder(backend, prompts), score, workers):
             fresh: dict[int, tuple[int, str | None]] = {
                 i: (len(questions[i].choices), skips[i]) for i in batch.pending if i in skips
@@ -116,8 +134,9 @@ def score_baseline(
                 baseline.record(index, answer, blocks, records)
                 fresh[index] = (len(questions[index].choices), None)
             stored.record_baseline(baseline, fresh)
-            for index in batch.pending:
-                yield QuestionScored(model.label, BASELINE, index + 1, n, None)
+            for _ in batch.pending:
+                done += 1
+                yield QuestionScored(model.label, BASELINE, done, n, None)
     finally:
         backend.close()
     return baseline, skips
@@ -199,10 +218,7 @@ def score_quant(
     results: dict[int, QuestionRow | str] = dict(restored)
     shown = {i: r if isinstance(r, QuestionRow) else None for i, r in restored.items()}
     yield from _restored_events(model.label, role, n, shown)
-    batches = [
-        _Batch([i for i in indexes if i not in results], [])
-        for indexes in _batches(n, spec.batch_size)
-    ]
+    batches = [_Batch([i for i in g if i not in results], []) for g in _batches(n, spec.batch_size)]
     work: Iterable[tuple[_Batch, list[_QuantScored]]] = ((batch, []) for batch in batches)
     too_long: dict[int, str] = {}
     backend: Backend | None = None
@@ -215,11 +231,13 @@ def score_quant(
             too_long = {i: r for i, r in prompts.too_long.items() if i not in base_skips}
             unscorable = base_skips.keys() | too_long.keys()
             batches = [
-                _Batch(b.pending, [i for i in b.pending if i not in unscorable]) for b in batches
+                _Batch(pending, [i for i in pending if i not in unscorable])
+                for pending in ([i for i in g if i not in results] for g in _groups(spec, prompts))
             ]
             workers = factory.scoring_workers(spec.scoring_threads, model)
             score = _quant_scorer(baseline, prompts)
             work = overlapped(batches, _decoder(backend, prompts), score, workers)
+        done = len(restored)
         for batch, scored in work:
             fresh: dict[int, QuestionRow | str] = {
                 i: too_long[i] for i in batch.pending if i in too_long
@@ -233,7 +251,8 @@ def score_quant(
             for index in batch.pending:
                 item = fresh.get(index)
                 row = item if isinstance(item, QuestionRow) else None
-                yield QuestionScored(model.label, role, index + 1, n, row)
+                done += 1
+                yield QuestionScored(model.label, role, done, n, row)
     finally:
         if backend is not None:
             backend.close()

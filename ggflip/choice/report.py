@@ -12,8 +12,8 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
       "mode": "letter" | "cloze", "answer_rule": "sum" | "norm" | null, "n_shots": int,
       "baseline": {"label", "path", "accuracy", "accuracy_ci", "seconds", "from_cache",
                    "bits_per_weight", "file_size", "n_params", "memory", "memory_unknown",
-                   "computed_with": {"llama", "build", "batch_size", "prefix_reuse",
-                                     "tail_samples"}},
+                   "computed_with": {"llama", "build", "batch_size", "grouped_by"?,
+                                     "prefix_reuse", "tail_samples"}},
       "quants": [ {
           "label", "path", "n", "seconds", "questions_per_second",
           "bits_per_weight", "file_size", "n_params", "memory", "memory_unknown",
@@ -51,7 +51,9 @@ All rates are fractions in [0, 1], never percent. Intervals are `[low, high]` pa
 (cloze: averaged over every scored continuation token of every choice, `n_tokens` of them), as
 the baseline's compact record estimates it: `kl_lower_bound` (top K + merged tail, never above
 the exact KL) plus the sampled tail estimate (`ggflip.scoring.topk`). `computed_with` holds the
-llama settings and build that key the baseline cache (`ggflip.backends.numerics`).
+llama settings and build that key the baseline cache (`ggflip.backends.numerics`), the questions
+per llama.cpp call, and `grouped_by: "length"` where the calls group questions by prompt length
+(runs whose prompts share no prefix: `ggflip.choice.loop._groups`).
 Cloze rows carry each choice's summed and per-character log-likelihoods; letter rows leave
 those lists empty. `answer_rule` names which of the two picks the cloze answer; `base_probs`,
 `quant_probs`, `top_margin` and `kl_options` are the options' sequence probabilities renormalized

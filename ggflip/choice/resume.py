@@ -12,7 +12,7 @@ from typing import Any
 
 from ggflip.backends.base import BackendFactory, ModelProbe
 from ggflip.choice.cache import BaselineCache
-from ggflip.choice.spec import RunSpec, kv_layout
+from ggflip.choice.spec import RunSpec, groups_by_length, kv_layout
 from ggflip.config.models_toml import ModelSpec
 from ggflip.store.keys import cache_key
 
@@ -21,9 +21,11 @@ def computed_with(spec: RunSpec, factory: BackendFactory) -> dict[str, Any]:
     """How the baseline's numbers are computed: the settings and build that can change them
     (`BackendFactory.baseline_numerics`), the run's grouping of prompts into decodes, and the
     record kept."""
+    grouping = {"grouped_by": "length"} if groups_by_length(spec) else {}
     return {
         **factory.baseline_numerics(spec.model_set.baseline),
         "batch_size": spec.batch_size,
+        **grouping,
         "prefix_reuse": spec.share_prefixes,
         "tail_samples": spec.resolved_tail_samples,
     }

@@ -85,6 +85,14 @@ def shares_prefixes(spec: RunSpec) -> bool:
     return spec.share_prefixes and (prompt_set.mode == "cloze" or prompt_set.n_shots > 0)
 
 
+def groups_by_length(spec: RunSpec) -> bool:
+    """Whether the run's llama.cpp calls group questions by prompt length rather than in question
+    order (`ggflip.choice.loop._groups`): when its requests share no prefix (each on a KV stream
+    of its own) and a call holds more than one question. Prefix sharing needs question order
+    (consecutive questions of a subject share their shots)."""
+    return spec.batch_size > 1 and not shares_prefixes(spec)
+
+
 def kv_layout(spec: RunSpec) -> RunSpec:
     """`spec` with its models' KV cache laid out for its requests: unchanged when they may share
     a prefix (which needs llama.cpp's unified cache), else a stream per sequence (`kv_unified`
