@@ -12,6 +12,7 @@ import math
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ggflip.cli.main import main
@@ -213,64 +214,48 @@ def test_kv_streams_keep_the_arithmetic_of_grouping(
     assert max(abs(a / b - 1) for a, b in zip(grouped, alone)) > 0.5
 
 
-def test_a_prompt_alone_is_the_same_on_either_kv_layout() -> None:
-    """Why one question per call on KV streams stands for one per call on the unified cache in
-    `exact_kl`: four prompts, each decoded alone, give bit-identical logits on both layouts."""
-    import numpy as np
+PROMPTS = (
+    "The capital of France is",
+    "Question: 2 + 2 = ?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:",
+    "Water boils at a temperature of",
+    "The largest planet of the solar system is",
+)
 
+
+def _last_logits(per_call: int = len(PROMPTS), **changes: object) -> np.ndarray:
+    """The F16's logits at the last token of each of PROMPTS, `per_call` prompts per llama.cpp
+    call, with the demo baseline's llama settings at n_ctx 256 and `changes`."""
     from ggflip.backends.base import ScoreRequest
     from ggflip.backends.llama import LlamaBackend
     from ggflip.config.models_toml import load_models_toml
 
     baseline = load_models_toml(REPO / "models.toml").get_set("gemma-270m").baseline
-    texts = ["The capital of France is", "2 + 2 =", "Water boils at", "A, B, C, D. Answer:"]
-    rows = {}
-    for unified in (True, False):
-        settings = dataclasses.replace(
-            baseline.llama, n_ctx=256, n_seq_max=RUN_BATCH, kv_unified=unified
-        )
-        backend = LlamaBackend(baseline.path, settings)
-        try:
-            rows[unified] = []
-            for text in texts:
-                tokens = backend.tokenize(text, add_bos=True, special=False)
-                rows[unified] += backend.logits([ScoreRequest(tuple(tokens), (len(tokens) - 1,))])
-        finally:
-            backend.close()
-    for a, b in zip(rows[True], rows[False]):
-        assert np.array_equal(a, b)
+    settings = dataclasses.replace(baseline.llama, n_ctx=256, **changes)  # type: ignore[arg-type]
+    backend = LlamaBackend(baseline.path, settings)
+    try:
+        requests = []
+        for prompt in PROMPTS:
+            tokens = tuple(backend.tokenize(prompt, add_bos=True))
+            requests.append(ScoreRequest(tokens, (len(tokens) - 1,)))
+        rows = [
+            row
+            for start in range(0, len(requests), per_call)
+            for row in backend.logits(requests[start : start + per_call])
+        ]
+        return np.concatenate(rows)
+    finally:
+        backend.close()
+
+
+def test_a_prompt_alone_is_the_same_on_either_kv_layout() -> None:
+    """Why one question per call on KV streams stands for one per call on the unified cache in
+    `exact_kl`: four prompts, each decoded alone, give bit-identical logits on both layouts."""
+    unified = _last_logits(1, n_seq_max=RUN_BATCH, kv_unified=True)
+    assert np.array_equal(unified, _last_logits(1, n_seq_max=RUN_BATCH, kv_unified=False))
 
 
 def test_thread_count_leaves_logits_bit_identical_and_flash_attn_does_not() -> None:
     """Why `n_threads` is left out of the baseline key and `flash_attn` is in it."""
-    import dataclasses
-
-    import numpy as np
-
-    from ggflip.backends.base import ScoreRequest
-    from ggflip.backends.llama import LlamaBackend
-    from ggflip.config.models_toml import load_models_toml
-
-    baseline = load_models_toml(REPO / "models.toml").get_set("gemma-270m").baseline
-    prompts = [
-        "The capital of France is",
-        "Question: 2 + 2 = ?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:",
-        "Water boils at a temperature of",
-        "The largest planet of the solar system is",
-    ]
-
-    def logits(**changes: object) -> np.ndarray:
-        settings = dataclasses.replace(baseline.llama, n_ctx=256, **changes)  # type: ignore[arg-type]
-        backend = LlamaBackend(baseline.path, settings)
-        try:
-            requests = []
-            for prompt in prompts:
-                tokens = tuple(backend.tokenize(prompt, add_bos=True))
-                requests.append(ScoreRequest(tokens, (len(tokens) - 1,)))
-            return np.concatenate(backend.logits(requests))
-        finally:
-            backend.close()
-
-    one = logits(n_threads=1)
-    assert np.array_equal(one, logits(n_threads=2))
-    assert not np.array_equal(one, logits(n_threads=1, flash_attn=True))
+    one = _last_logits(n_threads=1)
+    assert np.array_equal(one, _last_logits(n_threads=2))
+    assert not np.array_equal(one, _last_logits(n_threads=1, flash_attn=True))

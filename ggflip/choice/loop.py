@@ -35,11 +35,6 @@ from ggflip.tasks.prompts import PromptSet
 _Logits = list[tuple[int, list[NDArray[np.float32]]]]
 
 
-def _batches(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
-
-
 def _groups(spec: RunSpec, prompts: Prompts | None) -> list[list[int]]:
     """The run's questions in llama.cpp calls of `spec.batch_size`: in question order, or, when the
     run groups by length (`groups_by_length`: its prompts share no prefix, so each decodes on a KV
@@ -47,8 +42,8 @@ def _groups(spec: RunSpec, prompts: Prompts | None) -> list[list[int]]:
     a call's prompts are about as long as each other. llama.cpp splits a call over KV streams
     into ubatches of as many tokens from every sequence, so one short prompt beside three long
     ones leaves the rest of the call in small ubatches. The order is a function of the questions
-    and the tokenizer alone (the same for every model of a run, and for a resumed run), and
-    `prompts` is None only where no question is decoded (question order then)."""
+    and the tokenizer alone (the same for every model of a run, and for a resumed run); without
+    `prompts` (a quant's pass before its model is loaded, to see what is left) question order."""
     n = len(spec.questions.questions)
     order = list(range(n))
     if prompts is not None and groups_by_length(spec):
@@ -218,7 +213,7 @@ def score_quant(
     results: dict[int, QuestionRow | str] = dict(restored)
     shown = {i: r if isinstance(r, QuestionRow) else None for i, r in restored.items()}
     yield from _restored_events(model.label, role, n, shown)
-    batches = [_Batch([i for i in g if i not in results], []) for g in _batches(n, spec.batch_size)]
+    batches = [_Batch([i for i in g if i not in results], []) for g in _groups(spec, None)]
     work: Iterable[tuple[_Batch, list[_QuantScored]]] = ((batch, []) for batch in batches)
     too_long: dict[int, str] = {}
     backend: Backend | None = None
